@@ -1,0 +1,32 @@
+# Two commands for a newcomer: `make run` and `make test`. Both start from nothing but
+# Python 3.11 and make: they create .venv and install the project into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test bench clean-data
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(INSTALLED)
+
+# Everything on one machine: embedded PostgreSQL, Temporal dev server + UI, worker, API.
+run: install
+	$(BIN)/python -m runner.run
+
+# The whole test suite against a throwaway PostgreSQL and Temporal's real server binaries.
+test: install
+	$(BIN)/python -m pytest
+
+# Benchmarks (not part of `make test`): prints a table and writes bench/results.md.
+bench: install
+	$(BIN)/python -m bench.run
+
+# Drops everything `make run` kept (database, Temporal history, documents).
+clean-data:
+	rm -rf data

@@ -1,0 +1,80 @@
+"""FastAPI dependencies: one database transaction per request, the current user, roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from api.temporal import TemporalClientHolder
+from core.errors import Forbidden, Unauthorized
+from core.security import decode_access_token
+from core.settings import Settings
+from models.users import Role, User
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """The request's unit of work: committed when the route returns (before the response is
+    sent, see scope="function"), rolled back on any error. Routes never commit."""
+    session: Session = request.app.state.sessionmaker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def get_temporal(request: Request) -> TemporalClientHolder:
+    return request.app.state.temporal
+
+
+TemporalDep = Annotated[TemporalClientHolder, Depends(get_temporal)]
+
+
+def get_current_user(session: SessionDep, settings: SettingsDep,
+                     token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    if not token:
+        raise Unauthorized("this call needs a bearer token (POST /v1/auth/token)")
+    claims = decode_access_token(settings, token)
+    user = session.get(User, claims.user_id)
+    # A deleted or blocked user, or one whose tokens were revoked, is refused at once.
+    if user is None or not user.is_active or user.token_version != claims.token_version:
+        raise Unauthorized("the access token is no longer valid")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[User], User]:
+    allowed = {r.value for r in roles}
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise Forbidden(f"this call is for {', '.join(sorted(allowed))}; you are {user.role}")
+        return user
+
+    return check
+
+
+OperatorUser = Annotated[User, Depends(require_roles(Role.operator))]
+OperatorOrCompliance = Annotated[User, Depends(require_roles(Role.operator, Role.compliance))]
+WalletOwner = Annotated[User, Depends(require_roles(Role.borrower, Role.investor))]
+BorrowerUser = Annotated[User, Depends(require_roles(Role.borrower))]
+InvestorUser = Annotated[User, Depends(require_roles(Role.investor))]

@@ -1,0 +1,55 @@
+"""The FastAPI application: a thin layer over PostgreSQL and Temporal."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import sessionmaker
+
+from api.problems import install_problem_handlers
+from api.routers import auth, health, users
+from api.temporal import TemporalClientHolder
+from core.db import make_engine
+from core.settings import Settings, get_settings
+
+log = logging.getLogger("api")
+
+
+def create_app(settings: Settings | None = None, temporal: TemporalClientHolder | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.DATABASE_URL, settings.DB_POOL_SIZE)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Connect to Temporal once; if it is not up yet, the first call that needs it
+        # connects (and /health says so meanwhile).
+        try:
+            await app.state.temporal.get()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("Temporal not reachable at start (%s); will retry on first use", exc)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Crowdlending platform API",
+        version="1",
+        description="Borrowers ask, investors fund, each loan is a durable Temporal workflow. "
+                    "Amounts are decimal strings (\"1234.56\"); errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
+    app.state.temporal = temporal or TemporalClientHolder(settings)
+    install_problem_handlers(app)
+    for module in (health, users, auth):
+        app.include_router(module.router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For uvicorn --factory."""
+    return create_app()

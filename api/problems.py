@@ -1,0 +1,75 @@
+"""RFC 9457 problem+json for every error: one base class (core.errors.PlatformError), one
+handler for it, and handlers that give validation and HTTP errors the same shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import PlatformError
+
+log = logging.getLogger("api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, type_slug: str, instance: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://errors.crowdlending.example/{type_slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return str(value)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlatformError)
+    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return problem(exc.status_code, exc.title, exc.detail, exc.type_slug, request.url.path,
+                       headers=headers, **_json_safe(exc.extra))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = [str(part) for part in err.get("loc", ())]
+            errors.append({"field": ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc),
+                           "location": loc[0] if loc else None,
+                           "message": err.get("msg"), "type": err.get("type")})
+        fields = ", ".join(e["field"] for e in errors if e["field"]) or "the request"
+        return problem(422, "Invalid request", f"invalid value for {fields}", "invalid-request",
+                       request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(
+            exc.status_code, "http-error")
+        return problem(exc.status_code, str(exc.detail) if exc.status_code != 404 else "Not found",
+                       str(exc.detail), slug, request.url.path, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred; nothing was half-done "
+                       "(the request's database transaction was rolled back)", "internal", request.url.path)

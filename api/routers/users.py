@@ -1,0 +1,70 @@
+"""Sign-up, the current user, the borrower's profile, and staff accounts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from fastapi import APIRouter, status
+from pydantic import EmailStr, Field
+from sqlalchemy import func, select
+
+from api.deps import BorrowerUser, CurrentUser, OperatorUser, SessionDep
+from api.schemas.base import StrictModel
+from api.schemas.users import ProfileIn, ProfileOut, UserCreate, UserOut
+from core.errors import Conflict
+from core.security import hash_password
+from ledger.accounts import open_wallet
+from models.users import BorrowerProfile, User
+
+router = APIRouter(prefix="/v1", tags=["users"])
+
+
+def create_user(session, email: str, password: str, role: str) -> User:
+    email = email.lower()
+    if session.scalar(select(func.count()).select_from(User).where(User.email == email)):
+        raise Conflict("a user with this email already exists")
+    user = User(email=email, password_hash=hash_password(password), role=role)
+    session.add(user)
+    session.flush()
+    if role in ("borrower", "investor"):
+        open_wallet(session, user.id, role)
+    return user
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+def register(body: UserCreate, session: SessionDep) -> User:
+    return create_user(session, str(body.email), body.password, body.role)
+
+
+@router.get("/users/me", response_model=UserOut)
+def me(user: CurrentUser) -> User:
+    return user
+
+
+@router.put("/users/me/profile", response_model=ProfileOut)
+def put_profile(body: ProfileIn, user: BorrowerUser, session: SessionDep) -> BorrowerProfile:
+    profile = session.get(BorrowerProfile, user.id, with_for_update=True)
+    now = datetime.now(timezone.utc)
+    if profile is None:
+        profile = BorrowerProfile(user_id=user.id, **body.model_dump(), updated_at=now)
+        session.add(profile)
+    else:
+        for field, value in body.model_dump().items():
+            setattr(profile, field, value)
+        profile.updated_at = now
+    session.flush()
+    return profile
+
+
+class StaffCreate(StrictModel):
+    email: EmailStr
+    password: str = Field(min_length=12, max_length=128)
+    role: Literal["operator", "compliance"]
+
+
+@router.post("/operator/users", status_code=status.HTTP_201_CREATED, response_model=UserOut,
+             tags=["operator"])
+def create_staff(body: StaffCreate, operator: OperatorUser, session: SessionDep) -> User:
+    """Operators create operator and compliance accounts; nobody can sign up as staff."""
+    return create_user(session, str(body.email), body.password, body.role)

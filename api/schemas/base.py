@@ -1,0 +1,51 @@
+"""Shared pieces of the API schemas: strict models and exact money."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from domain.money import format_money
+
+# The largest amount the platform accepts anywhere: one billion. NUMERIC(15,2) could hold
+# more, but an amount above this is a typo or an attack, not a loan.
+MAX_AMOUNT = Decimal("1000000000.00")
+
+
+def _parse_amount(value: Any) -> Any:
+    # JSON floats lose kopecks (0.1 + 0.2): amounts are strings or integers. A float that
+    # prints with at most two decimals is accepted as what it prints.
+    if isinstance(value, bool):
+        raise ValueError("an amount is a decimal string such as \"1234.56\"")
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        stripped = value.strip()
+        if not stripped:
+            raise ValueError("an amount is a decimal string such as \"1234.56\"")
+        return stripped
+    return value
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown fields are refused (no mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# An amount of money in a request: positive, at most two decimals, within MAX_AMOUNT.
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_parse_amount),
+    Field(gt=0, le=MAX_AMOUNT, max_digits=15, decimal_places=2, allow_inf_nan=False,
+          examples=["1000.00"]),
+]
+
+# An amount of money in a response: always a string with two decimals.
+Money = Annotated[Decimal, PlainSerializer(format_money, return_type=str, when_used="json")]

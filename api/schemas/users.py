@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import EmailStr, Field, field_validator
+
+from api.schemas.base import Money, ResponseModel, StrictModel
+
+
+class UserCreate(StrictModel):
+    email: EmailStr
+    password: str = Field(min_length=10, max_length=128,
+                          description="10 to 128 characters")
+    # Only these two roles may sign up; operators and compliance are created by operators.
+    role: Literal["borrower", "investor"]
+
+    @field_validator("password")
+    @classmethod
+    def _not_trivial(cls, value: str) -> str:
+        if len(set(value)) < 4:
+            raise ValueError("the password is too simple")
+        return value
+
+
+class UserOut(ResponseModel):
+    id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime | None = None
+
+
+class TokenOut(ResponseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class ProfileIn(StrictModel):
+    monthly_income: Decimal = Field(ge=0, le=Decimal("100000000"), max_digits=15, decimal_places=2)
+    monthly_obligations: Decimal = Field(ge=0, le=Decimal("100000000"), max_digits=15, decimal_places=2)
+    employment_months: int = Field(ge=0, le=12 * 70, strict=True)
+
+
+class ProfileOut(ResponseModel):
+    monthly_income: Money
+    monthly_obligations: Money
+    employment_months: int
+    updated_at: datetime

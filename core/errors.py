@@ -1,0 +1,63 @@
+"""One error base class for the platform. The API turns each into RFC 9457 problem+json;
+activities turn the non-retryable ones into non-retryable ApplicationErrors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PlatformError(Exception):
+    status_code: int = 400
+    type_slug: str = "bad-request"
+    title: str = "Bad request"
+    # Retrying cannot help (bad input, a business rule said no): activities must not retry.
+    non_retryable: bool = True
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(PlatformError):
+    status_code = 404
+    type_slug = "not-found"
+    title = "Not found"
+
+
+class Unauthorized(PlatformError):
+    status_code = 401
+    type_slug = "unauthorized"
+    title = "Not authenticated"
+
+
+class Forbidden(PlatformError):
+    status_code = 403
+    type_slug = "forbidden"
+    title = "Forbidden"
+
+
+class Conflict(PlatformError):
+    status_code = 409
+    type_slug = "conflict"
+    title = "Conflict"
+
+
+class InvalidRequest(PlatformError):
+    status_code = 422
+    type_slug = "invalid-request"
+    title = "Invalid request"
+
+
+class InsufficientFunds(Conflict):
+    """Not enough available money. Retryable later by the same key (nothing was stored)."""
+
+    type_slug = "insufficient-funds"
+    title = "Insufficient funds"
+
+
+class IdempotencyConflict(InvalidRequest):
+    """The same idempotency key was used before with different content."""
+
+    type_slug = "idempotency-key-reused"
+    title = "Idempotency key reused with different content"

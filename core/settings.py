@@ -1,0 +1,83 @@
+"""All settings of the platform, read once from the environment (and an optional .env file).
+
+The names here are the names used everywhere: the Makefile, docker-compose.yml and the README.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# A secret that anyone reading this repository knows: accepted only in dev, where it saves a
+# newcomer a step; refused in every other environment.
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    ENVIRONMENT: Literal["dev", "test", "production"] = "dev"
+
+    # PostgreSQL. Empty means "start the embedded server" (make run) or "tests bring their own".
+    DATABASE_URL: str = ""
+    DB_POOL_SIZE: int = Field(default=10, ge=1, le=200)
+
+    # Temporal. Empty TEMPORAL_ADDRESS means "make run starts the dev server on localhost:7233".
+    TEMPORAL_ADDRESS: str = ""
+    TEMPORAL_NAMESPACE: str = "default"
+    TASK_QUEUE: str = "loans"
+    # A managed Temporal service (Temporal Cloud or a self-hosted cluster behind mTLS):
+    # either an API key, or a client certificate and key (paths to PEM files).
+    TEMPORAL_API_KEY: SecretStr | None = None
+    TEMPORAL_TLS: bool = False
+    TEMPORAL_TLS_CLIENT_CERT_PATH: Path | None = None
+    TEMPORAL_TLS_CLIENT_KEY_PATH: Path | None = None
+    TEMPORAL_TLS_SERVER_CA_PATH: Path | None = None
+
+    # Auth.
+    JWT_SECRET: SecretStr = SecretStr(DEV_JWT_SECRET)
+    JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
+    ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
+
+    # Seeded by `make run` when both are set.
+    OPERATOR_EMAIL: str | None = None
+    OPERATOR_PASSWORD: SecretStr | None = None
+
+    # Local runtime (make run): where the embedded PostgreSQL and the Temporal SQLite file live.
+    DATA_DIR: Path = PROJECT_ROOT / "data"
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = 8000
+    EMBEDDED_POSTGRES_PORT: int = 55432
+    TEMPORAL_DEV_PORT: int = 7233
+    TEMPORAL_UI_PORT: int = 8233
+
+    # The sandbox clock (DESIGN.md): divides the repayment-phase timers. 1 in production.
+    LOAN_TIME_SCALE: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_outside_dev(self) -> "Settings":
+        if self.ENVIRONMENT != "dev":
+            secret = self.JWT_SECRET.get_secret_value()
+            if secret == DEV_JWT_SECRET:
+                raise ValueError("JWT_SECRET still has the development default; set a real secret")
+            if len(secret) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 characters outside dev")
+        if self.ENVIRONMENT == "production":
+            if self.LOAN_TIME_SCALE != 1:
+                raise ValueError("LOAN_TIME_SCALE is a sandbox clock and is refused in production")
+        return self
+
+    @property
+    def temporal_address(self) -> str:
+        return self.TEMPORAL_ADDRESS or f"localhost:{self.TEMPORAL_DEV_PORT}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

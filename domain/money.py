@@ -1,0 +1,26 @@
+"""Exact money: Decimal rounded half up to the kopek. Never float."""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+
+KOPEK = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def round_money(value: Decimal) -> Decimal:
+    """Round half up to kopecks, as the seed's schedule does."""
+    return value.quantize(KOPEK, rounding=ROUND_HALF_UP)
+
+
+def floor_money(value: Decimal) -> Decimal:
+    return value.quantize(KOPEK, rounding=ROUND_DOWN)
+
+
+def has_at_most_two_decimals(value: Decimal) -> bool:
+    return value == value.quantize(KOPEK)
+
+
+def format_money(value: Decimal) -> str:
+    """"1234.56": how amounts travel in JSON."""
+    return f"{Decimal(value).quantize(KOPEK, rounding=ROUND_HALF_UP):f}"

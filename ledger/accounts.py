@@ -1,0 +1,74 @@
+"""Opening and finding ledger accounts: each wallet has an available and a reserved account;
+the platform has one reserve fund, one fees account and one nominal account per currency."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound
+from models.ledger import LedgerAccount, Wallet
+
+PLATFORM_ACCOUNT_KINDS = ("reserve_fund", "platform_fees", "nominal")
+
+
+def wallet_account_code(wallet_id: uuid.UUID, part: str) -> str:
+    return f"wallet:{wallet_id}:{part}"
+
+
+def platform_account_code(kind: str, currency: str) -> str:
+    return f"{kind}:{currency}"
+
+
+def _ensure_account(session: Session, code: str, kind: str, currency: str,
+                    wallet_id: uuid.UUID | None = None) -> LedgerAccount:
+    session.execute(
+        insert(LedgerAccount)
+        .values(code=code, kind=kind, currency=currency, wallet_id=wallet_id,
+                allow_negative=(kind == "nominal"))
+        .on_conflict_do_nothing(index_elements=["code"])
+    )
+    return session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
+
+
+def open_wallet(session: Session, user_id: uuid.UUID, wallet_type: str, currency: str = "RUB") -> Wallet:
+    """The user's wallet with its two ledger accounts; idempotent."""
+    session.execute(
+        insert(Wallet).values(user_id=user_id, type=wallet_type, currency=currency)
+        .on_conflict_do_nothing(index_elements=["user_id", "type"])
+    )
+    wallet = session.scalars(select(Wallet).where(Wallet.user_id == user_id, Wallet.type == wallet_type)).one()
+    _ensure_account(session, wallet_account_code(wallet.id, "available"), "wallet_available", currency, wallet.id)
+    _ensure_account(session, wallet_account_code(wallet.id, "reserved"), "wallet_reserved", currency, wallet.id)
+    return wallet
+
+
+def ensure_platform_accounts(session: Session, currency: str = "RUB") -> None:
+    for kind in PLATFORM_ACCOUNT_KINDS:
+        _ensure_account(session, platform_account_code(kind, currency), kind, currency)
+
+
+def platform_account(session: Session, kind: str, currency: str = "RUB") -> LedgerAccount:
+    if kind not in PLATFORM_ACCOUNT_KINDS:
+        raise ValueError(f"not a platform account kind: {kind}")
+    return _ensure_account(session, platform_account_code(kind, currency), kind, currency)
+
+
+def wallet_of_user(session: Session, user_id: uuid.UUID) -> Wallet:
+    wallet = session.scalars(select(Wallet).where(Wallet.user_id == user_id)).first()
+    if wallet is None:
+        raise NotFound("this user has no wallet (operators and compliance have none)")
+    return wallet
+
+
+def wallet_accounts(session: Session, wallet_id: uuid.UUID) -> tuple[LedgerAccount, LedgerAccount]:
+    """(available, reserved) of a wallet."""
+    rows = session.scalars(select(LedgerAccount).where(LedgerAccount.wallet_id == wallet_id)).all()
+    by_kind = {row.kind: row for row in rows}
+    try:
+        return by_kind["wallet_available"], by_kind["wallet_reserved"]
+    except KeyError:
+        raise NotFound(f"wallet {wallet_id} has no ledger accounts") from None

@@ -1,0 +1,75 @@
+"""The read side of loans: kept in step by the loan workflow's activities."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Money, created_at_column, uuid_pk
+
+LOAN_STATUSES = ("pending", "scoring", "approved", "funding", "funded", "active", "repaid", "defaulted", "rejected")
+
+
+class LoanRequest(Base):
+    __tablename__ = "loan_requests"
+    __table_args__ = (
+        CheckConstraint("status IN (" + ",".join(f"'{s}'" for s in LOAN_STATUSES) + ")", name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("term_months >= 1", name="term_positive"),
+        CheckConstraint("funded_amount >= 0 AND funded_amount <= amount", name="funded_within_amount"),
+        CheckConstraint("risk_grade IS NULL OR risk_grade IN ('A','B','C','D','E')", name="risk_grade"),
+        CheckConstraint("scoring_score IS NULL OR scoring_score BETWEEN 0 AND 1000", name="scoring_score"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    borrower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("loan_products.id"), nullable=False)
+    amount: Mapped[Money] = mapped_column(nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False, server_default="RUB")
+    term_months: Mapped[int] = mapped_column(Integer, nullable=False)
+    rate_annual: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    purpose: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(30), nullable=False, server_default="pending", index=True)
+    funded_amount: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+    risk_grade: Mapped[str | None] = mapped_column(String(1))
+    scoring_score: Mapped[int | None] = mapped_column(Integer)
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class Investment(Base):
+    __tablename__ = "investments"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending','active','repaid','defaulted','released')", name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    investor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    loan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("loan_requests.id"), nullable=False, index=True)
+    amount: Mapped[Money] = mapped_column(nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class RepaymentInstallment(Base):
+    __tablename__ = "repayment_schedule"
+    __table_args__ = (
+        UniqueConstraint("loan_id", "payment_num"),
+        CheckConstraint("status IN ('pending','paid','overdue','written_off')", name="status"),
+        CheckConstraint("principal >= 0 AND interest >= 0", name="amounts_nonnegative"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    loan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("loan_requests.id"), nullable=False)
+    payment_num: Mapped[int] = mapped_column(Integer, nullable=False)
+    due_date: Mapped[date] = mapped_column(Date, nullable=False)
+    principal: Mapped[Money] = mapped_column(nullable=False)
+    interest: Mapped[Money] = mapped_column(nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,166 @@
+"""Test fixtures on the real things: a real PostgreSQL (embedded unless TEST_DATABASE_URL is
+set) with the real migrations, and Temporal's real server binaries.
+
+Every server a fixture starts, the same fixture stops, by the process id it started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+from core.db import make_engine  # noqa: E402
+from core.migrate import upgrade_to_head  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from runner.ports import free_port  # noqa: E402
+
+BIN_DIR = Path(sys.executable).parent
+TEMPLATE_DB = "crowdlending_template"
+
+
+class PostgresForTests:
+    """A server on which each test gets its own database, cloned from a migrated template."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.created: list[str] = []
+
+    def url_for(self, database: str) -> str:
+        base, _, _ = self.admin_url.rpartition("/")
+        return f"{base}/{database}"
+
+    def _admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.admin_url, autocommit=True)
+
+    def prepare_template(self) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        upgrade_to_head(self.url_for(TEMPLATE_DB))
+        self.created.append(TEMPLATE_DB)
+
+    def new_database(self) -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        self.created.append(name)
+        return self.url_for(name)
+
+    def drop(self, url: str) -> None:
+        name = url.rpartition("/")[2]
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if name in self.created:
+            self.created.remove(name)
+
+    def drop_all(self) -> None:
+        for name in list(self.created):
+            self.drop(self.url_for(name))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresForTests]:
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        server = PostgresForTests(external)
+        server.prepare_template()
+        yield server
+        server.drop_all()
+        return
+    from runner.postgres import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="crowdlending-pg-") as tmp:
+        embedded = EmbeddedPostgres(Path(tmp), free_port(), durable=False)
+        embedded.start()
+        try:
+            server = PostgresForTests(embedded.url)
+            server.prepare_template()
+            yield server
+        finally:
+            embedded.stop()
+
+
+@pytest.fixture
+def database_url(postgres: PostgresForTests) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    url = postgres.new_database()
+    yield url
+    postgres.drop(url)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url, pool_size=20)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        ENVIRONMENT="test",
+        DATABASE_URL=database_url,
+        JWT_SECRET=secrets.token_urlsafe(48),
+        TEMPORAL_ADDRESS="127.0.0.1:1",  # replaced by tests that start a Temporal server
+    )
+
+
+def temporal_cli_path() -> str:
+    return str(BIN_DIR / "temporal")
+
+
+def temporal_test_server_path() -> str:
+    return str(BIN_DIR / "temporal-test-server")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator["TestClient"]:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def make_staff(session_factory: sessionmaker[Session], role: str, client) -> "Account":
+    from api.routers.users import create_user
+    from core.db import unit_of_work
+    from tests.api_helpers import Account, login
+
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    password = "staff password 123"
+    with unit_of_work(session_factory) as session:
+        user = create_user(session, email, password, role)
+        user_id = str(user.id)
+    return Account(id=user_id, email=email, password=password, role=role,
+                   token=login(client, email, password))
+
+
+@pytest.fixture
+def operator(session_factory, client):
+    return make_staff(session_factory, "operator", client)
+
+
+@pytest.fixture
+def compliance(session_factory, client):
+    return make_staff(session_factory, "compliance", client)
