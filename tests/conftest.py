@@ -164,3 +164,49 @@ def operator(session_factory, client):
 @pytest.fixture
 def compliance(session_factory, client):
     return make_staff(session_factory, "compliance", client)
+
+
+@pytest.fixture(scope="session")
+def temporal_dev_server() -> Iterator[str]:
+    """The real Temporal dev server binary (in memory), for Schedules, search attributes and
+    update-heavy tests. Returns its address."""
+    from runner.temporal import TemporalDevServer
+
+    with tempfile.TemporaryDirectory(prefix="crowdlending-temporal-") as tmp:
+        server = TemporalDevServer(Path(tmp), free_port(), free_port(), persistent=False)
+        server.start()
+        try:
+            yield f"127.0.0.1:{server.port}"
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+async def dev_client(temporal_dev_server: str):
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from runner.temporal import register_search_attributes
+
+    client = await Client.connect(temporal_dev_server, data_converter=pydantic_data_converter)
+    await register_search_attributes(client, "default")
+    return client
+
+
+@pytest.fixture
+async def time_skipping_env():
+    """Temporal's time-skipping test server (real binary): timers pass at once."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server_path(), data_converter=pydantic_data_converter)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,29 @@
+"""Activities that check the ledger as a whole."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from ledger.reports import trial_balance
+from models.ledger_reports import ReconciliationInput, ReconciliationResult
+
+log = logging.getLogger(__name__)
+
+
+class LedgerCheckActivities:
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._session_factory = session_factory
+
+    @activity.defn(name="check_trial_balance")
+    def check_trial_balance(self, input: ReconciliationInput) -> ReconciliationResult:
+        """Reads every account against its postings (a read-only transaction)."""
+        with self._session_factory() as session:
+            report = trial_balance(session)
+        if not report.balanced:
+            # Loud on purpose: an unbalanced ledger is a defect an operator must see.
+            log.error("LEDGER OUT OF BALANCE: total=%s mismatched=%s", report.total, report.mismatched_accounts)
+        return ReconciliationResult(balanced=report.balanced, total=report.total,
+                                    accounts=len(report.accounts), mismatched_accounts=report.mismatched_accounts)

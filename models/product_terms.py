@@ -1,0 +1,61 @@
+"""The terms of a loan product as a value: validated once, used by the API, the seed,
+activities and (as a snapshot) the loan workflow."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RISK_GRADES = ("A", "B", "C", "D", "E")
+
+Percent = Decimal
+
+
+class ProductTerms(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,49}$",
+                      description="lower-case identifier, e.g. `standard`")
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
+    min_amount: Decimal = Field(gt=0, le=Decimal("1000000000"), max_digits=15, decimal_places=2)
+    max_amount: Decimal = Field(gt=0, le=Decimal("1000000000"), max_digits=15, decimal_places=2)
+    min_term_months: int = Field(ge=1, le=600)
+    max_term_months: int = Field(ge=1, le=600)
+    amortization_method: Literal["annuity", "differentiated"]
+    # % a year for each risk grade; every grade A..E must have a rate.
+    rates_by_grade: dict[Literal["A", "B", "C", "D", "E"], Decimal]
+    interest_only_months: int = Field(default=0, ge=0, le=24)
+    platform_fee_percent: Decimal = Field(ge=0, lt=100, max_digits=7, decimal_places=3)
+    reserve_fund_percent: Decimal = Field(default=Decimal("2.000"), ge=0, lt=100, max_digits=7, decimal_places=3)
+    funding_window_days: int = Field(ge=1, le=365)
+    min_investment: Decimal = Field(default=Decimal("1000.00"), gt=0, max_digits=15, decimal_places=2)
+    max_investor_share_percent: Decimal = Field(gt=0, le=100, max_digits=7, decimal_places=3)
+    late_fee_grace_days: int = Field(ge=0, le=365)
+    late_fee_percent_per_day: Decimal = Field(ge=0, le=1, max_digits=7, decimal_places=3)
+    default_after_days_overdue: int = Field(ge=1, le=3650)
+    requires_manual_approval: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ProductTerms":
+        if self.max_amount < self.min_amount:
+            raise ValueError("max_amount must not be below min_amount")
+        if self.max_term_months < self.min_term_months:
+            raise ValueError("max_term_months must not be below min_term_months")
+        if set(self.rates_by_grade) != set(RISK_GRADES):
+            raise ValueError(f"rates_by_grade needs a rate for each grade {', '.join(RISK_GRADES)}")
+        for grade, rate in self.rates_by_grade.items():
+            if rate < 0 or rate > 200 or rate != rate.quantize(Decimal("0.01")):
+                raise ValueError(f"rate for grade {grade} must be 0 to 200 % a year with at most two decimals")
+        if self.platform_fee_percent + self.reserve_fund_percent >= 100:
+            raise ValueError("platform fee and reserve contribution together must stay below 100%")
+        if self.min_investment > self.max_amount:
+            raise ValueError("min_investment must not exceed max_amount")
+        if self.interest_only_months >= self.min_term_months:
+            raise ValueError("interest_only_months must be shorter than the shortest term")
+        return self
+
+    def rate_for_grade(self, grade: str) -> Decimal:
+        return self.rates_by_grade[grade]  # type: ignore[index]

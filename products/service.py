@@ -1,0 +1,82 @@
+"""Loan products as versioned data: create, change (a new version), look up."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, NotFound
+from models.product_terms import ProductTerms
+from models.products import LoanProduct
+
+
+def terms_of(product: LoanProduct) -> ProductTerms:
+    return ProductTerms(
+        code=product.code, name=product.name, currency=product.currency,
+        min_amount=product.min_amount, max_amount=product.max_amount,
+        min_term_months=product.min_term_months, max_term_months=product.max_term_months,
+        amortization_method=product.amortization_method,  # type: ignore[arg-type]
+        rates_by_grade={k: v for k, v in product.rates_by_grade.items()},  # type: ignore[misc]
+        interest_only_months=product.interest_only_months,
+        platform_fee_percent=product.platform_fee_percent, reserve_fund_percent=product.reserve_fund_percent,
+        funding_window_days=product.funding_window_days, min_investment=product.min_investment,
+        max_investor_share_percent=product.max_investor_share_percent,
+        late_fee_grace_days=product.late_fee_grace_days, late_fee_percent_per_day=product.late_fee_percent_per_day,
+        default_after_days_overdue=product.default_after_days_overdue,
+        requires_manual_approval=product.requires_manual_approval,
+    )
+
+
+def _row(terms: ProductTerms, version: int, created_by: uuid.UUID | None) -> LoanProduct:
+    data = terms.model_dump()
+    data["rates_by_grade"] = {grade: f"{rate:.2f}" for grade, rate in terms.rates_by_grade.items()}
+    return LoanProduct(**data, version=version, is_current=True, created_by=created_by)
+
+
+def current_product(session: Session, code: str, *, lock: bool = False) -> LoanProduct:
+    query = select(LoanProduct).where(LoanProduct.code == code, LoanProduct.is_current)
+    if lock:
+        query = query.with_for_update()
+    product = session.scalars(query).first()
+    if product is None:
+        raise NotFound(f"no loan product with code {code!r}")
+    return product
+
+
+def product_versions(session: Session, code: str) -> list[LoanProduct]:
+    return list(session.scalars(select(LoanProduct).where(LoanProduct.code == code)
+                                .order_by(LoanProduct.version)))
+
+
+def create_product(session: Session, terms: ProductTerms, created_by: uuid.UUID | None = None) -> LoanProduct:
+    if session.scalars(select(LoanProduct.id).where(LoanProduct.code == terms.code)).first():
+        raise Conflict(f"product {terms.code!r} exists; change it with PUT to make a new version")
+    product = _row(terms, 1, created_by)
+    session.add(product)
+    session.flush()
+    return product
+
+
+def change_product(session: Session, code: str, terms: ProductTerms,
+                   created_by: uuid.UUID | None = None) -> LoanProduct:
+    """Writes version n+1 and makes it current; loans keep pointing at the version they were
+    made under. The same terms again change nothing (no empty versions)."""
+    if terms.code != code:
+        raise Conflict("a product's code cannot change; create a new product instead")
+    current = current_product(session, code, lock=True)
+    if terms_of(current) == terms:
+        return current
+    session.execute(update(LoanProduct).where(LoanProduct.id == current.id).values(is_current=False))
+    product = _row(terms, current.version + 1, created_by)
+    session.add(product)
+    session.flush()
+    return product
+
+
+def ensure_product(session: Session, terms: ProductTerms) -> LoanProduct:
+    """For the seed: create the product if no version exists; leave an existing one alone
+    (an operator may have changed it since)."""
+    existing = session.scalars(select(LoanProduct).where(LoanProduct.code == terms.code, LoanProduct.is_current)).first()
+    return existing or create_product(session, terms)

@@ -1,0 +1,30 @@
+"""Apply the migrations and the seed against DATABASE_URL (the `migrate` job of
+docker-compose.yml; `make run` does the same in-process)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from core.db import make_engine
+from core.migrate import upgrade_to_head
+from core.settings import Settings, get_settings
+from runner.seed import seed
+
+
+def migrate_and_seed(settings: Settings) -> list[str]:
+    upgrade_to_head(settings.DATABASE_URL)
+    engine = make_engine(settings.DATABASE_URL, 2)
+    try:
+        with Session(engine) as session, session.begin():
+            return seed(session, settings)
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    for line in migrate_and_seed(get_settings()):
+        print(f"seed: {line}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Starts the Temporal worker: the loan platform's workflows and activities on TASK_QUEUE.
+
+Run it as many times as you like on as many machines as you like: every worker polls the
+same task queue (this is how the platform grows past one machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
+from temporalio.worker import Worker
+
+from activities.ledger_checks import LedgerCheckActivities
+from core.db import make_engine
+from core.settings import Settings, get_settings
+from core.temporal_client import connect_temporal
+from models.ledger_reports import ReconciliationInput
+from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID, LedgerReconciliationWorkflow
+
+log = logging.getLogger("worker")
+
+# Sync (blocking DB) activities run on this many threads; keep it at or below the DB pool.
+ACTIVITY_THREADS = 16
+
+
+def build_worker(client: Client, settings: Settings, session_factory: sessionmaker[Session],
+                 executor: ThreadPoolExecutor, task_queue: str | None = None) -> Worker:
+    ledger_checks = LedgerCheckActivities(session_factory)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.TASK_QUEUE,
+        workflows=[LedgerReconciliationWorkflow],
+        activities=[ledger_checks.check_trial_balance],
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """Creates the platform's Schedules if they do not exist yet (idempotent)."""
+    try:
+        await client.create_schedule(
+            RECONCILIATION_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    LedgerReconciliationWorkflow.run,
+                    ReconciliationInput(reason="schedule"),
+                    id="ledger-reconciliation-run",
+                    task_queue=settings.TASK_QUEUE,
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=10)),
+            ),
+        )
+        log.info("created schedule %s", RECONCILIATION_SCHEDULE_ID)
+    except ScheduleAlreadyRunningError:
+        pass
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    settings = get_settings()
+    engine = make_engine(settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS))
+    session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    client = await connect_temporal(settings)
+    await ensure_schedules(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
+        worker = build_worker(client, settings, session_factory, executor)
+        log.info("worker polling task queue %r on %s", settings.TASK_QUEUE, settings.temporal_address)
+        async with worker:
+            await stop.wait()
+            log.info("stopping: finishing activities in flight")
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
