@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -14,6 +15,9 @@ from domain.money import format_money
 MAX_AMOUNT = Decimal("1000000000.00")
 
 
+_PLAIN_DECIMAL = re.compile(r"-?\d{1,20}(\.\d{1,20})?")
+
+
 def _parse_amount(value: Any) -> Any:
     # JSON floats lose kopecks (0.1 + 0.2): amounts are strings or integers. A float that
     # prints with at most two decimals is accepted as what it prints.
@@ -23,8 +27,8 @@ def _parse_amount(value: Any) -> Any:
         return Decimal(repr(value))
     if isinstance(value, str):
         stripped = value.strip()
-        if not stripped:
-            raise ValueError("an amount is a decimal string such as \"1234.56\"")
+        if not _PLAIN_DECIMAL.fullmatch(stripped):
+            raise ValueError("an amount is a plain decimal string such as \"1234.56\"")
         return stripped
     return value
 

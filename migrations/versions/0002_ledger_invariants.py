@@ -90,17 +90,21 @@ def upgrade() -> None:
             legs integer;
             currencies integer;
         BEGIN
-            tx_id := CASE WHEN TG_TABLE_NAME = 'ledger_transactions' THEN NEW.id ELSE NEW.transaction_id END;
+            IF TG_TABLE_NAME = 'ledger_transactions' THEN
+                tx_id := NEW.id;
+            ELSE
+                tx_id := NEW.transaction_id;
+            END IF;
             SELECT coalesce(sum(p.amount), 0), count(*), count(DISTINCT a.currency)
               INTO total, legs, currencies
               FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id
              WHERE p.transaction_id = tx_id;
-            IF legs < 2 THEN
-                RAISE EXCEPTION 'ledger transaction % has % posting(s); at least two are needed', tx_id, legs
-                    USING ERRCODE = 'check_violation';
-            END IF;
             IF total <> 0 THEN
                 RAISE EXCEPTION 'ledger transaction % does not balance: its postings sum to %', tx_id, total
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            IF legs < 2 THEN
+                RAISE EXCEPTION 'ledger transaction % has % posting(s); at least two are needed', tx_id, legs
                     USING ERRCODE = 'check_violation';
             END IF;
             IF currencies <> 1 THEN

@@ -1,0 +1,108 @@
+"""A user's own wallet: balance, statement, deposits and withdrawals."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy import select
+
+from api.deps import CurrentUser, SessionDep, WalletOwner
+from api.schemas.wallets import (
+    DepositIn,
+    DepositOut,
+    StatementLineOut,
+    StatementPage,
+    WalletOut,
+    WithdrawalIn,
+    WithdrawalOut,
+)
+from core.errors import NotFound
+from ledger.accounts import wallet_of_user
+from ledger.cash import request_deposit, request_withdrawal
+from ledger.wallets import wallet_balance, wallet_statement
+from models.ledger import Deposit, Wallet, Withdrawal
+from models.users import Role
+
+router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                              description="repeat a request safely: same key, same answer")]
+MAX_PAGE = 200
+
+
+def _wallet_out(session, wallet: Wallet) -> WalletOut:
+    balance = wallet_balance(session, wallet.id)
+    return WalletOut(id=wallet.id, type=wallet.type, currency=wallet.currency, balance=balance.balance,
+                     reserved=balance.reserved, available=balance.available)
+
+
+@router.get("/me", response_model=WalletOut)
+def my_wallet(user: WalletOwner, session: SessionDep) -> WalletOut:
+    return _wallet_out(session, wallet_of_user(session, user.id))
+
+
+@router.get("/me/transactions", response_model=StatementPage)
+def my_statement(user: WalletOwner, session: SessionDep,
+                 limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+                 before: Annotated[int | None, Query(ge=1, description="position cursor from next_before")] = None,
+                 ) -> StatementPage:
+    wallet = wallet_of_user(session, user.id)
+    lines = wallet_statement(session, wallet.id, limit=limit, before=before)
+    return StatementPage(items=[StatementLineOut.model_validate(line, from_attributes=True) for line in lines],
+                         next_before=lines[-1].position if len(lines) == limit else None)
+
+
+@router.get("/{wallet_id}", response_model=WalletOut)
+def wallet_by_id(wallet_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> WalletOut:
+    """The owner, operators and compliance; anyone else gets 404 (no existence leak)."""
+    wallet = session.get(Wallet, wallet_id)
+    staff = user.role in (Role.operator.value, Role.compliance.value)
+    if wallet is None or (wallet.user_id != user.id and not staff):
+        raise NotFound(f"no wallet {wallet_id}")
+    return _wallet_out(session, wallet)
+
+
+@router.post("/deposits", status_code=status.HTTP_201_CREATED, response_model=DepositOut)
+def create_deposit(body: DepositIn, user: WalletOwner, session: SessionDep, response: Response,
+                   idempotency_key: IdempotencyKey = None) -> Deposit:
+    """Announces a bank payment; the money is in the wallet once an operator confirms it."""
+    deposit, created = request_deposit(session, user.id, body.amount, client_key=idempotency_key,
+                                       bank_reference=body.bank_reference)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return deposit
+
+
+@router.get("/deposits/{deposit_id}", response_model=DepositOut)
+def get_deposit(deposit_id: uuid.UUID, user: WalletOwner, session: SessionDep) -> Deposit:
+    deposit = session.get(Deposit, deposit_id)
+    if deposit is None or deposit.user_id != user.id:
+        raise NotFound(f"no deposit {deposit_id}")
+    return deposit
+
+
+@router.post("/withdrawals", status_code=status.HTTP_201_CREATED, response_model=WithdrawalOut)
+def create_withdrawal(body: WithdrawalIn, user: WalletOwner, session: SessionDep, response: Response,
+                      idempotency_key: IdempotencyKey = None) -> Withdrawal:
+    """Reserves the money until an operator pays it out or rejects it. 409 if not enough."""
+    withdrawal, created = request_withdrawal(session, user.id, body.amount, client_key=idempotency_key)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return withdrawal
+
+
+@router.get("/withdrawals/{withdrawal_id}", response_model=WithdrawalOut)
+def get_withdrawal(withdrawal_id: uuid.UUID, user: WalletOwner, session: SessionDep) -> Withdrawal:
+    withdrawal = session.get(Withdrawal, withdrawal_id)
+    if withdrawal is None or withdrawal.user_id != user.id:
+        raise NotFound(f"no withdrawal {withdrawal_id}")
+    return withdrawal
+
+
+@router.get("/me/deposits", response_model=list[DepositOut], include_in_schema=True)
+def my_deposits(user: WalletOwner, session: SessionDep,
+                limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> list[Deposit]:
+    return list(session.scalars(select(Deposit).where(Deposit.user_id == user.id)
+                                .order_by(Deposit.created_at.desc()).limit(limit)))

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import Field
+
+from api.schemas.base import Amount, Money, ResponseModel, StrictModel
+
+
+class WalletOut(ResponseModel):
+    id: uuid.UUID
+    type: str
+    currency: str
+    balance: Money
+    reserved: Money
+    available: Money
+
+
+class StatementLineOut(ResponseModel):
+    position: int
+    transaction_id: uuid.UUID
+    kind: str
+    description: str | None
+    loan_id: uuid.UUID | None
+    amount: Money
+    available_change: Money
+    reserved_change: Money
+    balance_after: Money
+    available_after: Money
+    reserved_after: Money
+    created_at: datetime
+
+
+class StatementPage(ResponseModel):
+    items: list[StatementLineOut]
+    next_before: int | None = Field(description="pass as `before` for the next (older) page")
+
+
+class DepositIn(StrictModel):
+    amount: Amount
+    bank_reference: str | None = Field(default=None, max_length=200)
+
+
+class WithdrawalIn(StrictModel):
+    amount: Amount
+
+
+class DepositOut(ResponseModel):
+    id: uuid.UUID
+    status: str
+    amount: Money
+    bank_reference: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class WithdrawalOut(ResponseModel):
+    id: uuid.UUID
+    status: str
+    amount: Money
+    reason: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class DecisionIn(StrictModel):
+    bank_reference: str | None = Field(default=None, max_length=200)
+
+
+class RejectionIn(StrictModel):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class AccountLineOut(ResponseModel):
+    code: str
+    kind: str
+    currency: str
+    balance: Money
+    postings_total: Money
+    postings: int
+
+
+class TrialBalanceOut(ResponseModel):
+    total: Money
+    balanced: bool
+    mismatched_accounts: list[str]
+    totals_by_kind: dict[str, Money]
+    accounts: list[AccountLineOut]

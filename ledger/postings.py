@@ -1,0 +1,190 @@
+"""Posting ledger transactions: the only way money moves.
+
+A ledger transaction is a set of legs (account, signed amount) that sum to zero, stored
+under an idempotency key built from business facts. The database applies each posting to
+its account under the account's row lock and refuses what breaks an invariant (negative
+wallet, unbalanced transaction, edits of history); this module adds the rules that make it
+pleasant to call:
+
+- Idempotency. The same key with the same content returns the first transaction and
+  changes nothing; the same key with other content raises IdempotencyConflict.
+- Lack of funds consumes nothing: InsufficientFunds is raised, nothing is stored, and the
+  same key may be posted again later (when the money has arrived). A key is spent only by
+  a transaction that succeeded.
+- No deadlocks. Every account a transaction touches, plus the sibling account of every
+  wallet it touches, is locked up front in ascending id order, so two transactions never
+  wait on each other in a cycle. Locking a wallet's two accounts together also makes a
+  wallet's postings ordered by id the order its balance changed (the statement relies on it).
+- All or nothing. The work runs in a savepoint: on any error the caller's transaction is
+  left as it was, so it can go on (or roll back).
+
+Functions take the caller's Session and never commit: the caller's unit of work does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from psycopg import errors as pg_errors
+from sqlalchemy import insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
+from domain.money import has_at_most_two_decimals
+from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
+
+MAX_KEY_LENGTH = 200
+MAX_LEG_AMOUNT = Decimal("9999999999999.99")
+NONNEGATIVE_CONSTRAINT = "ck_ledger_accounts_balance_nonnegative"
+KEY_CONSTRAINT = "uq_ledger_transactions_idempotency_key"
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side of a movement: `amount` is added to the account's balance (negative: taken)."""
+
+    account_id: int
+    amount: Decimal
+
+
+def _validate(key: str, kind: str, legs: Sequence[Leg]) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidRequest(f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters")
+    if not kind or len(kind) > 40:
+        raise InvalidRequest("a ledger transaction needs a kind of at most 40 characters")
+    if len(legs) < 2:
+        raise InvalidRequest("a ledger transaction needs at least two legs")
+    for leg in legs:
+        amount = leg.amount
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            raise InvalidRequest("leg amounts are finite Decimals")
+        if amount == 0:
+            raise InvalidRequest("a leg of zero moves nothing; leave it out")
+        if not has_at_most_two_decimals(amount):
+            raise InvalidRequest(f"{amount} has more than two decimals")
+        if abs(amount) > MAX_LEG_AMOUNT:
+            raise InvalidRequest(f"{amount} is beyond what an account can hold")
+    total = sum((leg.amount for leg in legs), Decimal(0))
+    if total != 0:
+        raise InvalidRequest(f"the legs sum to {total}, not zero")
+
+
+def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> str:
+    """What a key promises: the kind, the loan and the legs (order does not matter)."""
+    canonical = {
+        "kind": kind,
+        "loan_id": str(loan_id) if loan_id else None,
+        "legs": sorted([leg.account_id, f"{leg.amount:.2f}"] for leg in legs),
+    }
+    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+
+
+def _existing(session: Session, key: str, digest: str) -> LedgerTransaction | None:
+    found = session.scalars(select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key)).first()
+    if found is None:
+        return None
+    if found.content_hash != digest:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for a different movement of money",
+            idempotency_key=key)
+    return found
+
+
+def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LedgerAccount]:
+    """Locks the accounts and their wallets' sibling accounts, in ascending id order."""
+    wallet_ids = select(LedgerAccount.wallet_id).where(
+        LedgerAccount.id.in_(account_ids), LedgerAccount.wallet_id.is_not(None)).scalar_subquery()
+    rows = session.scalars(
+        select(LedgerAccount)
+        .where(LedgerAccount.id.in_(account_ids) | LedgerAccount.wallet_id.in_(wallet_ids))
+        .order_by(LedgerAccount.id)
+        .with_for_update()
+    ).all()
+    found = {row.id: row for row in rows}
+    missing = account_ids - found.keys()
+    if missing:
+        raise InvalidRequest(f"unknown ledger account(s): {sorted(missing)}")
+    return found
+
+
+def post_transaction(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    legs: Sequence[Leg],
+    loan_id: uuid.UUID | None = None,
+    description: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> LedgerTransaction:
+    """Posts the legs as one ledger transaction, or returns the one already posted under key."""
+    _validate(key, kind, legs)
+    digest = content_hash(kind, legs, loan_id)
+    existing = _existing(session, key, digest)
+    if existing is not None:
+        return existing
+    try:
+        with session.begin_nested():
+            accounts = _lock_accounts(session, {leg.account_id for leg in legs})
+            if len({accounts[leg.account_id].currency for leg in legs}) != 1:
+                raise InvalidRequest("a ledger transaction moves one currency")
+            # Whoever held these locks before us may have posted this very key.
+            existing = _existing(session, key, digest)
+            if existing is not None:
+                return existing
+            transaction = LedgerTransaction(idempotency_key=key, content_hash=digest, kind=kind,
+                                            description=description, loan_id=loan_id, details=dict(details or {}))
+            session.add(transaction)
+            session.flush()
+            # Ascending account order, same as the locks.
+            session.execute(insert(LedgerPosting), [
+                {"transaction_id": transaction.id, "account_id": leg.account_id, "amount": leg.amount,
+                 "balance_after": 0, "account_version": 0}
+                for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
+            ])
+        # The trigger changed balances in the database: reload them on next access.
+        for account in accounts.values():
+            session.expire(account)
+        return transaction
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if constraint == NONNEGATIVE_CONSTRAINT:
+            raise _insufficient(session, legs) from None
+        if constraint == KEY_CONSTRAINT:
+            # Posted concurrently by a transaction that did not share our accounts.
+            existing = _existing(session, key, digest)
+            if existing is not None:
+                return existing
+        raise
+    except DBAPIError as exc:
+        if isinstance(exc.orig, pg_errors.RaiseException):
+            raise InvalidRequest(str(exc.orig).splitlines()[0]) from None
+        raise
+
+
+def _insufficient(session: Session, legs: Sequence[Leg]) -> InsufficientFunds:
+    debits = [leg for leg in legs if leg.amount < 0]
+    short: list[dict[str, str]] = []
+    for leg in debits:
+        account = session.get(LedgerAccount, leg.account_id, populate_existing=True)
+        if account is not None and not account.allow_negative and account.balance + leg.amount < 0:
+            short.append({"account": account.code, "balance": f"{account.balance:.2f}",
+                          "needed": f"{-leg.amount:.2f}"})
+    if short:
+        first = short[0]
+        return InsufficientFunds(
+            f"not enough money on {first['account']}: {first['balance']} there, {first['needed']} needed",
+            accounts=short)
+    return InsufficientFunds("not enough money on an account of this movement")
+
+
+def transaction_legs(session: Session, transaction_id: uuid.UUID) -> list[LedgerPosting]:
+    return list(session.scalars(select(LedgerPosting).where(LedgerPosting.transaction_id == transaction_id)
+                                .order_by(LedgerPosting.id)))

@@ -1,0 +1,232 @@
+"""The database enforces the ledger's invariants; post_transaction adds idempotency."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from core.db import unit_of_work
+from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
+from ledger.accounts import platform_account
+from ledger.postings import Leg, post_transaction
+from ledger.wallets import release, reserve, transfer, wallet_balance
+from models.ledger import LedgerTransaction
+from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_wallet, snapshot
+
+D = Decimal
+
+
+@pytest.fixture
+def funded(session_factory):
+    with unit_of_work(session_factory) as session:
+        wallet = new_wallet(session)
+        fund(session, wallet, D("1000.00"))
+        return wallet
+
+
+def test_postings_are_append_only(session_factory, funded):
+    for statement in ("UPDATE ledger_postings SET amount = amount * 2",
+                      "DELETE FROM ledger_postings",
+                      "TRUNCATE ledger_postings CASCADE",
+                      "UPDATE ledger_transactions SET kind = 'other'",
+                      "DELETE FROM ledger_transactions"):
+        with session_factory() as session:
+            with pytest.raises(DBAPIError, match="append-only"):
+                session.execute(text(statement))
+                session.commit()
+
+
+def test_balances_change_only_through_postings(session_factory, funded):
+    with session_factory() as session:
+        with pytest.raises(DBAPIError, match="only through postings"):
+            session.execute(text("UPDATE ledger_accounts SET balance = balance + 1000000"))
+            session.commit()
+    with session_factory() as session:
+        with pytest.raises(DBAPIError, match="never deleted"):
+            session.execute(text("DELETE FROM ledger_accounts WHERE kind = 'reserve_fund'"))
+            session.commit()
+    with session_factory() as session:
+        with pytest.raises(DBAPIError, match="opens at zero"):
+            session.execute(text("INSERT INTO ledger_accounts (code, kind, balance) VALUES ('x', 'platform_fees', 5)"))
+            session.commit()
+
+
+def test_unbalanced_postings_are_refused_at_commit_even_in_raw_sql(session_factory, funded):
+    with session_factory() as session:
+        available, _ = account_ids(session, funded)
+        tx = uuid.uuid4()
+        session.execute(text("INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
+                             "VALUES (:id, 'raw', 'h', 'raw')"), {"id": tx})
+        session.execute(text("INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
+                             "account_version) VALUES (:tx, :acc, 5, 0, 0)"), {"tx": tx, "acc": available})
+        with pytest.raises(IntegrityError, match="does not balance"):
+            session.commit()
+    with session_factory() as session:
+        session.execute(text("INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
+                             "VALUES (:id, 'empty', 'h', 'raw')"), {"id": uuid.uuid4()})
+        with pytest.raises(IntegrityError, match="at least two"):
+            session.commit()
+    with session_factory() as session:
+        assert_books_balance(session)
+
+
+def test_wallet_cannot_go_negative_even_in_raw_sql(session_factory, funded):
+    with session_factory() as session:
+        available, reserved = account_ids(session, funded)
+        tx = uuid.uuid4()
+        session.execute(text("INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
+                             "VALUES (:id, 'raw2', 'h', 'raw')"), {"id": tx})
+        with pytest.raises(IntegrityError, match="balance_nonnegative"):
+            session.execute(text("INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
+                                 "account_version) VALUES (:tx, :acc, -1000.01, 0, 0)"), {"tx": tx, "acc": available})
+
+
+def test_same_key_same_content_returns_first_result_and_changes_nothing(session_factory, funded):
+    with unit_of_work(session_factory) as session:
+        first = reserve(session, funded.id, D("100.00"), key="invest:1")
+    with session_factory() as session:
+        before = snapshot(session)
+    with unit_of_work(session_factory) as session:
+        again = reserve(session, funded.id, D("100.00"), key="invest:1")
+    assert again.id == first.id
+    with session_factory() as session:
+        assert snapshot(session) == before
+        assert wallet_balance(session, funded.id).reserved == D("100.00")
+
+
+def test_same_key_other_content_is_an_error(session_factory, funded):
+    with unit_of_work(session_factory) as session:
+        reserve(session, funded.id, D("100.00"), key="invest:2")
+    with unit_of_work(session_factory) as session:
+        with pytest.raises(IdempotencyConflict):
+            reserve(session, funded.id, D("100.01"), key="invest:2")
+        with pytest.raises(IdempotencyConflict):
+            release(session, funded.id, D("100.00"), key="invest:2")
+
+
+def test_insufficient_funds_stores_nothing_and_the_key_can_be_retried(session_factory, funded):
+    with session_factory() as session:
+        before = snapshot(session)
+    with unit_of_work(session_factory) as session:
+        with pytest.raises(InsufficientFunds) as info:
+            reserve(session, funded.id, D("1000.01"), key="invest:3")
+        # the caller's transaction is still usable after the failed posting
+        assert session.scalar(select(LedgerTransaction).where(LedgerTransaction.idempotency_key == "invest:3")) is None
+    assert "1000.00 there, 1000.01 needed" in info.value.detail
+    with session_factory() as session:
+        assert snapshot(session) == before
+    with unit_of_work(session_factory) as session:
+        fund(session, funded, D("0.01"))
+    with unit_of_work(session_factory) as session:
+        done = reserve(session, funded.id, D("1000.01"), key="invest:3")
+    with session_factory() as session:
+        assert done.kind == "reserve"
+        balance = wallet_balance(session, funded.id)
+        assert (balance.available, balance.reserved) == (D("0.00"), D("1000.01"))
+        assert_books_balance(session)
+
+
+@pytest.mark.parametrize("legs_spec, message", [
+    ([("a", "0")], "at least two legs"),
+    ([("a", "-1.00"), ("b", "0")], "zero"),
+    ([("a", "-1.005"), ("b", "1.005")], "more than two decimals"),
+    ([("a", "-1.00"), ("b", "2.00")], "sum to"),
+    ([("a", "-NaN"), ("b", "1")], "finite"),
+    ([("a", "-99999999999999.00"), ("b", "99999999999999.00")], "beyond"),
+])
+def test_bad_legs_are_refused_before_anything_is_posted(session_factory, funded, legs_spec, message):
+    with session_factory() as session:
+        available, reserved = account_ids(session, funded)
+        ids = {"a": available, "b": reserved}
+        before = snapshot(session)
+        with pytest.raises(InvalidRequest, match=message):
+            post_transaction(session, key="bad", kind="test",
+                             legs=[Leg(ids[name], D(amount)) for name, amount in legs_spec])
+        assert snapshot(session) == before
+
+
+def test_unknown_account_is_refused(session_factory, funded):
+    with session_factory() as session:
+        available, _ = account_ids(session, funded)
+        with pytest.raises(InvalidRequest, match="unknown ledger account"):
+            transfer(session, available, 987654321, D("1.00"), key="nowhere")
+
+
+def test_multi_leg_disbursement_is_all_or_nothing(session_factory):
+    with unit_of_work(session_factory) as session:
+        investors = [new_wallet(session) for _ in range(5)]
+        borrower = new_wallet(session, "borrower")
+        for wallet in investors:
+            fund(session, wallet, D("20000.00"))
+            reserve(session, wallet.id, D("20000.00"), key=f"loan:L1:investment:{wallet.id}:reserve")
+    def disbursement_legs(session, shortfall: Decimal = D(0)):
+        legs = [Leg(account_ids(session, w)[1], -D("20000.00")) for w in investors]
+        legs[-1] = Leg(legs[-1].account_id, legs[-1].amount - shortfall)
+        total = D("100000.00") + shortfall
+        fee, reserve_fund = D("1000.00"), D("2000.00")
+        legs += [Leg(account_ids(session, borrower)[0], total - fee - reserve_fund),
+                 Leg(platform_account(session, "platform_fees").id, fee),
+                 Leg(platform_account(session, "reserve_fund").id, reserve_fund)]
+        return legs
+
+    with session_factory() as session:
+        before = snapshot(session)
+        with pytest.raises(InsufficientFunds):
+            # the last investor's reservation is 0.01 short: nobody's money may move
+            post_transaction(session, key="loan:L1:disburse", kind="disbursement",
+                             legs=disbursement_legs(session, D("0.01")))
+        session.rollback()
+        assert snapshot(session) == before
+    with unit_of_work(session_factory) as session:
+        post_transaction(session, key="loan:L1:disburse", kind="disbursement", legs=disbursement_legs(session))
+    with session_factory() as session:
+        assert wallet_balance(session, borrower.id).available == D("97000.00")
+        assert all(wallet_balance(session, w.id).balance == 0 for w in investors)
+        assert platform_account(session, "reserve_fund").balance == D("2000.00")
+        assert platform_account(session, "platform_fees").balance == D("1000.00")
+        assert_books_balance(session)
+
+
+def test_replaying_every_operation_changes_nothing(session_factory):
+    """Run a day of operations, then run each again with its key: the database is unchanged."""
+    from ledger.cash import confirm_deposit, pay_withdrawal, reject_withdrawal, request_withdrawal
+    from tests.ledger_helpers import new_user
+
+    calls = []
+    with unit_of_work(session_factory) as session:
+        a, b = new_wallet(session), new_wallet(session, "borrower")
+        operator = new_user(session, "operator")
+        fund(session, a, D("5000.00"))
+        fund(session, b, D("700.00"))
+        a_av, a_res = account_ids(session, a)
+        b_av, _ = account_ids(session, b)
+        fee = platform_account(session, "platform_fees").id
+        w1, _ = request_withdrawal(session, a.user_id, D("300.00"), client_key="w1")
+        w2, _ = request_withdrawal(session, a.user_id, D("200.00"), client_key="w2")
+        calls = [
+            lambda s: reserve(s, a.id, D("1000.00"), key="loan:X:investment:1:reserve"),
+            lambda s: release(s, a.id, D("400.00"), key="loan:X:investment:1:release"),
+            lambda s: transfer(s, b_av, a_av, D("123.45"), key="loan:X:installment:1:collect"),
+            lambda s: post_transaction(s, key="loan:X:fees", kind="fee",
+                                       legs=[Leg(a_res, D("-10.00")), Leg(fee, D("10.00"))]),
+            lambda s: request_withdrawal(s, a.user_id, D("300.00"), client_key="w1"),
+            lambda s: pay_withdrawal(s, w1.id, operator.id),
+            lambda s: reject_withdrawal(s, w2.id, operator.id, "wrong account"),
+        ]
+        for call in calls:
+            call(session)
+        deposits = session.execute(text("SELECT id FROM deposits")).scalars().all()
+    with session_factory() as session:
+        before = snapshot(session)
+    with unit_of_work(session_factory) as session:
+        for call in calls:
+            call(session)
+        for deposit_id in deposits:
+            confirm_deposit(session, deposit_id, operator.id)
+    with session_factory() as session:
+        assert snapshot(session) == before
+        assert_books_balance(session)
