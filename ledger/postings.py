@@ -47,6 +47,16 @@ KEY_CONSTRAINT = "uq_ledger_transactions_idempotency_key"
 
 
 @dataclass(frozen=True)
+class Posted:
+    """What post_transaction did: the ledger transaction, and whether it was posted before."""
+
+    id: uuid.UUID
+    idempotency_key: str
+    kind: str
+    replayed: bool
+
+
+@dataclass(frozen=True)
 class Leg:
     """One side of a movement: `amount` is added to the account's balance (negative: taken)."""
 
@@ -86,32 +96,41 @@ def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> s
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
 
-def _existing(session: Session, key: str, digest: str) -> LedgerTransaction | None:
-    found = session.scalars(select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key)).first()
+def _existing(session: Session, key: str, digest: str) -> Posted | None:
+    found = session.execute(select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.content_hash)
+                            .where(LedgerTransaction.idempotency_key == key)).first()
     if found is None:
         return None
     if found.content_hash != digest:
         raise IdempotencyConflict(
             f"idempotency key {key!r} was already used for a different movement of money",
             idempotency_key=key)
-    return found
+    return Posted(id=found.id, idempotency_key=key, kind=found.kind, replayed=True)
 
 
-def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LedgerAccount]:
-    """Locks the accounts and their wallets' sibling accounts, in ascending id order."""
+def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, str]:
+    """Locks the accounts and their wallets' sibling accounts, in ascending id order.
+    Returns {account id: currency} of the requested accounts."""
     wallet_ids = select(LedgerAccount.wallet_id).where(
         LedgerAccount.id.in_(account_ids), LedgerAccount.wallet_id.is_not(None)).scalar_subquery()
-    rows = session.scalars(
-        select(LedgerAccount)
+    rows = session.execute(
+        select(LedgerAccount.id, LedgerAccount.currency)
         .where(LedgerAccount.id.in_(account_ids) | LedgerAccount.wallet_id.in_(wallet_ids))
         .order_by(LedgerAccount.id)
         .with_for_update()
     ).all()
-    found = {row.id: row for row in rows}
+    found = {row.id: row.currency for row in rows}
     missing = account_ids - found.keys()
     if missing:
         raise InvalidRequest(f"unknown ledger account(s): {sorted(missing)}")
     return found
+
+
+def _expire_cached_accounts(session: Session, account_ids: set[int]) -> None:
+    """The trigger changed balances in the database: cached account objects must reload."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, LedgerAccount) and obj.id in account_ids:
+            session.expire(obj)
 
 
 def post_transaction(
@@ -123,36 +142,32 @@ def post_transaction(
     loan_id: uuid.UUID | None = None,
     description: str | None = None,
     details: Mapping[str, Any] | None = None,
-) -> LedgerTransaction:
+) -> Posted:
     """Posts the legs as one ledger transaction, or returns the one already posted under key."""
     _validate(key, kind, legs)
     digest = content_hash(kind, legs, loan_id)
-    existing = _existing(session, key, digest)
-    if existing is not None:
-        return existing
+    account_ids = {leg.account_id for leg in legs}
     try:
         with session.begin_nested():
-            accounts = _lock_accounts(session, {leg.account_id for leg in legs})
-            if len({accounts[leg.account_id].currency for leg in legs}) != 1:
+            currencies = _lock_accounts(session, account_ids)
+            if len({currencies[a] for a in account_ids}) != 1:
                 raise InvalidRequest("a ledger transaction moves one currency")
-            # Whoever held these locks before us may have posted this very key.
+            # Under the locks: whoever held them before us may have posted this very key.
             existing = _existing(session, key, digest)
             if existing is not None:
                 return existing
-            transaction = LedgerTransaction(idempotency_key=key, content_hash=digest, kind=kind,
-                                            description=description, loan_id=loan_id, details=dict(details or {}))
-            session.add(transaction)
-            session.flush()
+            transaction_id = uuid.uuid4()
+            session.execute(insert(LedgerTransaction).values(
+                id=transaction_id, idempotency_key=key, content_hash=digest, kind=kind,
+                description=description, loan_id=loan_id, details=dict(details or {})))
             # Ascending account order, same as the locks.
             session.execute(insert(LedgerPosting), [
-                {"transaction_id": transaction.id, "account_id": leg.account_id, "amount": leg.amount,
+                {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount,
                  "balance_after": 0, "account_version": 0}
                 for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
             ])
-        # The trigger changed balances in the database: reload them on next access.
-        for account in accounts.values():
-            session.expire(account)
-        return transaction
+        _expire_cached_accounts(session, account_ids)
+        return Posted(id=transaction_id, idempotency_key=key, kind=kind, replayed=False)
     except IntegrityError as exc:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
         if constraint == NONNEGATIVE_CONSTRAINT:

@@ -12,8 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.accounts import wallet_accounts
-from ledger.postings import Leg, post_transaction
-from models.ledger import LedgerTransaction
+from ledger.postings import Leg, Posted, post_transaction
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def wallet_balance(session: Session, wallet_id: uuid.UUID) -> WalletBalance:
 
 
 def reserve(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str, kind: str = "reserve",
-            loan_id: uuid.UUID | None = None, description: str | None = None) -> LedgerTransaction:
+            loan_id: uuid.UUID | None = None, description: str | None = None) -> Posted:
     """available -> reserved (e.g. an accepted investment, a requested withdrawal)."""
     available, reserved = wallet_accounts(session, wallet_id)
     return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
@@ -46,7 +45,7 @@ def reserve(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str
 
 
 def release(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str, kind: str = "release",
-            loan_id: uuid.UUID | None = None, description: str | None = None) -> LedgerTransaction:
+            loan_id: uuid.UUID | None = None, description: str | None = None) -> Posted:
     """reserved -> available (e.g. an unfunded loan, a rejected withdrawal)."""
     available, reserved = wallet_accounts(session, wallet_id)
     return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
@@ -55,7 +54,7 @@ def release(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str
 
 def transfer(session: Session, from_account_id: int, to_account_id: int, amount: Decimal, *, key: str,
              kind: str = "transfer", loan_id: uuid.UUID | None = None,
-             description: str | None = None) -> LedgerTransaction:
+             description: str | None = None) -> Posted:
     return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
                             legs=[Leg(from_account_id, -amount), Leg(to_account_id, amount)])
 

@@ -74,6 +74,16 @@ def test_unbalanced_postings_are_refused_at_commit_even_in_raw_sql(session_facto
         assert_books_balance(session)
 
 
+def test_no_posting_can_join_a_committed_transaction(session_factory, funded):
+    """Otherwise a later pair of postings could be slipped into a balanced transaction."""
+    with session_factory() as session:
+        available, reserved = account_ids(session, funded)
+        old = session.scalars(select(LedgerTransaction.id)).first()
+        with pytest.raises(DBAPIError, match="while it is being created"):
+            session.execute(text("INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
+                                 "account_version) VALUES (:tx, :acc, 5, 0, 0)"), {"tx": old, "acc": available})
+
+
 def test_wallet_cannot_go_negative_even_in_raw_sql(session_factory, funded):
     with session_factory() as session:
         available, reserved = account_ids(session, funded)

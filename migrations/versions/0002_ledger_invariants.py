@@ -3,7 +3,8 @@
 - a posting updates its account's balance (and nothing else may): balance_after and the
   account's version are set under the account's row lock;
 - accounts that must not go negative cannot (CHECK on ledger_accounts);
-- the postings of a ledger transaction sum to zero, in one currency, at commit;
+- the postings of a ledger transaction sum to zero, in one currency, at commit, and no
+  posting can join a ledger transaction later;
 - postings, ledger transactions and the audit log are append-only.
 
 Revision ID: 0002
@@ -80,44 +81,52 @@ def upgrade() -> None:
             FOR EACH ROW EXECUTE FUNCTION ledger_guard_account();
         """
     )
-    # Checked at commit (deferred), once the whole transaction's postings are in.
+    # Balanced at commit (deferred), once per ledger transaction. Postings may only join a
+    # ledger transaction inside the database transaction that created it (created_xid), so
+    # the check at that commit sees every posting the ledger transaction will ever have.
     op.execute(
         """
+        ALTER TABLE ledger_transactions
+            ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+
+        CREATE FUNCTION ledger_posting_joins_open_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM ledger_transactions
+                            WHERE id = NEW.transaction_id AND created_xid = pg_current_xact_id()) THEN
+                RAISE EXCEPTION 'postings can only be added to a ledger transaction while it is being created'
+                    USING ERRCODE = 'restrict_violation';
+            END IF;
+            RETURN NEW;
+        END $$;
+
+        CREATE TRIGGER trg_ledger_postings_open_transaction
+            BEFORE INSERT ON ledger_postings
+            FOR EACH ROW EXECUTE FUNCTION ledger_posting_joins_open_transaction();
+
         CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
-            tx_id uuid;
             total numeric;
             legs integer;
             currencies integer;
         BEGIN
-            IF TG_TABLE_NAME = 'ledger_transactions' THEN
-                tx_id := NEW.id;
-            ELSE
-                tx_id := NEW.transaction_id;
-            END IF;
             SELECT coalesce(sum(p.amount), 0), count(*), count(DISTINCT a.currency)
               INTO total, legs, currencies
               FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id
-             WHERE p.transaction_id = tx_id;
+             WHERE p.transaction_id = NEW.id;
             IF total <> 0 THEN
-                RAISE EXCEPTION 'ledger transaction % does not balance: its postings sum to %', tx_id, total
+                RAISE EXCEPTION 'ledger transaction % does not balance: its postings sum to %', NEW.id, total
                     USING ERRCODE = 'check_violation';
             END IF;
             IF legs < 2 THEN
-                RAISE EXCEPTION 'ledger transaction % has % posting(s); at least two are needed', tx_id, legs
+                RAISE EXCEPTION 'ledger transaction % has % posting(s); at least two are needed', NEW.id, legs
                     USING ERRCODE = 'check_violation';
             END IF;
             IF currencies <> 1 THEN
-                RAISE EXCEPTION 'ledger transaction % mixes currencies', tx_id
+                RAISE EXCEPTION 'ledger transaction % mixes currencies', NEW.id
                     USING ERRCODE = 'check_violation';
             END IF;
             RETURN NULL;
         END $$;
-
-        CREATE CONSTRAINT TRIGGER trg_ledger_postings_balanced
-            AFTER INSERT ON ledger_postings
-            DEFERRABLE INITIALLY DEFERRED
-            FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced();
 
         CREATE CONSTRAINT TRIGGER trg_ledger_transactions_balanced
             AFTER INSERT ON ledger_transactions
@@ -153,8 +162,10 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER trg_{table}_append_only ON {table}")
     op.execute("DROP FUNCTION refuse_change_of_record()")
     op.execute("DROP TRIGGER trg_ledger_transactions_balanced ON ledger_transactions")
-    op.execute("DROP TRIGGER trg_ledger_postings_balanced ON ledger_postings")
     op.execute("DROP FUNCTION ledger_check_balanced()")
+    op.execute("DROP TRIGGER trg_ledger_postings_open_transaction ON ledger_postings")
+    op.execute("DROP FUNCTION ledger_posting_joins_open_transaction()")
+    op.execute("ALTER TABLE ledger_transactions DROP COLUMN created_xid")
     op.execute("DROP TRIGGER trg_ledger_accounts_guard ON ledger_accounts")
     op.execute("DROP FUNCTION ledger_guard_account()")
     op.execute("DROP TRIGGER trg_ledger_postings_apply ON ledger_postings")

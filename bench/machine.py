@@ -1,0 +1,29 @@
+"""What machine a benchmark ran on (written beside every result)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime, timezone
+
+
+def describe_machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo") as handle:
+            kib = int(handle.readline().split()[1])
+            memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{when}; {os.cpu_count()} CPUs ({cpu}){memory}; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}")

@@ -1,0 +1,57 @@
+"""`make bench`: benchmarks on real servers started for the run; prints a table and writes
+bench/results.md with the machine it ran on. Not part of `make test`.
+
+BENCH_QUICK=1 makes every benchmark short (a smoke run)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+from bench.ledger_bench import run_ledger_bench  # noqa: E402
+from bench.machine import describe_machine  # noqa: E402
+from core.migrate import upgrade_to_head  # noqa: E402
+from runner.ports import free_port  # noqa: E402
+from runner.postgres import EmbeddedPostgres  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+
+
+def table(rows) -> str:
+    lines = ["| benchmark | clients | seconds | transactions | tx/s | postings/s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        pps = f"{row.pps:,.0f}" if row.postings else "-"
+        lines.append(f"| {row.name} | {row.clients} | {row.seconds:.2f} | {row.transactions:,} | "
+                     f"{row.tps:,.0f} | {pps} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    machine = describe_machine()
+    with tempfile.TemporaryDirectory(prefix="crowdlending-bench-") as tmp:
+        # Durable settings (fsync on), as in production: the ratio to pgbench is what matters.
+        postgres = EmbeddedPostgres(Path(tmp), free_port(), durable=True)
+        postgres.start()
+        try:
+            url = postgres.create_database("bench")
+            upgrade_to_head(url)
+            rows, notes = run_ledger_bench(url, quick=quick)
+        finally:
+            postgres.stop()
+    report = ["# Benchmarks", "", f"Machine: {machine}", "", "## Ledger", "",
+              "Same embedded PostgreSQL 18 (fsync on), same database, same run.", "",
+              table(rows), "", *[f"- {note}" for note in notes], ""]
+    text = "\n".join(report)
+    print(text)
+    RESULTS.write_text(text)
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
