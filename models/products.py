@@ -66,4 +66,5 @@ class LoanProduct(Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
 
     def rate_for_grade(self, grade: str) -> Decimal:
+        """% a year for a risk grade (stored as strings in JSON to stay exact)."""
         return Decimal(self.rates_by_grade[grade])

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidRequest, NotFound
 from models.product_terms import ProductTerms
 from models.products import LoanProduct
 
@@ -80,3 +80,17 @@ def ensure_product(session: Session, terms: ProductTerms) -> LoanProduct:
     (an operator may have changed it since)."""
     existing = session.scalars(select(LoanProduct).where(LoanProduct.code == terms.code, LoanProduct.is_current)).first()
     return existing or create_product(session, terms)
+
+
+def check_request_fits(product: LoanProduct, amount, term_months: int) -> None:
+    """A loan (or a simulation of one) must fit the product's ranges: 422 with the reason."""
+    if not product.min_amount <= amount <= product.max_amount:
+        raise InvalidRequest(
+            f"amount {amount:.2f} is outside product {product.code!r}: "
+            f"{product.min_amount:.2f} to {product.max_amount:.2f} {product.currency}",
+            field="amount")
+    if not product.min_term_months <= term_months <= product.max_term_months:
+        raise InvalidRequest(
+            f"term of {term_months} months is outside product {product.code!r}: "
+            f"{product.min_term_months} to {product.max_term_months} months",
+            field="term_months")

@@ -210,3 +210,13 @@ async def time_skipping_env():
 @pytest.fixture
 def task_queue() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def seeded(session_factory, settings) -> None:
+    """The platform accounts and the `standard` product, as `make run` seeds them."""
+    from core.db import unit_of_work
+    from runner.seed import seed
+
+    with unit_of_work(session_factory) as session:
+        seed(session, settings)

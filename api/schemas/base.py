@@ -53,3 +53,13 @@ Amount = Annotated[
 
 # An amount of money in a response: always a string with two decimals.
 Money = Annotated[Decimal, PlainSerializer(format_money, return_type=str, when_used="json")]
+
+# An annual interest rate in percent (14.00 = 14 % a year): 0 to 200, two decimals at most.
+RatePercent = Annotated[
+    Decimal,
+    BeforeValidator(_parse_amount),
+    Field(ge=0, le=200, max_digits=5, decimal_places=2, allow_inf_nan=False, examples=["17.00"]),
+]
+
+# A whole number of months; "12", 12.5 or true are refused.
+TermMonths = Annotated[int, Field(strict=True, ge=1, le=600, examples=[12])]

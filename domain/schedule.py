@@ -1,0 +1,181 @@
+"""Repayment schedules: annuity and differentiated (equal principal), exact to the kopek.
+
+The rules, for a borrower and an auditor alike:
+- The periodic rate is the annual rate / 12 (each month is a twelfth of a year, whatever
+  its number of days: the convention of consumer annuity loans and of our seed).
+- Interest of a period = outstanding balance x periodic rate, rounded half up to kopecks.
+- Annuity: the payment is amount x r(1+r)^n / ((1+r)^n - 1), rounded half up; each period's
+  principal is the payment minus that period's interest. Zero rate: amount / n.
+  Rounding the payment up overpays a fraction of a kopek each month, and on long high-rate
+  loans that fraction compounds until the loan is repaid a month early; when that would
+  happen the payment is rounded down instead (the last installment then absorbs the
+  difference). A payment that would not reduce the balance in some month (the interest
+  eats all of it) is refused: such a loan never amortizes in any meaningful sense.
+- Differentiated: principal = amount / n rounded half up; interest on the falling balance.
+- The last installment repays whatever principal is left, so principal sums to the amount
+  exactly and the balance ends at zero; its total absorbs the rounding of all periods.
+- Optional interest-only months at the start: interest only, the balance stays whole; the
+  remaining months amortize the full amount.
+- Due date k is the start date plus k calendar months, each counted from the start (a loan
+  taken on 31 January is due 28/29 February, 31 March, 30 April, ...), so dates never drift.
+
+Pure functions, no I/O: imported by the API, activities and (deterministically) workflows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Literal
+
+from dateutil.relativedelta import relativedelta
+
+from domain.money import KOPEK, ZERO, round_money
+
+Method = Literal["annuity", "differentiated"]
+
+# Enough digits that (1 + r)^n for n up to 600 months stays exact to far below a kopek.
+_PRECISION = 60
+
+
+@dataclass(frozen=True)
+class Installment:
+    payment_num: int
+    due_date: date
+    principal: Decimal
+    interest: Decimal
+    balance_after: Decimal
+    interest_only: bool = False
+
+    @property
+    def total(self) -> Decimal:
+        return self.principal + self.interest
+
+
+@dataclass(frozen=True)
+class Schedule:
+    method: Method
+    amount: Decimal
+    rate_annual: Decimal
+    term_months: int
+    interest_only_months: int
+    start_date: date
+    # Annuity: the level payment. Differentiated: the first (largest) amortizing payment.
+    payment: Decimal
+    installments: tuple[Installment, ...]
+
+    @property
+    def total_interest(self) -> Decimal:
+        return sum((i.interest for i in self.installments), ZERO)
+
+    @property
+    def total_payable(self) -> Decimal:
+        return self.amount + self.total_interest
+
+
+class ScheduleError(ValueError):
+    """The inputs cannot make a schedule (a message a borrower can read)."""
+
+
+def monthly_rate(rate_annual: Decimal) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        return rate_annual / Decimal(1200)
+
+
+def annuity_payment(amount: Decimal, rate_annual: Decimal, periods: int) -> Decimal:
+    """The level monthly payment that repays `amount` in `periods` months, rounded half up."""
+    if periods < 1:
+        raise ScheduleError("at least one amortizing month is needed")
+    if rate_annual == 0:
+        return round_money(amount / periods)
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        r = monthly_rate(rate_annual)
+        growth = (1 + r) ** periods
+        payment = amount * r * growth / (growth - 1)
+    return payment.quantize(KOPEK, rounding=ROUND_HALF_UP)
+
+
+def due_date(start_date: date, payment_num: int) -> date:
+    return start_date + relativedelta(months=payment_num)
+
+
+def _interest(balance: Decimal, rate: Decimal) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        return round_money(balance * rate)
+
+
+def _validate(amount: Decimal, rate_annual: Decimal, term_months: int, interest_only_months: int) -> None:
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+        raise ScheduleError("the amount must be a positive number")
+    if amount != amount.quantize(KOPEK):
+        raise ScheduleError("the amount has more than two decimals")
+    if not isinstance(rate_annual, Decimal) or not rate_annual.is_finite() or rate_annual < 0:
+        raise ScheduleError("the annual rate must be zero or positive")
+    if isinstance(term_months, bool) or not isinstance(term_months, int) or term_months < 1:
+        raise ScheduleError("the term is a whole number of months, at least 1")
+    if interest_only_months < 0 or interest_only_months >= term_months:
+        raise ScheduleError("interest-only months must be fewer than the term")
+
+
+def _amortize(amount: Decimal, rate: Decimal, term_months: int, start_date: date, interest_only_months: int,
+              payment: Decimal | None, level_principal: Decimal | None) -> list[Installment]:
+    installments: list[Installment] = []
+    balance = amount
+    for num in range(1, term_months + 1):
+        interest = _interest(balance, rate)
+        if num <= interest_only_months:
+            principal = ZERO
+        elif num == term_months:
+            principal = balance
+        elif level_principal is not None:
+            principal = min(level_principal, balance)
+        else:
+            assert payment is not None
+            principal = min(max(payment - interest, ZERO), balance)
+        balance = balance - principal
+        installments.append(Installment(
+            payment_num=num, due_date=due_date(start_date, num), principal=principal, interest=interest,
+            balance_after=balance, interest_only=num <= interest_only_months))
+    return installments
+
+
+def _annuity_is_sound(installments: list[Installment], payment: Decimal, interest_only_months: int) -> bool:
+    """Every amortizing month but the last pays exactly `payment` and reduces the balance,
+    and the balance lasts until the last month."""
+    middle = installments[interest_only_months:-1]
+    return all(i.total == payment and i.principal > 0 and i.balance_after > 0 for i in middle)
+
+
+def build_schedule(
+    amount: Decimal,
+    rate_annual: Decimal,
+    term_months: int,
+    start_date: date,
+    method: Method = "annuity",
+    interest_only_months: int = 0,
+) -> Schedule:
+    _validate(amount, rate_annual, term_months, interest_only_months)
+    rate = monthly_rate(rate_annual)
+    amortizing = term_months - interest_only_months
+    if method == "annuity":
+        payment = annuity_payment(amount, rate_annual, amortizing)
+        installments = _amortize(amount, rate, term_months, start_date, interest_only_months, payment, None)
+        if not _annuity_is_sound(installments, payment, interest_only_months):
+            payment = payment - KOPEK if payment > KOPEK else payment
+            installments = _amortize(amount, rate, term_months, start_date, interest_only_months, payment, None)
+            if not _annuity_is_sound(installments, payment, interest_only_months):
+                raise ScheduleError("at this rate and term the monthly payment would barely cover the interest; "
+                                    "choose a shorter term, a lower rate or a larger amount")
+    elif method == "differentiated":
+        level_principal = round_money(amount / amortizing)
+        installments = _amortize(amount, rate, term_months, start_date, interest_only_months, None, level_principal)
+        payment = installments[interest_only_months].total
+    else:
+        raise ScheduleError(f"unknown method {method!r}: annuity or differentiated")
+    return Schedule(method=method, amount=amount, rate_annual=rate_annual, term_months=term_months,
+                    interest_only_months=interest_only_months, start_date=start_date, payment=payment,
+                    installments=tuple(installments))

@@ -1,0 +1,129 @@
+"""Schedules: properties over wide ranges, and published figures computed by our code."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.money import round_money
+from domain.schedule import ScheduleError, annuity_payment, build_schedule, monthly_rate
+
+D = Decimal
+
+amounts = st.decimals(min_value=D("1000.00"), max_value=D("100000000.00"), places=2)
+rates = st.decimals(min_value=D("0.00"), max_value=D("100.00"), places=2)
+terms = st.integers(min_value=1, max_value=360)
+starts = st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31))
+methods = st.sampled_from(["annuity", "differentiated"])
+
+
+@st.composite
+def loans(draw):
+    term = draw(terms)
+    grace = draw(st.integers(0, min(term - 1, 12)))
+    return draw(amounts), draw(rates), term, draw(starts), draw(methods), grace
+
+
+@settings(max_examples=400, deadline=None)
+@given(loans())
+def test_schedule_properties(loan):
+    amount, rate, term, start, method, grace = loan
+    try:
+        schedule = build_schedule(amount, rate, term, start, method, grace)
+    except ScheduleError:
+        # Refused only where the loan cannot amortize: the exact annuity would repay less
+        # than two kopecks of principal in its first month.
+        r = monthly_rate(rate)
+        growth = (1 + r) ** (term - grace)
+        assert method == "annuity" and amount * r / (growth - 1) < D("0.02")
+        return
+    items = schedule.installments
+    assert len(items) == term
+    # principal sums to the amount to the kopek; the balance ends at zero, never negative
+    assert sum(i.principal for i in items) == amount
+    assert items[-1].balance_after == 0
+    assert all(i.balance_after >= 0 and i.principal >= 0 and i.interest >= 0 for i in items)
+    # interest is the rounded balance before the period times the periodic rate
+    balance = amount
+    r = monthly_rate(rate)
+    for item in items:
+        assert item.interest == round_money(balance * r)
+        assert item.balance_after == balance - item.principal
+        balance = item.balance_after
+    # every amount is in kopecks
+    assert all(i.principal == round_money(i.principal) and i.interest == round_money(i.interest) for i in items)
+    # interest-only months first
+    assert all(i.principal == 0 and i.interest_only for i in items[:grace])
+    amortizing = items[grace:]
+    if method == "annuity":
+        # every amortizing installment but the last equals the payment
+        assert all(i.total == schedule.payment for i in amortizing[:-1])
+    else:
+        # equal principal but the last, which takes the rounding
+        assert len({i.principal for i in amortizing[:-1]}) <= 1
+    # totals are what the installments add up to
+    assert schedule.total_payable == sum(i.total for i in items)
+    # due dates: strictly increasing, k calendar months after the start
+    assert all(a.due_date < b.due_date for a, b in zip(items, items[1:]))
+    assert all(i.due_date.day == start.day or i.due_date.day < start.day for i in items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(amounts, terms, starts)
+def test_zero_rate_is_interest_free(amount, term, start):
+    schedule = build_schedule(amount, D("0"), term, start)
+    assert schedule.total_interest == 0
+    assert sum(i.principal for i in schedule.installments) == amount
+
+
+def test_published_pmt_figures():
+    # numpy-financial's pmt test: 15,000 at 8% for 60 months -> 304.15 a month
+    assert annuity_payment(D("15000.00"), D("8"), 60) == D("304.15")
+    # numpy-financial's pmt docstring: 200,000 at 7.5% for 15 years -> 1,854.02 a month
+    assert annuity_payment(D("200000.00"), D("7.5"), 180) == D("1854.02")
+    schedule = build_schedule(D("200000.00"), D("7.5"), 180, date(2026, 1, 15))
+    assert schedule.payment == D("1854.02")
+    assert schedule.installments[0].interest == D("1250.00")  # 200,000 x 7.5% / 12
+    assert schedule.installments[0].principal == D("604.02")
+
+
+def test_month_ends_do_not_drift():
+    schedule = build_schedule(D("12000.00"), D("12"), 4, date(2024, 1, 31))
+    assert [i.due_date for i in schedule.installments] == [
+        date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30), date(2024, 5, 31)]
+
+
+def test_differentiated_example():
+    schedule = build_schedule(D("100000.00"), D("12"), 3, date(2026, 1, 10), "differentiated")
+    assert [(i.principal, i.interest, i.total) for i in schedule.installments] == [
+        (D("33333.33"), D("1000.00"), D("34333.33")),
+        (D("33333.33"), D("666.67"), D("34000.00")),
+        (D("33333.34"), D("333.33"), D("33666.67")),
+    ]
+    assert schedule.payment == D("34333.33")
+
+
+def test_interest_only_months():
+    schedule = build_schedule(D("120000.00"), D("12"), 6, date(2026, 1, 1), "annuity", interest_only_months=2)
+    first, second, *rest = schedule.installments
+    assert (first.principal, first.interest, second.interest) == (D("0"), D("1200.00"), D("1200.00"))
+    assert schedule.payment == annuity_payment(D("120000.00"), D("12"), 4)
+    assert sum(i.principal for i in rest) == D("120000.00")
+
+
+@pytest.mark.parametrize("args, message", [
+    ((D("-1"), D("10"), 12), "positive"),
+    ((D("0"), D("10"), 12), "positive"),
+    ((D("100.001"), D("10"), 12), "two decimals"),
+    ((D("100"), D("-1"), 12), "zero or positive"),
+    ((D("100"), D("10"), 0), "whole number"),
+    ((D("100"), D("10"), 12.5), "whole number"),
+    ((D("100"), D("NaN"), 12), "zero or positive"),
+])
+def test_bad_inputs_are_refused(args, message):
+    with pytest.raises(ScheduleError, match=message):
+        build_schedule(*args, start_date=date(2026, 1, 1))
