@@ -26,11 +26,13 @@ from temporalio.client import (
 from temporalio.worker import Worker
 
 from activities.ledger_checks import LedgerCheckActivities
+from activities.loans import LoanActivities
 from core.db import make_engine
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
 from models.ledger_reports import ReconciliationInput
 from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID, LedgerReconciliationWorkflow
+from workflows.loan import LoanWorkflow
 
 log = logging.getLogger("worker")
 
@@ -41,11 +43,24 @@ ACTIVITY_THREADS = 16
 def build_worker(client: Client, settings: Settings, session_factory: sessionmaker[Session],
                  executor: ThreadPoolExecutor, task_queue: str | None = None) -> Worker:
     ledger_checks = LedgerCheckActivities(session_factory)
+    loans = LoanActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.TASK_QUEUE,
-        workflows=[LedgerReconciliationWorkflow],
-        activities=[ledger_checks.check_trial_balance],
+        workflows=[LedgerReconciliationWorkflow, LoanWorkflow],
+        activities=[
+            ledger_checks.check_trial_balance,
+            loans.register_loan_request,
+            loans.record_loan_status,
+            loans.score_loan_request,
+            loans.reserve_investment,
+            loans.release_investments,
+            loans.disburse_loan,
+            loans.collect_installments,
+            loans.mark_installment_overdue,
+            loans.default_loan,
+            loans.complete_loan,
+        ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
     )

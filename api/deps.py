@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
 from api.temporal import TemporalClientHolder
+from core.db import unit_of_work
 from core.errors import Forbidden, Unauthorized
 from core.security import decode_access_token
 from core.settings import Settings
 from models.users import Role, User
+
+T = TypeVar("T")
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -34,6 +38,17 @@ def get_db(request: Request) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+async def in_db(request: Request, fn: Callable[[Session], T]) -> T:
+    """For async routes (those that talk to Temporal): blocking database work runs on a
+    thread, in its own transaction, committed before the route goes on."""
+
+    def work() -> T:
+        with unit_of_work(request.app.state.sessionmaker) as session:
+            return fn(session)
+
+    return await asyncio.to_thread(work)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -61,3 +61,12 @@ class IdempotencyConflict(InvalidRequest):
 
     type_slug = "idempotency-key-reused"
     title = "Idempotency key reused with different content"
+
+
+class ServiceUnavailable(PlatformError):
+    """A dependency (Temporal) could not take the request; nothing was done, send again."""
+
+    status_code = 503
+    type_slug = "service-unavailable"
+    title = "Service unavailable"
+    non_retryable = False

@@ -102,10 +102,12 @@ def due_date(start_date: date, payment_num: int) -> date:
     return start_date + relativedelta(months=payment_num)
 
 
-def _interest(balance: Decimal, rate: Decimal) -> Decimal:
+def period_interest(balance: Decimal, rate_annual: Decimal) -> Decimal:
+    """balance x annual rate / 12, rounded half up. The division comes last: a truncated
+    periodic rate would turn an exact half kopek (450 x 1.96% / 12 = 0.735) into 0.73."""
     with localcontext() as ctx:
         ctx.prec = _PRECISION
-        return round_money(balance * rate)
+        return round_money(balance * rate_annual / Decimal(1200))
 
 
 def _validate(amount: Decimal, rate_annual: Decimal, term_months: int, interest_only_months: int) -> None:
@@ -121,12 +123,12 @@ def _validate(amount: Decimal, rate_annual: Decimal, term_months: int, interest_
         raise ScheduleError("interest-only months must be fewer than the term")
 
 
-def _amortize(amount: Decimal, rate: Decimal, term_months: int, start_date: date, interest_only_months: int,
+def _amortize(amount: Decimal, rate_annual: Decimal, term_months: int, start_date: date, interest_only_months: int,
               payment: Decimal | None, level_principal: Decimal | None) -> list[Installment]:
     installments: list[Installment] = []
     balance = amount
     for num in range(1, term_months + 1):
-        interest = _interest(balance, rate)
+        interest = period_interest(balance, rate_annual)
         if num <= interest_only_months:
             principal = ZERO
         elif num == term_months:
@@ -159,7 +161,7 @@ def build_schedule(
     interest_only_months: int = 0,
 ) -> Schedule:
     _validate(amount, rate_annual, term_months, interest_only_months)
-    rate = monthly_rate(rate_annual)
+    rate = rate_annual
     amortizing = term_months - interest_only_months
     if method == "annuity":
         payment = annuity_payment(amount, rate_annual, amortizing)

@@ -203,3 +203,18 @@ def _insufficient(session: Session, legs: Sequence[Leg]) -> InsufficientFunds:
 def transaction_legs(session: Session, transaction_id: uuid.UUID) -> list[LedgerPosting]:
     return list(session.scalars(select(LedgerPosting).where(LedgerPosting.transaction_id == transaction_id)
                                 .order_by(LedgerPosting.id)))
+
+
+@dataclass(frozen=True)
+class PostedRecord:
+    id: uuid.UUID
+    kind: str
+    details: dict[str, Any]
+
+
+def find_posted(session: Session, key: str) -> PostedRecord | None:
+    """The ledger transaction posted under key, if any: lets an activity whose amounts depend
+    on balances at the time (a partial collection) return its first answer when retried."""
+    row = session.execute(select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.details)
+                          .where(LedgerTransaction.idempotency_key == key)).first()
+    return PostedRecord(id=row.id, kind=row.kind, details=row.details) if row else None

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Money, created_at_column, uuid_pk
@@ -23,6 +24,7 @@ class LoanRequest(Base):
         CheckConstraint("funded_amount >= 0 AND funded_amount <= amount", name="funded_within_amount"),
         CheckConstraint("risk_grade IS NULL OR risk_grade IN ('A','B','C','D','E')", name="risk_grade"),
         CheckConstraint("scoring_score IS NULL OR scoring_score BETWEEN 0 AND 1000", name="scoring_score"),
+        UniqueConstraint("borrower_id", "client_key"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -40,6 +42,14 @@ class LoanRequest(Base):
     rejection_reason: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = created_at_column()
+    # The borrower's Idempotency-Key of the request, if any.
+    client_key: Mapped[str | None] = mapped_column(String(200))
+    simulation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("simulations.id"))
+    scoring_details: Mapped[dict | None] = mapped_column(JSONB)
+    funding_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disbursed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Investment(Base):
@@ -55,6 +65,9 @@ class Investment(Base):
     amount: Mapped[Money] = mapped_column(nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
     created_at: Mapped[datetime] = created_at_column()
+    # What the investor lost on default after the reserve fund's cover.
+    loss_amount: Mapped[Money | None] = mapped_column()
+    reserve_cover_amount: Mapped[Money | None] = mapped_column()
 
 
 class RepaymentInstallment(Base):
@@ -73,3 +86,24 @@ class RepaymentInstallment(Base):
     interest: Mapped[Money] = mapped_column(nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paid_principal: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+    paid_interest: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+    late_fee_accrued: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+    late_fee_paid: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+
+
+class Notification(Base):
+    """A message to a user about their loan (overdue installment, ...). Delivery channels
+    (e-mail, messenger) are outside; this is the record that it was due to go out."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("dedupe_key"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    loan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("loan_requests.id"))
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    # Built from business facts ("loan:<id>:installment:3:overdue"): a retried activity adds nothing.
+    dedupe_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = created_at_column()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
+from fractions import Fraction
 from decimal import Decimal
 
 import pytest
@@ -10,9 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.money import round_money
-from domain.schedule import ScheduleError, annuity_payment, build_schedule, monthly_rate
+from domain.schedule import ScheduleError, annuity_payment, build_schedule, monthly_rate, period_interest
 
 D = Decimal
+
+def exact_interest(balance: Decimal, rate_annual: Decimal) -> Decimal:
+    """An independent oracle: exact rational arithmetic, rounded half up to kopecks."""
+    kopecks = Fraction(balance) * Fraction(rate_annual) / 1200 * 100
+    whole = math.floor(kopecks)
+    if kopecks - whole >= Fraction(1, 2):
+        whole += 1
+    return D(whole) / 100
+
 
 amounts = st.decimals(min_value=D("1000.00"), max_value=D("100000000.00"), places=2)
 rates = st.decimals(min_value=D("0.00"), max_value=D("100.00"), places=2)
@@ -49,9 +60,8 @@ def test_schedule_properties(loan):
     assert all(i.balance_after >= 0 and i.principal >= 0 and i.interest >= 0 for i in items)
     # interest is the rounded balance before the period times the periodic rate
     balance = amount
-    r = monthly_rate(rate)
     for item in items:
-        assert item.interest == round_money(balance * r)
+        assert item.interest == exact_interest(balance, rate)
         assert item.balance_after == balance - item.principal
         balance = item.balance_after
     # every amount is in kopecks
@@ -78,6 +88,12 @@ def test_zero_rate_is_interest_free(amount, term, start):
     schedule = build_schedule(amount, D("0"), term, start)
     assert schedule.total_interest == 0
     assert sum(i.principal for i in schedule.installments) == amount
+
+
+def test_interest_on_an_exact_half_kopek_rounds_up():
+    # 450 x 1.96% / 12 = 0.735 exactly: a truncated periodic rate would give 0.73
+    assert period_interest(D("450.00"), D("1.96")) == D("0.74")
+    assert exact_interest(D("450.00"), D("1.96")) == D("0.74")
 
 
 def test_published_pmt_figures():

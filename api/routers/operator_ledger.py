@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import OperatorOrCompliance, OperatorUser, SessionDep
+from api.deps import OperatorOrCompliance, OperatorUser, SessionDep, TemporalDep, in_db
+from api.workflow_calls import signal_funds_arrived
 from api.schemas.wallets import DecisionIn, DepositOut, RejectionIn, TrialBalanceOut, WithdrawalOut
 from ledger.cash import confirm_deposit, pay_withdrawal, reject_deposit, reject_withdrawal
 from ledger.reports import trial_balance
 from models.ledger import Deposit, Withdrawal
+from models.loans import LoanRequest
 
 router = APIRouter(prefix="/v1/operator", tags=["operator"])
 
@@ -26,9 +29,20 @@ def list_deposits(operator: OperatorUser, session: SessionDep,
 
 
 @router.post("/deposits/{deposit_id}/confirm", response_model=DepositOut)
-def confirm(deposit_id: uuid.UUID, operator: OperatorUser, session: SessionDep,
-            body: DecisionIn | None = None) -> Deposit:
-    return confirm_deposit(session, deposit_id, operator.id, body.bank_reference if body else None)
+async def confirm(deposit_id: uuid.UUID, operator: OperatorUser, request: Request, temporal: TemporalDep,
+                  body: DecisionIn | None = None) -> DepositOut:
+    """The bank payment arrived: the money is in the wallet. A borrower's running loans are
+    told at once, so an overdue installment is collected now, not at the next due date."""
+
+    def work(session: Session) -> tuple[DepositOut, list[str]]:
+        deposit = confirm_deposit(session, deposit_id, operator.id, body.bank_reference if body else None)
+        workflow_ids = list(session.scalars(select(LoanRequest.workflow_id).where(
+            LoanRequest.borrower_id == deposit.user_id, LoanRequest.status == "active")))
+        return DepositOut.model_validate(deposit), workflow_ids
+
+    deposit, workflow_ids = await in_db(request, work)
+    await signal_funds_arrived(temporal, workflow_ids, deposit.id)
+    return deposit
 
 
 @router.post("/deposits/{deposit_id}/reject", response_model=DepositOut)

@@ -1,0 +1,392 @@
+"""The loan workflow's side effects: every write to the ledger and the read side.
+
+Each activity is one database transaction, idempotent by keys built from business facts
+(loan id, investment id, installment number, collection number): a retried activity finds
+its own earlier work and returns the same answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from activities.errors import business_errors_are_final
+from core.db import unit_of_work
+from core.errors import Conflict, InsufficientFunds, NotFound
+from domain.allocation import split_pro_rata
+from domain.money import ZERO
+from domain.schedule import annuity_payment
+from domain.scoring import ScoringInput, score_request
+from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
+from ledger.postings import Leg, find_posted, post_transaction
+from ledger.wallets import release, reserve
+from models.ledger import LedgerAccount
+from models.loan_workflow import (
+    CollectInput,
+    CollectResult,
+    CompleteInput,
+    DefaultInput,
+    DefaultResult,
+    DisburseInput,
+    DisburseResult,
+    OverdueNotice,
+    PaidItem,
+    RegisterLoanInput,
+    ReleaseInvestmentsInput,
+    ReleaseInvestmentsResult,
+    ReserveInvestmentInput,
+    ScoreLoanInput,
+    ScoreLoanResult,
+    StatusChange,
+)
+from models.loans import Investment, LoanRequest, Notification, RepaymentInstallment
+from models.users import BorrowerProfile
+
+
+def notify(session: Session, user_id: uuid.UUID, loan_id: uuid.UUID | None, kind: str, message: str,
+           dedupe_key: str) -> None:
+    session.execute(pg_insert(Notification).values(user_id=user_id, loan_id=loan_id, kind=kind, message=message,
+                                                   dedupe_key=dedupe_key)
+                    .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+def _loan(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRequest:
+    loan = session.get(LoanRequest, loan_id, with_for_update=lock)
+    if loan is None:
+        raise NotFound(f"no loan {loan_id}")
+    return loan
+
+
+def _active_investments(session: Session, loan_id: uuid.UUID, status: str | tuple[str, ...] = "active"
+                        ) -> list[Investment]:
+    statuses = (status,) if isinstance(status, str) else status
+    return list(session.scalars(select(Investment).where(Investment.loan_id == loan_id,
+                                                         Investment.status.in_(statuses))
+                                .order_by(Investment.created_at, Investment.id)))
+
+
+def _investor_weights(investments: list[Investment]) -> dict[uuid.UUID, Decimal]:
+    weights: dict[uuid.UUID, Decimal] = {}
+    for investment in investments:
+        weights[investment.investor_id] = weights.get(investment.investor_id, ZERO) + investment.amount
+    return weights
+
+
+class LoanActivities:
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._session_factory = session_factory
+
+    # -- request, scoring, status ------------------------------------------------------------
+    @activity.defn(name="register_loan_request")
+    @business_errors_are_final
+    def register_loan_request(self, input: RegisterLoanInput) -> None:
+        """The read-side row of the loan (the API usually wrote it already: then a no-op)."""
+        with unit_of_work(self._session_factory) as session:
+            session.execute(pg_insert(LoanRequest).values(
+                id=input.loan_id, borrower_id=input.borrower_id, product_id=input.product_id, amount=input.amount,
+                term_months=input.term_months, purpose="", workflow_id=input.workflow_id, status="pending",
+            ).on_conflict_do_nothing(index_elements=["id"]))
+
+    @activity.defn(name="record_loan_status")
+    @business_errors_are_final
+    def record_loan_status(self, change: StatusChange) -> None:
+        with unit_of_work(self._session_factory) as session:
+            loan = _loan(session, change.loan_id, lock=True)
+            loan.status = change.status
+            for field in ("rejection_reason", "scoring_details", "funding_deadline"):
+                value = getattr(change, field)
+                if value is not None:
+                    setattr(loan, field, value)
+            if change.score is not None:
+                loan.scoring_score = change.score
+            if change.grade is not None:
+                loan.risk_grade = change.grade
+            if change.rate_annual is not None:
+                loan.rate_annual = change.rate_annual
+            loan.updated_at = change.at
+            if change.status in ("repaid", "defaulted", "rejected"):
+                loan.closed_at = change.at
+            if change.notify_borrower:
+                notify(session, loan.borrower_id, loan.id, f"loan_{change.status}", change.notify_borrower,
+                       f"loan:{loan.id}:status:{change.status}")
+
+    @activity.defn(name="score_loan_request")
+    @business_errors_are_final
+    def score_loan_request(self, input: ScoreLoanInput) -> ScoreLoanResult:
+        with self._session_factory() as session:
+            profile = session.get(BorrowerProfile, input.borrower_id)
+        if profile is None:
+            return ScoreLoanResult(score=0, grade=None, rate_annual=None, decision="reject", reasons=[],
+                                   reject_reason="no borrower profile: PUT /v1/users/me/profile first")
+        # The DTI test uses the dearest grade's payment: the most the borrower could owe.
+        worst_rate = max(input.terms.rates_by_grade.values())
+        months = input.term_months - input.terms.interest_only_months
+        payment = annuity_payment(input.amount, worst_rate, months)
+        result = score_request(ScoringInput(
+            monthly_income=profile.monthly_income, monthly_obligations=profile.monthly_obligations,
+            employment_months=profile.employment_months, monthly_payment=payment, amount=input.amount))
+        rate = input.terms.rates_by_grade.get(result.grade) if result.grade else None
+        return ScoreLoanResult(score=result.score, grade=result.grade, rate_annual=rate, decision=result.decision,
+                               reasons=[{"factor": f.name, "points": f.points, "reason": f.reason}
+                                        for f in result.factors],
+                               reject_reason=result.reject_reason)
+
+    # -- funding ---------------------------------------------------------------------------
+    @activity.defn(name="reserve_investment")
+    @business_errors_are_final
+    def reserve_investment(self, input: ReserveInvestmentInput) -> None:
+        """The investment row and the reservation of the investor's money, together.
+        Not enough available money: InsufficientFunds, nothing recorded."""
+        with unit_of_work(self._session_factory) as session:
+            wallet = wallet_of_user(session, input.investor_id)
+            if wallet.type != "investor":
+                raise Conflict("only investors invest")
+            existing = session.get(Investment, input.investment_id)
+            if existing is not None:
+                if existing.amount != input.amount or existing.investor_id != input.investor_id:
+                    raise Conflict(f"investment {input.investment_id} exists with other terms")
+                return
+            with session.begin_nested():
+                session.add(Investment(id=input.investment_id, investor_id=input.investor_id, loan_id=input.loan_id,
+                                       amount=input.amount, status="pending"))
+                session.flush()
+                reserve(session, wallet.id, input.amount, kind="investment_reserve", loan_id=input.loan_id,
+                        key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
+                        description="investment reserved")
+            session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id)
+                            .values(funded_amount=LoanRequest.funded_amount + input.amount))
+
+    @activity.defn(name="release_investments")
+    @business_errors_are_final
+    def release_investments(self, input: ReleaseInvestmentsInput) -> ReleaseInvestmentsResult:
+        """The loan will not be funded: every reservation goes back to its investor."""
+        total = ZERO
+        with unit_of_work(self._session_factory) as session:
+            investments = _active_investments(session, input.loan_id, status="pending")
+            for investment in investments:
+                wallet = wallet_of_user(session, investment.investor_id)
+                release(session, wallet.id, investment.amount, kind="investment_release", loan_id=input.loan_id,
+                        key=f"loan:{input.loan_id}:investment:{investment.id}:release",
+                        description=f"loan not funded: {input.reason}")
+                investment.status = "released"
+                total += investment.amount
+                notify(session, investment.investor_id, input.loan_id, "investment_released",
+                       f"the loan was not funded ({input.reason}); {investment.amount:.2f} is available again",
+                       f"loan:{input.loan_id}:investment:{investment.id}:released")
+            session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id).values(funded_amount=0))
+        return ReleaseInvestmentsResult(released=len(investments), total=total)
+
+    # -- disbursement --------------------------------------------------------------------
+    @activity.defn(name="disburse_loan")
+    @business_errors_are_final
+    def disburse_loan(self, input: DisburseInput) -> DisburseResult:
+        """One all-or-nothing ledger transaction: every investor's reserved money to the
+        borrower, minus the platform fee and the reserve-fund contribution; the schedule is
+        stored and the loan becomes active, in the same database transaction."""
+        key = f"loan:{input.loan_id}:disburse"
+        with unit_of_work(self._session_factory) as session:
+            investments = _active_investments(session, input.loan_id, status=("pending", "active"))
+            done = find_posted(session, key)
+            if done is None:
+                invested = sum((i.amount for i in investments), ZERO)
+                if invested != input.amount:
+                    raise Conflict(f"reservations total {invested:.2f}, the loan is {input.amount:.2f}")
+                legs: list[Leg] = []
+                for investment in investments:
+                    _, reserved = wallet_accounts(session, wallet_of_user(session, investment.investor_id).id)
+                    legs.append(Leg(reserved.id, -investment.amount))
+                borrower_available, _ = wallet_accounts(session, wallet_of_user(session, input.borrower_id).id)
+                to_borrower = input.amount - input.platform_fee - input.reserve_contribution
+                legs.append(Leg(borrower_available.id, to_borrower))
+                if input.platform_fee:
+                    legs.append(Leg(platform_account(session, "platform_fees", input.currency).id, input.platform_fee))
+                if input.reserve_contribution:
+                    legs.append(Leg(platform_account(session, "reserve_fund", input.currency).id,
+                                    input.reserve_contribution))
+                # Several investments of one investor: one leg per account.
+                merged: dict[int, Decimal] = {}
+                for leg in legs:
+                    merged[leg.account_id] = merged.get(leg.account_id, ZERO) + leg.amount
+                posted = post_transaction(session, key=key, kind="disbursement", loan_id=input.loan_id,
+                                          legs=[Leg(a, v) for a, v in merged.items() if v != 0],
+                                          description="loan disbursed",
+                                          details={"to_borrower": f"{to_borrower:.2f}",
+                                                   "platform_fee": f"{input.platform_fee:.2f}",
+                                                   "reserve_contribution": f"{input.reserve_contribution:.2f}"})
+                transaction_id = posted.id
+            else:
+                transaction_id = done.id
+                to_borrower = Decimal(done.details["to_borrower"])
+            for item in input.installments:
+                session.execute(pg_insert(RepaymentInstallment).values(
+                    loan_id=input.loan_id, payment_num=item.payment_num, due_date=item.due_date,
+                    principal=item.principal, interest=item.interest, status="pending",
+                ).on_conflict_do_nothing(index_elements=["loan_id", "payment_num"]))
+            for investment in investments:
+                investment.status = "active"
+            loan = _loan(session, input.loan_id, lock=True)
+            loan.status = "active"
+            loan.rate_annual = input.rate_annual
+            loan.disbursed_at = loan.disbursed_at or input.at
+            loan.updated_at = input.at
+            notify(session, input.borrower_id, input.loan_id, "loan_disbursed",
+                   f"{to_borrower:.2f} {input.currency} is in your wallet; the first installment is due "
+                   f"{input.installments[0].due_date.isoformat()}", f"loan:{input.loan_id}:disbursed")
+        return DisburseResult(ledger_transaction_id=transaction_id, to_borrower=to_borrower,
+                              investors=len({i.investor_id for i in investments}))
+
+    # -- repayment -----------------------------------------------------------------------
+    @activity.defn(name="collect_installments")
+    @business_errors_are_final
+    def collect_installments(self, input: CollectInput) -> CollectResult:
+        """Takes what the borrower's wallet holds, up to what is due; pays late fees, then
+        interest, then principal, oldest installment first; distributes the money to the
+        investors pro rata (largest remainder). A retry returns the first answer."""
+        with unit_of_work(self._session_factory) as session:
+            done = find_posted(session, input.key)
+            if done is not None:
+                return CollectResult.model_validate(done.details["result"])
+            borrower_wallet = wallet_of_user(session, input.borrower_id)
+            available_account, _ = wallet_accounts(session, borrower_wallet.id)
+            # Lock the borrower's account before reading what is there to take.
+            available = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id)
+                                        .with_for_update()).scalar_one()
+            owed = sum((i.fee + i.interest + i.principal for i in input.items), ZERO)
+            if input.require_full and available < owed:
+                raise InsufficientFunds(f"{owed:.2f} is needed, the wallet holds {available:.2f}",
+                                        needed=f"{owed:.2f}", available=f"{available:.2f}")
+            budget = min(available, owed)
+            paid: list[PaidItem] = []
+            for item in input.items:
+                fee = min(budget, item.fee)
+                budget -= fee
+                interest = min(budget, item.interest)
+                budget -= interest
+                principal = min(budget, item.principal)
+                budget -= principal
+                paid.append(PaidItem(payment_num=item.payment_num, fee=fee, interest=interest, principal=principal))
+            total = sum((p.fee + p.interest + p.principal for p in paid), ZERO)
+            result = CollectResult(total=total, items=paid)
+            if total > 0:
+                investments = _active_investments(session, input.loan_id)
+                weights = _investor_weights(investments)
+                shares = split_pro_rata(total, weights)
+                merged: dict[int, Decimal] = {available_account.id: -total}
+                for investor_id, share in shares.items():
+                    if share:
+                        account, _ = wallet_accounts(session, wallet_of_user(session, investor_id).id)
+                        merged[account.id] = merged.get(account.id, ZERO) + share
+                post_transaction(session, key=input.key, kind=f"{input.purpose}_collection", loan_id=input.loan_id,
+                                 legs=[Leg(a, v) for a, v in merged.items() if v != 0],
+                                 description=f"{input.purpose.replace('_', ' ')} collected and distributed",
+                                 details={"result": result.model_dump(mode="json"),
+                                          "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
+            self._apply_to_schedule(session, input, paid)
+        return result
+
+    def _apply_to_schedule(self, session: Session, input: CollectInput, paid: list[PaidItem]) -> None:
+        due = {item.payment_num: item for item in input.items}
+        for item in paid:
+            row = session.scalars(select(RepaymentInstallment).where(
+                RepaymentInstallment.loan_id == input.loan_id,
+                RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
+            row.paid_principal += item.principal
+            row.paid_interest += item.interest
+            row.late_fee_paid += item.fee
+            row.late_fee_accrued = max(row.late_fee_accrued, due[item.payment_num].fee_accrued)
+            wanted = due[item.payment_num]
+            if (item.fee, item.interest, item.principal) == (wanted.fee, wanted.interest, wanted.principal):
+                row.status = "paid"
+                row.paid_at = input.at
+
+    @activity.defn(name="mark_installment_overdue")
+    @business_errors_are_final
+    def mark_installment_overdue(self, notice: OverdueNotice) -> None:
+        with unit_of_work(self._session_factory) as session:
+            session.execute(update(RepaymentInstallment).where(
+                RepaymentInstallment.loan_id == notice.loan_id,
+                RepaymentInstallment.payment_num == notice.payment_num,
+                RepaymentInstallment.status == "pending").values(status="overdue"))
+            notify(session, notice.borrower_id, notice.loan_id, "installment_overdue",
+                   f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue: "
+                   f"{notice.amount_due:.2f} is due; late fees accrue after the grace days",
+                   f"loan:{notice.loan_id}:installment:{notice.payment_num}:overdue")
+
+    @activity.defn(name="default_loan")
+    @business_errors_are_final
+    def default_loan(self, input: DefaultInput) -> DefaultResult:
+        """Writes off what is left and covers each investor's outstanding principal from the
+        reserve fund, pro rata, up to what the fund holds; the rest is the investors' loss."""
+        key = f"loan:{input.loan_id}:default:reserve-cover"
+        with unit_of_work(self._session_factory) as session:
+            investments = _active_investments(session, input.loan_id)
+            weights = _investor_weights(investments)
+            done = find_posted(session, key)
+            if done is not None:
+                covered = Decimal(done.details["covered"])
+            else:
+                fund_account = platform_account(session, "reserve_fund", input.currency)
+                fund = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id)
+                                       .with_for_update()).scalar_one()
+                covered = min(fund, input.outstanding_principal)
+                if covered > 0:
+                    shares = split_pro_rata(covered, weights)
+                    legs = [Leg(fund_account.id, -covered)]
+                    for investor_id, share in shares.items():
+                        if share:
+                            account, _ = wallet_accounts(session, wallet_of_user(session, investor_id).id)
+                            legs.append(Leg(account.id, share))
+                    post_transaction(session, key=key, kind="reserve_cover", loan_id=input.loan_id, legs=legs,
+                                     description="default: outstanding principal covered by the reserve fund",
+                                     details={"covered": f"{covered:.2f}",
+                                              "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
+            outstanding_by_investor = split_pro_rata(input.outstanding_principal, weights)
+            cover_by_investor = split_pro_rata(covered, weights)
+            for investment in investments:
+                # Per investor, then shared among their investments in this loan by amount.
+                investor_total = weights[investment.investor_id]
+                part = investment.amount / investor_total
+                investment.reserve_cover_amount = (cover_by_investor[investment.investor_id] * part).quantize(Decimal("0.01"))
+                investment.loss_amount = ((outstanding_by_investor[investment.investor_id]
+                                           - cover_by_investor[investment.investor_id]) * part).quantize(Decimal("0.01"))
+                investment.status = "defaulted"
+                notify(session, investment.investor_id, input.loan_id, "loan_defaulted",
+                       f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} of your "
+                       f"outstanding principal", f"loan:{input.loan_id}:investment:{investment.id}:defaulted")
+            for item in input.written_off:
+                row = session.scalars(select(RepaymentInstallment).where(
+                    RepaymentInstallment.loan_id == input.loan_id,
+                    RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
+                row.late_fee_accrued = max(row.late_fee_accrued, item.fee_accrued)
+                if row.status != "paid":
+                    row.status = "written_off"
+            loan = _loan(session, input.loan_id, lock=True)
+            loan.status = "defaulted"
+            loan.closed_at = input.at
+            loan.updated_at = input.at
+            loan.scoring_details = {**(loan.scoring_details or {}),
+                                    "default": {"outstanding_principal": f"{input.outstanding_principal:.2f}",
+                                                "covered_by_reserve_fund": f"{covered:.2f}",
+                                                "investors_loss": f"{input.outstanding_principal - covered:.2f}"}}
+            notify(session, loan.borrower_id, loan.id, "loan_defaulted",
+                   "your loan was declared in default", f"loan:{loan.id}:defaulted")
+        return DefaultResult(covered=covered, loss=input.outstanding_principal - covered)
+
+    @activity.defn(name="complete_loan")
+    @business_errors_are_final
+    def complete_loan(self, input: CompleteInput) -> None:
+        with unit_of_work(self._session_factory) as session:
+            for investment in _active_investments(session, input.loan_id):
+                investment.status = "repaid"
+            loan = _loan(session, input.loan_id, lock=True)
+            loan.status = "repaid"
+            loan.closed_at = input.at
+            loan.updated_at = input.at
+            notify(session, loan.borrower_id, loan.id, "loan_repaid", "your loan is fully repaid",
+                   f"loan:{loan.id}:repaid")

@@ -1,0 +1,208 @@
+"""Loans: borrowers ask, investors invest, everyone allowed reads. Writes go to the loan's
+workflow (updates answer synchronously); reads come from the read side in PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, status
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from api.deps import BorrowerUser, CurrentUser, InvestorUser, OperatorUser, TemporalDep, in_db
+from api.schemas.loans import (
+    DecisionIn,
+    DecisionOut,
+    EarlyRepaymentOut,
+    InvestmentIn,
+    InvestmentOut,
+    LoanCreate,
+    LoanCreated,
+    LoanOut,
+    ScheduleRowOut,
+)
+from api.workflow_calls import execute_loan_update
+from core.errors import Forbidden, InvalidRequest, NotFound, ServiceUnavailable
+from loans.requests import create_loan_request, workflow_input
+from models.loan_workflow import (
+    ApprovalDecision,
+    ApprovalResult,
+    EarlyRepaymentRequest,
+    EarlyRepaymentResult,
+    InvestmentAccepted,
+    InvestmentRequest,
+    LoanSnapshot,
+)
+from models.loans import LOAN_STATUSES, Investment, LoanRequest, RepaymentInstallment
+from models.products import LoanProduct
+from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT
+from models.users import Role, User
+from workflows.loan import LoanWorkflow
+
+router = APIRouter(prefix="/v1", tags=["loans"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+INVESTMENT_NAMESPACE = uuid.UUID("6f1c2d0e-4a51-4f43-9a43-6d1c1e0b7a55")
+
+
+def _loan_out(session: Session, loan: LoanRequest, with_purpose: bool) -> LoanOut:
+    product = session.get_one(LoanProduct, loan.product_id)
+    return LoanOut(id=loan.id, status=loan.status, amount=loan.amount, currency=loan.currency,
+                   funded_amount=loan.funded_amount, rate_annual=loan.rate_annual, risk_grade=loan.risk_grade,
+                   scoring_score=loan.scoring_score, term_months=loan.term_months, product=product.code,
+                   product_version=product.version, purpose=loan.purpose if with_purpose else None,
+                   rejection_reason=loan.rejection_reason, funding_deadline=loan.funding_deadline,
+                   disbursed_at=loan.disbursed_at, closed_at=loan.closed_at, created_at=loan.created_at)
+
+
+def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[LoanRequest, bool]:
+    """The loan if this user may read it, and whether they see everything (purpose). Others: 404."""
+    loan = session.get(LoanRequest, loan_id)
+    if loan is not None:
+        if user.role in (Role.operator.value, Role.compliance.value) or loan.borrower_id == user.id:
+            return loan, True
+        if user.role == Role.investor.value:
+            invested = session.scalar(select(exists().where(Investment.loan_id == loan.id,
+                                                            Investment.investor_id == user.id)))
+            if invested or loan.status == "funding":
+                return loan, False
+    raise NotFound(f"no loan {loan_id}")
+
+
+@router.post("/loans", status_code=status.HTTP_201_CREATED, response_model=LoanCreated)
+async def create_loan(body: LoanCreate, user: BorrowerUser, request: Request, temporal: TemporalDep,
+                      idempotency_key: IdempotencyKey = None) -> LoanCreated:
+    settings = request.app.state.settings
+
+    def prepare(session: Session):
+        loan, created = create_loan_request(
+            session, user.id, product_code=body.product, amount=body.amount, term_months=body.term_months,
+            purpose=body.purpose, simulation_id=body.simulation_id, client_key=idempotency_key)
+        return loan.id, loan.workflow_id, loan.status, created, workflow_input(session, loan, settings.LOAN_TIME_SCALE)
+
+    loan_id, workflow_id, loan_status, created, wf_input = await in_db(request, prepare)
+    try:
+        client = await temporal.get()
+        await client.start_workflow(
+            LoanWorkflow.run, wf_input, id=workflow_id, task_queue=settings.TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(LOAN_STATUS, "pending"),
+                SearchAttributePair(BORROWER_ID, str(user.id)),
+                SearchAttributePair(PRODUCT, wf_input.terms.product_code)]),
+            static_summary=f"Loan {wf_input.amount:.2f} {wf_input.terms.currency}, {wf_input.term_months} months, "
+                           f"product {wf_input.terms.product_code} v{wf_input.terms.product_version}")
+    except (RPCError, RuntimeError, OSError) as exc:
+        if created:
+            await in_db(request, lambda s: s.query(LoanRequest).filter(LoanRequest.id == loan_id).delete())
+        raise ServiceUnavailable(f"the workflow service did not take the loan ({type(exc).__name__}); "
+                                 "nothing was created, send again") from None
+    return LoanCreated(id=loan_id, status=loan_status, workflow_id=workflow_id)
+
+
+@router.get("/loans", response_model=list[LoanOut])
+async def list_loans(user: CurrentUser, request: Request,
+                     loan_status: Annotated[str | None, Query(alias="status")] = None,
+                     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                     offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[LoanOut]:
+    """Borrowers: their loans. Investors: loans open for investment (status=funding, the
+    default) or those they invested in. Operators and compliance: all, by status."""
+    if loan_status is not None and loan_status not in LOAN_STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(LOAN_STATUSES)}", field="status")
+
+    def read(session: Session) -> list[LoanOut]:
+        query = select(LoanRequest)
+        if user.role == Role.borrower.value:
+            query = query.where(LoanRequest.borrower_id == user.id)
+        elif user.role == Role.investor.value:
+            mine = select(Investment.loan_id).where(Investment.investor_id == user.id)
+            if loan_status in (None, "funding"):
+                query = query.where(LoanRequest.status == "funding")
+            else:
+                query = query.where(LoanRequest.id.in_(mine))
+        if loan_status:
+            query = query.where(LoanRequest.status == loan_status)
+        rows = session.scalars(query.order_by(LoanRequest.created_at.desc(), LoanRequest.id)
+                               .limit(limit).offset(offset))
+        full = user.role != Role.investor.value
+        return [_loan_out(session, loan, full) for loan in rows]
+
+    return await in_db(request, read)
+
+
+@router.get("/loans/{loan_id}", response_model=LoanOut)
+async def get_loan(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> LoanOut:
+    def read(session: Session) -> LoanOut:
+        loan, full = readable_loan(session, loan_id, user)
+        return _loan_out(session, loan, full)
+    return await in_db(request, read)
+
+
+@router.get("/loans/{loan_id}/schedule", response_model=list[ScheduleRowOut])
+async def get_schedule(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> list[ScheduleRowOut]:
+    def read(session: Session) -> list[ScheduleRowOut]:
+        readable_loan(session, loan_id, user)
+        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan_id)
+                               .order_by(RepaymentInstallment.payment_num))
+        return [ScheduleRowOut.model_validate(row) for row in rows]
+    return await in_db(request, read)
+
+
+@router.post("/loans/{loan_id}/investments", status_code=status.HTTP_201_CREATED, response_model=InvestmentOut)
+async def invest(loan_id: uuid.UUID, body: InvestmentIn, user: InvestorUser, request: Request,
+                 temporal: TemporalDep, idempotency_key: IdempotencyKey = None) -> InvestmentOut:
+    """201 when the money is reserved for the loan; 409 when the loan is not open, the
+    amount is more than what is left, or the wallet lacks the money; 422 for amounts the
+    product does not allow. The same Idempotency-Key replays the same investment."""
+    loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
+    investment_id = (uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{user.id}:{idempotency_key}")
+                     if idempotency_key else uuid.uuid4())
+    client = await temporal.get()
+    accepted: InvestmentAccepted = await execute_loan_update(
+        client, loan.workflow_id, "invest",
+        InvestmentRequest(investment_id=investment_id, investor_id=user.id, amount=body.amount),
+        update_id=f"investment-{investment_id}", result_type=InvestmentAccepted)
+    return InvestmentOut(id=accepted.investment_id, loan_id=loan_id, amount=accepted.amount,
+                         funded_amount=accepted.funded_amount, remaining=accepted.remaining)
+
+
+@router.post("/loans/{loan_id}/early-repayment", response_model=EarlyRepaymentOut)
+async def early_repayment(loan_id: uuid.UUID, user: BorrowerUser, request: Request,
+                          temporal: TemporalDep) -> EarlyRepaymentOut:
+    """Repays everything today: outstanding principal, interest accrued to today, anything
+    overdue with its late fees. 409 if the wallet does not hold that much."""
+    loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
+    if loan.borrower_id != user.id:
+        raise NotFound(f"no loan {loan_id}")
+    client = await temporal.get()
+    result: EarlyRepaymentResult = await execute_loan_update(
+        client, loan.workflow_id, "repay_early", EarlyRepaymentRequest(requested_by=user.id),
+        update_id=f"early-repayment-{loan_id}-{uuid.uuid4()}", result_type=EarlyRepaymentResult)
+    return EarlyRepaymentOut(**result.model_dump())
+
+
+@router.post("/operator/loans/{loan_id}/decision", response_model=DecisionOut, tags=["operator"])
+async def decide(loan_id: uuid.UUID, body: DecisionIn, operator: OperatorUser, request: Request,
+                 temporal: TemporalDep) -> DecisionOut:
+    """Approve or reject a loan awaiting review (409 if it is not)."""
+    loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, operator))
+    client = await temporal.get()
+    result: ApprovalResult = await execute_loan_update(
+        client, loan.workflow_id, "decide",
+        ApprovalDecision(approve=body.approve, operator_id=operator.id, reason=body.reason),
+        update_id=f"decision-{loan_id}", result_type=ApprovalResult)
+    return DecisionOut(status=result.status)
+
+
+@router.get("/operator/loans/{loan_id}/live", response_model=LoanSnapshot, tags=["operator"])
+async def live_state(loan_id: uuid.UUID, user: CurrentUser, request: Request,
+                     temporal: TemporalDep) -> LoanSnapshot:
+    """The workflow's own view (a query), for operators and compliance."""
+    if user.role not in (Role.operator.value, Role.compliance.value):
+        raise Forbidden("operators and compliance only")
+    loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
+    client = await temporal.get()
+    return await client.get_workflow_handle(loan.workflow_id).query(LoanWorkflow.snapshot)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import Field
+
+from api.schemas.base import Amount, Money, ResponseModel, StrictModel, TermMonths
+
+
+class LoanCreate(StrictModel):
+    product: str = Field(default="standard", max_length=50)
+    amount: Amount | None = None
+    term_months: TermMonths | None = None
+    purpose: str = Field(min_length=1, max_length=500)
+    simulation_id: uuid.UUID | None = Field(default=None, description="ask for the loan a saved simulation priced")
+
+
+class LoanCreated(ResponseModel):
+    id: uuid.UUID
+    status: str
+    workflow_id: str
+
+
+class LoanOut(ResponseModel):
+    id: uuid.UUID
+    status: str
+    amount: Money
+    currency: str
+    funded_amount: Money
+    rate_annual: Money | None
+    risk_grade: str | None
+    scoring_score: int | None
+    term_months: int
+    product: str
+    product_version: int
+    purpose: str | None = None
+    rejection_reason: str | None
+    funding_deadline: datetime | None
+    disbursed_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+
+
+class ScheduleRowOut(ResponseModel):
+    payment_num: int
+    due_date: date
+    principal: Money
+    interest: Money
+    status: str
+    paid_at: datetime | None
+    paid_principal: Money
+    paid_interest: Money
+    late_fee_accrued: Money
+    late_fee_paid: Money
+
+
+class InvestmentIn(StrictModel):
+    amount: Amount
+
+
+class InvestmentOut(ResponseModel):
+    id: uuid.UUID
+    loan_id: uuid.UUID
+    amount: Money
+    status: Literal["reserved"] = "reserved"
+    funded_amount: Money
+    remaining: Money
+
+
+class EarlyRepaymentOut(ResponseModel):
+    paid: Money
+    principal: Money
+    interest: Money
+    late_fees: Money
+
+
+class DecisionIn(StrictModel):
+    approve: bool
+    reason: str = Field(default="", max_length=500)
+
+
+class DecisionOut(ResponseModel):
+    status: str

@@ -1,0 +1,82 @@
+"""Making a loan request: checks against the product, the read-side row, and the input of
+the loan's workflow (a snapshot of the product version it is made under)."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, IdempotencyConflict, InvalidRequest
+from models.loan_workflow import LoanTerms, LoanWorkflowInput
+from models.loans import LoanRequest
+from models.products import LoanProduct
+from models.simulations import Simulation
+from models.users import BorrowerProfile
+from products.service import check_request_fits, current_product
+
+
+def workflow_id_for(loan_id: uuid.UUID) -> str:
+    """Deterministic and free of personal data."""
+    return f"loan-{loan_id}"
+
+
+def terms_snapshot(product: LoanProduct) -> LoanTerms:
+    return LoanTerms(
+        product_id=product.id, product_code=product.code, product_version=product.version,
+        currency=product.currency, amortization_method=product.amortization_method,  # type: ignore[arg-type]
+        interest_only_months=product.interest_only_months,
+        rates_by_grade={g: Decimal(r) for g, r in product.rates_by_grade.items()},
+        platform_fee_percent=product.platform_fee_percent, reserve_fund_percent=product.reserve_fund_percent,
+        funding_window_days=product.funding_window_days, min_investment=product.min_investment,
+        max_investor_share_percent=product.max_investor_share_percent,
+        late_fee_grace_days=product.late_fee_grace_days, late_fee_percent_per_day=product.late_fee_percent_per_day,
+        default_after_days_overdue=product.default_after_days_overdue,
+        requires_manual_approval=product.requires_manual_approval)
+
+
+def workflow_input(session: Session, loan: LoanRequest, time_scale: int) -> LoanWorkflowInput:
+    product = session.get_one(LoanProduct, loan.product_id)
+    return LoanWorkflowInput(loan_id=loan.id, borrower_id=loan.borrower_id, amount=loan.amount,
+                             term_months=loan.term_months, terms=terms_snapshot(product), time_scale=time_scale)
+
+
+def create_loan_request(session: Session, borrower_id: uuid.UUID, *, product_code: str | None,
+                        amount: Decimal | None, term_months: int | None, purpose: str,
+                        simulation_id: uuid.UUID | None, client_key: str | None) -> tuple[LoanRequest, bool]:
+    """Returns (loan, created). With a client key, a repeat of the same request returns the
+    first loan; the same key for another request is an error."""
+    if simulation_id is not None:
+        simulation = session.get(Simulation, simulation_id)
+        if simulation is None or simulation.owner_id != borrower_id:
+            raise InvalidRequest(f"no simulation {simulation_id} of yours", field="simulation_id")
+        product = session.get_one(LoanProduct, simulation.product_id)
+        if not product.is_current:
+            raise Conflict(f"product {product.code!r} changed since this simulation (version {product.version}); "
+                           "simulate again to see the current terms")
+        if amount is not None and amount != simulation.amount or term_months not in (None, simulation.term_months):
+            raise InvalidRequest("amount and term come from the simulation; leave them out or make them match")
+        amount, term_months = simulation.amount, simulation.term_months
+    else:
+        if amount is None or term_months is None:
+            raise InvalidRequest("give amount and term_months, or a simulation_id")
+        product = current_product(session, product_code or "standard")
+    if client_key:
+        existing = session.scalars(select(LoanRequest).where(LoanRequest.borrower_id == borrower_id,
+                                                             LoanRequest.client_key == client_key)).first()
+        if existing is not None:
+            if (existing.amount, existing.term_months, existing.product_id) != (amount, term_months, product.id):
+                raise IdempotencyConflict(f"Idempotency-Key {client_key!r} was used for another loan request")
+            return existing, False
+    check_request_fits(product, amount, term_months)
+    if session.get(BorrowerProfile, borrower_id) is None:
+        raise InvalidRequest("complete your profile first (PUT /v1/users/me/profile): scoring needs it")
+    loan_id = uuid.uuid4()
+    loan = LoanRequest(id=loan_id, borrower_id=borrower_id, product_id=product.id, amount=amount,
+                       currency=product.currency, term_months=term_months, purpose=purpose, status="pending",
+                       workflow_id=workflow_id_for(loan_id), client_key=client_key, simulation_id=simulation_id)
+    session.add(loan)
+    session.flush()
+    return loan, True

@@ -1,0 +1,308 @@
+"""Inputs, outputs and state of the loan workflow and its activities.
+
+Small pydantic models (carried by the pydantic data converter, so Decimal stays exact), one
+per workflow, activity, update and signal, so fields can be added without breaking loans
+that are already running. No ORM objects and no personal data: ids, amounts, dates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+LoanStatus = Literal["pending", "scoring", "approved", "funding", "funded", "active", "repaid", "defaulted",
+                     "rejected"]
+InstallmentStatus = Literal["pending", "paid", "overdue", "written_off"]
+
+
+class LoanTerms(BaseModel):
+    """A snapshot of the product version the loan was made under."""
+
+    product_id: uuid.UUID
+    product_code: str
+    product_version: int
+    currency: str
+    amortization_method: Literal["annuity", "differentiated"]
+    interest_only_months: int
+    rates_by_grade: dict[str, Decimal]
+    platform_fee_percent: Decimal
+    reserve_fund_percent: Decimal
+    funding_window_days: int
+    min_investment: Decimal
+    max_investor_share_percent: Decimal
+    late_fee_grace_days: int
+    late_fee_percent_per_day: Decimal
+    default_after_days_overdue: int
+    requires_manual_approval: bool
+
+
+class InstallmentState(BaseModel):
+    payment_num: int
+    due_date: date
+    principal: Decimal
+    interest: Decimal
+    paid_principal: Decimal = Decimal("0.00")
+    paid_interest: Decimal = Decimal("0.00")
+    # Late fee accrued up to overdue day `fee_accrued_day` (see domain.fees).
+    fee_accrued: Decimal = Decimal("0.00")
+    fee_accrued_day: int = 0
+    paid_fee: Decimal = Decimal("0.00")
+    status: InstallmentStatus = "pending"
+
+    @property
+    def principal_due(self) -> Decimal:
+        return self.principal - self.paid_principal
+
+    @property
+    def interest_due(self) -> Decimal:
+        return self.interest - self.paid_interest
+
+    @property
+    def fee_due(self) -> Decimal:
+        return self.fee_accrued - self.paid_fee
+
+    @property
+    def settled(self) -> bool:
+        return self.status in ("paid", "written_off")
+
+
+class LoanState(BaseModel):
+    """Everything the workflow must carry across continue-as-new."""
+
+    status: LoanStatus = "pending"
+    score: int | None = None
+    grade: str | None = None
+    rate_annual: Decimal | None = None
+    rejection_reason: str | None = None
+    funded_amount: Decimal = Decimal("0.00")
+    # investor id -> total invested in this loan (funding phase only)
+    invested_by: dict[str, Decimal] = Field(default_factory=dict)
+    accepted_investments: int = 0
+    funding_deadline: datetime | None = None
+    # The sandbox clock: loan time = origin + (workflow time - origin) x time_scale.
+    clock_origin: datetime | None = None
+    disbursed_on: date | None = None
+    installments: list[InstallmentState] = Field(default_factory=list)
+    collection_seq: int = 0
+    updates_this_run: int = 0
+
+
+class LoanWorkflowInput(BaseModel):
+    loan_id: uuid.UUID
+    borrower_id: uuid.UUID
+    amount: Decimal
+    term_months: int
+    terms: LoanTerms
+    time_scale: int = 1
+    # Manual review waits this long for an operator, then rejects (not scaled).
+    review_timeout_days: int = 7
+    # Upsert the custom search attributes (LoanStatus, ...). Off only where the server
+    # cannot register them: Temporal's time-skipping test server.
+    search_attributes: bool = True
+    # Set when the workflow continues as new.
+    state: LoanState | None = None
+
+
+# --- messages ---------------------------------------------------------------------------
+
+class InvestmentRequest(BaseModel):
+    investment_id: uuid.UUID
+    investor_id: uuid.UUID
+    amount: Decimal
+
+
+class InvestmentAccepted(BaseModel):
+    investment_id: uuid.UUID
+    amount: Decimal
+    funded_amount: Decimal
+    remaining: Decimal
+
+
+class ApprovalDecision(BaseModel):
+    approve: bool
+    operator_id: uuid.UUID
+    reason: str = ""
+
+
+class ApprovalResult(BaseModel):
+    status: LoanStatus
+
+
+class FundsArrived(BaseModel):
+    """Signal: money arrived in the borrower's wallet (a confirmed deposit)."""
+
+    deposit_id: uuid.UUID | None = None
+
+
+class EarlyRepaymentRequest(BaseModel):
+    requested_by: uuid.UUID
+
+
+class EarlyRepaymentResult(BaseModel):
+    paid: Decimal
+    principal: Decimal
+    interest: Decimal
+    late_fees: Decimal
+
+
+class LoanSnapshot(BaseModel):
+    """The query answer: live state for operators and the API."""
+
+    loan_id: uuid.UUID
+    status: LoanStatus
+    amount: Decimal
+    funded_amount: Decimal
+    remaining: Decimal
+    rate_annual: Decimal | None
+    risk_grade: str | None
+    score: int | None
+    rejection_reason: str | None
+    # Loan-time date as of the workflow's latest step (a query does not move workflow time).
+    loan_today: date | None
+    installments: list[InstallmentState]
+
+
+# --- activities -------------------------------------------------------------------------
+
+class RegisterLoanInput(BaseModel):
+    loan_id: uuid.UUID
+    borrower_id: uuid.UUID
+    product_id: uuid.UUID
+    amount: Decimal
+    term_months: int
+    workflow_id: str
+
+
+class StatusChange(BaseModel):
+    loan_id: uuid.UUID
+    status: LoanStatus
+    score: int | None = None
+    grade: str | None = None
+    rate_annual: Decimal | None = None
+    rejection_reason: str | None = None
+    scoring_details: dict | None = None
+    funding_deadline: datetime | None = None
+    notify_borrower: str | None = None
+    at: datetime | None = None
+
+
+class ScoreLoanInput(BaseModel):
+    loan_id: uuid.UUID
+    borrower_id: uuid.UUID
+    amount: Decimal
+    term_months: int
+    terms: LoanTerms
+
+
+class ScoreLoanResult(BaseModel):
+    score: int
+    grade: str | None
+    rate_annual: Decimal | None
+    decision: Literal["approve", "review", "reject"]
+    reasons: list[dict]
+    reject_reason: str | None = None
+
+
+class ReserveInvestmentInput(BaseModel):
+    loan_id: uuid.UUID
+    investment_id: uuid.UUID
+    investor_id: uuid.UUID
+    amount: Decimal
+
+
+class ReleaseInvestmentsInput(BaseModel):
+    loan_id: uuid.UUID
+    reason: str
+
+
+class ReleaseInvestmentsResult(BaseModel):
+    released: int
+    total: Decimal
+
+
+class ScheduledInstallment(BaseModel):
+    payment_num: int
+    due_date: date
+    principal: Decimal
+    interest: Decimal
+
+
+class DisburseInput(BaseModel):
+    loan_id: uuid.UUID
+    borrower_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    platform_fee: Decimal
+    reserve_contribution: Decimal
+    rate_annual: Decimal
+    installments: list[ScheduledInstallment]
+    at: datetime
+
+
+class DisburseResult(BaseModel):
+    ledger_transaction_id: uuid.UUID
+    to_borrower: Decimal
+    investors: int
+
+
+class DueItem(BaseModel):
+    payment_num: int
+    fee: Decimal
+    interest: Decimal
+    principal: Decimal
+    # Accrued so far, for the read side (fee_accrued on the schedule row).
+    fee_accrued: Decimal = Decimal("0.00")
+
+
+class CollectInput(BaseModel):
+    loan_id: uuid.UUID
+    borrower_id: uuid.UUID
+    currency: str
+    key: str
+    purpose: Literal["installment", "early_repayment"]
+    items: list[DueItem]
+    # All or nothing (early repayment); otherwise take what is there (partial payment).
+    require_full: bool = False
+    at: datetime
+
+
+class PaidItem(BaseModel):
+    payment_num: int
+    fee: Decimal
+    interest: Decimal
+    principal: Decimal
+
+
+class CollectResult(BaseModel):
+    total: Decimal
+    items: list[PaidItem]
+
+
+class OverdueNotice(BaseModel):
+    loan_id: uuid.UUID
+    borrower_id: uuid.UUID
+    payment_num: int
+    amount_due: Decimal
+    due_date: date
+
+
+class DefaultInput(BaseModel):
+    loan_id: uuid.UUID
+    currency: str
+    outstanding_principal: Decimal
+    written_off: list[DueItem]
+    at: datetime
+
+
+class DefaultResult(BaseModel):
+    covered: Decimal
+    loss: Decimal
+
+
+class CompleteInput(BaseModel):
+    loan_id: uuid.UUID
+    at: datetime

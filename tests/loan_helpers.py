@@ -1,0 +1,118 @@
+"""Running loans through their workflow in tests: real activities on the test's database,
+a real Temporal server (time-skipping or dev), investors with money."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowHandle
+
+from core.db import unit_of_work
+from core.settings import Settings
+from ledger.cash import confirm_deposit, request_deposit
+from ledger.wallets import wallet_balance
+from loans.requests import create_loan_request, workflow_input
+from models.loan_workflow import InvestmentAccepted, InvestmentRequest, LoanSnapshot
+from models.users import BorrowerProfile
+from tests.ledger_helpers import new_user
+from workflows.loan import LoanWorkflow
+
+D = Decimal
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings, factory: sessionmaker[Session], task_queue: str):
+    from worker import ACTIVITY_THREADS, build_worker
+
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        worker = build_worker(client, settings, factory, executor, task_queue=task_queue)
+        async with worker:
+            yield worker
+
+
+def make_borrower(factory: sessionmaker[Session], income: str = "200000", obligations: str = "0",
+                  employment_months: int = 48) -> uuid.UUID:
+    from datetime import datetime, timezone
+
+    from ledger.accounts import open_wallet
+
+    with unit_of_work(factory) as session:
+        user = new_user(session, "borrower")
+        open_wallet(session, user.id, "borrower")
+        session.add(BorrowerProfile(user_id=user.id, monthly_income=D(income), monthly_obligations=D(obligations),
+                                    employment_months=employment_months, updated_at=datetime.now(timezone.utc)))
+        return user.id
+
+
+def make_investor(factory: sessionmaker[Session], money: str) -> uuid.UUID:
+    from ledger.accounts import open_wallet
+
+    with unit_of_work(factory) as session:
+        user = new_user(session, "investor")
+        open_wallet(session, user.id, "investor")
+        if D(money) > 0:
+            deposit_money(session, user.id, D(money))
+        return user.id
+
+
+def deposit_money(session: Session, user_id: uuid.UUID, amount: Decimal) -> None:
+    operator = new_user(session, "operator")
+    deposit, _ = request_deposit(session, user_id, amount)
+    confirm_deposit(session, deposit.id, operator.id)
+
+
+def give_money(factory: sessionmaker[Session], user_id: uuid.UUID, amount: str) -> None:
+    with unit_of_work(factory) as session:
+        deposit_money(session, user_id, D(amount))
+
+
+def balance_of(factory: sessionmaker[Session], user_id: uuid.UUID):
+    from ledger.accounts import wallet_of_user
+
+    with factory() as session:
+        return wallet_balance(session, wallet_of_user(session, user_id).id)
+
+
+@dataclass
+class StartedLoan:
+    loan_id: uuid.UUID
+    handle: WorkflowHandle
+
+
+async def start_loan(client: Client, factory: sessionmaker[Session], task_queue: str, borrower_id: uuid.UUID,
+                     amount: str, term: int, product: str = "standard", time_scale: int = 1,
+                     search_attributes: bool = False) -> StartedLoan:
+    def prepare():
+        with unit_of_work(factory) as session:
+            loan, _ = create_loan_request(session, borrower_id, product_code=product, amount=D(amount),
+                                          term_months=term, purpose="test", simulation_id=None, client_key=None)
+            wf_input = workflow_input(session, loan, time_scale)
+            return loan.id, loan.workflow_id, wf_input.model_copy(update={"search_attributes": search_attributes})
+
+    loan_id, workflow_id, wf_input = await asyncio.to_thread(prepare)
+    handle = await client.start_workflow(LoanWorkflow.run, wf_input, id=workflow_id, task_queue=task_queue)
+    return StartedLoan(loan_id=loan_id, handle=handle)
+
+
+async def wait_for_status(handle: WorkflowHandle, *statuses: str, timeout: float = 30.0) -> LoanSnapshot:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        snapshot: LoanSnapshot = await handle.query(LoanWorkflow.snapshot)
+        if snapshot.status in statuses:
+            return snapshot
+        if loop.time() > deadline:
+            raise AssertionError(f"loan stayed {snapshot.status}, expected {statuses}")
+        await asyncio.sleep(0.05)
+
+
+async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) -> InvestmentAccepted:
+    investment_id = uuid.uuid4()
+    return await handle.execute_update(LoanWorkflow.invest, InvestmentRequest(
+        investment_id=investment_id, investor_id=investor_id, amount=D(amount)), id=f"investment-{investment_id}")

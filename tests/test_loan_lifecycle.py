@@ -1,0 +1,240 @@
+"""Whole loan lives on Temporal's time-skipping test server with the real activities."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from core.db import unit_of_work
+from domain.allocation import split_pro_rata
+from models.loan_workflow import FundsArrived
+from models.loans import Investment, LoanRequest, RepaymentInstallment
+from tests.ledger_helpers import assert_books_balance
+from workflows.loan import LoanWorkflow
+from tests.loan_helpers import (
+    balance_of,
+    give_money,
+    invest,
+    make_borrower,
+    make_investor,
+    running_worker,
+    start_loan,
+    wait_for_status,
+)
+
+D = Decimal
+
+
+async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env, session_factory, settings,
+                                                                seeded, task_queue):
+    client = time_skipping_env.client
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "100000") for _ in range(3)]
+    async with running_worker(client, settings, session_factory, task_queue):
+        loan = await start_loan(client, session_factory, task_queue, borrower, "100000.00", 3)
+        snapshot = await wait_for_status(loan.handle, "funding")
+        assert snapshot.risk_grade is not None
+        for investor, amount in zip(investors, ("50000.00", "30000.00", "20000.00")):
+            await invest(loan.handle, investor, amount)
+        await wait_for_status(loan.handle, "active")
+        give_money(session_factory, borrower, "20000")  # with the disbursed 97,000 it covers every installment
+        result = await loan.handle.result()
+    assert result.status == "repaid"
+    with session_factory() as session:
+        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
+                               .order_by(RepaymentInstallment.payment_num)).all()
+        assert [r.status for r in rows] == ["paid"] * 3
+        total_paid = sum((r.principal + r.interest for r in rows), D(0))
+        assert sum((r.principal for r in rows), D(0)) == D("100000.00")
+        assert session.get(LoanRequest, loan.loan_id).status == "repaid"
+        assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {"repaid"}
+        assert_books_balance(session)
+    # each investor: started with 100,000, lent their part, got back their pro-rata share of
+    # every installment (split per collection, so per installment)
+    weights = dict(zip(investors, (D(50000), D(30000), D(20000))))
+    expected = {i: D("100000.00") - w for i, w in weights.items()}
+    for row in rows:
+        for investor, share in split_pro_rata(row.principal + row.interest, weights).items():
+            expected[investor] += share
+    for investor in investors:
+        assert balance_of(session_factory, investor).available == expected[investor]
+    assert sum(expected.values()) == D("300000.00") - D("100000.00") + total_paid
+
+
+def withdraw_everything(factory, user_id) -> None:
+    from ledger.cash import pay_withdrawal, request_withdrawal
+    from tests.ledger_helpers import new_user
+
+    available = balance_of(factory, user_id).available
+    with unit_of_work(factory) as session:
+        withdrawal, _ = request_withdrawal(session, user_id, available)
+        pay_withdrawal(session, withdrawal.id, new_user(session, "operator").id)
+
+
+async def funded_active_loan(env, factory, task_queue, borrower, amount="100000.00", term=3, shares=("50000.00", "30000.00", "20000.00")):
+    client = env.client
+    investors = [make_investor(factory, "100000") for _ in shares]
+    loan = await start_loan(client, factory, task_queue, borrower, amount, term)
+    await wait_for_status(loan.handle, "funding")
+    for investor, share in zip(investors, shares):
+        await invest(loan.handle, investor, share)
+    snapshot = await wait_for_status(loan.handle, "active")
+    return loan, investors, snapshot
+
+
+def midnight(day):
+    from datetime import datetime, time, timezone
+
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skipping_env, session_factory, settings,
+                                                                       seeded, task_queue):
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan, investors, snapshot = await funded_active_loan(env, session_factory, task_queue, borrower)
+        withdraw_everything(session_factory, borrower)  # the borrower spent the loan
+        first = snapshot.installments[0]
+        now = await env.get_current_time()
+        await env.sleep(midnight(first.due_date) - now + timedelta(days=10, hours=1))
+        late = await wait_for_status(loan.handle, "active")
+        assert late.installments[0].status == "overdue"
+        with session_factory() as session:
+            row = session.scalars(select(RepaymentInstallment).where(
+                RepaymentInstallment.loan_id == loan.loan_id, RepaymentInstallment.payment_num == 1)).one()
+            assert row.status == "overdue"
+        give_money(session_factory, borrower, "150000")
+        await loan.handle.signal(LoanWorkflow.funds_arrived, FundsArrived())
+        # 10 days overdue, 3 grace days: 7 chargeable days at 0.1% of the installment
+        due = first.principal + first.interest
+        expected_fee = (due * D("0.001") * 7).quantize(D("0.01"))
+        for _ in range(100):
+            state = await loan.handle.query(LoanWorkflow.snapshot)
+            if state.installments[0].status == "paid":
+                break
+            await asyncio.sleep(0.05)
+        assert state.installments[0].status == "paid"
+        assert state.installments[0].paid_fee == expected_fee
+        result = await loan.handle.result()
+    assert result.status == "repaid"
+    with session_factory() as session:
+        row = session.scalars(select(RepaymentInstallment).where(
+            RepaymentInstallment.loan_id == loan.loan_id, RepaymentInstallment.payment_num == 1)).one()
+        assert (row.status, row.late_fee_paid, row.late_fee_accrued) == ("paid", expected_fee, expected_fee)
+        from models.loans import Notification
+
+        kinds = set(session.scalars(select(Notification.kind).where(Notification.loan_id == loan.loan_id)))
+        assert "installment_overdue" in kinds
+        assert_books_balance(session)
+
+
+async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env, session_factory, settings,
+                                                               seeded, task_queue):
+    from ledger.accounts import platform_account
+    from ledger.postings import Leg, post_transaction
+
+    env = time_skipping_env
+    with unit_of_work(session_factory) as session:  # the fund holds 50,000 from earlier loans
+        post_transaction(session, key="test:reserve-topup", kind="reserve_topup", legs=[
+            Leg(platform_account(session, "nominal").id, D("-50000.00")),
+            Leg(platform_account(session, "reserve_fund").id, D("50000.00"))])
+    borrower = make_borrower(session_factory)
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan, investors, _ = await funded_active_loan(env, session_factory, task_queue, borrower)
+        withdraw_everything(session_factory, borrower)
+        result = await loan.handle.result()
+    assert result.status == "defaulted"
+    assert all(i.status == "written_off" for i in result.installments)
+    # fund: 50,000 + this loan's 2% (2,000) = 52,000 < 100,000 outstanding
+    covered = D("52000.00")
+    shares = split_pro_rata(covered, dict(zip(investors, (D(50000), D(30000), D(20000)))))
+    for investor, lent in zip(investors, (D("50000.00"), D("30000.00"), D("20000.00"))):
+        assert balance_of(session_factory, investor).available == D("100000.00") - lent + shares[investor]
+    with session_factory() as session:
+        assert platform_account(session, "reserve_fund").balance == 0
+        investments = session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id)).all()
+        assert {i.status for i in investments} == {"defaulted"}
+        assert sum(i.loss_amount for i in investments) == D("48000.00")
+        assert sum(i.reserve_cover_amount for i in investments) == covered
+        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)).all()
+        assert {r.status for r in rows} == {"written_off"}
+        assert session.get(LoanRequest, loan.loan_id).status == "defaulted"
+        assert_books_balance(session)
+
+
+async def test_unfunded_loan_releases_every_reservation(time_skipping_env, session_factory, settings, seeded,
+                                                        task_queue):
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "50000") for _ in range(3)]
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 12)
+        await wait_for_status(loan.handle, "funding")
+        for investor in investors:
+            await invest(loan.handle, investor, "10000.00")
+        assert balance_of(session_factory, investors[0]).reserved == D("10000.00")
+        result = await loan.handle.result()  # the 14-day window passes
+    assert (result.status, result.rejection_reason) == ("rejected", "funding_expired")
+    for investor in investors:
+        balance = balance_of(session_factory, investor)
+        assert (balance.available, balance.reserved) == (D("50000.00"), D("0.00"))
+    with session_factory() as session:
+        assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {"released"}
+        stored = session.get(LoanRequest, loan.loan_id)
+        assert (stored.status, stored.rejection_reason, stored.funded_amount) == ("rejected", "funding_expired", 0)
+        assert_books_balance(session)
+
+
+async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping_env, session_factory, settings,
+                                                                   seeded, task_queue):
+    from models.loan_workflow import EarlyRepaymentRequest
+
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan, investors, snapshot = await funded_active_loan(env, session_factory, task_queue, borrower, term=12)
+        first, second = snapshot.installments[0], snapshot.installments[1]
+        now = await env.get_current_time()
+        await env.sleep(midnight(first.due_date) - now + timedelta(days=15, hours=1))
+        state = await loan.handle.query(LoanWorkflow.snapshot)
+        assert state.installments[0].status == "paid" and state.installments[1].status == "pending"
+        outstanding = sum((i.principal for i in state.installments[1:]), D(0))
+        days = ((await env.get_current_time()).date() - first.due_date).days
+        assert days == 15
+        expected_interest = (outstanding * snapshot.rate_annual / 100 * days / 365).quantize(D("0.01"))
+        give_money(session_factory, borrower, "10000")  # the disbursed 97,000 fell short of 100,000 + interest
+        result = await loan.handle.execute_update(LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower))
+        assert result.principal == outstanding and result.interest == expected_interest
+        assert result.paid == outstanding + expected_interest
+        final = await loan.handle.result()
+    assert final.status == "repaid"
+    with session_factory() as session:
+        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)).all()
+        assert {r.status for r in rows} == {"paid"}
+        assert sum((r.paid_principal for r in rows), D(0)) == D("100000.00")
+        assert_books_balance(session)
+
+
+async def test_early_repayment_without_the_money_is_refused(time_skipping_env, session_factory, settings,
+                                                            seeded, task_queue):
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from models.loan_workflow import EarlyRepaymentRequest
+
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan, _, _ = await funded_active_loan(env, session_factory, task_queue, borrower, term=12)
+        withdraw_everything(session_factory, borrower)
+        with pytest.raises(WorkflowUpdateFailedError) as info:
+            await loan.handle.execute_update(LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower))
+        assert info.value.cause.type == "InsufficientFunds"
+        assert (await loan.handle.query(LoanWorkflow.snapshot)).status == "active"
+        await loan.handle.terminate("test over")
+    with session_factory() as session:
+        assert_books_balance(session)
