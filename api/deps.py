@@ -62,12 +62,15 @@ def get_temporal(request: Request) -> TemporalClientHolder:
 TemporalDep = Annotated[TemporalClientHolder, Depends(get_temporal)]
 
 
-def get_current_user(session: SessionDep, settings: SettingsDep,
+def get_current_user(request: Request, settings: SettingsDep,
                      token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    """Loaded in a short session of its own: async routes then hold no database connection
+    while they wait on Temporal (a funding rush would otherwise drain the pool)."""
     if not token:
         raise Unauthorized("this call needs a bearer token (POST /v1/auth/token)")
     claims = decode_access_token(settings, token)
-    user = session.get(User, claims.user_id)
+    with request.app.state.sessionmaker() as session:
+        user = session.get(User, claims.user_id)
     # A deleted or blocked user, or one whose tokens were revoked, is refused at once.
     if user is None or not user.is_active or user.token_version != claims.token_version:
         raise Unauthorized("the access token is no longer valid")

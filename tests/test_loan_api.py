@@ -1,0 +1,143 @@
+"""The loan API against the real Temporal dev server: a funding rush, answers 201/409/422."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from api.main import create_app
+from core.security import issue_access_token
+from models.loans import Investment, LoanRequest
+from tests.ledger_helpers import assert_books_balance
+from tests.loan_helpers import balance_of, make_borrower, make_investor, running_worker
+
+D = Decimal
+
+
+@pytest.fixture
+def live_settings(settings, temporal_dev_server, task_queue):
+    return settings.model_copy(update={"TEMPORAL_ADDRESS": temporal_dev_server, "TASK_QUEUE": task_queue})
+
+
+def bearer(settings, user_id, role: str) -> dict[str, str]:
+    token, _ = issue_access_token(settings, user_id, role, 0)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def wait_loan_status(api: httpx.AsyncClient, loan_id: str, headers, *statuses: str, timeout: float = 30):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        body = (await api.get(f"/v1/loans/{loan_id}", headers=headers)).json()
+        if body["status"] in statuses:
+            return body
+        assert loop.time() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def test_funding_rush_never_overfunds_and_always_answers(live_settings, dev_client, session_factory, seeded,
+                                                               task_queue):
+    settings = live_settings
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "10000") for _ in range(50)]
+    poor = make_investor(session_factory, "0")
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with running_worker(dev_client, settings, session_factory, task_queue), \
+            httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+        borrower_headers = bearer(settings, borrower, "borrower")
+        created = await api.post("/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "tractor"},
+                                 headers=borrower_headers)
+        assert created.status_code == 201, created.text
+        loan_id = created.json()["id"]
+        assert created.json()["workflow_id"] == f"loan-{loan_id}"
+        await wait_loan_status(api, loan_id, borrower_headers, "funding")
+
+        too_small = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "999.99"},
+                                   headers=bearer(settings, investors[0], "investor"))
+        assert too_small.status_code == 422 and "minimum investment" in too_small.json()["detail"]
+        broke = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "1000.00"},
+                               headers=bearer(settings, poor, "investor"))
+        assert broke.status_code == 409 and broke.json()["type"].endswith("insufficient-funds")
+
+        async def attempt(investor):
+            return await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"},
+                                  headers=bearer(settings, investor, "investor"))
+
+        answers = await asyncio.gather(*(attempt(i) for i in investors))
+        codes = [a.status_code for a in answers]
+        assert codes.count(201) == 20 and codes.count(409) == 30, codes
+        assert all(a.json()["type"].endswith("conflict") for a in answers if a.status_code == 409)
+        funded = await wait_loan_status(api, loan_id, borrower_headers, "active")
+        assert funded["funded_amount"] == "100000.00"
+        late = await attempt(investors[0])
+        assert late.status_code == 409
+        schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=borrower_headers)).json()
+        assert len(schedule) == 12 and sum(D(r["principal"]) for r in schedule) == D("100000.00")
+        # the handle ends here; the loan stays active on the dev server (its first due date is a month away)
+        await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")
+    with session_factory() as session:
+        assert session.scalar(select(func.sum(Investment.amount)).where(Investment.loan_id == uuid.UUID(loan_id))) == D("100000.00")
+        assert session.get(LoanRequest, uuid.UUID(loan_id)).funded_amount == D("100000.00")
+        assert_books_balance(session)
+    winners = [i for i, a in zip(investors, answers) if a.status_code == 201]
+    assert all(balance_of(session_factory, i).balance == D("5000.00") for i in winners)
+    assert balance_of(session_factory, borrower).available == D("97000.00")
+
+
+async def test_loan_requests_reads_and_authorization(live_settings, dev_client, session_factory, seeded, task_queue):
+    settings = live_settings
+    borrower = make_borrower(session_factory)
+    other_borrower = make_borrower(session_factory)
+    investor = make_investor(session_factory, "60000")
+    app = create_app(settings)
+    async with running_worker(dev_client, settings, session_factory, task_queue), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        mine, theirs = bearer(settings, borrower, "borrower"), bearer(settings, other_borrower, "borrower")
+        investor_headers = bearer(settings, investor, "investor")
+        # bad requests: 422 with the reason, nothing created
+        out_of_range = await api.post("/v1/loans", json={"amount": "5000.00", "term_months": 12, "purpose": "x"},
+                                      headers=mine)
+        assert out_of_range.status_code == 422 and "10000.00 to 5000000.00" in out_of_range.json()["detail"]
+        assert (await api.post("/v1/loans", json={"amount": "50000", "term_months": 12.5, "purpose": "x"},
+                               headers=mine)).status_code == 422
+        assert (await api.post("/v1/loans", json={"amount": "50000", "term_months": 12, "purpose": "x"},
+                               headers=investor_headers)).status_code == 403
+        # idempotent request
+        key = {"Idempotency-Key": "my-first-loan"}
+        first = await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "roof"},
+                               headers={**mine, **key})
+        again = await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "roof"},
+                               headers={**mine, **key})
+        assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+        other = await api.post("/v1/loans", json={"amount": "60000.00", "term_months": 6, "purpose": "roof"},
+                               headers={**mine, **key})
+        assert other.status_code == 422
+        loan_id = first.json()["id"]
+        await wait_loan_status(api, loan_id, mine, "funding")
+        # who reads what
+        assert (await api.get(f"/v1/loans/{loan_id}", headers=theirs)).status_code == 404
+        seen_by_investor = await api.get(f"/v1/loans/{loan_id}", headers=investor_headers)
+        assert seen_by_investor.status_code == 200 and seen_by_investor.json()["purpose"] is None
+        assert (await api.get(f"/v1/loans/{loan_id}", headers=mine)).json()["purpose"] == "roof"
+        listed = (await api.get("/v1/loans?status=funding", headers=investor_headers)).json()
+        assert [l["id"] for l in listed] == [loan_id]
+        assert (await api.get("/v1/loans", headers=theirs)).json() == []
+        assert (await api.get("/v1/loans?status=bogus", headers=mine)).status_code == 422
+        # an investor may hold at most half of it
+        over_share = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.01"},
+                                    headers=investor_headers)
+        assert over_share.status_code == 422 and "at most 50%" in over_share.json()["detail"]
+        ok = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.00"},
+                            headers={**investor_headers, "Idempotency-Key": "inv-1"})
+        replay = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.00"},
+                                headers={**investor_headers, "Idempotency-Key": "inv-1"})
+        assert ok.status_code == replay.status_code == 201 and ok.json()["id"] == replay.json()["id"]
+        assert balance_of(session_factory, investor).reserved == D("25000.00")
+        assert (await api.post(f"/v1/loans/{loan_id}/early-repayment", headers=mine)).status_code == 409
+        await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")
