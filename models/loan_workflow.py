@@ -100,6 +100,8 @@ class LoanWorkflowInput(BaseModel):
     time_scale: int = 1
     # Manual review waits this long for an operator, then rejects (not scaled).
     review_timeout_days: int = 7
+    # Continue as new past this many history events (or when the server suggests it).
+    history_events_per_run: int = Field(default=5000, ge=20)
     # Upsert the custom search attributes (LoanStatus, ...). Off only where the server
     # cannot register them: Temporal's time-skipping test server.
     search_attributes: bool = True

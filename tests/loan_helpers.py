@@ -87,13 +87,14 @@ class StartedLoan:
 
 async def start_loan(client: Client, factory: sessionmaker[Session], task_queue: str, borrower_id: uuid.UUID,
                      amount: str, term: int, product: str = "standard", time_scale: int = 1,
-                     search_attributes: bool = False) -> StartedLoan:
+                     search_attributes: bool = False, **input_overrides) -> StartedLoan:
     def prepare():
         with unit_of_work(factory) as session:
             loan, _ = create_loan_request(session, borrower_id, product_code=product, amount=D(amount),
                                           term_months=term, purpose="test", simulation_id=None, client_key=None)
             wf_input = workflow_input(session, loan, time_scale)
-            return loan.id, loan.workflow_id, wf_input.model_copy(update={"search_attributes": search_attributes})
+            return loan.id, loan.workflow_id, wf_input.model_copy(
+                update={"search_attributes": search_attributes, **input_overrides})
 
     loan_id, workflow_id, wf_input = await asyncio.to_thread(prepare)
     handle = await client.start_workflow(LoanWorkflow.run, wf_input, id=workflow_id, task_queue=task_queue)
@@ -116,3 +117,20 @@ async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) ->
     investment_id = uuid.uuid4()
     return await handle.execute_update(LoanWorkflow.invest, InvestmentRequest(
         investment_id=investment_id, investor_id=investor_id, amount=D(amount)), id=f"investment-{investment_id}")
+
+
+HISTORIES = __import__("pathlib").Path(__file__).parent / "histories"
+
+
+async def replay_and_maybe_record(handle: WorkflowHandle, name: str) -> None:
+    """Replays the run's history against today's workflow code (it must be deterministic);
+    with RECORD_HISTORIES=1, also saves it under tests/histories/ for future replay tests."""
+    import os
+
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    history = await handle.fetch_history()
+    await Replayer(workflows=[LoanWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -22,6 +22,7 @@ from tests.loan_helpers import (
     make_borrower,
     make_investor,
     running_worker,
+    replay_and_maybe_record,
     start_loan,
     wait_for_status,
 )
@@ -43,6 +44,7 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env
         await wait_for_status(loan.handle, "active")
         give_money(session_factory, borrower, "20000")  # with the disbursed 97,000 it covers every installment
         result = await loan.handle.result()
+        await replay_and_maybe_record(loan.handle, "loan_repaid")
     assert result.status == "repaid"
     with session_factory() as session:
         rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
@@ -121,6 +123,7 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
         assert state.installments[0].status == "paid"
         assert state.installments[0].paid_fee == expected_fee
         result = await loan.handle.result()
+        await replay_and_maybe_record(loan.handle, "loan_late_then_paid")
     assert result.status == "repaid"
     with session_factory() as session:
         row = session.scalars(select(RepaymentInstallment).where(
@@ -148,6 +151,7 @@ async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env
         loan, investors, _ = await funded_active_loan(env, session_factory, task_queue, borrower)
         withdraw_everything(session_factory, borrower)
         result = await loan.handle.result()
+        await replay_and_maybe_record(loan.handle, "loan_defaulted")
     assert result.status == "defaulted"
     assert all(i.status == "written_off" for i in result.installments)
     # fund: 50,000 + this loan's 2% (2,000) = 52,000 < 100,000 outstanding
@@ -179,6 +183,7 @@ async def test_unfunded_loan_releases_every_reservation(time_skipping_env, sessi
             await invest(loan.handle, investor, "10000.00")
         assert balance_of(session_factory, investors[0]).reserved == D("10000.00")
         result = await loan.handle.result()  # the 14-day window passes
+        await replay_and_maybe_record(loan.handle, "loan_unfunded")
     assert (result.status, result.rejection_reason) == ("rejected", "funding_expired")
     for investor in investors:
         balance = balance_of(session_factory, investor)
@@ -212,6 +217,7 @@ async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping
         assert result.principal == outstanding and result.interest == expected_interest
         assert result.paid == outstanding + expected_interest
         final = await loan.handle.result()
+        await replay_and_maybe_record(loan.handle, "loan_repaid_early")
     assert final.status == "repaid"
     with session_factory() as session:
         rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)).all()
@@ -237,4 +243,30 @@ async def test_early_repayment_without_the_money_is_refused(time_skipping_env, s
         assert (await loan.handle.query(LoanWorkflow.snapshot)).status == "active"
         await loan.handle.terminate("test over")
     with session_factory() as session:
+        assert_books_balance(session)
+
+
+async def test_long_loan_continues_as_new_and_still_repays_exactly(time_skipping_env, session_factory, settings,
+                                                                    seeded, task_queue):
+    env = time_skipping_env
+    borrower = make_borrower(session_factory, income="500000")
+    investors = [make_investor(session_factory, "100000") for _ in range(2)]
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        # a small history budget forces several runs
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 36,
+                                history_events_per_run=60)
+        await wait_for_status(loan.handle, "funding")
+        for investor in investors:
+            await invest(loan.handle, investor, "50000.00")
+        await wait_for_status(loan.handle, "active")
+        give_money(session_factory, borrower, "50000")
+        result = await loan.handle.result()
+        latest = await env.client.get_workflow_handle(loan.handle.id).describe()
+    assert result.status == "repaid"
+    assert latest.run_id != loan.handle.first_execution_run_id  # it did continue as new
+    assert [i.status for i in result.installments] == ["paid"] * 36
+    with session_factory() as session:
+        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)).all()
+        assert len(rows) == 36 and {r.status for r in rows} == {"paid"}
+        assert sum((r.paid_principal for r in rows), D(0)) == D("100000.00")
         assert_books_balance(session)

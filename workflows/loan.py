@@ -288,7 +288,7 @@ class LoanWorkflow:
         return [i for i in self._state.installments if not i.settled]
 
     async def _repay(self) -> None:
-        state, terms = self._state, self._input.terms
+        state, input, terms = self._state, self._input, self._input.terms
         while state.status == "active":
             self._funds_arrived = False
             async with self._lock:
@@ -310,7 +310,9 @@ class LoanWorkflow:
                                               timeout=self._real_delay_until(wake))
             except asyncio.TimeoutError:
                 pass
-            if state.status == "active" and workflow.info().is_continue_as_new_suggested():
+            info = workflow.info()
+            if state.status == "active" and (info.is_continue_as_new_suggested()
+                                             or info.get_current_history_length() > input.history_events_per_run):
                 await self._continue_as_new()
 
     def _next_wake(self) -> datetime:

@@ -1,0 +1,152 @@
+"""Scoring outcomes, operator review, and a worker that dies in the middle of disbursement."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.worker import Worker
+
+from activities.loans import LoanActivities
+from core.db import unit_of_work
+from domain.scoring import ScoringInput, grade_for, score_request
+from models.ledger import LedgerTransaction
+from models.loan_workflow import ApprovalDecision, DisburseInput, DisburseResult
+from models.loans import LoanRequest
+from models.product_terms import ProductTerms
+from products.catalog import STANDARD
+from products.service import create_product
+from tests.ledger_helpers import assert_books_balance, new_user
+from tests.loan_helpers import (
+    balance_of,
+    invest,
+    make_borrower,
+    make_investor,
+    running_worker,
+    start_loan,
+    wait_for_status,
+)
+from workflows.loan import LoanWorkflow
+
+D = Decimal
+
+
+@given(st.decimals(min_value=0, max_value=10_000_000, places=2), st.decimals(min_value=0, max_value=10_000_000, places=2),
+       st.integers(0, 600), st.decimals(min_value=1, max_value=10_000_000, places=2),
+       st.decimals(min_value=1000, max_value=50_000_000, places=2))
+def test_score_is_bounded_and_the_decision_follows_it(income, obligations, months, payment, amount):
+    result = score_request(ScoringInput(monthly_income=income, monthly_obligations=obligations,
+                                        employment_months=months, monthly_payment=payment, amount=amount))
+    assert 0 <= result.score <= 1000
+    if result.decision != "reject":
+        assert result.grade == grade_for(result.score) and result.grade is not None
+    if income > 0 and (obligations + payment) / income > D("0.5"):
+        assert result.decision == "reject"
+    assert all(f.reason for f in result.factors)
+
+
+async def test_payment_beyond_the_dti_cap_is_rejected_with_reasons(time_skipping_env, session_factory, settings,
+                                                                  seeded, task_queue):
+    env = time_skipping_env
+    borrower = make_borrower(session_factory, income="20000", obligations="5000")
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "300000.00", 12)
+        result = await loan.handle.result()
+    assert result.status == "rejected" and "debt-to-income" in result.rejection_reason
+    with session_factory() as session:
+        row = session.get(LoanRequest, loan.loan_id)
+        assert row.status == "rejected" and row.scoring_score is not None
+        assert any(r["factor"] == "debt_to_income" for r in row.scoring_details["reasons"])
+
+
+async def test_manual_review_waits_for_an_operator(time_skipping_env, session_factory, settings, seeded, task_queue):
+    env = time_skipping_env
+    with unit_of_work(session_factory) as session:
+        create_product(session, ProductTerms(**{**STANDARD.model_dump(), "code": "agro", "requires_manual_approval": True}))
+        operator = new_user(session, "operator").id
+    borrower = make_borrower(session_factory)
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        approved = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 12, product="agro")
+        rejected = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 12, product="agro")
+        for loan in (approved, rejected):
+            await wait_for_status(loan.handle, "scoring")
+        decided = await approved.handle.execute_update(
+            LoanWorkflow.decide, ApprovalDecision(approve=True, operator_id=operator, reason="documents checked"))
+        assert decided.status in ("approved", "funding")
+        with pytest.raises(WorkflowUpdateFailedError):  # decided already
+            await approved.handle.execute_update(LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator))
+        await rejected.handle.execute_update(
+            LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator, reason="collateral missing"))
+        assert (await rejected.handle.result()).rejection_reason == "rejected by operator: collateral missing"
+        await wait_for_status(approved.handle, "funding")
+        await approved.handle.terminate("test over")
+
+
+async def test_review_without_an_operator_times_out_as_rejected(time_skipping_env, session_factory, settings,
+                                                                seeded, task_queue):
+    env = time_skipping_env
+    with unit_of_work(session_factory) as session:
+        create_product(session, ProductTerms(**{**STANDARD.model_dump(), "code": "agro", "requires_manual_approval": True}))
+    borrower = make_borrower(session_factory)
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 12, product="agro")
+        result = await loan.handle.result()
+    assert (result.status, result.rejection_reason) == ("rejected", "review_timeout")
+
+
+async def test_worker_killed_mid_disbursement_leaves_exactly_one_disbursement(time_skipping_env, session_factory,
+                                                                              settings, seeded, task_queue):
+    """Worker A commits the disbursement, then dies before telling Temporal; worker B takes
+    the retry. The ledger key makes the second attempt find the first one's work."""
+    env = time_skipping_env
+    real = LoanActivities(session_factory)
+    committed = threading.Event()
+
+    @activity.defn(name="disburse_loan")
+    def disburse_then_die(input: DisburseInput) -> DisburseResult:
+        if not committed.is_set():
+            real.disburse_loan(input)  # the database transaction commits here
+            committed.set()
+        raise RuntimeError("worker process killed before reporting the result")
+
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "60000") for _ in range(2)]
+
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        # Worker A: the real loan activities except a disbursement that dies after committing.
+        loans = LoanActivities(session_factory)
+        worker_a = Worker(env.client, task_queue=task_queue, workflows=[LoanWorkflow], activity_executor=executor,
+                          activities=[loans.register_loan_request, loans.record_loan_status, loans.score_loan_request,
+                                      loans.reserve_investment, disburse_then_die])
+        async with worker_a:
+            loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 6)
+            await wait_for_status(loan.handle, "funding")
+            for investor in investors:
+                await invest(loan.handle, investor, "50000.00")
+            while not committed.is_set():
+                await asyncio.sleep(0.05)
+        # Worker A is gone. Worker B, with the real activities, takes over.
+        async with running_worker(env.client, settings, session_factory, task_queue):
+            # (read from the database: a query would first wait for the dead worker's sticky queue)
+            for _ in range(600):
+                with session_factory() as session:
+                    if session.get(LoanRequest, loan.loan_id).status == "active":
+                        break
+                await asyncio.sleep(0.05)
+            await loan.handle.terminate("test over")
+    with session_factory() as session:
+        disbursements = session.scalar(select(func.count()).select_from(LedgerTransaction).where(
+            LedgerTransaction.loan_id == loan.loan_id, LedgerTransaction.kind == "disbursement"))
+        assert disbursements == 1
+        assert_books_balance(session)
+    assert balance_of(session_factory, borrower).available == D("97000.00")
+    for investor in investors:
+        assert balance_of(session_factory, investor).balance == D("10000.00")
