@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test bench clean-data
+.PHONY: install run demo test bench clean-data
 
 install: $(INSTALLED)
 
@@ -18,6 +18,11 @@ $(INSTALLED): pyproject.toml
 # Everything on one machine: embedded PostgreSQL, Temporal dev server + UI, worker, API.
 run: install
 	$(BIN)/python -m runner.run
+
+# The sandbox clock (a month of loan time per second) and four loans living whole lives:
+# repaid, late then paid, defaulted, unfunded. Watch them in the Temporal UI.
+demo: install
+	$(BIN)/python -m runner.demo
 
 # The whole test suite against a throwaway PostgreSQL and Temporal's real server binaries.
 test: install

@@ -13,6 +13,7 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
 from core.settings import get_settings
 
 

@@ -32,6 +32,7 @@ class LoanTerms(BaseModel):
     platform_fee_percent: Decimal
     reserve_fund_percent: Decimal
     funding_window_days: int
+    funding_window_minutes: int | None = None
     min_investment: Decimal
     max_investor_share_percent: Decimal
     late_fee_grace_days: int

@@ -31,6 +31,9 @@ class ProductTerms(BaseModel):
     platform_fee_percent: Decimal = Field(ge=0, lt=100, max_digits=7, decimal_places=3)
     reserve_fund_percent: Decimal = Field(default=Decimal("2.000"), ge=0, lt=100, max_digits=7, decimal_places=3)
     funding_window_days: int = Field(ge=1, le=365)
+    funding_window_minutes: int | None = Field(
+        default=None, ge=1, le=60 * 24 * 365,
+        description="overrides funding_window_days when set (short windows for demos and tests)")
     min_investment: Decimal = Field(default=Decimal("1000.00"), gt=0, max_digits=15, decimal_places=2)
     max_investor_share_percent: Decimal = Field(gt=0, le=100, max_digits=7, decimal_places=3)
     late_fee_grace_days: int = Field(ge=0, le=365)

@@ -27,6 +27,7 @@ class LoanProduct(Base):
         CheckConstraint("reserve_fund_percent >= 0 AND reserve_fund_percent < 100", name="reserve_fund"),
         CheckConstraint("platform_fee_percent + reserve_fund_percent < 100", name="withholding_below_amount"),
         CheckConstraint("funding_window_days >= 1", name="funding_window"),
+        CheckConstraint("funding_window_minutes IS NULL OR funding_window_minutes >= 1", name="funding_window_minutes"),
         CheckConstraint("min_investment > 0", name="min_investment"),
         CheckConstraint("max_investor_share_percent > 0 AND max_investor_share_percent <= 100", name="max_share"),
         CheckConstraint("late_fee_grace_days >= 0", name="grace_days"),
@@ -56,6 +57,8 @@ class LoanProduct(Base):
     platform_fee_percent: Mapped[Percent] = mapped_column(nullable=False)
     reserve_fund_percent: Mapped[Percent] = mapped_column(nullable=False)
     funding_window_days: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Overrides the days when set: short windows for demo and test products.
+    funding_window_minutes: Mapped[int | None] = mapped_column(Integer)
     min_investment: Mapped[Money] = mapped_column(nullable=False)
     max_investor_share_percent: Mapped[Percent] = mapped_column(nullable=False)
     late_fee_grace_days: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -21,7 +21,8 @@ def terms_of(product: LoanProduct) -> ProductTerms:
         rates_by_grade={k: v for k, v in product.rates_by_grade.items()},  # type: ignore[misc]
         interest_only_months=product.interest_only_months,
         platform_fee_percent=product.platform_fee_percent, reserve_fund_percent=product.reserve_fund_percent,
-        funding_window_days=product.funding_window_days, min_investment=product.min_investment,
+        funding_window_days=product.funding_window_days, funding_window_minutes=product.funding_window_minutes,
+        min_investment=product.min_investment,
         max_investor_share_percent=product.max_investor_share_percent,
         late_fee_grace_days=product.late_fee_grace_days, late_fee_percent_per_day=product.late_fee_percent_per_day,
         default_after_days_overdue=product.default_after_days_overdue,

@@ -38,3 +38,15 @@ def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
                 return True
         time.sleep(0.1)
     return False
+
+
+def die_with_parent() -> None:
+    """preexec_fn for servers we start: Linux sends them SIGTERM if our process dies, even
+    by SIGKILL or a crash, so no PostgreSQL or Temporal server outlives its owner."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

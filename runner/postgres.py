@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from runner.ports import ensure_port_free
+from runner.ports import die_with_parent, ensure_port_free
 
 SYSTEM_USER = "embedded_postgres"
 
@@ -96,7 +96,8 @@ class EmbeddedPostgres:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log = open(self.data_dir / "postgres.log", "ab")
         self.process = subprocess.Popen(args, user=self._user, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=die_with_parent)
         log.close()
         self._wait_ready(timeout)
 

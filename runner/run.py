@@ -136,7 +136,8 @@ class Supervisor:
             time.sleep(0.5)
 
 
-def main() -> int:
+def main(after_start=None) -> int:
+    """Brings the platform up, runs `after_start(settings)` if given, then waits for Ctrl-C."""
     supervisor = Supervisor()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -149,6 +150,8 @@ def main() -> int:
         supervisor.prepare(env)
         supervisor.start_apps()
         supervisor.print_urls()
+        if after_start is not None:
+            after_start(get_settings())
         return supervisor.wait()
     except PortInUse as exc:
         say(f"cannot start: {exc}")

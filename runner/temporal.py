@@ -12,7 +12,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 
 from models.search_attributes import ALL as SEARCH_ATTRIBUTES
-from runner.ports import ensure_port_free, wait_for_port
+from runner.ports import die_with_parent, ensure_port_free, wait_for_port
 
 
 def temporal_cli() -> Path:
@@ -61,7 +61,8 @@ class TemporalDevServer:
                 "--sqlite-pragma", "synchronous=normal",
             ]
         log = open(self.data_dir / "temporal.log", "ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         log.close()
         if not wait_for_port(self.port, timeout) or self.process.poll() is not None:
             self.stop()

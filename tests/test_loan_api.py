@@ -141,3 +141,39 @@ async def test_loan_requests_reads_and_authorization(live_settings, dev_client, 
         assert balance_of(session_factory, investor).reserved == D("25000.00")
         assert (await api.post(f"/v1/loans/{loan_id}/early-repayment", headers=mine)).status_code == 409
         await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")
+
+
+async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(live_settings, dev_client, session_factory, seeded,
+                                                                  task_queue):
+    """LOAN_TIME_SCALE=2592000: a month of loan time per second on the real dev server; the
+    schedule still shows real calendar dates."""
+    from datetime import date
+
+    from dateutil.relativedelta import relativedelta
+
+    settings = live_settings.model_copy(update={"LOAN_TIME_SCALE": 2592000})
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "30000") for _ in range(2)]
+    app = create_app(settings)
+    async with running_worker(dev_client, settings, session_factory, task_queue), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        headers = bearer(settings, borrower, "borrower")
+        created = await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "demo"},
+                                 headers=headers)
+        loan_id = created.json()["id"]
+        await wait_loan_status(api, loan_id, headers, "funding")
+        for investor in investors:
+            answer = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.00"},
+                                    headers=bearer(settings, investor, "investor"))
+            assert answer.status_code == 201, answer.text
+        from tests.loan_helpers import give_money
+
+        give_money(session_factory, borrower, "10000")
+        final = await wait_loan_status(api, loan_id, headers, "repaid", "defaulted", timeout=60)
+        assert final["status"] == "repaid"
+        schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=headers)).json()
+    disbursed = date.fromisoformat(final["disbursed_at"][:10])
+    assert [r["due_date"] for r in schedule] == [(disbursed + relativedelta(months=n)).isoformat() for n in range(1, 7)]
+    assert {r["status"] for r in schedule} == {"paid"}
+    with session_factory() as session:
+        assert_books_balance(session)

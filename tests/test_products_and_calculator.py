@@ -14,7 +14,7 @@ STANDARD_TERMS = {
     "amortization_method": "annuity",
     "rates_by_grade": {"A": "14.00", "B": "17.00", "C": "20.00", "D": "24.00", "E": "29.00"},
     "interest_only_months": 0, "platform_fee_percent": "1.000", "reserve_fund_percent": "2.000",
-    "funding_window_days": 14, "min_investment": "1000.00", "max_investor_share_percent": "50.000",
+    "funding_window_days": 14, "funding_window_minutes": None, "min_investment": "1000.00", "max_investor_share_percent": "50.000",
     "late_fee_grace_days": 3, "late_fee_percent_per_day": "0.100", "default_after_days_overdue": 90,
     "requires_manual_approval": False,
 }

@@ -164,7 +164,9 @@ class LoanWorkflow:
     async def _fund(self) -> None:
         state, input = self._state, self._input
         if state.status == "approved":
-            state.funding_deadline = workflow.now() + timedelta(days=input.terms.funding_window_days)
+            window = (timedelta(minutes=input.terms.funding_window_minutes) if input.terms.funding_window_minutes
+                      else timedelta(days=input.terms.funding_window_days))
+            state.funding_deadline = workflow.now() + window
             await self._set_status("funding", funding_deadline=state.funding_deadline)
         assert state.funding_deadline is not None
         while True:

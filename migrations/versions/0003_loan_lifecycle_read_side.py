@@ -43,6 +43,9 @@ def upgrade() -> None:
     op.add_column('loan_requests', sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True))
     op.create_unique_constraint(op.f('uq_loan_requests_borrower_id_client_key'), 'loan_requests', ['borrower_id', 'client_key'])
     op.create_foreign_key(op.f('fk_loan_requests_simulation_id_simulations'), 'loan_requests', 'simulations', ['simulation_id'], ['id'])
+    op.add_column('loan_products', sa.Column('funding_window_minutes', sa.Integer(), nullable=True))
+    op.create_check_constraint(op.f('ck_loan_products_funding_window_minutes'), 'loan_products',
+                               'funding_window_minutes IS NULL OR funding_window_minutes >= 1')
     op.add_column('repayment_schedule', sa.Column('paid_principal', sa.Numeric(precision=15, scale=2), server_default='0', nullable=False))
     op.add_column('repayment_schedule', sa.Column('paid_interest', sa.Numeric(precision=15, scale=2), server_default='0', nullable=False))
     op.add_column('repayment_schedule', sa.Column('late_fee_accrued', sa.Numeric(precision=15, scale=2), server_default='0', nullable=False))
@@ -50,6 +53,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_constraint(op.f('ck_loan_products_funding_window_minutes'), 'loan_products', type_='check')
+    op.drop_column('loan_products', 'funding_window_minutes')
     op.drop_column('repayment_schedule', 'late_fee_paid')
     op.drop_column('repayment_schedule', 'late_fee_accrued')
     op.drop_column('repayment_schedule', 'paid_interest')
