@@ -29,15 +29,8 @@ def get_settings_dep(request: Request) -> Settings:
 def get_db(request: Request) -> Iterator[Session]:
     """The request's unit of work: committed when the route returns (before the response is
     sent, see scope="function"), rolled back on any error. Routes never commit."""
-    session: Session = request.app.state.sessionmaker()
-    try:
+    with unit_of_work(request.app.state.sessionmaker) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 async def in_db(request: Request, fn: Callable[[Session], T]) -> T:

@@ -15,7 +15,7 @@ from models.loans import LoanRequest
 from models.products import LoanProduct
 from models.simulations import Simulation
 from models.users import BorrowerProfile
-from products.service import check_request_fits, current_product
+from products.service import check_request_fits, current_product, terms_of
 
 
 def workflow_id_for(loan_id: uuid.UUID) -> str:
@@ -24,18 +24,9 @@ def workflow_id_for(loan_id: uuid.UUID) -> str:
 
 
 def terms_snapshot(product: LoanProduct) -> LoanTerms:
-    return LoanTerms(
-        product_id=product.id, product_code=product.code, product_version=product.version,
-        currency=product.currency, amortization_method=product.amortization_method,  # type: ignore[arg-type]
-        interest_only_months=product.interest_only_months,
-        rates_by_grade={g: Decimal(r) for g, r in product.rates_by_grade.items()},
-        platform_fee_percent=product.platform_fee_percent, reserve_fund_percent=product.reserve_fund_percent,
-        funding_window_days=product.funding_window_days, funding_window_minutes=product.funding_window_minutes,
-        min_investment=product.min_investment,
-        max_investor_share_percent=product.max_investor_share_percent,
-        late_fee_grace_days=product.late_fee_grace_days, late_fee_percent_per_day=product.late_fee_percent_per_day,
-        default_after_days_overdue=product.default_after_days_overdue,
-        requires_manual_approval=product.requires_manual_approval)
+    terms = terms_of(product).model_dump(exclude={"code", "name", "min_amount", "max_amount", "min_term_months",
+                                                   "max_term_months"})
+    return LoanTerms(**terms, product_id=product.id, product_code=product.code, product_version=product.version)
 
 
 def workflow_input(session: Session, loan: LoanRequest, time_scale: int) -> LoanWorkflowInput:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from runner.ports import die_with_parent, ensure_port_free
+from runner.ports import die_with_parent, ensure_port_free, stop_process
 
 SYSTEM_USER = "embedded_postgres"
 
@@ -143,13 +143,5 @@ class EmbeddedPostgres:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT) of the process we started, by its pid; SIGKILL if it hangs."""
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(self.process, signal.SIGINT, timeout)
         self.process = None

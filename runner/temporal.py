@@ -12,7 +12,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 
 from models.search_attributes import ALL as SEARCH_ATTRIBUTES
-from runner.ports import die_with_parent, ensure_port_free, wait_for_port
+from runner.ports import die_with_parent, ensure_port_free, stop_process, wait_for_port
 
 
 def temporal_cli() -> Path:
@@ -70,13 +70,5 @@ class TemporalDevServer:
         wait_for_port(self.ui_port, timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(self.process, signal.SIGTERM, timeout)
         self.process = None

@@ -75,8 +75,10 @@ async def test_funding_rush_never_overfunds_and_always_answers(live_settings, de
         assert all(a.json()["type"].endswith("conflict") for a in answers if a.status_code == 409)
         funded = await wait_loan_status(api, loan_id, borrower_headers, "active")
         assert funded["funded_amount"] == "100000.00"
-        late = await attempt(investors[0])
-        assert late.status_code == 409
+        winners = [i for i, a in zip(investors, answers) if a.status_code == 201]
+        losers = [i for i, a in zip(investors, answers) if a.status_code == 409]
+        assert (await attempt(winners[0])).status_code == 409  # an investor in it: the loan has moved on
+        assert (await attempt(losers[0])).status_code == 404  # nobody else even sees a loan past funding
         schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=borrower_headers)).json()
         assert len(schedule) == 12 and sum(D(r["principal"]) for r in schedule) == D("100000.00")
         # the handle ends here; the loan stays active on the dev server (its first due date is a month away)
@@ -85,7 +87,6 @@ async def test_funding_rush_never_overfunds_and_always_answers(live_settings, de
         assert session.scalar(select(func.sum(Investment.amount)).where(Investment.loan_id == uuid.UUID(loan_id))) == D("100000.00")
         assert session.get(LoanRequest, uuid.UUID(loan_id)).funded_amount == D("100000.00")
         assert_books_balance(session)
-    winners = [i for i, a in zip(investors, answers) if a.status_code == 201]
     assert all(balance_of(session_factory, i).balance == D("5000.00") for i in winners)
     assert balance_of(session_factory, borrower).available == D("97000.00")
 
