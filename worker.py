@@ -63,6 +63,8 @@ def build_worker(client: Client, settings: Settings, session_factory: sessionmak
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        # Let a database transaction in flight finish rather than interrupt it on shutdown.
+        graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
 
