@@ -101,6 +101,9 @@ class LoanWorkflowInput(BaseModel):
     time_scale: int = 1
     # Manual review waits this long for an operator, then rejects (not scaled).
     review_timeout_days: int = 7
+    # Updates accepted in one run before continuing as new (the server refuses more than
+    # 2,000 per run; a funding rush must not hit that wall).
+    updates_per_run: int = Field(default=1000, ge=2, le=1900)
     # Continue as new past this many history events (or when the server suggests it).
     history_events_per_run: int = Field(default=5000, ge=20)
     # Upsert the custom search attributes (LoanStatus, ...). Off only where the server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -16,10 +17,17 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
 from activities.loans import LoanActivities
+from api.workflow_calls import execute_loan_update
 from core.db import unit_of_work
 from domain.scoring import ScoringInput, grade_for, score_request
 from models.ledger import LedgerTransaction
-from models.loan_workflow import ApprovalDecision, DisburseInput, DisburseResult
+from models.loan_workflow import (
+    ApprovalDecision,
+    DisburseInput,
+    DisburseResult,
+    InvestmentAccepted,
+    InvestmentRequest,
+)
 from models.loans import LoanRequest
 from models.product_terms import ProductTerms
 from products.catalog import STANDARD
@@ -150,3 +158,34 @@ async def test_worker_killed_mid_disbursement_leaves_exactly_one_disbursement(ti
     assert balance_of(session_factory, borrower).available == D("97000.00")
     for investor in investors:
         assert balance_of(session_factory, investor).balance == D("10000.00")
+
+
+async def test_funding_continues_as_new_before_the_servers_update_limit(time_skipping_env, session_factory, settings,
+                                                                         seeded, task_queue):
+    """With a budget of 3 updates per run, six investments span several runs; the API's
+    update helper retries what arrives while a run hands over, and nothing is lost."""
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "10000") for _ in range(6)]
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "60000.00", 6, updates_per_run=3)
+        await wait_for_status(loan.handle, "funding")
+        for investor in investors:
+            investment_id = uuid.uuid4()
+            await execute_loan_update(env.client, loan.handle.id, "invest",
+                                      InvestmentRequest(investment_id=investment_id, investor_id=investor,
+                                                        amount=D("10000.00")),
+                                      update_id=f"investment-{investment_id}", result_type=InvestmentAccepted)
+        for _ in range(400):
+            with session_factory() as session:
+                if session.get(LoanRequest, loan.loan_id).status == "active":
+                    break
+            await asyncio.sleep(0.05)
+        latest = await env.client.get_workflow_handle(loan.handle.id).describe()
+        assert latest.run_id != loan.handle.first_execution_run_id
+        await env.client.get_workflow_handle(loan.handle.id).terminate("test over")
+    with session_factory() as session:
+        assert session.get(LoanRequest, loan.loan_id).status == "active"
+        assert_books_balance(session)
+    assert balance_of(session_factory, borrower).available == D("58200.00")
+    assert all(balance_of(session_factory, i).balance == 0 for i in investors)

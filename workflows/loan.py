@@ -59,9 +59,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT, RISK_GRADE
 
-# Updates accepted in one run before the workflow continues as new (the server refuses
-# more than 2,000 per run).
-UPDATES_PER_RUN = 1000
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 # Money activities keep retrying (an operator sees them in the UI) rather than give up.
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
@@ -174,7 +171,7 @@ class LoanWorkflow:
             if left > timedelta(0):
                 try:
                     await workflow.wait_condition(
-                        lambda: state.funded_amount == input.amount or state.updates_this_run >= UPDATES_PER_RUN,
+                        lambda: state.funded_amount == input.amount or state.updates_this_run >= input.updates_per_run,
                         timeout=left)
                 except asyncio.TimeoutError:
                     pass
