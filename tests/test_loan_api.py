@@ -178,3 +178,76 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(live_settings,
     assert {r["status"] for r in schedule} == {"paid"}
     with session_factory() as session:
         assert_books_balance(session)
+
+
+async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loan(live_settings, dev_client,
+                                                                                  session_factory, seeded, task_queue):
+    """Through the API on the sandbox clock: an operator approves a loan awaiting review, reads
+    its live state; the borrower falls behind, and the deposit an operator confirms is
+    collected at once (the confirm signals the loan), late fee included."""
+    from core.db import unit_of_work
+    from products.catalog import STANDARD
+    from tests.ledger_helpers import new_user
+
+    # a month of loan time every 4 seconds: room for the test's own steps between due dates
+    settings = live_settings.model_copy(update={"LOAN_TIME_SCALE": 648000})
+    with unit_of_work(session_factory) as session:
+        operator = new_user(session, "operator").id
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "20000") for _ in range(2)]
+    app = create_app(settings)
+    async with running_worker(dev_client, settings, session_factory, task_queue), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        ops, mine = bearer(settings, operator, "operator"), bearer(settings, borrower, "borrower")
+        product = {**STANDARD.model_dump(mode="json"), "code": "reviewed", "requires_manual_approval": True}
+        assert (await api.post("/v1/operator/products", json=product, headers=ops)).status_code == 201
+        created = await api.post("/v1/loans", json={"product": "reviewed", "amount": "40000.00", "term_months": 3,
+                                                    "purpose": "stock"}, headers=mine)
+        loan_id = created.json()["id"]
+        live = None
+        for _ in range(200):
+            live = (await api.get(f"/v1/operator/loans/{loan_id}/live", headers=ops)).json()
+            if live["status"] == "scoring" and live["risk_grade"]:
+                break
+            await asyncio.sleep(0.05)
+        assert live["status"] == "scoring"
+        assert (await api.get(f"/v1/operator/loans/{loan_id}/live", headers=mine)).status_code == 403
+        assert (await api.post(f"/v1/operator/loans/{loan_id}/decision", json={"approve": True},
+                               headers=mine)).status_code == 403
+        decided = await api.post(f"/v1/operator/loans/{loan_id}/decision",
+                                 json={"approve": True, "reason": "documents checked"}, headers=ops)
+        assert decided.status_code == 200 and decided.json()["status"] in ("approved", "funding")
+        again = await api.post(f"/v1/operator/loans/{loan_id}/decision", json={"approve": False}, headers=ops)
+        assert again.status_code in (200, 409)  # the same decision id replays; a new one finds nothing to decide
+        await wait_loan_status(api, loan_id, mine, "funding")
+        for investor in investors:
+            answer = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "20000.00"},
+                                    headers=bearer(settings, investor, "investor"))
+            assert answer.status_code == 201, answer.text
+        await wait_loan_status(api, loan_id, mine, "active")
+        available = (await api.get("/v1/wallets/me", headers=mine)).json()["available"]
+        withdrawal = await api.post("/v1/wallets/withdrawals", json={"amount": available}, headers=mine)
+        await api.post(f"/v1/operator/withdrawals/{withdrawal.json()['id']}/pay", headers=ops)
+        for _ in range(400):  # the first installment falls due and is not paid
+            schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=mine)).json()
+            if schedule and schedule[0]["status"] == "overdue":
+                break
+            await asyncio.sleep(0.05)
+        assert schedule[0]["status"] == "overdue"
+        await asyncio.sleep(1.0)  # ~7 days of loan time: past the 3 grace days
+        deposit = await api.post("/v1/wallets/deposits", json={"amount": "50000.00"}, headers=mine)
+        confirmed = await api.post(f"/v1/operator/deposits/{deposit.json()['id']}/confirm", headers=ops)
+        assert confirmed.status_code == 200
+        for _ in range(100):  # collected on the signal, well before the next due date
+            schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=mine)).json()
+            if schedule[0]["status"] == "paid":
+                break
+            await asyncio.sleep(0.02)
+        assert schedule[0]["status"] == "paid" and D(schedule[0]["late_fee_paid"]) > 0
+        # collected by the deposit's signal: the second installment, not yet due, is untouched
+        # (a collection at its due date would have taken both at once)
+        assert schedule[1]["status"] == "pending" and schedule[1]["paid_principal"] == "0.00"
+        final = await wait_loan_status(api, loan_id, mine, "repaid", "defaulted", timeout=60)
+        assert final["status"] == "repaid"
+    with session_factory() as session:
+        assert_books_balance(session)
