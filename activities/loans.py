@@ -348,17 +348,20 @@ class LoanActivities:
                                               "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
             outstanding_by_investor = split_pro_rata(input.outstanding_principal, weights)
             cover_by_investor = split_pro_rata(covered, weights)
-            for investment in investments:
-                # Per investor, then shared among their investments in this loan by amount.
-                investor_total = weights[investment.investor_id]
-                part = investment.amount / investor_total
-                investment.reserve_cover_amount = (cover_by_investor[investment.investor_id] * part).quantize(Decimal("0.01"))
-                investment.loss_amount = ((outstanding_by_investor[investment.investor_id]
-                                           - cover_by_investor[investment.investor_id]) * part).quantize(Decimal("0.01"))
-                investment.status = "defaulted"
-                notify(session, investment.investor_id, input.loan_id, "loan_defaulted",
-                       f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} of your "
-                       f"outstanding principal", f"loan:{input.loan_id}:investment:{investment.id}:defaulted")
+            for investor_id in weights:
+                # An investor's cover and loss, shared among their investments in this loan by
+                # amount, to the kopek.
+                theirs = [i for i in investments if i.investor_id == investor_id]
+                by_amount = {i.id: i.amount for i in theirs}
+                cover = split_pro_rata(cover_by_investor[investor_id], by_amount)
+                loss = split_pro_rata(outstanding_by_investor[investor_id] - cover_by_investor[investor_id], by_amount)
+                for investment in theirs:
+                    investment.reserve_cover_amount = cover[investment.id]
+                    investment.loss_amount = loss[investment.id]
+                    investment.status = "defaulted"
+                    notify(session, investment.investor_id, input.loan_id, "loan_defaulted",
+                           f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} "
+                           f"of your outstanding principal", f"loan:{input.loan_id}:investment:{investment.id}:defaulted")
             for item in input.written_off:
                 row = session.scalars(select(RepaymentInstallment).where(
                     RepaymentInstallment.loan_id == input.loan_id,
