@@ -8,7 +8,6 @@ its own earlier work and returns the same answer.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select, update

@@ -78,7 +78,7 @@ def _single(factory, accounts: list[int], clients: int, count: int, tag: str) ->
         list(pool.map(work, range(clients)))
     elapsed = time.perf_counter() - started
     done = (count // clients) * clients
-    return Row(f"ledger single (1 transfer/commit)", clients, elapsed, done, 2 * done)
+    return Row("ledger single (1 transfer/commit)", clients, elapsed, done, 2 * done)
 
 
 def _batched(factory, accounts: list[int], batches: int, per_batch: int, tag: str) -> Row:

@@ -14,6 +14,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -21,6 +22,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from tests.api_helpers import Account
 
 from core.db import make_engine  # noqa: E402
 from core.migrate import upgrade_to_head  # noqa: E402

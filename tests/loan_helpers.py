@@ -4,14 +4,18 @@ a real Temporal server (time-skipping or dev), investors with money."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from core.db import unit_of_work
 from core.settings import Settings
@@ -119,17 +123,12 @@ async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) ->
         investment_id=investment_id, investor_id=investor_id, amount=D(amount)), id=f"investment-{investment_id}")
 
 
-HISTORIES = __import__("pathlib").Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parent / "histories"
 
 
 async def replay_and_maybe_record(handle: WorkflowHandle, name: str) -> None:
     """Replays the run's history against today's workflow code (it must be deterministic);
     with RECORD_HISTORIES=1, also saves it under tests/histories/ for future replay tests."""
-    import os
-
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Replayer
-
     history = await handle.fetch_history()
     await Replayer(workflows=[LoanWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES") == "1":

@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import select
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from api.main import create_app
 from core.db import unit_of_work

@@ -203,7 +203,7 @@ async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping
     borrower = make_borrower(session_factory)
     async with running_worker(env.client, settings, session_factory, task_queue):
         loan, investors, snapshot = await funded_active_loan(env, session_factory, task_queue, borrower, term=12)
-        first, second = snapshot.installments[0], snapshot.installments[1]
+        first = snapshot.installments[0]
         now = await env.get_current_time()
         await env.sleep(midnight(first.due_date) - now + timedelta(days=15, hours=1))
         state = await loan.handle.query(LoanWorkflow.snapshot)

@@ -13,8 +13,6 @@ from temporalio.testing import ActivityEnvironment
 from activities.loans import LoanActivities
 from core.db import unit_of_work
 from core.errors import Conflict, InvalidRequest
-from ledger.accounts import open_wallet
-from ledger.wallets import reserve
 from loans.requests import create_loan_request
 from models.ledger import LedgerTransaction
 from models.loan_workflow import CollectInput, DueItem
