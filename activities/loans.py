@@ -23,7 +23,7 @@ from domain.money import ZERO
 from domain.schedule import annuity_payment
 from domain.scoring import ScoringInput, score_request
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
-from ledger.postings import Leg, find_posted, post_transaction
+from ledger.postings import Leg, find_posted, merge_legs, post_transaction
 from ledger.wallets import release, reserve
 from models.ledger import LedgerAccount
 from models.loan_workflow import (
@@ -68,6 +68,10 @@ def _active_investments(session: Session, loan_id: uuid.UUID, status: str | tupl
     return list(session.scalars(select(Investment).where(Investment.loan_id == loan_id,
                                                          Investment.status.in_(statuses))
                                 .order_by(Investment.created_at, Investment.id)))
+
+
+def _available_account_of(session: Session, user_id: uuid.UUID) -> LedgerAccount:
+    return wallet_accounts(session, wallet_of_user(session, user_id).id)[0]
 
 
 def _investor_weights(investments: list[Investment]) -> dict[uuid.UUID, Decimal]:
@@ -200,7 +204,7 @@ class LoanActivities:
                 for investment in investments:
                     _, reserved = wallet_accounts(session, wallet_of_user(session, investment.investor_id).id)
                     legs.append(Leg(reserved.id, -investment.amount))
-                borrower_available, _ = wallet_accounts(session, wallet_of_user(session, input.borrower_id).id)
+                borrower_available = _available_account_of(session, input.borrower_id)
                 to_borrower = input.amount - input.platform_fee - input.reserve_contribution
                 legs.append(Leg(borrower_available.id, to_borrower))
                 if input.platform_fee:
@@ -208,12 +212,8 @@ class LoanActivities:
                 if input.reserve_contribution:
                     legs.append(Leg(platform_account(session, "reserve_fund", input.currency).id,
                                     input.reserve_contribution))
-                # Several investments of one investor: one leg per account.
-                merged: dict[int, Decimal] = {}
-                for leg in legs:
-                    merged[leg.account_id] = merged.get(leg.account_id, ZERO) + leg.amount
                 posted = post_transaction(session, key=key, kind="disbursement", loan_id=input.loan_id,
-                                          legs=[Leg(a, v) for a, v in merged.items() if v != 0],
+                                          legs=merge_legs(legs),
                                           description="loan disbursed",
                                           details={"to_borrower": f"{to_borrower:.2f}",
                                                    "platform_fee": f"{input.platform_fee:.2f}",
@@ -251,8 +251,7 @@ class LoanActivities:
             done = find_posted(session, input.key)
             if done is not None:
                 return CollectResult.model_validate(done.details["result"])
-            borrower_wallet = wallet_of_user(session, input.borrower_id)
-            available_account, _ = wallet_accounts(session, borrower_wallet.id)
+            available_account = _available_account_of(session, input.borrower_id)
             # Lock the borrower's account before reading what is there to take.
             available = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id)
                                         .with_for_update()).scalar_one()
@@ -276,13 +275,11 @@ class LoanActivities:
                 investments = _active_investments(session, input.loan_id)
                 weights = _investor_weights(investments)
                 shares = split_pro_rata(total, weights)
-                merged: dict[int, Decimal] = {available_account.id: -total}
+                legs = [Leg(available_account.id, -total)]
                 for investor_id, share in shares.items():
-                    if share:
-                        account, _ = wallet_accounts(session, wallet_of_user(session, investor_id).id)
-                        merged[account.id] = merged.get(account.id, ZERO) + share
+                    legs.append(Leg(_available_account_of(session, investor_id).id, share))
                 post_transaction(session, key=input.key, kind=f"{input.purpose}_collection", loan_id=input.loan_id,
-                                 legs=[Leg(a, v) for a, v in merged.items() if v != 0],
+                                 legs=merge_legs(legs),
                                  description=f"{input.purpose.replace('_', ' ')} collected and distributed",
                                  details={"result": result.model_dump(mode="json"),
                                           "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
@@ -338,10 +335,9 @@ class LoanActivities:
                     shares = split_pro_rata(covered, weights)
                     legs = [Leg(fund_account.id, -covered)]
                     for investor_id, share in shares.items():
-                        if share:
-                            account, _ = wallet_accounts(session, wallet_of_user(session, investor_id).id)
-                            legs.append(Leg(account.id, share))
-                    post_transaction(session, key=key, kind="reserve_cover", loan_id=input.loan_id, legs=legs,
+                        legs.append(Leg(_available_account_of(session, investor_id).id, share))
+                    post_transaction(session, key=key, kind="reserve_cover", loan_id=input.loan_id,
+                                     legs=merge_legs(legs),
                                      description="default: outstanding principal covered by the reserve fund",
                                      details={"covered": f"{covered:.2f}",
                                               "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})

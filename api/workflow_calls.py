@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import weakref
 from typing import Any
@@ -20,6 +21,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import Conflict, InsufficientFunds, InvalidRequest, PlatformError, ServiceUnavailable
+from models.loan_workflow import FundsArrived
+
+log = logging.getLogger("api")
 
 IN_FLIGHT_PER_LOAN = 8
 # How long the API keeps retrying an update the server is too busy to take.
@@ -93,10 +97,6 @@ async def execute_loan_update(client: Client, workflow_id: str, update: str, arg
 
 async def signal_funds_arrived(holder, workflow_ids: list[str], deposit_id) -> None:
     """Best effort: a loan that misses the signal still collects at its next wake-up."""
-    import logging
-
-    from models.loan_workflow import FundsArrived
-
     if not workflow_ids:
         return
     try:
@@ -105,6 +105,6 @@ async def signal_funds_arrived(holder, workflow_ids: list[str], deposit_id) -> N
             try:
                 await client.get_workflow_handle(workflow_id).signal("funds_arrived", FundsArrived(deposit_id=deposit_id))
             except RPCError as error:
-                logging.getLogger("api").warning("could not signal %s: %s", workflow_id, error)
+                log.warning("could not signal %s: %s", workflow_id, error)
     except Exception as error:  # noqa: BLE001 - the deposit is confirmed either way
-        logging.getLogger("api").warning("could not signal loans of deposit %s: %s", deposit_id, error)
+        log.warning("could not signal loans of deposit %s: %s", deposit_id, error)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
-from core.settings import get_settings
 
 
 def normalize_database_url(url: str) -> str:
@@ -34,23 +32,10 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     )
 
 
-@lru_cache
-def get_engine() -> Engine:
-    settings = get_settings()
-    if not settings.DATABASE_URL:
-        raise RuntimeError("DATABASE_URL is not set (make run sets it for the embedded PostgreSQL)")
-    return make_engine(settings.DATABASE_URL, settings.DB_POOL_SIZE)
-
-
-@lru_cache
-def get_sessionmaker() -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(), expire_on_commit=False)
-
-
 @contextmanager
-def unit_of_work(factory: sessionmaker[Session] | None = None) -> Iterator[Session]:
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One database transaction: committed if the block succeeds, rolled back otherwise."""
-    session = (factory or get_sessionmaker())()
+    session = factory()
     try:
         yield session
         session.commit()

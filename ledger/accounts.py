@@ -65,8 +65,9 @@ def wallet_of_user(session: Session, user_id: uuid.UUID) -> Wallet:
 
 
 def wallet_accounts(session: Session, wallet_id: uuid.UUID) -> tuple[LedgerAccount, LedgerAccount]:
-    """(available, reserved) of a wallet."""
-    rows = session.scalars(select(LedgerAccount).where(LedgerAccount.wallet_id == wallet_id)).all()
+    """(available, reserved) of a wallet, with their balances as the database has them now."""
+    rows = session.scalars(select(LedgerAccount).where(LedgerAccount.wallet_id == wallet_id)
+                           .execution_options(populate_existing=True)).all()
     by_kind = {row.kind: row for row in rows}
     try:
         return by_kind["wallet_available"], by_kind["wallet_reserved"]

@@ -17,30 +17,52 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, IdempotencyConflict, NotFound
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
 from ledger.postings import Leg, post_transaction
-from ledger.wallets import reserve
+from ledger.wallets import release, reserve
 from models.ledger import Deposit, Withdrawal
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _same_request(existing_amount: Decimal, amount: Decimal, client_key: str) -> None:
-    if existing_amount != amount:
+def _earlier_request(session: Session, model: type, user_id: uuid.UUID, amount: Decimal,
+                     client_key: str | None):
+    """The request this user already made with this Idempotency-Key (None: a new one);
+    the same key for another amount is an error."""
+    if not client_key:
+        return None
+    existing = session.scalars(select(model).where(model.user_id == user_id,
+                                                   model.client_key == client_key)).first()
+    if existing is not None and existing.amount != amount:
         raise IdempotencyConflict(f"Idempotency-Key {client_key!r} was used for another amount",
                                   idempotency_key=client_key)
+    return existing
+
+
+def _decidable(session: Session, model: type, object_id: uuid.UUID, what: str, outcome: str, verb: str):
+    """Locks a pending deposit or withdrawal for an operator's decision. Returns (row, act):
+    act is False when the row already has this outcome (a repeated decision changes nothing)."""
+    row = session.get(model, object_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no {what} {object_id}")
+    if row.status == outcome:
+        return row, False
+    if row.status != "pending":
+        raise Conflict(f"{what} {object_id} is {row.status}; only a pending {what} can be {verb}")
+    return row, True
+
+
+def _record_decision(row, outcome: str, operator_id: uuid.UUID, bank_reference: str | None = None) -> None:
+    row.status = outcome
+    row.decided_by = operator_id
+    row.decided_at = datetime.now(timezone.utc)
+    if bank_reference:
+        row.bank_reference = bank_reference
 
 
 def request_deposit(session: Session, user_id: uuid.UUID, amount: Decimal, *, client_key: str | None = None,
                     bank_reference: str | None = None) -> tuple[Deposit, bool]:
     """Returns (deposit, created). With a client key, a repeat returns the first deposit."""
     wallet = wallet_of_user(session, user_id)
-    if client_key:
-        existing = session.scalars(select(Deposit).where(Deposit.user_id == user_id,
-                                                         Deposit.client_key == client_key)).first()
-        if existing:
-            _same_request(existing.amount, amount, client_key)
-            return existing, False
+    existing = _earlier_request(session, Deposit, user_id, amount, client_key)
+    if existing is not None:
+        return existing, False
     deposit = Deposit(user_id=user_id, wallet_id=wallet.id, amount=amount, client_key=client_key,
                       bank_reference=bank_reference, status="pending")
     session.add(deposit)
@@ -48,47 +70,29 @@ def request_deposit(session: Session, user_id: uuid.UUID, amount: Decimal, *, cl
     return deposit, True
 
 
-def _locked(session: Session, model: type, object_id: uuid.UUID, what: str):
-    row = session.get(model, object_id, with_for_update=True)
-    if row is None:
-        raise NotFound(f"no {what} {object_id}")
-    return row
-
-
 def confirm_deposit(session: Session, deposit_id: uuid.UUID, operator_id: uuid.UUID,
                     bank_reference: str | None = None) -> Deposit:
     """The bank payment arrived: nominal -> the user's available money. Idempotent."""
-    deposit: Deposit = _locked(session, Deposit, deposit_id, "deposit")
-    if deposit.status == "confirmed":
+    deposit, act = _decidable(session, Deposit, deposit_id, "deposit", "confirmed", "confirmed")
+    if not act:
         return deposit
-    if deposit.status != "pending":
-        raise Conflict(f"deposit {deposit_id} is {deposit.status}; only a pending deposit can be confirmed")
     available, _ = wallet_accounts(session, deposit.wallet_id)
     nominal = platform_account(session, "nominal", available.currency)
     transaction = post_transaction(
         session, key=f"deposit:{deposit.id}:confirm", kind="deposit",
         legs=[Leg(nominal.id, -deposit.amount), Leg(available.id, deposit.amount)],
         description="bank payment received", details={"deposit_id": str(deposit.id)})
-    deposit.status = "confirmed"
-    deposit.decided_by = operator_id
-    deposit.decided_at = _now()
+    _record_decision(deposit, "confirmed", operator_id, bank_reference)
     deposit.ledger_transaction_id = transaction.id
-    if bank_reference:
-        deposit.bank_reference = bank_reference
     session.flush()
     return deposit
 
 
 def reject_deposit(session: Session, deposit_id: uuid.UUID, operator_id: uuid.UUID) -> Deposit:
-    deposit: Deposit = _locked(session, Deposit, deposit_id, "deposit")
-    if deposit.status == "rejected":
-        return deposit
-    if deposit.status != "pending":
-        raise Conflict(f"deposit {deposit_id} is {deposit.status}; only a pending deposit can be rejected")
-    deposit.status = "rejected"
-    deposit.decided_by = operator_id
-    deposit.decided_at = _now()
-    session.flush()
+    deposit, act = _decidable(session, Deposit, deposit_id, "deposit", "rejected", "rejected")
+    if act:
+        _record_decision(deposit, "rejected", operator_id)
+        session.flush()
     return deposit
 
 
@@ -97,12 +101,9 @@ def request_withdrawal(session: Session, user_id: uuid.UUID, amount: Decimal, *,
     """Reserves the money now, so it cannot be invested meanwhile. Not enough available
     money: InsufficientFunds, and no withdrawal is recorded."""
     wallet = wallet_of_user(session, user_id)
-    if client_key:
-        existing = session.scalars(select(Withdrawal).where(Withdrawal.user_id == user_id,
-                                                            Withdrawal.client_key == client_key)).first()
-        if existing:
-            _same_request(existing.amount, amount, client_key)
-            return existing, False
+    existing = _earlier_request(session, Withdrawal, user_id, amount, client_key)
+    if existing is not None:
+        return existing, False
     withdrawal = Withdrawal(id=uuid.uuid4(), user_id=user_id, wallet_id=wallet.id, amount=amount,
                             client_key=client_key, status="pending")
     with session.begin_nested():  # no reservation, no withdrawal
@@ -116,21 +117,15 @@ def request_withdrawal(session: Session, user_id: uuid.UUID, amount: Decimal, *,
 def pay_withdrawal(session: Session, withdrawal_id: uuid.UUID, operator_id: uuid.UUID,
                    bank_reference: str | None = None) -> Withdrawal:
     """The bank transfer went out: reserved -> nominal. Idempotent."""
-    withdrawal: Withdrawal = _locked(session, Withdrawal, withdrawal_id, "withdrawal")
-    if withdrawal.status == "paid":
+    withdrawal, act = _decidable(session, Withdrawal, withdrawal_id, "withdrawal", "paid", "paid")
+    if not act:
         return withdrawal
-    if withdrawal.status != "pending":
-        raise Conflict(f"withdrawal {withdrawal_id} is {withdrawal.status}; only a pending one can be paid")
     _, reserved = wallet_accounts(session, withdrawal.wallet_id)
     nominal = platform_account(session, "nominal", reserved.currency)
     post_transaction(session, key=f"withdrawal:{withdrawal.id}:payout", kind="withdrawal",
                      legs=[Leg(reserved.id, -withdrawal.amount), Leg(nominal.id, withdrawal.amount)],
                      description="paid out to the bank", details={"withdrawal_id": str(withdrawal.id)})
-    withdrawal.status = "paid"
-    withdrawal.decided_by = operator_id
-    withdrawal.decided_at = _now()
-    if bank_reference:
-        withdrawal.bank_reference = bank_reference
+    _record_decision(withdrawal, "paid", operator_id, bank_reference)
     session.flush()
     return withdrawal
 
@@ -138,18 +133,13 @@ def pay_withdrawal(session: Session, withdrawal_id: uuid.UUID, operator_id: uuid
 def reject_withdrawal(session: Session, withdrawal_id: uuid.UUID, operator_id: uuid.UUID,
                       reason: str) -> Withdrawal:
     """The payout will not happen: the reservation goes back to available. Idempotent."""
-    withdrawal: Withdrawal = _locked(session, Withdrawal, withdrawal_id, "withdrawal")
-    if withdrawal.status == "rejected":
+    withdrawal, act = _decidable(session, Withdrawal, withdrawal_id, "withdrawal", "rejected", "rejected")
+    if not act:
         return withdrawal
-    if withdrawal.status != "pending":
-        raise Conflict(f"withdrawal {withdrawal_id} is {withdrawal.status}; only a pending one can be rejected")
-    available, reserved = wallet_accounts(session, withdrawal.wallet_id)
-    post_transaction(session, key=f"withdrawal:{withdrawal.id}:release", kind="withdrawal_release",
-                     legs=[Leg(reserved.id, -withdrawal.amount), Leg(available.id, withdrawal.amount)],
-                     description="withdrawal rejected", details={"withdrawal_id": str(withdrawal.id)})
-    withdrawal.status = "rejected"
+    release(session, withdrawal.wallet_id, withdrawal.amount, key=f"withdrawal:{withdrawal.id}:release",
+            kind="withdrawal_release", description="withdrawal rejected",
+            details={"withdrawal_id": str(withdrawal.id)})
+    _record_decision(withdrawal, "rejected", operator_id)
     withdrawal.reason = reason
-    withdrawal.decided_by = operator_id
-    withdrawal.decided_at = _now()
     session.flush()
     return withdrawal

@@ -64,6 +64,15 @@ class Leg:
     amount: Decimal
 
 
+def merge_legs(legs: Sequence[Leg]) -> list[Leg]:
+    """One leg per account (an investor with two investments in a loan moves once), legs
+    that cancel out dropped."""
+    totals: dict[int, Decimal] = {}
+    for leg in legs:
+        totals[leg.account_id] = totals.get(leg.account_id, Decimal(0)) + leg.amount
+    return [Leg(account_id, amount) for account_id, amount in totals.items() if amount != 0]
+
+
 def _validate(key: str, kind: str, legs: Sequence[Leg]) -> None:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters")

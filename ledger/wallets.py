@@ -4,9 +4,11 @@ the wallet statement. Keys are built by the caller from business facts."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -30,26 +32,26 @@ class WalletBalance:
 
 def wallet_balance(session: Session, wallet_id: uuid.UUID) -> WalletBalance:
     available, reserved = wallet_accounts(session, wallet_id)
-    session.refresh(available)
-    session.refresh(reserved)
     return WalletBalance(wallet_id=wallet_id, currency=available.currency,
                          available=available.balance, reserved=reserved.balance)
 
 
 def reserve(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str, kind: str = "reserve",
-            loan_id: uuid.UUID | None = None, description: str | None = None) -> Posted:
+            loan_id: uuid.UUID | None = None, description: str | None = None,
+            details: Mapping[str, Any] | None = None) -> Posted:
     """available -> reserved (e.g. an accepted investment, a requested withdrawal)."""
     available, reserved = wallet_accounts(session, wallet_id)
     return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
-                            legs=[Leg(available.id, -amount), Leg(reserved.id, amount)])
+                            details=details, legs=[Leg(available.id, -amount), Leg(reserved.id, amount)])
 
 
 def release(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str, kind: str = "release",
-            loan_id: uuid.UUID | None = None, description: str | None = None) -> Posted:
+            loan_id: uuid.UUID | None = None, description: str | None = None,
+            details: Mapping[str, Any] | None = None) -> Posted:
     """reserved -> available (e.g. an unfunded loan, a rejected withdrawal)."""
     available, reserved = wallet_accounts(session, wallet_id)
     return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
-                            legs=[Leg(reserved.id, -amount), Leg(available.id, amount)])
+                            details=details, legs=[Leg(reserved.id, -amount), Leg(available.id, amount)])
 
 
 def transfer(session: Session, from_account_id: int, to_account_id: int, amount: Decimal, *, key: str,

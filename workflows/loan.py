@@ -235,7 +235,6 @@ class LoanWorkflow:
             state.funded_amount += request.amount
             key = str(request.investor_id)
             state.invested_by[key] = state.invested_by.get(key, ZERO) + request.amount
-            state.accepted_investments += 1
             return InvestmentAccepted(investment_id=request.investment_id, amount=request.amount,
                                       funded_amount=state.funded_amount,
                                       remaining=input.amount - state.funded_amount)
@@ -362,8 +361,7 @@ class LoanWorkflow:
             return
         self._accrue_fees(today)
         state.collection_seq += 1
-        await self._collect([DueItem(payment_num=i.payment_num, fee=i.fee_due, interest=i.interest_due,
-                                     principal=i.principal_due, fee_accrued=i.fee_accrued) for i in due],
+        await self._collect([i.outstanding() for i in due],
                             key=f"loan:{input.loan_id}:collection:{state.collection_seq}",
                             purpose="installment", require_full=False)
         for item in due:
@@ -379,8 +377,7 @@ class LoanWorkflow:
         outstanding = sum((i.principal_due for i in unsettled), ZERO)
         await self._activity("default_loan", DefaultInput(
             loan_id=input.loan_id, currency=input.terms.currency, outstanding_principal=outstanding,
-            written_off=[DueItem(payment_num=i.payment_num, fee=i.fee_due, interest=i.interest_due,
-                                 principal=i.principal_due, fee_accrued=i.fee_accrued) for i in unsettled],
+            written_off=[i.outstanding() for i in unsettled],
             at=workflow.now()), result_type=DefaultResult)
         for item in unsettled:
             item.status = "written_off"
@@ -417,8 +414,7 @@ class LoanWorkflow:
                     period_start = item.due_date
                     continue
                 if item.due_date <= today:
-                    items.append(DueItem(payment_num=item.payment_num, fee=item.fee_due, interest=item.interest_due,
-                                         principal=item.principal_due, fee_accrued=item.fee_accrued))
+                    items.append(item.outstanding())
                     period_start = item.due_date
                 elif not current_done:
                     balance = sum((i.principal_due for i in self._unsettled() if i.due_date > today), ZERO)
