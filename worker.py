@@ -25,12 +25,16 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.documents import DocumentActivities
 from activities.ledger_checks import LedgerCheckActivities
 from activities.loans import LoanActivities
 from core.db import make_engine
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
+from documents.store import DocumentStore
+from models.documents_io import InvestorStatementsInput
 from models.ledger_reports import ReconciliationInput
+from workflows.investor_statements import STATEMENTS_SCHEDULE_ID, InvestorStatementsWorkflow
 from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID, LedgerReconciliationWorkflow
 from workflows.loan import LoanWorkflow
 
@@ -44,12 +48,15 @@ def build_worker(client: Client, settings: Settings, session_factory: sessionmak
                  executor: ThreadPoolExecutor, task_queue: str | None = None) -> Worker:
     ledger_checks = LedgerCheckActivities(session_factory)
     loans = LoanActivities(session_factory)
+    documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     return Worker(
         client,
         task_queue=task_queue or settings.TASK_QUEUE,
-        workflows=[LedgerReconciliationWorkflow, LoanWorkflow],
+        workflows=[LedgerReconciliationWorkflow, LoanWorkflow, InvestorStatementsWorkflow],
         activities=[
             ledger_checks.check_trial_balance,
+            documents.generate_loan_agreements,
+            documents.generate_investor_statements,
             loans.register_loan_request,
             loans.record_loan_status,
             loans.score_loan_request,
@@ -85,6 +92,24 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             ),
         )
         log.info("created schedule %s", RECONCILIATION_SCHEDULE_ID)
+    except ScheduleAlreadyRunningError:
+        pass
+    try:
+        await client.create_schedule(
+            STATEMENTS_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    InvestorStatementsWorkflow.run,
+                    InvestorStatementsInput(),
+                    id="investor-statements-run",
+                    task_queue=settings.TASK_QUEUE,
+                ),
+                # 02:00 UTC on the first of each month: the month before has ended everywhere.
+                spec=ScheduleSpec(cron_expressions=["0 2 1 * *"]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
+            ),
+        )
+        log.info("created schedule %s", STATEMENTS_SCHEDULE_ID)
     except ScheduleAlreadyRunningError:
         pass
 

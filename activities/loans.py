@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.errors import business_errors_are_final
+from compliance.audit import append_audit
 from core.db import unit_of_work
 from core.errors import Conflict, InsufficientFunds, NotFound
 from domain.allocation import split_pro_rata
@@ -55,8 +56,18 @@ def notify(session: Session, user_id: uuid.UUID, loan_id: uuid.UUID | None, kind
                     .on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
+def _status_note(previous: str, change: StatusChange) -> str:
+    if change.actor_role == "operator":
+        return f"an operator moved the loan from {previous} to {change.status}"
+    if change.rejection_reason:
+        return f"{previous} -> {change.status}: {change.rejection_reason}"
+    return f"{previous} -> {change.status}"
+
+
 def _loan(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRequest:
-    loan = session.get(LoanRequest, loan_id, with_for_update=lock)
+    # FOR NO KEY UPDATE: the same lock the audit chain takes, and it does not wait on the
+    # foreign-key locks of postings being written for this loan.
+    loan = session.get(LoanRequest, loan_id, with_for_update={"key_share": True} if lock else None)
     if loan is None:
         raise NotFound(f"no loan {loan_id}")
     return loan
@@ -95,12 +106,17 @@ class LoanActivities:
                 id=input.loan_id, borrower_id=input.borrower_id, product_id=input.product_id, amount=input.amount,
                 term_months=input.term_months, purpose="", workflow_id=input.workflow_id, status="pending",
             ).on_conflict_do_nothing(index_elements=["id"]))
+            append_audit(session, input.loan_id, "requested", "loan.requested", actor_id=input.borrower_id,
+                         actor_role="borrower", note="the borrower asked for a loan",
+                         details={"amount": f"{input.amount:.2f}", "term_months": input.term_months,
+                                  "product_id": input.product_id})
 
     @activity.defn(name="record_loan_status")
     @business_errors_are_final
     def record_loan_status(self, change: StatusChange) -> None:
         with unit_of_work(self._session_factory) as session:
             loan = _loan(session, change.loan_id, lock=True)
+            previous = loan.status
             loan.status = change.status
             for field in ("rejection_reason", "scoring_details", "funding_deadline"):
                 value = getattr(change, field)
@@ -118,6 +134,15 @@ class LoanActivities:
             if change.notify_borrower:
                 notify(session, loan.borrower_id, loan.id, f"loan_{change.status}", change.notify_borrower,
                        f"loan:{loan.id}:status:{change.status}")
+            at = change.at.isoformat() if change.at else "-"
+            details = {"from": previous, "to": change.status, "score": change.score, "grade": change.grade,
+                       "rate_annual": change.rate_annual, "rejection_reason": change.rejection_reason,
+                       "funding_deadline": change.funding_deadline, "scoring": change.scoring_details,
+                       "workflow_time": change.at}
+            append_audit(session, loan.id, f"status:{change.status}:{at}", "loan.status",
+                         actor_id=change.actor_id, actor_role=change.actor_role or "system",
+                         note=_status_note(previous, change),
+                         details={k: v for k, v in details.items() if v is not None})
 
     @activity.defn(name="score_loan_request")
     @business_errors_are_final
@@ -162,6 +187,11 @@ class LoanActivities:
                 reserve(session, wallet.id, input.amount, kind="investment_reserve", loan_id=input.loan_id,
                         key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
                         description="investment reserved")
+                append_audit(session, input.loan_id, f"investment:{input.investment_id}", "investment.placed",
+                             actor_id=input.investor_id, actor_role="investor",
+                             note=f"an investor reserved {input.amount:.2f} for the loan",
+                             details={"investment_id": input.investment_id, "investor_id": input.investor_id,
+                                      "amount": f"{input.amount:.2f}"})
             session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id)
                             .values(funded_amount=LoanRequest.funded_amount + input.amount))
 
@@ -183,6 +213,9 @@ class LoanActivities:
                        f"the loan was not funded ({input.reason}); {investment.amount:.2f} is available again",
                        f"loan:{input.loan_id}:investment:{investment.id}:released")
             session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id).values(funded_amount=0))
+            append_audit(session, input.loan_id, "investments:released", "investments.released",
+                         note=f"{len(investments)} reservation(s) released: {input.reason}",
+                         details={"reason": input.reason, "released": len(investments), "total": f"{total:.2f}"})
         return ReleaseInvestmentsResult(released=len(investments), total=total)
 
     # -- disbursement --------------------------------------------------------------------
@@ -234,6 +267,15 @@ class LoanActivities:
             loan.rate_annual = input.rate_annual
             loan.disbursed_at = loan.disbursed_at or input.at
             loan.updated_at = input.at
+            append_audit(session, input.loan_id, "disbursed", "loan.disbursed",
+                         note=f"{to_borrower:.2f} {input.currency} paid to the borrower; the schedule is fixed",
+                         details={"ledger_transaction_id": transaction_id, "amount": f"{input.amount:.2f}",
+                                  "to_borrower": f"{to_borrower:.2f}", "platform_fee": f"{input.platform_fee:.2f}",
+                                  "reserve_contribution": f"{input.reserve_contribution:.2f}",
+                                  "rate_annual": input.rate_annual, "investments": len(investments),
+                                  "schedule": [{"payment_num": i.payment_num, "due_date": i.due_date,
+                                                "principal": f"{i.principal:.2f}", "interest": f"{i.interest:.2f}"}
+                                               for i in input.installments]})
             notify(session, input.borrower_id, input.loan_id, "loan_disbursed",
                    f"{to_borrower:.2f} {input.currency} is in your wallet; the first installment is due "
                    f"{input.installments[0].due_date.isoformat()}", f"loan:{input.loan_id}:disbursed")
@@ -284,6 +326,11 @@ class LoanActivities:
                                  details={"result": result.model_dump(mode="json"),
                                           "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
             self._apply_to_schedule(session, input, paid)
+            append_audit(session, input.loan_id, f"collection:{input.key}", f"{input.purpose}.collected",
+                         note=(f"{total:.2f} of {owed:.2f} collected from the borrower and distributed"
+                               if total else f"nothing collected: {owed:.2f} was due and the wallet was empty"),
+                         details={"owed": f"{owed:.2f}", "collected": f"{total:.2f}",
+                                  "items": [p.model_dump(mode="json") for p in paid]})
         return result
 
     def _apply_to_schedule(self, session: Session, input: CollectInput, paid: list[PaidItem]) -> None:
@@ -309,6 +356,10 @@ class LoanActivities:
                 RepaymentInstallment.loan_id == notice.loan_id,
                 RepaymentInstallment.payment_num == notice.payment_num,
                 RepaymentInstallment.status == "pending").values(status="overdue"))
+            append_audit(session, notice.loan_id, f"installment:{notice.payment_num}:overdue", "installment.overdue",
+                         note=f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue",
+                         details={"payment_num": notice.payment_num, "due_date": notice.due_date,
+                                  "amount_due": f"{notice.amount_due:.2f}"})
             notify(session, notice.borrower_id, notice.loan_id, "installment_overdue",
                    f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue: "
                    f"{notice.amount_due:.2f} is due; late fees accrue after the grace days",
@@ -372,6 +423,10 @@ class LoanActivities:
                                     "default": {"outstanding_principal": f"{input.outstanding_principal:.2f}",
                                                 "covered_by_reserve_fund": f"{covered:.2f}",
                                                 "investors_loss": f"{input.outstanding_principal - covered:.2f}"}}
+            append_audit(session, loan.id, "defaulted", "loan.defaulted",
+                         note="the loan defaulted; the reserve fund covered what it could",
+                         details=loan.scoring_details["default"] | {
+                             "written_off": [i.model_dump(mode="json") for i in input.written_off]})
             notify(session, loan.borrower_id, loan.id, "loan_defaulted",
                    "your loan was declared in default", f"loan:{loan.id}:defaulted")
         return DefaultResult(covered=covered, loss=input.outstanding_principal - covered)
@@ -386,5 +441,6 @@ class LoanActivities:
             loan.status = "repaid"
             loan.closed_at = input.at
             loan.updated_at = input.at
+            append_audit(session, loan.id, "repaid", "loan.repaid", note="the loan is fully repaid")
             notify(session, loan.borrower_id, loan.id, "loan_repaid", "your loan is fully repaid",
                    f"loan:{loan.id}:repaid")

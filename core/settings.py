@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     TEMPORAL_DEV_PORT: int = 7233
     TEMPORAL_UI_PORT: int = 8233
 
+    # The register of documents: PDFs stored content-addressed (sha256) under this folder.
+    # Empty: DATA_DIR/documents. An S3-compatible store would replace documents/store.py.
+    DOCUMENTS_DIR: Path | None = None
+    # The platform as it appears in agreements and statements.
+    PLATFORM_NAME: str = "Crowdlending Platform LLC"
+    PLATFORM_DETAILS: str = "Investment platform operator under Federal Law 259-FZ; register of agreements kept electronically"
+
     # The sandbox clock (DESIGN.md): divides the repayment-phase timers. 1 in production.
     LOAN_TIME_SCALE: int = Field(default=1, ge=1)
 
@@ -72,6 +79,10 @@ class Settings(BaseSettings):
             if self.LOAN_TIME_SCALE != 1:
                 raise ValueError("LOAN_TIME_SCALE is a sandbox clock and is refused in production")
         return self
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.DOCUMENTS_DIR or self.DATA_DIR / "documents"
 
     @property
     def temporal_address(self) -> str:

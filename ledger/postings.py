@@ -36,6 +36,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from compliance.audit import append_audit
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
 from domain.money import has_at_most_two_decimals
 from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
@@ -117,18 +118,24 @@ def _existing(session: Session, key: str, digest: str) -> Posted | None:
     return Posted(id=found.id, idempotency_key=key, kind=found.kind, replayed=True)
 
 
-def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, str]:
+@dataclass(frozen=True)
+class LockedAccount:
+    currency: str
+    code: str
+
+
+def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAccount]:
     """Locks the accounts and their wallets' sibling accounts, in ascending id order.
-    Returns {account id: currency} of the requested accounts."""
+    Returns the currency and code of each locked account by id."""
     wallet_ids = select(LedgerAccount.wallet_id).where(
         LedgerAccount.id.in_(account_ids), LedgerAccount.wallet_id.is_not(None)).scalar_subquery()
     rows = session.execute(
-        select(LedgerAccount.id, LedgerAccount.currency)
+        select(LedgerAccount.id, LedgerAccount.currency, LedgerAccount.code)
         .where(LedgerAccount.id.in_(account_ids) | LedgerAccount.wallet_id.in_(wallet_ids))
         .order_by(LedgerAccount.id)
         .with_for_update()
     ).all()
-    found = {row.id: row.currency for row in rows}
+    found = {row.id: LockedAccount(row.currency, row.code) for row in rows}
     missing = account_ids - found.keys()
     if missing:
         raise InvalidRequest(f"unknown ledger account(s): {sorted(missing)}")
@@ -158,8 +165,8 @@ def post_transaction(
     account_ids = {leg.account_id for leg in legs}
     try:
         with session.begin_nested():
-            currencies = _lock_accounts(session, account_ids)
-            if len({currencies[a] for a in account_ids}) != 1:
+            locked = _lock_accounts(session, account_ids)
+            if len({locked[a].currency for a in account_ids}) != 1:
                 raise InvalidRequest("a ledger transaction moves one currency")
             # Under the locks: whoever held them before us may have posted this very key.
             existing = _existing(session, key, digest)
@@ -175,6 +182,13 @@ def post_transaction(
                  "balance_after": 0, "account_version": 0}
                 for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
             ])
+            if loan_id is not None:
+                # The loan's trail records the movement in the same database transaction.
+                append_audit(session, loan_id, f"ledger:{key}", f"ledger.{kind}", note=description, details={
+                    "transaction_id": transaction_id, "idempotency_key": key, "kind": kind,
+                    "currency": locked[legs[0].account_id].currency,
+                    "legs": [{"account": locked[leg.account_id].code, "amount": f"{leg.amount:.2f}"}
+                             for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))]})
         _expire_cached_accounts(session, account_ids)
         return Posted(id=transaction_id, idempotency_key=key, kind=kind, replayed=False)
     except IntegrityError as exc:

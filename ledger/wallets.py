@@ -102,15 +102,19 @@ _STATEMENT_SQL = text(
            r.reserved_change, r.balance_after, r.available_after, r.reserved_after, t.created_at
       FROM running r JOIN ledger_transactions t ON t.id = r.transaction_id
      WHERE (CAST(:before AS bigint) IS NULL OR r.position < :before)
+       AND (CAST(:since AS timestamptz) IS NULL OR t.created_at >= :since)
+       AND (CAST(:until AS timestamptz) IS NULL OR t.created_at < :until)
      ORDER BY r.position DESC
      LIMIT :limit
     """
 )
 
 
-def wallet_statement(session: Session, wallet_id: uuid.UUID, *, limit: int = 50,
-                     before: int | None = None) -> list[StatementLine]:
-    """Newest first. `balance_after` is the wallet's balance right after each line: locks
-    make a wallet's postings ordered by id the order in which its balance changed."""
-    rows = session.execute(_STATEMENT_SQL, {"wallet_id": wallet_id, "limit": limit, "before": before}).all()
+def wallet_statement(session: Session, wallet_id: uuid.UUID, *, limit: int = 50, before: int | None = None,
+                     since: datetime | None = None, until: datetime | None = None) -> list[StatementLine]:
+    """Newest first, optionally only the lines posted in [since, until). `balance_after` is
+    the wallet's balance right after each line: locks make a wallet's postings ordered by
+    id the order in which its balance changed."""
+    rows = session.execute(_STATEMENT_SQL, {"wallet_id": wallet_id, "limit": limit, "before": before,
+                                            "since": since, "until": until}).all()
     return [StatementLine(*row) for row in rows]

@@ -198,6 +198,9 @@ class StatusChange(BaseModel):
     funding_deadline: datetime | None = None
     notify_borrower: str | None = None
     at: datetime | None = None
+    # Who made the change, for the trail: the operator of a review decision; else the platform.
+    actor_id: uuid.UUID | None = None
+    actor_role: str | None = None
 
 
 class ScoreLoanInput(BaseModel):

@@ -33,12 +33,20 @@ class Document(Base):
 
 class AuditRecord(Base):
     """Append-only (the database refuses UPDATE and DELETE); each record of a loan carries
-    the hash of the previous one."""
+    the hash of the previous one, so a changed or removed record breaks the chain."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (
+        # A retried activity finds its record instead of writing it twice.
+        UniqueConstraint("loan_id", "event_key"),
+        # One successor per record: the chain cannot fork, even under a race.
+        UniqueConstraint("loan_id", "prev_hash", postgresql_nulls_not_distinct=True),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    loan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("loan_requests.id"), index=True)
+    loan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("loan_requests.id"), index=True, nullable=False)
+    # What happened, as business facts ("status:funding:<at>", "ledger:<key>", ...).
+    event_key: Mapped[str] = mapped_column(String(240), nullable=False)
     actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     actor_role: Mapped[str] = mapped_column(String(20), nullable=False)
     action: Mapped[str] = mapped_column(String(80), nullable=False)

@@ -120,11 +120,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,
         ENVIRONMENT="test",
         DATABASE_URL=database_url,
+        DATA_DIR=tmp_path / "data",
         JWT_SECRET=secrets.token_urlsafe(48),
         TEMPORAL_ADDRESS="127.0.0.1:1",  # replaced by tests that start a Temporal server
     )

@@ -105,3 +105,6 @@ async def test_worker_schedules_are_created_idempotently(dev_client: Client, set
     await ensure_schedules(dev_client, settings)
     description = await dev_client.get_schedule_handle("ledger-reconciliation").describe()
     assert description.schedule.spec.intervals[0].every.total_seconds() == 3600
+    statements = await dev_client.get_schedule_handle("investor-statements").describe()
+    calendar = statements.schedule.spec.calendars[0]  # the server keeps cron as a calendar
+    assert (calendar.day_of_month[0].start, calendar.hour[0].start, calendar.minute[0].start) == (1, 2, 0)

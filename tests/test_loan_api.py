@@ -249,5 +249,12 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         assert schedule[1]["status"] == "pending" and schedule[1]["paid_principal"] == "0.00"
         final = await wait_loan_status(api, loan_id, mine, "repaid", "defaulted", timeout=60)
         assert final["status"] == "repaid"
+        # the trail names the operator who approved, and keeps the scoring reasons
+        trail = (await api.get(f"/v1/loans/{loan_id}/trail", headers=ops)).json()
+        approved = next(s for s in trail["steps"] if s["action"] == "loan.status" and s["details"]["to"] == "approved")
+        assert (approved["actor_role"], approved["actor_id"]) == ("operator", str(operator))
+        assert approved["details"]["scoring"]["operator_decision"]["reason"] == "documents checked"
+        assert approved["details"]["scoring"]["reasons"]
+        assert any(s["action"] == "installment.overdue" for s in trail["steps"]) and trail["chain"]["intact"]
     with session_factory() as session:
         assert_books_balance(session)

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.fees import accrue_late_fee
     from domain.money import ZERO, round_money
     from domain.schedule import build_schedule
+    from models.documents_io import LoanAgreementsInput, LoanAgreementsResult
     from models.loan_workflow import (
         ApprovalDecision,
         ApprovalResult,
@@ -134,15 +135,19 @@ class LoanWorkflow:
             assert decision is not None
             details["operator_decision"] = {"approve": decision.approve, "operator_id": str(decision.operator_id),
                                             "reason": decision.reason}
+            operator = {"actor_id": decision.operator_id, "actor_role": "operator"}
             if not decision.approve:
-                await self._reject(f"rejected by operator: {decision.reason or 'no reason given'}", details)
+                await self._reject(f"rejected by operator: {decision.reason or 'no reason given'}", details,
+                                   **operator)
                 return
+            await self._set_status("approved", scoring_details=details, **operator)
+            return
         await self._set_status("approved", scoring_details=details)
 
-    async def _reject(self, reason: str, details: dict | None = None) -> None:
+    async def _reject(self, reason: str, details: dict | None = None, **actor) -> None:
         self._state.rejection_reason = reason
         await self._set_status("rejected", rejection_reason=reason, scoring_details=details,
-                               notify_borrower=f"your loan request was not accepted: {reason}")
+                               notify_borrower=f"your loan request was not accepted: {reason}", **actor)
 
     @workflow.update
     async def decide(self, decision: ApprovalDecision) -> ApprovalResult:
@@ -260,6 +265,15 @@ class LoanWorkflow:
             installments=[ScheduledInstallment(payment_num=i.payment_num, due_date=i.due_date,
                                                principal=i.principal, interest=i.interest)
                           for i in schedule.installments]), result_type=DisburseResult)
+        if workflow.patched("loan-agreements"):
+            # The schedule is fixed: the agreements (borrower's, one per investment) follow.
+            await workflow.execute_activity(
+                "generate_loan_agreements", LoanAgreementsInput(loan_id=input.loan_id),
+                result_type=LoanAgreementsResult, start_to_close_timeout=timedelta(minutes=15),
+                heartbeat_timeout=timedelta(minutes=1), retry_policy=DB_RETRY)
+            # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
+            # months of loan time at a large scale. (At scale 1 this changes nothing.)
+            state.clock_origin = workflow.now()
         state.installments = [InstallmentState(payment_num=i.payment_num, due_date=i.due_date,
                                                principal=i.principal, interest=i.interest)
                               for i in schedule.installments]

@@ -1,0 +1,81 @@
+"""Responses of the documents and trail endpoints (read-only: there is nothing to send)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class DocumentOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    subject_key: str
+    loan_id: uuid.UUID | None
+    owner_id: uuid.UUID | None
+    sha256: str
+    size_bytes: int
+    content_type: str
+    created_at: datetime
+    url: str
+
+
+class HistoryRefOut(BaseModel):
+    workflow_id: str | None = None
+    run_id: str | None = None
+    activity_type: str | None = None
+    activity_id: str | None = None
+    attempt: int | None = None
+    scheduled_event_id: int | None = None
+    started_event_id: int | None = None
+    closed_event_id: int | None = None
+
+
+class TrailStepOut(BaseModel):
+    seq: int
+    id: int
+    at: datetime
+    actor_id: uuid.UUID | None
+    actor_role: str
+    actor_email: str | None
+    action: str
+    note: str | None
+    event_key: str
+    details: dict[str, Any]
+    prev_hash: str | None
+    record_hash: str
+    history: HistoryRefOut | None
+
+
+class ChainCheckOut(BaseModel):
+    intact: bool
+    records: int
+    head_hash: str | None
+    first_broken_id: int | None
+    problem: str | None
+
+
+class TrailOut(BaseModel):
+    loan_id: uuid.UUID
+    workflow_id: str | None
+    status: str
+    history_available: bool
+    workflow_runs: list[str]
+    chain: ChainCheckOut
+    steps: list[TrailStepOut]
+
+
+class DocumentCheckOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    sha256: str
+    intact: bool
+
+
+class TrailVerificationOut(BaseModel):
+    loan_id: uuid.UUID
+    intact: bool
+    chain: ChainCheckOut
+    documents: list[DocumentCheckOut]

@@ -1,0 +1,173 @@
+"""Loan agreements: one per investment (the investor's share of the schedule) and one for
+the borrower (the full schedule), generated once the loan is disbursed and its schedule
+fixed. "Generated at" is the disbursement time, a business fact: regenerating an agreement
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, NotFound
+from core.settings import Settings
+from documents.register import register_document
+from documents.render import render_pdf
+from documents.store import DocumentStore
+from domain.allocation import split_pro_rata
+from domain.money import ZERO
+from ledger.postings import find_posted
+from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.products import LoanProduct
+from models.records import Document
+from models.users import User
+from products.service import terms_of
+
+INVESTMENT_AGREEMENT = "investment_agreement"
+BORROWER_AGREEMENT = "borrower_agreement"
+AGREEMENT_INVESTMENT_STATUSES = ("active", "repaid", "defaulted")
+
+
+def platform_context(settings: Settings) -> dict[str, str]:
+    return {"name": settings.PLATFORM_NAME, "details": settings.PLATFORM_DETAILS}
+
+
+@dataclass(frozen=True)
+class _LoanFacts:
+    loan: LoanRequest
+    borrower: User
+    product: LoanProduct
+    installments: list[RepaymentInstallment]
+    investments: list[Investment]
+
+
+def _loan_facts(session: Session, loan_id: uuid.UUID) -> _LoanFacts:
+    loan = session.get(LoanRequest, loan_id)
+    if loan is None:
+        raise NotFound(f"no loan {loan_id}")
+    if loan.disbursed_at is None:
+        raise Conflict(f"loan {loan_id} is {loan.status}: agreements follow the disbursement")
+    installments = list(session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan_id)
+                                        .order_by(RepaymentInstallment.payment_num)))
+    investments = list(session.scalars(select(Investment).where(
+        Investment.loan_id == loan_id, Investment.status.in_(AGREEMENT_INVESTMENT_STATUSES))
+        .order_by(Investment.created_at, Investment.id)))
+    return _LoanFacts(loan, session.get_one(User, loan.borrower_id), session.get_one(LoanProduct, loan.product_id),
+                      installments, investments)
+
+
+def _loan_context(facts: _LoanFacts) -> dict[str, Any]:
+    loan = facts.loan
+    assert loan.disbursed_at is not None
+    return {"id": loan.id, "amount": loan.amount, "currency": loan.currency, "rate_annual": loan.rate_annual,
+            "term_months": loan.term_months, "risk_grade": loan.risk_grade,
+            "disbursed_on": loan.disbursed_at.date().isoformat()}
+
+
+def _generated_at(loan: LoanRequest) -> str:
+    assert loan.disbursed_at is not None
+    return loan.disbursed_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def investment_shares(facts: _LoanFacts) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Each investment's part of each installment. The running totals are split among the
+    investments by amount (largest remainder) and each installment's part is the step
+    between two running totals: every installment's parts sum to it, and each investment's
+    principal sums to exactly what it lent, to the kopek."""
+    weights = {i.id: i.amount for i in facts.investments}
+    shares: dict[uuid.UUID, list[dict[str, Any]]] = {i.id: [] for i in facts.investments}
+    running = {"principal": ZERO, "interest": ZERO}
+    before = {key: {i: ZERO for i in weights} for key in running}
+    for row in facts.installments:
+        parts: dict[str, dict[uuid.UUID, Decimal]] = {}
+        for key, amount in (("principal", row.principal), ("interest", row.interest)):
+            running[key] += amount
+            now = split_pro_rata(running[key], weights)
+            parts[key] = {i: now[i] - before[key][i] for i in weights}
+            before[key] = now
+        for investment_id in weights:
+            principal, interest = parts["principal"][investment_id], parts["interest"][investment_id]
+            shares[investment_id].append({"payment_num": row.payment_num, "due_date": row.due_date.isoformat(),
+                                          "principal": principal, "interest": interest,
+                                          "total": principal + interest})
+    return shares
+
+
+def _totals(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
+    return {key: sum((r[key] for r in rows), ZERO) for key in ("principal", "interest", "total")}
+
+
+def investment_agreement_context(facts: _LoanFacts, investment: Investment, investor: User,
+                                 schedule: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
+    share = (investment.amount / facts.loan.amount * 100).quantize(Decimal("0.0001"))
+    return {
+        "agreement_number": f"{str(facts.loan.id)[:8].upper()}-{str(investment.id)[:8].upper()}",
+        "platform": platform_context(settings), "generated_at": _generated_at(facts.loan),
+        "loan": _loan_context(facts), "terms": terms_of(facts.product).model_dump(),
+        "investor": {"id": investor.id, "email": investor.email},
+        "borrower": {"id": facts.borrower.id, "email": facts.borrower.email},
+        "investment": {"id": investment.id, "amount": investment.amount},
+        "share_percent": f"{share.normalize():f}",
+        "schedule": schedule, "totals": _totals(schedule),
+    }
+
+
+def borrower_agreement_context(session: Session, facts: _LoanFacts, settings: Settings) -> dict[str, Any]:
+    loan = facts.loan
+    disbursement = find_posted(session, f"loan:{loan.id}:disburse")
+    if disbursement is None:
+        raise Conflict(f"loan {loan.id} has no disbursement in the ledger")
+    balance = loan.amount
+    schedule = []
+    for row in facts.installments:
+        balance -= row.principal
+        schedule.append({"payment_num": row.payment_num, "due_date": row.due_date.isoformat(),
+                         "principal": row.principal, "interest": row.interest,
+                         "total": row.principal + row.interest, "balance_after": balance})
+    return {
+        "agreement_number": str(loan.id)[:8].upper(), "platform": platform_context(settings),
+        "generated_at": _generated_at(loan), "loan": _loan_context(facts),
+        "terms": terms_of(facts.product).model_dump(),
+        "borrower": {"id": facts.borrower.id, "email": facts.borrower.email},
+        "investors_count": len({i.investor_id for i in facts.investments}),
+        "investments_count": len(facts.investments),
+        "disbursement": {key: Decimal(disbursement.details[key])
+                         for key in ("to_borrower", "platform_fee", "reserve_contribution")},
+        "schedule": schedule, "totals": _totals(schedule),
+    }
+
+
+def agreement_subjects(session: Session, loan_id: uuid.UUID) -> list[str]:
+    """What the loan's agreements are about: the loan (the borrower's) and each investment."""
+    facts = _loan_facts(session, loan_id)
+    return [f"loan:{loan_id}"] + [f"investment:{i.id}" for i in facts.investments]
+
+
+def register_agreement(session: Session, store: DocumentStore, settings: Settings, loan_id: uuid.UUID,
+                       subject_key: str) -> Document:
+    """One agreement of the loan, rendered and registered once."""
+    facts = _loan_facts(session, loan_id)
+    loan = facts.loan
+    if subject_key == f"loan:{loan_id}":
+        document, _ = register_document(
+            session, store, kind=BORROWER_AGREEMENT, subject_key=subject_key, loan_id=loan.id,
+            owner_id=loan.borrower_id,
+            render=lambda: render_pdf("borrower_agreement.html", borrower_agreement_context(session, facts, settings)))
+        return document
+    investment = next((i for i in facts.investments if f"investment:{i.id}" == subject_key), None)
+    if investment is None:
+        raise NotFound(f"loan {loan_id} has no agreement subject {subject_key}")
+
+    def render() -> bytes:
+        investor = session.get_one(User, investment.investor_id)
+        return render_pdf("investment_agreement.html", investment_agreement_context(
+            facts, investment, investor, investment_shares(facts)[investment.id], settings))
+
+    document, _ = register_document(session, store, kind=INVESTMENT_AGREEMENT, subject_key=subject_key,
+                                    loan_id=loan.id, owner_id=investment.investor_id, render=render)
+    return document

@@ -1,0 +1,51 @@
+"""HTML templates (Jinja2) to PDF (WeasyPrint).
+
+Rendering is deterministic: the same context gives the same bytes (the templates print
+business times, never the wall clock), so a regenerated document has the same sha256.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Without HarfBuzz-Subset, WeasyPrint subsets fonts with fontTools, which stamps each font
+# with the current time unless SOURCE_DATE_EPOCH (the reproducible-builds convention) is
+# set: then the same document renders to the same bytes, whenever it is rendered.
+os.environ.setdefault("SOURCE_DATE_EPOCH", "1704067200")
+
+
+def _money(value: Decimal | str | None) -> str:
+    """1234567.8 -> "1 234 567.80": a space between thousands, as Russian agreements write it."""
+    if value is None:
+        return "-"
+    amount = Decimal(value).quantize(Decimal("0.01"))
+    sign = "-" if amount < 0 else ""
+    whole, cents = f"{abs(amount):.2f}".split(".")
+    groups = []
+    while whole:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    return f"{sign}{' '.join(groups)}.{cents}"
+
+
+_environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_environment.filters["money"] = _money
+
+
+def render_html(template: str, context: dict[str, Any]) -> str:
+    return _environment.get_template(template).render(**context)
+
+
+def render_pdf(template: str, context: dict[str, Any]) -> bytes:
+    # Imported here: WeasyPrint loads pango at import, which the API needs only for PDFs.
+    from weasyprint import HTML
+
+    return HTML(string=render_html(template, context), base_url=str(TEMPLATES)).write_pdf()
