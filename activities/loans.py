@@ -47,6 +47,8 @@ from models.loan_workflow import (
 )
 from models.loans import Investment, LoanRequest, Notification, RepaymentInstallment
 from models.users import BorrowerProfile
+from scoring.points import award_points, payment_history
+from scoring.rules import current_rules
 
 
 def notify(session: Session, user_id: uuid.UUID, loan_id: uuid.UUID | None, kind: str, message: str,
@@ -122,6 +124,8 @@ class LoanActivities:
                 value = getattr(change, field)
                 if value is not None:
                     setattr(loan, field, value)
+            if change.scoring_details and change.scoring_details.get("rules_version"):
+                loan.scoring_rules_version = change.scoring_details["rules_version"]
             if change.score is not None:
                 loan.scoring_score = change.score
             if change.grade is not None:
@@ -147,23 +151,28 @@ class LoanActivities:
     @activity.defn(name="score_loan_request")
     @business_errors_are_final
     def score_loan_request(self, input: ScoreLoanInput) -> ScoreLoanResult:
-        with self._session_factory() as session:
+        """Scores with the current rules; the result names the rules version it used."""
+        with unit_of_work(self._session_factory) as session:
             profile = session.get(BorrowerProfile, input.borrower_id)
+            version, rules = current_rules(session)
+            history = payment_history(session, input.borrower_id)
         if profile is None:
             return ScoreLoanResult(score=0, grade=None, rate_annual=None, decision="reject", reasons=[],
-                                   reject_reason="no borrower profile: PUT /v1/users/me/profile first")
+                                   reject_reason="no borrower profile: PUT /v1/users/me/profile first",
+                                   rules_version=version)
         # The DTI test uses the dearest grade's payment: the most the borrower could owe.
         worst_rate = max(input.terms.rates_by_grade.values())
         months = input.term_months - input.terms.interest_only_months
         payment = annuity_payment(input.amount, worst_rate, months)
-        result = score_request(ScoringInput(
+        result = score_request(rules, ScoringInput(
             monthly_income=profile.monthly_income, monthly_obligations=profile.monthly_obligations,
-            employment_months=profile.employment_months, monthly_payment=payment, amount=input.amount))
+            employment_months=profile.employment_months, monthly_payment=payment, amount=input.amount,
+            max_debt_to_income_percent=input.terms.max_debt_to_income_percent, history=history))
         rate = input.terms.rates_by_grade.get(result.grade) if result.grade else None
         return ScoreLoanResult(score=result.score, grade=result.grade, rate_annual=rate, decision=result.decision,
                                reasons=[{"factor": f.name, "points": f.points, "reason": f.reason}
                                         for f in result.factors],
-                               reject_reason=result.reject_reason)
+                               reject_reason=result.reject_reason, rules_version=version)
 
     # -- funding ---------------------------------------------------------------------------
     @activity.defn(name="reserve_investment")
@@ -345,6 +354,12 @@ class LoanActivities:
             row.late_fee_accrued = max(row.late_fee_accrued, due[item.payment_num].fee_accrued)
             wanted = due[item.payment_num]
             if (item.fee, item.interest, item.principal) == (wanted.fee, wanted.interest, wanted.principal):
+                if row.status == "pending" and input.purpose == "installment":
+                    # Paid in full on its due date, never overdue. (Installments settled by an
+                    # early repayment earn the loan's repaid bonus instead.)
+                    award_points(session, input.borrower_id, input.loan_id, "on_time_installment",
+                                 f"loan:{input.loan_id}:installment:{item.payment_num}:on-time",
+                                 f"installment {item.payment_num} paid on time")
                 row.status = "paid"
                 row.paid_at = input.at
 
@@ -356,6 +371,9 @@ class LoanActivities:
                 RepaymentInstallment.loan_id == notice.loan_id,
                 RepaymentInstallment.payment_num == notice.payment_num,
                 RepaymentInstallment.status == "pending").values(status="overdue"))
+            award_points(session, notice.borrower_id, notice.loan_id, "late_installment",
+                         f"loan:{notice.loan_id}:installment:{notice.payment_num}:late",
+                         f"installment {notice.payment_num} of {notice.due_date.isoformat()} not paid on its due date")
             append_audit(session, notice.loan_id, f"installment:{notice.payment_num}:overdue", "installment.overdue",
                          note=f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue",
                          details={"payment_num": notice.payment_num, "due_date": notice.due_date,
@@ -423,6 +441,8 @@ class LoanActivities:
                                     "default": {"outstanding_principal": f"{input.outstanding_principal:.2f}",
                                                 "covered_by_reserve_fund": f"{covered:.2f}",
                                                 "investors_loss": f"{input.outstanding_principal - covered:.2f}"}}
+            award_points(session, loan.borrower_id, loan.id, "loan_defaulted", f"loan:{loan.id}:defaulted",
+                         "the loan defaulted")
             append_audit(session, loan.id, "defaulted", "loan.defaulted",
                          note="the loan defaulted; the reserve fund covered what it could",
                          details=loan.scoring_details["default"] | {
@@ -441,6 +461,8 @@ class LoanActivities:
             loan.status = "repaid"
             loan.closed_at = input.at
             loan.updated_at = input.at
+            award_points(session, loan.borrower_id, loan.id, "loan_repaid", f"loan:{loan.id}:repaid",
+                         "the loan was repaid in full")
             append_audit(session, loan.id, "repaid", "loan.repaid", note="the loan is fully repaid")
             notify(session, loan.borrower_id, loan.id, "loan_repaid", "your loan is fully repaid",
                    f"loan:{loan.id}:repaid")

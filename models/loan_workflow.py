@@ -39,6 +39,8 @@ class LoanTerms(BaseModel):
     late_fee_percent_per_day: Decimal
     default_after_days_overdue: int
     requires_manual_approval: bool
+    # Default for loans started before products had a cap.
+    max_debt_to_income_percent: Decimal = Decimal("50")
 
 
 class InstallmentState(BaseModel):
@@ -218,6 +220,7 @@ class ScoreLoanResult(BaseModel):
     decision: Literal["approve", "review", "reject"]
     reasons: list[dict]
     reject_reason: str | None = None
+    rules_version: int | None = None
 
 
 class ReserveInvestmentInput(BaseModel):

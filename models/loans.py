@@ -46,6 +46,7 @@ class LoanRequest(Base):
     client_key: Mapped[str | None] = mapped_column(String(200))
     simulation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("simulations.id"))
     scoring_details: Mapped[dict | None] = mapped_column(JSONB)
+    scoring_rules_version: Mapped[int | None] = mapped_column(ForeignKey("scoring_rules.version"))
     funding_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disbursed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -40,6 +40,9 @@ class ProductTerms(BaseModel):
     late_fee_percent_per_day: Decimal = Field(ge=0, le=1, max_digits=7, decimal_places=3)
     default_after_days_overdue: int = Field(ge=1, le=3650)
     requires_manual_approval: bool = False
+    max_debt_to_income_percent: Decimal = Field(
+        default=Decimal("50.000"), gt=0, le=100, max_digits=7, decimal_places=3,
+        description="the monthly payment plus existing obligations may take at most this % of monthly income")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ProductTerms":

@@ -65,6 +65,8 @@ class LoanProduct(Base):
     late_fee_percent_per_day: Mapped[Percent] = mapped_column(nullable=False)
     default_after_days_overdue: Mapped[int] = mapped_column(Integer, nullable=False)
     requires_manual_approval: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    # Monthly payment + existing obligations may take at most this % of monthly income.
+    max_debt_to_income_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="50")
     created_at: Mapped[datetime] = created_at_column()
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
 

@@ -27,4 +27,5 @@ STANDARD = ProductTerms(
     late_fee_percent_per_day=Decimal("0.100"),
     default_after_days_overdue=90,
     requires_manual_approval=False,
+    max_debt_to_income_percent=Decimal("50.000"),
 )

@@ -27,6 +27,7 @@ def terms_of(product: LoanProduct) -> ProductTerms:
         late_fee_grace_days=product.late_fee_grace_days, late_fee_percent_per_day=product.late_fee_percent_per_day,
         default_after_days_overdue=product.default_after_days_overdue,
         requires_manual_approval=product.requires_manual_approval,
+        max_debt_to_income_percent=product.max_debt_to_income_percent,
     )
 
 

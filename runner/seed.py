@@ -1,5 +1,5 @@
-"""What `make run` puts in an empty database: platform accounts, the `standard` product, and
-the operator from OPERATOR_EMAIL / OPERATOR_PASSWORD. Safe to run again."""
+"""What `make run` puts in an empty database: platform accounts, the `standard` product, the
+default scoring rules (version 1), and the operator from OPERATOR_EMAIL / OPERATOR_PASSWORD. Safe to run again."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ledger.accounts import ensure_platform_accounts
 from models.users import User
 from products.catalog import STANDARD
 from products.service import ensure_product
+from scoring.rules import ensure_default_rules
 
 
 def seed(session: Session, settings: Settings) -> list[str]:
@@ -19,6 +20,7 @@ def seed(session: Session, settings: Settings) -> list[str]:
     ensure_platform_accounts(session, "RUB")
     product = ensure_product(session, STANDARD)
     done.append(f"product {product.code} v{product.version}")
+    ensure_default_rules(session)
     if settings.OPERATOR_EMAIL and settings.OPERATOR_PASSWORD:
         email = settings.OPERATOR_EMAIL.strip().lower()
         user = session.scalars(select(User).where(User.email == email)).first()

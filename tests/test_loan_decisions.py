@@ -9,8 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from sqlalchemy import func, select
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
@@ -19,7 +17,6 @@ from temporalio.worker import Worker
 from activities.loans import LoanActivities
 from api.workflow_calls import execute_loan_update
 from core.db import unit_of_work
-from domain.scoring import ScoringInput, grade_for, score_request
 from models.ledger import LedgerTransaction
 from models.loan_workflow import (
     ApprovalDecision,
@@ -45,20 +42,6 @@ from tests.loan_helpers import (
 from workflows.loan import LoanWorkflow
 
 D = Decimal
-
-
-@given(st.decimals(min_value=0, max_value=10_000_000, places=2), st.decimals(min_value=0, max_value=10_000_000, places=2),
-       st.integers(0, 600), st.decimals(min_value=1, max_value=10_000_000, places=2),
-       st.decimals(min_value=1000, max_value=50_000_000, places=2))
-def test_score_is_bounded_and_the_decision_follows_it(income, obligations, months, payment, amount):
-    result = score_request(ScoringInput(monthly_income=income, monthly_obligations=obligations,
-                                        employment_months=months, monthly_payment=payment, amount=amount))
-    assert 0 <= result.score <= 1000
-    if result.decision != "reject":
-        assert result.grade == grade_for(result.score) and result.grade is not None
-    if income > 0 and (obligations + payment) / income > D("0.5"):
-        assert result.decision == "reject"
-    assert all(f.reason for f in result.factors)
 
 
 async def test_payment_beyond_the_dti_cap_is_rejected_with_reasons(time_skipping_env, session_factory, settings,

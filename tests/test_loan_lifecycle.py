@@ -133,6 +133,11 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
 
         kinds = set(session.scalars(select(Notification.kind).where(Notification.loan_id == loan.loan_id)))
         assert "installment_overdue" in kinds
+        from scoring.points import payment_history
+
+        # the late installment cost points, the two paid on their due dates and the repayment earned them
+        history = payment_history(session, borrower)
+        assert (history.late_installments, history.on_time_installments, history.loans_repaid) == (1, 2, 1)
         assert_books_balance(session)
 
 

@@ -116,7 +116,8 @@ class LoanWorkflow:
                                                  amount=input.amount, term_months=input.term_months,
                                                  terms=input.terms), result_type=ScoreLoanResult)
         state.score, state.grade, state.rate_annual = result.score, result.grade, result.rate_annual
-        details = {"decision": result.decision, "reasons": result.reasons}
+        details = {"decision": result.decision, "reasons": result.reasons, "rules_version": result.rules_version,
+                   "score": result.score, "grade": result.grade}
         if result.decision == "reject":
             await self._reject(result.reject_reason or "scoring", details)
             return

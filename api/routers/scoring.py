@@ -1,0 +1,80 @@
+"""Scoring: the rules (operators edit them, compliance reads them), a loan's explanation,
+and a borrower's on-time payment points."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import BorrowerUser, CurrentUser, OperatorOrCompliance, OperatorUser, SessionDep
+from api.routers.loans import readable_loan
+from api.schemas.scoring import (
+    LoanScoringOut,
+    PointsEntryOut,
+    PointsOut,
+    RulesChangeIn,
+    RulesVersionOut,
+    ScoringFactorOut,
+)
+from core.errors import Forbidden
+from models.scoring import ScoringRulesVersion
+from scoring.points import payment_history, points_entries
+from scoring.rules import all_versions, change_rules, current_rules, rules_version
+
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+
+@router.get("/operator/scoring-rules", response_model=RulesVersionOut, tags=["operator"])
+def get_current_rules(user: OperatorOrCompliance, session: SessionDep) -> ScoringRulesVersion:
+    """The rules new loans are scored with."""
+    version, _ = current_rules(session)
+    return rules_version(session, version)
+
+
+@router.get("/operator/scoring-rules/versions", response_model=list[RulesVersionOut], tags=["operator"])
+def list_rule_versions(user: OperatorOrCompliance, session: SessionDep) -> list[ScoringRulesVersion]:
+    return all_versions(session)
+
+
+@router.get("/operator/scoring-rules/versions/{version}", response_model=RulesVersionOut, tags=["operator"])
+def get_rule_version(version: int, user: OperatorOrCompliance,
+                     session: SessionDep) -> ScoringRulesVersion:
+    return rules_version(session, version)
+
+
+@router.put("/operator/scoring-rules", response_model=RulesVersionOut, status_code=status.HTTP_201_CREATED,
+            tags=["operator"])
+def put_rules(body: RulesChangeIn, operator: OperatorUser, session: SessionDep) -> ScoringRulesVersion:
+    """Writes a new version of the rules (201): loans scored from now on use it; loans
+    already scored keep the version and the score they got."""
+    return change_rules(session, body.rules, operator.id, body.note)
+
+
+@router.get("/loans/{loan_id}/scoring", response_model=LoanScoringOut)
+def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> LoanScoringOut:
+    """Why the loan got its score, grade and decision: each factor's points in words, and the
+    rules version used. For the borrower, operators and compliance."""
+    loan, full = readable_loan(session, loan_id, user)
+    if not full:
+        raise Forbidden("a loan's scoring is for its borrower, operators and compliance")
+    details = loan.scoring_details or {}
+    return LoanScoringOut(
+        loan_id=loan.id, status=loan.status, score=loan.scoring_score, grade=loan.risk_grade,
+        rate_annual=f"{loan.rate_annual:.2f}" if loan.rate_annual is not None else None,
+        decision=details.get("decision"), rules_version=loan.scoring_rules_version,
+        reasons=[ScoringFactorOut(**r) for r in details.get("reasons", [])],
+        rejection_reason=loan.rejection_reason, operator_decision=details.get("operator_decision"))
+
+
+@router.get("/users/me/points", response_model=PointsOut, tags=["users"])
+def my_points(user: BorrowerUser, session: SessionDep,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100,
+              offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> PointsOut:
+    """On-time payment points: the balance that counts in the next score, and each event
+    that earned or cost points, newest first."""
+    history = payment_history(session, user.id)
+    return PointsOut(**asdict(history), history=[PointsEntryOut.model_validate(entry)
+                                                 for entry in points_entries(session, user.id, limit, offset)])
