@@ -69,7 +69,7 @@ async def test_manual_review_waits_for_an_operator(time_skipping_env, session_fa
         rejected = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 12, product="agro")
         for loan in (approved, rejected):
             # scored (a grade) while still in scoring: the loan now awaits the operator
-            while not (snapshot := await wait_for_status(loan.handle, "scoring")).risk_grade:
+            while not (await wait_for_status(loan.handle, "scoring")).risk_grade:
                 await asyncio.sleep(0.02)
         decided = await approved.handle.execute_update(
             LoanWorkflow.decide, ApprovalDecision(approve=True, operator_id=operator, reason="documents checked"))
