@@ -25,6 +25,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.auto_invest import AutoInvestActivities
 from activities.documents import DocumentActivities
 from activities.ledger_checks import LedgerCheckActivities
 from activities.loans import LoanActivities
@@ -32,8 +33,10 @@ from core.db import make_engine
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
 from documents.store import DocumentStore
+from models.auto_invest_io import AutoInvestInput
 from models.documents_io import InvestorStatementsInput
 from models.ledger_reports import ReconciliationInput
+from workflows.auto_invest import AUTO_INVEST_SCHEDULE_ID, AutoInvestWorkflow
 from workflows.investor_statements import STATEMENTS_SCHEDULE_ID, InvestorStatementsWorkflow
 from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID, LedgerReconciliationWorkflow
 from workflows.loan import LoanWorkflow
@@ -49,11 +52,14 @@ def build_worker(client: Client, settings: Settings, session_factory: sessionmak
     ledger_checks = LedgerCheckActivities(session_factory)
     loans = LoanActivities(session_factory)
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
+    auto_invest = AutoInvestActivities(session_factory, client)
     return Worker(
         client,
         task_queue=task_queue or settings.TASK_QUEUE,
-        workflows=[LedgerReconciliationWorkflow, LoanWorkflow, InvestorStatementsWorkflow],
+        workflows=[LedgerReconciliationWorkflow, LoanWorkflow, InvestorStatementsWorkflow, AutoInvestWorkflow],
         activities=[
+            auto_invest.plan_auto_investments,
+            auto_invest.place_auto_investments,
             ledger_checks.check_trial_balance,
             documents.generate_loan_agreements,
             documents.generate_investor_statements,
@@ -110,6 +116,24 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             ),
         )
         log.info("created schedule %s", STATEMENTS_SCHEDULE_ID)
+    except ScheduleAlreadyRunningError:
+        pass
+    try:
+        await client.create_schedule(
+            AUTO_INVEST_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    AutoInvestWorkflow.run,
+                    AutoInvestInput(reason="schedule"),
+                    id="auto-invest-run",
+                    task_queue=settings.TASK_QUEUE,
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=15))]),
+                # A run missed while the platform was down is not worth more than one late run.
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=5)),
+            ),
+        )
+        log.info("created schedule %s", AUTO_INVEST_SCHEDULE_ID)
     except ScheduleAlreadyRunningError:
         pass
 

@@ -46,7 +46,8 @@ from models.loan_workflow import (
     StatusChange,
 )
 from models.loans import Investment, LoanRequest, Notification, RepaymentInstallment
-from models.users import BorrowerProfile
+from investing.annual_limit import count_investment, give_back, limit_year
+from models.users import BorrowerProfile, User
 from scoring.points import award_points, payment_history
 from scoring.rules import current_rules
 
@@ -178,8 +179,9 @@ class LoanActivities:
     @activity.defn(name="reserve_investment")
     @business_errors_are_final
     def reserve_investment(self, input: ReserveInvestmentInput) -> None:
-        """The investment row and the reservation of the investor's money, together.
-        Not enough available money: InsufficientFunds, nothing recorded."""
+        """The investment row, the reservation of the investor's money and the 259-FZ yearly
+        count, together. Not enough available money (InsufficientFunds) or past the annual
+        limit (AnnualLimitExceeded): nothing recorded."""
         with unit_of_work(self._session_factory) as session:
             wallet = wallet_of_user(session, input.investor_id)
             if wallet.type != "investor":
@@ -189,13 +191,17 @@ class LoanActivities:
                 if existing.amount != input.amount or existing.investor_id != input.investor_id:
                     raise Conflict(f"investment {input.investment_id} exists with other terms")
                 return
+            investor = session.get_one(User, input.investor_id)
             with session.begin_nested():
-                session.add(Investment(id=input.investment_id, investor_id=input.investor_id, loan_id=input.loan_id,
-                                       amount=input.amount, status="pending"))
+                investment = Investment(id=input.investment_id, investor_id=input.investor_id, loan_id=input.loan_id,
+                                        amount=input.amount, status="pending")
+                session.add(investment)
                 session.flush()
                 reserve(session, wallet.id, input.amount, kind="investment_reserve", loan_id=input.loan_id,
                         key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
                         description="investment reserved")
+                # After the wallet's locks, as a release takes them: the same order, no deadlock.
+                investment.counted_year = count_investment(session, investor, input.amount, limit_year(input.at))
                 append_audit(session, input.loan_id, f"investment:{input.investment_id}", "investment.placed",
                              actor_id=input.investor_id, actor_role="investor",
                              note=f"an investor reserved {input.amount:.2f} for the loan",
@@ -217,6 +223,7 @@ class LoanActivities:
                         key=f"loan:{input.loan_id}:investment:{investment.id}:release",
                         description=f"loan not funded: {input.reason}")
                 investment.status = "released"
+                give_back(session, investment.investor_id, investment.amount, investment.counted_year)
                 total += investment.amount
                 notify(session, investment.investor_id, input.loan_id, "investment_released",
                        f"the loan was not funded ({input.reason}); {investment.amount:.2f} is available again",

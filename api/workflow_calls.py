@@ -20,7 +20,14 @@ from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateR
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.errors import Conflict, InsufficientFunds, InvalidRequest, PlatformError, ServiceUnavailable
+from core.errors import (
+    AnnualLimitExceeded,
+    Conflict,
+    InsufficientFunds,
+    InvalidRequest,
+    PlatformError,
+    ServiceUnavailable,
+)
 from models.loan_workflow import FundsArrived
 
 log = logging.getLogger("api")
@@ -51,6 +58,8 @@ def business_error(cause: BaseException | None) -> PlatformError | None:
     extra = {k: v for k, v in details.items() if k != "status"}
     if cause.type == "InsufficientFunds":
         return InsufficientFunds(cause.message, **extra)
+    if cause.type == "AnnualLimitExceeded":
+        return AnnualLimitExceeded(cause.message, **extra)
     if cause.type in CONFLICT_TYPES:
         return Conflict(cause.message, reason=cause.type)
     if cause.type in INVALID_TYPES:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+from bench.auto_invest_bench import matching_table, run_auto_invest_bench  # noqa: E402
 from bench.ledger_bench import run_ledger_bench  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 from core.migrate import upgrade_to_head  # noqa: E402
@@ -42,11 +43,16 @@ def main() -> None:
             url = postgres.create_database("bench")
             upgrade_to_head(url)
             rows, notes = run_ledger_bench(url, quick=quick)
+            matching_url = postgres.create_database("bench_auto_invest")
+            upgrade_to_head(matching_url)
+            matching_rows, matching_notes = run_auto_invest_bench(matching_url, quick=quick)
         finally:
             postgres.stop()
     report = ["# Benchmarks", "", f"Machine: {machine}", "", "## Ledger", "",
               "Same embedded PostgreSQL 18 (fsync on), same database, same run.", "",
-              table(rows), "", *[f"- {note}" for note in notes], ""]
+              table(rows), "", *[f"- {note}" for note in notes], "",
+              "## Auto-invest matching", "", matching_table(matching_rows), "",
+              *[f"- {note}" for note in matching_notes], ""]
     text = "\n".join(report)
     print(text)
     RESULTS.write_text(text)

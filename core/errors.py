@@ -56,6 +56,13 @@ class InsufficientFunds(Conflict):
     title = "Insufficient funds"
 
 
+class AnnualLimitExceeded(Conflict):
+    """259-FZ: a non-qualified investor may invest at most 600,000 RUB a calendar year."""
+
+    type_slug = "annual-limit-exceeded"
+    title = "Annual investment limit exceeded"
+
+
 class IdempotencyConflict(InvalidRequest):
     """The same idempotency key was used before with different content."""
 

@@ -228,6 +228,8 @@ class ReserveInvestmentInput(BaseModel):
     investment_id: uuid.UUID
     investor_id: uuid.UUID
     amount: Decimal
+    # When the investment is made: the 259-FZ limit counts it in this moment's calendar year.
+    at: datetime | None = None
 
 
 class ReleaseInvestmentsInput(BaseModel):

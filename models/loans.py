@@ -69,6 +69,9 @@ class Investment(Base):
     # What the investor lost on default after the reserve fund's cover.
     loss_amount: Mapped[Money | None] = mapped_column()
     reserve_cover_amount: Mapped[Money | None] = mapped_column()
+    # The calendar year whose 259-FZ total this investment counts in (None: a qualified
+    # investor, no limit); a released reservation gives it back to that year.
+    counted_year: Mapped[int | None] = mapped_column(Integer)
 
 
 class RepaymentInstallment(Base):

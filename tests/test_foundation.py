@@ -99,6 +99,8 @@ async def test_reconciliation_workflow_checks_the_real_ledger(time_skipping_env,
 
 
 async def test_worker_schedules_are_created_idempotently(dev_client: Client, settings):
+    from temporalio.client import ScheduleOverlapPolicy
+
     from worker import ensure_schedules
 
     await ensure_schedules(dev_client, settings)
@@ -106,5 +108,9 @@ async def test_worker_schedules_are_created_idempotently(dev_client: Client, set
     description = await dev_client.get_schedule_handle("ledger-reconciliation").describe()
     assert description.schedule.spec.intervals[0].every.total_seconds() == 3600
     statements = await dev_client.get_schedule_handle("investor-statements").describe()
+    auto_invest = await dev_client.get_schedule_handle("auto-invest").describe()
+    assert auto_invest.schedule.spec.intervals[0].every.total_seconds() == 15 * 60
+    assert auto_invest.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert auto_invest.schedule.policy.catchup_window.total_seconds() == 5 * 60
     calendar = statements.schedule.spec.calendars[0]  # the server keeps cron as a calendar
     assert (calendar.day_of_month[0].start, calendar.hour[0].start, calendar.minute[0].start) == (1, 2, 0)

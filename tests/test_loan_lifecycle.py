@@ -197,6 +197,12 @@ async def test_unfunded_loan_releases_every_reservation(time_skipping_env, sessi
         assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {"released"}
         stored = session.get(LoanRequest, loan.loan_id)
         assert (stored.status, stored.rejection_reason, stored.funded_amount) == ("rejected", "funding_expired", 0)
+        from models.auto_invest import InvestorYearTotal
+
+        # the released reservations no longer count against the investors' 259-FZ year
+        totals = session.scalars(select(InvestorYearTotal.invested).where(
+            InvestorYearTotal.investor_id.in_(investors))).all()
+        assert totals == [D("0.00")] * 3
         assert_books_balance(session)
 
 

@@ -20,12 +20,14 @@ from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.fees import accrue_late_fee
     from domain.money import ZERO, round_money
     from domain.schedule import build_schedule
+    from models.auto_invest_io import AutoInvestInput, AutoInvestResult
     from models.documents_io import LoanAgreementsInput, LoanAgreementsResult
     from models.loan_workflow import (
         ApprovalDecision,
@@ -171,6 +173,8 @@ class LoanWorkflow:
                       else timedelta(days=input.terms.funding_window_days))
             state.funding_deadline = workflow.now() + window
             await self._set_status("funding", funding_deadline=state.funding_deadline)
+            if workflow.patched("auto-invest-on-funding"):
+                await self._start_auto_invest()
         assert state.funding_deadline is not None
         while True:
             left = state.funding_deadline - workflow.now()
@@ -198,6 +202,18 @@ class LoanWorkflow:
         await self._set_status("rejected", rejection_reason="funding_expired",
                                notify_borrower=f"the funding window closed before the loan was funded; "
                                                f"{released.released} reservation(s) released")
+
+    async def _start_auto_invest(self) -> None:
+        """Auto-invest for this loan at once, not at the next scheduled run. Its investments
+        come back as `invest` updates like anyone's; the run lives on its own (abandoned)."""
+        loan_id = self._input.loan_id
+        try:
+            await workflow.start_child_workflow(
+                "AutoInvestWorkflow", AutoInvestInput(loan_ids=[loan_id], reason="the loan entered funding"),
+                id=f"auto-invest-{loan_id}", task_queue=workflow.info().task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON, result_type=AutoInvestResult)
+        except WorkflowAlreadyStartedError:
+            pass  # started by an earlier run of this loan
 
     def _check_investment(self, request: InvestmentRequest) -> None:
         state, input, terms = self._state, self._input, self._input.terms
@@ -232,11 +248,12 @@ class LoanWorkflow:
             try:
                 await self._activity("reserve_investment", ReserveInvestmentInput(
                     loan_id=input.loan_id, investment_id=request.investment_id, investor_id=request.investor_id,
-                    amount=request.amount))
+                    amount=request.amount, at=workflow.now()))
             except ActivityError as error:
                 cause = error.cause
                 if isinstance(cause, ApplicationError):
-                    raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+                    raise ApplicationError(cause.message, *cause.details, type=cause.type,
+                                           non_retryable=True) from None
                 raise
             state.funded_amount += request.amount
             key = str(request.investor_id)

@@ -1,0 +1,73 @@
+"""The investor's auto-invest rule, what runs allocated to them, and the annual limit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from api.schemas.base import Amount, Money, RatePercent, ResponseModel, StrictModel, TermMonths
+
+Grade = Literal["A", "B", "C", "D", "E"]
+
+
+class AutoInvestRuleIn(StrictModel):
+    is_active: bool
+    max_amount_per_loan: Amount
+    min_loan_amount: Amount
+    max_loan_amount: Amount
+    allowed_grades: list[Grade] = Field(min_length=1, max_length=5)
+    min_rate: RatePercent
+    max_term_months: TermMonths
+    reinvest_returns: bool
+    # Optional diversification: at most this % of the investor's portfolio in any one loan.
+    max_portfolio_share_percent: Decimal | None = Field(default=None, ge=1, le=100, max_digits=5, decimal_places=2)
+
+    @field_validator("allowed_grades")
+    @classmethod
+    def _distinct(cls, grades: list[str]) -> list[str]:
+        if len(set(grades)) != len(grades):
+            raise ValueError("each grade once")
+        return sorted(grades)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "AutoInvestRuleIn":
+        if self.min_loan_amount > self.max_loan_amount:
+            raise ValueError("min_loan_amount must not be above max_loan_amount")
+        return self
+
+
+class AutoInvestRuleOut(ResponseModel):
+    is_active: bool
+    max_amount_per_loan: Money
+    min_loan_amount: Money
+    max_loan_amount: Money
+    allowed_grades: list[str]
+    min_rate: Decimal
+    max_term_months: int
+    reinvest_returns: bool
+    max_portfolio_share_percent: Decimal | None
+    updated_at: datetime
+
+
+class AllocationOut(ResponseModel):
+    run_no: int
+    loan_id: uuid.UUID
+    asked: Money
+    allocated: Money
+    reason: str
+    outcome: str
+    outcome_detail: str | None
+    investment_id: uuid.UUID
+    created_at: datetime
+
+
+class AnnualLimitOut(BaseModel):
+    year: int
+    qualified: bool
+    limit: Money | None
+    invested: Money
+    left: Money | None

@@ -1,0 +1,207 @@
+"""Auto-invest: which investors' rules match a loan open for funding, how much each asks
+for, and how a loan that draws more demand than it needs is shared fairly.
+
+Pure rules, no I/O. The planner (scoring of matches, then allocation loan by loan) runs in
+an activity; every investment it plans is then placed through the loan workflow's own
+`invest` update, like a manual one: the workflow and the ledger check it again.
+
+Fairness, when the investors ask for more than the loan still needs:
+1. Each gets the pro-rata share of what is left, by what they asked, rounded down to whole
+   roubles (never more than they asked).
+2. A share below the product's minimum investment is dropped and the rest shared again
+   among the others (the minimum is the product's rule for every investment).
+3. What rounding left over (whole roubles, then the kopecks) goes one rouble at a time to
+   the investors in a rotation: the order by investor id, starting at an offset that moves
+   on with every run. No investor is always first.
+Each allocation says, in words, why the investor got what they got.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+ZERO = Decimal("0.00")
+RUBLE = Decimal("1")
+KOPEK = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class FundingLoan:
+    loan_id: uuid.UUID
+    amount: Decimal
+    remaining: Decimal
+    rate_annual: Decimal
+    grade: str
+    term_months: int
+    min_investment: Decimal
+    # The product's cap on one investor's part of a loan, in money.
+    max_per_investor: Decimal
+
+
+@dataclass(frozen=True)
+class AutoInvestRule:
+    investor_id: uuid.UUID
+    max_amount_per_loan: Decimal
+    min_loan_amount: Decimal
+    max_loan_amount: Decimal
+    allowed_grades: frozenset[str]
+    min_rate: Decimal
+    max_term_months: int
+    max_portfolio_share_percent: Decimal | None = None
+
+
+@dataclass
+class InvestorPosition:
+    """What the investor can spend and already holds, kept up to date while a run plans."""
+
+    budget: Decimal  # what auto-invest may spend now (see the README: reinvest_returns)
+    portfolio_value: Decimal  # wallet balance (reserved included) + outstanding principal
+    annual_left: Decimal | None  # 259-FZ: None for qualified investors
+    in_loan: dict[uuid.UUID, Decimal] = field(default_factory=dict)
+
+
+def mismatch(rule: AutoInvestRule, loan: FundingLoan) -> str | None:
+    """Why the rule does not match the loan, or None when it does."""
+    if loan.grade not in rule.allowed_grades:
+        return f"grade {loan.grade} is not among {', '.join(sorted(rule.allowed_grades))}"
+    if loan.rate_annual < rule.min_rate:
+        return f"rate {loan.rate_annual}% is below the rule's minimum {rule.min_rate}%"
+    if loan.term_months > rule.max_term_months:
+        return f"term {loan.term_months} months is above the rule's maximum {rule.max_term_months}"
+    if loan.amount < rule.min_loan_amount:
+        return f"loan amount {loan.amount:.2f} is below the rule's minimum {rule.min_loan_amount:.2f}"
+    if loan.amount > rule.max_loan_amount:
+        return f"loan amount {loan.amount:.2f} is above the rule's maximum {rule.max_loan_amount:.2f}"
+    return None
+
+
+def _whole(amount: Decimal) -> Decimal:
+    return amount.quantize(RUBLE, rounding=ROUND_DOWN).quantize(KOPEK)
+
+
+def asked(rule: AutoInvestRule, loan: FundingLoan, position: InvestorPosition) -> tuple[Decimal, str]:
+    """How much the investor asks for in this loan, in whole roubles, and what limited it."""
+    already = position.in_loan.get(loan.loan_id, ZERO)
+    limits = [(rule.max_amount_per_loan - already, "the rule's maximum per loan"),
+              (position.budget, "the money available to auto-invest"),
+              (loan.max_per_investor - already, "the product's cap per investor"),
+              (loan.remaining, "what the loan still needs")]
+    if position.annual_left is not None:
+        limits.append((position.annual_left, "the 259-FZ annual limit left"))
+    if rule.max_portfolio_share_percent is not None:
+        cap = position.portfolio_value * rule.max_portfolio_share_percent / 100
+        limits.append((cap - already, f"{rule.max_portfolio_share_percent}% of the portfolio"))
+    amount, why = min(limits, key=lambda item: item[0])
+    amount = max(_whole(amount), ZERO) if amount != loan.remaining else amount
+    return amount, why
+
+
+@dataclass(frozen=True)
+class Allocation:
+    investor_id: uuid.UUID
+    asked: Decimal
+    allocated: Decimal
+    reason: str
+
+
+def allocate(loan: FundingLoan, demand: dict[uuid.UUID, Decimal], rotation: int) -> dict[uuid.UUID, tuple[Decimal, str]]:
+    """Shares what the loan still needs among the investors asking (each at least the
+    minimum investment). Returns {investor: (amount, why)}; amounts sum to what was
+    allocated: all of the demand when it fits, else exactly what the loan needed (as far as
+    the minimum investment allows)."""
+    remaining = loan.remaining
+    total = sum(demand.values(), ZERO)
+    if total <= remaining:
+        return {i: (a, "the loan had room for everything asked") for i, a in demand.items()}
+    order = sorted(demand)
+    start = rotation % len(order)
+    order = order[start:] + order[:start]
+    active = dict(demand)
+    while True:
+        asked_total = sum(active.values(), ZERO)
+        shares = {i: min(_whole(remaining * a / asked_total), a) for i, a in active.items()}
+        too_small = {i for i, s in shares.items() if s < loan.min_investment}
+        if not too_small or len(too_small) == len(active):
+            break
+        for i in too_small:
+            del active[i]
+    result: dict[uuid.UUID, tuple[Decimal, str]] = {}
+    dropped = set(demand) - set(active)
+    for i in dropped:
+        result[i] = (ZERO, f"the pro-rata share of what was left fell below the minimum investment "
+                           f"{loan.min_investment:.2f}")
+    if too_small and len(too_small) == len(active):  # nobody reaches the minimum: nobody invests
+        for i in active:
+            result[i] = (ZERO, "oversubscribed: every pro-rata share was below the minimum investment")
+        return result
+    left = remaining - sum(shares.values(), ZERO)
+    bonus = {i: ZERO for i in active}
+    rotating = [i for i in order if i in active]
+    # whole roubles first, one each in the rotation, to those still short of what they asked
+    while left >= RUBLE and any(shares[i] + bonus[i] + RUBLE <= active[i] for i in rotating):
+        for i in rotating:
+            if left < RUBLE:
+                break
+            if shares[i] + bonus[i] + RUBLE <= active[i]:
+                bonus[i] += RUBLE
+                left -= RUBLE
+    # the kopecks, to the first in the rotation who has room
+    if left > 0:
+        for i in rotating:
+            if shares[i] + bonus[i] + left <= active[i]:
+                bonus[i] += left
+                left = ZERO
+                break
+    asked_total = sum(active.values(), ZERO)
+    for i in active:
+        why = (f"oversubscribed: {asked_total:.2f} asked for {remaining:.2f} left; pro-rata share "
+               f"{shares[i]:.2f}")
+        if bonus[i]:
+            why += f" + {bonus[i]:.2f} of the rounding remainder (rotation from position {start})"
+        result[i] = (shares[i] + bonus[i], why)
+    return result
+
+
+@dataclass(frozen=True)
+class PlannedInvestment:
+    loan_id: uuid.UUID
+    investor_id: uuid.UUID
+    asked: Decimal
+    amount: Decimal
+    reason: str
+
+
+def plan(loans: list[FundingLoan], rules: list[AutoInvestRule], positions: dict[uuid.UUID, InvestorPosition],
+         rotation: int) -> list[PlannedInvestment]:
+    """Loan by loan (in the order given: the caller puts the oldest funding deadline first),
+    the matching rules ask, the loan is shared, and each investor's position is updated so
+    the next loan sees what is left of their budget and limits. Only investors asking at
+    least the minimum investment (or exactly what the loan needs) take part."""
+    planned: list[PlannedInvestment] = []
+    for n, loan in enumerate(loans):
+        demand: dict[uuid.UUID, Decimal] = {}
+        why: dict[uuid.UUID, str] = {}
+        for rule in rules:
+            if mismatch(rule, loan) is not None:
+                continue
+            position = positions[rule.investor_id]
+            amount, limited_by = asked(rule, loan, position)
+            if amount <= 0 or (amount < loan.min_investment and amount != loan.remaining):
+                continue
+            demand[rule.investor_id] = amount
+            why[rule.investor_id] = limited_by
+        if not demand:
+            continue
+        for investor_id, (amount, reason) in allocate(loan, demand, rotation + n).items():
+            planned.append(PlannedInvestment(loan.loan_id, investor_id, demand[investor_id], amount,
+                                             f"asked {demand[investor_id]:.2f} (limited by {why[investor_id]}); "
+                                             f"{reason}"))
+            if amount > 0:
+                position = positions[investor_id]
+                position.budget -= amount
+                if position.annual_left is not None:
+                    position.annual_left -= amount
+                position.in_loan[loan.loan_id] = position.in_loan.get(loan.loan_id, ZERO) + amount
+    return planned
