@@ -35,7 +35,7 @@ class AutoInvestActivities:
     @business_errors_are_final
     def plan_auto_investments(self, input: PlanAutoInvestInput) -> AutoInvestPlan:
         with unit_of_work(self._session_factory) as session:
-            run = plan_run(session, input.loan_ids, input.at)
+            run = plan_run(session, input.run_key, input.loan_ids, input.at)
         return AutoInvestPlan(run_no=run.run_no, planned=sum(1 for p in run.planned if p.amount > 0),
                               not_allocated=sum(1 for p in run.planned if p.amount <= 0))
 

@@ -128,7 +128,7 @@ def bench_run_plan(url: str, rules: int, loans: int) -> tuple[MatchingRow, float
     setup = time.perf_counter() - started
     started = time.perf_counter()
     with unit_of_work(factory) as session:
-        run = plan_run(session, None, datetime.now(UTC))
+        run = plan_run(session, "bench", None, datetime.now(UTC))
     elapsed = time.perf_counter() - started
     engine.dispose()
     row = MatchingRow("run plan (database + planner + allocations recorded)", rules, loans, elapsed,

@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from domain.auto_invest import AutoInvestRule, FundingLoan, InvestorPosition, PlannedInvestment, plan
 from domain.money import ZERO, round_money
 from investing.annual_limit import ANNUAL_LIMIT, limit_year
-from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow, InvestorYearTotal
+from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow, AutoInvestRun, InvestorYearTotal
 from models.ledger import Deposit, LedgerAccount, Wallet, Withdrawal
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.products import LoanProduct
@@ -161,10 +162,24 @@ class RunPlan:
     investment_ids: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID]
 
 
-def plan_run(session: Session, loan_ids: list[uuid.UUID] | None, at: datetime) -> RunPlan:
+def _planned_before(session: Session, run_no: int) -> RunPlan:
+    rows = session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.run_no == run_no)
+                           .order_by(AutoInvestAllocation.id)).all()
+    return RunPlan(run_no, [PlannedInvestment(r.loan_id, r.investor_id, r.asked, r.allocated, r.reason) for r in rows],
+                   {r.loan_id: r.details["workflow_id"] for r in rows},
+                   {(r.loan_id, r.investor_id): r.investment_id for r in rows})
+
+
+def plan_run(session: Session, run_key: str, loan_ids: list[uuid.UUID] | None, at: datetime) -> RunPlan:
     """Plans a run and records every allocation (asked, allocated, why) before anything is
-    placed. The run number is the rotation's starting point: it moves on with each run."""
-    run_no = session.execute(text("SELECT nextval('auto_invest_runs')")).scalar_one()
+    placed. The run number is the rotation's starting point: it moves on with each run.
+    The same run_key again returns the plan already recorded."""
+    run_no = session.execute(pg_insert(AutoInvestRun).values(run_key=run_key)
+                             .on_conflict_do_nothing(index_elements=["run_key"])
+                             .returning(AutoInvestRun.run_no)).scalar_one_or_none()
+    if run_no is None:
+        return _planned_before(session, session.scalars(select(AutoInvestRun.run_no)
+                                                        .where(AutoInvestRun.run_key == run_key)).one())
     loans, workflows = funding_loans(session, loan_ids)
     rules, reinvest = active_rules(session)
     if not loans or not rules:

@@ -39,6 +39,17 @@ class AutoInvestRuleRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class AutoInvestRun(Base):
+    """One auto-invest run. Its number is the rotation's starting point; its key (the
+    workflow run that planned it) makes a retried plan find the plan already made."""
+
+    __tablename__ = "auto_invest_runs"
+
+    run_no: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    run_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+
+
 class AutoInvestAllocation(Base):
     """What one auto-invest run gave one investor in one loan, why, and what came of it."""
 

@@ -15,6 +15,8 @@ class AutoInvestInput(BaseModel):
 
 
 class PlanAutoInvestInput(BaseModel):
+    # The run, as its workflow names it: a retried plan finds the plan already made.
+    run_key: str
     loan_ids: list[uuid.UUID] | None = None
     at: datetime
 

@@ -297,3 +297,28 @@ def test_the_rule_is_validated_and_only_investors_have_one(client, seeded):
     assert client.put("/v1/auto-invest/rule", json=rule, headers=borrower.headers).status_code == 403
     assert client.get("/v1/investors/me/annual-limit", headers=investor.headers).json()["left"] == "600000.00"
     assert client.get("/v1/auto-invest/allocations", headers=investor.headers).json() == []
+
+
+def test_a_retried_plan_finds_the_plan_already_made(session_factory, seeded):
+    from investing.auto_invest import plan_run
+    from loans.requests import create_loan_request
+
+    investor = make_investor(session_factory, "30000")
+    give_rule(session_factory, investor, max_amount_per_loan=D("25000.00"), reinvest_returns=False)
+    with unit_of_work(session_factory) as session:
+        loan, _ = create_loan_request(session, make_borrower(session_factory), product_code="standard",
+                                      amount=D("100000.00"), term_months=12, purpose="test", simulation_id=None,
+                                      client_key=None)
+        loan.status, loan.risk_grade, loan.rate_annual = "funding", "B", D("17.00")
+        loan_id = loan.id
+    with unit_of_work(session_factory) as session:
+        first = plan_run(session, "run-a", None, datetime.now(UTC))
+    with unit_of_work(session_factory) as session:
+        again = plan_run(session, "run-a", None, datetime.now(UTC))
+        other = plan_run(session, "run-b", None, datetime.now(UTC))
+    assert again.run_no == first.run_no and other.run_no > first.run_no
+    assert [(p.loan_id, p.investor_id, p.amount) for p in again.planned] == [(loan_id, investor, D("25000.00"))]
+    assert again.investment_ids == first.investment_ids
+    with session_factory() as session:
+        rows = session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.run_no == first.run_no)).all()
+        assert len(rows) == 1 and "limited by the rule's maximum per loan" in rows[0].reason

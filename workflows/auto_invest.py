@@ -31,7 +31,9 @@ class AutoInvestWorkflow:
     @workflow.run
     async def run(self, input: AutoInvestInput) -> AutoInvestResult:
         plan: AutoInvestPlan = await workflow.execute_activity(
-            "plan_auto_investments", PlanAutoInvestInput(loan_ids=input.loan_ids, at=workflow.now()),
+            "plan_auto_investments",
+            PlanAutoInvestInput(run_key=f"{workflow.info().workflow_id}/{workflow.info().run_id}",
+                                loan_ids=input.loan_ids, at=workflow.now()),
             result_type=AutoInvestPlan, start_to_close_timeout=timedelta(minutes=5), retry_policy=RETRY)
         workflow.set_current_details(f"run **{plan.run_no}** ({input.reason}): "
                                      f"{plan.planned} investment(s) to place")

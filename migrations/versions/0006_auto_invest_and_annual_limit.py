@@ -70,12 +70,17 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('investor_id', 'year', name=op.f('pk_investor_year_totals'))
     )
     op.add_column('investments', sa.Column('counted_year', sa.Integer(), nullable=True))
-    # The run number of auto-invest: also the rotation's starting point.
-    op.execute("CREATE SEQUENCE auto_invest_runs")
+    op.create_table('auto_invest_runs',
+    sa.Column('run_no', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    sa.Column('run_key', sa.String(length=200), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('run_no', name=op.f('pk_auto_invest_runs')),
+    sa.UniqueConstraint('run_key', name=op.f('uq_auto_invest_runs_run_key'))
+    )
 
 
 def downgrade() -> None:
-    op.execute("DROP SEQUENCE auto_invest_runs")
+    op.drop_table('auto_invest_runs')
     op.drop_column('investments', 'counted_year')
     op.drop_table('investor_year_totals')
     op.drop_index(op.f('ix_auto_invest_allocations_run_no'), table_name='auto_invest_allocations')
