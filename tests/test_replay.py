@@ -20,8 +20,9 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_histories_are_saved():
     names = {path.stem for path in HISTORIES}
     assert {"loan_repaid", "loan_late_then_paid", "loan_defaulted", "loan_unfunded", "loan_repaid_early",
-            # recorded after the "loan-agreements" patch: loans started before and after it replay
-            "loan_repaid_with_agreements"} <= names
+            # recorded after the "loan-agreements" and then the "auto-invest-on-funding" patch:
+            # loans started before and after each replay
+            "loan_repaid_with_agreements", "loan_repaid_with_auto_invest"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
