@@ -81,61 +81,40 @@ def build_worker(client: Client, settings: Settings, session_factory: sessionmak
     )
 
 
+def platform_schedules(settings: Settings) -> dict[str, Schedule]:
+    """The platform's periodic work, by Schedule id. Overlap: skip (a run still going is
+    not doubled)."""
+
+    def start(workflow_run, arg, run_id: str) -> ScheduleActionStartWorkflow:
+        return ScheduleActionStartWorkflow(workflow_run, arg, id=run_id, task_queue=settings.TASK_QUEUE)
+
+    return {
+        RECONCILIATION_SCHEDULE_ID: Schedule(
+            action=start(LedgerReconciliationWorkflow.run, ReconciliationInput(reason="schedule"),
+                         "ledger-reconciliation-run"),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=10))),
+        STATEMENTS_SCHEDULE_ID: Schedule(
+            action=start(InvestorStatementsWorkflow.run, InvestorStatementsInput(), "investor-statements-run"),
+            # 02:00 UTC on the first of each month: the month before has ended everywhere.
+            spec=ScheduleSpec(cron_expressions=["0 2 1 * *"]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1))),
+        AUTO_INVEST_SCHEDULE_ID: Schedule(
+            action=start(AutoInvestWorkflow.run, AutoInvestInput(reason="schedule"), "auto-invest-run"),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=15))]),
+            # A run missed while the platform was down is not worth more than one late run.
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=5))),
+    }
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Creates the platform's Schedules if they do not exist yet (idempotent)."""
-    try:
-        await client.create_schedule(
-            RECONCILIATION_SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    LedgerReconciliationWorkflow.run,
-                    ReconciliationInput(reason="schedule"),
-                    id="ledger-reconciliation-run",
-                    task_queue=settings.TASK_QUEUE,
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=10)),
-            ),
-        )
-        log.info("created schedule %s", RECONCILIATION_SCHEDULE_ID)
-    except ScheduleAlreadyRunningError:
-        pass
-    try:
-        await client.create_schedule(
-            STATEMENTS_SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    InvestorStatementsWorkflow.run,
-                    InvestorStatementsInput(),
-                    id="investor-statements-run",
-                    task_queue=settings.TASK_QUEUE,
-                ),
-                # 02:00 UTC on the first of each month: the month before has ended everywhere.
-                spec=ScheduleSpec(cron_expressions=["0 2 1 * *"]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
-            ),
-        )
-        log.info("created schedule %s", STATEMENTS_SCHEDULE_ID)
-    except ScheduleAlreadyRunningError:
-        pass
-    try:
-        await client.create_schedule(
-            AUTO_INVEST_SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    AutoInvestWorkflow.run,
-                    AutoInvestInput(reason="schedule"),
-                    id="auto-invest-run",
-                    task_queue=settings.TASK_QUEUE,
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=15))]),
-                # A run missed while the platform was down is not worth more than one late run.
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=5)),
-            ),
-        )
-        log.info("created schedule %s", AUTO_INVEST_SCHEDULE_ID)
-    except ScheduleAlreadyRunningError:
-        pass
+    for schedule_id, schedule in platform_schedules(settings).items():
+        try:
+            await client.create_schedule(schedule_id, schedule)
+            log.info("created schedule %s", schedule_id)
+        except ScheduleAlreadyRunningError:
+            pass
 
 
 async def main() -> None:
