@@ -175,3 +175,48 @@ async def test_funding_continues_as_new_before_the_servers_update_limit(time_ski
         assert_books_balance(session)
     assert balance_of(session_factory, borrower).available == D("58200.00")
     assert all(balance_of(session_factory, i).balance == 0 for i in investors)
+
+
+async def test_a_disbursement_refused_for_good_releases_every_reservation(time_skipping_env, session_factory,
+                                                                         settings, seeded, task_queue):
+    """The ledger refuses the payout (here: a stand-in that says the reservations do not add
+    up): the loan is cancelled and every investor's money is available again, not stuck."""
+    from core.errors import Conflict
+    from activities.errors import business_errors_are_final
+    from activities.documents import DocumentActivities
+    from activities.auto_invest import AutoInvestActivities
+    from documents.store import DocumentStore
+    from workflows.auto_invest import AutoInvestWorkflow
+
+    env = time_skipping_env
+
+    @activity.defn(name="disburse_loan")
+    @business_errors_are_final
+    def refuse(input: DisburseInput) -> DisburseResult:
+        raise Conflict("reservations total 99999.99, the loan is 100000.00")
+
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "60000") for _ in range(2)]
+    loans = LoanActivities(session_factory)
+    documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
+    auto = AutoInvestActivities(session_factory, env.client)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        worker = Worker(env.client, task_queue=task_queue, workflows=[LoanWorkflow, AutoInvestWorkflow],
+                        activity_executor=executor,
+                        activities=[loans.register_loan_request, loans.record_loan_status, loans.score_loan_request,
+                                    loans.reserve_investment, loans.release_investments, refuse,
+                                    documents.generate_loan_agreements, auto.plan_auto_investments,
+                                    auto.place_auto_investments])
+        async with worker:
+            loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 6)
+            await wait_for_status(loan.handle, "funding")
+            for investor in investors:
+                await invest(loan.handle, investor, "50000.00")
+            result = await loan.handle.result()
+    assert result.status == "rejected" and result.rejection_reason.startswith("disbursement_refused: reservations")
+    for investor in investors:
+        balance = balance_of(session_factory, investor)
+        assert (balance.available, balance.reserved) == (D("60000.00"), D("0.00"))
+    with session_factory() as session:
+        assert session.get(LoanRequest, loan.loan_id).status == "rejected"
+        assert_books_balance(session)

@@ -195,13 +195,19 @@ class LoanWorkflow:
                     state.status = "rejected"  # validators refuse from now on
                     state.rejection_reason = "funding_expired"
                     break
+        await self._release_and_reject("funding_expired", "the funding window closed before the loan was funded")
+
+    async def _release_and_reject(self, reason: str, what_happened: str) -> None:
+        """Every reservation back to its investor; the loan ends rejected with the reason."""
+        state = self._state
+        state.status = "rejected"  # validators refuse from now on
+        state.rejection_reason = reason
         released: ReleaseInvestmentsResult = await self._activity(
-            "release_investments", ReleaseInvestmentsInput(loan_id=input.loan_id, reason="funding_expired"),
+            "release_investments", ReleaseInvestmentsInput(loan_id=self._input.loan_id, reason=reason),
             result_type=ReleaseInvestmentsResult)
         state.funded_amount = ZERO
-        await self._set_status("rejected", rejection_reason="funding_expired",
-                               notify_borrower=f"the funding window closed before the loan was funded; "
-                                               f"{released.released} reservation(s) released")
+        await self._set_status("rejected", rejection_reason=reason,
+                               notify_borrower=f"{what_happened}; {released.released} reservation(s) released")
 
     async def _start_auto_invest(self) -> None:
         """Auto-invest for this loan at once, not at the next scheduled run. Its investments
@@ -277,12 +283,23 @@ class LoanWorkflow:
                                   terms.amortization_method, terms.interest_only_months)
         fee = round_money(input.amount * terms.platform_fee_percent / 100)
         reserve = round_money(input.amount * terms.reserve_fund_percent / 100)
-        await self._activity("disburse_loan", DisburseInput(
-            loan_id=input.loan_id, borrower_id=input.borrower_id, amount=input.amount, currency=terms.currency,
-            platform_fee=fee, reserve_contribution=reserve, rate_annual=state.rate_annual, at=workflow.now(),
-            installments=[ScheduledInstallment(payment_num=i.payment_num, due_date=i.due_date,
-                                               principal=i.principal, interest=i.interest)
-                          for i in schedule.installments]), result_type=DisburseResult)
+        try:
+            await self._activity("disburse_loan", DisburseInput(
+                loan_id=input.loan_id, borrower_id=input.borrower_id, amount=input.amount, currency=terms.currency,
+                platform_fee=fee, reserve_contribution=reserve, rate_annual=state.rate_annual, at=workflow.now(),
+                installments=[ScheduledInstallment(payment_num=i.payment_num, due_date=i.due_date,
+                                                   principal=i.principal, interest=i.interest)
+                              for i in schedule.installments]), result_type=DisburseResult)
+        except ActivityError as error:
+            cause = error.cause
+            # Refused for good (one database transaction: nothing was posted). The investors'
+            # money must not stay reserved for a loan that will never pay out.
+            if not (isinstance(cause, ApplicationError) and cause.non_retryable) \
+                    or not workflow.patched("compensate-refused-disbursement"):
+                raise
+            await self._release_and_reject(f"disbursement_refused: {cause.message}",
+                                           "the loan could not be paid out and was cancelled")
+            return
         if workflow.patched("loan-agreements"):
             # The schedule is fixed: the agreements (borrower's, one per investment) follow.
             await workflow.execute_activity(
