@@ -5,6 +5,7 @@ BENCH_QUICK=1 makes every benchmark short (a smoke run)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import warnings
@@ -15,6 +16,7 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 from bench.auto_invest_bench import matching_table, run_auto_invest_bench  # noqa: E402
 from bench.ledger_bench import run_ledger_bench  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
+from bench.platform_bench import run_platform_bench  # noqa: E402
 from core.migrate import upgrade_to_head  # noqa: E402
 from runner.ports import free_port  # noqa: E402
 from runner.postgres import EmbeddedPostgres  # noqa: E402
@@ -34,25 +36,38 @@ def table(rows) -> str:
 
 def main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
+    # BENCH_ONLY=platform (or ledger, matching; comma-separated) runs some sections only.
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "ledger,matching,platform").split(",")))
     machine = describe_machine()
+    report = ["# Benchmarks", "", f"Machine: {machine}", ""]
+    if only != {"ledger", "matching", "platform"}:
+        report += [f"(a partial run: {', '.join(sorted(only))})", ""]
     with tempfile.TemporaryDirectory(prefix="crowdlending-bench-") as tmp:
-        # Durable settings (fsync on), as in production: the ratio to pgbench is what matters.
-        postgres = EmbeddedPostgres(Path(tmp), free_port(), durable=True)
-        postgres.start()
-        try:
-            url = postgres.create_database("bench")
-            upgrade_to_head(url)
-            rows, notes = run_ledger_bench(url, quick=quick)
-            matching_url = postgres.create_database("bench_auto_invest")
-            upgrade_to_head(matching_url)
-            matching_rows, matching_notes = run_auto_invest_bench(matching_url, quick=quick)
-        finally:
-            postgres.stop()
-    report = ["# Benchmarks", "", f"Machine: {machine}", "", "## Ledger", "",
-              "Same embedded PostgreSQL 18 (fsync on), same database, same run.", "",
-              table(rows), "", *[f"- {note}" for note in notes], "",
-              "## Auto-invest matching", "", matching_table(matching_rows), "",
-              *[f"- {note}" for note in matching_notes], ""]
+        if only & {"ledger", "matching"}:
+            # Durable settings (fsync on), as in production: the ratio to pgbench is what matters.
+            postgres = EmbeddedPostgres(Path(tmp) / "ledger", free_port(), durable=True)
+            postgres.start()
+            try:
+                if "ledger" in only:
+                    url = postgres.create_database("bench")
+                    upgrade_to_head(url)
+                    rows, notes = run_ledger_bench(url, quick=quick)
+                    report += ["## Ledger", "", "Same embedded PostgreSQL 18 (fsync on), same database, same run.",
+                               "", table(rows), "", *[f"- {note}" for note in notes], ""]
+                if "matching" in only:
+                    matching_url = postgres.create_database("bench_auto_invest")
+                    upgrade_to_head(matching_url)
+                    matching_rows, matching_notes = run_auto_invest_bench(matching_url, quick=quick)
+                    report += ["## Auto-invest matching", "", matching_table(matching_rows), "",
+                               *[f"- {note}" for note in matching_notes], ""]
+            finally:
+                postgres.stop()
+        if "platform" in only:
+            platform_text, platform_notes = asyncio.run(run_platform_bench(Path(tmp) / "platform", quick))
+            report += ["## The platform", "",
+                       "Real Temporal dev server (in memory), embedded PostgreSQL 18 (fsync on), the worker and "
+                       "the API as their own processes; sandbox clock: a month of loan time per second.", "",
+                       platform_text, "", *[f"- {note}" for note in platform_notes], ""]
     text = "\n".join(report)
     print(text)
     RESULTS.write_text(text)

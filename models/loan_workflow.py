@@ -115,6 +115,9 @@ class LoanWorkflowInput(BaseModel):
     # Upsert the custom search attributes (LoanStatus, ...). Off only where the server
     # cannot register them: Temporal's time-skipping test server.
     search_attributes: bool = True
+    # Benchmarks only (the API never sets it): pins the sandbox clock's origin, and so the
+    # loan's start date, to this instant, so that many loans fall due at the same moment.
+    clock_origin: datetime | None = None
     # Set when the workflow continues as new.
     state: LoanState | None = None
 

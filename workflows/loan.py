@@ -276,8 +276,8 @@ class LoanWorkflow:
     async def _disburse(self) -> None:
         state, input, terms = self._state, self._input, self._input.terms
         if state.clock_origin is None:
-            state.clock_origin = workflow.now()
-            state.disbursed_on = workflow.now().date()
+            state.clock_origin = input.clock_origin or workflow.now()
+            state.disbursed_on = state.clock_origin.date()
         assert state.rate_annual is not None and state.disbursed_on is not None
         schedule = build_schedule(input.amount, state.rate_annual, input.term_months, state.disbursed_on,
                                   terms.amortization_method, terms.interest_only_months)
@@ -308,7 +308,8 @@ class LoanWorkflow:
                 heartbeat_timeout=timedelta(minutes=1), retry_policy=DB_RETRY)
             # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
             # months of loan time at a large scale. (At scale 1 this changes nothing.)
-            state.clock_origin = workflow.now()
+            if input.clock_origin is None:
+                state.clock_origin = workflow.now()
         state.installments = [InstallmentState(payment_num=i.payment_num, due_date=i.due_date,
                                                principal=i.principal, interest=i.interest)
                               for i in schedule.installments]

@@ -1,0 +1,573 @@
+"""The whole platform under load, on one machine: the real Temporal dev server, an embedded
+PostgreSQL (fsync on), the worker and the API as their own processes, as `make run` starts
+them.
+
+- lifecycle: N loans x M investors x T monthly installments through whole lives on the
+  sandbox clock (a month per second), beside two floors measured in the same run: the
+  Temporal floor (a bare workflow with the same timers and as many trivial activities) and
+  the database floor (the same reservations, disbursement, collections and distributions
+  done by a plain loop of database transactions, no Temporal: the seed's Celery design);
+- due-date burst: K active loans whose first installments fall due at the same instant;
+- funding burst: 200 investors investing in one loan at once through the API;
+- API latency: 32 concurrent clients on loopback;
+- worker memory with many open loans waiting on timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time as day_time, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
+from temporalio.worker import Worker
+
+from core.db import make_engine, unit_of_work
+from core.migrate import upgrade_to_head
+from core.security import issue_access_token
+from core.settings import Settings
+from core.temporal_client import connect_temporal
+from domain.allocation import split_pro_rata
+from ledger.accounts import open_wallet, platform_account, wallet_accounts, wallet_of_user
+from ledger.postings import Leg, merge_legs, post_transaction
+from ledger.wallets import reserve
+from loans.requests import create_loan_request, workflow_input
+from models.ledger import LedgerTransaction
+from models.loan_workflow import InvestmentAccepted, InvestmentRequest
+from models.loans import LoanRequest, RepaymentInstallment
+from models.users import BorrowerProfile, User
+from runner.ports import die_with_parent, free_port, stop_process, wait_for_port
+from runner.postgres import EmbeddedPostgres
+from runner.seed import seed
+from runner.temporal import TemporalDevServer, register_search_attributes
+from workflows.loan import LoanWorkflow
+
+D = Decimal
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MONTH_PER_SECOND = 2592000
+LOAN_AMOUNT = D("100000.00")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    env: dict[str, str]
+    client: Client
+    factory: sessionmaker[Session]
+    worker: subprocess.Popen
+    api_url: str | None = None
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    out = log.open("ab")
+    return subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent)
+
+
+@asynccontextmanager
+async def platform(tmp: Path, *, api: bool = False):
+    """PostgreSQL, Temporal, the worker (and the API) for one benchmark; all stopped after,
+    each by its own pid."""
+    postgres = EmbeddedPostgres(tmp / "pg", free_port(), durable=True)
+    postgres.start()
+    temporal = None
+    processes: list[subprocess.Popen] = []
+    engine = None
+    try:
+        url = postgres.create_database("platform")
+        upgrade_to_head(url)
+        port = free_port()
+        temporal = TemporalDevServer(tmp / "temporal", port, free_port(), persistent=False)
+        temporal.start()
+        env = {**os.environ, "ENVIRONMENT": "dev", "DATABASE_URL": url, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+               "TASK_QUEUE": "loans", "LOAN_TIME_SCALE": str(MONTH_PER_SECOND), "DATA_DIR": str(tmp / "data"),
+               "DB_POOL_SIZE": "20"}
+        settings = Settings(_env_file=None, ENVIRONMENT="dev", DATABASE_URL=url, TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+                            TASK_QUEUE="loans", LOAN_TIME_SCALE=MONTH_PER_SECOND, DATA_DIR=tmp / "data")
+        engine = make_engine(url, 20)
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        with unit_of_work(factory) as session:
+            seed(session, settings)
+        client = await connect_temporal(settings)
+        await register_search_attributes(client, settings.TEMPORAL_NAMESPACE)
+        worker = _spawn([sys.executable, "worker.py"], env, tmp / "worker.log")
+        processes.append(worker)
+        api_url = None
+        if api:
+            api_port = free_port()
+            processes.append(_spawn([sys.executable, "-m", "uvicorn", "api.main:app_factory", "--factory",
+                                     "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
+                                    env, tmp / "api.log"))
+            if not wait_for_port(api_port, 60):
+                raise RuntimeError("the API did not start")
+            api_url = f"http://127.0.0.1:{api_port}"
+        await asyncio.sleep(2)  # the worker connects and polls
+        yield Platform(settings, env, client, factory, worker, api_url, processes)
+    finally:
+        import signal
+
+        for proc in reversed(processes):
+            stop_process(proc, signal.SIGTERM)
+        if engine is not None:
+            engine.dispose()
+        if temporal is not None:
+            temporal.stop()
+        postgres.stop()
+
+
+# -- people and loans ------------------------------------------------------------------------
+def _user(session: Session, role: str) -> User:
+    user = User(email=f"{role}-{uuid.uuid4().hex[:12]}@bench.example", password_hash="x", role=role)
+    session.add(user)
+    session.flush()
+    open_wallet(session, user.id, role)
+    return user
+
+
+def _fund(session: Session, user_ids: list[uuid.UUID], amount: Decimal, key: str) -> None:
+    legs = [Leg(wallet_accounts(session, wallet_of_user(session, u).id)[0].id, amount) for u in user_ids]
+    legs.append(Leg(platform_account(session, "nominal").id, -amount * len(user_ids)))
+    post_transaction(session, key=key, kind="deposit", legs=legs)
+
+
+def make_people(factory, borrowers: int, investors: int, borrower_money: Decimal,
+                investor_money: Decimal) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    with unit_of_work(factory) as session:
+        b = [_user(session, "borrower") for _ in range(borrowers)]
+        for user in b:
+            session.add(BorrowerProfile(user_id=user.id, monthly_income=D("300000"), monthly_obligations=D("0"),
+                                        employment_months=60, updated_at=datetime.now(UTC)))
+        i = [_user(session, "investor") for _ in range(investors)]
+        if borrowers and borrower_money:
+            _fund(session, [u.id for u in b], borrower_money, f"bench:borrowers:{uuid.uuid4()}")
+        if investors:
+            _fund(session, [u.id for u in i], investor_money, f"bench:investors:{uuid.uuid4()}")
+        return [u.id for u in b], [u.id for u in i]
+
+
+async def start_loans(p: Platform, borrowers: list[uuid.UUID], term: int, *, amount: Decimal = LOAN_AMOUNT,
+                      **overrides) -> list[tuple[uuid.UUID, str]]:
+    def prepare(borrower):
+        with unit_of_work(p.factory) as session:
+            loan, _ = create_loan_request(session, borrower, product_code="standard", amount=amount,
+                                          term_months=term, purpose="bench", simulation_id=None, client_key=None)
+            return loan.id, loan.workflow_id, workflow_input(session, loan, MONTH_PER_SECOND).model_copy(
+                update=overrides)
+
+    gate = asyncio.Semaphore(16)
+
+    async def one(borrower):
+        async with gate:
+            loan_id, workflow_id, wf_input = await asyncio.to_thread(prepare, borrower)
+            await p.client.start_workflow(LoanWorkflow.run, wf_input, id=workflow_id, task_queue="loans")
+            return loan_id, workflow_id
+
+    return list(await asyncio.gather(*(one(b) for b in borrowers)))
+
+
+def count_status(p: Platform, loan_ids: list[uuid.UUID], statuses: tuple[str, ...]) -> int:
+    with p.factory() as session:
+        return session.scalar(select(func.count()).select_from(LoanRequest).where(
+            LoanRequest.id.in_(loan_ids), LoanRequest.status.in_(statuses)))
+
+
+async def wait_status(p: Platform, loan_ids: list[uuid.UUID], statuses: tuple[str, ...], timeout: float) -> float:
+    started = time.perf_counter()
+    while count_status(p, loan_ids, statuses) < len(loan_ids):
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError(f"only {count_status(p, loan_ids, statuses)} of {len(loan_ids)} loans reached "
+                               f"{statuses} in {timeout:.0f} s")
+        await asyncio.sleep(0.1)
+    return time.perf_counter()
+
+
+async def invest_all(p: Platform, loans: list[tuple[uuid.UUID, str]], investors: list[uuid.UUID],
+                     per_loan: int) -> None:
+    share = (LOAN_AMOUNT / per_loan).quantize(D("0.01"))
+    gate = asyncio.Semaphore(32)
+
+    async def one(n: int, workflow_id: str, investor: uuid.UUID):
+        async with gate:
+            investment_id = uuid.uuid4()
+            for attempt in range(50):
+                try:
+                    return await p.client.get_workflow_handle(workflow_id).execute_update(
+                        "invest", InvestmentRequest(investment_id=investment_id, investor_id=investor, amount=share),
+                        id=f"investment-{investment_id}", result_type=InvestmentAccepted)
+                except Exception:  # the server's in-flight limit: the same update id again
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(one(n, wid, investors[(n * per_loan + k) % len(investors)])
+                           for n, (_, wid) in enumerate(loans) for k in range(per_loan)))
+
+
+async def history_stats(p: Platform, workflow_ids: list[str]) -> tuple[float, float, float]:
+    """Per workflow, on average: history events, activities scheduled, and events from the
+    disbursement on (the repayment life, which must not grow with the investors)."""
+    events = activities = after = 0
+    for workflow_id in workflow_ids:
+        disbursing = False
+        async for event in p.client.get_workflow_handle(workflow_id).fetch_history_events():
+            events += 1
+            if event.WhichOneof("attributes") == "activity_task_scheduled_event_attributes":
+                activities += 1
+                disbursing = disbursing or (
+                    event.activity_task_scheduled_event_attributes.activity_type.name == "disburse_loan")
+            after += disbursing
+    n = len(workflow_ids)
+    return events / n, activities / n, after / n
+
+
+# -- lifecycle and its floors ------------------------------------------------------------------
+@dataclass
+class LifecycleRow:
+    name: str
+    loans: int
+    investors: int
+    installments: int
+    seconds: float
+    events_per_loan: float | None = None
+    ledger_tx_per_loan: float | None = None
+    events_after_funding: float | None = None
+
+    @property
+    def loans_per_minute(self) -> float:
+        return self.loans / self.seconds * 60
+
+
+async def lifecycle(tmp: Path, loans: int, per_loan: int, term: int) -> tuple[LifecycleRow, float]:
+    async with platform(tmp) as p:
+        # borrowers hold enough to repay (interest at the dearest rate, with room)
+        borrowers, investors = make_people(p.factory, loans, max(per_loan * 4, 20), D("30000.00"),
+                                           LOAN_AMOUNT * loans)
+        started = time.perf_counter()
+        started_loans = await start_loans(p, borrowers, term)
+        ids = [loan_id for loan_id, _ in started_loans]
+        await wait_status(p, ids, ("funding",), 600)
+        await invest_all(p, started_loans, investors, per_loan)
+        finished = await wait_status(p, ids, ("repaid",), 1800)
+        sample = [wid for _, wid in started_loans[:10]]
+        events, activities, after = await history_stats(p, sample)
+        with p.factory() as session:
+            ledger = session.scalar(select(func.count()).select_from(LedgerTransaction).where(
+                LedgerTransaction.loan_id.in_(ids)))
+    return LifecycleRow(f"loan lifecycle, {per_loan} investors each", loans, per_loan, term, finished - started,
+                        events, ledger / loans, after), activities
+
+
+@workflow.defn(name="FloorLoanWorkflow", sandboxed=False)
+class FloorLoanWorkflow:
+    """The Temporal floor: the loan's timers and as many activities, doing nothing."""
+
+    @workflow.run
+    async def run(self, shape: list[int]) -> None:
+        months, activities = shape
+        for _ in range(activities - months):
+            await workflow.execute_activity("noop", start_to_close_timeout=timedelta(seconds=30),
+                                            retry_policy=RetryPolicy(maximum_attempts=3))
+        for _ in range(months):
+            await workflow.sleep(timedelta(seconds=1))  # a month at the sandbox scale
+            await workflow.execute_activity("noop", start_to_close_timeout=timedelta(seconds=30),
+                                            retry_policy=RetryPolicy(maximum_attempts=3))
+
+
+@activity.defn(name="noop")
+async def noop() -> None:
+    return None
+
+
+async def temporal_floor(tmp: Path, loans: int, months: int, activities: int) -> LifecycleRow:
+    async with platform(tmp) as p:
+        async with Worker(p.client, task_queue="floor", workflows=[FloorLoanWorkflow], activities=[noop]):
+            started = time.perf_counter()
+            handles = [await p.client.start_workflow(FloorLoanWorkflow.run, [months, round(activities)],
+                                                     id=f"floor-{n}-{uuid.uuid4()}", task_queue="floor")
+                       for n in range(loans)]
+            await asyncio.gather(*(h.result() for h in handles))
+            elapsed = time.perf_counter() - started
+            events, _, _ = await history_stats(p, [h.id for h in handles[:10]])
+    return LifecycleRow("Temporal floor: same timers, as many no-op activities", loans, 0, months, elapsed, events)
+
+
+def database_floor(tmp: Path, loans: int, per_loan: int, term: int) -> LifecycleRow:
+    """The same money work as the lifecycle, by a plain loop (8 threads) of database
+    transactions: reservations, disbursement, each installment collected and distributed."""
+    postgres = EmbeddedPostgres(tmp / "pg", free_port(), durable=True)
+    postgres.start()
+    try:
+        return _database_floor(postgres, loans, per_loan, term)
+    finally:
+        postgres.stop()
+
+
+def _database_floor(postgres: EmbeddedPostgres, loans: int, per_loan: int, term: int) -> LifecycleRow:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from domain.schedule import build_schedule
+
+    url = postgres.create_database("floor")
+    upgrade_to_head(url)
+    engine = make_engine(url, 10)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    with unit_of_work(factory) as session:
+        seed(session, Settings(_env_file=None, DATABASE_URL=url))
+    borrowers, investors = make_people(factory, loans, max(per_loan * 4, 20), D("30000.00"), LOAN_AMOUNT * loans)
+    share = (LOAN_AMOUNT / per_loan).quantize(D("0.01"))
+    schedule = build_schedule(LOAN_AMOUNT, D("14.00"), term, date.today(), "annuity", 0).installments
+
+    def one_loan(n: int) -> None:
+        borrower = borrowers[n]
+        lenders = [investors[(n * per_loan + k) % len(investors)] for k in range(per_loan)]
+        with unit_of_work(factory) as session:
+            loan, _ = create_loan_request(session, borrower, product_code="standard", amount=LOAN_AMOUNT,
+                                          term_months=term, purpose="floor", simulation_id=None, client_key=None)
+            loan_id = loan.id
+        for k, lender in enumerate(lenders):
+            with unit_of_work(factory) as session:
+                reserve(session, wallet_of_user(session, lender).id, share, key=f"floor:{loan_id}:{k}:reserve",
+                        loan_id=loan_id)
+        with unit_of_work(factory) as session:
+            legs = [Leg(wallet_accounts(session, wallet_of_user(session, u).id)[1].id, -share) for u in lenders]
+            legs += [Leg(wallet_accounts(session, wallet_of_user(session, borrower).id)[0].id, D("97000.00")),
+                     Leg(platform_account(session, "platform_fees").id, D("1000.00")),
+                     Leg(platform_account(session, "reserve_fund").id, D("2000.00"))]
+            post_transaction(session, key=f"floor:{loan_id}:disburse", kind="disbursement", loan_id=loan_id,
+                             legs=merge_legs(legs))
+            for item in schedule:
+                session.add(RepaymentInstallment(loan_id=loan_id, payment_num=item.payment_num,
+                                                 due_date=item.due_date, principal=item.principal,
+                                                 interest=item.interest, status="pending"))
+        weights = {u: share for u in lenders}
+        for item in schedule:
+            with unit_of_work(factory) as session:
+                total = item.principal + item.interest
+                legs = [Leg(wallet_accounts(session, wallet_of_user(session, borrower).id)[0].id, -total)]
+                for lender, part in split_pro_rata(total, weights).items():
+                    legs.append(Leg(wallet_accounts(session, wallet_of_user(session, lender).id)[0].id, part))
+                post_transaction(session, key=f"floor:{loan_id}:collection:{item.payment_num}",
+                                 kind="installment_collection", loan_id=loan_id, legs=merge_legs(legs))
+                row = session.scalars(select(RepaymentInstallment).where(
+                    RepaymentInstallment.loan_id == loan_id,
+                    RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
+                row.paid_principal, row.paid_interest, row.status = item.principal, item.interest, "paid"
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one_loan, range(loans)))
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return LifecycleRow("database floor: the same money work, plain transactions, 8 threads", loans, per_loan,
+                        term, elapsed)
+
+
+# -- bursts ----------------------------------------------------------------------------------------
+@dataclass
+class BurstRow:
+    name: str
+    count: int
+    seconds: float
+    unit: str
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+async def due_date_burst(tmp: Path, loans: int, lead_seconds: float) -> BurstRow:
+    """K loans on one pinned sandbox clock: their first installments fall due at the same
+    real instant. Time from that instant until every one is collected and distributed."""
+    async with platform(tmp) as p:
+        borrowers, investors = make_people(p.factory, loans, 40, D("30000.00"), LOAN_AMOUNT * loans / 20)
+        origin = datetime.now(UTC)
+        first_due = datetime.combine(origin.date() + relativedelta(months=1), day_time.min, tzinfo=UTC)
+        scale = int((first_due - origin).total_seconds() / lead_seconds)
+        due_at = time.perf_counter() + (first_due - origin).total_seconds() / scale
+        started = await start_loans(p, borrowers, 3, clock_origin=origin, time_scale=scale)
+        ids = [loan_id for loan_id, _ in started]
+        await wait_status(p, ids, ("funding",), lead_seconds)
+        await invest_all(p, started, investors, 2)
+        await wait_status(p, ids, ("active",), max(due_at - time.perf_counter(), 1))
+        if time.perf_counter() > due_at:
+            raise RuntimeError("the loans were not all active before their due instant: raise the lead time")
+        while True:
+            with p.factory() as session:
+                paid = session.scalar(select(func.count()).select_from(RepaymentInstallment).where(
+                    RepaymentInstallment.loan_id.in_(ids), RepaymentInstallment.payment_num == 1,
+                    RepaymentInstallment.status == "paid"))
+            if paid == loans:
+                break
+            await asyncio.sleep(0.05)
+        done = time.perf_counter()
+        for _, workflow_id in started:
+            await p.client.get_workflow_handle(workflow_id).terminate("benchmark over")
+    return BurstRow(f"due-date burst: {loans} installments due at one instant", loans, done - due_at,
+                    "installments/s")
+
+
+def _token(p: Platform, user_id: uuid.UUID, role: str) -> dict[str, str]:
+    token, _ = issue_access_token(p.settings, user_id, role, 0)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def funding_burst(tmp: Path, investors: int) -> tuple[BurstRow, str]:
+    async with platform(tmp, api=True) as p:
+        borrowers, lenders = make_people(p.factory, 1, investors, D("0"), D("1000.00"))
+        amount = D("1000.00") * investors
+        async with httpx.AsyncClient(base_url=p.api_url, timeout=120,
+                                     limits=httpx.Limits(max_connections=investors)) as api:
+            created = await api.post("/v1/loans", json={"amount": f"{amount:.2f}", "term_months": 12,
+                                                        "purpose": "bench"}, headers=_token(p, borrowers[0], "borrower"))
+            loan_id = uuid.UUID(created.json()["id"])
+            await wait_status(p, [loan_id], ("funding",), 60)
+            started = time.perf_counter()
+            answers = await asyncio.gather(*(api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "1000.00"},
+                                                      headers=_token(p, u, "investor")) for u in lenders))
+            answered = time.perf_counter()
+            await wait_status(p, [loan_id], ("funded", "active"), 60)
+        with p.factory() as session:
+            loan = session.get_one(LoanRequest, loan_id)
+            funded = loan.funded_amount
+        codes = statistics.multimode([a.status_code for a in answers])
+        exact = funded == amount and all(a.status_code == 201 for a in answers)
+    note = (f"funding burst: {investors} x 1,000.00 into a {amount:,.2f} loan: answers {codes}, funded "
+            f"{funded:,.2f} ({'exactly' if exact else 'NOT exactly'}); time to fully funded "
+            f"{answered - started:.2f} s")
+    return BurstRow(f"funding burst: {investors} investors at once through the API", investors,
+                    answered - started, "investments/s"), note
+
+
+@dataclass
+class LatencyRow:
+    endpoint: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def api_latency(tmp: Path, clients: int, per_client: int) -> list[LatencyRow]:
+    async with platform(tmp, api=True) as p:
+        borrowers, investors = make_people(p.factory, 1, 1, D("1000.00"), D("1000.00"))
+        async with httpx.AsyncClient(base_url=p.api_url, timeout=60,
+                                     limits=httpx.Limits(max_connections=clients)) as api:
+            created = await api.post("/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "bench"},
+                                     headers=_token(p, borrowers[0], "borrower"))
+            loan_id = created.json()["id"]
+            calls = {
+                "GET /v1/loans/{id}": ("GET", f"/v1/loans/{loan_id}", _token(p, borrowers[0], "borrower"), None),
+                "GET /v1/wallets/me": ("GET", "/v1/wallets/me", _token(p, investors[0], "investor"), None),
+                "POST /v1/calculator": ("POST", "/v1/calculator", {},
+                                        {"amount": "300000.00", "rate_annual": "17.00", "term_months": 24,
+                                         "method": "annuity"}),
+            }
+            rows = []
+            for name, (method, path, headers, body) in calls.items():
+                samples: list[float] = []
+
+                async def client_loop():
+                    for _ in range(per_client):
+                        t0 = time.perf_counter()
+                        answer = await api.request(method, path, headers=headers, json=body)
+                        samples.append(time.perf_counter() - t0)
+                        if answer.status_code != 200:
+                            raise RuntimeError(f"{name}: {answer.status_code} {answer.text[:200]}")
+
+                started = time.perf_counter()
+                await asyncio.gather(*(client_loop() for _ in range(clients)))
+                elapsed = time.perf_counter() - started
+                cuts = statistics.quantiles(samples, n=100)
+                rows.append(LatencyRow(name, len(samples), elapsed, cuts[49] * 1000, cuts[98] * 1000))
+    return rows
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def worker_memory(tmp: Path, loans: int) -> tuple[float, float, float]:
+    """Worker RSS idle, then with `loans` loans open for funding (each waiting on its
+    14-day funding timer); and how long starting them took."""
+    async with platform(tmp) as p:
+        idle = _rss_mib(p.worker.pid)
+        borrowers, _ = make_people(p.factory, loans, 0, D("0"), D("0"))
+        started = time.perf_counter()
+        opened = await start_loans(p, borrowers, 12)
+        await wait_status(p, [loan_id for loan_id, _ in opened], ("funding",), 3600)
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(2)
+        busy = _rss_mib(p.worker.pid)
+    return idle, busy, elapsed
+
+
+# -- the report --------------------------------------------------------------------------------------
+async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
+    loans, term = (10, 6) if quick else (100, 12)
+    burst_loans, burst_lead = (30, 60.0) if quick else (200, 240.0)
+    funders = 50 if quick else 200
+    per_client = 20 if quick else 200
+    open_loans = 300 if quick else 10_000
+    few, activities = await lifecycle(tmp / "lifecycle-2", loans, 2, term)
+    # Fewer loans here: each investment has its agreement to render (CPU on the worker).
+    many, activities_many = await lifecycle(tmp / "lifecycle-20", max(loans // 5, 2), 20, term)
+    temporal = await temporal_floor(tmp / "temporal-floor", loans, term, activities)
+    database = await asyncio.to_thread(database_floor, tmp / "database-floor", loans, 2, term)
+    due = await due_date_burst(tmp / "due-date-burst", burst_loans, burst_lead)
+    funding, funding_note = await funding_burst(tmp / "funding-burst", funders)
+    latency = await api_latency(tmp / "api-latency", 32, per_client)
+    idle, busy, opening = await worker_memory(tmp / "worker-memory", open_loans)
+
+    lines = ["| run | loans | investors each | installments | seconds | loans/min | history events per loan | "
+             "ledger transactions per loan |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in (few, many, temporal, database):
+        events = f"{row.events_per_loan:.0f}" if row.events_per_loan is not None else "-"
+        ledger = f"{row.ledger_tx_per_loan:.1f}" if row.ledger_tx_per_loan is not None else "-"
+        lines.append(f"| {row.name} | {row.loans} | {row.investors or '-'} | {row.installments} | {row.seconds:.1f} | "
+                     f"{row.loans_per_minute:,.0f} | {events} | {ledger} |")
+    lines += ["", "| burst | count | seconds | rate |", "|---|---:|---:|---:|"]
+    for row in (due, funding):
+        lines.append(f"| {row.name} | {row.count} | {row.seconds:.2f} | {row.rate:,.1f} {row.unit} |")
+    lines += ["", "| API endpoint (32 concurrent clients, loopback, one uvicorn process) | requests | "
+              "requests/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    for row in latency:
+        lines.append(f"| {row.endpoint} | {row.requests:,} | {row.requests / row.seconds:,.0f} | "
+                     f"{row.p50_ms:.1f} | {row.p99_ms:.1f} |")
+    notes = [
+        f"lifecycle / Temporal floor (2 investors each): {few.seconds / temporal.seconds:.2f}x the time; "
+        f"lifecycle / database floor: {few.seconds / database.seconds:.2f}x the time "
+        f"(the database floor has no timers: it is the money work alone)",
+        f"history events per loan with 2 and with 20 investors each: {few.events_per_loan:.0f} and "
+        f"{many.events_per_loan:.0f}, of which from the disbursement to the end: {few.events_after_funding:.0f} "
+        f"and {many.events_after_funding:.0f}. Funding adds one `invest` update and one `reserve_investment` "
+        f"activity per investment (the API contract: investments are updates); repayment does not grow with the "
+        f"investors: one collection activity distributes to all of them (activities per loan: {activities:.0f} "
+        f"and {activities_many:.0f})",
+        f"the Temporal floor runs {term} one-second timers and {activities:.0f} no-op activities per workflow, "
+        f"as many as a loan's history schedules",
+        funding_note,
+        f"worker memory: {idle:.0f} MiB idle, {busy:.0f} MiB with {open_loans:,} loans open for funding, each "
+        f"waiting on its funding timer (opening them took {opening:.0f} s: "
+        f"{open_loans / opening:,.0f} loans/s from request to funding); the worker keeps at most its sticky "
+        f"cache of workflows in memory (the SDK's default), the rest wait on the server",
+    ]
+    return "\n".join(lines), notes
