@@ -32,6 +32,7 @@ from activities.loans import LoanActivities
 from core.db import make_engine
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
+from documents.render import render_in_processes
 from documents.store import DocumentStore
 from models.auto_invest_io import AutoInvestInput
 from models.documents_io import InvestorStatementsInput
@@ -45,6 +46,8 @@ log = logging.getLogger("worker")
 
 # Sync (blocking DB) activities run on this many threads; keep it at or below the DB pool.
 ACTIVITY_THREADS = 16
+# PDFs render in this many processes of their own (CPU-bound, they would hold the worker's GIL).
+DOCUMENT_RENDERERS = 1
 
 
 def build_worker(client: Client, settings: Settings, session_factory: sessionmaker[Session],
@@ -124,6 +127,7 @@ async def main() -> None:
     session_factory = sessionmaker(bind=engine, expire_on_commit=False)
     client = await connect_temporal(settings)
     await ensure_schedules(client, settings)
+    render_in_processes(DOCUMENT_RENDERERS)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

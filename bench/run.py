@@ -66,7 +66,8 @@ def main() -> None:
             platform_text, platform_notes = asyncio.run(run_platform_bench(Path(tmp) / "platform", quick))
             report += ["## The platform", "",
                        "Real Temporal dev server (in memory), embedded PostgreSQL 18 (fsync on), the worker and "
-                       "the API as their own processes; sandbox clock: a month of loan time per second.", "",
+                       "the API as their own processes; sandbox clock: a month of loan time per 10 s for whole lives.",
+                       "",
                        platform_text, "", *[f"- {note}" for note in platform_notes], ""]
     text = "\n".join(report)
     print(text)

@@ -281,3 +281,26 @@ async def test_long_loan_continues_as_new_and_still_repays_exactly(time_skipping
         assert len(rows) == 36 and {r.status for r in rows} == {"paid"}
         assert sum((r.paid_principal for r in rows), D(0)) == D("100000.00")
         assert_books_balance(session)
+
+
+async def test_a_pinned_clock_origin_sets_the_loans_start_date(time_skipping_env, session_factory, settings,
+                                                               seeded, task_queue):
+    """The benchmarks pin many loans to one clock origin so their installments fall due at
+    the same instant: the schedule then starts from the origin's date, not the payout's."""
+    from datetime import datetime, timezone
+
+    from dateutil.relativedelta import relativedelta
+
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    origin = datetime.now(timezone.utc) - timedelta(days=3)
+    investors = [make_investor(session_factory, "100000") for _ in range(2)]
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 3,
+                                clock_origin=origin)
+        await wait_for_status(loan.handle, "funding")
+        for investor in investors:
+            await invest(loan.handle, investor, "50000.00")
+        snapshot = await wait_for_status(loan.handle, "active")
+        await loan.handle.terminate("test over")
+    assert [i.due_date for i in snapshot.installments] == [origin.date() + relativedelta(months=n) for n in (1, 2, 3)]
