@@ -16,7 +16,7 @@ from temporalio import activity
 from activities.errors import business_errors_are_final
 from core.db import unit_of_work
 from core.settings import Settings
-from documents.agreements import agreement_subjects, register_agreement
+from documents.agreements import plan_agreements, register_agreement
 from documents.statements import generate_investor_statement, investors_to_statement
 from documents.store import DocumentStore
 from models.documents_io import LoanAgreementsInput, LoanAgreementsResult, StatementsBatch, StatementsResult
@@ -38,12 +38,12 @@ class DocumentActivities:
     def generate_loan_agreements(self, input: LoanAgreementsInput) -> LoanAgreementsResult:
         """The borrower's agreement and one per investment, for a disbursed loan."""
         with self._session_factory() as session:
-            subjects = agreement_subjects(session, input.loan_id)
-        for done, subject in enumerate(subjects, start=1):
+            plan = plan_agreements(session, input.loan_id)
+        for done, subject in enumerate(plan.subjects, start=1):
             with unit_of_work(self._session_factory) as session:
-                register_agreement(session, self._store, self._settings, input.loan_id, subject)
+                register_agreement(session, self._store, self._settings, input.loan_id, subject, plan.shares)
             _heartbeat(done)
-        return LoanAgreementsResult(documents=len(subjects))
+        return LoanAgreementsResult(documents=len(plan.subjects))
 
     @activity.defn(name="generate_investor_statements")
     @business_errors_are_final

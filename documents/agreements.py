@@ -142,15 +142,26 @@ def borrower_agreement_context(session: Session, facts: _LoanFacts, settings: Se
     }
 
 
-def agreement_subjects(session: Session, loan_id: uuid.UUID) -> list[str]:
-    """What the loan's agreements are about: the loan (the borrower's) and each investment."""
+@dataclass(frozen=True)
+class AgreementPlan:
+    """What the loan's agreements are about (the loan, the borrower's; each investment) and
+    each investment's share of the schedule, computed once for all of them: the split is
+    quadratic in the investors, once per agreement it was cubic."""
+
+    subjects: list[str]
+    shares: dict[uuid.UUID, list[dict[str, Any]]]
+
+
+def plan_agreements(session: Session, loan_id: uuid.UUID) -> AgreementPlan:
     facts = _loan_facts(session, loan_id)
-    return [f"loan:{loan_id}"] + [f"investment:{i.id}" for i in facts.investments]
+    return AgreementPlan([f"loan:{loan_id}"] + [f"investment:{i.id}" for i in facts.investments],
+                         investment_shares(facts))
 
 
 def register_agreement(session: Session, store: DocumentStore, settings: Settings, loan_id: uuid.UUID,
-                       subject_key: str) -> Document:
-    """One agreement of the loan, rendered and registered once."""
+                       subject_key: str, shares: dict[uuid.UUID, list[dict[str, Any]]] | None = None) -> Document:
+    """One agreement of the loan, rendered and registered once. `shares`: from
+    plan_agreements (computed here when not given)."""
     facts = _loan_facts(session, loan_id)
     loan = facts.loan
     if subject_key == f"loan:{loan_id}":
@@ -165,8 +176,9 @@ def register_agreement(session: Session, store: DocumentStore, settings: Setting
 
     def render() -> bytes:
         investor = session.get_one(User, investment.investor_id)
+        schedule = (shares if shares is not None else investment_shares(facts))[investment.id]
         return render_pdf("investment_agreement.html", investment_agreement_context(
-            facts, investment, investor, investment_shares(facts)[investment.id], settings))
+            facts, investment, investor, schedule, settings))
 
     document, _ = register_document(session, store, kind=INVESTMENT_AGREEMENT, subject_key=subject_key,
                                     loan_id=loan.id, owner_id=investment.investor_id, render=render)
