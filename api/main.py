@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
+from api.idempotency import install_idempotency
 from api.problems import install_problem_handlers
 from api.routers import auth, auto_invest, calculator, health, loans, operator_ledger, products, records, scoring, users, wallets
 from api.temporal import TemporalClientHolder
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
     app.state.temporal = temporal or TemporalClientHolder(settings)
     install_problem_handlers(app)
+    install_idempotency(app)
     for module in (health, users, auth, wallets, operator_ledger, products, calculator, loans, records, scoring, auto_invest):
         app.include_router(module.router)
     return app

@@ -77,3 +77,17 @@ class ServiceUnavailable(PlatformError):
     type_slug = "service-unavailable"
     title = "Service unavailable"
     non_retryable = False
+
+
+class IdempotencyKeyInFlight(Conflict):
+    """A request with this idempotency key is still being processed: ask again shortly."""
+
+    type_slug = "idempotency-key-in-flight"
+    title = "A request with this idempotency key is in progress"
+
+
+class TooManyRequests(PlatformError):
+    status_code = 429
+    type_slug = "too-many-requests"
+    title = "Too many requests"
+    non_retryable = False

@@ -43,7 +43,19 @@ class Settings(BaseSettings):
     # Auth.
     JWT_SECRET: SecretStr = SecretStr(DEV_JWT_SECRET)
     JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
-    ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
+    # Access tokens are short-lived; a refresh token (rotated on each use) gets a new one.
+    ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=60)
+    REFRESH_TOKEN_DAYS: int = Field(default=14, ge=1, le=90)
+    # Login rate limits: failed (or still pending) attempts in the window, per account and per
+    # client address. Past either, 429 with Retry-After.
+    LOGIN_WINDOW_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
+    LOGIN_MAX_FAILURES_PER_ACCOUNT: int = Field(default=5, ge=1)
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=30, ge=1)
+
+    # Idempotency-Key: how long a key and its answer are kept (at least a day), and how long
+    # a request in progress holds its key before a repeat may take it over (its process died).
+    IDEMPOTENCY_KEY_HOURS: int = Field(default=24, ge=24, le=24 * 30)
+    IDEMPOTENCY_LEASE_SECONDS: int = Field(default=300, ge=30)
 
     # Seeded by `make run` when both are set.
     OPERATOR_EMAIL: str | None = None

@@ -98,7 +98,8 @@ def test_idempotency_key_replays_the_first_answer(client, operator, session_fact
     headers = {**investor.headers, "Idempotency-Key": "withdraw-2026-11-22-1"}
     first = client.post("/v1/wallets/withdrawals", json={"amount": "100.00"}, headers=headers)
     again = client.post("/v1/wallets/withdrawals", json={"amount": "100.00"}, headers=headers)
-    assert first.status_code == 201 and again.status_code == 200
+    assert first.status_code == 201 and again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
     assert first.json()["id"] == again.json()["id"]
     other = client.post("/v1/wallets/withdrawals", json={"amount": "101.00"}, headers=headers)
     assert other.status_code == 422 and other.json()["type"].endswith("idempotency-key-reused")

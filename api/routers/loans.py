@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from api.idempotency import IdempotencyGuard
 from api.deps import BorrowerUser, CurrentUser, InvestorUser, OperatorUser, TemporalDep, in_db
 from api.schemas.loans import (
     DecisionIn,
@@ -44,7 +45,6 @@ from workflows.loan import LoanWorkflow
 
 router = APIRouter(prefix="/v1", tags=["loans"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 INVESTMENT_NAMESPACE = uuid.UUID("6f1c2d0e-4a51-4f43-9a43-6d1c1e0b7a55")
 
 
@@ -74,7 +74,7 @@ def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[Loa
 
 @router.post("/loans", status_code=status.HTTP_201_CREATED, response_model=LoanCreated)
 async def create_loan(body: LoanCreate, user: BorrowerUser, request: Request, temporal: TemporalDep,
-                      idempotency_key: IdempotencyKey = None) -> LoanCreated:
+                      idempotency_key: IdempotencyGuard) -> LoanCreated:
     settings = request.app.state.settings
 
     def prepare(session: Session):
@@ -153,7 +153,7 @@ async def get_schedule(loan_id: uuid.UUID, user: CurrentUser, request: Request) 
 
 @router.post("/loans/{loan_id}/investments", status_code=status.HTTP_201_CREATED, response_model=InvestmentOut)
 async def invest(loan_id: uuid.UUID, body: InvestmentIn, user: InvestorUser, request: Request,
-                 temporal: TemporalDep, idempotency_key: IdempotencyKey = None) -> InvestmentOut:
+                 temporal: TemporalDep, idempotency_key: IdempotencyGuard) -> InvestmentOut:
     """201 when the money is reserved for the loan; 409 when the loan is not open, the
     amount is more than what is left, or the wallet lacks the money; 422 for amounts the
     product does not allow. The same Idempotency-Key replays the same investment."""
@@ -171,7 +171,7 @@ async def invest(loan_id: uuid.UUID, body: InvestmentIn, user: InvestorUser, req
 
 @router.post("/loans/{loan_id}/early-repayment", response_model=EarlyRepaymentOut)
 async def early_repayment(loan_id: uuid.UUID, user: BorrowerUser, request: Request,
-                          temporal: TemporalDep) -> EarlyRepaymentOut:
+                          temporal: TemporalDep, idempotency_key: IdempotencyGuard) -> EarlyRepaymentOut:
     """Repays everything today: outstanding principal, interest accrued to today, anything
     overdue with its late fees. 409 if the wallet does not hold that much."""
     loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
@@ -180,13 +180,13 @@ async def early_repayment(loan_id: uuid.UUID, user: BorrowerUser, request: Reque
     client = await temporal.get()
     result: EarlyRepaymentResult = await execute_loan_update(
         client, loan.workflow_id, "repay_early", EarlyRepaymentRequest(requested_by=user.id),
-        update_id=f"early-repayment-{loan_id}-{uuid.uuid4()}", result_type=EarlyRepaymentResult)
+        update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}", result_type=EarlyRepaymentResult)
     return EarlyRepaymentOut(**result.model_dump())
 
 
 @router.post("/operator/loans/{loan_id}/decision", response_model=DecisionOut, tags=["operator"])
 async def decide(loan_id: uuid.UUID, body: DecisionIn, operator: OperatorUser, request: Request,
-                 temporal: TemporalDep) -> DecisionOut:
+                 temporal: TemporalDep, idempotency_key: IdempotencyGuard) -> DecisionOut:
     """Approve or reject a loan awaiting review (409 if it is not)."""
     loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, operator))
     client = await temporal.get()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.idempotency import IdempotencyGuard
 from api.deps import OperatorOrCompliance, OperatorUser, SessionDep, TemporalDep, in_db
 from api.workflow_calls import signal_funds_arrived
 from api.schemas.wallets import DecisionIn, DepositOut, RejectionIn, TrialBalanceOut, WithdrawalOut
@@ -30,7 +31,7 @@ def list_deposits(operator: OperatorUser, session: SessionDep,
 
 @router.post("/deposits/{deposit_id}/confirm", response_model=DepositOut)
 async def confirm(deposit_id: uuid.UUID, operator: OperatorUser, request: Request, temporal: TemporalDep,
-                  body: DecisionIn | None = None) -> DepositOut:
+                  idempotency_key: IdempotencyGuard, body: DecisionIn | None = None) -> DepositOut:
     """The bank payment arrived: the money is in the wallet. A borrower's running loans are
     told at once, so an overdue installment is collected now, not at the next due date."""
 
@@ -46,7 +47,8 @@ async def confirm(deposit_id: uuid.UUID, operator: OperatorUser, request: Reques
 
 
 @router.post("/deposits/{deposit_id}/reject", response_model=DepositOut)
-def reject(deposit_id: uuid.UUID, operator: OperatorUser, session: SessionDep) -> Deposit:
+def reject(deposit_id: uuid.UUID, operator: OperatorUser, session: SessionDep,
+           idempotency_key: IdempotencyGuard) -> Deposit:
     return reject_deposit(session, deposit_id, operator.id)
 
 
@@ -60,13 +62,13 @@ def list_withdrawals(operator: OperatorUser, session: SessionDep,
 
 @router.post("/withdrawals/{withdrawal_id}/pay", response_model=WithdrawalOut)
 def pay(withdrawal_id: uuid.UUID, operator: OperatorUser, session: SessionDep,
-        body: DecisionIn | None = None) -> Withdrawal:
+        idempotency_key: IdempotencyGuard, body: DecisionIn | None = None) -> Withdrawal:
     return pay_withdrawal(session, withdrawal_id, operator.id, body.bank_reference if body else None)
 
 
 @router.post("/withdrawals/{withdrawal_id}/reject", response_model=WithdrawalOut)
 def reject_payout(withdrawal_id: uuid.UUID, body: RejectionIn, operator: OperatorUser,
-                  session: SessionDep) -> Withdrawal:
+                  session: SessionDep, idempotency_key: IdempotencyGuard) -> Withdrawal:
     return reject_withdrawal(session, withdrawal_id, operator.id, body.reason)
 
 

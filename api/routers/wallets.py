@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import select
 
+from api.idempotency import IdempotencyGuard
 from api.deps import CurrentUser, SessionDep, WalletOwner
 from api.schemas.wallets import (
     DepositIn,
@@ -27,8 +28,6 @@ from models.users import Role
 
 router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
-                                              description="repeat a request safely: same key, same answer")]
 MAX_PAGE = 200
 
 
@@ -66,7 +65,7 @@ def wallet_by_id(wallet_id: uuid.UUID, user: CurrentUser, session: SessionDep) -
 
 @router.post("/deposits", status_code=status.HTTP_201_CREATED, response_model=DepositOut)
 def create_deposit(body: DepositIn, user: WalletOwner, session: SessionDep, response: Response,
-                   idempotency_key: IdempotencyKey = None) -> Deposit:
+                   idempotency_key: IdempotencyGuard) -> Deposit:
     """Announces a bank payment; the money is in the wallet once an operator confirms it."""
     deposit, created = request_deposit(session, user.id, body.amount, client_key=idempotency_key,
                                        bank_reference=body.bank_reference)
@@ -85,7 +84,7 @@ def get_deposit(deposit_id: uuid.UUID, user: WalletOwner, session: SessionDep) -
 
 @router.post("/withdrawals", status_code=status.HTTP_201_CREATED, response_model=WithdrawalOut)
 def create_withdrawal(body: WithdrawalIn, user: WalletOwner, session: SessionDep, response: Response,
-                      idempotency_key: IdempotencyKey = None) -> Withdrawal:
+                      idempotency_key: IdempotencyGuard) -> Withdrawal:
     """Reserves the money until an operator pays it out or rejects it. 409 if not enough."""
     withdrawal, created = request_withdrawal(session, user.id, body.amount, client_key=idempotency_key)
     if not created:
