@@ -45,7 +45,7 @@ def _json_safe(value: Any) -> Any:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
     async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else getattr(exc, "headers", None)
         return problem(exc.status_code, exc.title, exc.detail, exc.type_slug, request.url.path,
                        headers=headers, **_json_safe(exc.extra))
 

@@ -91,3 +91,7 @@ class TooManyRequests(PlatformError):
     type_slug = "too-many-requests"
     title = "Too many requests"
     non_retryable = False
+
+    def __init__(self, detail: str, retry_after_seconds: int) -> None:
+        super().__init__(detail, retry_after_seconds=retry_after_seconds)
+        self.headers = {"Retry-After": str(retry_after_seconds)}

@@ -1,28 +1,89 @@
+"""Logging in (rate limited), refreshing a short-lived access token, logging out."""
+
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
-from api.deps import SessionDep, SettingsDep
-from api.schemas.users import TokenOut
+from api.deps import SettingsDep
+from api.schemas.users import RefreshIn, TokenOut
+from auth.login_limits import begin_attempt, finish_attempt
+from auth.refresh_tokens import issue_refresh_token, revoke_token_family, rotate_refresh_token
+from core.db import unit_of_work
 from core.errors import Unauthorized
 from core.security import issue_access_token, verify_password
 from models.users import User
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
+WRONG_CREDENTIALS = "wrong email or password"
 
-@router.post("/token", response_model=TokenOut)
-def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
-          settings: SettingsDep) -> TokenOut:
-    user = session.scalars(select(User).where(User.email == form.username.strip().lower())).first()
-    # One answer for an unknown email and a wrong password: no account enumeration.
-    if not verify_password(form.password, user.password_hash if user else None) or user is None:
-        raise Unauthorized("wrong email or password")
-    if not user.is_active:
-        raise Unauthorized("wrong email or password")
-    token, expires_in = issue_access_token(settings, user.id, user.role, user.token_version)
-    return TokenOut(access_token=token, expires_in=expires_in)
+
+def _tokens(session, settings, user: User, now: datetime, refresh) -> TokenOut:
+    access, expires_in = issue_access_token(settings, user.id, user.role, user.token_version, now=now)
+    return TokenOut(access_token=access, expires_in=expires_in, refresh_token=refresh.token,
+                    refresh_expires_in=refresh.expires_in)
+
+
+def client_address(request: Request) -> str:
+    # Behind a reverse proxy, run uvicorn with --forwarded-allow-ips so this is the client's.
+    return (request.client.host if request.client else "unknown")[:100]
+
+
+@router.post("/token", response_model=TokenOut, responses={429: {"description": "too many failed logins"}})
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
+                settings: SettingsDep) -> TokenOut:
+    """429 with Retry-After after LOGIN_MAX_FAILURES_PER_ACCOUNT failures for one account, or
+    LOGIN_MAX_FAILURES_PER_ADDRESS from one address, within LOGIN_WINDOW_MINUTES."""
+    factory = request.app.state.sessionmaker
+    email = form.username.strip().lower()[:320]
+    now = datetime.now(timezone.utc)
+    attempt = await asyncio.to_thread(begin_attempt, factory, settings, email, client_address(request), now)
+
+    def check() -> TokenOut | None:
+        with unit_of_work(factory) as session:
+            user = session.scalars(select(User).where(User.email == email)).first()
+            # One answer for an unknown email, a wrong password and a blocked account.
+            if not verify_password(form.password, user.password_hash if user else None) or user is None:
+                return None
+            if not user.is_active:
+                return None
+            return _tokens(session, settings, user, now, issue_refresh_token(session, settings, user, now))
+
+    try:
+        tokens = await asyncio.to_thread(check)
+    except BaseException:
+        await asyncio.to_thread(finish_attempt, factory, attempt, email, False)
+        raise
+    await asyncio.to_thread(finish_attempt, factory, attempt, email, tokens is not None)
+    if tokens is None:
+        raise Unauthorized(WRONG_CREDENTIALS)
+    return tokens
+
+
+@router.post("/refresh", response_model=TokenOut)
+def refresh(body: RefreshIn, request: Request, settings: SettingsDep) -> TokenOut:
+    """A new access token and a new refresh token; the one sent is spent. Sending a spent one
+    again ends every session that began with the same login."""
+    now = datetime.now(timezone.utc)
+    with unit_of_work(request.app.state.sessionmaker) as session:
+        rotation = rotate_refresh_token(session, settings, body.refresh_token, now)
+        tokens = (_tokens(session, settings, rotation.user, now, rotation.refresh)
+                  if rotation.user is not None and rotation.refresh is not None else None)
+    if tokens is None:  # raised after the commit: a revoked family stays revoked
+        raise Unauthorized(rotation.refusal or "the refresh token is not valid")
+    return tokens
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def logout(body: RefreshIn, request: Request) -> Response:
+    """Ends the session that began with this refresh token's login (the access token still
+    lives its few minutes)."""
+    with unit_of_work(request.app.state.sessionmaker) as session:
+        revoke_token_family(session, body.refresh_token, datetime.now(timezone.utc))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

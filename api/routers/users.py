@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -11,13 +13,15 @@ from sqlalchemy import func, select
 
 from api.deps import BorrowerUser, CurrentUser, OperatorUser, SessionDep
 from api.schemas.base import StrictModel
-from api.schemas.users import ProfileIn, ProfileOut, UserCreate, UserOut
-from core.errors import Conflict
+from api.schemas.users import BlockIn, ProfileIn, ProfileOut, UserCreate, UserOut
+from auth.refresh_tokens import revoke_all_for_user
+from core.errors import Conflict, NotFound
 from core.security import hash_password
 from ledger.accounts import open_wallet
 from models.users import BorrowerProfile, User
 
 router = APIRouter(prefix="/v1", tags=["users"])
+log = logging.getLogger("api")
 
 
 def create_user(session, email: str, password: str, role: str) -> User:
@@ -68,3 +72,32 @@ class StaffCreate(StrictModel):
 def create_staff(body: StaffCreate, operator: OperatorUser, session: SessionDep) -> User:
     """Operators create operator and compliance accounts; nobody can sign up as staff."""
     return create_user(session, str(body.email), body.password, body.role)
+
+
+@router.post("/operator/users/{user_id}/block", response_model=UserOut, tags=["operator"])
+def block_user(user_id: uuid.UUID, body: BlockIn, operator: OperatorUser, session: SessionDep) -> User:
+    """The user can no longer log in, and every token they hold stops working at once."""
+    if user_id == operator.id:
+        raise Conflict("an operator cannot block their own account")
+    user = session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    now = datetime.now(timezone.utc)
+    user.is_active = False
+    user.token_version += 1
+    revoke_all_for_user(session, user.id, now)
+    log.warning("user %s blocked by operator %s: %s", user.id, operator.id, body.reason)
+    session.flush()
+    return user
+
+
+@router.post("/operator/users/{user_id}/unblock", response_model=UserOut, tags=["operator"])
+def unblock_user(user_id: uuid.UUID, operator: OperatorUser, session: SessionDep) -> User:
+    """The user may log in again (their old tokens stay dead)."""
+    user = session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    user.is_active = True
+    log.warning("user %s unblocked by operator %s", user.id, operator.id)
+    session.flush()
+    return user

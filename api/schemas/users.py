@@ -29,13 +29,25 @@ class UserOut(ResponseModel):
     id: uuid.UUID
     email: str
     role: str
+    is_active: bool = True
     created_at: datetime | None = None
 
 
 class TokenOut(ResponseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
+    # Seconds: the access token is short-lived; POST /v1/auth/refresh gets a new pair.
     expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class RefreshIn(StrictModel):
+    refresh_token: str = Field(min_length=20, max_length=200)
+
+
+class BlockIn(StrictModel):
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class ProfileIn(StrictModel):
