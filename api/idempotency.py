@@ -34,9 +34,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import CurrentUser
 from api.problems import problem
 from core.db import unit_of_work
-from api.deps import CurrentUser
 from core.errors import IdempotencyConflict, IdempotencyKeyInFlight, InvalidRequest
 from core.settings import Settings
 from models.access import IdempotencyRecord

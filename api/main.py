@@ -7,11 +7,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import sessionmaker
 
 from api.idempotency import install_idempotency
 from api.problems import install_problem_handlers
-from api.routers import auth, auto_invest, calculator, health, loans, operator_ledger, products, records, scoring, users, wallets
+from api.routers import (
+    auth,
+    auto_invest,
+    calculator,
+    codec,
+    health,
+    loans,
+    operator_ledger,
+    products,
+    records,
+    scoring,
+    users,
+    wallets,
+)
 from api.temporal import TemporalClientHolder
 from core.db import make_engine
 from core.settings import Settings, get_settings
@@ -47,7 +61,11 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     app.state.temporal = temporal or TemporalClientHolder(settings)
     install_problem_handlers(app)
     install_idempotency(app)
-    for module in (health, users, auth, wallets, operator_ledger, products, calculator, loans, records, scoring, auto_invest):
+    # The Temporal UI runs in operators' browsers and calls the codec endpoint from there.
+    app.add_middleware(CORSMiddleware, allow_origins=settings.CODEC_CORS_ORIGINS, allow_credentials=True,
+                       allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "X-Namespace"])
+    for module in (health, users, auth, wallets, operator_ledger, products, calculator, loans, records, scoring, auto_invest,
+                   codec):
         app.include_router(module.router)
     return app
 

@@ -74,3 +74,21 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims:
                            token_version=int(claims.get("tv", 0)))
     except (ValueError, TypeError):
         raise Unauthorized("the access token is not valid") from None
+
+
+def issue_codec_token(settings: Settings, user_id: uuid.UUID, token_version: int, now: datetime) -> str:
+    """A codec link's token: lets the Temporal UI decode payloads as this operator, for a few hours."""
+    claims = {"sub": str(user_id), "tv": token_version, "typ": "codec", "iat": int(now.timestamp()),
+              "exp": int((now + timedelta(hours=settings.CODEC_LINK_HOURS)).timestamp())}
+    return jwt.encode(claims, settings.JWT_SECRET.get_secret_value(), algorithm=settings.JWT_ALGORITHM)
+
+
+def decode_codec_token(settings: Settings, token: str) -> TokenClaims:
+    try:
+        claims = jwt.decode(token, settings.JWT_SECRET.get_secret_value(), algorithms=[settings.JWT_ALGORITHM],
+                            options={"require": ["sub", "exp", "iat", "typ"]})
+        if claims.get("typ") != "codec":
+            raise Unauthorized("not a codec link")
+        return TokenClaims(user_id=uuid.UUID(claims["sub"]), role="", token_version=int(claims.get("tv", 0)))
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise Unauthorized("the codec link is not valid; ask for a new one") from None

@@ -17,6 +17,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A secret that anyone reading this repository knows: accepted only in dev, where it saves a
 # newcomer a step; refused in every other environment.
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+# The same for the key that encrypts Temporal payloads (32 bytes, base64).
+DEV_PAYLOAD_KEY_ID = "dev-1"
+DEV_PAYLOAD_KEY = "ZGV2LW9ubHktcGF5bG9hZC1rZXktMzItYnl0ZXMhISE="
 
 
 class Settings(BaseSettings):
@@ -57,6 +60,17 @@ class Settings(BaseSettings):
     IDEMPOTENCY_KEY_HOURS: int = Field(default=24, ge=24, le=24 * 30)
     IDEMPOTENCY_LEASE_SECONDS: int = Field(default=300, ge=30)
 
+    # Temporal payloads are encrypted (AES-256-GCM) with the key named PAYLOAD_ENCRYPTION_KEY_ID;
+    # PAYLOAD_ENCRYPTION_KEYS holds every key still needed to read retained histories, as JSON:
+    # {"2026-11": "<32 bytes base64>", "2026-05": "..."}. Rotation: add a key, switch the id.
+    PAYLOAD_ENCRYPTION_KEYS: dict[str, SecretStr] = Field(
+        default_factory=lambda: {DEV_PAYLOAD_KEY_ID: SecretStr(DEV_PAYLOAD_KEY)})
+    PAYLOAD_ENCRYPTION_KEY_ID: str = DEV_PAYLOAD_KEY_ID
+    # Where operators' browsers run the Temporal UI: allowed to call the codec endpoint (CORS).
+    CODEC_CORS_ORIGINS: list[str] = Field(default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"])
+    # How long a codec link for the Temporal UI works (GET /v1/operator/codec-endpoint).
+    CODEC_LINK_HOURS: int = Field(default=8, ge=1, le=24)
+
     # Seeded by `make run` when both are set.
     OPERATOR_EMAIL: str | None = None
     OPERATOR_PASSWORD: SecretStr | None = None
@@ -78,6 +92,24 @@ class Settings(BaseSettings):
 
     # The sandbox clock (DESIGN.md): divides the repayment-phase timers. 1 in production.
     LOAN_TIME_SCALE: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_payload_keys(self) -> "Settings":
+        from core.payload_codec import parse_key  # noqa: PLC0415 (settings stay import-light)
+
+        if self.PAYLOAD_ENCRYPTION_KEY_ID not in self.PAYLOAD_ENCRYPTION_KEYS:
+            raise ValueError("PAYLOAD_ENCRYPTION_KEY_ID must name one of PAYLOAD_ENCRYPTION_KEYS")
+        for key in self.PAYLOAD_ENCRYPTION_KEYS.values():
+            parse_key(key.get_secret_value())
+        if self.ENVIRONMENT != "dev" and any(
+                key.get_secret_value() == DEV_PAYLOAD_KEY for key in self.PAYLOAD_ENCRYPTION_KEYS.values()):
+            raise ValueError("PAYLOAD_ENCRYPTION_KEYS still holds the development key; set real keys")
+        return self
+
+    def payload_keys(self) -> dict[str, bytes]:
+        from core.payload_codec import parse_key  # noqa: PLC0415
+
+        return {key_id: parse_key(key.get_secret_value()) for key_id, key in self.PAYLOAD_ENCRYPTION_KEYS.items()}
 
     @model_validator(mode="after")
     def _refuse_unsafe_outside_dev(self) -> "Settings":

@@ -1,13 +1,31 @@
 """How every process (API, worker, runner, tests) connects to Temporal: one place, with the
-pydantic data converter (Decimal-safe) and TLS or an API key for a managed service."""
+pydantic data converter (Decimal-safe), payloads and failure messages encrypted by the
+payload codec, and TLS or an API key for a managed service."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+)
 from temporalio.service import TLSConfig
 
+from core.payload_codec import EncryptionCodec
 from core.settings import Settings
+
+
+def encrypted_data_converter(keys: Mapping[str, bytes], active_key_id: str) -> DataConverter:
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys, active_key_id),
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    return encrypted_data_converter(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID)
 
 
 def _tls(settings: Settings) -> TLSConfig | bool:
@@ -28,5 +46,5 @@ async def connect_temporal(settings: Settings) -> Client:
         namespace=settings.TEMPORAL_NAMESPACE,
         api_key=settings.TEMPORAL_API_KEY.get_secret_value() if settings.TEMPORAL_API_KEY else None,
         tls=_tls(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )

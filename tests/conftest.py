@@ -32,6 +32,7 @@ from core.db import make_engine  # noqa: E402
 from core.migrate import upgrade_to_head  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from runner.ports import free_port  # noqa: E402
+from tests.codec_keys import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS, test_data_converter  # noqa: E402
 
 BIN_DIR = Path(sys.executable).parent
 TEMPLATE_DB = "crowdlending_template"
@@ -128,6 +129,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         DATA_DIR=tmp_path / "data",
         JWT_SECRET=secrets.token_urlsafe(48),
         TEMPORAL_ADDRESS="127.0.0.1:1",  # replaced by tests that start a Temporal server
+        PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
+        PAYLOAD_ENCRYPTION_KEY_ID=TEST_PAYLOAD_KEY_ID,
     )
 
 
@@ -191,11 +194,10 @@ def temporal_dev_server() -> Iterator[str]:
 @pytest.fixture
 async def dev_client(temporal_dev_server: str):
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
 
     from runner.temporal import register_search_attributes
 
-    client = await Client.connect(temporal_dev_server, data_converter=pydantic_data_converter)
+    client = await Client.connect(temporal_dev_server, data_converter=test_data_converter())
     await register_search_attributes(client, "default")
     return client
 
@@ -203,11 +205,10 @@ async def dev_client(temporal_dev_server: str):
 @pytest.fixture
 async def time_skipping_env():
     """Temporal's time-skipping test server (real binary): timers pass at once."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server_path(), data_converter=pydantic_data_converter)
+        test_server_existing_path=temporal_test_server_path(), data_converter=test_data_converter())
     try:
         yield env
     finally:

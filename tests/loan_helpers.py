@@ -14,7 +14,6 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from core.db import unit_of_work
@@ -24,6 +23,7 @@ from ledger.wallets import wallet_balance
 from loans.requests import create_loan_request, workflow_input
 from models.loan_workflow import InvestmentAccepted, InvestmentRequest, LoanSnapshot
 from models.users import BorrowerProfile
+from tests.codec_keys import test_data_converter
 from tests.ledger_helpers import new_user
 from workflows.loan import LoanWorkflow
 
@@ -130,6 +130,6 @@ async def replay_and_maybe_record(handle: WorkflowHandle, name: str) -> None:
     """Replays the run's history against today's workflow code (it must be deterministic);
     with RECORD_HISTORIES=1, also saves it under tests/histories/ for future replay tests."""
     history = await handle.fetch_history()
-    await Replayer(workflows=[LoanWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
+    await Replayer(workflows=[LoanWorkflow], data_converter=test_data_converter()).replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES") == "1":
         (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.codec_keys import test_data_converter
 from workflows.loan import LoanWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -28,4 +28,4 @@ def test_histories_are_saved():
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_saved_history_replays(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await Replayer(workflows=[LoanWorkflow], data_converter=pydantic_data_converter).replay_workflow(history)
+    await Replayer(workflows=[LoanWorkflow], data_converter=test_data_converter()).replay_workflow(history)

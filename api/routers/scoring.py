@@ -9,7 +9,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import BorrowerUser, CurrentUser, OperatorOrCompliance, OperatorUser, SessionDep
+from api.deps import (
+    BorrowerUser,
+    CurrentUser,
+    OperatorOrCompliance,
+    OperatorUser,
+    SessionDep,
+)
 from api.routers.loans import readable_loan
 from api.schemas.scoring import (
     LoanScoringOut,

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import select
 
-from api.idempotency import IdempotencyGuard
 from api.deps import CurrentUser, SessionDep, WalletOwner
+from api.idempotency import IdempotencyGuard
 from api.schemas.wallets import (
     DepositIn,
     DepositOut,

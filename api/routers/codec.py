@@ -1,0 +1,122 @@
+"""The codec server: lets operators read encrypted Temporal payloads in the Temporal UI or
+CLI, and nobody else.
+
+Temporal's codec-server protocol: POST {endpoint}/decode (or /encode) with
+{"payloads": [{"metadata": {name: base64}, "data": base64}]}, answered in the same shape.
+Two ways in, both for active operators only:
+- `Authorization: Bearer <operator access token>` on /codec/decode, as the CLI sends it
+  (`temporal workflow show --codec-endpoint .../codec --codec-auth "Bearer ..."`);
+- a codec link from GET /v1/operator/codec-endpoint, for the UI's "Codec Server" setting
+  (the browser sends no token of ours): /codec/<short-lived codec token>, then /decode.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timedelta, timezone
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from temporalio.api.common.v1 import Payload
+
+from api.deps import OperatorUser, SettingsDep
+from api.schemas.base import StrictModel
+from core.errors import Forbidden, InvalidRequest, Unauthorized
+from core.payload_codec import EncryptionCodec, PayloadDecryptionError
+from core.security import decode_codec_token, issue_codec_token
+from models.users import Role, User
+
+router = APIRouter(tags=["codec"])
+
+MAX_PAYLOADS = 1000
+
+
+class CodecPayload(BaseModel):
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+    data: str = ""
+
+
+class CodecBody(BaseModel):
+    payloads: list[CodecPayload] = Field(max_length=MAX_PAYLOADS)
+
+
+class CodecEndpointOut(StrictModel):
+    endpoint: str
+    expires_at: datetime
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{what} is not base64") from None
+
+
+def _to_protos(body: CodecBody) -> list[Payload]:
+    return [Payload(metadata={name: _b64(value, f"metadata {name!r}") for name, value in p.metadata.items()},
+                    data=_b64(p.data, "data")) for p in body.payloads]
+
+
+def _from_protos(payloads: list[Payload]) -> CodecBody:
+    return CodecBody(payloads=[CodecPayload(
+        metadata={name: base64.b64encode(value).decode() for name, value in p.metadata.items()},
+        data=base64.b64encode(p.data).decode()) for p in payloads])
+
+
+def _codec(settings) -> EncryptionCodec:
+    return EncryptionCodec(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID)
+
+
+async def _apply(settings, body: CodecBody, decode: bool) -> CodecBody:
+    codec = _codec(settings)
+    protos = _to_protos(body)
+    try:
+        result = await codec.decode(protos) if decode else await codec.encode(protos)
+    except PayloadDecryptionError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return _from_protos(result)
+
+
+def _operator_by_codec_token(request: Request, settings, token: str) -> User:
+    claims = decode_codec_token(settings, token)
+    with request.app.state.sessionmaker() as session:
+        user = session.get(User, claims.user_id)
+    if user is None or not user.is_active or user.token_version != claims.token_version:
+        raise Unauthorized("the codec link is no longer valid; ask for a new one")
+    if user.role != Role.operator.value:
+        raise Forbidden("decoding payloads is for operators")
+    return user
+
+
+@router.get("/v1/operator/codec-endpoint", response_model=CodecEndpointOut, tags=["operator"])
+def codec_endpoint(operator: OperatorUser, request: Request, settings: SettingsDep) -> CodecEndpointOut:
+    """A codec link for the Temporal UI (Settings, Codec Server), valid CODEC_LINK_HOURS.
+    Treat it as a password: it decodes payloads as you."""
+    now = datetime.now(timezone.utc)
+    token = issue_codec_token(settings, operator.id, operator.token_version, now)
+    base = str(request.base_url).rstrip("/")
+    return CodecEndpointOut(endpoint=f"{base}/codec/{token}",
+                            expires_at=now + timedelta(hours=settings.CODEC_LINK_HOURS))
+
+
+@router.post("/codec/decode", response_model=CodecBody)
+async def decode_with_bearer(body: CodecBody, operator: OperatorUser, settings: SettingsDep) -> CodecBody:
+    return await _apply(settings, body, decode=True)
+
+
+@router.post("/codec/encode", response_model=CodecBody)
+async def encode_with_bearer(body: CodecBody, operator: OperatorUser, settings: SettingsDep) -> CodecBody:
+    return await _apply(settings, body, decode=False)
+
+
+@router.post("/codec/{codec_token}/decode", response_model=CodecBody)
+async def decode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
+    _operator_by_codec_token(request, settings, codec_token)
+    return await _apply(settings, body, decode=True)
+
+
+@router.post("/codec/{codec_token}/encode", response_model=CodecBody)
+async def encode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
+    _operator_by_codec_token(request, settings, codec_token)
+    return await _apply(settings, body, decode=False)

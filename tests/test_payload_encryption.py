@@ -1,0 +1,200 @@
+"""Personal data never reaches Temporal in clear text: the payload codec (round trip, key
+rotation, tampering), the codec server for operators only, and a real loan's stored history
+read as the Temporal server holds it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+
+import httpx
+import pytest
+from google.protobuf.message import Message
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import update
+from temporalio.api.common.v1 import Payload
+
+from api.main import create_app
+from core.db import unit_of_work
+from core.payload_codec import ENCODING, EncryptionCodec, PayloadDecryptionError
+from core.security import issue_access_token
+from core.settings import DEV_PAYLOAD_KEY, Settings
+from core.temporal_client import encrypted_data_converter
+from models.users import User
+from tests.api_helpers import sign_up
+from tests.loan_helpers import make_borrower, make_investor, running_worker
+from tests.test_loan_api import bearer, live_settings, wait_loan_status  # noqa: F401 (fixture)
+
+
+def _key() -> bytes:
+    return os.urandom(32)
+
+
+async def test_codec_round_trip_seals_every_payload_with_its_key_id():
+    converter = encrypted_data_converter({"k1": _key()}, "k1")
+    values = ["ivan.petrov@example.com", {"monthly_income": "123457.89"}, 42, None]
+    payloads = await converter.encode(values)
+    for payload in payloads:
+        assert payload.metadata["encoding"] == ENCODING and payload.metadata["encryption-key-id"] == b"k1"
+        assert b"ivan.petrov" not in payload.data and b"123457.89" not in payload.data
+    assert await converter.decode(payloads, [str, dict, int, type(None)]) == values
+    # the same value sealed twice gives different bytes (a fresh nonce each time)
+    again = await converter.encode(values[:1])
+    assert again[0].data != payloads[0].data
+
+
+async def test_rotation_reads_old_payloads_and_seals_new_ones_with_the_new_key():
+    old_key, new_key = _key(), _key()
+    before = EncryptionCodec({"2026-05": old_key}, "2026-05")
+    after = EncryptionCodec({"2026-11": new_key, "2026-05": old_key}, "2026-11")
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"email":"a@example.com"}')
+    sealed_before = await before.encode([plain])
+    assert await after.decode(sealed_before) == [plain]
+    sealed_after = await after.encode([plain])
+    assert sealed_after[0].metadata["encryption-key-id"] == b"2026-11"
+    # once the old key is dropped, its payloads say which key they need
+    dropped = EncryptionCodec({"2026-11": new_key}, "2026-11")
+    with pytest.raises(PayloadDecryptionError, match="2026-05"):
+        await dropped.decode(sealed_before)
+    # payloads written before encryption was switched on pass through
+    assert await after.decode([plain]) == [plain]
+
+
+async def test_altered_or_relabelled_payloads_are_refused():
+    keys = {"a": _key(), "b": _key()}
+    codec = EncryptionCodec(keys, "a")
+    sealed = (await codec.encode([Payload(metadata={"encoding": b"json/plain"}, data=b"1")]))[0]
+    flipped = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
+    relabelled = Payload(metadata={**sealed.metadata, "encryption-key-id": b"b"}, data=sealed.data)
+    for bad in (flipped, relabelled):
+        with pytest.raises(PayloadDecryptionError, match="altered"):
+            await codec.decode([bad])
+
+
+def test_settings_refuse_bad_or_development_keys(settings):
+    with pytest.raises(ValidationError, match="PAYLOAD_ENCRYPTION_KEY_ID"):
+        settings.model_validate({**settings.model_dump(), "PAYLOAD_ENCRYPTION_KEY_ID": "missing"})
+    with pytest.raises(ValidationError, match="32 bytes"):
+        Settings(_env_file=None, PAYLOAD_ENCRYPTION_KEYS={"k": SecretStr("c2hvcnQ=")}, PAYLOAD_ENCRYPTION_KEY_ID="k")
+    with pytest.raises(ValidationError, match="development key"):
+        Settings(_env_file=None, ENVIRONMENT="production", JWT_SECRET=SecretStr("x" * 40))
+    assert Settings(_env_file=None).PAYLOAD_ENCRYPTION_KEYS["dev-1"].get_secret_value() == DEV_PAYLOAD_KEY
+
+
+def _codec_body(payloads: list[Payload]) -> dict:
+    return {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+                          "data": base64.b64encode(p.data).decode()} for p in payloads]}
+
+
+async def test_codec_server_decodes_for_operators_only(client, settings, operator, compliance, session_factory):
+    converter = encrypted_data_converter(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID)
+    sealed = await converter.encode([{"monthly_income": "123457.89"}])
+    body = _codec_body(sealed)
+    decoded = client.post("/codec/decode", json=body, headers={**operator.headers, "X-Namespace": "default"})
+    assert decoded.status_code == 200, decoded.text
+    payload = decoded.json()["payloads"][0]
+    assert base64.b64decode(payload["data"]) == b'{"monthly_income":"123457.89"}'
+    assert base64.b64decode(payload["metadata"]["encoding"]) == b"json/plain"
+    # encode then decode through the server gives the payload back
+    encoded = client.post("/codec/encode", json=decoded.json(), headers=operator.headers).json()
+    assert base64.b64decode(encoded["payloads"][0]["metadata"]["encoding"]) == ENCODING
+    assert client.post("/codec/decode", json=encoded, headers=operator.headers).json() == decoded.json()
+
+    investor = sign_up(client, "investor")
+    for headers, status in ((investor.headers, 403), (compliance.headers, 403), ({}, 401)):
+        assert client.post("/codec/decode", json=body, headers=headers).status_code == status
+    assert client.post("/codec/decode", json={"payloads": [{"metadata": {}, "data": "%%%"}]},
+                       headers=operator.headers).status_code == 422
+
+    # The UI's way in: a codec link, which dies with the operator's access.
+    link = client.get("/v1/operator/codec-endpoint", headers=operator.headers).json()["endpoint"]
+    path = link.removeprefix(str(client.base_url))
+    assert client.post(f"{path}/decode", json=body).json() == decoded.json()
+    assert client.get("/v1/operator/codec-endpoint", headers=investor.headers).status_code == 403
+    assert client.post("/codec/not-a-token/decode", json=body).status_code == 401
+    access_as_link, _ = issue_access_token(settings, uuid.UUID(operator.id), "operator", 0)
+    assert client.post(f"/codec/{access_as_link}/decode", json=body).status_code == 401
+    with unit_of_work(session_factory) as session:
+        session.execute(update(User).where(User.id == operator.id).values(token_version=User.token_version + 1))
+    assert client.post(f"{path}/decode", json=body).status_code == 401
+    # CORS: the Temporal UI's origin may call it from the browser; another origin may not
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    ui = client.options(f"{path}/decode", headers={"Origin": "http://localhost:8233", **preflight})
+    assert ui.headers.get("access-control-allow-origin") == "http://localhost:8233"
+    evil = client.options(f"{path}/decode", headers={"Origin": "http://evil.example", **preflight})
+    assert "access-control-allow-origin" not in evil.headers
+
+
+def _payloads(message: Message, path: str = ""):
+    """Every Payload in a protobuf message, with where it sits."""
+    if isinstance(message, Payload):
+        yield path, message
+        return
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        where = f"{path}.{field.name}"
+        if field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if isinstance(item, Message):
+                    yield from _payloads(item, f"{where}[{key}]")
+        elif field.is_repeated:
+            for index, item in enumerate(value):
+                yield from _payloads(item, f"{where}[{index}]")
+        else:
+            yield from _payloads(value, where)
+
+
+async def test_a_loans_stored_history_holds_no_clear_text_personal_data(live_settings, dev_client, session_factory,
+                                                                        seeded, task_queue, operator):
+    settings = live_settings
+    income = "123457.89"
+    borrower = make_borrower(session_factory, income=income)
+    investor = make_investor(session_factory, "20000")
+    with session_factory() as session:
+        email = session.get(User, borrower).email
+        investor_email = session.get(User, investor).email
+    app = create_app(settings)
+    async with running_worker(dev_client, settings, session_factory, task_queue), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        headers = bearer(settings, borrower, "borrower")
+        created = await api.post("/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "roof"},
+                                 headers=headers)
+        assert created.status_code == 201, created.text
+        loan_id = created.json()["id"]
+        await wait_loan_status(api, loan_id, headers, "funding")
+        invested = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "15000.00"},
+                                  headers=bearer(settings, investor, "investor"))
+        assert invested.status_code == 201, invested.text
+        handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
+        await handle.terminate("test over")
+        # Read the history as the server stores it: no codec on this client.
+        raw_client = await type(dev_client).connect(dev_client.service_client.config.target_host)
+        history = await raw_client.get_workflow_handle(f"loan-{loan_id}").fetch_history()
+        description = await handle.describe()
+
+        raw = b"".join(event.SerializeToString() for event in history.events) + history.to_json().encode()
+        for secret in (email, investor_email, income, income.replace(".", ","), "roof"):
+            assert secret.encode() not in raw, f"{secret!r} is in the stored history"
+        found = list(_payloads(history.events[0])) + [p for e in history.events[1:] for p in _payloads(e)]
+        assert len(found) > 10
+        # In clear text, by Temporal's design: search attributes (the server indexes them) and
+        # the SDK's patch markers (they hold only a patch id, such as "loan-agreements").
+        patch_markers = [p for where, p in found if "details[patch-data]" in where]
+        assert all(b'"id":"' in p.data and b"@" not in p.data for p in patch_markers)
+        clear = [where for where, p in found if p.metadata.get("encoding") != ENCODING
+                 and "search_attributes" not in where and "details[patch-data]" not in where]
+        assert clear == [], f"payloads stored in clear text: {clear}"
+        # The workflow id and the search attributes (the only clear-text fields) carry no PII.
+        assert description.id == f"loan-{loan_id}"
+        attributes = {key: str(value) for key, value in description.search_attributes.items()}
+        assert all(email not in value and income not in value for value in attributes.values())
+        assert attributes.get("BorrowerId") == f"['{borrower}']"
+
+        # An operator reads the same input through the codec server.
+        started = history.events[0].workflow_execution_started_event_attributes.input.payloads
+        decoded = await api.post("/codec/decode", json=_codec_body(list(started)),
+                                 headers=bearer(settings, uuid.UUID(operator.id), "operator"))
+        assert decoded.status_code == 200, decoded.text
+        assert b'"amount":"100000' in base64.b64decode(decoded.json()["payloads"][0]["data"])
