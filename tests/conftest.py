@@ -221,6 +221,12 @@ def task_queue() -> str:
 
 
 @pytest.fixture
+def live_settings(settings, temporal_dev_server, task_queue):
+    """The test's settings, pointed at the dev server and the test's own task queue."""
+    return settings.model_copy(update={"TEMPORAL_ADDRESS": temporal_dev_server, "TASK_QUEUE": task_queue})
+
+
+@pytest.fixture
 def seeded(session_factory, settings) -> None:
     """The platform accounts and the `standard` product, as `make run` seeds them."""
     from core.db import unit_of_work

@@ -148,11 +148,6 @@ def test_reinvest_returns_off_spends_only_deposited_money_never_lent(session_fac
 
 
 # -- on the dev server: runs through the loan workflow's update -----------------------------------------
-@pytest.fixture
-def live_settings(settings, temporal_dev_server, task_queue):
-    return settings.model_copy(update={"TEMPORAL_ADDRESS": temporal_dev_server, "TASK_QUEUE": task_queue})
-
-
 def give_rule(session_factory, investor_id, **overrides) -> None:
     values = {"is_active": True, "max_amount_per_loan": D("50000.00"), "min_loan_amount": D("10000.00"),
               "max_loan_amount": D("5000000.00"), "allowed_grades": ["A", "B", "C", "D", "E"],

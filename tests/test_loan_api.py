@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from api.main import create_app
@@ -17,11 +16,6 @@ from tests.ledger_helpers import assert_books_balance
 from tests.loan_helpers import balance_of, make_borrower, make_investor, running_worker
 
 D = Decimal
-
-
-@pytest.fixture
-def live_settings(settings, temporal_dev_server, task_queue):
-    return settings.model_copy(update={"TEMPORAL_ADDRESS": temporal_dev_server, "TASK_QUEUE": task_queue})
 
 
 def bearer(settings, user_id, role: str) -> dict[str, str]:

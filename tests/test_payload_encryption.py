@@ -24,7 +24,7 @@ from core.temporal_client import encrypted_data_converter
 from models.users import User
 from tests.api_helpers import sign_up
 from tests.loan_helpers import make_borrower, make_investor, running_worker
-from tests.test_loan_api import bearer, live_settings, wait_loan_status  # noqa: F401 (fixture)
+from tests.test_loan_api import bearer, wait_loan_status
 
 
 def _key() -> bytes:
