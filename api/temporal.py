@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 
+from core.errors import ServiceUnavailable
 from core.settings import Settings
 from core.temporal_client import connect_temporal
+
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class TemporalClientHolder:
@@ -21,7 +25,11 @@ class TemporalClientHolder:
             return self._client
         async with self._lock:
             if self._client is None:
-                self._client = await connect_temporal(self._settings)
+                try:
+                    self._client = await asyncio.wait_for(connect_temporal(self._settings), CONNECT_TIMEOUT_SECONDS)
+                except (RPCError, RuntimeError, OSError, asyncio.TimeoutError) as exc:
+                    raise ServiceUnavailable(f"the workflow service is not reachable ({type(exc).__name__}); "
+                                             "nothing was done, send again") from None
             return self._client
 
     def set(self, client: Client) -> None:

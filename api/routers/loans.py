@@ -106,7 +106,7 @@ async def create_loan(body: LoanCreate, user: BorrowerUser, request: Request, te
                 SearchAttributePair(PRODUCT, wf_input.terms.product_code)]),
             static_summary=f"Loan {wf_input.amount:.2f} {wf_input.terms.currency}, {wf_input.term_months} months, "
                            f"product {wf_input.terms.product_code} v{wf_input.terms.product_version}")
-    except (RPCError, RuntimeError, OSError) as exc:
+    except (RPCError, RuntimeError, OSError, ServiceUnavailable) as exc:
         if created:
             await in_db(request, lambda s: s.query(LoanRequest).filter(LoanRequest.id == loan_id).delete())
         raise ServiceUnavailable(f"the workflow service did not take the loan ({type(exc).__name__}); "
