@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import sessionmaker
 
 from api.idempotency import install_idempotency
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routers import (
     auth,
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     app.state.temporal = temporal or TemporalClientHolder(settings)
     install_problem_handlers(app)
     install_idempotency(app)
+    install_openapi(app)
     # The Temporal UI runs in operators' browsers and calls the codec endpoint from there.
     app.add_middleware(CORSMiddleware, allow_origins=settings.CODEC_CORS_ORIGINS, allow_credentials=True,
                        allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "X-Namespace"])

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
 
 
 def _check_database(request: Request) -> None:
@@ -14,7 +21,8 @@ def _check_database(request: Request) -> None:
         session.execute(text("SELECT 1"))
 
 
-@router.get("/health")
+@router.get("/health", response_model=HealthOut,
+            responses={503: {"model": HealthOut, "description": "PostgreSQL or Temporal does not answer"}})
 async def health(request: Request) -> JSONResponse:
     """200 when PostgreSQL and Temporal both answer; 503 naming what does not."""
     checks: dict[str, str] = {}

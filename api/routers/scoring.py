@@ -7,7 +7,7 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from api.deps import (
     BorrowerUser,
@@ -46,7 +46,7 @@ def list_rule_versions(user: OperatorOrCompliance, session: SessionDep) -> list[
 
 
 @router.get("/operator/scoring-rules/versions/{version}", response_model=RulesVersionOut, tags=["operator"])
-def get_rule_version(version: int, user: OperatorOrCompliance,
+def get_rule_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], user: OperatorOrCompliance,
                      session: SessionDep) -> ScoringRulesVersion:
     return rules_version(session, version)
 

@@ -45,7 +45,8 @@ def my_wallet(user: WalletOwner, session: SessionDep) -> WalletOut:
 @router.get("/me/transactions", response_model=StatementPage)
 def my_statement(user: WalletOwner, session: SessionDep,
                  limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-                 before: Annotated[int | None, Query(ge=1, description="position cursor from next_before")] = None,
+                 before: Annotated[int | None, Query(ge=1, le=2**63 - 1,
+                                                     description="position cursor from next_before")] = None,
                  ) -> StatementPage:
     wallet = wallet_of_user(session, user.id)
     lines = wallet_statement(session, wallet.id, limit=limit, before=before)

@@ -1,0 +1,78 @@
+"""Schemathesis against the app's own OpenAPI document: generated requests to every
+operation, as a borrower, an investor and an operator, never get a 500, and every answer
+is documented (status, media type, headers) and matches its schema.
+
+Temporal is not running here, so routes that need it answer 503 (documented); the routes
+that reach Temporal are driven for real in the loan and lifecycle tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api.main import create_app
+from api.routers.users import create_user
+from core.db import unit_of_work
+from core.security import issue_access_token
+from core.settings import Settings
+
+
+def no_internal_error(ctx, response, case) -> bool | None:
+    """No 500s. A 503 is documented (Temporal is unreachable in this test) and is not a bug."""
+    if response.status_code >= 500 and response.status_code != 503:
+        raise AssertionError(f"{response.status_code} from {case.method} {case.path}: {response.text[:300]}")
+    return None
+
+
+CHECKS = [no_internal_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+ROLES = ("borrower", "investor", "operator")
+
+
+@pytest.fixture
+def fuzz_tokens(settings, session_factory) -> dict[str, str]:
+    tokens = {}
+    with unit_of_work(session_factory) as session:
+        for role in ROLES:
+            user = create_user(session, f"fuzz-{role}-{uuid.uuid4().hex[:6]}@example.com", "fuzz password 123", role)
+            tokens[role] = issue_access_token(settings, user.id, role, 0)[0]
+    return tokens
+
+
+class _TestsApp:
+    """The schema is loaded once, when this module is imported; each test then sends its
+    requests to an app on its own fresh database."""
+
+    def __init__(self) -> None:
+        self.app: Any = create_app(Settings(_env_file=None, DATABASE_URL="postgresql+psycopg://unused@localhost/unused"))
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.app(scope, receive, send)
+
+
+_current = _TestsApp()
+schema = schemathesis.openapi.from_asgi("/openapi.json", _current)
+
+
+@pytest.fixture
+def app_on_test_database(settings, seeded):
+    _current.app = create_app(settings)
+    yield
+    _current.app.state.engine.dispose()
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_answers_as_documented(case, fuzz_tokens, app_on_test_database):
+    for role in ROLES:
+        case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_tokens[role]}"}, checks=CHECKS)
