@@ -38,14 +38,8 @@ from models.auto_invest_io import AutoInvestInput
 from models.documents_io import InvestorStatementsInput
 from models.ledger_reports import ReconciliationInput
 from workflows.auto_invest import AUTO_INVEST_SCHEDULE_ID, AutoInvestWorkflow
-from workflows.investor_statements import (
-    STATEMENTS_SCHEDULE_ID,
-    InvestorStatementsWorkflow,
-)
-from workflows.ledger_reconciliation import (
-    RECONCILIATION_SCHEDULE_ID,
-    LedgerReconciliationWorkflow,
-)
+from workflows.investor_statements import STATEMENTS_SCHEDULE_ID, InvestorStatementsWorkflow
+from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID, LedgerReconciliationWorkflow
 from workflows.loan import LoanWorkflow
 
 log = logging.getLogger("worker")

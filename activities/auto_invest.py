@@ -16,19 +16,8 @@ from temporalio.service import RPCError
 
 from activities.errors import business_errors_are_final
 from core.db import unit_of_work
-from investing.auto_invest import (
-    PlannedPlacement,
-    outcome_counts,
-    plan_run,
-    planned_placements,
-    record_outcomes,
-)
-from models.auto_invest_io import (
-    AutoInvestPlan,
-    PlaceAutoInvestmentsInput,
-    PlacementCounts,
-    PlanAutoInvestInput,
-)
+from investing.auto_invest import PlannedPlacement, outcome_counts, planned_placements, plan_run, record_outcomes
+from models.auto_invest_io import AutoInvestPlan, PlaceAutoInvestmentsInput, PlacementCounts, PlanAutoInvestInput
 from models.loan_workflow import InvestmentAccepted, InvestmentRequest
 
 # Updates in flight per run: the server takes a handful per workflow at once.

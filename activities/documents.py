@@ -19,12 +19,7 @@ from core.settings import Settings
 from documents.agreements import plan_agreements, register_agreement
 from documents.statements import generate_investor_statement, investors_to_statement
 from documents.store import DocumentStore
-from models.documents_io import (
-    LoanAgreementsInput,
-    LoanAgreementsResult,
-    StatementsBatch,
-    StatementsResult,
-)
+from models.documents_io import LoanAgreementsInput, LoanAgreementsResult, StatementsBatch, StatementsResult
 
 
 def _heartbeat(*details) -> None:

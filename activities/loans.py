@@ -23,7 +23,6 @@ from domain.allocation import split_pro_rata
 from domain.money import ZERO
 from domain.schedule import annuity_payment
 from domain.scoring import ScoringInput, score_request
-from investing.annual_limit import count_investment, give_back, limit_year
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
 from ledger.postings import Leg, find_posted, merge_legs, post_transaction
 from ledger.wallets import release, reserve
@@ -47,6 +46,7 @@ from models.loan_workflow import (
     StatusChange,
 )
 from models.loans import Investment, LoanRequest, Notification, RepaymentInstallment
+from investing.annual_limit import count_investment, give_back, limit_year
 from models.users import BorrowerProfile, User
 from scoring.points import award_points, payment_history
 from scoring.rules import current_rules

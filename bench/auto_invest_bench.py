@@ -23,12 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import make_engine, unit_of_work
 from domain.auto_invest import AutoInvestRule, FundingLoan, InvestorPosition, plan
 from investing.auto_invest import plan_run
-from ledger.accounts import (
-    ensure_platform_accounts,
-    open_wallet,
-    platform_account,
-    wallet_accounts,
-)
+from ledger.accounts import ensure_platform_accounts, open_wallet, platform_account, wallet_accounts
 from ledger.postings import Leg, post_transaction
 from models.auto_invest import AutoInvestRuleRow
 from models.loans import LoanRequest

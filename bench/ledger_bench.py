@@ -20,12 +20,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, unit_of_work
-from ledger.accounts import (
-    ensure_platform_accounts,
-    open_wallet,
-    platform_account,
-    wallet_accounts,
-)
+from ledger.accounts import ensure_platform_accounts, open_wallet, platform_account, wallet_accounts
 from ledger.cash import confirm_deposit, request_deposit
 from ledger.postings import Leg, post_transaction
 from ledger.wallets import transfer

@@ -24,8 +24,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as day_time
+from datetime import UTC, date, datetime, time as day_time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,12 +43,7 @@ from core.security import issue_access_token
 from core.settings import Settings
 from core.temporal_client import connect_temporal
 from domain.allocation import split_pro_rata
-from ledger.accounts import (
-    open_wallet,
-    platform_account,
-    wallet_accounts,
-    wallet_of_user,
-)
+from ledger.accounts import open_wallet, platform_account, wallet_accounts, wallet_of_user
 from ledger.postings import Leg, merge_legs, post_transaction
 from ledger.wallets import reserve
 from loans.requests import create_loan_request, workflow_input

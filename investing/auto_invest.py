@@ -24,21 +24,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from domain.auto_invest import (
-    AutoInvestRule,
-    FundingLoan,
-    InvestorPosition,
-    PlannedInvestment,
-    plan,
-)
+from domain.auto_invest import AutoInvestRule, FundingLoan, InvestorPosition, PlannedInvestment, plan
 from domain.money import ZERO, round_money
 from investing.annual_limit import ANNUAL_LIMIT, limit_year
-from models.auto_invest import (
-    AutoInvestAllocation,
-    AutoInvestRuleRow,
-    AutoInvestRun,
-    InvestorYearTotal,
-)
+from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow, AutoInvestRun, InvestorYearTotal
 from models.ledger import Deposit, LedgerAccount, Wallet, Withdrawal
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.products import LoanProduct

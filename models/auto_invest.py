@@ -6,18 +6,8 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Integer,
-    Numeric,
-    String,
-    Text,
-)
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Identity, Integer, Numeric, \
+    String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 

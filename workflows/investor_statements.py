@@ -9,11 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.documents_io import (
-        InvestorStatementsInput,
-        StatementsBatch,
-        StatementsResult,
-    )
+    from models.documents_io import InvestorStatementsInput, StatementsBatch, StatementsResult
 
 STATEMENTS_SCHEDULE_ID = "investor-statements"
 
