@@ -76,3 +76,53 @@ def app_on_test_database(settings, seeded):
 def test_every_operation_answers_as_documented(case, fuzz_tokens, app_on_test_database):
     for role in ROLES:
         case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_tokens[role]}"}, checks=CHECKS)
+
+
+def _resolve(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _objects(spec: dict, schema: dict, seen: set[str]):
+    """Every object schema reachable from a request body schema."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        if name in seen:
+            return
+        seen.add(name)
+    schema = _resolve(spec, schema)
+    if schema.get("type") == "object" and "properties" in schema:
+        yield schema
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, []):
+            yield from _objects(spec, sub, seen)
+    for sub in schema.get("properties", {}).values():
+        yield from _objects(spec, sub, seen)
+    if isinstance(schema.get("items"), dict):
+        yield from _objects(spec, schema["items"], seen)
+
+
+def test_request_bodies_refuse_unknown_fields_and_pages_are_capped():
+    """No mass assignment (OWASP API3): every JSON body, and every object inside one, forbids
+    fields it does not name. No unbounded reads (API4): every page size has a maximum."""
+    spec = _current.app.openapi()
+    open_bodies, uncapped, checked = [], [], 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                for obj in _objects(spec, content["application/json"]["schema"], set()):
+                    checked += 1
+                    if obj.get("additionalProperties") is not False:
+                        open_bodies.append(f"{method.upper()} {path}: {obj.get('title')}")
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] in ("limit", "offset", "before"):
+                    checked += 1
+                    bounds = [s for s in parameter["schema"].get("anyOf", [parameter["schema"]])
+                              if s.get("type") == "integer"]
+                    if not bounds or any("maximum" not in s for s in bounds):
+                        uncapped.append(f"{method.upper()} {path}: {parameter['name']}")
+    assert checked > 30  # the walk found the bodies and the page parameters
+    assert open_bodies == []
+    assert uncapped == []

@@ -17,7 +17,7 @@ import binascii
 from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import Payload
 
 from api.deps import OperatorUser, SettingsDep
@@ -33,11 +33,15 @@ MAX_PAYLOADS = 1000
 
 
 class CodecPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
     data: str = ""
 
 
 class CodecBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     payloads: list[CodecPayload] = Field(max_length=MAX_PAYLOADS)
 
 
