@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import PlatformError
@@ -67,6 +68,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, "http-error")
         return problem(exc.status_code, str(exc.detail) if exc.status_code != 404 else "Not found",
                        str(exc.detail), slug, request.url.path, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> JSONResponse:
+        # Text PostgreSQL cannot hold (a NUL character, in a form field, a path or JSON): the
+        # client's data, refused like any invalid value. Any other DataError is a defect.
+        message = str(exc.orig)
+        if "NUL" in message or "\\u0000" in message or "Unicode escape" in message:
+            return problem(422, "Invalid request", "text may not contain NUL characters", "invalid-request",
+                           request.url.path)
+        return await unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

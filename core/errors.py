@@ -84,6 +84,7 @@ class IdempotencyKeyInFlight(Conflict):
 
     type_slug = "idempotency-key-in-flight"
     title = "A request with this idempotency key is in progress"
+    headers = {"Retry-After": "1"}
 
 
 class TooManyRequests(PlatformError):

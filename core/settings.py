@@ -101,9 +101,6 @@ class Settings(BaseSettings):
             raise ValueError("PAYLOAD_ENCRYPTION_KEY_ID must name one of PAYLOAD_ENCRYPTION_KEYS")
         for key in self.PAYLOAD_ENCRYPTION_KEYS.values():
             parse_key(key.get_secret_value())
-        if self.ENVIRONMENT != "dev" and any(
-                key.get_secret_value() == DEV_PAYLOAD_KEY for key in self.PAYLOAD_ENCRYPTION_KEYS.values()):
-            raise ValueError("PAYLOAD_ENCRYPTION_KEYS still holds the development key; set real keys")
         return self
 
     def payload_keys(self) -> dict[str, bytes]:
@@ -113,15 +110,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_outside_dev(self) -> "Settings":
+        # Every problem at once: whoever deploys fixes them in one go.
+        problems = []
         if self.ENVIRONMENT != "dev":
             secret = self.JWT_SECRET.get_secret_value()
             if secret == DEV_JWT_SECRET:
-                raise ValueError("JWT_SECRET still has the development default; set a real secret")
-            if len(secret) < 32:
-                raise ValueError("JWT_SECRET must be at least 32 characters outside dev")
-        if self.ENVIRONMENT == "production":
-            if self.LOAN_TIME_SCALE != 1:
-                raise ValueError("LOAN_TIME_SCALE is a sandbox clock and is refused in production")
+                problems.append("JWT_SECRET still has the development default; set a real secret")
+            elif len(secret) < 32:
+                problems.append("JWT_SECRET must be at least 32 characters outside dev")
+            if any(key.get_secret_value() == DEV_PAYLOAD_KEY for key in self.PAYLOAD_ENCRYPTION_KEYS.values()):
+                problems.append("PAYLOAD_ENCRYPTION_KEYS still holds the development key; set real keys")
+        if self.ENVIRONMENT == "production" and self.LOAN_TIME_SCALE != 1:
+            problems.append("LOAN_TIME_SCALE is a sandbox clock and is refused in production")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

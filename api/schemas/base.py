@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
 from domain.money import format_money
 
@@ -33,10 +33,30 @@ def _parse_amount(value: Any) -> Any:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple, set)):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, BaseModel):
+        return False  # a nested model checks its own fields
+    return False
+
+
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are refused (no mass assignment)."""
+    """Request bodies: unknown fields are refused (no mass assignment), and so is text with a
+    NUL character (PostgreSQL cannot store it)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("text may not contain NUL characters")
+        return value
 
 
 class ResponseModel(BaseModel):
