@@ -144,3 +144,8 @@ def test_text_with_a_nul_character_is_refused_not_a_500(client, operator):
     changed = client.put("/v1/operator/scoring-rules", json={"rules": rules, "note": "bad \x00 note"},
                          headers=operator.headers)
     assert changed.status_code == 422
+    # inside the rules document (JSONB), past the request schema's own checks
+    rules["debt_to_income_percent"][0]["label"] = "a light \x00 debt load"
+    changed = client.put("/v1/operator/scoring-rules", json={"rules": rules, "note": "label with NUL"},
+                         headers=operator.headers)
+    assert changed.status_code == 422, changed.text
