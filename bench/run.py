@@ -13,6 +13,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+from bench.api_safety_bench import run_api_safety_bench  # noqa: E402
 from bench.auto_invest_bench import matching_table, run_auto_invest_bench  # noqa: E402
 from bench.ledger_bench import run_ledger_bench  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
@@ -22,6 +23,7 @@ from runner.ports import free_port  # noqa: E402
 from runner.postgres import EmbeddedPostgres  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
+SECTIONS = ("ledger", "matching", "platform", "api")
 
 
 def table(rows) -> str:
@@ -36,14 +38,16 @@ def table(rows) -> str:
 
 def main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
-    # BENCH_ONLY=platform (or ledger, matching; comma-separated) runs some sections only.
-    only = set(filter(None, os.environ.get("BENCH_ONLY", "ledger,matching,platform").split(",")))
+    # BENCH_ONLY=platform (or ledger, matching, api; comma-separated) runs some sections only,
+    # and writes results-<sections>.md: results.md always holds a whole run.
+    only = set(filter(None, os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",")))
     machine = describe_machine()
     report = ["# Benchmarks", "", f"Machine: {machine}", ""]
-    if only != {"ledger", "matching", "platform"}:
+    partial = only != set(SECTIONS)
+    if partial:
         report += [f"(a partial run: {', '.join(sorted(only))})", ""]
     with tempfile.TemporaryDirectory(prefix="crowdlending-bench-") as tmp:
-        if only & {"ledger", "matching"}:
+        if only & {"ledger", "matching", "api"}:
             # Durable settings (fsync on), as in production: the ratio to pgbench is what matters.
             postgres = EmbeddedPostgres(Path(tmp) / "ledger", free_port(), durable=True)
             postgres.start()
@@ -60,6 +64,11 @@ def main() -> None:
                     matching_rows, matching_notes = run_auto_invest_bench(matching_url, quick=quick)
                     report += ["## Auto-invest matching", "", matching_table(matching_rows), "",
                                *[f"- {note}" for note in matching_notes], ""]
+                if "api" in only:
+                    api_url = postgres.create_database("bench_api")
+                    upgrade_to_head(api_url)
+                    api_text, api_notes = run_api_safety_bench(api_url, quick=quick)
+                    report += ["## API safety", "", api_text, "", *[f"- {note}" for note in api_notes], ""]
             finally:
                 postgres.stop()
         if "platform" in only:
@@ -71,8 +80,9 @@ def main() -> None:
                        platform_text, "", *[f"- {note}" for note in platform_notes], ""]
     text = "\n".join(report)
     print(text)
-    RESULTS.write_text(text)
-    print(f"written to {RESULTS}")
+    target = RESULTS.with_name(f"results-{'-'.join(sorted(only))}.md") if partial else RESULTS
+    target.write_text(text)
+    print(f"written to {target}")
 
 
 if __name__ == "__main__":
