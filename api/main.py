@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
     app.state.temporal = temporal or TemporalClientHolder(settings)
     install_problem_handlers(app)
+    codec.redact_codec_links_in_access_log()
     install_idempotency(app)
     install_openapi(app)
     # The Temporal UI runs in operators' browsers and calls the codec endpoint from there.

@@ -5,6 +5,7 @@ read as the Temporal server holds it."""
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import uuid
 
@@ -16,6 +17,7 @@ from sqlalchemy import update
 from temporalio.api.common.v1 import Payload
 
 from api.main import create_app
+from api.routers.codec import RedactCodecLinks
 from core.db import unit_of_work
 from core.payload_codec import ENCODING, EncryptionCodec, PayloadDecryptionError
 from core.security import issue_access_token
@@ -198,3 +200,10 @@ async def test_a_loans_stored_history_holds_no_clear_text_personal_data(live_set
                                  headers=bearer(settings, uuid.UUID(operator.id), "operator"))
         assert decoded.status_code == 200, decoded.text
         assert b'"amount":"100000' in base64.b64decode(decoded.json()["payloads"][0]["data"])
+
+
+def test_codec_links_are_redacted_from_access_logs():
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "POST", "/codec/eyJhbGciOi.secret.sig/decode", "1.1", 200), None)
+    assert RedactCodecLinks().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "POST /codec/<redacted>/decode HTTP/1.1" 200'

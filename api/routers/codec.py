@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import re
 from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, Request
@@ -28,6 +30,25 @@ from core.security import decode_codec_token, issue_codec_token
 from models.users import Role, User
 
 router = APIRouter(tags=["codec"])
+
+_LINK_IN_PATH = re.compile(r"^/codec/[^/]+/")
+
+
+class RedactCodecLinks(logging.Filter):
+    """A codec link is a credential: access logs show /codec/<redacted>/decode."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            args = list(record.args)
+            args[2] = _LINK_IN_PATH.sub("/codec/<redacted>/", args[2])
+            record.args = tuple(args)
+        return True
+
+
+def redact_codec_links_in_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactCodecLinks) for f in access.filters):
+        access.addFilter(RedactCodecLinks())
 
 MAX_PAYLOADS = 1000
 
