@@ -14,6 +14,7 @@ from api.deps import SettingsDep
 from api.schemas.users import RefreshIn, TokenOut
 from auth.login_limits import begin_attempt, finish_attempt
 from auth.refresh_tokens import (
+    IssuedRefreshToken,
     issue_refresh_token,
     revoke_token_family,
     rotate_refresh_token,
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 WRONG_CREDENTIALS = "wrong email or password"
 
 
-def _tokens(session, settings, user: User, now: datetime, refresh) -> TokenOut:
+def _tokens(settings, user: User, now: datetime, refresh: IssuedRefreshToken) -> TokenOut:
     access, expires_in = issue_access_token(settings, user.id, user.role, user.token_version, now=now)
     return TokenOut(access_token=access, expires_in=expires_in, refresh_token=refresh.token,
                     refresh_expires_in=refresh.expires_in)
@@ -57,7 +58,7 @@ async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: 
                 return None
             if not user.is_active:
                 return None
-            return _tokens(session, settings, user, now, issue_refresh_token(session, settings, user, now))
+            return _tokens(settings, user, now, issue_refresh_token(session, settings, user, now))
 
     try:
         tokens = await asyncio.to_thread(check)
@@ -77,7 +78,7 @@ def refresh(body: RefreshIn, request: Request, settings: SettingsDep) -> TokenOu
     now = datetime.now(timezone.utc)
     with unit_of_work(request.app.state.sessionmaker) as session:
         rotation = rotate_refresh_token(session, settings, body.refresh_token, now)
-        tokens = (_tokens(session, settings, rotation.user, now, rotation.refresh)
+        tokens = (_tokens(settings, rotation.user, now, rotation.refresh)
                   if rotation.user is not None and rotation.refresh is not None else None)
     if tokens is None:  # raised after the commit: a revoked family stays revoked
         raise Unauthorized(rotation.refusal or "the refresh token is not valid")
