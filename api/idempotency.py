@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
@@ -64,9 +65,13 @@ def request_fingerprint(method: str, path: str, query: bytes, body: bytes) -> st
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
 class Replay:
-    def __init__(self, status: int, content_type: str, body: bytes) -> None:
-        self.status, self.content_type, self.body = status, content_type, body
+    """The first answer to a key, as it is sent again."""
+
+    status: int
+    content_type: str
+    body: bytes
 
 
 def claim_key(factory: sessionmaker[Session], user_id: Any, key: str, fingerprint: str, method: str,

@@ -12,6 +12,7 @@ Two ways in, both for active operators only:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -137,11 +138,11 @@ async def encode_with_bearer(body: CodecBody, operator: OperatorUser, settings: 
 
 @router.post("/codec/{codec_token}/decode", response_model=CodecBody)
 async def decode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
-    _operator_by_codec_token(request, settings, codec_token)
+    await asyncio.to_thread(_operator_by_codec_token, request, settings, codec_token)
     return await _apply(settings, body, decode=True)
 
 
 @router.post("/codec/{codec_token}/encode", response_model=CodecBody)
 async def encode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
-    _operator_by_codec_token(request, settings, codec_token)
+    await asyncio.to_thread(_operator_by_codec_token, request, settings, codec_token)
     return await _apply(settings, body, decode=False)
