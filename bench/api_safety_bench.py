@@ -14,6 +14,7 @@ import time
 import uuid
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import sessionmaker
 from temporalio.api.common.v1 import Payload
 
 from api.main import create_app
@@ -21,7 +22,6 @@ from api.routers.users import create_user
 from core.db import make_engine, unit_of_work
 from core.payload_codec import EncryptionCodec
 from core.settings import Settings
-from sqlalchemy.orm import sessionmaker
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float, float]:

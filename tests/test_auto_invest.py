@@ -18,15 +18,7 @@ from sqlalchemy import select
 from api.main import create_app
 from core.db import unit_of_work
 from core.errors import AnnualLimitExceeded
-from domain.auto_invest import (
-    AutoInvestRule,
-    FundingLoan,
-    InvestorPosition,
-    allocate,
-    asked,
-    mismatch,
-    plan,
-)
+from domain.auto_invest import AutoInvestRule, FundingLoan, InvestorPosition, allocate, asked, mismatch, plan
 from investing.annual_limit import count_investment, give_back
 from investing.auto_invest import positions, put_rule
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
@@ -35,13 +27,7 @@ from models.auto_invest import AutoInvestAllocation
 from models.loans import Investment
 from models.users import User
 from tests.ledger_helpers import assert_books_balance
-from tests.loan_helpers import (
-    make_borrower,
-    make_investor,
-    running_worker,
-    start_loan,
-    wait_for_status,
-)
+from tests.loan_helpers import make_borrower, make_investor, running_worker, start_loan, wait_for_status
 from tests.test_loan_api import bearer
 
 D = Decimal

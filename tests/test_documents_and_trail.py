@@ -175,11 +175,7 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(li
         assert session.scalar(select(func.count()).select_from(Document)) == 4
         records = loan_records(session, uuid.UUID(loan_id))
         assert len(records) == len(trail["steps"])  # nothing written twice
-    from documents.agreements import (
-        _loan_facts,
-        investment_agreement_context,
-        investment_shares,
-    )
+    from documents.agreements import _loan_facts, investment_agreement_context, investment_shares
     from documents.render import render_pdf
     from models.loans import Investment
     from models.users import User

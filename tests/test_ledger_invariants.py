@@ -15,13 +15,7 @@ from ledger.accounts import platform_account
 from ledger.postings import Leg, post_transaction
 from ledger.wallets import release, reserve, transfer, wallet_balance
 from models.ledger import LedgerTransaction
-from tests.ledger_helpers import (
-    account_ids,
-    assert_books_balance,
-    fund,
-    new_wallet,
-    snapshot,
-)
+from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_wallet, snapshot
 
 D = Decimal
 
@@ -209,12 +203,7 @@ def test_multi_leg_disbursement_is_all_or_nothing(session_factory):
 
 def test_replaying_every_operation_changes_nothing(session_factory):
     """Run a day of operations, then run each again with its key: the database is unchanged."""
-    from ledger.cash import (
-        confirm_deposit,
-        pay_withdrawal,
-        reject_withdrawal,
-        request_withdrawal,
-    )
+    from ledger.cash import confirm_deposit, pay_withdrawal, reject_withdrawal, request_withdrawal
     from tests.ledger_helpers import new_user
 
     calls = []

@@ -12,13 +12,7 @@ from core.db import unit_of_work
 from core.errors import InsufficientFunds
 from ledger.cash import pay_withdrawal, reject_withdrawal, request_withdrawal
 from ledger.wallets import release, reserve, transfer, wallet_balance
-from tests.ledger_helpers import (
-    account_ids,
-    assert_books_balance,
-    fund,
-    new_user,
-    new_wallet,
-)
+from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_user, new_wallet
 
 WALLETS = 3
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("500.00"), places=2)

@@ -181,10 +181,10 @@ async def test_a_disbursement_refused_for_good_releases_every_reservation(time_s
                                                                          settings, seeded, task_queue):
     """The ledger refuses the payout (here: a stand-in that says the reservations do not add
     up): the loan is cancelled and every investor's money is available again, not stuck."""
-    from activities.auto_invest import AutoInvestActivities
-    from activities.documents import DocumentActivities
-    from activities.errors import business_errors_are_final
     from core.errors import Conflict
+    from activities.errors import business_errors_are_final
+    from activities.documents import DocumentActivities
+    from activities.auto_invest import AutoInvestActivities
     from documents.store import DocumentStore
     from workflows.auto_invest import AutoInvestWorkflow
 

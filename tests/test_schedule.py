@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from decimal import Decimal
 from fractions import Fraction
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.money import round_money
-from domain.schedule import (
-    ScheduleError,
-    annuity_payment,
-    build_schedule,
-    monthly_rate,
-    period_interest,
-)
+from domain.schedule import ScheduleError, annuity_payment, build_schedule, monthly_rate, period_interest
 
 D = Decimal
 

@@ -13,12 +13,7 @@ from sqlalchemy import select
 from api.deps import SettingsDep
 from api.schemas.users import RefreshIn, TokenOut
 from auth.login_limits import begin_attempt, finish_attempt
-from auth.refresh_tokens import (
-    IssuedRefreshToken,
-    issue_refresh_token,
-    revoke_token_family,
-    rotate_refresh_token,
-)
+from auth.refresh_tokens import IssuedRefreshToken, issue_refresh_token, revoke_token_family, rotate_refresh_token
 from core.db import unit_of_work
 from core.errors import Unauthorized
 from core.security import issue_access_token, verify_password

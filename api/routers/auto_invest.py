@@ -10,12 +10,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.deps import InvestorUser, SessionDep
-from api.schemas.auto_invest import (
-    AllocationOut,
-    AnnualLimitOut,
-    AutoInvestRuleIn,
-    AutoInvestRuleOut,
-)
+from api.schemas.auto_invest import AllocationOut, AnnualLimitOut, AutoInvestRuleIn, AutoInvestRuleOut
 from investing.annual_limit import annual_limit, limit_year
 from investing.auto_invest import get_rule, put_rule
 from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow

@@ -9,13 +9,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from api.deps import BorrowerUser, SessionDep
-from api.schemas.calculator import (
-    CalculatorIn,
-    CalculatorOut,
-    InstallmentOut,
-    SimulationIn,
-    SimulationOut,
-)
+from api.schemas.calculator import CalculatorIn, CalculatorOut, InstallmentOut, SimulationIn, SimulationOut
 from core.errors import InvalidRequest, NotFound
 from domain.schedule import Schedule, ScheduleError, build_schedule
 from models.products import LoanProduct

@@ -9,21 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from api.deps import (
-    BorrowerUser,
-    CurrentUser,
-    InvestorUser,
-    OperatorUser,
-    TemporalDep,
-    in_db,
-)
+from api.deps import BorrowerUser, CurrentUser, InvestorUser, OperatorUser, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
 from api.schemas.loans import (
     DecisionIn,

@@ -11,20 +11,9 @@ from sqlalchemy.orm import Session
 
 from api.deps import OperatorOrCompliance, OperatorUser, SessionDep, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
-from api.schemas.wallets import (
-    DecisionIn,
-    DepositOut,
-    RejectionIn,
-    TrialBalanceOut,
-    WithdrawalOut,
-)
+from api.schemas.wallets import DecisionIn, DepositOut, RejectionIn, TrialBalanceOut, WithdrawalOut
 from api.workflow_calls import signal_funds_arrived
-from ledger.cash import (
-    confirm_deposit,
-    pay_withdrawal,
-    reject_deposit,
-    reject_withdrawal,
-)
+from ledger.cash import confirm_deposit, pay_withdrawal, reject_deposit, reject_withdrawal
 from ledger.reports import trial_balance
 from models.ledger import Deposit, Withdrawal
 from models.loans import LoanRequest

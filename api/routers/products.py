@@ -9,13 +9,7 @@ from api.deps import OperatorOrCompliance, OperatorUser, SessionDep
 from api.schemas.products import ProductOut
 from models.product_terms import ProductTerms
 from models.products import LoanProduct
-from products.service import (
-    change_product,
-    create_product,
-    current_product,
-    product_versions,
-    terms_of,
-)
+from products.service import change_product, create_product, current_product, product_versions, terms_of
 
 router = APIRouter(tags=["products"])
 

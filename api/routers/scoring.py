@@ -9,13 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from api.deps import (
-    BorrowerUser,
-    CurrentUser,
-    OperatorOrCompliance,
-    OperatorUser,
-    SessionDep,
-)
+from api.deps import BorrowerUser, CurrentUser, OperatorOrCompliance, OperatorUser, SessionDep
 from api.routers.loans import readable_loan
 from api.schemas.scoring import (
     LoanScoringOut,

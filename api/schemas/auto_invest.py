@@ -9,14 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from api.schemas.base import (
-    Amount,
-    Money,
-    RatePercent,
-    ResponseModel,
-    StrictModel,
-    TermMonths,
-)
+from api.schemas.base import Amount, Money, RatePercent, ResponseModel, StrictModel, TermMonths
 
 Grade = Literal["A", "B", "C", "D", "E"]
 

@@ -6,14 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from api.schemas.base import (
-    Amount,
-    Money,
-    RatePercent,
-    ResponseModel,
-    StrictModel,
-    TermMonths,
-)
+from api.schemas.base import Amount, Money, RatePercent, ResponseModel, StrictModel, TermMonths
 
 
 class InstallmentOut(ResponseModel):
