@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.temporal import TemporalClientHolder
 from core.db import unit_of_work
 from core.errors import Forbidden, Unauthorized
-from core.security import decode_access_token
+from core.security import decode_access_token, token_is_live
 from core.settings import Settings
 from models.users import Role, User
 
@@ -65,7 +65,7 @@ def get_current_user(request: Request, settings: SettingsDep,
     with request.app.state.sessionmaker() as session:
         user = session.get(User, claims.user_id)
     # A deleted or blocked user, or one whose tokens were revoked, is refused at once.
-    if user is None or not user.is_active or user.token_version != claims.token_version:
+    if not token_is_live(user, claims.token_version):
         raise Unauthorized("the access token is no longer valid")
     return user
 

@@ -155,7 +155,7 @@ async def idempotency_guard(request: Request, user: CurrentUser,
     if holder is None:  # the middleware is not installed: refuse rather than pretend
         raise RuntimeError("IdempotencyMiddleware is not installed")
     body = await request.body()
-    fingerprint = request_fingerprint("POST", request.url.path, request.scope.get("query_string", b""), body)
+    fingerprint = request_fingerprint(request.method, request.url.path, request.scope.get("query_string", b""), body)
     factory = request.app.state.sessionmaker
     replay = await asyncio.to_thread(claim_key, factory, user.id, idempotency_key, fingerprint, request.method,
                                      request.url.path, request.app.state.settings, datetime.now(timezone.utc))

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.security import token_is_live
 from core.settings import Settings
 from models.access import RefreshToken
 from models.users import User
@@ -58,7 +59,7 @@ def rotate_refresh_token(session: Session, settings: Settings, token: str, now: 
         revoke_family(session, row.family_id, now)
         return Rotation(None, None, "this refresh token was already used; every session it began is ended, log in again")
     user = session.get(User, row.user_id)
-    if user is None or not user.is_active or user.token_version != row.token_version:
+    if not token_is_live(user, row.token_version):
         revoke_family(session, row.family_id, now)
         return Rotation(None, None, "the refresh token is no longer valid; log in again")
     row.used_at = now

@@ -1,10 +1,11 @@
-"""Password hashing (Argon2id) and access tokens (JWT)."""
+"""Password hashing (Argon2id), access tokens and codec links (JWT), and whether a token is still live."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import jwt
 from argon2 import PasswordHasher
@@ -12,6 +13,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from core.errors import Unauthorized
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from models.users import User
 
 _hasher = PasswordHasher()
 
@@ -55,25 +59,35 @@ def issue_access_token(settings: Settings, user_id: uuid.UUID, role: str, token_
     return token, int(lifetime.total_seconds())
 
 
-def decode_access_token(settings: Settings, token: str) -> TokenClaims:
+def _decode(settings: Settings, token: str, *, typ: str, required: list[str], invalid: str, expired: str,
+            wrong_type: str) -> TokenClaims:
+    """The claims of a token of our own of this type, or 401 with the message that fits."""
     try:
-        claims = jwt.decode(
-            token,
-            settings.JWT_SECRET.get_secret_value(),
-            algorithms=[settings.JWT_ALGORITHM],
-            options={"require": ["sub", "exp", "iat", "role", "typ"]},
-        )
+        claims = jwt.decode(token, settings.JWT_SECRET.get_secret_value(), algorithms=[settings.JWT_ALGORITHM],
+                            options={"require": required})
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("the access token has expired; ask for a new one") from None
+        raise Unauthorized(expired) from None
     except jwt.PyJWTError:
-        raise Unauthorized("the access token is not valid") from None
-    if claims.get("typ") != "access":
-        raise Unauthorized("not an access token")
+        raise Unauthorized(invalid) from None
+    if claims.get("typ") != typ:
+        raise Unauthorized(wrong_type)
     try:
-        return TokenClaims(user_id=uuid.UUID(claims["sub"]), role=str(claims["role"]),
+        return TokenClaims(user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role", "")),
                            token_version=int(claims.get("tv", 0)))
     except (ValueError, TypeError):
-        raise Unauthorized("the access token is not valid") from None
+        raise Unauthorized(invalid) from None
+
+
+def decode_access_token(settings: Settings, token: str) -> TokenClaims:
+    return _decode(settings, token, typ="access", required=["sub", "exp", "iat", "role", "typ"],
+                   invalid="the access token is not valid",
+                   expired="the access token has expired; ask for a new one", wrong_type="not an access token")
+
+
+def token_is_live(user: User | None, token_version: int) -> bool:
+    """A deleted or blocked user's tokens, and tokens older than the user's last revocation
+    (token_version), are dead: access tokens, refresh tokens and codec links alike."""
+    return user is not None and user.is_active and user.token_version == token_version
 
 
 def issue_codec_token(settings: Settings, user_id: uuid.UUID, token_version: int, now: datetime) -> str:
@@ -84,11 +98,6 @@ def issue_codec_token(settings: Settings, user_id: uuid.UUID, token_version: int
 
 
 def decode_codec_token(settings: Settings, token: str) -> TokenClaims:
-    try:
-        claims = jwt.decode(token, settings.JWT_SECRET.get_secret_value(), algorithms=[settings.JWT_ALGORITHM],
-                            options={"require": ["sub", "exp", "iat", "typ"]})
-        if claims.get("typ") != "codec":
-            raise Unauthorized("not a codec link")
-        return TokenClaims(user_id=uuid.UUID(claims["sub"]), role="", token_version=int(claims.get("tv", 0)))
-    except (jwt.PyJWTError, ValueError, TypeError):
-        raise Unauthorized("the codec link is not valid; ask for a new one") from None
+    invalid = "the codec link is not valid; ask for a new one"
+    return _decode(settings, token, typ="codec", required=["sub", "exp", "iat", "typ"], invalid=invalid,
+                   expired=invalid, wrong_type="not a codec link")

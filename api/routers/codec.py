@@ -27,7 +27,7 @@ from api.deps import OperatorUser, SettingsDep
 from api.schemas.base import StrictModel
 from core.errors import Forbidden, InvalidRequest, Unauthorized
 from core.payload_codec import EncryptionCodec, PayloadDecryptionError
-from core.security import decode_codec_token, issue_codec_token
+from core.security import decode_codec_token, issue_codec_token, token_is_live
 from models.users import Role, User
 
 router = APIRouter(tags=["codec"])
@@ -108,7 +108,7 @@ def _operator_by_codec_token(request: Request, settings, token: str) -> User:
     claims = decode_codec_token(settings, token)
     with request.app.state.sessionmaker() as session:
         user = session.get(User, claims.user_id)
-    if user is None or not user.is_active or user.token_version != claims.token_version:
+    if not token_is_live(user, claims.token_version):
         raise Unauthorized("the codec link is no longer valid; ask for a new one")
     if user.role != Role.operator.value:
         raise Forbidden("decoding payloads is for operators")
