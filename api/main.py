@@ -30,6 +30,7 @@ from api.routers import (
 from api.temporal import TemporalClientHolder
 from core.db import make_engine
 from core.settings import Settings, get_settings
+from core.temporal_client import payload_codec
 
 log = logging.getLogger("api")
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
     app.state.temporal = temporal or TemporalClientHolder(settings)
+    app.state.payload_codec = payload_codec(settings)
     install_problem_handlers(app)
     codec.redact_codec_links_in_access_log()
     install_idempotency(app)

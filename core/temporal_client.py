@@ -16,13 +16,22 @@ from core.payload_codec import EncryptionCodec
 from core.settings import Settings
 
 
-def encrypted_data_converter(keys: Mapping[str, bytes], active_key_id: str) -> DataConverter:
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys, active_key_id),
+def payload_codec(settings: Settings) -> EncryptionCodec:
+    """The codec of these settings' keys: the same for Temporal clients and the codec server."""
+    return EncryptionCodec(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID)
+
+
+def _converter(codec: EncryptionCodec) -> DataConverter:
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
                                failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
+def encrypted_data_converter(keys: Mapping[str, bytes], active_key_id: str) -> DataConverter:
+    return _converter(EncryptionCodec(keys, active_key_id))
+
+
 def data_converter(settings: Settings) -> DataConverter:
-    return encrypted_data_converter(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID)
+    return _converter(payload_codec(settings))
 
 
 def _tls(settings: Settings) -> TLSConfig | bool:

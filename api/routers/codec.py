@@ -90,12 +90,8 @@ def _from_protos(payloads: list[Payload]) -> CodecBody:
         data=base64.b64encode(p.data).decode()) for p in payloads])
 
 
-def _codec(settings) -> EncryptionCodec:
-    return EncryptionCodec(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID)
-
-
-async def _apply(settings, body: CodecBody, decode: bool) -> CodecBody:
-    codec = _codec(settings)
+async def _apply(request: Request, body: CodecBody, decode: bool) -> CodecBody:
+    codec: EncryptionCodec = request.app.state.payload_codec  # built once, with the app
     protos = _to_protos(body)
     try:
         result = await codec.decode(protos) if decode else await codec.encode(protos)
@@ -127,22 +123,22 @@ def codec_endpoint(operator: OperatorUser, request: Request, settings: SettingsD
 
 
 @router.post("/codec/decode", response_model=CodecBody)
-async def decode_with_bearer(body: CodecBody, operator: OperatorUser, settings: SettingsDep) -> CodecBody:
-    return await _apply(settings, body, decode=True)
+async def decode_with_bearer(body: CodecBody, operator: OperatorUser, request: Request) -> CodecBody:
+    return await _apply(request, body, decode=True)
 
 
 @router.post("/codec/encode", response_model=CodecBody)
-async def encode_with_bearer(body: CodecBody, operator: OperatorUser, settings: SettingsDep) -> CodecBody:
-    return await _apply(settings, body, decode=False)
+async def encode_with_bearer(body: CodecBody, operator: OperatorUser, request: Request) -> CodecBody:
+    return await _apply(request, body, decode=False)
 
 
 @router.post("/codec/{codec_token}/decode", response_model=CodecBody)
 async def decode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
     await asyncio.to_thread(_operator_by_codec_token, request, settings, codec_token)
-    return await _apply(settings, body, decode=True)
+    return await _apply(request, body, decode=True)
 
 
 @router.post("/codec/{codec_token}/encode", response_model=CodecBody)
 async def encode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
     await asyncio.to_thread(_operator_by_codec_token, request, settings, codec_token)
-    return await _apply(settings, body, decode=False)
+    return await _apply(request, body, decode=False)
