@@ -115,6 +115,9 @@ class LoanWorkflowInput(BaseModel):
     # Upsert the custom search attributes (LoanStatus, ...). Off only where the server
     # cannot register them: Temporal's time-skipping test server.
     search_attributes: bool = True
+    # How long one attempt of a loan activity may take before Temporal gives it to another
+    # worker (a worker that died mid-activity is noticed after this). Tests shorten it.
+    activity_timeout_seconds: int = Field(default=60, ge=1, le=3600)
     # Benchmarks only (the API never sets it): pins the sandbox clock's origin, and so the
     # loan's start date, to this instant, so that many loans fall due at the same moment.
     clock_origin: datetime | None = None

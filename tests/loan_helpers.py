@@ -4,17 +4,14 @@ a real Temporal server (time-skipping or dev), investors with money."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Replayer
 
 from core.db import unit_of_work
 from core.settings import Settings
@@ -23,7 +20,6 @@ from ledger.wallets import wallet_balance
 from loans.requests import create_loan_request, workflow_input
 from models.loan_workflow import InvestmentAccepted, InvestmentRequest, LoanSnapshot
 from models.users import BorrowerProfile
-from tests.codec_keys import test_data_converter
 from tests.ledger_helpers import new_user
 from workflows.loan import LoanWorkflow
 
@@ -123,13 +119,5 @@ async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) ->
         investment_id=investment_id, investor_id=investor_id, amount=D(amount)), id=f"investment-{investment_id}")
 
 
-HISTORIES = Path(__file__).parent / "histories"
-
-
-async def replay_and_maybe_record(handle: WorkflowHandle, name: str) -> None:
-    """Replays the run's history against today's workflow code (it must be deterministic);
-    with RECORD_HISTORIES=1, also saves it under tests/histories/ for future replay tests."""
-    history = await handle.fetch_history()
-    await Replayer(workflows=[LoanWorkflow], data_converter=test_data_converter()).replay_workflow(history)
-    if os.environ.get("RECORD_HISTORIES") == "1":
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+# Replay (with the content checks) and RECORD_HISTORIES=1 recording live in tests/history_replay.py.
+from tests.history_replay import replay_and_maybe_record  # noqa: E402,F401

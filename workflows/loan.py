@@ -62,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT, RISK_GRADE
 
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
 # Money activities keep retrying (an operator sees them in the UI) rather than give up.
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                        maximum_interval=timedelta(minutes=2))
@@ -509,8 +508,9 @@ class LoanWorkflow:
 
     # -- plumbing --------------------------------------------------------------------------
     async def _activity(self, name: str, arg, result_type=None):
-        return await workflow.execute_activity(name, arg, result_type=result_type,
-                                               start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=DB_RETRY)
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type, retry_policy=DB_RETRY,
+            start_to_close_timeout=timedelta(seconds=self._input.activity_timeout_seconds))
 
     async def _set_status(self, status: LoanStatus, **fields) -> None:
         state = self._state

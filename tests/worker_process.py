@@ -1,0 +1,137 @@
+"""The platform's worker in a process of its own, for tests that kill it or that need it
+beside a synchronous caller (the API fuzzer).
+
+The child is the real worker (worker.build_worker: every workflow and activity), started
+as `python -m tests.worker_process` with the test's settings in its environment. With
+CRASH_AFTER_ACTIVITY=<loan activity> it kills itself with SIGKILL right after that activity
+has committed its database transaction, before Temporal hears of the result: the crash
+the ledger's idempotency keys exist for.
+
+The parent side (`worker_process`) starts it and always stops it, by its own process id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from temporalio import activity
+
+from activities.loans import LoanActivities
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "worker_process: polling"
+
+
+# -- the parent: start, and always stop --------------------------------------------------------------
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The test's settings as the environment variables Settings() reads."""
+    return {
+        "ENVIRONMENT": settings.ENVIRONMENT,
+        "DATABASE_URL": settings.DATABASE_URL,
+        "DATA_DIR": str(settings.DATA_DIR),
+        "JWT_SECRET": settings.JWT_SECRET.get_secret_value(),
+        "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS,
+        "TEMPORAL_NAMESPACE": settings.TEMPORAL_NAMESPACE,
+        "TASK_QUEUE": settings.TASK_QUEUE,
+        "PAYLOAD_ENCRYPTION_KEYS": json.dumps({k: v.get_secret_value()
+                                               for k, v in settings.PAYLOAD_ENCRYPTION_KEYS.items()}),
+        "PAYLOAD_ENCRYPTION_KEY_ID": settings.PAYLOAD_ENCRYPTION_KEY_ID,
+        "LOAN_TIME_SCALE": str(settings.LOAN_TIME_SCALE),
+    }
+
+
+@contextmanager
+def worker_process(settings: Settings, log: Path, crash_after: str | None = None) -> Iterator[subprocess.Popen]:
+    """The worker in its own process, polling when this yields; stopped (SIGKILL if it does
+    not stop on SIGTERM) when the block ends, if it is still alive."""
+    env = {**os.environ, **settings_environment(settings)}
+    env.pop("CRASH_AFTER_ACTIVITY", None)
+    if crash_after:
+        env["CRASH_AFTER_ACTIVITY"] = crash_after
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "tests.worker_process"], cwd=ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_polling(process, log)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_polling(process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while READY not in log.read_text(errors="replace"):
+        if process.poll() is not None:
+            raise AssertionError(f"the worker process exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the worker process did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+# -- the child: the real worker, optionally crashing --------------------------------------------------
+def crashing_loan_activities(activity_name: str) -> type[LoanActivities]:
+    """LoanActivities whose `activity_name` runs for real (and commits), then the process
+    dies at once: no result, no failure, no graceful shutdown reaches Temporal."""
+    real = getattr(LoanActivities, activity_name)
+
+    def commit_then_die(self, input):
+        real(self, input)  # the activity's own database transaction commits in here
+        sys.stdout.write(f"worker_process: {activity_name} committed; SIGKILL\n")
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    # The real activity's signature and type hints (its input type, resolved in its module),
+    # but not its activity definition: this one is registered under the same name instead.
+    commit_then_die.__annotations__ = dict(real.__annotations__)
+    commit_then_die.__wrapped__ = real  # type: ignore[attr-defined]
+    activity.defn(name=activity_name)(commit_then_die)
+    return type("CrashingLoanActivities", (LoanActivities,), {activity_name: commit_then_die})
+
+
+async def main() -> None:
+    from sqlalchemy.orm import sessionmaker
+
+    import worker as platform_worker
+    from core.db import make_engine
+    from core.temporal_client import connect_temporal
+
+    settings = Settings()
+    crash_after = os.environ.get("CRASH_AFTER_ACTIVITY")
+    if crash_after:
+        assert hasattr(LoanActivities, crash_after), f"no loan activity {crash_after}"
+        platform_worker.LoanActivities = crashing_loan_activities(crash_after)  # type: ignore[misc]
+    engine = make_engine(settings.DATABASE_URL, platform_worker.ACTIVITY_THREADS)
+    client = await connect_temporal(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    with ThreadPoolExecutor(max_workers=platform_worker.ACTIVITY_THREADS) as executor:
+        worker = platform_worker.build_worker(client, settings, sessionmaker(bind=engine, expire_on_commit=False),
+                                              executor)
+        async with worker:
+            sys.stdout.write(READY + "\n")
+            sys.stdout.flush()
+            await stop.wait()
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
