@@ -284,13 +284,24 @@ async def replay_and_maybe_record(handle: WorkflowHandle, path_name: str) -> Non
     for the replay test, beside, never over, what is saved already."""
     histories = await run_histories(handle)
     outcomes = [await check_replay(history) for history in histories]
-    if os.environ.get("RECORD_HISTORIES") != "1":
+    if not _records(path_name):
         return
     stem = _free_stem(path_name, len(histories))
     for k, (history, (outcome, result)) in enumerate(zip(histories, outcomes), start=1):
         file = HISTORIES / (f"{stem}.json" if len(histories) == 1 else f"{stem}.run{k}.json")
         file.write_text(history.to_json())
         write_outcome(file, path_name, outcome, result, run=k, runs=len(histories))
+
+
+def _records(path_name: str) -> bool:
+    """RECORD_HISTORIES=1 (or all): record every path the tests live; =missing: only paths
+    with no saved history yet; otherwise a comma-separated list of path names."""
+    wanted = os.environ.get("RECORD_HISTORIES", "")
+    if wanted in ("1", "all"):
+        return True
+    if wanted == "missing":
+        return not any(json.loads(p.read_text())["path"] == path_name for p in HISTORIES.glob("*.outcome.json"))
+    return path_name in {name.strip() for name in wanted.split(",") if name.strip()}
 
 
 def write_outcome(file: Path, path_name: str, outcome: str, result: Any, run: int = 1, runs: int = 1) -> None:

@@ -12,9 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-
-from tests.history_replay import HISTORIES, check_replay, outcome_file, saved_histories, sha256_of
+from tests.history_replay import HISTORIES, check_replay, load_history, outcome_file, saved_histories, sha256_of
 
 # Every path a loan can take that the workflow code must keep deciding the same way, and
 # the tests that record it. A path with no saved history fails the suite.
@@ -81,7 +79,7 @@ async def test_saved_history_replays_to_its_stored_outcome(stem: str):
     history_file, meta = _stored(stem)
     # unaltered since it was recorded: a history that running loans may have is never replaced
     assert sha256_of(history_file) == meta["history_sha256"], f"{history_file.name} was changed after recording"
-    history = WorkflowHistory.from_json(stem, history_file.read_text())
+    history = await load_history(history_file.read_text())
     assert history.events, f"{history_file.name} holds no events"
     outcome, _ = await check_replay(history, expected=meta)
     assert outcome == meta["outcome"]
