@@ -2,15 +2,25 @@
 operation, as a borrower, an investor and an operator, never get a 500, and every answer
 is documented (status, media type, headers) and matches its schema.
 
-Temporal is not running here, so routes that need it answer 503 (documented); the routes
-that reach Temporal are driven for real in the loan and lifecycle tests."""
+Twice: every operation against the app with Temporal unreachable (routes that need it
+answer a documented 503), and the routes that talk to a loan workflow against the platform
+as `make run` runs it (the API in uvicorn, a worker, the real dev server and PostgreSQL), on
+real loans in funding, active and awaiting review, so that every generated request gets
+the workflow's real answer, and none is a 5xx."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+import secrets
+import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -26,6 +36,10 @@ from api.routers.users import create_user
 from core.db import unit_of_work
 from core.security import issue_access_token
 from core.settings import Settings
+from products.catalog import STANDARD
+from runner.ports import free_port
+from sqlalchemy.orm import sessionmaker
+from tests.ledger_helpers import assert_books_balance
 
 
 def no_internal_error(ctx, response, case) -> bool | None:
@@ -80,6 +94,160 @@ def app_on_test_database(settings, seeded):
 def test_every_operation_answers_as_documented(case, fuzz_tokens, app_on_test_database):
     for role in ROLES:
         case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_tokens[role]}"}, checks=CHECKS)
+
+
+# -- the same, through a real Temporal: the routes that talk to a loan workflow --------------------
+WORKFLOW_ROUTES = (r"^/v1/loans($|/\{loan_id\}($|/(investments|early-repayment|schedule|trail|trail/verify)$))"
+                   r"|^/v1/operator/loans/|^/v1/operator/deposits/\{deposit_id\}/confirm$|^/health$")
+live_schema = schemathesis.openapi.from_dict(_current.app.openapi()).include(path_regex=WORKFLOW_ROUTES)
+
+
+def no_server_error(ctx, response, case) -> bool | None:
+    """Everything is up: no 5xx of any kind, 503 included."""
+    if response.status_code >= 500:
+        raise AssertionError(f"{response.status_code} from {case.method} {case.path}: {response.text[:300]}")
+    return None
+
+
+LIVE_CHECKS = [no_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+               response_schema_conformance]
+
+
+# An answer only the workflow behind the route gives: the run must reach each route's workflow
+# at least once, or it fuzzed only the checks in front of it.
+REACHED = {
+    ("POST", "/v1/loans"): {201},  # a workflow started
+    ("POST", "/v1/loans/{loan_id}/investments"): {201},  # the invest update accepted
+    ("POST", "/v1/loans/{loan_id}/early-repayment"): {200, 409},  # repay_early: repaid, or refused by it
+    ("POST", "/v1/operator/loans/{loan_id}/decision"): {200},  # the decide update
+    ("GET", "/v1/operator/loans/{loan_id}/live"): {200},  # the snapshot query
+    ("POST", "/v1/operator/deposits/{deposit_id}/confirm"): {200},  # funds_arrived signalled
+    ("GET", "/v1/loans/{loan_id}/trail"): {200},  # joined to the workflow's history
+}
+
+
+@dataclass
+class LivePlatform:
+    base_url: str
+    tokens: dict[str, str]
+    loans: dict[str, str]  # what the loan is doing -> its id
+    deposits: list[str]  # the borrower's deposits awaiting an operator
+    calls: itertools.count = field(default_factory=itertools.count)
+    answers: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+
+    def path_parameters(self, case) -> dict[str, Any]:
+        """Real ids where the workflow behind them answers, taken in turn; other path
+        parameters as generated."""
+        n = next(self.calls)
+        chosen = dict(case.path_parameters or {})
+        if "loan_id" in chosen:
+            chosen["loan_id"] = list(self.loans.values())[n % len(self.loans)]
+        if "deposit_id" in chosen:
+            chosen["deposit_id"] = self.deposits[n % len(self.deposits)]
+        return chosen
+
+
+def _wait_for_loan(api: httpx.Client, loan_id: str, headers: dict, done, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = api.get(f"/v1/loans/{loan_id}", headers=headers).json()
+        if done(body):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def live_platform(postgres, temporal_dev_server, tmp_path_factory) -> Iterator[LivePlatform]:
+    """One platform for the whole live fuzz run: a database of its own, the worker and the
+    API in their own processes, and loans in every state a workflow route acts on."""
+    from core.db import make_engine
+    from runner.seed import seed
+    from runner.temporal import register_search_attributes
+    from tests.codec_keys import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
+    from tests.loan_helpers import give_money
+    from tests.worker_process import api_process, worker_process
+
+    async def search_attributes() -> None:
+        from temporalio.client import Client
+
+        await register_search_attributes(await Client.connect(temporal_dev_server), "default")
+
+    asyncio.run(search_attributes())
+    tmp = tmp_path_factory.mktemp("live-fuzz")
+    url = postgres.new_database()
+    settings = Settings(_env_file=None, ENVIRONMENT="test", DATABASE_URL=url, DATA_DIR=tmp / "data",
+                        JWT_SECRET=secrets.token_urlsafe(48), TEMPORAL_ADDRESS=temporal_dev_server,
+                        TASK_QUEUE=f"fuzz-{uuid.uuid4().hex[:8]}", PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
+                        PAYLOAD_ENCRYPTION_KEY_ID=TEST_PAYLOAD_KEY_ID)
+    engine = make_engine(url, 5)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    try:
+        with unit_of_work(factory) as session:
+            seed(session, settings)
+        ids: dict[str, uuid.UUID] = {}
+        with unit_of_work(factory) as session:
+            for name, role in (("borrower", "borrower"), ("investor", "investor"), ("operator", "operator"),
+                               ("second_investor", "investor")):
+                ids[name] = create_user(session, f"live-{name}-{uuid.uuid4().hex[:6]}@example.com",
+                                        "fuzz password 123", role).id
+        tokens = {name: issue_access_token(settings, user_id, role, 0)[0] for (name, user_id), role in
+                  zip(ids.items(), ("borrower", "investor", "operator", "investor"))}
+        for name in ("investor", "second_investor"):
+            give_money(factory, ids[name], "1000000")
+        with worker_process(settings, tmp / "worker.log"), \
+                api_process(settings, tmp / "api.log", free_port()) as base_url, \
+                httpx.Client(base_url=base_url, timeout=30) as api:
+            auth = {name: {"Authorization": f"Bearer {token}"} for name, token in tokens.items()}
+            assert api.put("/v1/users/me/profile", json={"monthly_income": "10000000.00", "monthly_obligations": "0",
+                                                         "employment_months": 120},
+                           headers=auth["borrower"]).status_code == 200
+            product = {**STANDARD.model_dump(mode="json"), "code": "reviewed", "requires_manual_approval": True}
+            assert api.post("/v1/operator/products", json=product, headers=auth["operator"]).status_code == 201
+
+            def ask(amount: str, term: int, product: str = "standard") -> str:
+                created = api.post("/v1/loans", json={"product": product, "amount": amount, "term_months": term,
+                                                      "purpose": "fuzz"}, headers=auth["borrower"])
+                assert created.status_code == 201, created.text
+                return created.json()["id"]
+
+            active, funding, review = ask("20000.00", 3), ask("5000000.00", 36), ask("100000.00", 12, "reviewed")
+            _wait_for_loan(api, active, auth["borrower"], lambda b: b["status"] == "funding")
+            for name in ("investor", "second_investor"):
+                invested = api.post(f"/v1/loans/{active}/investments", json={"amount": "10000.00"}, headers=auth[name])
+                assert invested.status_code == 201, invested.text
+            _wait_for_loan(api, active, auth["borrower"], lambda b: b["status"] == "active")
+            _wait_for_loan(api, funding, auth["borrower"], lambda b: b["status"] == "funding")
+            _wait_for_loan(api, review, auth["borrower"], lambda b: b["status"] == "scoring" and b["risk_grade"])
+            deposits = []
+            for amount in ("5000.00", "7000.00", "9000.00"):
+                deposit = api.post("/v1/wallets/deposits", json={"amount": amount}, headers=auth["borrower"])
+                assert deposit.status_code == 201, deposit.text
+                deposits.append(deposit.json()["id"])
+            platform = LivePlatform(base_url=base_url, tokens={role: tokens[role] for role in ROLES},
+                               loans={"active": active, "funding": funding, "awaiting review": review},
+                               deposits=deposits)
+            yield platform
+            with factory() as session:
+                assert_books_balance(session)
+            if {key for key in platform.answers if key in REACHED} == set(REACHED):  # the whole run
+                missed = {key: sorted(platform.answers[key]) for key, wanted in REACHED.items()
+                          if not platform.answers[key] & wanted}
+                assert missed == {}, f"never answered by the workflow: {missed}"
+    finally:
+        engine.dispose()
+        postgres.drop(url)
+
+
+@live_schema.parametrize()
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "10")), deadline=None,
+          derandomize=os.environ.get("FUZZ_RANDOM") != "1", suppress_health_check=list(HealthCheck))
+def test_workflow_routes_answer_as_documented_on_a_real_temporal(case, live_platform):
+    for role in ROLES:
+        case.path_parameters = live_platform.path_parameters(case)
+        response = case.call_and_validate(base_url=live_platform.base_url, checks=LIVE_CHECKS,
+                                          headers={"Authorization": f"Bearer {live_platform.tokens[role]}"})
+        live_platform.answers.setdefault((case.method.upper(), case.path), set()).add(response.status_code)
 
 
 def _resolve(spec: dict, schema: dict) -> dict:

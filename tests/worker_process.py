@@ -1,5 +1,5 @@
-"""The platform's worker in a process of its own, for tests that kill it or that need it
-beside a synchronous caller (the API fuzzer).
+"""The platform's worker (and API) in processes of their own, for tests that kill them or
+that drive them from outside (the API fuzzer over HTTP).
 
 The child is the real worker (worker.build_worker: every workflow and activity), started
 as `python -m tests.worker_process` with the test's settings in its environment. With
@@ -64,6 +64,44 @@ def worker_process(settings: Settings, log: Path, crash_after: str | None = None
     try:
         _wait_until_polling(process, log)
         yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def api_process(settings: Settings, log: Path, port: int) -> Iterator[str]:
+    """The API as `make run` starts it (uvicorn, the app factory) in its own process; yields
+    its base URL once it answers /health, and stops it by its process id."""
+    import time
+
+    import httpx
+
+    env = {**os.environ, **settings_environment(settings)}
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app_factory", "--factory",
+                                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the API exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the API did not become healthy:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield base_url
     finally:
         if process.poll() is None:
             process.terminate()

@@ -4,12 +4,15 @@ import uuid
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from api.schemas.base import Amount, Money, ResponseModel, StrictModel, TermMonths
 
 
 class LoanCreate(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"product": "standard", "amount": "100000.00", "term_months": 12, "purpose": "a used tractor"}]})
+
     product: str = Field(default="standard", max_length=50)
     amount: Amount | None = None
     term_months: TermMonths | None = None
