@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -19,7 +19,7 @@ from api.main import create_app
 from core.db import unit_of_work
 from core.errors import AnnualLimitExceeded
 from domain.auto_invest import AutoInvestRule, FundingLoan, InvestorPosition, allocate, asked, mismatch, plan
-from investing.annual_limit import count_investment, give_back
+from investing.annual_limit import LIMIT_TIMEZONE, annual_limit, count_investment, give_back
 from investing.auto_invest import positions, put_rule
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
 from ledger.postings import Leg, post_transaction
@@ -33,6 +33,8 @@ from tests.test_loan_api import bearer
 D = Decimal
 LOAN = FundingLoan(loan_id=uuid.UUID(int=1), amount=D("100000.00"), remaining=D("100000.00"), rate_annual=D("17.00"),
                    grade="B", term_months=12, min_investment=D("1000.00"), max_per_investor=D("50000.00"))
+# The instant the planner is told it is (its 259-FZ year comes from it): fixed, not the day the suite runs.
+AT = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 RULE = AutoInvestRule(investor_id=uuid.UUID(int=7), max_amount_per_loan=D("20000.00"), min_loan_amount=D("50000.00"),
                       max_loan_amount=D("1000000.00"), allowed_grades=frozenset("ABC"), min_rate=D("15.00"),
                       max_term_months=24)
@@ -113,18 +115,39 @@ def test_the_planner_spends_each_budget_once_across_loans():
 
 # -- the 259-FZ annual limit -------------------------------------------------------------------------
 def test_the_annual_limit_counts_and_gives_back(session_factory, seeded):
+    from models.auto_invest import InvestorYearTotal
+
     investor_id = make_investor(session_factory, "0")
-    with unit_of_work(session_factory) as session:
-        investor = session.get_one(User, investor_id)
-        count_investment(session, investor, D("500000.00"), 2026)
-    with pytest.raises(AnnualLimitExceeded, match="100,000.00 is left"):
+
+    def years() -> dict[int, Decimal]:
+        """What is stored for the investor: invested per year (the years are passed in, fixed)."""
+        with session_factory() as session:
+            return dict(session.execute(select(InvestorYearTotal.year, InvestorYearTotal.invested)
+                                        .where(InvestorYearTotal.investor_id == investor_id)).all())
+
+    def count(amount: str, year: int) -> int | None:
         with unit_of_work(session_factory) as session:
-            count_investment(session, session.get_one(User, investor_id), D("100000.01"), 2026)
+            return count_investment(session, session.get_one(User, investor_id), D(amount), year)
+
+    assert years() == {}
+    assert count("500000.00", 2026) == 2026
+    assert years() == {2026: D("500000.00")}
+    with pytest.raises(AnnualLimitExceeded, match="100,000.00 is left") as refused:
+        count("100000.01", 2026)
+    assert refused.value.extra == {"year": 2026, "limit": "600000.00", "invested": "500000.00", "left": "100000.00"}
+    assert years() == {2026: D("500000.00")}  # the refused attempt changed nothing
+    assert count("100000.00", 2026) == 2026  # exactly the limit
+    assert years() == {2026: D("600000.00")}
+    assert count("600000.00", 2027) == 2027  # a new year, a new limit
+    assert years() == {2026: D("600000.00"), 2027: D("600000.00")}
     with unit_of_work(session_factory) as session:
-        count_investment(session, session.get_one(User, investor_id), D("100000.00"), 2026)  # exactly the limit
-        count_investment(session, session.get_one(User, investor_id), D("600000.00"), 2027)  # a new year
-        give_back(session, investor_id, D("500000.00"), 2026)
-        count_investment(session, session.get_one(User, investor_id), D("400000.00"), 2026)
+        give_back(session, investor_id, D("500000.00"), 2026)  # a released reservation
+    assert years() == {2026: D("100000.00"), 2027: D("600000.00")}
+    assert count("400000.00", 2026) == 2026
+    assert years() == {2026: D("500000.00"), 2027: D("600000.00")}
+    with session_factory() as session:
+        left = annual_limit(session, session.get_one(User, investor_id), 2026)
+    assert (left.invested, left.left) == (D("500000.00"), D("100000.00"))
 
 
 # -- reinvest_returns ---------------------------------------------------------------------------------
@@ -141,7 +164,7 @@ def test_reinvest_returns_off_spends_only_deposited_money_never_lent(session_fac
     for investor in (keeps, reinvests):
         _returned(session_factory, investor, "50000")
     with session_factory() as session:
-        held = positions(session, [keeps, reinvests], {keeps: False, reinvests: True}, [], datetime.now(UTC))
+        held = positions(session, [keeps, reinvests], {keeps: False, reinvests: True}, [], AT)
     assert held[keeps].budget == D("10000.00") and held[reinvests].budget == D("60000.00")
     assert held[keeps].portfolio_value == held[reinvests].portfolio_value == D("60000.00")
     assert held[keeps].annual_left == D("600000.00")
@@ -237,8 +260,19 @@ async def test_oversubscribed_loans_are_shared_pro_rata_with_a_rotating_remainde
         assert_books_balance(session)
 
 
+async def clear_of_a_new_year_in_moscow(margin: timedelta = timedelta(minutes=2)) -> None:
+    """The 259-FZ year is taken from the clock where money is reserved (the loan workflow's)
+    and where the limit is read (the API's), in Moscow time; neither takes a given instant.
+    Run in a year's last minutes, a test of one year's limit first waits for the next year."""
+    now = datetime.now(LIMIT_TIMEZONE)
+    next_year = datetime(now.year + 1, 1, 1, tzinfo=LIMIT_TIMEZONE)
+    if next_year - now < margin:
+        await asyncio.sleep((next_year - now).total_seconds() + 1)
+
+
 async def test_the_annual_limit_holds_under_concurrent_investments(live_settings, dev_client, session_factory,
                                                                   seeded, task_queue):
+    await clear_of_a_new_year_in_moscow()
     limited = make_investor(session_factory, "1200000")
     qualified = make_investor(session_factory, "1200000")
     with unit_of_work(session_factory) as session:
@@ -259,6 +293,9 @@ async def test_the_annual_limit_holds_under_concurrent_investments(live_settings
         assert "259-FZ" in refused["detail"]
         limit = (await api.get("/v1/investors/me/annual-limit", headers=headers)).json()
         assert (limit["invested"], limit["left"], limit["qualified"]) == ("400000.00", "200000.00", False)
+        with session_factory() as session:  # counted in the year the API reports
+            counted = session.scalars(select(Investment.counted_year).where(Investment.investor_id == limited)).all()
+        assert counted == [limit["year"]]
         rich = bearer(live_settings, qualified, "investor")
         answers = await asyncio.gather(*(api.post(f"/v1/loans/{loan.loan_id}/investments",
                                                   json={"amount": "400000.00"}, headers=rich) for loan in loans))
@@ -307,10 +344,10 @@ def test_a_retried_plan_finds_the_plan_already_made(session_factory, seeded):
         loan.status, loan.risk_grade, loan.rate_annual = "funding", "B", D("17.00")
         loan_id = loan.id
     with unit_of_work(session_factory) as session:
-        first = plan_run(session, "run-a", None, datetime.now(UTC))
+        first = plan_run(session, "run-a", None, AT)
     with unit_of_work(session_factory) as session:
-        again = plan_run(session, "run-a", None, datetime.now(UTC))
-        other = plan_run(session, "run-b", None, datetime.now(UTC))
+        again = plan_run(session, "run-a", None, AT)
+        other = plan_run(session, "run-b", None, AT)
     assert again.run_no == first.run_no and other.run_no > first.run_no
     assert [(p.loan_id, p.investor_id, p.amount) for p in again.planned] == [(loan_id, investor, D("25000.00"))]
     assert again.investment_ids == first.investment_ids

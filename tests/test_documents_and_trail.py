@@ -25,7 +25,7 @@ from documents.render import _money
 from documents.statements import generate_investor_statement, month_bounds
 from documents.store import DocumentStore
 from ledger.accounts import wallet_of_user
-from ledger.wallets import wallet_balance
+from ledger.wallets import wallet_balance, wallet_statement
 from loans.requests import create_loan_request
 from models.records import AuditRecord, Document
 from tests.ledger_helpers import assert_books_balance, new_user
@@ -192,22 +192,37 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(li
         assert isinstance(investment, Investment)
 
     # -- the month's statement of an investor -------------------------------------------------
-    month = datetime.now(UTC).strftime("%Y-%m")
-    _, month_end = month_bounds(month)
+    # The month not yet over is refused: `now` is the one instant both the month and the
+    # check come from, so this holds at 23:59:59 on a month's last day too.
+    now = datetime.now(UTC)
     with unit_of_work(session_factory) as session:
-        with pytest.raises(InvalidRequest):
-            generate_investor_statement(session, store, settings, investors[0], month, now=datetime.now(UTC))
-    with unit_of_work(session_factory) as session:
-        document = generate_investor_statement(session, store, settings, investors[0], month,
-                                               now=month_end + timedelta(seconds=1))
+        with pytest.raises(InvalidRequest, match="has not ended yet"):
+            generate_investor_statement(session, store, settings, investors[0], now.strftime("%Y-%m"), now=now)
+    # A statement holds what the ledger dated inside its month: the months are those of the
+    # investor's own ledger lines (one, unless the loan ran across a month's end), each
+    # statemented as of the first instant after it.
+    with session_factory() as session:
+        lines = wallet_statement(session, wallet_of_user(session, investors[0]).id, limit=1000)
+    months = sorted({line.created_at.astimezone(UTC).strftime("%Y-%m") for line in lines})
+    assert 1 <= len(months) <= 2, months
+    statements = []
+    for month in months:
+        _, month_end = month_bounds(month)
+        with unit_of_work(session_factory) as session:
+            document = generate_investor_statement(session, store, settings, investors[0], month,
+                                                   now=month_end + timedelta(seconds=1))
+        statements.append(pdf_text(store.read(document.sha256)))
+    with session_factory() as session:
         balance = wallet_balance(session, wallet_of_user(session, investors[0]).id)
-    statement = pdf_text(store.read(document.sha256))
-    assert f"Investor statement for {month}" in statement
-    assert "Opening balance 0.00 RUB" in statement
-    assert f"Closing balance {_money(balance.balance)} RUB" in statement
+    for month, statement in zip(months, statements):
+        assert f"Investor statement for {month}" in statement
+        assert "investment reserve 1 -50 000.00" not in statement  # a reservation moves no balance
+    openings = [re.search(r"Opening balance ([\d ]+\.\d\d) RUB", text_).group(1) for text_ in statements]
+    closings = [re.search(r"Closing balance ([\d ]+\.\d\d) RUB", text_).group(1) for text_ in statements]
+    assert (openings[0], closings[-1]) == ("0.00", _money(balance.balance))
+    assert openings[1:] == closings[:-1]  # a month opens where the one before it closed
     assert balance.balance > D("100000.00")  # lent 50,000 and got it back with interest
-    assert "investment reserve 1 -50 000.00" not in statement  # a reservation moves no balance
-    assert statement.count("installment collected and distributed") == collections
+    assert sum(statement.count("installment collected and distributed") for statement in statements) == collections
     with session_factory() as session:
         assert_books_balance(session)
 
@@ -328,14 +343,25 @@ async def test_statements_workflow_runs_for_an_ended_month_and_refuses_the_curre
     from models.documents_io import InvestorStatementsInput, StatementsResult
     from workflows.investor_statements import InvestorStatementsWorkflow
 
+    def month_before(day) -> str:
+        return (day.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+
     make_investor(session_factory, "1000")
-    current = datetime.now(UTC).strftime("%Y-%m")
     async with running_worker(dev_client, live_settings, session_factory, task_queue):
-        # the Schedule's run: no month given, so the month before; nobody had money then
+        # the Schedule's run: no month given, so the month before the workflow's today; nobody
+        # had money then
+        before = datetime.now(UTC)
         result: StatementsResult = await dev_client.execute_workflow(
             InvestorStatementsWorkflow.run, InvestorStatementsInput(), id=f"statements-{uuid.uuid4()}",
             task_queue=task_queue)
-        assert result.statements == 0 and result.month < current
+        after = datetime.now(UTC)
+        # the workflow read its clock between `before` and `after` (one month, unless a month
+        # ended in between)
+        assert result.statements == 0
+        assert month_before(before.date()) <= result.month <= month_before(after.date()), (before, after, result)
+        # The current month, which the activity refuses as not ended. Taken a minute ahead: run in
+        # a month's last minute, that is the next month, not ended either when the activity looks.
+        current = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m")
         with pytest.raises(WorkflowFailureError) as failure:
             await dev_client.execute_workflow(
                 InvestorStatementsWorkflow.run, InvestorStatementsInput(month=current),

@@ -13,7 +13,7 @@ from api.main import create_app
 from core.security import issue_access_token
 from models.loans import Investment, LoanRequest
 from tests.ledger_helpers import assert_books_balance
-from tests.loan_helpers import balance_of, make_borrower, make_investor, running_worker
+from tests.loan_helpers import balance_of, make_borrower, make_investor, replay_and_maybe_record, running_worker
 
 D = Decimal
 
@@ -167,6 +167,10 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(live_settings,
         final = await wait_loan_status(api, loan_id, headers, "repaid", "defaulted", timeout=60)
         assert final["status"] == "repaid"
         schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=headers)).json()
+        # started by the API as production starts loans: search attributes on
+        handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
+        await handle.result()
+        await replay_and_maybe_record(handle, "loan_repaid_search_attributes")
     disbursed = date.fromisoformat(final["disbursed_at"][:10])
     assert [r["due_date"] for r in schedule] == [(disbursed + relativedelta(months=n)).isoformat() for n in range(1, 7)]
     assert {r["status"] for r in schedule} == {"paid"}
@@ -179,12 +183,22 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
     """Through the API on the sandbox clock: an operator approves a loan awaiting review, reads
     its live state; the borrower falls behind, and the deposit an operator confirms is
     collected at once (the confirm signals the loan), late fee included."""
+    from datetime import UTC, date, datetime
+    from decimal import ROUND_HALF_UP
+
     from core.db import unit_of_work
     from products.catalog import STANDARD
     from tests.ledger_helpers import new_user
 
-    # a month of loan time every 4 seconds: room for the test's own steps between due dates
-    settings = live_settings.model_copy(update={"LOAN_TIME_SCALE": 648000})
+    # Four days of loan time a real second (a 30-day month in 7.5 s): the borrower's wallet is
+    # emptied some 6 s before the first due date, and the overdue installment is collected
+    # about 20 loan days (5 s) before the second falls due, wide margins on a loaded machine;
+    # the loan still runs its three months in under half a minute.
+    scale = 345600
+    settings = live_settings.model_copy(update={"LOAN_TIME_SCALE": scale})
+    grace_days = STANDARD.late_fee_grace_days  # 3, and 0.1% a day of the overdue amount after them
+    assert (grace_days, STANDARD.late_fee_percent_per_day) == (3, D("0.100"))
+    loop = asyncio.get_running_loop()
     with unit_of_work(session_factory) as session:
         operator = new_user(session, "operator").id
     borrower = make_borrower(session_factory)
@@ -193,26 +207,47 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
     async with running_worker(dev_client, settings, session_factory, task_queue), \
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
         ops, mine = bearer(settings, operator, "operator"), bearer(settings, borrower, "borrower")
+
+        async def live_view() -> dict:
+            answer = await api.get(f"/v1/operator/loans/{loan_id}/live", headers=ops)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        async def schedule_now() -> list[dict]:
+            return (await api.get(f"/v1/loans/{loan_id}/schedule", headers=mine)).json()
+
+        async def poll(read, done, what: str, timeout: float = 30.0):
+            deadline = loop.time() + timeout
+            while True:
+                seen = await read()
+                if done(seen):
+                    return seen
+                assert loop.time() < deadline, f"waited {timeout:.0f} s for {what}: {seen}"
+                await asyncio.sleep(0.05)
+
         product = {**STANDARD.model_dump(mode="json"), "code": "reviewed", "requires_manual_approval": True}
         assert (await api.post("/v1/operator/products", json=product, headers=ops)).status_code == 201
         created = await api.post("/v1/loans", json={"product": "reviewed", "amount": "40000.00", "term_months": 3,
                                                     "purpose": "stock"}, headers=mine)
         loan_id = created.json()["id"]
-        live = None
-        for _ in range(200):
-            live = (await api.get(f"/v1/operator/loans/{loan_id}/live", headers=ops)).json()
-            if live["status"] == "scoring" and live["risk_grade"]:
-                break
-            await asyncio.sleep(0.05)
+        live = await poll(live_view, lambda v: v["status"] == "scoring" and v["risk_grade"],
+                          "the loan to be scored and await review")
         assert live["status"] == "scoring"
         assert (await api.get(f"/v1/operator/loans/{loan_id}/live", headers=mine)).status_code == 403
         assert (await api.post(f"/v1/operator/loans/{loan_id}/decision", json={"approve": True},
                                headers=mine)).status_code == 403
         decided = await api.post(f"/v1/operator/loans/{loan_id}/decision",
                                  json={"approve": True, "reason": "documents checked"}, headers=ops)
-        assert decided.status_code == 200 and decided.json()["status"] in ("approved", "funding")
+        # Exactly "approved": the `decide` update answers once the review is over and the status
+        # left "scoring", a condition checked as soon as `_set_status("approved")` (which
+        # assigns first) awaits its record activity, before `_fund` can set "funding".
+        assert (decided.status_code, decided.json()) == (200, {"status": "approved"})
+        # The route sends every decision on a loan under one update id, `decision-{loan_id}`:
+        # Temporal answers an update whose id already completed in this run with that
+        # outcome, without running it again. So a second decision (here the opposite one) is
+        # answered 200 with the first one's result, and the loan stays approved.
         again = await api.post(f"/v1/operator/loans/{loan_id}/decision", json={"approve": False}, headers=ops)
-        assert again.status_code in (200, 409)  # the same decision id replays; a new one finds nothing to decide
+        assert (again.status_code, again.json()) == (200, {"status": "approved"})
         await wait_loan_status(api, loan_id, mine, "funding")
         for investor in investors:
             answer = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "20000.00"},
@@ -221,26 +256,66 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         await wait_loan_status(api, loan_id, mine, "active")
         available = (await api.get("/v1/wallets/me", headers=mine)).json()["available"]
         withdrawal = await api.post("/v1/wallets/withdrawals", json={"amount": available}, headers=mine)
-        await api.post(f"/v1/operator/withdrawals/{withdrawal.json()['id']}/pay", headers=ops)
-        for _ in range(400):  # the first installment falls due and is not paid
-            schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=mine)).json()
-            if schedule and schedule[0]["status"] == "overdue":
-                break
-            await asyncio.sleep(0.05)
-        assert schedule[0]["status"] == "overdue"
-        await asyncio.sleep(1.0)  # ~7 days of loan time: past the 3 grace days
+        assert withdrawal.status_code == 201, withdrawal.text
+        paid_out = await api.post(f"/v1/operator/withdrawals/{withdrawal.json()['id']}/pay", headers=ops)
+        assert paid_out.status_code == 200, paid_out.text
+        # the first installment falls due with the wallet empty: nothing is collected, it is overdue
+        schedule = await poll(schedule_now, lambda rows: rows and rows[0]["status"] != "pending",
+                              "the first due date")
+        # The loan clock had reached the first due date when the installment went overdue, so
+        # from now on it is at least that midnight + (real seconds since) x scale.
+        seen_overdue = loop.time()
+        assert (schedule[0]["status"], schedule[0]["paid_principal"], schedule[0]["paid_interest"]) \
+            == ("overdue", "0.00", "0.00"), schedule[0]
+        first_due, second_due = (date.fromisoformat(r["due_date"]) for r in schedule[:2])
+        overdue_amount = D(schedule[0]["principal"]) + D(schedule[0]["interest"])
+
+        def late_fee(from_day: int, to_day: int) -> Decimal:
+            """The standard product's rule, worked out here: 0.1% of the overdue amount for
+            each day overdue beyond the 3 grace days, each stretch rounded half up."""
+            chargeable = max(0, to_day - max(from_day, grace_days))
+            return (overdue_amount * D("0.001") * chargeable).quantize(D("0.01"), rounding=ROUND_HALF_UP)
+
+        # the collection that found the wallet empty (normally on the due date itself: day 0)
+        at_due = (await live_view())["installments"][0]
+        first_look = at_due["fee_accrued_day"]
+        assert (at_due["status"], D(at_due["fee_accrued"])) == ("overdue", late_fee(0, first_look)), at_due
+        # The workflow's clock only moves when it wakes (a query does not wake it), so the test
+        # awaits the loan-time moment itself: 5 days past the due date, 2 beyond the grace days.
+        past_grace = seen_overdue + (grace_days + 2) * 86400 / scale
+        await asyncio.sleep(max(0.0, past_grace - loop.time()))
         deposit = await api.post("/v1/wallets/deposits", json={"amount": "50000.00"}, headers=mine)
+        assert deposit.status_code == 201, deposit.text
+        confirming_at = datetime.now(UTC)
         confirmed = await api.post(f"/v1/operator/deposits/{deposit.json()['id']}/confirm", headers=ops)
         assert confirmed.status_code == 200
-        for _ in range(100):  # collected on the signal, well before the next due date
-            schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=mine)).json()
-            if schedule[0]["status"] == "paid":
-                break
-            await asyncio.sleep(0.02)
-        assert schedule[0]["status"] == "paid" and D(schedule[0]["late_fee_paid"]) > 0
-        # collected by the deposit's signal: the second installment, not yet due, is untouched
-        # (a collection at its due date would have taken both at once)
-        assert schedule[1]["status"] == "pending" and schedule[1]["paid_principal"] == "0.00"
+        # the confirmation signals the loan, which wakes and collects the overdue installment
+        live = await poll(live_view, lambda v: v["installments"][0]["status"] == "paid",
+                          "the overdue installment to be collected")
+        loan_today = date.fromisoformat(live["loan_today"])
+        first, second = live["installments"][:2]
+        # The loan day of that collection (the workflow's view: days overdue when it accrued the fee).
+        days_overdue = first["fee_accrued_day"]
+        # It was collected after the deposit (>= 5 days overdue, see above), and no later than
+        # the loan clock as the workflow last saw it.
+        assert grace_days + 2 <= days_overdue <= (loan_today - first_due).days, (days_overdue, live)
+        # normally one stretch from day 0: (days overdue - 3) chargeable days at 0.1% of the installment;
+        # two if the empty-wallet collection itself came late, past the grace days
+        expected_fee = late_fee(0, first_look) + late_fee(first_look, days_overdue)
+        assert (D(first["fee_accrued"]), D(first["paid_fee"])) == (expected_fee, expected_fee)
+        # By construction (the margin above), the workflow took this snapshot before the second
+        # due date; were the machine too slow for that, this says so rather than the next check.
+        assert loan_today < second_due, f"the loan clock reached {loan_today}, past the second due date {second_due}"
+        # So the overdue installment was collected by the deposit's signal, not by a wake-up at
+        # the second due date (which would have taken both at once): the second is untouched.
+        assert (second["status"], D(second["paid_principal"]), D(second["paid_interest"])) == (
+            "pending", D("0.00"), D("0.00"))
+        schedule = await schedule_now()
+        assert (schedule[0]["status"], D(schedule[0]["late_fee_paid"]), D(schedule[0]["late_fee_accrued"])) == (
+            "paid", expected_fee, expected_fee)
+        assert (schedule[0]["paid_principal"], schedule[0]["paid_interest"]) == (
+            schedule[0]["principal"], schedule[0]["interest"])
+        assert datetime.fromisoformat(schedule[0]["paid_at"]) >= confirming_at  # collected on the signal
         final = await wait_loan_status(api, loan_id, mine, "repaid", "defaulted", timeout=60)
         assert final["status"] == "repaid"
         # the trail names the operator who approved, and keeps the scoring reasons

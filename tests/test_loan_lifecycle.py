@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from sqlalchemy import select
 
 from core.db import unit_of_work
-from domain.allocation import split_pro_rata
 from models.loan_workflow import FundsArrived
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from tests.ledger_helpers import assert_books_balance
@@ -38,7 +37,8 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env
     async with running_worker(client, settings, session_factory, task_queue):
         loan = await start_loan(client, session_factory, task_queue, borrower, "100000.00", 3)
         snapshot = await wait_for_status(loan.handle, "funding")
-        assert snapshot.risk_grade is not None
+        # the figures below are worked out by hand for grade A of the standard product (14%)
+        assert (snapshot.risk_grade, snapshot.rate_annual) == ("A", D("14.00"))
         for investor, amount in zip(investors, ("50000.00", "30000.00", "20000.00")):
             await invest(loan.handle, investor, amount)
         await wait_for_status(loan.handle, "active")
@@ -50,21 +50,25 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env
         rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
                                .order_by(RepaymentInstallment.payment_num)).all()
         assert [r.status for r in rows] == ["paid"] * 3
-        total_paid = sum((r.principal + r.interest for r in rows), D(0))
-        assert sum((r.principal for r in rows), D(0)) == D("100000.00")
+        # 100,000 at 14%/12 a month over 3 months: payment = A r (1+r)^3 / ((1+r)^3 - 1) = 34,114.118...
+        # -> 34,114.12; interest 100,000 x 14%/12 = 1,166.67, 67,052.55 x 14%/12 = 782.28, and
+        # 33,720.71 x 14%/12 = 393.41; the last installment repays the 33,720.71 left.
+        assert [(r.principal, r.interest, r.paid_principal, r.paid_interest) for r in rows] == [
+            (D("32947.45"), D("1166.67"), D("32947.45"), D("1166.67")),
+            (D("33331.84"), D("782.28"), D("33331.84"), D("782.28")),
+            (D("33720.71"), D("393.41"), D("33720.71"), D("393.41")),
+        ]
         assert session.get(LoanRequest, loan.loan_id).status == "repaid"
         assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {"repaid"}
         assert_books_balance(session)
-    # each investor: started with 100,000, lent their part, got back their pro-rata share of
-    # every installment (split per collection, so per installment)
-    weights = dict(zip(investors, (D(50000), D(30000), D(20000))))
-    expected = {i: D("100000.00") - w for i, w in weights.items()}
-    for row in rows:
-        for investor, share in split_pro_rata(row.principal + row.interest, weights).items():
-            expected[investor] += share
-    for investor in investors:
-        assert balance_of(session_factory, investor).available == expected[investor]
-    assert sum(expected.values()) == D("300000.00") - D("100000.00") + total_paid
+    # Each installment (34,114.12 every month) is collected on its own due date and split 5:3:2:
+    # 17,057.06 exactly; 10,234.236 and 6,822.824 round down to 10,234.23 and 6,822.82, and the
+    # kopek left over goes to the largest remainder (0.6 of a kopek: the 30% investor), so
+    # 17,057.06 / 10,234.24 / 6,822.82 a month, three times.
+    # Each: 100,000 deposited - what they lent + 3 x their monthly share.
+    expected = [D("101171.18"), D("100702.72"), D("100468.46")]  # 100,000 - 50,000 + 51,171.18, ...
+    assert [balance_of(session_factory, investor).available for investor in investors] == expected
+    assert sum(expected) == D("300000.00") + 3 * D("34114.12") - D("100000.00")  # nothing created or lost
 
 
 def withdraw_everything(factory, user_id) -> None:
@@ -114,7 +118,7 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
         await loan.handle.signal(LoanWorkflow.funds_arrived, FundsArrived())
         # 10 days overdue, 3 grace days: 7 chargeable days at 0.1% of the installment
         due = first.principal + first.interest
-        expected_fee = (due * D("0.001") * 7).quantize(D("0.01"))
+        expected_fee = (due * D("0.001") * 7).quantize(D("0.01"), rounding=ROUND_HALF_UP)  # half up, as money is
         for _ in range(100):
             state = await loan.handle.query(LoanWorkflow.snapshot)
             if state.installments[0].status == "paid":
@@ -161,13 +165,18 @@ async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env
     assert all(i.status == "written_off" for i in result.installments)
     # fund: 50,000 + this loan's 2% (2,000) = 52,000 < 100,000 outstanding
     covered = D("52000.00")
-    shares = split_pro_rata(covered, dict(zip(investors, (D(50000), D(30000), D(20000)))))
+    # 52,000 split 50/30/20 is exactly 26,000 / 15,600 / 10,400; the 48,000 not covered is
+    # lost in the same proportions: 24,000 / 14,400 / 9,600
+    cover = dict(zip(investors, (D("26000.00"), D("15600.00"), D("10400.00"))))
+    loss = dict(zip(investors, (D("24000.00"), D("14400.00"), D("9600.00"))))
     for investor, lent in zip(investors, (D("50000.00"), D("30000.00"), D("20000.00"))):
-        assert balance_of(session_factory, investor).available == D("100000.00") - lent + shares[investor]
+        assert balance_of(session_factory, investor).available == D("100000.00") - lent + cover[investor]
     with session_factory() as session:
         assert platform_account(session, "reserve_fund").balance == 0
         investments = session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id)).all()
         assert {i.status for i in investments} == {"defaulted"}
+        assert {i.investor_id: (i.reserve_cover_amount, i.loss_amount) for i in investments} == {
+            investor: (cover[investor], loss[investor]) for investor in investors}
         assert sum(i.loss_amount for i in investments) == D("48000.00")
         assert sum(i.reserve_cover_amount for i in investments) == covered
         rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)).all()
@@ -222,7 +231,7 @@ async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping
         outstanding = sum((i.principal for i in state.installments[1:]), D(0))
         days = ((await env.get_current_time()).date() - first.due_date).days
         assert days == 15
-        expected_interest = (outstanding * snapshot.rate_annual / 100 * days / 365).quantize(D("0.01"))
+        expected_interest = (outstanding * snapshot.rate_annual / 100 * days / 365).quantize(D("0.01"), rounding=ROUND_HALF_UP)
         give_money(session_factory, borrower, "10000")  # the disbursed 97,000 fell short of 100,000 + interest
         result = await loan.handle.execute_update(LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower))
         assert result.principal == outstanding and result.interest == expected_interest
@@ -273,6 +282,7 @@ async def test_long_loan_continues_as_new_and_still_repays_exactly(time_skipping
         give_money(session_factory, borrower, "50000")
         result = await loan.handle.result()
         latest = await env.client.get_workflow_handle(loan.handle.id).describe()
+        await replay_and_maybe_record(loan.handle, "loan_continued_while_repaying")  # every run
     assert result.status == "repaid"
     assert latest.run_id != loan.handle.first_execution_run_id  # it did continue as new
     assert [i.status for i in result.installments] == ["paid"] * 36

@@ -127,7 +127,9 @@ def test_interest_only_months():
     schedule = build_schedule(D("120000.00"), D("12"), 6, date(2026, 1, 1), "annuity", interest_only_months=2)
     first, second, *rest = schedule.installments
     assert (first.principal, first.interest, second.interest) == (D("0"), D("1200.00"), D("1200.00"))
-    assert schedule.payment == annuity_payment(D("120000.00"), D("12"), 4)
+    # the 4 amortizing months: 120,000 x 0.01 x 1.01^4 / (1.01^4 - 1) = 30,753.7313... -> 30,753.73
+    assert schedule.payment == D("30753.73")
+    assert [i.total for i in rest[:-1]] == [D("30753.73")] * 3
     assert sum(i.principal for i in rest) == D("120000.00")
 
 

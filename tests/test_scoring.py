@@ -67,7 +67,11 @@ def test_a_payment_beyond_the_products_dti_cap_is_refused_whatever_the_score():
     assert result.decision == "reject" and "above the product's cap of 50.0%" in result.reject_reason
     # the same request under a product that allows more debt is only a heavy load
     looser = score_request(DEFAULT_RULES, request(income="60000", obligations="0", term=12, cap=D(90)))
-    assert looser.decision != "reject" or "cap" not in (looser.reject_reason or "")
+    # 80.8% of income is under the 90% cap: no refusal, but the load costs 100 points and the
+    # score (450 base - 100 + 80 employment + 50 amount, no history = 480) is E, below 500: a review
+    assert (looser.score, looser.grade, looser.decision, looser.reject_reason) == (480, "E", "review", None)
+    assert "80.8% of income: a debt load near the cap" in next(
+        f for f in looser.factors if f.name == "debt_to_income").reason
 
 
 def test_a_history_beyond_the_rules_bound_counts_only_up_to_it():
