@@ -9,18 +9,36 @@ code that wrote it did, and with the outcome stored beside the history when it w
 recorded. Fields added since (with defaults) are allowed; any recorded value that changed is
 a failure.
 
+Beyond what an interceptor sees, every timer the replay starts (its duration) and every
+search-attribute upsert (its values) are compared with the history's TimerStarted and
+UpsertWorkflowSearchAttributes events: a due date, grace period or funding window that moved
+is caught even when no amount changed.
+
 Saved histories live in tests/histories/: `<name>.json` (a run's history as the server
-exports it) and `<name>.outcome.json` (the path it stands for, the history's sha256, and the
-run's final outcome). Recording never replaces a file: a second recording of a path gets a
-new name beside the first (running loans may have the old history).
+exports it), `<name>.outcome.json` (the path it stands for, the history's sha256, and the
+run's final outcome) and MANIFEST (every saved history and its sha256, one per line: a
+history deleted with its outcome is still missed). Recording never replaces a file: a second
+recording of a path gets a new name beside the first (running loans may have the old
+history).
+
+    python -m tests.history_replay adopt <path name> <history.json>
+
+adopts a history exported elsewhere (`temporal workflow show -w loan-<id> -o json`, a
+production loan's): it is replayed with today's code, and its outcome is taken from its own
+last event and saved beside it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -55,6 +73,8 @@ class Replayed:
     updates: dict[str, tuple[str, Any]] = field(default_factory=dict)
     result: Any = None
     continued_as_new: list[Any] | None = None
+    timers: list[timedelta] = field(default_factory=list)
+    search_attributes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Recording(Interceptor):
@@ -100,12 +120,52 @@ class _Recording(Interceptor):
         return Inbound
 
 
+def _indexed(fields: Any) -> dict[str, Any]:
+    """Search attributes as comparable values (they are never encrypted). The server's own
+    TemporalChangeVersion (patch markers) is not the workflow's."""
+    return {key: json.loads(payload.data) for key, payload in fields.items() if key != "TemporalChangeVersion"}
+
+
+@contextmanager
+def _commands_of(seen: Replayed) -> Iterator[None]:
+    """Reads the commands today's code sends back for each activation: the timers and the
+    search-attribute upserts, which no interceptor sees. (The SDK's workflow instance is not
+    public API: if it changes, this fails loudly rather than check nothing.)"""
+    from temporalio.worker import _workflow_instance
+
+    instance = _workflow_instance._WorkflowInstanceImpl
+    original = instance.activate
+    assert callable(original), "the SDK's workflow instance changed: update _commands_of"
+
+    def activate(self, activation):  # type: ignore[no-untyped-def]
+        completion = original(self, activation)
+        if completion.HasField("successful"):
+            commands = completion.successful.commands
+            # a timer started and cancelled in one activation never reaches the server
+            cancelled = {c.cancel_timer.seq for c in commands if c.WhichOneof("variant") == "cancel_timer"}
+            for command in commands:
+                kind = command.WhichOneof("variant")
+                if kind == "start_timer" and command.start_timer.seq not in cancelled:
+                    seen.timers.append(command.start_timer.start_to_fire_timeout.ToTimedelta())
+                elif kind == "upsert_workflow_search_attributes":
+                    seen.search_attributes.append(
+                        _indexed(command.upsert_workflow_search_attributes.search_attributes.indexed_fields))
+        return completion
+
+    instance.activate = activate  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        instance.activate = original  # type: ignore[method-assign]
+
+
 async def replay(history: WorkflowHistory) -> Replayed:
     """Replays with today's LoanWorkflow (raises on a nondeterministic change) and returns
     what it did."""
     recording = _Recording()
     replayer = Replayer(workflows=[LoanWorkflow], data_converter=test_data_converter(), interceptors=[recording])
-    await replayer.replay_workflow(history)
+    with _commands_of(recording.seen):
+        await replayer.replay_workflow(history)
     return recording.seen
 
 
@@ -137,6 +197,8 @@ class Written:
     updates: dict[str, tuple[str, Any]] = field(default_factory=dict)
     outcome: str = "running"  # completed | continued_as_new | failed | terminated | ...
     result: Any = None
+    timers: list[timedelta] = field(default_factory=list)
+    search_attributes: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def written(history: WorkflowHistory) -> Written:
@@ -157,6 +219,12 @@ async def written(history: WorkflowHistory) -> Written:
                 out.updates[update_id] = ("success", (await _decoded(attrs.outcome.success.payloads) or [None])[0])
             else:
                 out.updates[update_id] = ("failure", attrs.outcome.failure.application_failure_info.type)
+        elif kind == "timer_started_event_attributes":
+            out.timers.append(event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta())
+        elif kind == "upsert_workflow_search_attributes_event_attributes":
+            values = _indexed(event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+            if values:  # (an upsert of patch markers only is the server's)
+                out.search_attributes.append(values)
         elif kind == "workflow_execution_completed_event_attributes":
             out.outcome = "completed"
             out.result = (await _decoded(event.workflow_execution_completed_event_attributes.result.payloads)
@@ -227,10 +295,13 @@ async def check_replay(history: WorkflowHistory, expected: dict | None = None) -
         assert today_kind == kind, f"{name}: update {update_id} was a {kind}, today a {today_kind}"
         assert_same(recorded, _json_of_values([today])[0] if kind == "success" else today,
                     f"{name}: update {update_id} answer")
+    assert seen.timers == wrote.timers, f"{name}: timers recorded {wrote.timers}, today {seen.timers}"
+    assert seen.search_attributes == wrote.search_attributes, \
+        f"{name}: search attributes recorded {wrote.search_attributes}, today {seen.search_attributes}"
     outcome, result = final_outcome(seen, wrote)
     assert outcome == wrote.outcome
-    if outcome in ("completed", "continued_as_new"):
-        assert_same(wrote.result, result, f"{name}: {outcome} result")
+    assert outcome in ("completed", "continued_as_new"), f"{name}: a history that ended {outcome} proves no outcome"
+    assert_same(wrote.result, result, f"{name}: {outcome} result")
     if expected is not None:
         assert expected["outcome"] == outcome, f"{name}: stored outcome {expected['outcome']}, today {outcome}"
         assert_same(expected["result"], result, f"{name}: stored {outcome} result")
@@ -246,8 +317,26 @@ def outcome_file(history_file: Path) -> Path:
     return history_file.with_name(history_file.stem + ".outcome.json")
 
 
+MANIFEST = HISTORIES / "MANIFEST"
+
+
 def saved_histories() -> list[Path]:
     return sorted(p for p in HISTORIES.glob("*.json") if not p.name.endswith(".outcome.json"))
+
+
+def manifest() -> dict[str, str]:
+    """Every saved history's file name -> its sha256, as recorded."""
+    lines = MANIFEST.read_text().splitlines() if MANIFEST.exists() else []
+    entries = [line.split() for line in lines if line.strip() and not line.startswith("#")]
+    return {name: sha for sha, name in entries}
+
+
+def _add_to_manifest(file: Path) -> None:
+    if not MANIFEST.exists():
+        MANIFEST.write_text("# sha256 and file of every saved loan history: the replay test misses none\n")
+    assert file.name not in manifest(), f"{file.name} is in the manifest already: histories are never replaced"
+    with MANIFEST.open("a") as out:
+        out.write(f"{sha256_of(file)}  {file.name}\n")
 
 
 def _free_stem(path_name: str, runs: int) -> str:
@@ -309,3 +398,21 @@ def write_outcome(file: Path, path_name: str, outcome: str, result: Any, run: in
     assert not target.exists(), f"{target} exists: saved outcomes are never replaced"
     target.write_text(json.dumps({"path": path_name, "run": run, "runs": runs, "history_sha256": sha256_of(file),
                                   "outcome": outcome, "result": result}, indent=1, sort_keys=True) + "\n")
+    _add_to_manifest(file)
+
+
+async def adopt(path_name: str, source: Path) -> Path:
+    """Saves a history exported elsewhere (one run) for the replay test, with the outcome its
+    own events show, after replaying it with today's code."""
+    history = await load_history(source.read_text())
+    outcome, result = await check_replay(history)
+    file = HISTORIES / f"{_free_stem(path_name, 1)}.json"
+    file.write_text(source.read_text())
+    write_outcome(file, path_name, outcome, result)
+    return file
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "adopt":
+        sys.exit("usage: python -m tests.history_replay adopt <path name> <history.json>")
+    print(asyncio.run(adopt(sys.argv[2], Path(sys.argv[3]))))

@@ -170,12 +170,13 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(live_settings,
         # started by the API as production starts loans: search attributes on
         handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
         await handle.result()
-        await replay_and_maybe_record(handle, "loan_repaid_search_attributes")
     disbursed = date.fromisoformat(final["disbursed_at"][:10])
     assert [r["due_date"] for r in schedule] == [(disbursed + relativedelta(months=n)).isoformat() for n in range(1, 7)]
     assert {r["status"] for r in schedule} == {"paid"}
     with session_factory() as session:
         assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(handle, "loan_repaid_search_attributes")
 
 
 async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loan(live_settings, dev_client,
@@ -190,11 +191,11 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
     from products.catalog import STANDARD
     from tests.ledger_helpers import new_user
 
-    # Four days of loan time a real second (a 30-day month in 7.5 s): the borrower's wallet is
-    # emptied some 6 s before the first due date, and the overdue installment is collected
-    # about 20 loan days (5 s) before the second falls due, wide margins on a loaded machine;
-    # the loan still runs its three months in under half a minute.
-    scale = 345600
+    # A day of loan time a real second: the borrower's wallet is emptied some 30 s before the
+    # first due date, and the overdue installment is collected some 25 s before the second
+    # falls due, margins a loaded machine does not eat; the borrower then repays early, so
+    # the test does not wait out the last two months.
+    scale = 86400
     settings = live_settings.model_copy(update={"LOAN_TIME_SCALE": scale})
     grace_days = STANDARD.late_fee_grace_days  # 3, and 0.1% a day of the overdue amount after them
     assert (grace_days, STANDARD.late_fee_percent_per_day) == (3, D("0.100"))
@@ -261,7 +262,7 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         assert paid_out.status_code == 200, paid_out.text
         # the first installment falls due with the wallet empty: nothing is collected, it is overdue
         schedule = await poll(schedule_now, lambda rows: rows and rows[0]["status"] != "pending",
-                              "the first due date")
+                              "the first due date", timeout=90)  # about 30 s of wall time away
         # The loan clock had reached the first due date when the installment went overdue, so
         # from now on it is at least that midnight + (real seconds since) x scale.
         seen_overdue = loop.time()
@@ -316,6 +317,10 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         assert (schedule[0]["paid_principal"], schedule[0]["paid_interest"]) == (
             schedule[0]["principal"], schedule[0]["interest"])
         assert datetime.fromisoformat(schedule[0]["paid_at"]) >= confirming_at  # collected on the signal
+        early = await api.post(f"/v1/loans/{loan_id}/early-repayment", headers=mine)
+        assert early.status_code == 200, early.text
+        # what is left of the principal, to the kopek (the two months not begun)
+        assert D(early.json()["principal"]) == D(schedule[1]["principal"]) + D(schedule[2]["principal"])
         final = await wait_loan_status(api, loan_id, mine, "repaid", "defaulted", timeout=60)
         assert final["status"] == "repaid"
         # the trail names the operator who approved, and keeps the scoring reasons
@@ -327,3 +332,53 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         assert any(s["action"] == "installment.overdue" for s in trail["steps"]) and trail["chain"]["intact"]
     with session_factory() as session:
         assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed; search attributes on
+    await replay_and_maybe_record(dev_client.get_workflow_handle(f"loan-{loan_id}"),
+                                  "loan_review_approved_repaid_early")
+
+
+async def test_rejected_and_defaulted_loans_are_found_by_status_in_temporal(live_settings, dev_client,
+                                                                          session_factory, seeded, task_queue):
+    """Operators search the Temporal UI by LoanStatus: a loan rejected at scoring and one that
+    defaulted carry their final status, grade and borrower in their search attributes."""
+    from temporalio.common import SearchAttributeKey
+
+    from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT
+
+    settings = live_settings.model_copy(update={"LOAN_TIME_SCALE": 2592000})  # a month of loan time a second
+    borrower = make_borrower(session_factory)
+    over_indebted = make_borrower(session_factory, income="20000", obligations="5000")
+    investors = [make_investor(session_factory, "30000") for _ in range(2)]
+    app = create_app(settings)
+    async with running_worker(dev_client, settings, session_factory, task_queue), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        mine, theirs = bearer(settings, borrower, "borrower"), bearer(settings, over_indebted, "borrower")
+        refused = (await api.post("/v1/loans", json={"amount": "300000.00", "term_months": 12, "purpose": "boat"},
+                                  headers=theirs)).json()["id"]
+        doomed = (await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "stock"},
+                                 headers=mine)).json()["id"]
+        await wait_loan_status(api, doomed, mine, "funding")
+        for investor in investors:
+            answer = await api.post(f"/v1/loans/{doomed}/investments", json={"amount": "25000.00"},
+                                    headers=bearer(settings, investor, "investor"))
+            assert answer.status_code == 201, answer.text
+        await wait_loan_status(api, doomed, mine, "active")
+        # the borrower spends the loan and never pays: 90 days overdue is 3 s here
+        from tests.test_loan_lifecycle import withdraw_everything
+
+        withdraw_everything(session_factory, borrower)
+        assert (await wait_loan_status(api, doomed, mine, "defaulted", "repaid", timeout=60))["status"] == "defaulted"
+        assert (await wait_loan_status(api, refused, theirs, "rejected", timeout=60))["status"] == "rejected"
+        for loan_id, user, status in ((refused, over_indebted, "rejected"), (doomed, borrower, "defaulted")):
+            handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
+            await handle.result()
+            attributes = (await handle.describe()).typed_search_attributes
+            assert attributes.get(LOAN_STATUS) == status
+            assert attributes.get(BORROWER_ID) == str(user) and attributes.get(PRODUCT) == "standard"
+            assert attributes.get(SearchAttributeKey.for_keyword("RiskGrade")) is not None
+    with session_factory() as session:
+        assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed; search attributes on
+    await replay_and_maybe_record(dev_client.get_workflow_handle(f"loan-{refused}"),
+                                  "loan_scoring_rejected_search_attributes")
+    await replay_and_maybe_record(dev_client.get_workflow_handle(f"loan-{doomed}"), "loan_defaulted_search_attributes")

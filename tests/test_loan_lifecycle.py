@@ -44,7 +44,6 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env
         await wait_for_status(loan.handle, "active")
         give_money(session_factory, borrower, "20000")  # with the disbursed 97,000 it covers every installment
         result = await loan.handle.result()
-        await replay_and_maybe_record(loan.handle, "loan_repaid")
     assert result.status == "repaid"
     with session_factory() as session:
         rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
@@ -69,6 +68,8 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env
     expected = [D("101171.18"), D("100702.72"), D("100468.46")]  # 100,000 - 50,000 + 51,171.18, ...
     assert [balance_of(session_factory, investor).available for investor in investors] == expected
     assert sum(expected) == D("300000.00") + 3 * D("34114.12") - D("100000.00")  # nothing created or lost
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_repaid")
 
 
 def withdraw_everything(factory, user_id) -> None:
@@ -119,15 +120,12 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
         # 10 days overdue, 3 grace days: 7 chargeable days at 0.1% of the installment
         due = first.principal + first.interest
         expected_fee = (due * D("0.001") * 7).quantize(D("0.01"), rounding=ROUND_HALF_UP)  # half up, as money is
-        for _ in range(100):
-            state = await loan.handle.query(LoanWorkflow.snapshot)
-            if state.installments[0].status == "paid":
-                break
+        deadline = asyncio.get_running_loop().time() + 30
+        while (state := await loan.handle.query(LoanWorkflow.snapshot)).installments[0].status != "paid":
+            assert asyncio.get_running_loop().time() < deadline, "the signal did not collect the overdue installment"
             await asyncio.sleep(0.05)
-        assert state.installments[0].status == "paid"
         assert state.installments[0].paid_fee == expected_fee
         result = await loan.handle.result()
-        await replay_and_maybe_record(loan.handle, "loan_late_then_paid")
     assert result.status == "repaid"
     with session_factory() as session:
         row = session.scalars(select(RepaymentInstallment).where(
@@ -143,6 +141,8 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
         history = payment_history(session, borrower)
         assert (history.late_installments, history.on_time_installments, history.loans_repaid) == (1, 2, 1)
         assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_late_then_paid")
 
 
 async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env, session_factory, settings,
@@ -160,7 +160,6 @@ async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env
         loan, investors, _ = await funded_active_loan(env, session_factory, task_queue, borrower)
         withdraw_everything(session_factory, borrower)
         result = await loan.handle.result()
-        await replay_and_maybe_record(loan.handle, "loan_defaulted")
     assert result.status == "defaulted"
     assert all(i.status == "written_off" for i in result.installments)
     # fund: 50,000 + this loan's 2% (2,000) = 52,000 < 100,000 outstanding
@@ -183,6 +182,8 @@ async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env
         assert {r.status for r in rows} == {"written_off"}
         assert session.get(LoanRequest, loan.loan_id).status == "defaulted"
         assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_defaulted")
 
 
 async def test_unfunded_loan_releases_every_reservation(time_skipping_env, session_factory, settings, seeded,
@@ -197,7 +198,6 @@ async def test_unfunded_loan_releases_every_reservation(time_skipping_env, sessi
             await invest(loan.handle, investor, "10000.00")
         assert balance_of(session_factory, investors[0]).reserved == D("10000.00")
         result = await loan.handle.result()  # the 14-day window passes
-        await replay_and_maybe_record(loan.handle, "loan_unfunded")
     assert (result.status, result.rejection_reason) == ("rejected", "funding_expired")
     for investor in investors:
         balance = balance_of(session_factory, investor)
@@ -213,6 +213,8 @@ async def test_unfunded_loan_releases_every_reservation(time_skipping_env, sessi
             InvestorYearTotal.investor_id.in_(investors))).all()
         assert totals == [D("0.00")] * 3
         assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_unfunded")
 
 
 async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping_env, session_factory, settings,
@@ -237,13 +239,14 @@ async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping
         assert result.principal == outstanding and result.interest == expected_interest
         assert result.paid == outstanding + expected_interest
         final = await loan.handle.result()
-        await replay_and_maybe_record(loan.handle, "loan_repaid_early")
     assert final.status == "repaid"
     with session_factory() as session:
         rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)).all()
         assert {r.status for r in rows} == {"paid"}
         assert sum((r.paid_principal for r in rows), D(0)) == D("100000.00")
         assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_repaid_early")
 
 
 async def test_early_repayment_without_the_money_is_refused(time_skipping_env, session_factory, settings,
@@ -282,7 +285,6 @@ async def test_long_loan_continues_as_new_and_still_repays_exactly(time_skipping
         give_money(session_factory, borrower, "50000")
         result = await loan.handle.result()
         latest = await env.client.get_workflow_handle(loan.handle.id).describe()
-        await replay_and_maybe_record(loan.handle, "loan_continued_while_repaying")  # every run
     assert result.status == "repaid"
     assert latest.run_id != loan.handle.first_execution_run_id  # it did continue as new
     assert [i.status for i in result.installments] == ["paid"] * 36
@@ -291,6 +293,8 @@ async def test_long_loan_continues_as_new_and_still_repays_exactly(time_skipping
         assert len(rows) == 36 and {r.status for r in rows} == {"paid"}
         assert sum((r.paid_principal for r in rows), D(0)) == D("100000.00")
         assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_continued_while_repaying")  # every run
 
 
 async def test_a_pinned_clock_origin_sets_the_loans_start_date(time_skipping_env, session_factory, settings,

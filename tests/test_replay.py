@@ -12,74 +12,89 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.history_replay import HISTORIES, check_replay, load_history, outcome_file, saved_histories, sha256_of
+from tests.history_replay import HISTORIES, check_replay, load_history, manifest, saved_histories, sha256_of
 
-# Every path a loan can take that the workflow code must keep deciding the same way, and
-# the tests that record it. A path with no saved history fails the suite.
-REQUIRED_PATHS = {
-    "loan_repaid": "test_loan_lifecycle: funded by three, repaid on every due date",
-    "loan_repaid_with_agreements": "recorded after the loan-agreements patch",
-    "loan_repaid_with_auto_invest": "recorded after the auto-invest-on-funding patch",
-    "loan_late_then_paid": "test_loan_lifecycle: overdue, late fee, paid after funds_arrived",
-    "loan_defaulted": "test_loan_lifecycle: written off, reserve fund cover",
-    "loan_unfunded": "test_loan_lifecycle: funding window closes, reservations released",
-    "loan_repaid_early": "test_loan_lifecycle: repay_early update",
-    "loan_scoring_rejected": "test_loan_decisions: the debt-to-income cap rejects at scoring",
-    "loan_review_approved": "test_loan_decisions: an operator approves through the decide update",
-    "loan_review_rejected": "test_loan_decisions: an operator rejects through the decide update",
-    "loan_review_timeout": "test_loan_decisions: nobody decides, the review times out",
-    "loan_disbursement_refused": "test_loan_decisions: disbursement refused for good, the compensate patch",
-    "loan_continued_while_funding": "test_loan_decisions: continue-as-new between investments",
-    "loan_continued_while_repaying": "test_loan_lifecycle: continue-as-new between installments",
-    "loan_repaid_search_attributes": "test_loan_api: through the API on the dev server, search attributes on",
+# Every path a loan can take that the workflow code must keep deciding the same way: where
+# its last run must end (status, rejection reason), and the test that records it. A path
+# with no saved history fails the suite, and so does a history that ends elsewhere.
+REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
+    "loan_repaid": ("repaid", None, "test_loan_lifecycle: funded by three, repaid on every due date"),
+    "loan_repaid_with_agreements": ("repaid", None, "recorded after the loan-agreements patch"),
+    "loan_repaid_with_auto_invest": ("repaid", None, "recorded after the auto-invest-on-funding patch"),
+    "loan_late_then_paid": ("repaid", None, "test_loan_lifecycle: overdue, late fee, paid after funds_arrived"),
+    "loan_defaulted": ("defaulted", None, "test_loan_lifecycle: written off, reserve fund cover"),
+    "loan_unfunded": ("rejected", "funding_expired", "test_loan_lifecycle: the funding window closes"),
+    "loan_repaid_early": ("repaid", None, "test_loan_lifecycle: repay_early update"),
+    "loan_scoring_rejected": ("rejected", "the monthly payment would take the debt-to-income ratio",
+                              "test_loan_decisions: the debt-to-income cap rejects at scoring"),
+    "loan_review_approved": ("rejected", "funding_expired",
+                             "test_loan_decisions: an operator approves (decide), nobody invests"),
+    "loan_review_rejected": ("rejected", "rejected by operator: collateral missing",
+                             "test_loan_decisions: an operator rejects (decide)"),
+    "loan_review_timeout": ("rejected", "review_timeout", "test_loan_decisions: nobody decides in time"),
+    "loan_disbursement_refused": ("rejected", "disbursement_refused: reservations",
+                                  "test_loan_decisions: disbursement refused for good, the compensate patch"),
+    "loan_continued_while_funding": ("repaid", None, "test_loan_decisions: continue-as-new between investments"),
+    "loan_continued_while_repaying": ("repaid", None, "test_loan_lifecycle: continue-as-new between installments"),
+    "loan_repaid_search_attributes": ("repaid", None, "test_loan_api: through the API, search attributes on"),
+    "loan_scoring_rejected_search_attributes": ("rejected", "the monthly payment would take",
+                                                "test_loan_api: rejected at scoring, search attributes on"),
+    "loan_defaulted_search_attributes": ("defaulted", None, "test_loan_api: defaulted, search attributes on"),
+    "loan_review_approved_repaid_early": ("repaid", None, "test_loan_api: through the API, search attributes on: "
+                                          "approved, funded, overdue, woken by a deposit, repaid early"),
 }
 
 SAVED = saved_histories()
 OUTCOMES = sorted(HISTORIES.glob("*.outcome.json"))
-# One case per saved history and per stored outcome: a history whose outcome was lost, or an
-# outcome whose history was deleted, is a failing case, not a silently skipped one.
+MANIFEST = manifest()
+# One case per saved history, stored outcome and manifest line: a history whose outcome was
+# lost, an outcome whose history was deleted, or both deleted, is a failing case.
 CASES = sorted({p.name.removesuffix(".json") for p in SAVED}
-               | {p.name.removesuffix(".outcome.json") for p in OUTCOMES})
+               | {p.name.removesuffix(".outcome.json") for p in OUTCOMES}
+               | {name.removesuffix(".json") for name in MANIFEST})
 
 
 def _stored(stem: str) -> tuple[Path, dict]:
     history, outcome = HISTORIES / f"{stem}.json", HISTORIES / f"{stem}.outcome.json"
-    assert history.exists(), f"{history.name} is missing (its outcome is stored)"
-    assert outcome.exists(), f"{outcome.name} is missing: record it with RECORD_HISTORIES=1"
+    assert history.exists(), f"{history.name} is missing"
+    assert outcome.exists(), f"{outcome.name} is missing"
+    assert history.name in MANIFEST, f"{history.name} is not in tests/histories/MANIFEST"
     return history, json.loads(outcome.read_text())
-
-
-def test_every_path_has_its_saved_histories():
-    paths: dict[str, set[int]] = {}
-    for stem in CASES:
-        _, meta = _stored(stem)
-        paths.setdefault(meta["path"], set())
-        assert 1 <= meta["run"] <= meta["runs"]
-    for stem in CASES:
-        _, meta = _stored(stem)
-        paths[meta["path"]].add(meta["run"])
-    missing = sorted(set(REQUIRED_PATHS) - set(paths))
-    assert missing == [], f"no saved history for {missing}"
-    # a path recorded over several runs (continue-as-new) has every one of them
-    for stem in CASES:
-        _, meta = _stored(stem)
-        if meta["runs"] > 1:
-            base = stem.rsplit(".run", 1)[0]
-            assert all((HISTORIES / f"{base}.run{k}.json").exists() for k in range(1, meta["runs"] + 1)), stem
-
-
-def test_continue_as_new_paths_span_runs():
-    for path in ("loan_continued_while_funding", "loan_continued_while_repaying"):
-        runs = [json.loads(outcome_file(p).read_text()) for p in SAVED if outcome_file(p).exists()]
-        assert any(m["path"] == path and m["runs"] > 1 for m in runs), f"{path} was recorded as a single run"
 
 
 @pytest.mark.parametrize("stem", CASES)
 async def test_saved_history_replays_to_its_stored_outcome(stem: str):
     history_file, meta = _stored(stem)
     # unaltered since it was recorded: a history that running loans may have is never replaced
-    assert sha256_of(history_file) == meta["history_sha256"], f"{history_file.name} was changed after recording"
+    assert sha256_of(history_file) == meta["history_sha256"] == MANIFEST[history_file.name], \
+        f"{history_file.name} was changed after recording"
     history = await load_history(history_file.read_text())
     assert history.events, f"{history_file.name} holds no events"
     outcome, _ = await check_replay(history, expected=meta)
     assert outcome == meta["outcome"]
+
+
+def test_every_path_has_its_saved_histories_ending_where_the_path_ends():
+    runs: dict[str, list[dict]] = {}
+    for stem in CASES:
+        _, meta = _stored(stem)
+        assert 1 <= meta["run"] <= meta["runs"]
+        runs.setdefault(meta["path"], []).append(meta | {"stem": stem})
+    missing = sorted(set(REQUIRED_PATHS) - set(runs))
+    assert missing == [], f"no saved history for {missing}"
+    for path, (status, reason, _) in REQUIRED_PATHS.items():
+        last_runs = [m for m in runs[path] if m["run"] == m["runs"]]
+        assert last_runs, f"{path}: no recording has its last run"
+        for meta in last_runs:
+            assert meta["outcome"] == "completed", meta["stem"]
+            assert meta["result"]["status"] == status, f"{meta['stem']} ends {meta['result']['status']}"
+            assert (meta["result"]["rejection_reason"] or "").startswith(reason or ""), meta["stem"]
+            if reason is None:
+                assert meta["result"]["rejection_reason"] is None, meta["stem"]
+        # a path recorded over several runs (continue-as-new) has every one of them
+        for meta in runs[path]:
+            if meta["runs"] > 1:
+                base = meta["stem"].rsplit(".run", 1)[0]
+                assert all((HISTORIES / f"{base}.run{k}.json").exists() for k in range(1, meta["runs"] + 1))
+    for path in ("loan_continued_while_funding", "loan_continued_while_repaying"):
+        assert all(m["runs"] > 1 for m in runs[path]), f"{path} was recorded as a single run"

@@ -33,6 +33,14 @@ READY = "worker_process: polling"
 
 
 # -- the parent: start, and always stop --------------------------------------------------------------
+def _child_environment(settings: Settings) -> dict[str, str]:
+    """The test's settings and nothing of a developer's own: the child runs in the log's
+    folder (no `.env` there) with the project on its path."""
+    env = {**os.environ, **settings_environment(settings), "PYTHONPATH": str(ROOT)}
+    env.pop("CRASH_AFTER_ACTIVITY", None)
+    return env
+
+
 def settings_environment(settings: Settings) -> dict[str, str]:
     """The test's settings as the environment variables Settings() reads."""
     return {
@@ -54,12 +62,11 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 def worker_process(settings: Settings, log: Path, crash_after: str | None = None) -> Iterator[subprocess.Popen]:
     """The worker in its own process, polling when this yields; stopped (SIGKILL if it does
     not stop on SIGTERM) when the block ends, if it is still alive."""
-    env = {**os.environ, **settings_environment(settings)}
-    env.pop("CRASH_AFTER_ACTIVITY", None)
+    env = _child_environment(settings)
     if crash_after:
         env["CRASH_AFTER_ACTIVITY"] = crash_after
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tests.worker_process"], cwd=ROOT, env=env,
+        process = subprocess.Popen([sys.executable, "-m", "tests.worker_process"], cwd=log.parent, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_until_polling(process, log)
@@ -82,11 +89,11 @@ def api_process(settings: Settings, log: Path, port: int) -> Iterator[str]:
 
     import httpx
 
-    env = {**os.environ, **settings_environment(settings)}
     with log.open("ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app_factory", "--factory",
                                     "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                   cwd=log.parent, env=_child_environment(settings), stdout=out,
+                                   stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -132,7 +139,8 @@ def crashing_loan_activities(activity_name: str) -> type[LoanActivities]:
 
     def commit_then_die(self, input):
         real(self, input)  # the activity's own database transaction commits in here
-        sys.stdout.write(f"worker_process: {activity_name} committed; SIGKILL\n")
+        attempt = activity.info().attempt
+        sys.stdout.write(f"worker_process: {activity_name} attempt {attempt} committed; SIGKILL\n")
         sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
