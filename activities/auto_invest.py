@@ -16,9 +16,9 @@ from temporalio.service import RPCError
 
 from activities.errors import business_errors_are_final
 from core.db import unit_of_work
-from investing.auto_invest import PlannedPlacement, outcome_counts, planned_placements, plan_run, record_outcomes
+from investing.auto_invest import PlannedPlacement, outcome_counts, plan_run, planned_placements, record_outcomes
 from models.auto_invest_io import AutoInvestPlan, PlaceAutoInvestmentsInput, PlacementCounts, PlanAutoInvestInput
-from models.loan_workflow import InvestmentAccepted, InvestmentRequest
+from models.loan_workflow import InvestmentRequest
 
 # Updates in flight per run: the server takes a handful per workflow at once.
 PLACING_CONCURRENCY = 8
@@ -68,11 +68,13 @@ class AutoInvestActivities:
             nonlocal done
             async with gate:
                 handle = self._client.get_workflow_handle(item.workflow_id)
+                # (imported here: the loan workflow starts auto-invest runs, whose module imports this one)
+                from workflows.loan import LoanWorkflow
                 try:
                     await handle.execute_update(
-                        "invest", InvestmentRequest(investment_id=item.investment_id, investor_id=item.investor_id,
+                        LoanWorkflow.invest, InvestmentRequest(investment_id=item.investment_id, investor_id=item.investor_id,
                                                     amount=item.amount),
-                        id=f"investment-{item.investment_id}", result_type=InvestmentAccepted)
+                        id=f"investment-{item.investment_id}")
                     pending.append((item.investment_id, "placed", None))
                 except WorkflowUpdateFailedError as error:
                     cause = error.cause

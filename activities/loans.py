@@ -7,10 +7,9 @@ its own earlier work and returns the same answer.
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -18,15 +17,16 @@ from temporalio import activity
 from activities.errors import business_errors_are_final
 from compliance.audit import append_audit
 from core.db import unit_of_work
-from core.errors import Conflict, InsufficientFunds, NotFound
-from domain.allocation import split_pro_rata
+from core.errors import Conflict
 from domain.money import ZERO
 from domain.schedule import annuity_payment
 from domain.scoring import ScoringInput, score_request
+from investing.annual_limit import count_investment, give_back, limit_year
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
 from ledger.postings import Leg, find_posted, merge_legs, post_transaction
 from ledger.wallets import release, reserve
-from models.ledger import LedgerAccount
+from loans import collections, defaults
+from loans.common import available_account_of, investments_of, loan_row, notify
 from models.loan_workflow import (
     CollectInput,
     CollectResult,
@@ -36,7 +36,6 @@ from models.loan_workflow import (
     DisburseInput,
     DisburseResult,
     OverdueNotice,
-    PaidItem,
     RegisterLoanInput,
     ReleaseInvestmentsInput,
     ReleaseInvestmentsResult,
@@ -45,18 +44,10 @@ from models.loan_workflow import (
     ScoreLoanResult,
     StatusChange,
 )
-from models.loans import Investment, LoanRequest, Notification, RepaymentInstallment
-from investing.annual_limit import count_investment, give_back, limit_year
+from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.users import BorrowerProfile, User
 from scoring.points import award_points, payment_history
 from scoring.rules import current_rules
-
-
-def notify(session: Session, user_id: uuid.UUID, loan_id: uuid.UUID | None, kind: str, message: str,
-           dedupe_key: str) -> None:
-    session.execute(pg_insert(Notification).values(user_id=user_id, loan_id=loan_id, kind=kind, message=message,
-                                                   dedupe_key=dedupe_key)
-                    .on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 def _status_note(previous: str, change: StatusChange) -> str:
@@ -65,34 +56,6 @@ def _status_note(previous: str, change: StatusChange) -> str:
     if change.rejection_reason:
         return f"{previous} -> {change.status}: {change.rejection_reason}"
     return f"{previous} -> {change.status}"
-
-
-def _loan(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRequest:
-    # FOR NO KEY UPDATE: the same lock the audit chain takes, and it does not wait on the
-    # foreign-key locks of postings being written for this loan.
-    loan = session.get(LoanRequest, loan_id, with_for_update={"key_share": True} if lock else None)
-    if loan is None:
-        raise NotFound(f"no loan {loan_id}")
-    return loan
-
-
-def _active_investments(session: Session, loan_id: uuid.UUID, status: str | tuple[str, ...] = "active"
-                        ) -> list[Investment]:
-    statuses = (status,) if isinstance(status, str) else status
-    return list(session.scalars(select(Investment).where(Investment.loan_id == loan_id,
-                                                         Investment.status.in_(statuses))
-                                .order_by(Investment.created_at, Investment.id)))
-
-
-def _available_account_of(session: Session, user_id: uuid.UUID) -> LedgerAccount:
-    return wallet_accounts(session, wallet_of_user(session, user_id).id)[0]
-
-
-def _investor_weights(investments: list[Investment]) -> dict[uuid.UUID, Decimal]:
-    weights: dict[uuid.UUID, Decimal] = {}
-    for investment in investments:
-        weights[investment.investor_id] = weights.get(investment.investor_id, ZERO) + investment.amount
-    return weights
 
 
 class LoanActivities:
@@ -118,7 +81,7 @@ class LoanActivities:
     @business_errors_are_final
     def record_loan_status(self, change: StatusChange) -> None:
         with unit_of_work(self._session_factory) as session:
-            loan = _loan(session, change.loan_id, lock=True)
+            loan = loan_row(session, change.loan_id, lock=True)
             previous = loan.status
             loan.status = change.status
             for field in ("rejection_reason", "scoring_details", "funding_deadline"):
@@ -134,7 +97,7 @@ class LoanActivities:
             if change.rate_annual is not None:
                 loan.rate_annual = change.rate_annual
             loan.updated_at = change.at
-            if change.status in ("repaid", "defaulted", "rejected"):
+            if change.status.is_final:
                 loan.closed_at = change.at
             if change.notify_borrower:
                 notify(session, loan.borrower_id, loan.id, f"loan_{change.status}", change.notify_borrower,
@@ -216,7 +179,7 @@ class LoanActivities:
         """The loan will not be funded: every reservation goes back to its investor."""
         total = ZERO
         with unit_of_work(self._session_factory) as session:
-            investments = _active_investments(session, input.loan_id, status="pending")
+            investments = investments_of(session, input.loan_id, status="pending")
             for investment in investments:
                 wallet = wallet_of_user(session, investment.investor_id)
                 release(session, wallet.id, investment.amount, kind="investment_release", loan_id=input.loan_id,
@@ -243,7 +206,7 @@ class LoanActivities:
         stored and the loan becomes active, in the same database transaction."""
         key = f"loan:{input.loan_id}:disburse"
         with unit_of_work(self._session_factory) as session:
-            investments = _active_investments(session, input.loan_id, status=("pending", "active"))
+            investments = investments_of(session, input.loan_id, status=("pending", "active"))
             done = find_posted(session, key)
             if done is None:
                 invested = sum((i.amount for i in investments), ZERO)
@@ -253,7 +216,7 @@ class LoanActivities:
                 for investment in investments:
                     _, reserved = wallet_accounts(session, wallet_of_user(session, investment.investor_id).id)
                     legs.append(Leg(reserved.id, -investment.amount))
-                borrower_available = _available_account_of(session, input.borrower_id)
+                borrower_available = available_account_of(session, input.borrower_id)
                 to_borrower = input.amount - input.platform_fee - input.reserve_contribution
                 legs.append(Leg(borrower_available.id, to_borrower))
                 if input.platform_fee:
@@ -278,8 +241,7 @@ class LoanActivities:
                 ).on_conflict_do_nothing(index_elements=["loan_id", "payment_num"]))
             for investment in investments:
                 investment.status = "active"
-            loan = _loan(session, input.loan_id, lock=True)
-            loan.status = "active"
+            loan = loan_row(session, input.loan_id, lock=True)
             loan.rate_annual = input.rate_annual
             loan.disbursed_at = loan.disbursed_at or input.at
             loan.updated_at = input.at
@@ -306,69 +268,7 @@ class LoanActivities:
         interest, then principal, oldest installment first; distributes the money to the
         investors pro rata (largest remainder). A retry returns the first answer."""
         with unit_of_work(self._session_factory) as session:
-            done = find_posted(session, input.key)
-            if done is not None:
-                return CollectResult.model_validate(done.details["result"])
-            available_account = _available_account_of(session, input.borrower_id)
-            # Lock the borrower's account before reading what is there to take.
-            available = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id)
-                                        .with_for_update()).scalar_one()
-            owed = sum((i.fee + i.interest + i.principal for i in input.items), ZERO)
-            if input.require_full and available < owed:
-                raise InsufficientFunds(f"{owed:.2f} is needed, the wallet holds {available:.2f}",
-                                        needed=f"{owed:.2f}", available=f"{available:.2f}")
-            budget = min(available, owed)
-            paid: list[PaidItem] = []
-            for item in input.items:
-                fee = min(budget, item.fee)
-                budget -= fee
-                interest = min(budget, item.interest)
-                budget -= interest
-                principal = min(budget, item.principal)
-                budget -= principal
-                paid.append(PaidItem(payment_num=item.payment_num, fee=fee, interest=interest, principal=principal))
-            total = sum((p.fee + p.interest + p.principal for p in paid), ZERO)
-            result = CollectResult(total=total, items=paid)
-            if total > 0:
-                investments = _active_investments(session, input.loan_id)
-                weights = _investor_weights(investments)
-                shares = split_pro_rata(total, weights)
-                legs = [Leg(available_account.id, -total)]
-                for investor_id, share in shares.items():
-                    legs.append(Leg(_available_account_of(session, investor_id).id, share))
-                post_transaction(session, key=input.key, kind=f"{input.purpose}_collection", loan_id=input.loan_id,
-                                 legs=merge_legs(legs),
-                                 description=f"{input.purpose.replace('_', ' ')} collected and distributed",
-                                 details={"result": result.model_dump(mode="json"),
-                                          "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
-            self._apply_to_schedule(session, input, paid)
-            append_audit(session, input.loan_id, f"collection:{input.key}", f"{input.purpose}.collected",
-                         note=(f"{total:.2f} of {owed:.2f} collected from the borrower and distributed"
-                               if total else f"nothing collected: {owed:.2f} was due and the wallet was empty"),
-                         details={"owed": f"{owed:.2f}", "collected": f"{total:.2f}",
-                                  "items": [p.model_dump(mode="json") for p in paid]})
-        return result
-
-    def _apply_to_schedule(self, session: Session, input: CollectInput, paid: list[PaidItem]) -> None:
-        due = {item.payment_num: item for item in input.items}
-        for item in paid:
-            row = session.scalars(select(RepaymentInstallment).where(
-                RepaymentInstallment.loan_id == input.loan_id,
-                RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
-            row.paid_principal += item.principal
-            row.paid_interest += item.interest
-            row.late_fee_paid += item.fee
-            row.late_fee_accrued = max(row.late_fee_accrued, due[item.payment_num].fee_accrued)
-            wanted = due[item.payment_num]
-            if (item.fee, item.interest, item.principal) == (wanted.fee, wanted.interest, wanted.principal):
-                if row.status == "pending" and input.purpose == "installment":
-                    # Paid in full on its due date, never overdue. (Installments settled by an
-                    # early repayment earn the loan's repaid bonus instead.)
-                    award_points(session, input.borrower_id, input.loan_id, "on_time_installment",
-                                 f"loan:{input.loan_id}:installment:{item.payment_num}:on-time",
-                                 f"installment {item.payment_num} paid on time")
-                row.status = "paid"
-                row.paid_at = input.at
+            return collections.collect_installments(session, input)
 
     @activity.defn(name="mark_installment_overdue")
     @business_errors_are_final
@@ -395,77 +295,16 @@ class LoanActivities:
     def default_loan(self, input: DefaultInput) -> DefaultResult:
         """Writes off what is left and covers each investor's outstanding principal from the
         reserve fund, pro rata, up to what the fund holds; the rest is the investors' loss."""
-        key = f"loan:{input.loan_id}:default:reserve-cover"
         with unit_of_work(self._session_factory) as session:
-            investments = _active_investments(session, input.loan_id)
-            weights = _investor_weights(investments)
-            done = find_posted(session, key)
-            if done is not None:
-                covered = Decimal(done.details["covered"])
-            else:
-                fund_account = platform_account(session, "reserve_fund", input.currency)
-                fund = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id)
-                                       .with_for_update()).scalar_one()
-                covered = min(fund, input.outstanding_principal)
-                if covered > 0:
-                    shares = split_pro_rata(covered, weights)
-                    legs = [Leg(fund_account.id, -covered)]
-                    for investor_id, share in shares.items():
-                        legs.append(Leg(_available_account_of(session, investor_id).id, share))
-                    post_transaction(session, key=key, kind="reserve_cover", loan_id=input.loan_id,
-                                     legs=merge_legs(legs),
-                                     description="default: outstanding principal covered by the reserve fund",
-                                     details={"covered": f"{covered:.2f}",
-                                              "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
-            outstanding_by_investor = split_pro_rata(input.outstanding_principal, weights)
-            cover_by_investor = split_pro_rata(covered, weights)
-            for investor_id in weights:
-                # An investor's cover and loss, shared among their investments in this loan by
-                # amount, to the kopek.
-                theirs = [i for i in investments if i.investor_id == investor_id]
-                by_amount = {i.id: i.amount for i in theirs}
-                cover = split_pro_rata(cover_by_investor[investor_id], by_amount)
-                loss = split_pro_rata(outstanding_by_investor[investor_id] - cover_by_investor[investor_id], by_amount)
-                for investment in theirs:
-                    investment.reserve_cover_amount = cover[investment.id]
-                    investment.loss_amount = loss[investment.id]
-                    investment.status = "defaulted"
-                    notify(session, investment.investor_id, input.loan_id, "loan_defaulted",
-                           f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} "
-                           f"of your outstanding principal", f"loan:{input.loan_id}:investment:{investment.id}:defaulted")
-            for item in input.written_off:
-                row = session.scalars(select(RepaymentInstallment).where(
-                    RepaymentInstallment.loan_id == input.loan_id,
-                    RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
-                row.late_fee_accrued = max(row.late_fee_accrued, item.fee_accrued)
-                if row.status != "paid":
-                    row.status = "written_off"
-            loan = _loan(session, input.loan_id, lock=True)
-            loan.status = "defaulted"
-            loan.closed_at = input.at
-            loan.updated_at = input.at
-            loan.scoring_details = {**(loan.scoring_details or {}),
-                                    "default": {"outstanding_principal": f"{input.outstanding_principal:.2f}",
-                                                "covered_by_reserve_fund": f"{covered:.2f}",
-                                                "investors_loss": f"{input.outstanding_principal - covered:.2f}"}}
-            award_points(session, loan.borrower_id, loan.id, "loan_defaulted", f"loan:{loan.id}:defaulted",
-                         "the loan defaulted")
-            append_audit(session, loan.id, "defaulted", "loan.defaulted",
-                         note="the loan defaulted; the reserve fund covered what it could",
-                         details=loan.scoring_details["default"] | {
-                             "written_off": [i.model_dump(mode="json") for i in input.written_off]})
-            notify(session, loan.borrower_id, loan.id, "loan_defaulted",
-                   "your loan was declared in default", f"loan:{loan.id}:defaulted")
-        return DefaultResult(covered=covered, loss=input.outstanding_principal - covered)
+            return defaults.default_loan(session, input)
 
     @activity.defn(name="complete_loan")
     @business_errors_are_final
     def complete_loan(self, input: CompleteInput) -> None:
         with unit_of_work(self._session_factory) as session:
-            for investment in _active_investments(session, input.loan_id):
+            for investment in investments_of(session, input.loan_id):
                 investment.status = "repaid"
-            loan = _loan(session, input.loan_id, lock=True)
-            loan.status = "repaid"
+            loan = loan_row(session, input.loan_id, lock=True)
             loan.closed_at = input.at
             loan.updated_at = input.at
             award_points(session, loan.borrower_id, loan.id, "loan_repaid", f"loan:{loan.id}:repaid",

@@ -4,7 +4,7 @@
   get 201/409/422. Each API process keeps at most IN_FLIGHT_PER_LOAN updates in flight per
   loan, and an update refused for the server's limit is retried with backoff (the same
   update id, so it is never applied twice).
-- Business refusals (ApplicationError types raised by the workflow) map to 409/422.
+- Business refusals (domain/refusals.py, raised by the workflow) map to 409/422 by one table.
 - A loan whose workflow has ended (it moved on) answers 409.
 """
 
@@ -14,7 +14,8 @@ import asyncio
 import logging
 import random
 import weakref
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import ApplicationError
@@ -23,12 +24,27 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.errors import (
     AnnualLimitExceeded,
     Conflict,
+    IdempotencyConflict,
     InsufficientFunds,
     InvalidRequest,
     PlatformError,
     ServiceUnavailable,
 )
+from domain.refusals import (
+    REFUSALS,
+    EarlyRepaymentUnaffordable,
+    InvalidInvestment,
+    LoanNotActive,
+    LoanNotFunding,
+    NotAwaitingReview,
+    OverFunding,
+    TryAgain,
+)
 from models.loan_workflow import FundsArrived
+from workflows.loan import LoanWorkflow
+
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
 
 log = logging.getLogger("api")
 
@@ -37,8 +53,23 @@ IN_FLIGHT_PER_LOAN = 8
 BUSY_RETRY_SECONDS = 120.0
 
 
-CONFLICT_TYPES = {"LoanNotFunding", "OverFunding", "LoanNotActive", "NotAwaitingReview", "Conflict"}
-INVALID_TYPES = {"InvalidInvestment", "InvalidRequest", "IdempotencyConflict"}
+# The one table from a loan's refusals (and the ledger's, passed on by the workflow) to the
+# API's problems: the refusal's failure type -> the problem+json it becomes.
+REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
+    LoanNotFunding.failure_type: Conflict,
+    OverFunding.failure_type: Conflict,
+    LoanNotActive.failure_type: Conflict,
+    NotAwaitingReview.failure_type: Conflict,
+    InvalidInvestment.failure_type: InvalidRequest,
+    EarlyRepaymentUnaffordable.failure_type: InsufficientFunds,
+    # raised by the ledger inside reserve_investment, passed on as the investor's answer
+    InsufficientFunds.__name__: InsufficientFunds,
+    AnnualLimitExceeded.__name__: AnnualLimitExceeded,
+    Conflict.__name__: Conflict,
+    InvalidRequest.__name__: InvalidRequest,
+    IdempotencyConflict.__name__: InvalidRequest,
+}
+assert set(REFUSALS) - {TryAgain.failure_type} <= set(REFUSAL_PROBLEMS), "a loan refusal has no problem"
 
 _gates: "weakref.WeakValueDictionary[str, asyncio.Semaphore]" = weakref.WeakValueDictionary()
 
@@ -52,19 +83,15 @@ def _gate(workflow_id: str) -> asyncio.Semaphore:
 
 
 def business_error(cause: BaseException | None) -> PlatformError | None:
-    if not isinstance(cause, ApplicationError):
+    """The problem+json a refusal from a loan workflow becomes, by REFUSAL_PROBLEMS; None for
+    anything else (a bug, an outage: not the caller's to fix)."""
+    if not isinstance(cause, ApplicationError) or cause.type not in REFUSAL_PROBLEMS:
         return None
-    details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-    extra = {k: v for k, v in details.items() if k != "status"}
-    if cause.type == "InsufficientFunds":
-        return InsufficientFunds(cause.message, **extra)
-    if cause.type == "AnnualLimitExceeded":
-        return AnnualLimitExceeded(cause.message, **extra)
-    if cause.type in CONFLICT_TYPES:
-        return Conflict(cause.message, reason=cause.type)
-    if cause.type in INVALID_TYPES:
-        return InvalidRequest(cause.message, reason=cause.type)
-    return None
+    problem = REFUSAL_PROBLEMS[cause.type]
+    if problem in (InsufficientFunds, AnnualLimitExceeded):  # the figures the caller needs
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        return problem(cause.message, **{k: v for k, v in details.items() if k != "status"})
+    return problem(cause.message, reason=cause.type)
 
 
 def _busy(error: RPCError) -> bool:
@@ -72,8 +99,9 @@ def _busy(error: RPCError) -> bool:
         "in-flight" in error.message or "limit" in error.message.lower())
 
 
-async def execute_loan_update(client: Client, workflow_id: str, update: str, arg: Any, *, update_id: str,
-                              result_type: type) -> Any:
+async def execute_loan_update(client: Client, workflow_id: str,
+                              update: Callable[[LoanWorkflow, Request], Awaitable[Answer]], arg: Request, *,
+                              update_id: str) -> Answer:
     handle = client.get_workflow_handle(workflow_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUSY_RETRY_SECONDS
@@ -81,12 +109,12 @@ async def execute_loan_update(client: Client, workflow_id: str, update: str, arg
     async with _gate(workflow_id):
         while True:
             try:
-                return await handle.execute_update(update, arg, id=update_id, result_type=result_type)
+                return await handle.execute_update(update, arg, id=update_id)
             except WorkflowUpdateFailedError as error:
                 mapped = business_error(error.cause)
                 if mapped is not None:
                     raise mapped from None
-                if isinstance(error.cause, ApplicationError) and error.cause.type == "TryAgain":
+                if isinstance(error.cause, ApplicationError) and error.cause.type == TryAgain.failure_type:
                     pass  # the workflow is moving to a new run: send again
                 else:
                     raise
@@ -112,7 +140,8 @@ async def signal_funds_arrived(holder, workflow_ids: list[str], deposit_id) -> N
         client = await holder.get()
         for workflow_id in workflow_ids:
             try:
-                await client.get_workflow_handle(workflow_id).signal("funds_arrived", FundsArrived(deposit_id=deposit_id))
+                await client.get_workflow_handle(workflow_id).signal(LoanWorkflow.funds_arrived,
+                                                                     FundsArrived(deposit_id=deposit_id))
             except RPCError as error:
                 log.warning("could not signal %s: %s", workflow_id, error)
     except Exception as error:  # noqa: BLE001 - the deposit is confirmed either way

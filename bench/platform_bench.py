@@ -24,7 +24,8 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time as day_time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from ledger.postings import Leg, merge_legs, post_transaction
 from ledger.wallets import reserve
 from loans.requests import create_loan_request, workflow_input
 from models.ledger import LedgerTransaction
-from models.loan_workflow import InvestmentAccepted, InvestmentRequest
+from models.loan_workflow import InvestmentRequest
 from models.loans import LoanRequest, RepaymentInstallment
 from models.users import BorrowerProfile, User
 from runner.ports import die_with_parent, free_port, stop_process, wait_for_port
@@ -213,8 +214,9 @@ async def invest_all(p: Platform, loans: list[tuple[uuid.UUID, str]], investors:
             for attempt in range(50):
                 try:
                     return await p.client.get_workflow_handle(workflow_id).execute_update(
-                        "invest", InvestmentRequest(investment_id=investment_id, investor_id=investor, amount=share),
-                        id=f"investment-{investment_id}", result_type=InvestmentAccepted)
+                        LoanWorkflow.invest,
+                        InvestmentRequest(investment_id=investment_id, investor_id=investor, amount=share),
+                        id=f"investment-{investment_id}")
                 except Exception:  # the server's in-flight limit: the same update id again
                     if attempt == 49:
                         raise

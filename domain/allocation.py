@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import TypeVar
 
@@ -36,3 +38,21 @@ def split_pro_rata(total: Decimal, weights: Mapping[K, Decimal]) -> dict[K, Deci
     for _, _, _, key in sorted(remainders, key=lambda r: (r[0], r[1], r[2]), reverse=True)[:leftover]:
         shares[key] += KOPEK
     return {k: shares.get(k, ZERO) for k in weights}
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One investment in a loan: who lent how much."""
+
+    investment_id: uuid.UUID
+    investor_id: uuid.UUID
+    amount: Decimal
+
+
+def weights_by_investor(holdings: Sequence[Holding]) -> dict[uuid.UUID, Decimal]:
+    """What each investor lent to the loan, over all their investments in it (in the order
+    their first investment came): the weights money from the loan is shared by."""
+    weights: dict[uuid.UUID, Decimal] = {}
+    for holding in holdings:
+        weights[holding.investor_id] = weights.get(holding.investor_id, ZERO) + holding.amount
+    return weights

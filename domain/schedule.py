@@ -99,7 +99,8 @@ def annuity_payment(amount: Decimal, rate_annual: Decimal, periods: int) -> Deci
 
 
 def due_date(start_date: date, payment_num: int) -> date:
-    return start_date + relativedelta(months=payment_num)
+    due: date = start_date + relativedelta(months=payment_num)
+    return due
 
 
 def period_interest(balance: Decimal, rate_annual: Decimal) -> Decimal:

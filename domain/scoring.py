@@ -112,7 +112,7 @@ def _at_least_band(bands: tuple[AtLeastBand, ...], value: int) -> AtLeastBand:
 
 def grade_for(rules: ScoringRules, score: int) -> str | None:
     for grade in ("A", "B", "C", "D", "E"):
-        if score >= rules.grade_floors[grade]:  # type: ignore[index]
+        if score >= rules.grade_floors[grade]:
             return grade
     return None
 

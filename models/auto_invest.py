@@ -5,9 +5,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Identity, Integer, Numeric, \
-    String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,7 +42,7 @@ class AutoInvestRuleRow(Base):
     max_amount_per_loan: Mapped[Money] = mapped_column(nullable=False)
     min_loan_amount: Mapped[Money] = mapped_column(nullable=False)
     max_loan_amount: Mapped[Money] = mapped_column(nullable=False)
-    allowed_grades: Mapped[list] = mapped_column(JSONB, nullable=False)
+    allowed_grades: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
     min_rate: Mapped[Decimal] = mapped_column(Numeric(5, 2), nullable=False)
     max_term_months: Mapped[int] = mapped_column(Integer, nullable=False)
     reinvest_returns: Mapped[bool] = mapped_column(Boolean, nullable=False)
@@ -68,7 +79,7 @@ class AutoInvestAllocation(Base):
     investment_id: Mapped[uuid.UUID] = mapped_column(nullable=False, unique=True)
     outcome: Mapped[str] = mapped_column(String(20), nullable=False)
     outcome_detail: Mapped[str | None] = mapped_column(Text)
-    details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default="{}")
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     created_at: Mapped[datetime] = created_at_column()
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-LoanStatus = Literal["pending", "scoring", "approved", "funding", "funded", "active", "repaid", "defaulted",
-                     "rejected"]
+from models.loan_status import LoanStatus
+
+__all__ = ["LoanStatus"]  # re-exported: the workflow's payloads carry it
+
 InstallmentStatus = Literal["pending", "paid", "overdue", "written_off"]
 
 
@@ -43,7 +45,34 @@ class LoanTerms(BaseModel):
     max_debt_to_income_percent: Decimal = Decimal("50")
 
 
+class InstallmentAmounts(BaseModel):
+    """Money on one installment, by kind: what a collection paid on it (or, as AmountsDue,
+    what is owed on it)."""
+
+    payment_num: int
+    fee: Decimal
+    interest: Decimal
+    principal: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.fee + self.interest + self.principal
+
+    def settles(self, due: InstallmentAmounts) -> bool:
+        """Paid in full: every kind of what was owed, to the kopek."""
+        return (self.fee, self.interest, self.principal) == (due.fee, due.interest, due.principal)
+
+
+class AmountsDue(InstallmentAmounts):
+    """What is owed on one installment now, and the late fee accrued on it so far (the read
+    side shows it)."""
+
+    fee_accrued: Decimal = Decimal("0.00")
+
+
 class InstallmentState(BaseModel):
+    """One installment as the loan workflow follows it, from the schedule to paid or written off."""
+
     payment_num: int
     due_date: date
     principal: Decimal
@@ -72,16 +101,16 @@ class InstallmentState(BaseModel):
     def settled(self) -> bool:
         return self.status in ("paid", "written_off")
 
-    def outstanding(self) -> DueItem:
+    def outstanding(self) -> AmountsDue:
         """Everything still owed on this installment (fees accrued so far included)."""
-        return DueItem(payment_num=self.payment_num, fee=self.fee_due, interest=self.interest_due,
+        return AmountsDue(payment_num=self.payment_num, fee=self.fee_due, interest=self.interest_due,
                        principal=self.principal_due, fee_accrued=self.fee_accrued)
 
 
 class LoanState(BaseModel):
     """Everything the workflow must carry across continue-as-new."""
 
-    status: LoanStatus = "pending"
+    status: LoanStatus = LoanStatus.pending
     score: int | None = None
     grade: str | None = None
     rate_annual: Decimal | None = None
@@ -202,7 +231,7 @@ class StatusChange(BaseModel):
     grade: str | None = None
     rate_annual: Decimal | None = None
     rejection_reason: str | None = None
-    scoring_details: dict | None = None
+    scoring_details: dict[str, Any] | None = None
     funding_deadline: datetime | None = None
     notify_borrower: str | None = None
     at: datetime | None = None
@@ -224,7 +253,7 @@ class ScoreLoanResult(BaseModel):
     grade: str | None
     rate_annual: Decimal | None
     decision: Literal["approve", "review", "reject"]
-    reasons: list[dict]
+    reasons: list[dict[str, Any]]
     reject_reason: str | None = None
     rules_version: int | None = None
 
@@ -249,6 +278,8 @@ class ReleaseInvestmentsResult(BaseModel):
 
 
 class ScheduledInstallment(BaseModel):
+    """A line of the fixed schedule, as the disbursement stores it."""
+
     payment_num: int
     due_date: date
     principal: Decimal
@@ -273,37 +304,21 @@ class DisburseResult(BaseModel):
     investors: int
 
 
-class DueItem(BaseModel):
-    payment_num: int
-    fee: Decimal
-    interest: Decimal
-    principal: Decimal
-    # Accrued so far, for the read side (fee_accrued on the schedule row).
-    fee_accrued: Decimal = Decimal("0.00")
-
-
 class CollectInput(BaseModel):
     loan_id: uuid.UUID
     borrower_id: uuid.UUID
     currency: str
     key: str
     purpose: Literal["installment", "early_repayment"]
-    items: list[DueItem]
+    items: list[AmountsDue]
     # All or nothing (early repayment); otherwise take what is there (partial payment).
     require_full: bool = False
     at: datetime
 
 
-class PaidItem(BaseModel):
-    payment_num: int
-    fee: Decimal
-    interest: Decimal
-    principal: Decimal
-
-
 class CollectResult(BaseModel):
     total: Decimal
-    items: list[PaidItem]
+    items: list[InstallmentAmounts]
 
 
 class OverdueNotice(BaseModel):
@@ -318,7 +333,7 @@ class DefaultInput(BaseModel):
     loan_id: uuid.UUID
     currency: str
     outstanding_principal: Decimal
-    written_off: list[DueItem]
+    written_off: list[AmountsDue]
     at: datetime
 
 

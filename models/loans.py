@@ -5,20 +5,35 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from models.base import Base, Money, created_at_column, uuid_pk
+from models.loan_status import LoanStatus
 
-LOAN_STATUSES = ("pending", "scoring", "approved", "funding", "funded", "active", "repaid", "defaulted", "rejected")
+
+class StatusText(TypeDecorator[LoanStatus]):
+    """A LoanStatus column stored as its text: read back as the enum, refused if unknown."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else LoanStatus(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> LoanStatus | None:
+        return None if value is None else LoanStatus(value)
 
 
 class LoanRequest(Base):
     __tablename__ = "loan_requests"
     __table_args__ = (
-        CheckConstraint("status IN (" + ",".join(f"'{s}'" for s in LOAN_STATUSES) + ")", name="status"),
+        CheckConstraint("status IN (" + ",".join(f"'{s}'" for s in LoanStatus) + ")", name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("term_months >= 1", name="term_positive"),
         CheckConstraint("funded_amount >= 0 AND funded_amount <= amount", name="funded_within_amount"),
@@ -35,7 +50,8 @@ class LoanRequest(Base):
     term_months: Mapped[int] = mapped_column(Integer, nullable=False)
     rate_annual: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     purpose: Mapped[str] = mapped_column(Text, nullable=False)
-    status: Mapped[str] = mapped_column(String(30), nullable=False, server_default="pending", index=True)
+    # Stored as its text (the CHECK constraint above lists them); read back as a LoanStatus.
+    status: Mapped[LoanStatus] = mapped_column(StatusText(30), nullable=False, server_default="pending", index=True)
     funded_amount: Mapped[Money] = mapped_column(nullable=False, server_default="0")
     risk_grade: Mapped[str | None] = mapped_column(String(1))
     scoring_score: Mapped[int | None] = mapped_column(Integer)
@@ -45,7 +61,7 @@ class LoanRequest(Base):
     # The borrower's Idempotency-Key of the request, if any.
     client_key: Mapped[str | None] = mapped_column(String(200))
     simulation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("simulations.id"))
-    scoring_details: Mapped[dict | None] = mapped_column(JSONB)
+    scoring_details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     scoring_rules_version: Mapped[int | None] = mapped_column(ForeignKey("scoring_rules.version"))
     funding_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disbursed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -19,7 +20,7 @@ class ScoringRulesVersion(Base):
     __tablename__ = "scoring_rules"
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    rules: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = created_at_column()

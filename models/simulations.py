@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
@@ -33,5 +34,5 @@ class Simulation(Base):
     method: Mapped[str] = mapped_column(String(20), nullable=False)
     interest_only_months: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     start_date: Mapped[date] = mapped_column(Date, nullable=False)
-    result: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = created_at_column()

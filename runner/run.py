@@ -20,9 +20,9 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 from core.settings import get_settings  # noqa: E402
 from core.temporal_client import connect_temporal  # noqa: E402
+from runner.migrate_and_seed import migrate_and_seed  # noqa: E402
 from runner.ports import PortInUse, ensure_port_free, wait_for_port  # noqa: E402
 from runner.postgres import EmbeddedPostgres  # noqa: E402
-from runner.migrate_and_seed import migrate_and_seed  # noqa: E402
 from runner.temporal import TemporalDevServer, register_search_attributes  # noqa: E402
 
 DATABASE_NAME = "crowdlending"

@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy.orm import sessionmaker
 
 from api.main import create_app
 from api.routers.users import create_user
@@ -39,7 +40,6 @@ from core.security import issue_access_token
 from core.settings import Settings
 from products.catalog import STANDARD
 from runner.ports import free_port
-from sqlalchemy.orm import sessionmaker
 from tests.ledger_helpers import assert_books_balance
 
 

@@ -120,10 +120,10 @@ async def test_funding_continues_as_new_before_the_servers_update_limit(time_ski
         await wait_for_status(loan.handle, "funding")
         for investor in investors:
             investment_id = uuid.uuid4()
-            await execute_loan_update(env.client, loan.handle.id, "invest",
+            await execute_loan_update(env.client, loan.handle.id, LoanWorkflow.invest,
                                       InvestmentRequest(investment_id=investment_id, investor_id=investor,
                                                         amount=D("10000.00")),
-                                      update_id=f"investment-{investment_id}", result_type=InvestmentAccepted)
+                                      update_id=f"investment-{investment_id}")
         latest = env.client.get_workflow_handle(loan.handle.id)
         await wait_for_status(latest, "active")
         assert (await latest.describe()).run_id != loan.handle.first_execution_run_id

@@ -13,18 +13,18 @@ from core.db import unit_of_work
 from models.loan_workflow import FundsArrived
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from tests.ledger_helpers import assert_books_balance
-from workflows.loan import LoanWorkflow
 from tests.loan_helpers import (
     balance_of,
     give_money,
     invest,
     make_borrower,
     make_investor,
-    running_worker,
     replay_and_maybe_record,
+    running_worker,
     start_loan,
     wait_for_status,
 )
+from workflows.loan import LoanWorkflow
 
 D = Decimal
 

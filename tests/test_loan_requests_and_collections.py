@@ -15,7 +15,7 @@ from core.db import unit_of_work
 from core.errors import Conflict, InvalidRequest
 from loans.requests import create_loan_request
 from models.ledger import LedgerTransaction
-from models.loan_workflow import CollectInput, DueItem
+from models.loan_workflow import CollectInput, AmountsDue
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.product_terms import ProductTerms
 from models.simulations import Simulation
@@ -92,9 +92,9 @@ def test_partial_payment_goes_to_fees_then_interest_then_principal(session_facto
     activities = LoanActivities(session_factory)
     collect = CollectInput(loan_id=loan_id, borrower_id=borrower, currency="RUB", key=f"loan:{loan_id}:collection:1",
                            purpose="installment", at=NOW, items=[
-                               DueItem(payment_num=1, fee=D("55.30"), interest=D("900.00"), principal=D("7000.00"),
+                               AmountsDue(payment_num=1, fee=D("55.30"), interest=D("900.00"), principal=D("7000.00"),
                                        fee_accrued=D("55.30")),
-                               DueItem(payment_num=2, fee=D("0.00"), interest=D("900.00"), principal=D("7000.00"))])
+                               AmountsDue(payment_num=2, fee=D("0.00"), interest=D("900.00"), principal=D("7000.00"))])
     result = ActivityEnvironment().run(activities.collect_installments, collect)
     assert result.total == D("1000.00")
     assert [(p.fee, p.interest, p.principal) for p in result.items] == [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from fractions import Fraction
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings

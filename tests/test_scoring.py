@@ -16,8 +16,15 @@ from models.loans import LoanRequest
 from models.scoring_rules import ScoringRules
 from scoring.points import payment_history
 from scoring.rules import change_rules, current_rules
-from tests.loan_helpers import give_money, invest, make_borrower, make_investor, running_worker, start_loan, \
-    wait_for_status
+from tests.loan_helpers import (
+    give_money,
+    invest,
+    make_borrower,
+    make_investor,
+    running_worker,
+    start_loan,
+    wait_for_status,
+)
 from tests.test_loan_lifecycle import withdraw_everything
 
 D = Decimal

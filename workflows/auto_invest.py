@@ -12,9 +12,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.auto_invest import AutoInvestActivities
     from models.auto_invest_io import (
         AutoInvestInput,
-        AutoInvestPlan,
         AutoInvestResult,
         PlaceAutoInvestmentsInput,
         PlacementCounts,
@@ -30,18 +30,19 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2
 class AutoInvestWorkflow:
     @workflow.run
     async def run(self, input: AutoInvestInput) -> AutoInvestResult:
-        plan: AutoInvestPlan = await workflow.execute_activity(
-            "plan_auto_investments",
+        plan = await workflow.execute_activity_method(
+            AutoInvestActivities.plan_auto_investments,
             PlanAutoInvestInput(run_key=f"{workflow.info().workflow_id}/{workflow.info().run_id}",
                                 loan_ids=input.loan_ids, at=workflow.now()),
-            result_type=AutoInvestPlan, start_to_close_timeout=timedelta(minutes=5), retry_policy=RETRY)
+            start_to_close_timeout=timedelta(minutes=5), retry_policy=RETRY,
+            summary=f"plan auto-invest ({input.reason})")
         workflow.set_current_details(f"run **{plan.run_no}** ({input.reason}): "
                                      f"{plan.planned} investment(s) to place")
         counts = PlacementCounts()
         if plan.planned:
-            counts = await workflow.execute_activity(
-                "place_auto_investments", PlaceAutoInvestmentsInput(run_no=plan.run_no),
-                result_type=PlacementCounts, start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=2), retry_policy=RETRY)
+            counts = await workflow.execute_activity_method(
+                AutoInvestActivities.place_auto_investments, PlaceAutoInvestmentsInput(run_no=plan.run_no),
+                start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RETRY, summary=f"place {plan.planned} investment(s) through each loan's invest update")
         return AutoInvestResult(run_no=plan.run_no, placed=counts.placed, refused=counts.refused,
                                 not_allocated=plan.not_allocated)

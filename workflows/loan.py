@@ -1,22 +1,27 @@
 """The loan workflow: one durable workflow per loan, from request to repaid or defaulted.
 
-pending -> scoring -> approved -> funding -> funded -> active -> repaid
-                   \\-> rejected   \\-> rejected (funding_expired)  \\-> defaulted
+    pending -> scoring -> approved -> funding -> funded -> active -> repaid
+                      \\-> rejected            \\-> rejected  \\-> rejected  \\-> defaulted
 
-Deterministic: no I/O, no clock but workflow.now(). Every side effect is an activity with
-an explicit timeout and retry policy; business refusals come back as non-retryable
-ApplicationErrors whose type names the rule (InsufficientFunds, ...).
+`run` follows that diagram, one phase per method; every status change goes through
+`_transition`, which checks it against models/loan_status.py's table and records it. The
+rules (investment checks, the early-repayment quote, the collection waterfall, late fees,
+the default's split) are domain/; the money moves in activities, called by reference with an
+explicit timeout and retry policy; business refusals are domain/refusals.py's classes, sent
+as non-retryable ApplicationErrors whose type names the class.
 
-The sandbox clock: the repayment phase runs on "loan time", which passes `time_scale`
-times faster than workflow time from the moment of disbursement. Due dates are real
-calendar dates of loan time; timers sleep the scaled-down real duration.
+Deterministic: no I/O, no clock but workflow.now(). The sandbox clock: the repayment phase
+runs on "loan time", which passes `time_scale` times faster than workflow time from the
+moment of disbursement. Due dates are real calendar dates of loan time; timers sleep the
+scaled-down real duration.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import Decimal
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,22 +29,34 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.documents import DocumentActivities
+    from activities.loans import LoanActivities
+    from core.errors import InsufficientFunds
+    from domain.early_repayment import quote_early_repayment
     from domain.fees import accrue_late_fee
+    from domain.investment_rules import check_investment
     from domain.money import ZERO, round_money
+    from domain.refusals import (
+        EarlyRepaymentUnaffordable,
+        LoanNotActive,
+        LoanNotFunding,
+        LoanRefusal,
+        NotAwaitingReview,
+        TryAgain,
+    )
     from domain.schedule import build_schedule
-    from models.auto_invest_io import AutoInvestInput, AutoInvestResult
-    from models.documents_io import LoanAgreementsInput, LoanAgreementsResult
+    from models.auto_invest_io import AutoInvestInput
+    from models.documents_io import LoanAgreementsInput
+    from models.loan_status import LoanStatus, check_transition
     from models.loan_workflow import (
+        AmountsDue,
         ApprovalDecision,
         ApprovalResult,
         CollectInput,
         CollectResult,
         CompleteInput,
         DefaultInput,
-        DefaultResult,
         DisburseInput,
-        DisburseResult,
-        DueItem,
         EarlyRepaymentRequest,
         EarlyRepaymentResult,
         FundsArrived,
@@ -48,28 +65,46 @@ with workflow.unsafe.imports_passed_through():
         InvestmentRequest,
         LoanSnapshot,
         LoanState,
-        LoanStatus,
         LoanWorkflowInput,
         OverdueNotice,
         RegisterLoanInput,
         ReleaseInvestmentsInput,
-        ReleaseInvestmentsResult,
         ReserveInvestmentInput,
         ScheduledInstallment,
         ScoreLoanInput,
-        ScoreLoanResult,
         StatusChange,
     )
     from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT, RISK_GRADE
 
+from workflows.auto_invest import AutoInvestWorkflow
+
 # Money activities keep retrying (an operator sees them in the UI) rather than give up.
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                        maximum_interval=timedelta(minutes=2))
+AGREEMENTS_TIMEOUT = timedelta(minutes=15)
+# Status changes that money activities used to record themselves, recorded like every other
+# since these patches (a loan.status step on the trail; the activities no longer write it).
+# One patch per transition: a loan paid out before the change still records its repayment.
+RECORDED_SINCE_PATCH = {LoanStatus.active: "record-status-active", LoanStatus.defaulted: "record-status-defaulted",
+                        LoanStatus.repaid: "record-status-repaid"}
+
+Input = TypeVar("Input")
+Result = TypeVar("Result")
 
 
-def _is(error: BaseException, kind: str) -> bool:
+def _failure(refusal: LoanRefusal) -> ApplicationError:
+    """A refusal as Temporal carries it to the caller (the API maps the type back)."""
+    return ApplicationError(refusal.message, *([refusal.details] if refusal.details else []),
+                            type=refusal.failure_type, non_retryable=refusal.non_retryable)
+
+
+def _refused_by_activity(error: BaseException, refusal: type[Exception]) -> bool:
     cause = error.cause if isinstance(error, ActivityError) else error
-    return isinstance(cause, ApplicationError) and cause.type == kind
+    return isinstance(cause, ApplicationError) and cause.type == refusal.__name__
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
 
 
 @workflow.defn(name="LoanWorkflow")
@@ -85,128 +120,163 @@ class LoanWorkflow:
         self._awaiting_review = False
         self._approval: ApprovalDecision | None = None
         self._draining = False
+        self._waiting_for = ""
 
-    # -- run ------------------------------------------------------------------------------
+    # -- run: the lifecycle diagram ----------------------------------------------------------
     @workflow.run
     async def run(self, input: LoanWorkflowInput) -> LoanSnapshot:
-        state = self._state
         if input.state is None:
-            await self._activity("register_loan_request", RegisterLoanInput(
-                loan_id=input.loan_id, borrower_id=input.borrower_id, product_id=input.terms.product_id,
-                amount=input.amount, term_months=input.term_months, workflow_id=workflow.info().workflow_id))
-            if input.search_attributes:
-                workflow.upsert_search_attributes([BORROWER_ID.value_set(str(input.borrower_id)),
-                                                   PRODUCT.value_set(input.terms.product_code)])
-        if state.status in ("pending", "scoring"):
-            await self._score()
-        if state.status in ("approved", "funding"):
-            await self._fund()
-        if state.status == "funded":
-            await self._disburse()
-        if state.status == "active":
-            await self._repay()
+            await self._register()
+        if self._state.status in (LoanStatus.pending, LoanStatus.scoring):
+            await self._score()  # -> approved | rejected
+        if self._state.status in (LoanStatus.approved, LoanStatus.funding):
+            await self._fund()  # -> funded | rejected
+        if self._state.status == LoanStatus.funded:
+            await self._disburse()  # -> active | rejected
+        if self._state.status == LoanStatus.active:
+            await self._repay()  # -> repaid | defaulted
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.snapshot()
 
-    # -- scoring and approval ---------------------------------------------------------------
+    async def _register(self) -> None:
+        input = self._input
+        await self._call(LoanActivities.register_loan_request, RegisterLoanInput(
+            loan_id=input.loan_id, borrower_id=input.borrower_id, product_id=input.terms.product_id,
+            amount=input.amount, term_months=input.term_months, workflow_id=workflow.info().workflow_id),
+            summary=f"register the request: {input.amount:.2f} {input.terms.currency}, {input.term_months} months")
+        if input.search_attributes:
+            workflow.upsert_search_attributes([BORROWER_ID.value_set(str(input.borrower_id)),
+                                               PRODUCT.value_set(input.terms.product_code)])
+
+    # -- transitions ----------------------------------------------------------------------------
+    async def _transition(self, to: LoanStatus, *, record: bool = True,
+                          before_record: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                          **change: Any) -> None:
+        """The one way a loan's status changes: checked against the lifecycle's table, set at
+        once (handlers see it from here on), then after `before_record` (the change's own
+        side effect, whose answer may add to what is recorded) recorded on the read side and
+        the trail by record_loan_status, and shown in the search attributes."""
+        state = self._state
+        check_transition(state.status, to)
+        state.status = to
+        if "rejection_reason" in change:
+            state.rejection_reason = change["rejection_reason"]
+        if before_record is not None:
+            change |= await before_record()
+        if record:
+            await self._call(LoanActivities.record_loan_status, StatusChange(
+                loan_id=self._input.loan_id, status=to, score=state.score, grade=state.grade,
+                rate_annual=state.rate_annual, at=workflow.now(), **change), summary=f"record: the loan is {to}")
+        self._upsert_status()
+
+    async def _reject(self, reason: str, details: dict[str, Any] | None = None, **actor: Any) -> None:
+        await self._transition(LoanStatus.rejected, rejection_reason=reason, scoring_details=details,
+                               notify_borrower=f"your loan request was not accepted: {reason}", **actor)
+
+    async def _reject_and_release(self, reason: str, what_happened: str) -> None:
+        """Every reservation back to its investor; the loan ends rejected with the reason."""
+
+        async def release() -> dict[str, Any]:
+            released = await self._call(LoanActivities.release_investments,
+                                        ReleaseInvestmentsInput(loan_id=self._input.loan_id, reason=reason),
+                                        summary=f"release every reservation: {reason}")
+            self._state.funded_amount = ZERO
+            return {"notify_borrower": f"{what_happened}; {released.released} reservation(s) released"}
+
+        await self._transition(LoanStatus.rejected, before_record=release, rejection_reason=reason)
+
+    # -- scoring and approval -------------------------------------------------------------------
     async def _score(self) -> None:
         state, input = self._state, self._input
-        await self._set_status("scoring")
-        result: ScoreLoanResult = await self._activity(
-            "score_loan_request", ScoreLoanInput(loan_id=input.loan_id, borrower_id=input.borrower_id,
-                                                 amount=input.amount, term_months=input.term_months,
-                                                 terms=input.terms), result_type=ScoreLoanResult)
+        await self._transition(LoanStatus.scoring)
+        result = await self._call(LoanActivities.score_loan_request, ScoreLoanInput(
+            loan_id=input.loan_id, borrower_id=input.borrower_id, amount=input.amount,
+            term_months=input.term_months, terms=input.terms), summary="score the request")
         state.score, state.grade, state.rate_annual = result.score, result.grade, result.rate_annual
-        details = {"decision": result.decision, "reasons": result.reasons, "rules_version": result.rules_version,
-                   "score": result.score, "grade": result.grade}
+        details: dict[str, Any] = {"decision": result.decision, "reasons": result.reasons,
+                                   "rules_version": result.rules_version, "score": result.score,
+                                   "grade": result.grade}
         if result.decision == "reject":
             await self._reject(result.reject_reason or "scoring", details)
             return
         if result.decision == "review" or input.terms.requires_manual_approval:
-            self._awaiting_review = True
-            await self._set_status("scoring", scoring_details={**details, "awaiting": "operator review"})
-            try:
-                await workflow.wait_condition(lambda: self._approval is not None,
-                                              timeout=timedelta(days=input.review_timeout_days))
-            except asyncio.TimeoutError:
-                self._awaiting_review = False
+            decision = await self._await_review(details)
+            if decision is None:
                 await self._reject("review_timeout", details)
                 return
-            self._awaiting_review = False
-            decision = self._approval
-            assert decision is not None
             details["operator_decision"] = {"approve": decision.approve, "operator_id": str(decision.operator_id),
                                             "reason": decision.reason}
-            operator = {"actor_id": decision.operator_id, "actor_role": "operator"}
+            operator: dict[str, Any] = {"actor_id": decision.operator_id, "actor_role": "operator"}
             if not decision.approve:
                 await self._reject(f"rejected by operator: {decision.reason or 'no reason given'}", details,
                                    **operator)
                 return
-            await self._set_status("approved", scoring_details=details, **operator)
+            await self._transition(LoanStatus.approved, scoring_details=details, **operator)
             return
-        await self._set_status("approved", scoring_details=details)
+        await self._transition(LoanStatus.approved, scoring_details=details)
 
-    async def _reject(self, reason: str, details: dict | None = None, **actor) -> None:
-        self._state.rejection_reason = reason
-        await self._set_status("rejected", rejection_reason=reason, scoring_details=details,
-                               notify_borrower=f"your loan request was not accepted: {reason}", **actor)
+    async def _await_review(self, details: dict[str, Any]) -> ApprovalDecision | None:
+        """Scored, now waiting for an operator's `decide` (None: nobody decided in time)."""
+        self._awaiting_review = True
+        await self._transition(LoanStatus.scoring, scoring_details={**details, "awaiting": "operator review"})
+        timeout = timedelta(days=self._input.review_timeout_days)
+        until = f"{(workflow.now() + timeout):%Y-%m-%d %H:%M} UTC"
+        self._show_waiting_for(f"an operator's decision (the review times out {until})")
+        try:
+            await workflow.wait_condition(lambda: self._approval is not None, timeout=timeout,
+                                          timeout_summary=f"operator review times out {until}")
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self._awaiting_review = False
+        return self._approval
 
     @workflow.update
     async def decide(self, decision: ApprovalDecision) -> ApprovalResult:
         """An operator's approval or rejection of a loan awaiting review."""
         self._approval = decision
-        await workflow.wait_condition(lambda: not self._awaiting_review and self._state.status != "scoring")
+        await workflow.wait_condition(lambda: not self._awaiting_review and self._state.status != LoanStatus.scoring)
         return ApprovalResult(status=self._state.status)
 
     @decide.validator
     def _validate_decision(self, decision: ApprovalDecision) -> None:
         if not self._awaiting_review or self._approval is not None:
-            raise ApplicationError(f"the loan is {self._state.status}, not awaiting an operator's decision",
-                                   type="NotAwaitingReview")
+            raise _failure(NotAwaitingReview(f"the loan is {self._state.status}, not awaiting an operator's decision"))
 
-    # -- funding ---------------------------------------------------------------------------
+    # -- funding -------------------------------------------------------------------------------
     async def _fund(self) -> None:
         state, input = self._state, self._input
-        if state.status == "approved":
+        if state.status == LoanStatus.approved:
             window = (timedelta(minutes=input.terms.funding_window_minutes) if input.terms.funding_window_minutes
                       else timedelta(days=input.terms.funding_window_days))
             state.funding_deadline = workflow.now() + window
-            await self._set_status("funding", funding_deadline=state.funding_deadline)
+            await self._transition(LoanStatus.funding, funding_deadline=state.funding_deadline)
             if workflow.patched("auto-invest-on-funding"):
                 await self._start_auto_invest()
-        assert state.funding_deadline is not None
+        deadline = state.funding_deadline
+        assert deadline is not None
+        closes = f"{deadline:%Y-%m-%d %H:%M} UTC"
         while True:
-            left = state.funding_deadline - workflow.now()
+            left = deadline - workflow.now()
             if left > timedelta(0):
+                self._show_waiting_for(f"investments: {input.amount - state.funded_amount:.2f} left to fund, "
+                                       f"the window closes {closes}")
                 try:
                     await workflow.wait_condition(
                         lambda: state.funded_amount == input.amount or state.updates_this_run >= input.updates_per_run,
-                        timeout=left)
+                        timeout=left, timeout_summary=f"funding window closes {closes}")
                 except asyncio.TimeoutError:
                     pass
-            if state.funded_amount != input.amount and workflow.now() < state.funding_deadline:
+            if state.funded_amount != input.amount and workflow.now() < deadline:
                 await self._continue_as_new()  # too many updates for one run
             async with self._lock:  # no investment is half-done past this point
                 if state.funded_amount == input.amount:
-                    await self._set_status("funded")
+                    await self._transition(LoanStatus.funded)
                     return
-                if workflow.now() >= state.funding_deadline:
-                    state.status = "rejected"  # validators refuse from now on
-                    state.rejection_reason = "funding_expired"
-                    break
-        await self._release_and_reject("funding_expired", "the funding window closed before the loan was funded")
-
-    async def _release_and_reject(self, reason: str, what_happened: str) -> None:
-        """Every reservation back to its investor; the loan ends rejected with the reason."""
-        state = self._state
-        state.status = "rejected"  # validators refuse from now on
-        state.rejection_reason = reason
-        released: ReleaseInvestmentsResult = await self._activity(
-            "release_investments", ReleaseInvestmentsInput(loan_id=self._input.loan_id, reason=reason),
-            result_type=ReleaseInvestmentsResult)
-        state.funded_amount = ZERO
-        await self._set_status("rejected", rejection_reason=reason,
-                               notify_borrower=f"{what_happened}; {released.released} reservation(s) released")
+                if workflow.now() >= deadline:
+                    await self._reject_and_release("funding_expired",
+                                                   "the funding window closed before the loan was funded")
+                    return
 
     async def _start_auto_invest(self) -> None:
         """Auto-invest for this loan at once, not at the next scheduled run. Its investments
@@ -214,34 +284,26 @@ class LoanWorkflow:
         loan_id = self._input.loan_id
         try:
             await workflow.start_child_workflow(
-                "AutoInvestWorkflow", AutoInvestInput(loan_ids=[loan_id], reason="the loan entered funding"),
+                AutoInvestWorkflow.run, AutoInvestInput(loan_ids=[loan_id], reason="the loan entered funding"),
                 id=f"auto-invest-{loan_id}", task_queue=workflow.info().task_queue,
-                parent_close_policy=ParentClosePolicy.ABANDON, result_type=AutoInvestResult)
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary="auto-invest for the loan that entered funding")
         except WorkflowAlreadyStartedError:
             pass  # started by an earlier run of this loan
 
     def _check_investment(self, request: InvestmentRequest) -> None:
-        state, input, terms = self._state, self._input, self._input.terms
-        if self._draining:
-            raise ApplicationError("the loan is moving to a new run; send again", type="TryAgain")
-        if state.status != "funding":
-            raise ApplicationError(f"the loan is {state.status}, not open for investment", type="LoanNotFunding")
-        amount = request.amount
-        if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-            raise ApplicationError("the amount must be positive with at most two decimals", type="InvalidInvestment")
-        remaining = input.amount - state.funded_amount
-        if amount > remaining:
-            raise ApplicationError(f"only {remaining:.2f} is left to fund", type="OverFunding",
-                                   non_retryable=True)
-        if amount < terms.min_investment and amount != remaining:
-            raise ApplicationError(f"the minimum investment is {terms.min_investment:.2f} "
-                                   f"(or exactly the {remaining:.2f} left)", type="InvalidInvestment")
-        cap = round_money(input.amount * terms.max_investor_share_percent / 100)
-        already = state.invested_by.get(str(request.investor_id), ZERO)
-        if already + amount > cap:
-            percent = f"{terms.max_investor_share_percent:f}".rstrip("0").rstrip(".")
-            raise ApplicationError(f"one investor may hold at most {percent}% "
-                                   f"of this loan ({cap:.2f}); you hold {already:.2f}", type="InvalidInvestment")
+        state, input = self._state, self._input
+        try:
+            if self._draining:
+                raise TryAgain("the loan is moving to a new run; send again")
+            if state.status != LoanStatus.funding:
+                raise LoanNotFunding(f"the loan is {state.status}, not open for investment")
+            check_investment(request.amount, loan_amount=input.amount, funded_amount=state.funded_amount,
+                             min_investment=input.terms.min_investment,
+                             max_investor_share_percent=input.terms.max_investor_share_percent,
+                             already_invested=state.invested_by.get(str(request.investor_id), ZERO))
+        except LoanRefusal as refusal:
+            raise _failure(refusal) from None
 
     @workflow.update
     async def invest(self, request: InvestmentRequest) -> InvestmentAccepted:
@@ -251,12 +313,12 @@ class LoanWorkflow:
         async with self._lock:
             self._check_investment(request)  # again: others may have invested meanwhile
             try:
-                await self._activity("reserve_investment", ReserveInvestmentInput(
+                await self._call(LoanActivities.reserve_investment, ReserveInvestmentInput(
                     loan_id=input.loan_id, investment_id=request.investment_id, investor_id=request.investor_id,
-                    amount=request.amount, at=workflow.now()))
+                    amount=request.amount, at=workflow.now()), summary=f"reserve {request.amount:.2f} of an investor")
             except ActivityError as error:
                 cause = error.cause
-                if isinstance(cause, ApplicationError):
+                if isinstance(cause, ApplicationError):  # the ledger's refusal: the investor's answer
                     raise ApplicationError(cause.message, *cause.details, type=cause.type,
                                            non_retryable=True) from None
                 raise
@@ -271,7 +333,7 @@ class LoanWorkflow:
     def _validate_investment(self, request: InvestmentRequest) -> None:
         self._check_investment(request)
 
-    # -- disbursement ----------------------------------------------------------------------
+    # -- disbursement ---------------------------------------------------------------------------
     async def _disburse(self) -> None:
         state, input, terms = self._state, self._input, self._input.terms
         if state.clock_origin is None:
@@ -282,13 +344,16 @@ class LoanWorkflow:
                                   terms.amortization_method, terms.interest_only_months)
         fee = round_money(input.amount * terms.platform_fee_percent / 100)
         reserve = round_money(input.amount * terms.reserve_fund_percent / 100)
+        self._show_waiting_for("the disbursement")
         try:
-            await self._activity("disburse_loan", DisburseInput(
+            await self._call(LoanActivities.disburse_loan, DisburseInput(
                 loan_id=input.loan_id, borrower_id=input.borrower_id, amount=input.amount, currency=terms.currency,
                 platform_fee=fee, reserve_contribution=reserve, rate_annual=state.rate_annual, at=workflow.now(),
                 installments=[ScheduledInstallment(payment_num=i.payment_num, due_date=i.due_date,
                                                    principal=i.principal, interest=i.interest)
-                              for i in schedule.installments]), result_type=DisburseResult)
+                              for i in schedule.installments]),
+                summary=f"disburse {input.amount - fee - reserve:.2f} to the borrower "
+                        f"(fee {fee:.2f}, reserve fund {reserve:.2f})")
         except ActivityError as error:
             cause = error.cause
             # Refused for good (one database transaction: nothing was posted). The investors'
@@ -296,15 +361,15 @@ class LoanWorkflow:
             if not (isinstance(cause, ApplicationError) and cause.non_retryable) \
                     or not workflow.patched("compensate-refused-disbursement"):
                 raise
-            await self._release_and_reject(f"disbursement_refused: {cause.message}",
+            await self._reject_and_release(f"disbursement_refused: {cause.message}",
                                            "the loan could not be paid out and was cancelled")
             return
         if workflow.patched("loan-agreements"):
             # The schedule is fixed: the agreements (borrower's, one per investment) follow.
-            await workflow.execute_activity(
-                "generate_loan_agreements", LoanAgreementsInput(loan_id=input.loan_id),
-                result_type=LoanAgreementsResult, start_to_close_timeout=timedelta(minutes=15),
-                heartbeat_timeout=timedelta(minutes=1), retry_policy=DB_RETRY)
+            await workflow.execute_activity_method(
+                DocumentActivities.generate_loan_agreements, LoanAgreementsInput(loan_id=input.loan_id),
+                start_to_close_timeout=AGREEMENTS_TIMEOUT, heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=DB_RETRY, summary="render the loan agreements")
             # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
             # months of loan time at a large scale. (At scale 1 this changes nothing.)
             if input.clock_origin is None:
@@ -313,10 +378,9 @@ class LoanWorkflow:
                                                principal=i.principal, interest=i.interest)
                               for i in schedule.installments]
         state.invested_by = {}  # only needed while funding: keeps the state small
-        state.status = "active"
-        self._upsert_status()
+        await self._transition(LoanStatus.active, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.active]))
 
-    # -- repayment -------------------------------------------------------------------------
+    # -- repayment ------------------------------------------------------------------------------
     def _loan_now(self) -> datetime:
         origin = self._state.clock_origin
         now = workflow.now()
@@ -327,19 +391,15 @@ class LoanWorkflow:
     def _real_delay_until(self, loan_moment: datetime) -> timedelta:
         return max((loan_moment - self._loan_now()) / self._input.time_scale, timedelta(0))
 
-    @staticmethod
-    def _midnight(day: date) -> datetime:
-        return datetime.combine(day, time.min, tzinfo=timezone.utc)
-
     def _unsettled(self) -> list[InstallmentState]:
         return [i for i in self._state.installments if not i.settled]
 
     async def _repay(self) -> None:
         state, input, terms = self._state, self._input, self._input.terms
-        while state.status == "active":
+        while state.status == LoanStatus.active:
             self._funds_arrived = False
             async with self._lock:
-                if state.status != "active":
+                if state.status != LoanStatus.active:
                     break
                 await self._collect_due()
                 unsettled = self._unsettled()
@@ -351,26 +411,32 @@ class LoanWorkflow:
                 if oldest.due_date <= today and (today - oldest.due_date).days >= terms.default_after_days_overdue:
                     await self._default()
                     break
-            wake = self._next_wake()
+            wake, why = self._next_wake()
+            self._show_waiting_for(f"{why}, or money in the borrower's wallet")
             try:
-                await workflow.wait_condition(lambda: self._funds_arrived or state.status != "active",
-                                              timeout=self._real_delay_until(wake))
+                await workflow.wait_condition(lambda: self._funds_arrived or state.status != LoanStatus.active,
+                                              timeout=self._real_delay_until(wake), timeout_summary=why)
             except asyncio.TimeoutError:
                 pass
             info = workflow.info()
-            if state.status == "active" and (info.is_continue_as_new_suggested()
-                                             or info.get_current_history_length() > input.history_events_per_run):
+            if state.status == LoanStatus.active and (info.is_continue_as_new_suggested()
+                                                      or info.get_current_history_length()
+                                                      > input.history_events_per_run):
                 await self._continue_as_new()
 
-    def _next_wake(self) -> datetime:
+    def _next_wake(self) -> tuple[datetime, str]:
+        """When the loan next has something to do (in loan time), and what."""
         today = self._loan_now().date()
         unsettled = self._unsettled()
-        moments = [self._midnight(i.due_date) for i in unsettled if i.due_date > today][:1]
+        count = len(self._state.installments)
+        moments = [(_midnight(i.due_date), f"installment {i.payment_num} of {count} due {i.due_date:%Y-%m-%d}")
+                   for i in unsettled if i.due_date > today][:1]
         overdue = [i for i in unsettled if i.due_date <= today]
         if overdue:
-            moments.append(self._midnight(overdue[0].due_date
-                                          + timedelta(days=self._input.terms.default_after_days_overdue)))
-        return min(moments)
+            threshold = overdue[0].due_date + timedelta(days=self._input.terms.default_after_days_overdue)
+            moments.append((_midnight(threshold), f"default threshold of installment {overdue[0].payment_num} "
+                                                  f"on {threshold:%Y-%m-%d}"))
+        return min(moments, key=lambda m: m[0])
 
     def _accrue_fees(self, today: date) -> None:
         terms = self._input.terms
@@ -382,11 +448,12 @@ class LoanWorkflow:
                                                     item.fee_accrued_day, days)
                 item.fee_accrued_day = days
 
-    async def _collect(self, items: list[DueItem], key: str, purpose: str, require_full: bool) -> CollectResult:
+    async def _collect(self, items: list[AmountsDue], key: str, purpose: str, require_full: bool,
+                       summary: str) -> CollectResult:
         input = self._input
-        result: CollectResult = await self._activity("collect_installments", CollectInput(
+        result = await self._call(LoanActivities.collect_installments, CollectInput(
             loan_id=input.loan_id, borrower_id=input.borrower_id, currency=input.terms.currency, key=key,
-            purpose=purpose, items=items, require_full=require_full, at=workflow.now()), result_type=CollectResult)
+            purpose=purpose, items=items, require_full=require_full, at=workflow.now()), summary=summary)
         by_num = {i.payment_num: i for i in self._state.installments}
         wanted = {i.payment_num: i for i in items}
         for paid in result.items:
@@ -394,8 +461,7 @@ class LoanWorkflow:
             item.paid_fee += paid.fee
             item.paid_interest += paid.interest
             item.paid_principal += paid.principal
-            w = wanted[paid.payment_num]
-            if (paid.fee, paid.interest, paid.principal) == (w.fee, w.interest, w.principal):
+            if paid.settles(wanted[paid.payment_num]):
                 # Early repayment forgives the interest of months not yet begun.
                 item.interest = item.paid_interest
                 item.fee_accrued = item.paid_fee
@@ -410,33 +476,36 @@ class LoanWorkflow:
             return
         self._accrue_fees(today)
         state.collection_seq += 1
+        numbers = ", ".join(str(i.payment_num) for i in due)
         await self._collect([i.outstanding() for i in due],
                             key=f"loan:{input.loan_id}:collection:{state.collection_seq}",
-                            purpose="installment", require_full=False)
+                            purpose="installment", require_full=False,
+                            summary=f"collect installment(s) {numbers} of {len(state.installments)} "
+                                    f"(loan date {today:%Y-%m-%d})")
         for item in due:
             if item.status == "pending":
                 item.status = "overdue"
-                await self._activity("mark_installment_overdue", OverdueNotice(
+                await self._call(LoanActivities.mark_installment_overdue, OverdueNotice(
                     loan_id=input.loan_id, borrower_id=input.borrower_id, payment_num=item.payment_num,
-                    amount_due=item.principal_due + item.interest_due, due_date=item.due_date))
+                    amount_due=item.principal_due + item.interest_due, due_date=item.due_date),
+                    summary=f"installment {item.payment_num} of {item.due_date:%Y-%m-%d} is overdue")
 
     async def _default(self) -> None:
-        state, input = self._state, self._input
+        input = self._input
         unsettled = self._unsettled()
         outstanding = sum((i.principal_due for i in unsettled), ZERO)
-        await self._activity("default_loan", DefaultInput(
+        await self._call(LoanActivities.default_loan, DefaultInput(
             loan_id=input.loan_id, currency=input.terms.currency, outstanding_principal=outstanding,
-            written_off=[i.outstanding() for i in unsettled],
-            at=workflow.now()), result_type=DefaultResult)
+            written_off=[i.outstanding() for i in unsettled], at=workflow.now()),
+            summary=f"default: write off, the reserve fund covers up to {outstanding:.2f} of principal")
         for item in unsettled:
             item.status = "written_off"
-        state.status = "defaulted"
-        self._upsert_status()
+        await self._transition(LoanStatus.defaulted, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.defaulted]))
 
     async def _complete(self) -> None:
-        await self._activity("complete_loan", CompleteInput(loan_id=self._input.loan_id, at=workflow.now()))
-        self._state.status = "repaid"
-        self._upsert_status()
+        await self._call(LoanActivities.complete_loan, CompleteInput(loan_id=self._input.loan_id, at=workflow.now()),
+                         summary="the loan is repaid: close it")
+        await self._transition(LoanStatus.repaid, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.repaid]))
 
     @workflow.signal
     def funds_arrived(self, event: FundsArrived) -> None:
@@ -450,39 +519,22 @@ class LoanWorkflow:
         state, input = self._state, self._input
         state.updates_this_run += 1
         async with self._lock:
-            if state.status != "active":
-                raise ApplicationError(f"the loan is {state.status}, not active", type="LoanNotActive")
+            if state.status != LoanStatus.active:
+                raise _failure(LoanNotActive(f"the loan is {state.status}, not active"))
             assert state.rate_annual is not None and state.disbursed_on is not None
             today = self._loan_now().date()
             self._accrue_fees(today)
-            items: list[DueItem] = []
-            period_start = state.disbursed_on
-            current_done = False
-            for item in state.installments:
-                if item.settled:
-                    period_start = item.due_date
-                    continue
-                if item.due_date <= today:
-                    items.append(item.outstanding())
-                    period_start = item.due_date
-                elif not current_done:
-                    balance = sum((i.principal_due for i in self._unsettled() if i.due_date > today), ZERO)
-                    days = (today - period_start).days
-                    accrued = min(round_money(balance * state.rate_annual / 100 * days / 365), item.interest_due)
-                    items.append(DueItem(payment_num=item.payment_num, fee=ZERO, interest=accrued,
-                                         principal=item.principal_due))
-                    current_done = True
-                else:
-                    items.append(DueItem(payment_num=item.payment_num, fee=ZERO, interest=ZERO,
-                                         principal=item.principal_due))
+            items = quote_early_repayment(state.installments, today, state.disbursed_on, state.rate_annual)
             try:
                 result = await self._collect(items, key=f"loan:{input.loan_id}:early-repayment",
-                                             purpose="early_repayment", require_full=True)
+                                             purpose="early_repayment", require_full=True,
+                                             summary=f"early repayment on loan date {today:%Y-%m-%d}")
             except ActivityError as error:
-                if _is(error, "InsufficientFunds"):
+                if _refused_by_activity(error, InsufficientFunds):
                     owed = sum((i.fee + i.interest + i.principal for i in items), ZERO)
-                    raise ApplicationError(f"early repayment needs {owed:.2f} available in the borrower's wallet",
-                                           {"needed": f"{owed:.2f}"}, type="InsufficientFunds") from None
+                    raise _failure(EarlyRepaymentUnaffordable(
+                        f"early repayment needs {owed:.2f} available in the borrower's wallet",
+                        needed=f"{owed:.2f}")) from None
                 raise
             await self._complete()
             return EarlyRepaymentResult(
@@ -492,10 +544,10 @@ class LoanWorkflow:
 
     @repay_early.validator
     def _validate_early_repayment(self, request: EarlyRepaymentRequest) -> None:
-        if self._state.status != "active":
-            raise ApplicationError(f"the loan is {self._state.status}, not active", type="LoanNotActive")
+        if self._state.status != LoanStatus.active:
+            raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
 
-    # -- reads -----------------------------------------------------------------------------
+    # -- reads ----------------------------------------------------------------------------------
     @workflow.query
     def snapshot(self) -> LoanSnapshot:
         state, input = self._state, self._input
@@ -506,19 +558,25 @@ class LoanWorkflow:
             loan_today=self._loan_now().date() if state.clock_origin else None,
             installments=state.installments)
 
-    # -- plumbing --------------------------------------------------------------------------
-    async def _activity(self, name: str, arg, result_type=None):
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type, retry_policy=DB_RETRY,
+    # -- plumbing -------------------------------------------------------------------------------
+    async def _call(self, activity: Callable[[LoanActivities, Input], Result], arg: Input, *,
+                    summary: str) -> Result:
+        """A loan activity, by reference, with the loan's timeout and the money retry policy;
+        `summary` is what an operator reads for it in the Temporal UI."""
+        return await workflow.execute_activity_method(
+            activity, arg, retry_policy=DB_RETRY, summary=summary,
             start_to_close_timeout=timedelta(seconds=self._input.activity_timeout_seconds))
 
-    async def _set_status(self, status: LoanStatus, **fields) -> None:
-        state = self._state
-        state.status = status
-        await self._activity("record_loan_status", StatusChange(
-            loan_id=self._input.loan_id, status=status, score=state.score, grade=state.grade,
-            rate_annual=state.rate_annual, at=workflow.now(), **fields))
-        self._upsert_status()
+    def _show_waiting_for(self, what: str) -> None:
+        self._waiting_for = what
+        self._show_details()
+
+    def _show_details(self) -> None:
+        state, input = self._state, self._input
+        workflow.set_current_details(
+            f"**{state.status}** · {input.amount:.2f} {input.terms.currency} · {input.term_months} months"
+            + (f" · grade {state.grade}" if state.grade else "")
+            + (f"\n\nwaiting for: {self._waiting_for}" if self._waiting_for and not state.status.is_final else ""))
 
     def _upsert_status(self) -> None:
         if self._input.search_attributes:
@@ -526,9 +584,7 @@ class LoanWorkflow:
             if self._state.grade:
                 updates.append(RISK_GRADE.value_set(self._state.grade))
             workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(f"**{self._state.status}** · {self._input.amount:.2f} "
-                                     f"{self._input.terms.currency} · {self._input.term_months} months"
-                                     + (f" · grade {self._state.grade}" if self._state.grade else ""))
+        self._show_details()
 
     async def _continue_as_new(self) -> None:
         self._draining = True

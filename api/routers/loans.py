@@ -26,18 +26,16 @@ from api.schemas.loans import (
     ScheduleRowOut,
 )
 from api.workflow_calls import execute_loan_update
-from core.errors import Forbidden, InvalidRequest, NotFound, ServiceUnavailable
+from core.errors import Forbidden, NotFound, ServiceUnavailable
 from loans.requests import create_loan_request, workflow_input
+from models.loan_status import LoanStatus
 from models.loan_workflow import (
     ApprovalDecision,
-    ApprovalResult,
     EarlyRepaymentRequest,
-    EarlyRepaymentResult,
-    InvestmentAccepted,
     InvestmentRequest,
     LoanSnapshot,
 )
-from models.loans import LOAN_STATUSES, Investment, LoanRequest, RepaymentInstallment
+from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.products import LoanProduct
 from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT
 from models.users import Role, User
@@ -105,13 +103,11 @@ async def create_loan(body: LoanCreate, user: BorrowerUser, request: Request, te
 
 @router.get("/loans", response_model=list[LoanOut])
 async def list_loans(user: CurrentUser, request: Request,
-                     loan_status: Annotated[str | None, Query(alias="status")] = None,
+                     loan_status: Annotated[LoanStatus | None, Query(alias="status")] = None,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50,
                      offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[LoanOut]:
     """Borrowers: their loans. Investors: loans open for investment (status=funding, the
     default) or those they invested in. Operators and compliance: all, by status."""
-    if loan_status is not None and loan_status not in LOAN_STATUSES:
-        raise InvalidRequest(f"status must be one of {', '.join(LOAN_STATUSES)}", field="status")
 
     def read(session: Session) -> list[LoanOut]:
         query = select(LoanRequest)
@@ -161,10 +157,10 @@ async def invest(loan_id: uuid.UUID, body: InvestmentIn, user: InvestorUser, req
     investment_id = (uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{user.id}:{idempotency_key}")
                      if idempotency_key else uuid.uuid4())
     client = await temporal.get()
-    accepted: InvestmentAccepted = await execute_loan_update(
-        client, loan.workflow_id, "invest",
+    accepted = await execute_loan_update(
+        client, loan.workflow_id, LoanWorkflow.invest,
         InvestmentRequest(investment_id=investment_id, investor_id=user.id, amount=body.amount),
-        update_id=f"investment-{investment_id}", result_type=InvestmentAccepted)
+        update_id=f"investment-{investment_id}")
     return InvestmentOut(id=accepted.investment_id, loan_id=loan_id, amount=accepted.amount,
                          funded_amount=accepted.funded_amount, remaining=accepted.remaining)
 
@@ -178,9 +174,9 @@ async def early_repayment(loan_id: uuid.UUID, user: BorrowerUser, request: Reque
     if loan.borrower_id != user.id:
         raise NotFound(f"no loan {loan_id}")
     client = await temporal.get()
-    result: EarlyRepaymentResult = await execute_loan_update(
-        client, loan.workflow_id, "repay_early", EarlyRepaymentRequest(requested_by=user.id),
-        update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}", result_type=EarlyRepaymentResult)
+    result = await execute_loan_update(
+        client, loan.workflow_id, LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=user.id),
+        update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}")
     return EarlyRepaymentOut(**result.model_dump())
 
 
@@ -190,10 +186,10 @@ async def decide(loan_id: uuid.UUID, body: DecisionIn, operator: OperatorUser, r
     """Approve or reject a loan awaiting review (409 if it is not)."""
     loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, operator))
     client = await temporal.get()
-    result: ApprovalResult = await execute_loan_update(
-        client, loan.workflow_id, "decide",
+    result = await execute_loan_update(
+        client, loan.workflow_id, LoanWorkflow.decide,
         ApprovalDecision(approve=body.approve, operator_id=operator.id, reason=body.reason),
-        update_id=f"decision-{loan_id}", result_type=ApprovalResult)
+        update_id=f"decision-{loan_id}")
     return DecisionOut(status=result.status)
 
 

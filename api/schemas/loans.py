@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from api.schemas.base import Amount, Money, ResponseModel, StrictModel, TermMonths
+from models.loan_status import LoanStatus
 
 
 class LoanCreate(StrictModel):
@@ -22,13 +23,13 @@ class LoanCreate(StrictModel):
 
 class LoanCreated(ResponseModel):
     id: uuid.UUID
-    status: str
+    status: LoanStatus
     workflow_id: str
 
 
 class LoanOut(ResponseModel):
     id: uuid.UUID
-    status: str
+    status: LoanStatus
     amount: Money
     currency: str
     funded_amount: Money
@@ -85,4 +86,4 @@ class DecisionIn(StrictModel):
 
 
 class DecisionOut(ResponseModel):
-    status: str
+    status: LoanStatus

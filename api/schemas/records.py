@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from models.loan_status import LoanStatus
+
 
 class DocumentOut(BaseModel):
     id: uuid.UUID
@@ -60,7 +62,7 @@ class ChainCheckOut(BaseModel):
 class TrailOut(BaseModel):
     loan_id: uuid.UUID
     workflow_id: str | None
-    status: str
+    status: LoanStatus
     history_available: bool
     workflow_runs: list[str]
     chain: ChainCheckOut

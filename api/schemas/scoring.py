@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from api.schemas.base import ResponseModel, StrictModel
+from models.loan_status import LoanStatus
 from models.scoring_rules import ScoringRules
 
 
@@ -32,7 +33,7 @@ class ScoringFactorOut(BaseModel):
 
 class LoanScoringOut(BaseModel):
     loan_id: uuid.UUID
-    status: str
+    status: LoanStatus
     score: int | None
     grade: str | None
     rate_annual: str | None

@@ -1,0 +1,72 @@
+"""A loan's default: the reserve fund's cover, each investment's cover and loss, the written-off
+installments, and what the borrower, the investors and the trail are told.
+
+One database transaction; the cover is posted under a key built from the loan, so a retry
+finds it and moves nothing again. The arithmetic is domain/default_cover.py.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.audit import append_audit
+from domain.default_cover import reserve_cover, split_default
+from ledger.accounts import platform_account
+from ledger.postings import Leg, find_posted, merge_legs, post_transaction
+from loans.common import available_account_of, holdings, investments_of, loan_row, notify
+from models.ledger import LedgerAccount
+from models.loan_workflow import DefaultInput, DefaultResult
+from models.loans import RepaymentInstallment
+from scoring.points import award_points
+
+
+def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
+    key = f"loan:{input.loan_id}:default:reserve-cover"
+    investments = investments_of(session, input.loan_id)
+    done = find_posted(session, key)
+    if done is not None:
+        covered = Decimal(done.details["covered"])
+    else:
+        fund_account = platform_account(session, "reserve_fund", input.currency)
+        fund = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id)
+                               .with_for_update()).scalar_one()
+        covered = reserve_cover(fund, input.outstanding_principal)
+    split = split_default(input.outstanding_principal, covered, holdings(investments))
+    if done is None and covered > 0:
+        legs = [Leg(fund_account.id, -covered)]
+        legs += [Leg(available_account_of(session, investor_id).id, share)
+                 for investor_id, share in split.cover_by_investor.items()]
+        post_transaction(session, key=key, kind="reserve_cover", loan_id=input.loan_id, legs=merge_legs(legs),
+                         description="default: outstanding principal covered by the reserve fund",
+                         details={"covered": f"{covered:.2f}",
+                                  "shares": {str(k): f"{v:.2f}" for k, v in split.cover_by_investor.items()}})
+    for investment in investments:
+        investment.reserve_cover_amount, investment.loss_amount = split.by_investment[investment.id]
+        investment.status = "defaulted"
+        notify(session, investment.investor_id, input.loan_id, "loan_defaulted",
+               f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} "
+               f"of your outstanding principal", f"loan:{input.loan_id}:investment:{investment.id}:defaulted")
+    for item in input.written_off:
+        row = session.scalars(select(RepaymentInstallment).where(
+            RepaymentInstallment.loan_id == input.loan_id,
+            RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
+        row.late_fee_accrued = max(row.late_fee_accrued, item.fee_accrued)
+        if row.status != "paid":
+            row.status = "written_off"
+    loan = loan_row(session, input.loan_id, lock=True)
+    loan.closed_at = input.at
+    loan.updated_at = input.at
+    award_points(session, loan.borrower_id, loan.id, "loan_defaulted", f"loan:{loan.id}:defaulted",
+                 "the loan defaulted")
+    figures = {"outstanding_principal": f"{input.outstanding_principal:.2f}",
+               "covered_by_reserve_fund": f"{covered:.2f}",
+               "investors_loss": f"{input.outstanding_principal - covered:.2f}"}
+    append_audit(session, loan.id, "defaulted", "loan.defaulted",
+                 note="the loan defaulted; the reserve fund covered what it could",
+                 details=figures | {"written_off": [i.model_dump(mode="json") for i in input.written_off]})
+    notify(session, loan.borrower_id, loan.id, "loan_defaulted", "your loan was declared in default",
+           f"loan:{loan.id}:defaulted")
+    return DefaultResult(covered=covered, loss=input.outstanding_principal - covered)
