@@ -24,8 +24,12 @@ run: install
 demo: install
 	$(BIN)/python -m runner.demo
 
-# The whole test suite against a throwaway PostgreSQL and Temporal's real server binaries.
+# Lint, format and type checks, then the whole test suite against a throwaway PostgreSQL and
+# Temporal's real server binaries.
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Benchmarks (not part of `make test`): prints a table and writes bench/results.md.

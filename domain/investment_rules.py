@@ -32,6 +32,6 @@ def check_investment(amount: Decimal, *, loan_amount: Decimal, funded_amount: De
         raise InvalidInvestment(f"the minimum investment is {min_investment:.2f} (or exactly the {remaining:.2f} left)")
     cap = investor_cap(loan_amount, max_investor_share_percent)
     if already_invested + amount > cap:
-        percent = f"{max_investor_share_percent:f}".rstrip("0").rstrip(".")
+        percent = f"{max_investor_share_percent.normalize():f}"  # 50 -> "50", 33.50 -> "33.5"
         raise InvalidInvestment(f"one investor may hold at most {percent}% of this loan ({cap:.2f}); "
                                 f"you hold {already_invested:.2f}")
