@@ -50,8 +50,13 @@ ACTIVITY_THREADS = 16
 DOCUMENT_RENDERERS = 1
 
 
-def build_worker(client: Client, settings: Settings, session_factory: sessionmaker[Session],
-                 executor: ThreadPoolExecutor, task_queue: str | None = None) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    executor: ThreadPoolExecutor,
+    task_queue: str | None = None,
+) -> Worker:
     ledger_checks = LedgerCheckActivities(session_factory)
     loans = LoanActivities(session_factory)
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
@@ -93,20 +98,24 @@ def platform_schedules(settings: Settings) -> dict[str, Schedule]:
 
     return {
         RECONCILIATION_SCHEDULE_ID: Schedule(
-            action=start(LedgerReconciliationWorkflow.run, ReconciliationInput(reason="schedule"),
-                         "ledger-reconciliation-run"),
+            action=start(
+                LedgerReconciliationWorkflow.run, ReconciliationInput(reason="schedule"), "ledger-reconciliation-run"
+            ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=10))),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=10)),
+        ),
         STATEMENTS_SCHEDULE_ID: Schedule(
             action=start(InvestorStatementsWorkflow.run, InvestorStatementsInput(), "investor-statements-run"),
             # 02:00 UTC on the first of each month: the month before has ended everywhere.
             spec=ScheduleSpec(cron_expressions=["0 2 1 * *"]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1))),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
+        ),
         AUTO_INVEST_SCHEDULE_ID: Schedule(
             action=start(AutoInvestWorkflow.run, AutoInvestInput(reason="schedule"), "auto-invest-run"),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=15))]),
             # A run missed while the platform was down is not worth more than one late run.
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=5))),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=5)),
+        ),
     }
 
 

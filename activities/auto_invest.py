@@ -36,8 +36,11 @@ class AutoInvestActivities:
     def plan_auto_investments(self, input: PlanAutoInvestInput) -> AutoInvestPlan:
         with unit_of_work(self._session_factory) as session:
             run = plan_run(session, input.run_key, input.loan_ids, input.at)
-        return AutoInvestPlan(run_no=run.run_no, planned=sum(1 for p in run.planned if p.amount > 0),
-                              not_allocated=sum(1 for p in run.planned if p.amount <= 0))
+        return AutoInvestPlan(
+            run_no=run.run_no,
+            planned=sum(1 for p in run.planned if p.amount > 0),
+            not_allocated=sum(1 for p in run.planned if p.amount <= 0),
+        )
 
     def _planned(self, run_no: int) -> list[PlannedPlacement]:
         with self._session_factory() as session:
@@ -70,16 +73,25 @@ class AutoInvestActivities:
                 handle = self._client.get_workflow_handle(item.workflow_id)
                 # (imported here: the loan workflow starts auto-invest runs, whose module imports this one)
                 from workflows.loan import LoanWorkflow
+
                 try:
                     await handle.execute_update(
-                        LoanWorkflow.invest, InvestmentRequest(investment_id=item.investment_id, investor_id=item.investor_id,
-                                                    amount=item.amount),
-                        id=f"investment-{item.investment_id}")
+                        LoanWorkflow.invest,
+                        InvestmentRequest(
+                            investment_id=item.investment_id, investor_id=item.investor_id, amount=item.amount
+                        ),
+                        id=f"investment-{item.investment_id}",
+                    )
                     pending.append((item.investment_id, "placed", None))
                 except WorkflowUpdateFailedError as error:
                     cause = error.cause
-                    pending.append((item.investment_id, "refused",
-                                    f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}"))
+                    pending.append(
+                        (
+                            item.investment_id,
+                            "refused",
+                            f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}",
+                        )
+                    )
                 except RPCError as error:  # the loan's workflow is gone (it moved on)
                     pending.append((item.investment_id, "refused", f"{error.status.name}: {error.message}"))
                 done += 1

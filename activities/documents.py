@@ -61,8 +61,7 @@ class DocumentActivities:
                 return StatementsResult(month=input.month, statements=done)
             for investor_id in batch:
                 with unit_of_work(self._session_factory) as session:
-                    generate_investor_statement(session, self._store, self._settings, investor_id, input.month,
-                                                now=now)
+                    generate_investor_statement(session, self._store, self._settings, investor_id, input.month, now=now)
                 done += 1
                 after = investor_id
                 _heartbeat(str(after), done)

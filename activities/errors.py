@@ -21,7 +21,11 @@ def business_errors_are_final(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except PlatformError as exc:
-            raise ApplicationError(exc.detail, {"status": exc.status_code, **exc.extra},
-                                   type=type(exc).__name__, non_retryable=exc.non_retryable) from exc
+            raise ApplicationError(
+                exc.detail,
+                {"status": exc.status_code, **exc.extra},
+                type=type(exc).__name__,
+                non_retryable=exc.non_retryable,
+            ) from exc
 
     return wrapper

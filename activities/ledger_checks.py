@@ -25,5 +25,9 @@ class LedgerCheckActivities:
         if not report.balanced:
             # Loud on purpose: an unbalanced ledger is a defect an operator must see.
             log.error("LEDGER OUT OF BALANCE: total=%s mismatched=%s", report.total, report.mismatched_accounts)
-        return ReconciliationResult(balanced=report.balanced, total=report.total,
-                                    accounts=len(report.accounts), mismatched_accounts=report.mismatched_accounts)
+        return ReconciliationResult(
+            balanced=report.balanced,
+            total=report.total,
+            accounts=len(report.accounts),
+            mismatched_accounts=report.mismatched_accounts,
+        )

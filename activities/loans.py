@@ -68,14 +68,34 @@ class LoanActivities:
     def register_loan_request(self, input: RegisterLoanInput) -> None:
         """The read-side row of the loan (the API usually wrote it already: then a no-op)."""
         with unit_of_work(self._session_factory) as session:
-            session.execute(pg_insert(LoanRequest).values(
-                id=input.loan_id, borrower_id=input.borrower_id, product_id=input.product_id, amount=input.amount,
-                term_months=input.term_months, purpose="", workflow_id=input.workflow_id, status="pending",
-            ).on_conflict_do_nothing(index_elements=["id"]))
-            append_audit(session, input.loan_id, "requested", "loan.requested", actor_id=input.borrower_id,
-                         actor_role="borrower", note="the borrower asked for a loan",
-                         details={"amount": f"{input.amount:.2f}", "term_months": input.term_months,
-                                  "product_id": input.product_id})
+            session.execute(
+                pg_insert(LoanRequest)
+                .values(
+                    id=input.loan_id,
+                    borrower_id=input.borrower_id,
+                    product_id=input.product_id,
+                    amount=input.amount,
+                    term_months=input.term_months,
+                    purpose="",
+                    workflow_id=input.workflow_id,
+                    status="pending",
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            append_audit(
+                session,
+                input.loan_id,
+                "requested",
+                "loan.requested",
+                actor_id=input.borrower_id,
+                actor_role="borrower",
+                note="the borrower asked for a loan",
+                details={
+                    "amount": f"{input.amount:.2f}",
+                    "term_months": input.term_months,
+                    "product_id": input.product_id,
+                },
+            )
 
     @activity.defn(name="record_loan_status")
     @business_errors_are_final
@@ -100,17 +120,36 @@ class LoanActivities:
             if change.status.is_final:
                 loan.closed_at = change.at
             if change.notify_borrower:
-                notify(session, loan.borrower_id, loan.id, f"loan_{change.status}", change.notify_borrower,
-                       f"loan:{loan.id}:status:{change.status}")
+                notify(
+                    session,
+                    loan.borrower_id,
+                    loan.id,
+                    f"loan_{change.status}",
+                    change.notify_borrower,
+                    f"loan:{loan.id}:status:{change.status}",
+                )
             at = change.at.isoformat() if change.at else "-"
-            details = {"from": previous, "to": change.status, "score": change.score, "grade": change.grade,
-                       "rate_annual": change.rate_annual, "rejection_reason": change.rejection_reason,
-                       "funding_deadline": change.funding_deadline, "scoring": change.scoring_details,
-                       "workflow_time": change.at}
-            append_audit(session, loan.id, f"status:{change.status}:{at}", "loan.status",
-                         actor_id=change.actor_id, actor_role=change.actor_role or "system",
-                         note=_status_note(previous, change),
-                         details={k: v for k, v in details.items() if v is not None})
+            details = {
+                "from": previous,
+                "to": change.status,
+                "score": change.score,
+                "grade": change.grade,
+                "rate_annual": change.rate_annual,
+                "rejection_reason": change.rejection_reason,
+                "funding_deadline": change.funding_deadline,
+                "scoring": change.scoring_details,
+                "workflow_time": change.at,
+            }
+            append_audit(
+                session,
+                loan.id,
+                f"status:{change.status}:{at}",
+                "loan.status",
+                actor_id=change.actor_id,
+                actor_role=change.actor_role or "system",
+                note=_status_note(previous, change),
+                details={k: v for k, v in details.items() if v is not None},
+            )
 
     @activity.defn(name="score_loan_request")
     @business_errors_are_final
@@ -121,22 +160,41 @@ class LoanActivities:
             version, rules = current_rules(session)
             history = payment_history(session, input.borrower_id)
         if profile is None:
-            return ScoreLoanResult(score=0, grade=None, rate_annual=None, decision="reject", reasons=[],
-                                   reject_reason="no borrower profile: PUT /v1/users/me/profile first",
-                                   rules_version=version)
+            return ScoreLoanResult(
+                score=0,
+                grade=None,
+                rate_annual=None,
+                decision="reject",
+                reasons=[],
+                reject_reason="no borrower profile: PUT /v1/users/me/profile first",
+                rules_version=version,
+            )
         # The DTI test uses the dearest grade's payment: the most the borrower could owe.
         worst_rate = max(input.terms.rates_by_grade.values())
         months = input.term_months - input.terms.interest_only_months
         payment = annuity_payment(input.amount, worst_rate, months)
-        result = score_request(rules, ScoringInput(
-            monthly_income=profile.monthly_income, monthly_obligations=profile.monthly_obligations,
-            employment_months=profile.employment_months, monthly_payment=payment, amount=input.amount,
-            max_debt_to_income_percent=input.terms.max_debt_to_income_percent, history=history))
+        result = score_request(
+            rules,
+            ScoringInput(
+                monthly_income=profile.monthly_income,
+                monthly_obligations=profile.monthly_obligations,
+                employment_months=profile.employment_months,
+                monthly_payment=payment,
+                amount=input.amount,
+                max_debt_to_income_percent=input.terms.max_debt_to_income_percent,
+                history=history,
+            ),
+        )
         rate = input.terms.rates_by_grade.get(result.grade) if result.grade else None
-        return ScoreLoanResult(score=result.score, grade=result.grade, rate_annual=rate, decision=result.decision,
-                               reasons=[{"factor": f.name, "points": f.points, "reason": f.reason}
-                                        for f in result.factors],
-                               reject_reason=result.reject_reason, rules_version=version)
+        return ScoreLoanResult(
+            score=result.score,
+            grade=result.grade,
+            rate_annual=rate,
+            decision=result.decision,
+            reasons=[{"factor": f.name, "points": f.points, "reason": f.reason} for f in result.factors],
+            reject_reason=result.reject_reason,
+            rules_version=version,
+        )
 
     # -- funding ---------------------------------------------------------------------------
     @activity.defn(name="reserve_investment")
@@ -156,22 +214,45 @@ class LoanActivities:
                 return
             investor = session.get_one(User, input.investor_id)
             with session.begin_nested():
-                investment = Investment(id=input.investment_id, investor_id=input.investor_id, loan_id=input.loan_id,
-                                        amount=input.amount, status="pending")
+                investment = Investment(
+                    id=input.investment_id,
+                    investor_id=input.investor_id,
+                    loan_id=input.loan_id,
+                    amount=input.amount,
+                    status="pending",
+                )
                 session.add(investment)
                 session.flush()
-                reserve(session, wallet.id, input.amount, kind="investment_reserve", loan_id=input.loan_id,
-                        key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
-                        description="investment reserved")
+                reserve(
+                    session,
+                    wallet.id,
+                    input.amount,
+                    kind="investment_reserve",
+                    loan_id=input.loan_id,
+                    key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
+                    description="investment reserved",
+                )
                 # After the wallet's locks, as a release takes them: the same order, no deadlock.
                 investment.counted_year = count_investment(session, investor, input.amount, limit_year(input.at))
-                append_audit(session, input.loan_id, f"investment:{input.investment_id}", "investment.placed",
-                             actor_id=input.investor_id, actor_role="investor",
-                             note=f"an investor reserved {input.amount:.2f} for the loan",
-                             details={"investment_id": input.investment_id, "investor_id": input.investor_id,
-                                      "amount": f"{input.amount:.2f}"})
-            session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id)
-                            .values(funded_amount=LoanRequest.funded_amount + input.amount))
+                append_audit(
+                    session,
+                    input.loan_id,
+                    f"investment:{input.investment_id}",
+                    "investment.placed",
+                    actor_id=input.investor_id,
+                    actor_role="investor",
+                    note=f"an investor reserved {input.amount:.2f} for the loan",
+                    details={
+                        "investment_id": input.investment_id,
+                        "investor_id": input.investor_id,
+                        "amount": f"{input.amount:.2f}",
+                    },
+                )
+            session.execute(
+                update(LoanRequest)
+                .where(LoanRequest.id == input.loan_id)
+                .values(funded_amount=LoanRequest.funded_amount + input.amount)
+            )
 
     @activity.defn(name="release_investments")
     @business_errors_are_final
@@ -182,19 +263,35 @@ class LoanActivities:
             investments = investments_of(session, input.loan_id, status="pending")
             for investment in investments:
                 wallet = wallet_of_user(session, investment.investor_id)
-                release(session, wallet.id, investment.amount, kind="investment_release", loan_id=input.loan_id,
-                        key=f"loan:{input.loan_id}:investment:{investment.id}:release",
-                        description=f"loan not funded: {input.reason}")
+                release(
+                    session,
+                    wallet.id,
+                    investment.amount,
+                    kind="investment_release",
+                    loan_id=input.loan_id,
+                    key=f"loan:{input.loan_id}:investment:{investment.id}:release",
+                    description=f"loan not funded: {input.reason}",
+                )
                 investment.status = "released"
                 give_back(session, investment.investor_id, investment.amount, investment.counted_year)
                 total += investment.amount
-                notify(session, investment.investor_id, input.loan_id, "investment_released",
-                       f"the loan was not funded ({input.reason}); {investment.amount:.2f} is available again",
-                       f"loan:{input.loan_id}:investment:{investment.id}:released")
+                notify(
+                    session,
+                    investment.investor_id,
+                    input.loan_id,
+                    "investment_released",
+                    f"the loan was not funded ({input.reason}); {investment.amount:.2f} is available again",
+                    f"loan:{input.loan_id}:investment:{investment.id}:released",
+                )
             session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id).values(funded_amount=0))
-            append_audit(session, input.loan_id, "investments:released", "investments.released",
-                         note=f"{len(investments)} reservation(s) released: {input.reason}",
-                         details={"reason": input.reason, "released": len(investments), "total": f"{total:.2f}"})
+            append_audit(
+                session,
+                input.loan_id,
+                "investments:released",
+                "investments.released",
+                note=f"{len(investments)} reservation(s) released: {input.reason}",
+                details={"reason": input.reason, "released": len(investments), "total": f"{total:.2f}"},
+            )
         return ReleaseInvestmentsResult(released=len(investments), total=total)
 
     # -- disbursement --------------------------------------------------------------------
@@ -222,43 +319,84 @@ class LoanActivities:
                 if input.platform_fee:
                     legs.append(Leg(platform_account(session, "platform_fees", input.currency).id, input.platform_fee))
                 if input.reserve_contribution:
-                    legs.append(Leg(platform_account(session, "reserve_fund", input.currency).id,
-                                    input.reserve_contribution))
-                posted = post_transaction(session, key=key, kind="disbursement", loan_id=input.loan_id,
-                                          legs=merge_legs(legs),
-                                          description="loan disbursed",
-                                          details={"to_borrower": f"{to_borrower:.2f}",
-                                                   "platform_fee": f"{input.platform_fee:.2f}",
-                                                   "reserve_contribution": f"{input.reserve_contribution:.2f}"})
+                    legs.append(
+                        Leg(platform_account(session, "reserve_fund", input.currency).id, input.reserve_contribution)
+                    )
+                posted = post_transaction(
+                    session,
+                    key=key,
+                    kind="disbursement",
+                    loan_id=input.loan_id,
+                    legs=merge_legs(legs),
+                    description="loan disbursed",
+                    details={
+                        "to_borrower": f"{to_borrower:.2f}",
+                        "platform_fee": f"{input.platform_fee:.2f}",
+                        "reserve_contribution": f"{input.reserve_contribution:.2f}",
+                    },
+                )
                 transaction_id = posted.id
             else:
                 transaction_id = done.id
                 to_borrower = Decimal(done.details["to_borrower"])
             for item in input.installments:
-                session.execute(pg_insert(RepaymentInstallment).values(
-                    loan_id=input.loan_id, payment_num=item.payment_num, due_date=item.due_date,
-                    principal=item.principal, interest=item.interest, status="pending",
-                ).on_conflict_do_nothing(index_elements=["loan_id", "payment_num"]))
+                session.execute(
+                    pg_insert(RepaymentInstallment)
+                    .values(
+                        loan_id=input.loan_id,
+                        payment_num=item.payment_num,
+                        due_date=item.due_date,
+                        principal=item.principal,
+                        interest=item.interest,
+                        status="pending",
+                    )
+                    .on_conflict_do_nothing(index_elements=["loan_id", "payment_num"])
+                )
             for investment in investments:
                 investment.status = "active"
             loan = loan_row(session, input.loan_id, lock=True)
             loan.rate_annual = input.rate_annual
             loan.disbursed_at = loan.disbursed_at or input.at
             loan.updated_at = input.at
-            append_audit(session, input.loan_id, "disbursed", "loan.disbursed",
-                         note=f"{to_borrower:.2f} {input.currency} paid to the borrower; the schedule is fixed",
-                         details={"ledger_transaction_id": transaction_id, "amount": f"{input.amount:.2f}",
-                                  "to_borrower": f"{to_borrower:.2f}", "platform_fee": f"{input.platform_fee:.2f}",
-                                  "reserve_contribution": f"{input.reserve_contribution:.2f}",
-                                  "rate_annual": input.rate_annual, "investments": len(investments),
-                                  "schedule": [{"payment_num": i.payment_num, "due_date": i.due_date,
-                                                "principal": f"{i.principal:.2f}", "interest": f"{i.interest:.2f}"}
-                                               for i in input.installments]})
-            notify(session, input.borrower_id, input.loan_id, "loan_disbursed",
-                   f"{to_borrower:.2f} {input.currency} is in your wallet; the first installment is due "
-                   f"{input.installments[0].due_date.isoformat()}", f"loan:{input.loan_id}:disbursed")
-        return DisburseResult(ledger_transaction_id=transaction_id, to_borrower=to_borrower,
-                              investors=len({i.investor_id for i in investments}))
+            append_audit(
+                session,
+                input.loan_id,
+                "disbursed",
+                "loan.disbursed",
+                note=f"{to_borrower:.2f} {input.currency} paid to the borrower; the schedule is fixed",
+                details={
+                    "ledger_transaction_id": transaction_id,
+                    "amount": f"{input.amount:.2f}",
+                    "to_borrower": f"{to_borrower:.2f}",
+                    "platform_fee": f"{input.platform_fee:.2f}",
+                    "reserve_contribution": f"{input.reserve_contribution:.2f}",
+                    "rate_annual": input.rate_annual,
+                    "investments": len(investments),
+                    "schedule": [
+                        {
+                            "payment_num": i.payment_num,
+                            "due_date": i.due_date,
+                            "principal": f"{i.principal:.2f}",
+                            "interest": f"{i.interest:.2f}",
+                        }
+                        for i in input.installments
+                    ],
+                },
+            )
+            notify(
+                session,
+                input.borrower_id,
+                input.loan_id,
+                "loan_disbursed",
+                f"{to_borrower:.2f} {input.currency} is in your wallet; the first installment is due "
+                f"{input.installments[0].due_date.isoformat()}",
+                f"loan:{input.loan_id}:disbursed",
+            )
+        return DisburseResult(
+            ledger_transaction_id=transaction_id,
+            to_borrower=to_borrower,
+            investors=len({i.investor_id for i in investments}),
+        )
 
     # -- repayment -----------------------------------------------------------------------
     @activity.defn(name="collect_installments")
@@ -274,21 +412,44 @@ class LoanActivities:
     @business_errors_are_final
     def mark_installment_overdue(self, notice: OverdueNotice) -> None:
         with unit_of_work(self._session_factory) as session:
-            session.execute(update(RepaymentInstallment).where(
-                RepaymentInstallment.loan_id == notice.loan_id,
-                RepaymentInstallment.payment_num == notice.payment_num,
-                RepaymentInstallment.status == "pending").values(status="overdue"))
-            award_points(session, notice.borrower_id, notice.loan_id, "late_installment",
-                         f"loan:{notice.loan_id}:installment:{notice.payment_num}:late",
-                         f"installment {notice.payment_num} of {notice.due_date.isoformat()} not paid on its due date")
-            append_audit(session, notice.loan_id, f"installment:{notice.payment_num}:overdue", "installment.overdue",
-                         note=f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue",
-                         details={"payment_num": notice.payment_num, "due_date": notice.due_date,
-                                  "amount_due": f"{notice.amount_due:.2f}"})
-            notify(session, notice.borrower_id, notice.loan_id, "installment_overdue",
-                   f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue: "
-                   f"{notice.amount_due:.2f} is due; late fees accrue after the grace days",
-                   f"loan:{notice.loan_id}:installment:{notice.payment_num}:overdue")
+            session.execute(
+                update(RepaymentInstallment)
+                .where(
+                    RepaymentInstallment.loan_id == notice.loan_id,
+                    RepaymentInstallment.payment_num == notice.payment_num,
+                    RepaymentInstallment.status == "pending",
+                )
+                .values(status="overdue")
+            )
+            award_points(
+                session,
+                notice.borrower_id,
+                notice.loan_id,
+                "late_installment",
+                f"loan:{notice.loan_id}:installment:{notice.payment_num}:late",
+                f"installment {notice.payment_num} of {notice.due_date.isoformat()} not paid on its due date",
+            )
+            append_audit(
+                session,
+                notice.loan_id,
+                f"installment:{notice.payment_num}:overdue",
+                "installment.overdue",
+                note=f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue",
+                details={
+                    "payment_num": notice.payment_num,
+                    "due_date": notice.due_date,
+                    "amount_due": f"{notice.amount_due:.2f}",
+                },
+            )
+            notify(
+                session,
+                notice.borrower_id,
+                notice.loan_id,
+                "installment_overdue",
+                f"installment {notice.payment_num} of {notice.due_date.isoformat()} is overdue: "
+                f"{notice.amount_due:.2f} is due; late fees accrue after the grace days",
+                f"loan:{notice.loan_id}:installment:{notice.payment_num}:overdue",
+            )
 
     @activity.defn(name="default_loan")
     @business_errors_are_final
@@ -307,8 +468,15 @@ class LoanActivities:
             loan = loan_row(session, input.loan_id, lock=True)
             loan.closed_at = input.at
             loan.updated_at = input.at
-            award_points(session, loan.borrower_id, loan.id, "loan_repaid", f"loan:{loan.id}:repaid",
-                         "the loan was repaid in full")
+            award_points(
+                session,
+                loan.borrower_id,
+                loan.id,
+                "loan_repaid",
+                f"loan:{loan.id}:repaid",
+                "the loan was repaid in full",
+            )
             append_audit(session, loan.id, "repaid", "loan.repaid", note="the loan is fully repaid")
-            notify(session, loan.borrower_id, loan.id, "loan_repaid", "your loan is fully repaid",
-                   f"loan:{loan.id}:repaid")
+            notify(
+                session, loan.borrower_id, loan.id, "loan_repaid", "your loan is fully repaid", f"loan:{loan.id}:repaid"
+            )

@@ -55,8 +55,9 @@ def get_temporal(request: Request) -> TemporalClientHolder:
 TemporalDep = Annotated[TemporalClientHolder, Depends(get_temporal)]
 
 
-def get_current_user(request: Request, settings: SettingsDep,
-                     token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+def get_current_user(
+    request: Request, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
     """Loaded in a short session of its own: async routes then hold no database connection
     while they wait on Temporal (a funding rush would otherwise drain the pool)."""
     if not token:

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request, Response
@@ -46,10 +46,17 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 
 _HOLDER = "idempotency"
 
-IdempotencyKeyHeader = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
-    description="Send the request again safely with the same key (kept 24 h): the first answer "
-                "is replayed. Another request with a used key is 422; one still in progress is 409.")]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Send the request again safely with the same key (kept 24 h): the first answer "
+        "is replayed. Another request with a used key is 422; one still in progress is 409.",
+    ),
+]
 
 
 def request_fingerprint(method: str, path: str, query: bytes, body: bytes) -> str:
@@ -74,26 +81,54 @@ class Replay:
     body: bytes
 
 
-def claim_key(factory: sessionmaker[Session], user_id: Any, key: str, fingerprint: str, method: str,
-              path: str, settings: Settings, now: datetime) -> Replay | None:
+def claim_key(
+    factory: sessionmaker[Session],
+    user_id: Any,
+    key: str,
+    fingerprint: str,
+    method: str,
+    path: str,
+    settings: Settings,
+    now: datetime,
+) -> Replay | None:
     """Takes the key for this request (None: go on), or returns the answer to replay.
     Raises 422 for a key used with another request, 409 while it is still in flight."""
     lease = now + timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
     expires = now + timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
     with unit_of_work(factory) as session:
         # Keys past their retention go, a few at a time, as new ones come.
-        session.execute(text("DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
-                             "WHERE expires_at < :now LIMIT 100)"), {"now": now})
-        fresh = {"request_fingerprint": fingerprint, "method": method, "path": path[:500], "state": "in_flight",
-                 "locked_until": lease, "response_status": None, "response_content_type": None,
-                 "response_body": None, "created_at": now, "expires_at": expires}
+        session.execute(
+            text(
+                "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+                "WHERE expires_at < :now LIMIT 100)"
+            ),
+            {"now": now},
+        )
+        fresh = {
+            "request_fingerprint": fingerprint,
+            "method": method,
+            "path": path[:500],
+            "state": "in_flight",
+            "locked_until": lease,
+            "response_status": None,
+            "response_content_type": None,
+            "response_body": None,
+            "created_at": now,
+            "expires_at": expires,
+        }
         inserted = session.execute(
-            insert(IdempotencyRecord).values(user_id=user_id, key=key, **fresh)
-            .on_conflict_do_nothing().returning(IdempotencyRecord.key)).first()
+            insert(IdempotencyRecord)
+            .values(user_id=user_id, key=key, **fresh)
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.key)
+        ).first()
         if inserted:
             return None
-        record = session.scalars(select(IdempotencyRecord).where(
-            IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key).with_for_update()).one()
+        record = session.scalars(
+            select(IdempotencyRecord)
+            .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+            .with_for_update()
+        ).one()
         if record.expires_at <= now:
             for field, value in fresh.items():
                 setattr(record, field, value)
@@ -101,32 +136,45 @@ def claim_key(factory: sessionmaker[Session], user_id: Any, key: str, fingerprin
         if record.request_fingerprint != fingerprint:
             raise IdempotencyConflict(
                 "this Idempotency-Key was already used with another request; use a new key for a new request",
-                first_used_for=f"{record.method} {record.path}")
+                first_used_for=f"{record.method} {record.path}",
+            )
         if record.state == "completed":
-            return Replay(record.response_status or 200, record.response_content_type or "application/json",
-                          record.response_body or b"")
+            return Replay(
+                record.response_status or 200,
+                record.response_content_type or "application/json",
+                record.response_body or b"",
+            )
         if record.locked_until > now:
-            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is still being processed; "
-                                         "ask again in a moment for its answer")
+            raise IdempotencyKeyInFlight(
+                "a request with this Idempotency-Key is still being processed; ask again in a moment for its answer"
+            )
         # The request that held it died without an answer: this one takes over. The route's
         # own business keys make sure nothing it may have done is done twice.
         record.locked_until = lease
         return None
 
 
-def finish_key(factory: sessionmaker[Session], user_id: Any, key: str, status: int, content_type: str,
-               body: bytes) -> None:
+def finish_key(
+    factory: sessionmaker[Session], user_id: Any, key: str, status: int, content_type: str, body: bytes
+) -> None:
     with unit_of_work(factory) as session:
         if 200 <= status < 300:
-            session.execute(IdempotencyRecord.__table__.update()
-                            .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
-                            .values(state="completed", response_status=status,
-                                    response_content_type=content_type, response_body=body))
+            session.execute(
+                IdempotencyRecord.__table__.update()
+                .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+                .values(
+                    state="completed", response_status=status, response_content_type=content_type, response_body=body
+                )
+            )
         else:
             # Refused or failed: nothing was done, the key is free for the same request again.
-            session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
-                                                            IdempotencyRecord.key == key,
-                                                            IdempotencyRecord.state == "in_flight"))
+            session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.user_id == user_id,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.state == "in_flight",
+                )
+            )
 
 
 def _header(scope: Scope, name: str) -> str | None:
@@ -144,8 +192,9 @@ class StoredAnswer(Exception):
         self.replay = replay
 
 
-async def idempotency_guard(request: Request, user: CurrentUser,
-                            idempotency_key: IdempotencyKeyHeader = None) -> str | None:
+async def idempotency_guard(
+    request: Request, user: CurrentUser, idempotency_key: IdempotencyKeyHeader = None
+) -> str | None:
     """The route-side half: takes the key for this user's request (after authentication),
     or answers with the stored answer, 422 or 409. Returns the key for the route's own
     business keys."""
@@ -157,8 +206,17 @@ async def idempotency_guard(request: Request, user: CurrentUser,
     body = await request.body()
     fingerprint = request_fingerprint(request.method, request.url.path, request.scope.get("query_string", b""), body)
     factory = request.app.state.sessionmaker
-    replay = await asyncio.to_thread(claim_key, factory, user.id, idempotency_key, fingerprint, request.method,
-                                     request.url.path, request.app.state.settings, datetime.now(timezone.utc))
+    replay = await asyncio.to_thread(
+        claim_key,
+        factory,
+        user.id,
+        idempotency_key,
+        fingerprint,
+        request.method,
+        request.url.path,
+        request.app.state.settings,
+        datetime.now(UTC),
+    )
     if replay is not None:
         raise StoredAnswer(replay)
     holder["claimed"] = (factory, user.id, idempotency_key)
@@ -172,8 +230,12 @@ IdempotencyGuard = Annotated[str | None, Depends(idempotency_guard)]
 def install_idempotency(app: FastAPI) -> None:
     @app.exception_handler(StoredAnswer)
     async def stored_answer(request: Request, exc: StoredAnswer) -> Response:
-        return Response(exc.replay.body, status_code=exc.replay.status, media_type=exc.replay.content_type,
-                         headers={"Idempotent-Replayed": "true"})
+        return Response(
+            exc.replay.body,
+            status_code=exc.replay.status,
+            media_type=exc.replay.content_type,
+            headers={"Idempotent-Replayed": "true"},
+        )
 
     app.add_middleware(IdempotencyMiddleware)
 
@@ -212,11 +274,13 @@ class IdempotencyMiddleware:
         body = b"".join(chunks)
         if "claimed" in holder:
             status = int(start["status"])
-            content_type = next((v.decode("latin-1") for k, v in start.get("headers", [])
-                                 if k.lower() == b"content-type"), "application/json")
+            content_type = next(
+                (v.decode("latin-1") for k, v in start.get("headers", []) if k.lower() == b"content-type"),
+                "application/json",
+            )
             try:
                 await asyncio.shield(asyncio.to_thread(finish_key, *holder["claimed"], status, content_type, body))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 # The work is done and its answer is sent; the key stays in flight until its
                 # lease ends, then a repeat is answered by the route's own business keys.
                 log.exception("could not store the answer for an Idempotency-Key")

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         # connects (and /health says so meanwhile).
         try:
             await app.state.temporal.get()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("Temporal not reachable at start (%s); will retry on first use", exc)
         yield
         engine.dispose()
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         title="Crowdlending platform API",
         version="1",
         description="Borrowers ask, investors fund, each loan is a durable Temporal workflow. "
-                    "Amounts are decimal strings (\"1234.56\"); errors are RFC 9457 problem+json.",
+        'Amounts are decimal strings ("1234.56"); errors are RFC 9457 problem+json.',
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -67,10 +67,27 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     install_idempotency(app)
     install_openapi(app)
     # The Temporal UI runs in operators' browsers and calls the codec endpoint from there.
-    app.add_middleware(CORSMiddleware, allow_origins=settings.CODEC_CORS_ORIGINS, allow_credentials=True,
-                       allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "X-Namespace"])
-    for module in (health, users, auth, wallets, operator_ledger, products, calculator, loans, records, scoring, auto_invest,
-                   codec):
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.CODEC_CORS_ORIGINS,
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+    )
+    for module in (
+        health,
+        users,
+        auth,
+        wallets,
+        operator_ledger,
+        products,
+        calculator,
+        loans,
+        records,
+        scoring,
+        auto_invest,
+        codec,
+    ):
         app.include_router(module.router)
     return app
 

@@ -36,9 +36,18 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "properties": {
-            "field": {"type": ["string", "null"]}, "location": {"type": ["string", "null"]},
-            "message": {"type": ["string", "null"]}, "type": {"type": ["string", "null"]}}}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": ["string", "null"]},
+                    "location": {"type": ["string", "null"]},
+                    "message": {"type": ["string", "null"]},
+                    "type": {"type": ["string", "null"]},
+                },
+            },
+        },
     },
     "additionalProperties": True,
 }

@@ -19,8 +19,15 @@ log = logging.getLogger("api")
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, type_slug: str, instance: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    type_slug: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://errors.crowdlending.example/{type_slug}",
         "title": title,
@@ -47,27 +54,47 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
     async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else getattr(exc, "headers", None)
-        return problem(exc.status_code, exc.title, exc.detail, exc.type_slug, request.url.path,
-                       headers=headers, **_json_safe(exc.extra))
+        return problem(
+            exc.status_code,
+            exc.title,
+            exc.detail,
+            exc.type_slug,
+            request.url.path,
+            headers=headers,
+            **_json_safe(exc.extra),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for err in exc.errors():
             loc = [str(part) for part in err.get("loc", ())]
-            errors.append({"field": ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc),
-                           "location": loc[0] if loc else None,
-                           "message": err.get("msg"), "type": err.get("type")})
+            errors.append(
+                {
+                    "field": ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc),
+                    "location": loc[0] if loc else None,
+                    "message": err.get("msg"),
+                    "type": err.get("type"),
+                }
+            )
         fields = ", ".join(e["field"] for e in errors if e["field"]) or "the request"
-        return problem(422, "Invalid request", f"invalid value for {fields}", "invalid-request",
-                       request.url.path, errors=errors)
+        return problem(
+            422, "Invalid request", f"invalid value for {fields}", "invalid-request", request.url.path, errors=errors
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(
-            exc.status_code, "http-error")
-        return problem(exc.status_code, str(exc.detail) if exc.status_code != 404 else "Not found",
-                       str(exc.detail), slug, request.url.path, headers=getattr(exc, "headers", None))
+            exc.status_code, "http-error"
+        )
+        return problem(
+            exc.status_code,
+            str(exc.detail) if exc.status_code != 404 else "Not found",
+            str(exc.detail),
+            slug,
+            request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> JSONResponse:
@@ -75,12 +102,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         # client's data, refused like any invalid value. Any other DataError is a defect.
         message = str(exc.orig)
         if "NUL" in message or "\\u0000" in message or "Unicode escape" in message:
-            return problem(422, "Invalid request", "text may not contain NUL characters", "invalid-request",
-                           request.url.path)
+            return problem(
+                422, "Invalid request", "text may not contain NUL characters", "invalid-request", request.url.path
+            )
         return await unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "an unexpected error occurred; nothing was half-done "
-                       "(the request's database transaction was rolled back)", "internal", request.url.path)
+        return problem(
+            500,
+            "Internal error",
+            "an unexpected error occurred; nothing was half-done (the request's database transaction was rolled back)",
+            "internal",
+            request.url.path,
+        )

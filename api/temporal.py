@@ -27,9 +27,10 @@ class TemporalClientHolder:
             if self._client is None:
                 try:
                     self._client = await asyncio.wait_for(connect_temporal(self._settings), CONNECT_TIMEOUT_SECONDS)
-                except (RPCError, RuntimeError, OSError, asyncio.TimeoutError) as exc:
-                    raise ServiceUnavailable(f"the workflow service is not reachable ({type(exc).__name__}); "
-                                             "nothing was done, send again") from None
+                except (TimeoutError, RPCError, RuntimeError, OSError) as exc:
+                    raise ServiceUnavailable(
+                        f"the workflow service is not reachable ({type(exc).__name__}); nothing was done, send again"
+                    ) from None
             return self._client
 
     def set(self, client: Client) -> None:

@@ -71,7 +71,7 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
 }
 assert set(REFUSALS) - {TryAgain.failure_type} <= set(REFUSAL_PROBLEMS), "a loan refusal has no problem"
 
-_gates: "weakref.WeakValueDictionary[str, asyncio.Semaphore]" = weakref.WeakValueDictionary()
+_gates: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
 
 
 def _gate(workflow_id: str) -> asyncio.Semaphore:
@@ -96,12 +96,18 @@ def business_error(cause: BaseException | None) -> PlatformError | None:
 
 def _busy(error: RPCError) -> bool:
     return error.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or (
-        "in-flight" in error.message or "limit" in error.message.lower())
+        "in-flight" in error.message or "limit" in error.message.lower()
+    )
 
 
-async def execute_loan_update(client: Client, workflow_id: str,
-                              update: Callable[[LoanWorkflow, Request], Awaitable[Answer]], arg: Request, *,
-                              update_id: str) -> Answer:
+async def execute_loan_update(
+    client: Client,
+    workflow_id: str,
+    update: Callable[[LoanWorkflow, Request], Awaitable[Answer]],
+    arg: Request,
+    *,
+    update_id: str,
+) -> Answer:
     handle = client.get_workflow_handle(workflow_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUSY_RETRY_SECONDS
@@ -122,8 +128,9 @@ async def execute_loan_update(client: Client, workflow_id: str,
                 pass  # the same update id attaches to the one already admitted
             except RPCError as error:
                 if error.status == RPCStatusCode.NOT_FOUND:
-                    raise Conflict("the loan's workflow has ended; it no longer takes this request",
-                                   reason="WorkflowEnded") from None
+                    raise Conflict(
+                        "the loan's workflow has ended; it no longer takes this request", reason="WorkflowEnded"
+                    ) from None
                 if not _busy(error):
                     raise
             if loop.time() > deadline:
@@ -140,9 +147,10 @@ async def signal_funds_arrived(holder, workflow_ids: list[str], deposit_id) -> N
         client = await holder.get()
         for workflow_id in workflow_ids:
             try:
-                await client.get_workflow_handle(workflow_id).signal(LoanWorkflow.funds_arrived,
-                                                                     FundsArrived(deposit_id=deposit_id))
+                await client.get_workflow_handle(workflow_id).signal(
+                    LoanWorkflow.funds_arrived, FundsArrived(deposit_id=deposit_id)
+                )
             except RPCError as error:
                 log.warning("could not signal %s: %s", workflow_id, error)
-    except Exception as error:  # noqa: BLE001 - the deposit is confirmed either way
+    except Exception as error:
         log.warning("could not signal loans of deposit %s: %s", deposit_id, error)

@@ -30,19 +30,26 @@ def _not_succeeded(since: datetime):
     return (LoginAttempt.attempted_at >= since) & LoginAttempt.succeeded.is_not(True)
 
 
-def begin_attempt(factory: sessionmaker[Session], settings: Settings, email: str, address: str,
-                  now: datetime) -> uuid.UUID:
+def begin_attempt(
+    factory: sessionmaker[Session], settings: Settings, email: str, address: str, now: datetime
+) -> uuid.UUID:
     """Counts this attempt, or refuses it with 429 and how long to wait."""
     window = timedelta(minutes=settings.LOGIN_WINDOW_MINUTES)
     since = now - window
     with unit_of_work(factory) as session:
         _lock(session, f"login-account:{email}", f"login-address:{address}")
-        session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < since,
-                                                   or_(LoginAttempt.email == email, LoginAttempt.address == address)))
-        for column, value, limit in ((LoginAttempt.email, email, settings.LOGIN_MAX_FAILURES_PER_ACCOUNT),
-                                     (LoginAttempt.address, address, settings.LOGIN_MAX_FAILURES_PER_ADDRESS)):
-            count, oldest = session.execute(select(func.count(), func.min(LoginAttempt.attempted_at))
-                                            .where(column == value, _not_succeeded(since))).one()
+        session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.attempted_at < since, or_(LoginAttempt.email == email, LoginAttempt.address == address)
+            )
+        )
+        for column, value, limit in (
+            (LoginAttempt.email, email, settings.LOGIN_MAX_FAILURES_PER_ACCOUNT),
+            (LoginAttempt.address, address, settings.LOGIN_MAX_FAILURES_PER_ADDRESS),
+        ):
+            count, oldest = session.execute(
+                select(func.count(), func.min(LoginAttempt.attempted_at)).where(column == value, _not_succeeded(since))
+            ).one()
             if count >= limit:
                 wait = max(1, math.ceil((oldest + window - now).total_seconds()))
                 raise TooManyRequests("too many failed logins; try again later", retry_after_seconds=wait)

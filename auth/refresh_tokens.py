@@ -32,12 +32,21 @@ class IssuedRefreshToken:
     expires_in: int
 
 
-def issue_refresh_token(session: Session, settings: Settings, user: User, now: datetime,
-                        family_id: uuid.UUID | None = None) -> IssuedRefreshToken:
+def issue_refresh_token(
+    session: Session, settings: Settings, user: User, now: datetime, family_id: uuid.UUID | None = None
+) -> IssuedRefreshToken:
     token = secrets.token_urlsafe(32)
     lifetime = timedelta(days=settings.REFRESH_TOKEN_DAYS)
-    session.add(RefreshToken(token_hash=_hash(token), user_id=user.id, family_id=family_id or uuid.uuid4(),
-                             token_version=user.token_version, created_at=now, expires_at=now + lifetime))
+    session.add(
+        RefreshToken(
+            token_hash=_hash(token),
+            user_id=user.id,
+            family_id=family_id or uuid.uuid4(),
+            token_version=user.token_version,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
     session.flush()
     return IssuedRefreshToken(token=token, expires_in=int(lifetime.total_seconds()))
 
@@ -51,13 +60,14 @@ class Rotation:
 
 def rotate_refresh_token(session: Session, settings: Settings, token: str, now: datetime) -> Rotation:
     """The caller commits even on a refusal: a reuse must leave its family revoked."""
-    row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == _hash(token))
-                          .with_for_update()).first()
+    row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == _hash(token)).with_for_update()).first()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return Rotation(None, None, "the refresh token is not valid; log in again")
     if row.used_at is not None:
         revoke_family(session, row.family_id, now)
-        return Rotation(None, None, "this refresh token was already used; every session it began is ended, log in again")
+        return Rotation(
+            None, None, "this refresh token was already used; every session it began is ended, log in again"
+        )
     user = session.get(User, row.user_id)
     if not token_is_live(user, row.token_version):
         revoke_family(session, row.family_id, now)
@@ -67,8 +77,11 @@ def rotate_refresh_token(session: Session, settings: Settings, token: str, now: 
 
 
 def revoke_family(session: Session, family_id: uuid.UUID, now: datetime) -> None:
-    session.execute(update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
 
 
 def revoke_token_family(session: Session, token: str, now: datetime) -> None:
@@ -79,5 +92,8 @@ def revoke_token_family(session: Session, token: str, now: datetime) -> None:
 
 
 def revoke_all_for_user(session: Session, user_id: uuid.UUID, now: datetime) -> None:
-    session.execute(update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )

@@ -26,8 +26,11 @@ from core.settings import Settings
 
 def _percentiles(samples: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples)
-    return (statistics.mean(ordered) * 1000, ordered[len(ordered) // 2] * 1000,
-            ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000)
+    return (
+        statistics.mean(ordered) * 1000,
+        ordered[len(ordered) // 2] * 1000,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    )
 
 
 async def _codec_rows(quick: bool) -> list[str]:
@@ -40,8 +43,10 @@ async def _codec_rows(quick: bool) -> list[str]:
         for _ in range(count):
             await codec.decode(await codec.encode([payload]))
         seconds = time.perf_counter() - started
-        rows.append(f"| seal + open a {size // 1024} KiB payload | {count:,} | {seconds / count * 1e6:,.1f} µs | "
-                    f"{size * count / seconds / 2**20:,.0f} MiB/s |")
+        rows.append(
+            f"| seal + open a {size // 1024} KiB payload | {count:,} | {seconds / count * 1e6:,.1f} µs | "
+            f"{size * count / seconds / 2**20:,.0f} MiB/s |"
+        )
     return ["| codec | payloads | per payload | throughput |", "|---|---:|---:|---:|", *rows]
 
 
@@ -56,8 +61,14 @@ def _timed(call, count: int) -> list[float]:
 
 def run_api_safety_bench(database_url: str, quick: bool) -> tuple[str, list[str]]:
     codec_table = asyncio.run(_codec_rows(quick))
-    settings = Settings(_env_file=None, ENVIRONMENT="dev", DATABASE_URL=database_url, TEMPORAL_ADDRESS="127.0.0.1:1",
-                        JWT_SECRET=secrets.token_urlsafe(48), LOGIN_MAX_FAILURES_PER_ADDRESS=10**6)
+    settings = Settings(
+        _env_file=None,
+        ENVIRONMENT="dev",
+        DATABASE_URL=database_url,
+        TEMPORAL_ADDRESS="127.0.0.1:1",
+        JWT_SECRET=secrets.token_urlsafe(48),
+        LOGIN_MAX_FAILURES_PER_ADDRESS=10**6,
+    )
     engine = make_engine(database_url, 4)
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     email, password = f"bench-{uuid.uuid4().hex[:8]}@example.com", "bench password 123"
@@ -70,14 +81,18 @@ def run_api_safety_bench(database_url: str, quick: bool) -> tuple[str, list[str]
         headers = {"Authorization": f"Bearer {token}"}
         body = {"amount": "10.00"}
         cases = {
-            "POST /v1/wallets/deposits, no key": lambda n: client.post("/v1/wallets/deposits", json=body,
-                                                                       headers=headers),
+            "POST /v1/wallets/deposits, no key": lambda n: client.post(
+                "/v1/wallets/deposits", json=body, headers=headers
+            ),
             "POST /v1/wallets/deposits, a new Idempotency-Key": lambda n: client.post(
-                "/v1/wallets/deposits", json=body, headers={**headers, "Idempotency-Key": f"new-{n}"}),
+                "/v1/wallets/deposits", json=body, headers={**headers, "Idempotency-Key": f"new-{n}"}
+            ),
             "POST /v1/wallets/deposits, a replayed key": lambda n: client.post(
-                "/v1/wallets/deposits", json=body, headers={**headers, "Idempotency-Key": "new-0"}),
+                "/v1/wallets/deposits", json=body, headers={**headers, "Idempotency-Key": "new-0"}
+            ),
             "POST /v1/auth/token (Argon2 + limits)": lambda n: client.post(
-                "/v1/auth/token", data={"username": email, "password": password}),
+                "/v1/auth/token", data={"username": email, "password": password}
+            ),
         }
         for name, call in cases.items():
             call(0)  # warm up
@@ -85,7 +100,9 @@ def run_api_safety_bench(database_url: str, quick: bool) -> tuple[str, list[str]
             mean, p50, p99 = _percentiles(samples)
             rows.append(f"| {name} | {len(samples):,} | {mean:.2f} | {p50:.2f} | {p99:.2f} |")
     engine.dispose()
-    notes = ["A new key costs two short transactions of its own (take the key, store the answer); a replay "
-             "is one, and does none of the route's work.",
-             "Sealing a payload is AES-256-GCM over its bytes plus a fresh nonce; a loan's inputs are about 1 KiB."]
+    notes = [
+        "A new key costs two short transactions of its own (take the key, store the answer); a replay "
+        "is one, and does none of the route's work.",
+        "Sealing a payload is AES-256-GCM over its bytes plus a fresh nonce; a loan's inputs are about 1 KiB.",
+    ]
     return "\n".join([*codec_table, "", *rows]), notes

@@ -89,8 +89,9 @@ def _batched(factory, accounts: list[int], batches: int, per_batch: int, tag: st
                 src, dst = accounts[n % len(accounts)], accounts[(n + 1) % len(accounts)]
                 transfer(session, src, dst, Decimal("1.00"), key=f"{tag}:{b}:{n}")
     elapsed = time.perf_counter() - started
-    return Row(f"ledger batched ({per_batch} transfers/commit)", 1, elapsed, batches * per_batch,
-               2 * batches * per_batch)
+    return Row(
+        f"ledger batched ({per_batch} transfers/commit)", 1, elapsed, batches * per_batch, 2 * batches * per_batch
+    )
 
 
 def _multi_leg(factory, accounts: list[int], rounds: int, legs: int, tag: str) -> Row:
@@ -102,18 +103,40 @@ def _multi_leg(factory, accounts: list[int], rounds: int, legs: int, tag: str) -
     started = time.perf_counter()
     for r in range(rounds):
         with unit_of_work(factory) as session:
-            post_transaction(session, key=f"{tag}:{r}", kind="disbursement", legs=[
-                *(Leg(a, Decimal("-1.00")) for a in sources),
-                Leg(target, Decimal(legs) - Decimal("0.03")), Leg(fees, Decimal("0.01")),
-                Leg(reserve_fund, Decimal("0.02"))])
+            post_transaction(
+                session,
+                key=f"{tag}:{r}",
+                kind="disbursement",
+                legs=[
+                    *(Leg(a, Decimal("-1.00")) for a in sources),
+                    Leg(target, Decimal(legs) - Decimal("0.03")),
+                    Leg(fees, Decimal("0.01")),
+                    Leg(reserve_fund, Decimal("0.02")),
+                ],
+            )
     elapsed = time.perf_counter() - started
     return Row(f"ledger multi-leg ({legs + 3} legs/commit)", 1, elapsed, rounds, rounds * (legs + 3))
 
 
 def _pgbench(url: str, clients: int, seconds: int) -> Row:
-    out = subprocess.run([str(pg_binary("pgbench")), "-n", "-b", "tpcb-like", "-c", str(clients),
-                          "-j", str(min(clients, 2)), "-T", str(seconds), url],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            str(pg_binary("pgbench")),
+            "-n",
+            "-b",
+            "tpcb-like",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(seconds),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
     transactions = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
     return Row("pgbench tpcb-like", clients, transactions / tps, transactions, 0)
@@ -131,8 +154,7 @@ def run_ledger_bench(database_url: str, quick: bool = False) -> tuple[list[Row],
         _multi_leg(factory, accounts, 20 * scale, 200, "bm"),
     ]
     engine.dispose()
-    subprocess.run([str(pg_binary("pgbench")), "-i", "-q", "-s", "8", database_url], check=True,
-                   capture_output=True)
+    subprocess.run([str(pg_binary("pgbench")), "-i", "-q", "-s", "8", database_url], check=True, capture_output=True)
     seconds = 5 if quick else 15
     pg1 = _pgbench(database_url, 1, seconds)
     pg8 = _pgbench(database_url, 8, seconds)

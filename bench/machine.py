@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def describe_machine() -> str:
@@ -24,6 +24,8 @@ def describe_machine() -> str:
             memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"{when}; {os.cpu_count()} CPUs ({cpu}){memory}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{when}; {os.cpu_count()} CPUs ({cpu}){memory}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}"
+    )

@@ -82,8 +82,9 @@ class Platform:
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     out = log.open("ab")
-    return subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                            preexec_fn=die_with_parent)
+    return subprocess.Popen(
+        args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+    )
 
 
 @asynccontextmanager
@@ -101,11 +102,25 @@ async def platform(tmp: Path, *, api: bool = False):
         port = free_port()
         temporal = TemporalDevServer(tmp / "temporal", port, free_port(), persistent=False)
         temporal.start()
-        env = {**os.environ, "ENVIRONMENT": "dev", "DATABASE_URL": url, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-               "TASK_QUEUE": "loans", "LOAN_TIME_SCALE": str(MONTH_PER_SECOND), "DATA_DIR": str(tmp / "data"),
-               "DB_POOL_SIZE": "20"}
-        settings = Settings(_env_file=None, ENVIRONMENT="dev", DATABASE_URL=url, TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
-                            TASK_QUEUE="loans", LOAN_TIME_SCALE=MONTH_PER_SECOND, DATA_DIR=tmp / "data")
+        env = {
+            **os.environ,
+            "ENVIRONMENT": "dev",
+            "DATABASE_URL": url,
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+            "TASK_QUEUE": "loans",
+            "LOAN_TIME_SCALE": str(MONTH_PER_SECOND),
+            "DATA_DIR": str(tmp / "data"),
+            "DB_POOL_SIZE": "20",
+        }
+        settings = Settings(
+            _env_file=None,
+            ENVIRONMENT="dev",
+            DATABASE_URL=url,
+            TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+            TASK_QUEUE="loans",
+            LOAN_TIME_SCALE=MONTH_PER_SECOND,
+            DATA_DIR=tmp / "data",
+        )
         engine = make_engine(url, 20)
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         with unit_of_work(factory) as session:
@@ -117,9 +132,25 @@ async def platform(tmp: Path, *, api: bool = False):
         api_url = None
         if api:
             api_port = free_port()
-            processes.append(_spawn([sys.executable, "-m", "uvicorn", "api.main:app_factory", "--factory",
-                                     "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
-                                    env, tmp / "api.log"))
+            processes.append(
+                _spawn(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "api.main:app_factory",
+                        "--factory",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(api_port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    env,
+                    tmp / "api.log",
+                )
+            )
             if not wait_for_port(api_port, 60):
                 raise RuntimeError("the API did not start")
             api_url = f"http://127.0.0.1:{api_port}"
@@ -152,13 +183,21 @@ def _fund(session: Session, user_ids: list[uuid.UUID], amount: Decimal, key: str
     post_transaction(session, key=key, kind="deposit", legs=legs)
 
 
-def make_people(factory, borrowers: int, investors: int, borrower_money: Decimal,
-                investor_money: Decimal) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+def make_people(
+    factory, borrowers: int, investors: int, borrower_money: Decimal, investor_money: Decimal
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     with unit_of_work(factory) as session:
         b = [_user(session, "borrower") for _ in range(borrowers)]
         for user in b:
-            session.add(BorrowerProfile(user_id=user.id, monthly_income=D("300000"), monthly_obligations=D("0"),
-                                        employment_months=60, updated_at=datetime.now(UTC)))
+            session.add(
+                BorrowerProfile(
+                    user_id=user.id,
+                    monthly_income=D("300000"),
+                    monthly_obligations=D("0"),
+                    employment_months=60,
+                    updated_at=datetime.now(UTC),
+                )
+            )
         i = [_user(session, "investor") for _ in range(investors)]
         if borrowers and borrower_money:
             _fund(session, [u.id for u in b], borrower_money, f"bench:borrowers:{uuid.uuid4()}")
@@ -167,14 +206,26 @@ def make_people(factory, borrowers: int, investors: int, borrower_money: Decimal
         return [u.id for u in b], [u.id for u in i]
 
 
-async def start_loans(p: Platform, borrowers: list[uuid.UUID], term: int, *, amount: Decimal = LOAN_AMOUNT,
-                      **overrides) -> list[tuple[uuid.UUID, str]]:
+async def start_loans(
+    p: Platform, borrowers: list[uuid.UUID], term: int, *, amount: Decimal = LOAN_AMOUNT, **overrides
+) -> list[tuple[uuid.UUID, str]]:
     def prepare(borrower):
         with unit_of_work(p.factory) as session:
-            loan, _ = create_loan_request(session, borrower, product_code="standard", amount=amount,
-                                          term_months=term, purpose="bench", simulation_id=None, client_key=None)
-            return loan.id, loan.workflow_id, workflow_input(session, loan, MONTH_PER_SECOND).model_copy(
-                update=overrides)
+            loan, _ = create_loan_request(
+                session,
+                borrower,
+                product_code="standard",
+                amount=amount,
+                term_months=term,
+                purpose="bench",
+                simulation_id=None,
+                client_key=None,
+            )
+            return (
+                loan.id,
+                loan.workflow_id,
+                workflow_input(session, loan, MONTH_PER_SECOND).model_copy(update=overrides),
+            )
 
     gate = asyncio.Semaphore(16)
 
@@ -189,22 +240,28 @@ async def start_loans(p: Platform, borrowers: list[uuid.UUID], term: int, *, amo
 
 def count_status(p: Platform, loan_ids: list[uuid.UUID], statuses: tuple[str, ...]) -> int:
     with p.factory() as session:
-        return session.scalar(select(func.count()).select_from(LoanRequest).where(
-            LoanRequest.id.in_(loan_ids), LoanRequest.status.in_(statuses)))
+        return session.scalar(
+            select(func.count())
+            .select_from(LoanRequest)
+            .where(LoanRequest.id.in_(loan_ids), LoanRequest.status.in_(statuses))
+        )
 
 
 async def wait_status(p: Platform, loan_ids: list[uuid.UUID], statuses: tuple[str, ...], timeout: float) -> float:
     started = time.perf_counter()
     while count_status(p, loan_ids, statuses) < len(loan_ids):
         if time.perf_counter() - started > timeout:
-            raise RuntimeError(f"only {count_status(p, loan_ids, statuses)} of {len(loan_ids)} loans reached "
-                               f"{statuses} in {timeout:.0f} s")
+            raise RuntimeError(
+                f"only {count_status(p, loan_ids, statuses)} of {len(loan_ids)} loans reached "
+                f"{statuses} in {timeout:.0f} s"
+            )
         await asyncio.sleep(0.1)
     return time.perf_counter()
 
 
-async def invest_all(p: Platform, loans: list[tuple[uuid.UUID, str]], investors: list[uuid.UUID],
-                     per_loan: int) -> None:
+async def invest_all(
+    p: Platform, loans: list[tuple[uuid.UUID, str]], investors: list[uuid.UUID], per_loan: int
+) -> None:
     share = (LOAN_AMOUNT / per_loan).quantize(D("0.01"))
     gate = asyncio.Semaphore(32)
 
@@ -216,14 +273,20 @@ async def invest_all(p: Platform, loans: list[tuple[uuid.UUID, str]], investors:
                     return await p.client.get_workflow_handle(workflow_id).execute_update(
                         LoanWorkflow.invest,
                         InvestmentRequest(investment_id=investment_id, investor_id=investor, amount=share),
-                        id=f"investment-{investment_id}")
+                        id=f"investment-{investment_id}",
+                    )
                 except Exception:  # the server's in-flight limit: the same update id again
                     if attempt == 49:
                         raise
                     await asyncio.sleep(0.2)
 
-    await asyncio.gather(*(one(n, wid, investors[(n * per_loan + k) % len(investors)])
-                           for n, (_, wid) in enumerate(loans) for k in range(per_loan)))
+    await asyncio.gather(
+        *(
+            one(n, wid, investors[(n * per_loan + k) % len(investors)])
+            for n, (_, wid) in enumerate(loans)
+            for k in range(per_loan)
+        )
+    )
 
 
 async def history_stats(p: Platform, workflow_ids: list[str]) -> tuple[float, float, float]:
@@ -237,7 +300,8 @@ async def history_stats(p: Platform, workflow_ids: list[str]) -> tuple[float, fl
             if event.WhichOneof("attributes") == "activity_task_scheduled_event_attributes":
                 activities += 1
                 disbursing = disbursing or (
-                    event.activity_task_scheduled_event_attributes.activity_type.name == "disburse_loan")
+                    event.activity_task_scheduled_event_attributes.activity_type.name == "disburse_loan"
+                )
             after += disbursing
     n = len(workflow_ids)
     return events / n, activities / n, after / n
@@ -263,8 +327,7 @@ class LifecycleRow:
 async def lifecycle(tmp: Path, loans: int, per_loan: int, term: int) -> tuple[LifecycleRow, float]:
     async with platform(tmp) as p:
         # borrowers hold enough to repay (interest at the dearest rate, with room)
-        borrowers, investors = make_people(p.factory, loans, max(per_loan * 4, 20), D("30000.00"),
-                                           LOAN_AMOUNT * loans)
+        borrowers, investors = make_people(p.factory, loans, max(per_loan * 4, 20), D("30000.00"), LOAN_AMOUNT * loans)
         started = time.perf_counter()
         started_loans = await start_loans(p, borrowers, term, time_scale=LIFECYCLE_SCALE)
         ids = [loan_id for loan_id, _ in started_loans]
@@ -277,10 +340,19 @@ async def lifecycle(tmp: Path, loans: int, per_loan: int, term: int) -> tuple[Li
         sample = [wid for _, wid in started_loans[:10]]
         events, activities, after = await history_stats(p, sample)
         with p.factory() as session:
-            ledger = session.scalar(select(func.count()).select_from(LedgerTransaction).where(
-                LedgerTransaction.loan_id.in_(ids)))
-    return LifecycleRow(f"loan lifecycle, {per_loan} investors each", loans, per_loan, term, finished - started,
-                        events, ledger / loans, after), activities
+            ledger = session.scalar(
+                select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.loan_id.in_(ids))
+            )
+    return LifecycleRow(
+        f"loan lifecycle, {per_loan} investors each",
+        loans,
+        per_loan,
+        term,
+        finished - started,
+        events,
+        ledger / loans,
+        after,
+    ), activities
 
 
 @workflow.defn(name="FloorLoanWorkflow", sandboxed=False)
@@ -291,12 +363,14 @@ class FloorLoanWorkflow:
     async def run(self, shape: list[int]) -> None:
         months, activities = shape
         for _ in range(activities - months):
-            await workflow.execute_activity("noop", start_to_close_timeout=timedelta(seconds=30),
-                                            retry_policy=RetryPolicy(maximum_attempts=3))
+            await workflow.execute_activity(
+                "noop", start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3)
+            )
         for _ in range(months):
             await workflow.sleep(timedelta(seconds=MONTH_SECONDS))  # a month at the lifecycle's scale
-            await workflow.execute_activity("noop", start_to_close_timeout=timedelta(seconds=30),
-                                            retry_policy=RetryPolicy(maximum_attempts=3))
+            await workflow.execute_activity(
+                "noop", start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3)
+            )
 
 
 @activity.defn(name="noop")
@@ -308,9 +382,15 @@ async def temporal_floor(tmp: Path, loans: int, months: int, activities: int) ->
     async with platform(tmp) as p:
         async with Worker(p.client, task_queue="floor", workflows=[FloorLoanWorkflow], activities=[noop]):
             started = time.perf_counter()
-            handles = [await p.client.start_workflow(FloorLoanWorkflow.run, [months, round(activities)],
-                                                     id=f"floor-{n}-{uuid.uuid4()}", task_queue="floor")
-                       for n in range(loans)]
+            handles = [
+                await p.client.start_workflow(
+                    FloorLoanWorkflow.run,
+                    [months, round(activities)],
+                    id=f"floor-{n}-{uuid.uuid4()}",
+                    task_queue="floor",
+                )
+                for n in range(loans)
+            ]
             await asyncio.gather(*(h.result() for h in handles))
             elapsed = time.perf_counter() - started
             events, _, _ = await history_stats(p, [h.id for h in handles[:10]])
@@ -347,24 +427,47 @@ def _database_floor(postgres: EmbeddedPostgres, loans: int, per_loan: int, term:
         borrower = borrowers[n]
         lenders = [investors[(n * per_loan + k) % len(investors)] for k in range(per_loan)]
         with unit_of_work(factory) as session:
-            loan, _ = create_loan_request(session, borrower, product_code="standard", amount=LOAN_AMOUNT,
-                                          term_months=term, purpose="floor", simulation_id=None, client_key=None)
+            loan, _ = create_loan_request(
+                session,
+                borrower,
+                product_code="standard",
+                amount=LOAN_AMOUNT,
+                term_months=term,
+                purpose="floor",
+                simulation_id=None,
+                client_key=None,
+            )
             loan_id = loan.id
         for k, lender in enumerate(lenders):
             with unit_of_work(factory) as session:
-                reserve(session, wallet_of_user(session, lender).id, share, key=f"floor:{loan_id}:{k}:reserve",
-                        loan_id=loan_id)
+                reserve(
+                    session,
+                    wallet_of_user(session, lender).id,
+                    share,
+                    key=f"floor:{loan_id}:{k}:reserve",
+                    loan_id=loan_id,
+                )
         with unit_of_work(factory) as session:
             legs = [Leg(wallet_accounts(session, wallet_of_user(session, u).id)[1].id, -share) for u in lenders]
-            legs += [Leg(wallet_accounts(session, wallet_of_user(session, borrower).id)[0].id, D("97000.00")),
-                     Leg(platform_account(session, "platform_fees").id, D("1000.00")),
-                     Leg(platform_account(session, "reserve_fund").id, D("2000.00"))]
-            post_transaction(session, key=f"floor:{loan_id}:disburse", kind="disbursement", loan_id=loan_id,
-                             legs=merge_legs(legs))
+            legs += [
+                Leg(wallet_accounts(session, wallet_of_user(session, borrower).id)[0].id, D("97000.00")),
+                Leg(platform_account(session, "platform_fees").id, D("1000.00")),
+                Leg(platform_account(session, "reserve_fund").id, D("2000.00")),
+            ]
+            post_transaction(
+                session, key=f"floor:{loan_id}:disburse", kind="disbursement", loan_id=loan_id, legs=merge_legs(legs)
+            )
             for item in schedule:
-                session.add(RepaymentInstallment(loan_id=loan_id, payment_num=item.payment_num,
-                                                 due_date=item.due_date, principal=item.principal,
-                                                 interest=item.interest, status="pending"))
+                session.add(
+                    RepaymentInstallment(
+                        loan_id=loan_id,
+                        payment_num=item.payment_num,
+                        due_date=item.due_date,
+                        principal=item.principal,
+                        interest=item.interest,
+                        status="pending",
+                    )
+                )
         weights = {u: share for u in lenders}
         for item in schedule:
             with unit_of_work(factory) as session:
@@ -372,11 +475,20 @@ def _database_floor(postgres: EmbeddedPostgres, loans: int, per_loan: int, term:
                 legs = [Leg(wallet_accounts(session, wallet_of_user(session, borrower).id)[0].id, -total)]
                 for lender, part in split_pro_rata(total, weights).items():
                     legs.append(Leg(wallet_accounts(session, wallet_of_user(session, lender).id)[0].id, part))
-                post_transaction(session, key=f"floor:{loan_id}:collection:{item.payment_num}",
-                                 kind="installment_collection", loan_id=loan_id, legs=merge_legs(legs))
-                row = session.scalars(select(RepaymentInstallment).where(
-                    RepaymentInstallment.loan_id == loan_id,
-                    RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
+                post_transaction(
+                    session,
+                    key=f"floor:{loan_id}:collection:{item.payment_num}",
+                    kind="installment_collection",
+                    loan_id=loan_id,
+                    legs=merge_legs(legs),
+                )
+                row = session.scalars(
+                    select(RepaymentInstallment)
+                    .where(
+                        RepaymentInstallment.loan_id == loan_id, RepaymentInstallment.payment_num == item.payment_num
+                    )
+                    .with_for_update()
+                ).one()
                 row.paid_principal, row.paid_interest, row.status = item.principal, item.interest, "paid"
 
     started = time.perf_counter()
@@ -384,8 +496,9 @@ def _database_floor(postgres: EmbeddedPostgres, loans: int, per_loan: int, term:
         list(pool.map(one_loan, range(loans)))
     elapsed = time.perf_counter() - started
     engine.dispose()
-    return LifecycleRow("database floor: the same money work, plain transactions, 8 threads", loans, per_loan,
-                        term, elapsed)
+    return LifecycleRow(
+        "database floor: the same money work, plain transactions, 8 threads", loans, per_loan, term, elapsed
+    )
 
 
 # -- bursts ----------------------------------------------------------------------------------------
@@ -419,17 +532,22 @@ async def due_date_burst(tmp: Path, loans: int, lead_seconds: float) -> BurstRow
             raise RuntimeError("the loans were not all active before their due instant: raise the lead time")
         while True:
             with p.factory() as session:
-                paid = session.scalar(select(func.count()).select_from(RepaymentInstallment).where(
-                    RepaymentInstallment.loan_id.in_(ids), RepaymentInstallment.payment_num == 1,
-                    RepaymentInstallment.status == "paid"))
+                paid = session.scalar(
+                    select(func.count())
+                    .select_from(RepaymentInstallment)
+                    .where(
+                        RepaymentInstallment.loan_id.in_(ids),
+                        RepaymentInstallment.payment_num == 1,
+                        RepaymentInstallment.status == "paid",
+                    )
+                )
             if paid == loans:
                 break
             await asyncio.sleep(0.05)
         done = time.perf_counter()
         for _, workflow_id in started:
             await p.client.get_workflow_handle(workflow_id).terminate("benchmark over")
-    return BurstRow(f"due-date burst: {loans} installments due at one instant", loans, done - due_at,
-                    "installments/s")
+    return BurstRow(f"due-date burst: {loans} installments due at one instant", loans, done - due_at, "installments/s")
 
 
 def _token(p: Platform, user_id: uuid.UUID, role: str) -> dict[str, str]:
@@ -441,15 +559,25 @@ async def funding_burst(tmp: Path, investors: int) -> tuple[BurstRow, str]:
     async with platform(tmp, api=True) as p:
         borrowers, lenders = make_people(p.factory, 1, investors, D("0"), D("1000.00"))
         amount = D("1000.00") * investors
-        async with httpx.AsyncClient(base_url=p.api_url, timeout=120,
-                                     limits=httpx.Limits(max_connections=investors)) as api:
-            created = await api.post("/v1/loans", json={"amount": f"{amount:.2f}", "term_months": 12,
-                                                        "purpose": "bench"}, headers=_token(p, borrowers[0], "borrower"))
+        async with httpx.AsyncClient(
+            base_url=p.api_url, timeout=120, limits=httpx.Limits(max_connections=investors)
+        ) as api:
+            created = await api.post(
+                "/v1/loans",
+                json={"amount": f"{amount:.2f}", "term_months": 12, "purpose": "bench"},
+                headers=_token(p, borrowers[0], "borrower"),
+            )
             loan_id = uuid.UUID(created.json()["id"])
             await wait_status(p, [loan_id], ("funding",), 60)
             started = time.perf_counter()
-            answers = await asyncio.gather(*(api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "1000.00"},
-                                                      headers=_token(p, u, "investor")) for u in lenders))
+            answers = await asyncio.gather(
+                *(
+                    api.post(
+                        f"/v1/loans/{loan_id}/investments", json={"amount": "1000.00"}, headers=_token(p, u, "investor")
+                    )
+                    for u in lenders
+                )
+            )
             answered = time.perf_counter()
             await wait_status(p, [loan_id], ("funded", "active"), 60)
         with p.factory() as session:
@@ -457,11 +585,14 @@ async def funding_burst(tmp: Path, investors: int) -> tuple[BurstRow, str]:
             funded = loan.funded_amount
         codes = statistics.multimode([a.status_code for a in answers])
         exact = funded == amount and all(a.status_code == 201 for a in answers)
-    note = (f"funding burst: {investors} x 1,000.00 into a {amount:,.2f} loan: answers {codes}, funded "
-            f"{funded:,.2f} ({'exactly' if exact else 'NOT exactly'}); time to fully funded "
-            f"{answered - started:.2f} s")
-    return BurstRow(f"funding burst: {investors} investors at once through the API", investors,
-                    answered - started, "investments/s"), note
+    note = (
+        f"funding burst: {investors} x 1,000.00 into a {amount:,.2f} loan: answers {codes}, funded "
+        f"{funded:,.2f} ({'exactly' if exact else 'NOT exactly'}); time to fully funded "
+        f"{answered - started:.2f} s"
+    )
+    return BurstRow(
+        f"funding burst: {investors} investors at once through the API", investors, answered - started, "investments/s"
+    ), note
 
 
 @dataclass
@@ -476,17 +607,24 @@ class LatencyRow:
 async def api_latency(tmp: Path, clients: int, per_client: int) -> list[LatencyRow]:
     async with platform(tmp, api=True) as p:
         borrowers, investors = make_people(p.factory, 1, 1, D("1000.00"), D("1000.00"))
-        async with httpx.AsyncClient(base_url=p.api_url, timeout=60,
-                                     limits=httpx.Limits(max_connections=clients)) as api:
-            created = await api.post("/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "bench"},
-                                     headers=_token(p, borrowers[0], "borrower"))
+        async with httpx.AsyncClient(
+            base_url=p.api_url, timeout=60, limits=httpx.Limits(max_connections=clients)
+        ) as api:
+            created = await api.post(
+                "/v1/loans",
+                json={"amount": "100000.00", "term_months": 12, "purpose": "bench"},
+                headers=_token(p, borrowers[0], "borrower"),
+            )
             loan_id = created.json()["id"]
             calls = {
                 "GET /v1/loans/{id}": ("GET", f"/v1/loans/{loan_id}", _token(p, borrowers[0], "borrower"), None),
                 "GET /v1/wallets/me": ("GET", "/v1/wallets/me", _token(p, investors[0], "investor"), None),
-                "POST /v1/calculator": ("POST", "/v1/calculator", {},
-                                        {"amount": "300000.00", "rate_annual": "17.00", "term_months": 24,
-                                         "method": "annuity"}),
+                "POST /v1/calculator": (
+                    "POST",
+                    "/v1/calculator",
+                    {},
+                    {"amount": "300000.00", "rate_annual": "17.00", "term_months": 24, "method": "annuity"},
+                ),
             }
             rows = []
             for name, (method, path, headers, body) in calls.items():
@@ -537,6 +675,7 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
     funders = 50 if quick else 200
     per_client = 20 if quick else 200
     open_loans = 300 if quick else 10_000
+
     def progress(*what) -> None:  # a long run: each result as soon as it is known
         print("[bench]", *what, flush=True)
 
@@ -558,21 +697,32 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
     idle, busy, opening = await worker_memory(tmp / "worker-memory", open_loans)
     progress(idle, busy, opening)
 
-    lines = ["| run | loans | investors each | installments | seconds | loans/min | history events per loan | "
-             "ledger transactions per loan |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | loans | investors each | installments | seconds | loans/min | history events per loan | "
+        "ledger transactions per loan |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in (few, many, temporal, database):
         events = f"{row.events_per_loan:.0f}" if row.events_per_loan is not None else "-"
         ledger = f"{row.ledger_tx_per_loan:.1f}" if row.ledger_tx_per_loan is not None else "-"
-        lines.append(f"| {row.name} | {row.loans} | {row.investors or '-'} | {row.installments} | {row.seconds:.1f} | "
-                     f"{row.loans_per_minute:,.0f} | {events} | {ledger} |")
+        lines.append(
+            f"| {row.name} | {row.loans} | {row.investors or '-'} | {row.installments} | {row.seconds:.1f} | "
+            f"{row.loans_per_minute:,.0f} | {events} | {ledger} |"
+        )
     lines += ["", "| burst | count | seconds | rate |", "|---|---:|---:|---:|"]
     for row in (due, funding):
         lines.append(f"| {row.name} | {row.count} | {row.seconds:.2f} | {row.rate:,.1f} {row.unit} |")
-    lines += ["", "| API endpoint (32 concurrent clients, loopback, one uvicorn process) | requests | "
-              "requests/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| API endpoint (32 concurrent clients, loopback, one uvicorn process) | requests | "
+        "requests/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for row in latency:
-        lines.append(f"| {row.endpoint} | {row.requests:,} | {row.requests / row.seconds:,.0f} | "
-                     f"{row.p50_ms:.1f} | {row.p99_ms:.1f} |")
+        lines.append(
+            f"| {row.endpoint} | {row.requests:,} | {row.requests / row.seconds:,.0f} | "
+            f"{row.p50_ms:.1f} | {row.p99_ms:.1f} |"
+        )
     notes = [
         f"lifecycle / Temporal floor (2 investors each): {few.seconds / temporal.seconds:.2f}x the time; "
         f"lifecycle / database floor: {few.seconds / database.seconds:.2f}x the time "

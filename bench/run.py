@@ -27,12 +27,12 @@ SECTIONS = ("ledger", "matching", "platform", "api")
 
 
 def table(rows) -> str:
-    lines = ["| benchmark | clients | seconds | transactions | tx/s | postings/s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| benchmark | clients | seconds | transactions | tx/s | postings/s |", "|---|---:|---:|---:|---:|---:|"]
     for row in rows:
         pps = f"{row.pps:,.0f}" if row.postings else "-"
-        lines.append(f"| {row.name} | {row.clients} | {row.seconds:.2f} | {row.transactions:,} | "
-                     f"{row.tps:,.0f} | {pps} |")
+        lines.append(
+            f"| {row.name} | {row.clients} | {row.seconds:.2f} | {row.transactions:,} | {row.tps:,.0f} | {pps} |"
+        )
     return "\n".join(lines)
 
 
@@ -56,14 +56,28 @@ def main() -> None:
                     url = postgres.create_database("bench")
                     upgrade_to_head(url)
                     rows, notes = run_ledger_bench(url, quick=quick)
-                    report += ["## Ledger", "", "Same embedded PostgreSQL 18 (fsync on), same database, same run.",
-                               "", table(rows), "", *[f"- {note}" for note in notes], ""]
+                    report += [
+                        "## Ledger",
+                        "",
+                        "Same embedded PostgreSQL 18 (fsync on), same database, same run.",
+                        "",
+                        table(rows),
+                        "",
+                        *[f"- {note}" for note in notes],
+                        "",
+                    ]
                 if "matching" in only:
                     matching_url = postgres.create_database("bench_auto_invest")
                     upgrade_to_head(matching_url)
                     matching_rows, matching_notes = run_auto_invest_bench(matching_url, quick=quick)
-                    report += ["## Auto-invest matching", "", matching_table(matching_rows), "",
-                               *[f"- {note}" for note in matching_notes], ""]
+                    report += [
+                        "## Auto-invest matching",
+                        "",
+                        matching_table(matching_rows),
+                        "",
+                        *[f"- {note}" for note in matching_notes],
+                        "",
+                    ]
                 if "api" in only:
                     api_url = postgres.create_database("bench_api")
                     upgrade_to_head(api_url)
@@ -73,11 +87,17 @@ def main() -> None:
                 postgres.stop()
         if "platform" in only:
             platform_text, platform_notes = asyncio.run(run_platform_bench(Path(tmp) / "platform", quick))
-            report += ["## The platform", "",
-                       "Real Temporal dev server (in memory), embedded PostgreSQL 18 (fsync on), the worker and "
-                       "the API as their own processes; sandbox clock: a month of loan time per 10 s for whole lives.",
-                       "",
-                       platform_text, "", *[f"- {note}" for note in platform_notes], ""]
+            report += [
+                "## The platform",
+                "",
+                "Real Temporal dev server (in memory), embedded PostgreSQL 18 (fsync on), the worker and "
+                "the API as their own processes; sandbox clock: a month of loan time per 10 s for whole lives.",
+                "",
+                platform_text,
+                "",
+                *[f"- {note}" for note in platform_notes],
+                "",
+            ]
     text = "\n".join(report)
     print(text)
     target = RESULTS.with_name(f"results-{'-'.join(sorted(only))}.md") if partial else RESULTS

@@ -54,8 +54,18 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def record_hash(*, prev_hash: str | None, loan_id: uuid.UUID, event_key: str, actor_id: uuid.UUID | None,
-                actor_role: str, action: str, details: dict, note: str | None, created_at: datetime) -> str:
+def record_hash(
+    *,
+    prev_hash: str | None,
+    loan_id: uuid.UUID,
+    event_key: str,
+    actor_id: uuid.UUID | None,
+    actor_role: str,
+    action: str,
+    details: dict,
+    note: str | None,
+    created_at: datetime,
+) -> str:
     content = {
         "prev_hash": prev_hash,
         "loan_id": str(loan_id),
@@ -72,9 +82,17 @@ def record_hash(*, prev_hash: str | None, loan_id: uuid.UUID, event_key: str, ac
 
 
 def hash_of(record: AuditRecord) -> str:
-    return record_hash(prev_hash=record.prev_hash, loan_id=record.loan_id, event_key=record.event_key,
-                       actor_id=record.actor_id, actor_role=record.actor_role, action=record.action,
-                       details=record.details, note=record.note, created_at=record.created_at)
+    return record_hash(
+        prev_hash=record.prev_hash,
+        loan_id=record.loan_id,
+        event_key=record.event_key,
+        actor_id=record.actor_id,
+        actor_role=record.actor_role,
+        action=record.action,
+        details=record.details,
+        note=record.note,
+        created_at=record.created_at,
+    )
 
 
 def workflow_ref() -> dict[str, Any] | None:
@@ -84,44 +102,76 @@ def workflow_ref() -> dict[str, Any] | None:
         info = activity.info()
     except RuntimeError:
         return None
-    return {"workflow_id": info.workflow_id, "run_id": info.workflow_run_id, "activity_id": info.activity_id,
-            "activity_type": info.activity_type, "attempt": info.attempt}
+    return {
+        "workflow_id": info.workflow_id,
+        "run_id": info.workflow_run_id,
+        "activity_id": info.activity_id,
+        "activity_type": info.activity_type,
+        "attempt": info.attempt,
+    }
 
 
-def append_audit(session: Session, loan_id: uuid.UUID, event_key: str, action: str, *,
-                 actor_id: uuid.UUID | None = None, actor_role: str = SYSTEM,
-                 details: dict[str, Any] | None = None, note: str | None = None) -> AuditRecord:
+def append_audit(
+    session: Session,
+    loan_id: uuid.UUID,
+    event_key: str,
+    action: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    actor_role: str = SYSTEM,
+    details: dict[str, Any] | None = None,
+    note: str | None = None,
+) -> AuditRecord:
     """Appends one record to the loan's chain in the caller's transaction (never commits).
     The same event_key again returns the record already there."""
-    locked = session.execute(select(LoanRequest.id).where(LoanRequest.id == loan_id)
-                             .with_for_update(key_share=True)).scalar_one_or_none()
+    locked = session.execute(
+        select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
     if locked is None:
         raise NotFound(f"no loan {loan_id}")
-    existing = session.scalars(select(AuditRecord).where(AuditRecord.loan_id == loan_id,
-                                                         AuditRecord.event_key == event_key)).first()
+    existing = session.scalars(
+        select(AuditRecord).where(AuditRecord.loan_id == loan_id, AuditRecord.event_key == event_key)
+    ).first()
     if existing is not None:
         return existing
-    prev_hash = session.scalar(select(AuditRecord.record_hash).where(AuditRecord.loan_id == loan_id)
-                               .order_by(AuditRecord.id.desc()).limit(1))
+    prev_hash = session.scalar(
+        select(AuditRecord.record_hash).where(AuditRecord.loan_id == loan_id).order_by(AuditRecord.id.desc()).limit(1)
+    )
     body = canonical(dict(details or {}))
     ref = workflow_ref()
     if ref is not None:
         body.setdefault("workflow", ref)
     # Microseconds, as PostgreSQL keeps them: the stored time hashes the same.
     created_at = datetime.now(UTC)
-    record = AuditRecord(loan_id=loan_id, event_key=event_key, actor_id=actor_id, actor_role=actor_role,
-                         action=action, details=body, note=note, prev_hash=prev_hash, created_at=created_at)
-    record.record_hash = record_hash(prev_hash=prev_hash, loan_id=loan_id, event_key=event_key, actor_id=actor_id,
-                                     actor_role=actor_role, action=action, details=body, note=note,
-                                     created_at=created_at)
+    record = AuditRecord(
+        loan_id=loan_id,
+        event_key=event_key,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        action=action,
+        details=body,
+        note=note,
+        prev_hash=prev_hash,
+        created_at=created_at,
+    )
+    record.record_hash = record_hash(
+        prev_hash=prev_hash,
+        loan_id=loan_id,
+        event_key=event_key,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        action=action,
+        details=body,
+        note=note,
+        created_at=created_at,
+    )
     session.add(record)
     session.flush()
     return record
 
 
 def loan_records(session: Session, loan_id: uuid.UUID) -> list[AuditRecord]:
-    return list(session.scalars(select(AuditRecord).where(AuditRecord.loan_id == loan_id)
-                                .order_by(AuditRecord.id)))
+    return list(session.scalars(select(AuditRecord).where(AuditRecord.loan_id == loan_id).order_by(AuditRecord.id)))
 
 
 @dataclass(frozen=True)
@@ -139,11 +189,20 @@ def verify_chain(records: list[AuditRecord]) -> ChainCheck:
     prev: str | None = None
     for record in records:
         if record.prev_hash != prev:
-            return ChainCheck(False, len(records), None, record.id,
-                              "its link to the previous record does not match (a record before it was "
-                              "changed, removed or inserted)")
+            return ChainCheck(
+                False,
+                len(records),
+                None,
+                record.id,
+                "its link to the previous record does not match (a record before it was changed, removed or inserted)",
+            )
         if hash_of(record) != record.record_hash:
-            return ChainCheck(False, len(records), None, record.id,
-                              "its content does not match its hash (it was changed after it was written)")
+            return ChainCheck(
+                False,
+                len(records),
+                None,
+                record.id,
+                "its content does not match its hash (it was changed after it was written)",
+            )
         prev = record.record_hash
     return ChainCheck(True, len(records), prev)

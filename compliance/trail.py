@@ -49,12 +49,24 @@ class Trail:
 def read_trail(session: Session, loan: LoanRequest) -> Trail:
     records = loan_records(session, loan.id)
     actor_ids = {r.actor_id for r in records if r.actor_id}
-    emails = dict(session.execute(select(User.id, User.email).where(User.id.in_(actor_ids))).all()) \
-        if actor_ids else {}
-    steps = [TrailStep(seq=n, id=r.id, at=r.created_at.isoformat(), actor_id=r.actor_id, actor_role=r.actor_role,
-                       actor_email=emails.get(r.actor_id) if r.actor_id else None, action=r.action, note=r.note,
-                       event_key=r.event_key, details=r.details, prev_hash=r.prev_hash, record_hash=r.record_hash)
-             for n, r in enumerate(records, start=1)]
+    emails = dict(session.execute(select(User.id, User.email).where(User.id.in_(actor_ids))).all()) if actor_ids else {}
+    steps = [
+        TrailStep(
+            seq=n,
+            id=r.id,
+            at=r.created_at.isoformat(),
+            actor_id=r.actor_id,
+            actor_role=r.actor_role,
+            actor_email=emails.get(r.actor_id) if r.actor_id else None,
+            action=r.action,
+            note=r.note,
+            event_key=r.event_key,
+            details=r.details,
+            prev_hash=r.prev_hash,
+            record_hash=r.record_hash,
+        )
+        for n, r in enumerate(records, start=1)
+    ]
     runs: list[str] = []
     for step in steps:
         run_id = (step.details.get("workflow") or {}).get("run_id")
@@ -78,8 +90,12 @@ async def _activity_events(client: Client, workflow_id: str, run_id: str) -> dic
             ids = by_scheduled.get(event.activity_task_started_event_attributes.scheduled_event_id)
             if ids is not None:
                 ids["started_event_id"] = event.event_id
-        elif kind in ("activity_task_completed_event_attributes", "activity_task_failed_event_attributes",
-                      "activity_task_timed_out_event_attributes", "activity_task_canceled_event_attributes"):
+        elif kind in (
+            "activity_task_completed_event_attributes",
+            "activity_task_failed_event_attributes",
+            "activity_task_timed_out_event_attributes",
+            "activity_task_canceled_event_attributes",
+        ):
             ids = by_scheduled.get(getattr(event, kind).scheduled_event_id)
             if ids is not None:
                 ids["closed_event_id"] = event.event_id
@@ -104,9 +120,14 @@ async def join_history(trail: Trail, client: Client) -> Trail:
         if not ref:
             continue
         ids = events.get(ref.get("run_id"), {}).get(ref.get("activity_id"), {})
-        step.history = {"workflow_id": ref.get("workflow_id"), "run_id": ref.get("run_id"),
-                        "activity_type": ref.get("activity_type"), "activity_id": ref.get("activity_id"),
-                        "attempt": ref.get("attempt"), **ids}
+        step.history = {
+            "workflow_id": ref.get("workflow_id"),
+            "run_id": ref.get("run_id"),
+            "activity_type": ref.get("activity_type"),
+            "activity_id": ref.get("activity_id"),
+            "attempt": ref.get("attempt"),
+            **ids,
+        }
     trail.history_available = True
     return trail
 
@@ -121,6 +142,7 @@ class DocumentCheck:
 
 def check_documents(session: Session, store: DocumentStore, loan_id: uuid.UUID) -> list[DocumentCheck]:
     """Each registered document of the loan is in the store with the bytes it was registered with."""
-    documents = session.scalars(select(Document).where(Document.loan_id == loan_id)
-                                .order_by(Document.created_at, Document.id))
+    documents = session.scalars(
+        select(Document).where(Document.loan_id == loan_id).order_by(Document.created_at, Document.id)
+    )
     return [DocumentCheck(d.id, d.kind, d.sha256, store.intact(d.sha256)) for d in documents]

@@ -19,7 +19,7 @@ def normalize_database_url(url: str) -> str:
     """Accept the libpq spelling (postgresql://) and use the psycopg 3 driver."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import jwt
@@ -42,9 +42,10 @@ class TokenClaims:
     token_version: int
 
 
-def issue_access_token(settings: Settings, user_id: uuid.UUID, role: str, token_version: int,
-                       now: datetime | None = None) -> tuple[str, int]:
-    now = now or datetime.now(timezone.utc)
+def issue_access_token(
+    settings: Settings, user_id: uuid.UUID, role: str, token_version: int, now: datetime | None = None
+) -> tuple[str, int]:
+    now = now or datetime.now(UTC)
     lifetime = timedelta(minutes=settings.ACCESS_TOKEN_MINUTES)
     claims = {
         "sub": str(user_id),
@@ -59,12 +60,17 @@ def issue_access_token(settings: Settings, user_id: uuid.UUID, role: str, token_
     return token, int(lifetime.total_seconds())
 
 
-def _decode(settings: Settings, token: str, *, typ: str, required: list[str], invalid: str, expired: str,
-            wrong_type: str) -> TokenClaims:
+def _decode(
+    settings: Settings, token: str, *, typ: str, required: list[str], invalid: str, expired: str, wrong_type: str
+) -> TokenClaims:
     """The claims of a token of our own of this type, or 401 with the message that fits."""
     try:
-        claims = jwt.decode(token, settings.JWT_SECRET.get_secret_value(), algorithms=[settings.JWT_ALGORITHM],
-                            options={"require": required})
+        claims = jwt.decode(
+            token,
+            settings.JWT_SECRET.get_secret_value(),
+            algorithms=[settings.JWT_ALGORITHM],
+            options={"require": required},
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthorized(expired) from None
     except jwt.PyJWTError:
@@ -72,16 +78,23 @@ def _decode(settings: Settings, token: str, *, typ: str, required: list[str], in
     if claims.get("typ") != typ:
         raise Unauthorized(wrong_type)
     try:
-        return TokenClaims(user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role", "")),
-                           token_version=int(claims.get("tv", 0)))
+        return TokenClaims(
+            user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role", "")), token_version=int(claims.get("tv", 0))
+        )
     except (ValueError, TypeError):
         raise Unauthorized(invalid) from None
 
 
 def decode_access_token(settings: Settings, token: str) -> TokenClaims:
-    return _decode(settings, token, typ="access", required=["sub", "exp", "iat", "role", "typ"],
-                   invalid="the access token is not valid",
-                   expired="the access token has expired; ask for a new one", wrong_type="not an access token")
+    return _decode(
+        settings,
+        token,
+        typ="access",
+        required=["sub", "exp", "iat", "role", "typ"],
+        invalid="the access token is not valid",
+        expired="the access token has expired; ask for a new one",
+        wrong_type="not an access token",
+    )
 
 
 def token_is_live(user: User | None, token_version: int) -> bool:
@@ -92,12 +105,24 @@ def token_is_live(user: User | None, token_version: int) -> bool:
 
 def issue_codec_token(settings: Settings, user_id: uuid.UUID, token_version: int, now: datetime) -> str:
     """A codec link's token: lets the Temporal UI decode payloads as this operator, for a few hours."""
-    claims = {"sub": str(user_id), "tv": token_version, "typ": "codec", "iat": int(now.timestamp()),
-              "exp": int((now + timedelta(hours=settings.CODEC_LINK_HOURS)).timestamp())}
+    claims = {
+        "sub": str(user_id),
+        "tv": token_version,
+        "typ": "codec",
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(hours=settings.CODEC_LINK_HOURS)).timestamp()),
+    }
     return jwt.encode(claims, settings.JWT_SECRET.get_secret_value(), algorithm=settings.JWT_ALGORITHM)
 
 
 def decode_codec_token(settings: Settings, token: str) -> TokenClaims:
     invalid = "the codec link is not valid; ask for a new one"
-    return _decode(settings, token, typ="codec", required=["sub", "exp", "iat", "typ"], invalid=invalid,
-                   expired=invalid, wrong_type="not a codec link")
+    return _decode(
+        settings,
+        token,
+        typ="codec",
+        required=["sub", "exp", "iat", "typ"],
+        invalid=invalid,
+        expired=invalid,
+        wrong_type="not a codec link",
+    )

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     # PAYLOAD_ENCRYPTION_KEYS holds every key still needed to read retained histories, as JSON:
     # {"2026-11": "<32 bytes base64>", "2026-05": "..."}. Rotation: add a key, switch the id.
     PAYLOAD_ENCRYPTION_KEYS: dict[str, SecretStr] = Field(
-        default_factory=lambda: {DEV_PAYLOAD_KEY_ID: SecretStr(DEV_PAYLOAD_KEY)})
+        default_factory=lambda: {DEV_PAYLOAD_KEY_ID: SecretStr(DEV_PAYLOAD_KEY)}
+    )
     PAYLOAD_ENCRYPTION_KEY_ID: str = DEV_PAYLOAD_KEY_ID
     # Where operators' browsers run the Temporal UI: allowed to call the codec endpoint (CORS).
     CODEC_CORS_ORIGINS: list[str] = Field(default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"])
@@ -88,14 +89,16 @@ class Settings(BaseSettings):
     DOCUMENTS_DIR: Path | None = None
     # The platform as it appears in agreements and statements.
     PLATFORM_NAME: str = "Crowdlending Platform LLC"
-    PLATFORM_DETAILS: str = "Investment platform operator under Federal Law 259-FZ; register of agreements kept electronically"
+    PLATFORM_DETAILS: str = (
+        "Investment platform operator under Federal Law 259-FZ; register of agreements kept electronically"
+    )
 
     # The sandbox clock (DESIGN.md): divides the repayment-phase timers. 1 in production.
     LOAN_TIME_SCALE: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
-    def _check_payload_keys(self) -> "Settings":
-        from core.payload_codec import parse_key  # noqa: PLC0415 (settings stay import-light)
+    def _check_payload_keys(self) -> Settings:
+        from core.payload_codec import parse_key
 
         if self.PAYLOAD_ENCRYPTION_KEY_ID not in self.PAYLOAD_ENCRYPTION_KEYS:
             raise ValueError("PAYLOAD_ENCRYPTION_KEY_ID must name one of PAYLOAD_ENCRYPTION_KEYS")
@@ -104,12 +107,12 @@ class Settings(BaseSettings):
         return self
 
     def payload_keys(self) -> dict[str, bytes]:
-        from core.payload_codec import parse_key  # noqa: PLC0415
+        from core.payload_codec import parse_key
 
         return {key_id: parse_key(key.get_secret_value()) for key_id, key in self.PAYLOAD_ENCRYPTION_KEYS.items()}
 
     @model_validator(mode="after")
-    def _refuse_unsafe_outside_dev(self) -> "Settings":
+    def _refuse_unsafe_outside_dev(self) -> Settings:
         # Every problem at once: whoever deploys fixes them in one go.
         problems = []
         if self.ENVIRONMENT != "dev":

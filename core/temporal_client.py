@@ -22,8 +22,11 @@ def payload_codec(settings: Settings) -> EncryptionCodec:
 
 
 def _converter(codec: EncryptionCodec) -> DataConverter:
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def encrypted_data_converter(keys: Mapping[str, bytes], active_key_id: str) -> DataConverter:
@@ -39,8 +42,9 @@ def _tls(settings: Settings) -> TLSConfig | bool:
         return TLSConfig(
             client_cert=settings.TEMPORAL_TLS_CLIENT_CERT_PATH.read_bytes(),
             client_private_key=settings.TEMPORAL_TLS_CLIENT_KEY_PATH.read_bytes(),
-            server_root_ca_cert=(settings.TEMPORAL_TLS_SERVER_CA_PATH.read_bytes()
-                                 if settings.TEMPORAL_TLS_SERVER_CA_PATH else None),
+            server_root_ca_cert=(
+                settings.TEMPORAL_TLS_SERVER_CA_PATH.read_bytes() if settings.TEMPORAL_TLS_SERVER_CA_PATH else None
+            ),
         )
     # An API key implies TLS (Temporal Cloud).
     return bool(settings.TEMPORAL_TLS or settings.TEMPORAL_API_KEY)

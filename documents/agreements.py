@@ -52,21 +52,41 @@ def _loan_facts(session: Session, loan_id: uuid.UUID) -> _LoanFacts:
         raise NotFound(f"no loan {loan_id}")
     if loan.disbursed_at is None:
         raise Conflict(f"loan {loan_id} is {loan.status}: agreements follow the disbursement")
-    installments = list(session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan_id)
-                                        .order_by(RepaymentInstallment.payment_num)))
-    investments = list(session.scalars(select(Investment).where(
-        Investment.loan_id == loan_id, Investment.status.in_(AGREEMENT_INVESTMENT_STATUSES))
-        .order_by(Investment.created_at, Investment.id)))
-    return _LoanFacts(loan, session.get_one(User, loan.borrower_id), session.get_one(LoanProduct, loan.product_id),
-                      installments, investments)
+    installments = list(
+        session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == loan_id)
+            .order_by(RepaymentInstallment.payment_num)
+        )
+    )
+    investments = list(
+        session.scalars(
+            select(Investment)
+            .where(Investment.loan_id == loan_id, Investment.status.in_(AGREEMENT_INVESTMENT_STATUSES))
+            .order_by(Investment.created_at, Investment.id)
+        )
+    )
+    return _LoanFacts(
+        loan,
+        session.get_one(User, loan.borrower_id),
+        session.get_one(LoanProduct, loan.product_id),
+        installments,
+        investments,
+    )
 
 
 def _loan_context(facts: _LoanFacts) -> dict[str, Any]:
     loan = facts.loan
     assert loan.disbursed_at is not None
-    return {"id": loan.id, "amount": loan.amount, "currency": loan.currency, "rate_annual": loan.rate_annual,
-            "term_months": loan.term_months, "risk_grade": loan.risk_grade,
-            "disbursed_on": loan.disbursed_at.date().isoformat()}
+    return {
+        "id": loan.id,
+        "amount": loan.amount,
+        "currency": loan.currency,
+        "rate_annual": loan.rate_annual,
+        "term_months": loan.term_months,
+        "risk_grade": loan.risk_grade,
+        "disbursed_on": loan.disbursed_at.date().isoformat(),
+    }
 
 
 def _generated_at(loan: LoanRequest) -> str:
@@ -92,9 +112,15 @@ def investment_shares(facts: _LoanFacts) -> dict[uuid.UUID, list[dict[str, Any]]
             before[key] = now
         for investment_id in weights:
             principal, interest = parts["principal"][investment_id], parts["interest"][investment_id]
-            shares[investment_id].append({"payment_num": row.payment_num, "due_date": row.due_date.isoformat(),
-                                          "principal": principal, "interest": interest,
-                                          "total": principal + interest})
+            shares[investment_id].append(
+                {
+                    "payment_num": row.payment_num,
+                    "due_date": row.due_date.isoformat(),
+                    "principal": principal,
+                    "interest": interest,
+                    "total": principal + interest,
+                }
+            )
     return shares
 
 
@@ -102,18 +128,22 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
     return {key: sum((r[key] for r in rows), ZERO) for key in ("principal", "interest", "total")}
 
 
-def investment_agreement_context(facts: _LoanFacts, investment: Investment, investor: User,
-                                 schedule: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
+def investment_agreement_context(
+    facts: _LoanFacts, investment: Investment, investor: User, schedule: list[dict[str, Any]], settings: Settings
+) -> dict[str, Any]:
     share = (investment.amount / facts.loan.amount * 100).quantize(Decimal("0.0001"))
     return {
         "agreement_number": f"{str(facts.loan.id)[:8].upper()}-{str(investment.id)[:8].upper()}",
-        "platform": platform_context(settings), "generated_at": _generated_at(facts.loan),
-        "loan": _loan_context(facts), "terms": terms_of(facts.product).model_dump(),
+        "platform": platform_context(settings),
+        "generated_at": _generated_at(facts.loan),
+        "loan": _loan_context(facts),
+        "terms": terms_of(facts.product).model_dump(),
         "investor": {"id": investor.id, "email": investor.email},
         "borrower": {"id": facts.borrower.id, "email": facts.borrower.email},
         "investment": {"id": investment.id, "amount": investment.amount},
         "share_percent": f"{share.normalize():f}",
-        "schedule": schedule, "totals": _totals(schedule),
+        "schedule": schedule,
+        "totals": _totals(schedule),
     }
 
 
@@ -126,19 +156,30 @@ def borrower_agreement_context(session: Session, facts: _LoanFacts, settings: Se
     schedule = []
     for row in facts.installments:
         balance -= row.principal
-        schedule.append({"payment_num": row.payment_num, "due_date": row.due_date.isoformat(),
-                         "principal": row.principal, "interest": row.interest,
-                         "total": row.principal + row.interest, "balance_after": balance})
+        schedule.append(
+            {
+                "payment_num": row.payment_num,
+                "due_date": row.due_date.isoformat(),
+                "principal": row.principal,
+                "interest": row.interest,
+                "total": row.principal + row.interest,
+                "balance_after": balance,
+            }
+        )
     return {
-        "agreement_number": str(loan.id)[:8].upper(), "platform": platform_context(settings),
-        "generated_at": _generated_at(loan), "loan": _loan_context(facts),
+        "agreement_number": str(loan.id)[:8].upper(),
+        "platform": platform_context(settings),
+        "generated_at": _generated_at(loan),
+        "loan": _loan_context(facts),
         "terms": terms_of(facts.product).model_dump(),
         "borrower": {"id": facts.borrower.id, "email": facts.borrower.email},
         "investors_count": len({i.investor_id for i in facts.investments}),
         "investments_count": len(facts.investments),
-        "disbursement": {key: Decimal(disbursement.details[key])
-                         for key in ("to_borrower", "platform_fee", "reserve_contribution")},
-        "schedule": schedule, "totals": _totals(schedule),
+        "disbursement": {
+            key: Decimal(disbursement.details[key]) for key in ("to_borrower", "platform_fee", "reserve_contribution")
+        },
+        "schedule": schedule,
+        "totals": _totals(schedule),
     }
 
 
@@ -154,21 +195,33 @@ class AgreementPlan:
 
 def plan_agreements(session: Session, loan_id: uuid.UUID) -> AgreementPlan:
     facts = _loan_facts(session, loan_id)
-    return AgreementPlan([f"loan:{loan_id}"] + [f"investment:{i.id}" for i in facts.investments],
-                         investment_shares(facts))
+    return AgreementPlan(
+        [f"loan:{loan_id}"] + [f"investment:{i.id}" for i in facts.investments], investment_shares(facts)
+    )
 
 
-def register_agreement(session: Session, store: DocumentStore, settings: Settings, loan_id: uuid.UUID,
-                       subject_key: str, shares: dict[uuid.UUID, list[dict[str, Any]]] | None = None) -> Document:
+def register_agreement(
+    session: Session,
+    store: DocumentStore,
+    settings: Settings,
+    loan_id: uuid.UUID,
+    subject_key: str,
+    shares: dict[uuid.UUID, list[dict[str, Any]]] | None = None,
+) -> Document:
     """One agreement of the loan, rendered and registered once. `shares`: from
     plan_agreements (computed here when not given)."""
     facts = _loan_facts(session, loan_id)
     loan = facts.loan
     if subject_key == f"loan:{loan_id}":
         document, _ = register_document(
-            session, store, kind=BORROWER_AGREEMENT, subject_key=subject_key, loan_id=loan.id,
+            session,
+            store,
+            kind=BORROWER_AGREEMENT,
+            subject_key=subject_key,
+            loan_id=loan.id,
             owner_id=loan.borrower_id,
-            render=lambda: render_pdf("borrower_agreement.html", borrower_agreement_context(session, facts, settings)))
+            render=lambda: render_pdf("borrower_agreement.html", borrower_agreement_context(session, facts, settings)),
+        )
         return document
     investment = next((i for i in facts.investments if f"investment:{i.id}" == subject_key), None)
     if investment is None:
@@ -177,9 +230,17 @@ def register_agreement(session: Session, store: DocumentStore, settings: Setting
     def render() -> bytes:
         investor = session.get_one(User, investment.investor_id)
         schedule = (shares if shares is not None else investment_shares(facts))[investment.id]
-        return render_pdf("investment_agreement.html", investment_agreement_context(
-            facts, investment, investor, schedule, settings))
+        return render_pdf(
+            "investment_agreement.html", investment_agreement_context(facts, investment, investor, schedule, settings)
+        )
 
-    document, _ = register_document(session, store, kind=INVESTMENT_AGREEMENT, subject_key=subject_key,
-                                    loan_id=loan.id, owner_id=investment.investor_id, render=render)
+    document, _ = register_document(
+        session,
+        store,
+        kind=INVESTMENT_AGREEMENT,
+        subject_key=subject_key,
+        loan_id=loan.id,
+        owner_id=investment.investor_id,
+        render=render,
+    )
     return document

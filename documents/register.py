@@ -23,9 +23,16 @@ def find_document(session: Session, kind: str, subject_key: str) -> Document | N
     return session.scalars(select(Document).where(Document.kind == kind, Document.subject_key == subject_key)).first()
 
 
-def register_document(session: Session, store: DocumentStore, *, kind: str, subject_key: str,
-                      loan_id: uuid.UUID | None, owner_id: uuid.UUID | None,
-                      render: Callable[[], bytes]) -> tuple[Document, bool]:
+def register_document(
+    session: Session,
+    store: DocumentStore,
+    *,
+    kind: str,
+    subject_key: str,
+    loan_id: uuid.UUID | None,
+    owner_id: uuid.UUID | None,
+    render: Callable[[], bytes],
+) -> tuple[Document, bool]:
     """The registered document, rendering and storing it first if it is new. Returns
     (document, created)."""
     existing = find_document(session, kind, subject_key)
@@ -33,17 +40,38 @@ def register_document(session: Session, store: DocumentStore, *, kind: str, subj
         return existing, False
     content = render()
     sha256 = store.put(content)
-    inserted = session.execute(pg_insert(Document).values(
-        kind=kind, subject_key=subject_key, loan_id=loan_id, owner_id=owner_id, sha256=sha256,
-        size_bytes=len(content), content_type="application/pdf",
-    ).on_conflict_do_nothing(index_elements=["kind", "subject_key"]).returning(Document.id)).scalar_one_or_none()
+    inserted = session.execute(
+        pg_insert(Document)
+        .values(
+            kind=kind,
+            subject_key=subject_key,
+            loan_id=loan_id,
+            owner_id=owner_id,
+            sha256=sha256,
+            size_bytes=len(content),
+            content_type="application/pdf",
+        )
+        .on_conflict_do_nothing(index_elements=["kind", "subject_key"])
+        .returning(Document.id)
+    ).scalar_one_or_none()
     document = find_document(session, kind, subject_key)
     assert document is not None
     if inserted is None:  # registered concurrently by another attempt
         return document, False
     if loan_id is not None:
-        append_audit(session, loan_id, f"document:{kind}:{subject_key}", "document.registered",
-                     note=f"{kind.replace('_', ' ')} registered", details={
-                         "document_id": document.id, "kind": kind, "subject_key": subject_key,
-                         "owner_id": owner_id, "sha256": sha256, "size_bytes": len(content)})
+        append_audit(
+            session,
+            loan_id,
+            f"document:{kind}:{subject_key}",
+            "document.registered",
+            note=f"{kind.replace('_', ' ')} registered",
+            details={
+                "document_id": document.id,
+                "kind": kind,
+                "subject_key": subject_key,
+                "owner_id": owner_id,
+                "sha256": sha256,
+                "size_bytes": len(content),
+            },
+        )
     return document, True

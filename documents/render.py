@@ -37,8 +37,13 @@ def _money(value: Decimal | str | None) -> str:
     return f"{sign}{' '.join(groups)}.{cents}"
 
 
-_environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
-                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_environment = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 _environment.filters["money"] = _money
 
 

@@ -47,8 +47,9 @@ def previous_month(today: date) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-def statement_context(session: Session, settings: Settings, investor: User, wallet: Wallet,
-                      month: str) -> dict[str, Any]:
+def statement_context(
+    session: Session, settings: Settings, investor: User, wallet: Wallet, month: str
+) -> dict[str, Any]:
     start, end = month_bounds(month)
     before = wallet_statement(session, wallet.id, limit=1, until=start)
     opening = before[0].balance_after if before else ZERO
@@ -60,47 +61,76 @@ def statement_context(session: Session, settings: Settings, investor: User, wall
         summary[line.kind][1] += line.amount
     available, _ = wallet_accounts(session, wallet.id)
     return {
-        "platform": platform_context(settings), "generated_at": end.strftime("%Y-%m-%d %H:%M:%S"),
-        "month": month, "period_start": start.date().isoformat(),
+        "platform": platform_context(settings),
+        "generated_at": end.strftime("%Y-%m-%d %H:%M:%S"),
+        "month": month,
+        "period_start": start.date().isoformat(),
         "period_end": date.fromordinal(end.date().toordinal() - 1).isoformat(),
-        "investor": {"id": investor.id, "email": investor.email}, "currency": available.currency,
-        "opening": opening, "closing": lines[-1].balance_after if lines else opening,
+        "investor": {"id": investor.id, "email": investor.email},
+        "currency": available.currency,
+        "opening": opening,
+        "closing": lines[-1].balance_after if lines else opening,
         "closing_reserved": closing_reserved,
-        "summary": [{"kind": kind.replace("_", " "), "count": count, "amount": amount}
-                    for kind, (count, amount) in sorted(summary.items())],
-        "lines": [{"at": line.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
-                   "description": line.description or line.kind.replace("_", " "), "loan_id": line.loan_id,
-                   "available": line.available_change, "reserved": line.reserved_change,
-                   "balance_after": line.balance_after} for line in lines],
+        "summary": [
+            {"kind": kind.replace("_", " "), "count": count, "amount": amount}
+            for kind, (count, amount) in sorted(summary.items())
+        ],
+        "lines": [
+            {
+                "at": line.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+                "description": line.description or line.kind.replace("_", " "),
+                "loan_id": line.loan_id,
+                "available": line.available_change,
+                "reserved": line.reserved_change,
+                "balance_after": line.balance_after,
+            }
+            for line in lines
+        ],
     }
 
 
-def investors_to_statement(session: Session, month: str, after: uuid.UUID | None = None,
-                           limit: int = 500) -> list[uuid.UUID]:
+def investors_to_statement(
+    session: Session, month: str, after: uuid.UUID | None = None, limit: int = 500
+) -> list[uuid.UUID]:
     """Investors whose wallet had any movement before the month ended (so possibly a
     balance in it). In id order, from `after` (a batch cursor)."""
     _, end = month_bounds(month)
-    moved = exists().where(LedgerPosting.account_id == LedgerAccount.id,
-                           LedgerPosting.transaction_id == LedgerTransaction.id,
-                           LedgerTransaction.created_at < end)
-    query = (select(User.id).join(Wallet, Wallet.user_id == User.id)
-             .join(LedgerAccount, LedgerAccount.wallet_id == Wallet.id)
-             .where(User.role == "investor", moved).group_by(User.id).order_by(User.id).limit(limit))
+    moved = exists().where(
+        LedgerPosting.account_id == LedgerAccount.id,
+        LedgerPosting.transaction_id == LedgerTransaction.id,
+        LedgerTransaction.created_at < end,
+    )
+    query = (
+        select(User.id)
+        .join(Wallet, Wallet.user_id == User.id)
+        .join(LedgerAccount, LedgerAccount.wallet_id == Wallet.id)
+        .where(User.role == "investor", moved)
+        .group_by(User.id)
+        .order_by(User.id)
+        .limit(limit)
+    )
     if after is not None:
         query = query.where(User.id > after)
     return list(session.scalars(query))
 
 
-def generate_investor_statement(session: Session, store: DocumentStore, settings: Settings,
-                                investor_id: uuid.UUID, month: str, *, now: datetime) -> Document:
+def generate_investor_statement(
+    session: Session, store: DocumentStore, settings: Settings, investor_id: uuid.UUID, month: str, *, now: datetime
+) -> Document:
     _, end = month_bounds(month)
     if end > now:
         raise InvalidRequest(f"{month} has not ended yet: a statement covers a whole month", field="month")
     investor = session.get_one(User, investor_id)
     wallet = session.scalars(select(Wallet).where(Wallet.user_id == investor_id)).one()
     document, _ = register_document(
-        session, store, kind=INVESTOR_STATEMENT, subject_key=f"investor:{investor_id}:{month}", loan_id=None,
+        session,
+        store,
+        kind=INVESTOR_STATEMENT,
+        subject_key=f"investor:{investor_id}:{month}",
+        loan_id=None,
         owner_id=investor_id,
-        render=lambda: render_pdf("investor_statement.html",
-                                  statement_context(session, settings, investor, wallet, month)))
+        render=lambda: render_pdf(
+            "investor_statement.html", statement_context(session, settings, investor, wallet, month)
+        ),
+    )
     return document

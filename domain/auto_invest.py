@@ -84,10 +84,12 @@ def _whole(amount: Decimal) -> Decimal:
 def asked(rule: AutoInvestRule, loan: FundingLoan, position: InvestorPosition) -> tuple[Decimal, str]:
     """How much the investor asks for in this loan, in whole roubles, and what limited it."""
     already = position.in_loan.get(loan.loan_id, ZERO)
-    limits = [(rule.max_amount_per_loan - already, "the rule's maximum per loan"),
-              (position.budget, "the money available to auto-invest"),
-              (loan.max_per_investor - already, "the product's cap per investor"),
-              (loan.remaining, "what the loan still needs")]
+    limits = [
+        (rule.max_amount_per_loan - already, "the rule's maximum per loan"),
+        (position.budget, "the money available to auto-invest"),
+        (loan.max_per_investor - already, "the product's cap per investor"),
+        (loan.remaining, "what the loan still needs"),
+    ]
     if position.annual_left is not None:
         limits.append((position.annual_left, "the 259-FZ annual limit left"))
     if rule.max_portfolio_share_percent is not None:
@@ -106,7 +108,9 @@ class Allocation:
     reason: str
 
 
-def allocate(loan: FundingLoan, demand: dict[uuid.UUID, Decimal], rotation: int) -> dict[uuid.UUID, tuple[Decimal, str]]:
+def allocate(
+    loan: FundingLoan, demand: dict[uuid.UUID, Decimal], rotation: int
+) -> dict[uuid.UUID, tuple[Decimal, str]]:
     """Shares what the loan still needs among the investors asking (each at least the
     minimum investment). Returns {investor: (amount, why)}; amounts sum to what was
     allocated: all of the demand when it fits, else exactly what the loan needed (as far as
@@ -130,8 +134,10 @@ def allocate(loan: FundingLoan, demand: dict[uuid.UUID, Decimal], rotation: int)
     result: dict[uuid.UUID, tuple[Decimal, str]] = {}
     dropped = set(demand) - set(active)
     for i in dropped:
-        result[i] = (ZERO, f"the pro-rata share of what was left fell below the minimum investment "
-                           f"{loan.min_investment:.2f}")
+        result[i] = (
+            ZERO,
+            f"the pro-rata share of what was left fell below the minimum investment {loan.min_investment:.2f}",
+        )
     if too_small and len(too_small) == len(active):  # nobody reaches the minimum: nobody invests
         for i in active:
             result[i] = (ZERO, "oversubscribed: every pro-rata share was below the minimum investment")
@@ -156,8 +162,7 @@ def allocate(loan: FundingLoan, demand: dict[uuid.UUID, Decimal], rotation: int)
                 break
     asked_total = sum(active.values(), ZERO)
     for i in active:
-        why = (f"oversubscribed: {asked_total:.2f} asked for {remaining:.2f} left; pro-rata share "
-               f"{shares[i]:.2f}")
+        why = f"oversubscribed: {asked_total:.2f} asked for {remaining:.2f} left; pro-rata share {shares[i]:.2f}"
         if bonus[i]:
             why += f" + {bonus[i]:.2f} of the rounding remainder (rotation from position {start})"
         result[i] = (shares[i] + bonus[i], why)
@@ -173,8 +178,9 @@ class PlannedInvestment:
     reason: str
 
 
-def plan(loans: list[FundingLoan], rules: list[AutoInvestRule], positions: dict[uuid.UUID, InvestorPosition],
-         rotation: int) -> list[PlannedInvestment]:
+def plan(
+    loans: list[FundingLoan], rules: list[AutoInvestRule], positions: dict[uuid.UUID, InvestorPosition], rotation: int
+) -> list[PlannedInvestment]:
     """Loan by loan (in the order given: the caller puts the oldest funding deadline first),
     the matching rules ask, the loan is shared, and each investor's position is updated so
     the next loan sees what is left of their budget and limits. Only investors asking at
@@ -195,9 +201,15 @@ def plan(loans: list[FundingLoan], rules: list[AutoInvestRule], positions: dict[
         if not demand:
             continue
         for investor_id, (amount, reason) in allocate(loan, demand, rotation + n).items():
-            planned.append(PlannedInvestment(loan.loan_id, investor_id, demand[investor_id], amount,
-                                             f"asked {demand[investor_id]:.2f} (limited by {why[investor_id]}); "
-                                             f"{reason}"))
+            planned.append(
+                PlannedInvestment(
+                    loan.loan_id,
+                    investor_id,
+                    demand[investor_id],
+                    amount,
+                    f"asked {demand[investor_id]:.2f} (limited by {why[investor_id]}); {reason}",
+                )
+            )
             if amount > 0:
                 position = positions[investor_id]
                 position.budget -= amount

@@ -17,8 +17,9 @@ from domain.money import ZERO, round_money
 from models.loan_workflow import AmountsDue, InstallmentState
 
 
-def quote_early_repayment(installments: Sequence[InstallmentState], today: date, disbursed_on: date,
-                          rate_annual: Decimal) -> list[AmountsDue]:
+def quote_early_repayment(
+    installments: Sequence[InstallmentState], today: date, disbursed_on: date, rate_annual: Decimal
+) -> list[AmountsDue]:
     unsettled = [i for i in installments if not i.settled]
     balance = sum((i.principal_due for i in unsettled if i.due_date > today), ZERO)
     items: list[AmountsDue] = []
@@ -34,10 +35,12 @@ def quote_early_repayment(installments: Sequence[InstallmentState], today: date,
         elif not current_done:
             days = (today - period_start).days
             accrued = min(round_money(balance * rate_annual / 100 * days / 365), item.interest_due)
-            items.append(AmountsDue(payment_num=item.payment_num, fee=ZERO, interest=accrued,
-                                    principal=item.principal_due))
+            items.append(
+                AmountsDue(payment_num=item.payment_num, fee=ZERO, interest=accrued, principal=item.principal_due)
+            )
             current_done = True
         else:
-            items.append(AmountsDue(payment_num=item.payment_num, fee=ZERO, interest=ZERO,
-                                    principal=item.principal_due))
+            items.append(
+                AmountsDue(payment_num=item.payment_num, fee=ZERO, interest=ZERO, principal=item.principal_due)
+            )
     return items

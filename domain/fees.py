@@ -20,8 +20,9 @@ def chargeable_days(grace_days: int, from_day: int, to_day: int) -> int:
     return max(0, to_day - start)
 
 
-def accrue_late_fee(overdue_amount: Decimal, percent_per_day: Decimal, grace_days: int,
-                    from_day: int, to_day: int) -> Decimal:
+def accrue_late_fee(
+    overdue_amount: Decimal, percent_per_day: Decimal, grace_days: int, from_day: int, to_day: int
+) -> Decimal:
     """The fee for keeping `overdue_amount` overdue from day `from_day` to day `to_day`."""
     if overdue_amount <= 0 or to_day <= from_day:
         return ZERO

@@ -14,8 +14,15 @@ def investor_cap(loan_amount: Decimal, max_investor_share_percent: Decimal) -> D
     return round_money(loan_amount * max_investor_share_percent / 100)
 
 
-def check_investment(amount: Decimal, *, loan_amount: Decimal, funded_amount: Decimal, min_investment: Decimal,
-                     max_investor_share_percent: Decimal, already_invested: Decimal) -> None:
+def check_investment(
+    amount: Decimal,
+    *,
+    loan_amount: Decimal,
+    funded_amount: Decimal,
+    min_investment: Decimal,
+    max_investor_share_percent: Decimal,
+    already_invested: Decimal,
+) -> None:
     """Raises the refusal for an investment of `amount` by an investor who holds
     `already_invested` of the loan; returns if the loan takes it.
 
@@ -33,5 +40,6 @@ def check_investment(amount: Decimal, *, loan_amount: Decimal, funded_amount: De
     cap = investor_cap(loan_amount, max_investor_share_percent)
     if already_invested + amount > cap:
         percent = f"{max_investor_share_percent.normalize():f}"  # 50 -> "50", 33.50 -> "33.5"
-        raise InvalidInvestment(f"one investor may hold at most {percent}% of this loan ({cap:.2f}); "
-                                f"you hold {already_invested:.2f}")
+        raise InvalidInvestment(
+            f"one investor may hold at most {percent}% of this loan ({cap:.2f}); you hold {already_invested:.2f}"
+        )

@@ -62,6 +62,13 @@ class EarlyRepaymentUnaffordable(LoanRefusal):
 
 REFUSALS: dict[str, type[LoanRefusal]] = {
     cls.failure_type: cls
-    for cls in (TryAgain, LoanNotFunding, OverFunding, InvalidInvestment, NotAwaitingReview, LoanNotActive,
-                EarlyRepaymentUnaffordable)
+    for cls in (
+        TryAgain,
+        LoanNotFunding,
+        OverFunding,
+        InvalidInvestment,
+        NotAwaitingReview,
+        LoanNotActive,
+        EarlyRepaymentUnaffordable,
+    )
 }

@@ -124,8 +124,15 @@ def _validate(amount: Decimal, rate_annual: Decimal, term_months: int, interest_
         raise ScheduleError("interest-only months must be fewer than the term")
 
 
-def _amortize(amount: Decimal, rate_annual: Decimal, term_months: int, start_date: date, interest_only_months: int,
-              payment: Decimal | None, level_principal: Decimal | None) -> list[Installment]:
+def _amortize(
+    amount: Decimal,
+    rate_annual: Decimal,
+    term_months: int,
+    start_date: date,
+    interest_only_months: int,
+    payment: Decimal | None,
+    level_principal: Decimal | None,
+) -> list[Installment]:
     installments: list[Installment] = []
     balance = amount
     for num in range(1, term_months + 1):
@@ -140,9 +147,16 @@ def _amortize(amount: Decimal, rate_annual: Decimal, term_months: int, start_dat
             assert payment is not None
             principal = min(max(payment - interest, ZERO), balance)
         balance = balance - principal
-        installments.append(Installment(
-            payment_num=num, due_date=due_date(start_date, num), principal=principal, interest=interest,
-            balance_after=balance, interest_only=num <= interest_only_months))
+        installments.append(
+            Installment(
+                payment_num=num,
+                due_date=due_date(start_date, num),
+                principal=principal,
+                interest=interest,
+                balance_after=balance,
+                interest_only=num <= interest_only_months,
+            )
+        )
     return installments
 
 
@@ -171,14 +185,23 @@ def build_schedule(
             payment = payment - KOPEK if payment > KOPEK else payment
             installments = _amortize(amount, rate, term_months, start_date, interest_only_months, payment, None)
             if not _annuity_is_sound(installments, payment, interest_only_months):
-                raise ScheduleError("at this rate and term the monthly payment would barely cover the interest; "
-                                    "choose a shorter term, a lower rate or a larger amount")
+                raise ScheduleError(
+                    "at this rate and term the monthly payment would barely cover the interest; "
+                    "choose a shorter term, a lower rate or a larger amount"
+                )
     elif method == "differentiated":
         level_principal = round_money(amount / amortizing)
         installments = _amortize(amount, rate, term_months, start_date, interest_only_months, None, level_principal)
         payment = installments[interest_only_months].total
     else:
         raise ScheduleError(f"unknown method {method!r}: annuity or differentiated")
-    return Schedule(method=method, amount=amount, rate_annual=rate_annual, term_months=term_months,
-                    interest_only_months=interest_only_months, start_date=start_date, payment=payment,
-                    installments=tuple(installments))
+    return Schedule(
+        method=method,
+        amount=amount,
+        rate_annual=rate_annual,
+        term_months=term_months,
+        interest_only_months=interest_only_months,
+        start_date=start_date,
+        payment=payment,
+        installments=tuple(installments),
+    )

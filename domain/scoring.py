@@ -128,43 +128,67 @@ def debt_to_income_percent(data: ScoringInput) -> Decimal:
 
 def score_request(rules: ScoringRules, data: ScoringInput) -> ScoringResult:
     if data.monthly_income <= 0:
-        return ScoringResult(score=0, grade=None, decision="reject",
-                             factors=(Factor("income", 0, "no monthly income is declared"),),
-                             reject_reason="no income to repay from")
+        return ScoringResult(
+            score=0,
+            grade=None,
+            decision="reject",
+            factors=(Factor("income", 0, "no monthly income is declared"),),
+            reject_reason="no income to repay from",
+        )
     factors: list[Factor] = []
     dti = debt_to_income_percent(data)
     band = _up_to_band(rules.debt_to_income_percent, dti)
-    factors.append(Factor("debt_to_income", band.points,
-                          f"the payment and existing obligations would take {_percent(dti)}% of income: "
-                          f"{band.label}"))
+    factors.append(
+        Factor(
+            "debt_to_income",
+            band.points,
+            f"the payment and existing obligations would take {_percent(dti)}% of income: {band.label}",
+        )
+    )
     months = data.employment_months
     employment = _at_least_band(rules.employment_months, months)
-    factors.append(Factor("employment", employment.points, f"{months} months with the current employer: "
-                                                           f"{employment.label}"))
+    factors.append(
+        Factor("employment", employment.points, f"{months} months with the current employer: {employment.label}")
+    )
     in_months = data.amount / data.monthly_income
     size = _up_to_band(rules.amount_in_months_of_income, in_months)
-    factors.append(Factor("amount_to_income", size.points,
-                          f"the loan is {_percent(in_months)} months of income: {size.label}"))
+    factors.append(
+        Factor("amount_to_income", size.points, f"the loan is {_percent(in_months)} months of income: {size.label}")
+    )
     history = data.history
     contribution = max(rules.behaviour.min_contribution, min(rules.behaviour.max_contribution, history.balance))
     if history == PaymentHistory():
         factors.append(Factor("payment_history", 0, "no repayment history on this platform yet"))
     else:
         capped = "" if contribution == history.balance else f" (counted as {contribution:+d}: the rules' bound)"
-        factors.append(Factor(
-            "payment_history", contribution,
-            f"{history.balance:+d} on-time payment points{capped}: {history.on_time_installments} installment(s) "
-            f"on time, {history.late_installments} late, {history.loans_repaid} loan(s) repaid, "
-            f"{history.loans_defaulted} default(s)"))
+        factors.append(
+            Factor(
+                "payment_history",
+                contribution,
+                f"{history.balance:+d} on-time payment points{capped}: {history.on_time_installments} installment(s) "
+                f"on time, {history.late_installments} late, {history.loans_repaid} loan(s) repaid, "
+                f"{history.loans_defaulted} default(s)",
+            )
+        )
     score = max(0, min(1000, rules.base_score + sum(f.points for f in factors)))
     grade = grade_for(rules, score)
     if dti > data.max_debt_to_income_percent:
-        return ScoringResult(score=score, grade=grade, decision="reject", factors=tuple(factors),
-                             reject_reason=f"the monthly payment would take the debt-to-income ratio to "
-                                           f"{_percent(dti)}%, above the product's cap of "
-                                           f"{_percent(data.max_debt_to_income_percent)}%")
+        return ScoringResult(
+            score=score,
+            grade=grade,
+            decision="reject",
+            factors=tuple(factors),
+            reject_reason=f"the monthly payment would take the debt-to-income ratio to "
+            f"{_percent(dti)}%, above the product's cap of "
+            f"{_percent(data.max_debt_to_income_percent)}%",
+        )
     if score < rules.reject_below or grade is None:
-        return ScoringResult(score=score, grade=grade, decision="reject", factors=tuple(factors),
-                             reject_reason=f"score {score} is below {rules.reject_below}")
+        return ScoringResult(
+            score=score,
+            grade=grade,
+            decision="reject",
+            factors=tuple(factors),
+            reject_reason=f"score {score} is below {rules.reject_below}",
+        )
     decision: Decision = "review" if score < rules.review_below else "approve"
     return ScoringResult(score=score, grade=grade, decision=decision, factors=tuple(factors))

@@ -44,8 +44,14 @@ class AnnualLimit:
 
 
 def annual_limit(session: Session, investor: User, year: int) -> AnnualLimit:
-    invested = session.scalar(select(InvestorYearTotal.invested).where(
-        InvestorYearTotal.investor_id == investor.id, InvestorYearTotal.year == year)) or ZERO
+    invested = (
+        session.scalar(
+            select(InvestorYearTotal.invested).where(
+                InvestorYearTotal.investor_id == investor.id, InvestorYearTotal.year == year
+            )
+        )
+        or ZERO
+    )
     if investor.is_qualified_investor:
         return AnnualLimit(year, True, None, invested, None)
     return AnnualLimit(year, False, ANNUAL_LIMIT, invested, max(ANNUAL_LIMIT - invested, ZERO))
@@ -57,17 +63,24 @@ def count_investment(session: Session, investor: User, amount: Decimal, year: in
     if investor.is_qualified_investor:
         return None
     invested = session.execute(
-        pg_insert(InvestorYearTotal).values(investor_id=investor.id, year=year, invested=amount)
-        .on_conflict_do_update(index_elements=["investor_id", "year"],
-                               set_={"invested": InvestorYearTotal.invested + amount})
-        .returning(InvestorYearTotal.invested)).scalar_one()
+        pg_insert(InvestorYearTotal)
+        .values(investor_id=investor.id, year=year, invested=amount)
+        .on_conflict_do_update(
+            index_elements=["investor_id", "year"], set_={"invested": InvestorYearTotal.invested + amount}
+        )
+        .returning(InvestorYearTotal.invested)
+    ).scalar_one()
     if invested > ANNUAL_LIMIT:
         before = invested - amount
         left = max(ANNUAL_LIMIT - before, ZERO)
         raise AnnualLimitExceeded(
             f"a non-qualified investor may invest at most {ANNUAL_LIMIT:,.2f} RUB a calendar year on the "
             f"platform (259-FZ); in {year} you have invested {before:,.2f}, so {left:,.2f} is left",
-            year=year, limit=f"{ANNUAL_LIMIT:.2f}", invested=f"{before:.2f}", left=f"{left:.2f}")
+            year=year,
+            limit=f"{ANNUAL_LIMIT:.2f}",
+            invested=f"{before:.2f}",
+            left=f"{left:.2f}",
+        )
     return year
 
 
@@ -75,6 +88,8 @@ def give_back(session: Session, investor_id: uuid.UUID, amount: Decimal, year: i
     """A released reservation no longer counts in its year."""
     if year is None:
         return
-    session.execute(update(InvestorYearTotal).where(InvestorYearTotal.investor_id == investor_id,
-                                                    InvestorYearTotal.year == year)
-                    .values(invested=InvestorYearTotal.invested - amount))
+    session.execute(
+        update(InvestorYearTotal)
+        .where(InvestorYearTotal.investor_id == investor_id, InvestorYearTotal.year == year)
+        .values(invested=InvestorYearTotal.invested - amount)
+    )

@@ -23,12 +23,12 @@ def platform_account_code(kind: str, currency: str) -> str:
     return f"{kind}:{currency}"
 
 
-def _ensure_account(session: Session, code: str, kind: str, currency: str,
-                    wallet_id: uuid.UUID | None = None) -> LedgerAccount:
+def _ensure_account(
+    session: Session, code: str, kind: str, currency: str, wallet_id: uuid.UUID | None = None
+) -> LedgerAccount:
     session.execute(
         insert(LedgerAccount)
-        .values(code=code, kind=kind, currency=currency, wallet_id=wallet_id,
-                allow_negative=(kind == "nominal"))
+        .values(code=code, kind=kind, currency=currency, wallet_id=wallet_id, allow_negative=(kind == "nominal"))
         .on_conflict_do_nothing(index_elements=["code"])
     )
     return session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
@@ -37,7 +37,8 @@ def _ensure_account(session: Session, code: str, kind: str, currency: str,
 def open_wallet(session: Session, user_id: uuid.UUID, wallet_type: str, currency: str = "RUB") -> Wallet:
     """The user's wallet with its two ledger accounts; idempotent."""
     session.execute(
-        insert(Wallet).values(user_id=user_id, type=wallet_type, currency=currency)
+        insert(Wallet)
+        .values(user_id=user_id, type=wallet_type, currency=currency)
         .on_conflict_do_nothing(index_elements=["user_id", "type"])
     )
     wallet = session.scalars(select(Wallet).where(Wallet.user_id == user_id, Wallet.type == wallet_type)).one()
@@ -66,8 +67,9 @@ def wallet_of_user(session: Session, user_id: uuid.UUID) -> Wallet:
 
 def wallet_accounts(session: Session, wallet_id: uuid.UUID) -> tuple[LedgerAccount, LedgerAccount]:
     """(available, reserved) of a wallet, with their balances as the database has them now."""
-    rows = session.scalars(select(LedgerAccount).where(LedgerAccount.wallet_id == wallet_id)
-                           .execution_options(populate_existing=True)).all()
+    rows = session.scalars(
+        select(LedgerAccount).where(LedgerAccount.wallet_id == wallet_id).execution_options(populate_existing=True)
+    ).all()
     by_kind = {row.kind: row for row in rows}
     try:
         return by_kind["wallet_available"], by_kind["wallet_reserved"]

@@ -107,14 +107,17 @@ def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> s
 
 
 def _existing(session: Session, key: str, digest: str) -> Posted | None:
-    found = session.execute(select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.content_hash)
-                            .where(LedgerTransaction.idempotency_key == key)).first()
+    found = session.execute(
+        select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.content_hash).where(
+            LedgerTransaction.idempotency_key == key
+        )
+    ).first()
     if found is None:
         return None
     if found.content_hash != digest:
         raise IdempotencyConflict(
-            f"idempotency key {key!r} was already used for a different movement of money",
-            idempotency_key=key)
+            f"idempotency key {key!r} was already used for a different movement of money", idempotency_key=key
+        )
     return Posted(id=found.id, idempotency_key=key, kind=found.kind, replayed=True)
 
 
@@ -127,8 +130,11 @@ class LockedAccount:
 def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAccount]:
     """Locks the accounts and their wallets' sibling accounts, in ascending id order.
     Returns the currency and code of each locked account by id."""
-    wallet_ids = select(LedgerAccount.wallet_id).where(
-        LedgerAccount.id.in_(account_ids), LedgerAccount.wallet_id.is_not(None)).scalar_subquery()
+    wallet_ids = (
+        select(LedgerAccount.wallet_id)
+        .where(LedgerAccount.id.in_(account_ids), LedgerAccount.wallet_id.is_not(None))
+        .scalar_subquery()
+    )
     rows = session.execute(
         select(LedgerAccount.id, LedgerAccount.currency, LedgerAccount.code)
         .where(LedgerAccount.id.in_(account_ids) | LedgerAccount.wallet_id.in_(wallet_ids))
@@ -173,22 +179,50 @@ def post_transaction(
             if existing is not None:
                 return existing
             transaction_id = uuid.uuid4()
-            session.execute(insert(LedgerTransaction).values(
-                id=transaction_id, idempotency_key=key, content_hash=digest, kind=kind,
-                description=description, loan_id=loan_id, details=dict(details or {})))
+            session.execute(
+                insert(LedgerTransaction).values(
+                    id=transaction_id,
+                    idempotency_key=key,
+                    content_hash=digest,
+                    kind=kind,
+                    description=description,
+                    loan_id=loan_id,
+                    details=dict(details or {}),
+                )
+            )
             # Ascending account order, same as the locks.
-            session.execute(insert(LedgerPosting), [
-                {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount,
-                 "balance_after": 0, "account_version": 0}
-                for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
-            ])
+            session.execute(
+                insert(LedgerPosting),
+                [
+                    {
+                        "transaction_id": transaction_id,
+                        "account_id": leg.account_id,
+                        "amount": leg.amount,
+                        "balance_after": 0,
+                        "account_version": 0,
+                    }
+                    for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
+                ],
+            )
             if loan_id is not None:
                 # The loan's trail records the movement in the same database transaction.
-                append_audit(session, loan_id, f"ledger:{key}", f"ledger.{kind}", note=description, details={
-                    "transaction_id": transaction_id, "idempotency_key": key, "kind": kind,
-                    "currency": locked[legs[0].account_id].currency,
-                    "legs": [{"account": locked[leg.account_id].code, "amount": f"{leg.amount:.2f}"}
-                             for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))]})
+                append_audit(
+                    session,
+                    loan_id,
+                    f"ledger:{key}",
+                    f"ledger.{kind}",
+                    note=description,
+                    details={
+                        "transaction_id": transaction_id,
+                        "idempotency_key": key,
+                        "kind": kind,
+                        "currency": locked[legs[0].account_id].currency,
+                        "legs": [
+                            {"account": locked[leg.account_id].code, "amount": f"{leg.amount:.2f}"}
+                            for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
+                        ],
+                    },
+                )
         _expire_cached_accounts(session, account_ids)
         return Posted(id=transaction_id, idempotency_key=key, kind=kind, replayed=False)
     except IntegrityError as exc:
@@ -213,19 +247,22 @@ def _insufficient(session: Session, legs: Sequence[Leg]) -> InsufficientFunds:
     for leg in debits:
         account = session.get(LedgerAccount, leg.account_id, populate_existing=True)
         if account is not None and not account.allow_negative and account.balance + leg.amount < 0:
-            short.append({"account": account.code, "balance": f"{account.balance:.2f}",
-                          "needed": f"{-leg.amount:.2f}"})
+            short.append({"account": account.code, "balance": f"{account.balance:.2f}", "needed": f"{-leg.amount:.2f}"})
     if short:
         first = short[0]
         return InsufficientFunds(
             f"not enough money on {first['account']}: {first['balance']} there, {first['needed']} needed",
-            accounts=short)
+            accounts=short,
+        )
     return InsufficientFunds("not enough money on an account of this movement")
 
 
 def transaction_legs(session: Session, transaction_id: uuid.UUID) -> list[LedgerPosting]:
-    return list(session.scalars(select(LedgerPosting).where(LedgerPosting.transaction_id == transaction_id)
-                                .order_by(LedgerPosting.id)))
+    return list(
+        session.scalars(
+            select(LedgerPosting).where(LedgerPosting.transaction_id == transaction_id).order_by(LedgerPosting.id)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -238,6 +275,9 @@ class PostedRecord:
 def find_posted(session: Session, key: str) -> PostedRecord | None:
     """The ledger transaction posted under key, if any: lets an activity whose amounts depend
     on balances at the time (a partial collection) return its first answer when retried."""
-    row = session.execute(select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.details)
-                          .where(LedgerTransaction.idempotency_key == key)).first()
+    row = session.execute(
+        select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.details).where(
+            LedgerTransaction.idempotency_key == key
+        )
+    ).first()
     return PostedRecord(id=row.id, kind=row.kind, details=row.details) if row else None

@@ -15,8 +15,7 @@ def trial_balance(session: Session) -> TrialBalance:
     """Every account's balance beside the sum of its postings. The balances sum to zero and
     each equals its postings' sum, or the report says which account does not."""
     postings_sum = (
-        select(LedgerPosting.account_id, func.sum(LedgerPosting.amount).label("total"),
-               func.count().label("count"))
+        select(LedgerPosting.account_id, func.sum(LedgerPosting.amount).label("total"), func.count().label("count"))
         .group_by(LedgerPosting.account_id)
         .subquery()
     )
@@ -26,8 +25,14 @@ def trial_balance(session: Session) -> TrialBalance:
         .order_by(LedgerAccount.id)
     ).all()
     lines = [
-        AccountLine(code=account.code, kind=account.kind, currency=account.currency,
-                    balance=account.balance, postings_total=Decimal(total), postings=int(count))
+        AccountLine(
+            code=account.code,
+            kind=account.kind,
+            currency=account.currency,
+            balance=account.balance,
+            postings_total=Decimal(total),
+            postings=int(count),
+        )
         for account, total, count in rows
     ]
     total = sum((line.balance for line in lines), Decimal("0.00"))
@@ -35,5 +40,10 @@ def trial_balance(session: Session) -> TrialBalance:
     by_kind: dict[str, Decimal] = {}
     for line in lines:
         by_kind[line.kind] = by_kind.get(line.kind, Decimal("0.00")) + line.balance
-    return TrialBalance(total=total, balanced=(total == 0 and not mismatched), mismatched_accounts=mismatched,
-                        totals_by_kind=by_kind, accounts=lines)
+    return TrialBalance(
+        total=total,
+        balanced=(total == 0 and not mismatched),
+        mismatched_accounts=mismatched,
+        totals_by_kind=by_kind,
+        accounts=lines,
+    )

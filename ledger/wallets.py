@@ -32,33 +32,78 @@ class WalletBalance:
 
 def wallet_balance(session: Session, wallet_id: uuid.UUID) -> WalletBalance:
     available, reserved = wallet_accounts(session, wallet_id)
-    return WalletBalance(wallet_id=wallet_id, currency=available.currency,
-                         available=available.balance, reserved=reserved.balance)
+    return WalletBalance(
+        wallet_id=wallet_id, currency=available.currency, available=available.balance, reserved=reserved.balance
+    )
 
 
-def reserve(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str, kind: str = "reserve",
-            loan_id: uuid.UUID | None = None, description: str | None = None,
-            details: Mapping[str, Any] | None = None) -> Posted:
+def reserve(
+    session: Session,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    *,
+    key: str,
+    kind: str = "reserve",
+    loan_id: uuid.UUID | None = None,
+    description: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Posted:
     """available -> reserved (e.g. an accepted investment, a requested withdrawal)."""
     available, reserved = wallet_accounts(session, wallet_id)
-    return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
-                            details=details, legs=[Leg(available.id, -amount), Leg(reserved.id, amount)])
+    return post_transaction(
+        session,
+        key=key,
+        kind=kind,
+        loan_id=loan_id,
+        description=description,
+        details=details,
+        legs=[Leg(available.id, -amount), Leg(reserved.id, amount)],
+    )
 
 
-def release(session: Session, wallet_id: uuid.UUID, amount: Decimal, *, key: str, kind: str = "release",
-            loan_id: uuid.UUID | None = None, description: str | None = None,
-            details: Mapping[str, Any] | None = None) -> Posted:
+def release(
+    session: Session,
+    wallet_id: uuid.UUID,
+    amount: Decimal,
+    *,
+    key: str,
+    kind: str = "release",
+    loan_id: uuid.UUID | None = None,
+    description: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Posted:
     """reserved -> available (e.g. an unfunded loan, a rejected withdrawal)."""
     available, reserved = wallet_accounts(session, wallet_id)
-    return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
-                            details=details, legs=[Leg(reserved.id, -amount), Leg(available.id, amount)])
+    return post_transaction(
+        session,
+        key=key,
+        kind=kind,
+        loan_id=loan_id,
+        description=description,
+        details=details,
+        legs=[Leg(reserved.id, -amount), Leg(available.id, amount)],
+    )
 
 
-def transfer(session: Session, from_account_id: int, to_account_id: int, amount: Decimal, *, key: str,
-             kind: str = "transfer", loan_id: uuid.UUID | None = None,
-             description: str | None = None) -> Posted:
-    return post_transaction(session, key=key, kind=kind, loan_id=loan_id, description=description,
-                            legs=[Leg(from_account_id, -amount), Leg(to_account_id, amount)])
+def transfer(
+    session: Session,
+    from_account_id: int,
+    to_account_id: int,
+    amount: Decimal,
+    *,
+    key: str,
+    kind: str = "transfer",
+    loan_id: uuid.UUID | None = None,
+    description: str | None = None,
+) -> Posted:
+    return post_transaction(
+        session,
+        key=key,
+        kind=kind,
+        loan_id=loan_id,
+        description=description,
+        legs=[Leg(from_account_id, -amount), Leg(to_account_id, amount)],
+    )
 
 
 @dataclass(frozen=True)
@@ -110,11 +155,19 @@ _STATEMENT_SQL = text(
 )
 
 
-def wallet_statement(session: Session, wallet_id: uuid.UUID, *, limit: int = 50, before: int | None = None,
-                     since: datetime | None = None, until: datetime | None = None) -> list[StatementLine]:
+def wallet_statement(
+    session: Session,
+    wallet_id: uuid.UUID,
+    *,
+    limit: int = 50,
+    before: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[StatementLine]:
     """Newest first, optionally only the lines posted in [since, until). `balance_after` is
     the wallet's balance right after each line: locks make a wallet's postings ordered by
     id the order in which its balance changed."""
-    rows = session.execute(_STATEMENT_SQL, {"wallet_id": wallet_id, "limit": limit, "before": before,
-                                            "since": since, "until": until}).all()
+    rows = session.execute(
+        _STATEMENT_SQL, {"wallet_id": wallet_id, "limit": limit, "before": before, "since": since, "until": until}
+    ).all()
     return [StatementLine(*row) for row in rows]

@@ -29,38 +29,62 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
         return CollectResult.model_validate(done.details["result"])
     available_account = available_account_of(session, input.borrower_id)
     # Lock the borrower's account before reading what is there to take.
-    available = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id)
-                                .with_for_update()).scalar_one()
+    available = session.execute(
+        select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id).with_for_update()
+    ).scalar_one()
     owed = total_of(input.items)
     if input.require_full and available < owed:
-        raise InsufficientFunds(f"{owed:.2f} is needed, the wallet holds {available:.2f}",
-                                needed=f"{owed:.2f}", available=f"{available:.2f}")
+        raise InsufficientFunds(
+            f"{owed:.2f} is needed, the wallet holds {available:.2f}",
+            needed=f"{owed:.2f}",
+            available=f"{available:.2f}",
+        )
     paid = collection_waterfall(available, input.items)
     result = CollectResult(total=total_of(paid), items=paid)
     if result.total > 0:
         shares = split_pro_rata(result.total, weights_by_investor(holdings(investments_of(session, input.loan_id))))
         legs = [Leg(available_account.id, -result.total)]
         legs += [Leg(available_account_of(session, investor_id).id, share) for investor_id, share in shares.items()]
-        post_transaction(session, key=input.key, kind=f"{input.purpose}_collection", loan_id=input.loan_id,
-                         legs=merge_legs(legs),
-                         description=f"{input.purpose.replace('_', ' ')} collected and distributed",
-                         details={"result": result.model_dump(mode="json"),
-                                  "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}})
+        post_transaction(
+            session,
+            key=input.key,
+            kind=f"{input.purpose}_collection",
+            loan_id=input.loan_id,
+            legs=merge_legs(legs),
+            description=f"{input.purpose.replace('_', ' ')} collected and distributed",
+            details={
+                "result": result.model_dump(mode="json"),
+                "shares": {str(k): f"{v:.2f}" for k, v in shares.items()},
+            },
+        )
     _apply_to_schedule(session, input, paid)
-    append_audit(session, input.loan_id, f"collection:{input.key}", f"{input.purpose}.collected",
-                 note=(f"{result.total:.2f} of {owed:.2f} collected from the borrower and distributed"
-                       if result.total else f"nothing collected: {owed:.2f} was due and the wallet was empty"),
-                 details={"owed": f"{owed:.2f}", "collected": f"{result.total:.2f}",
-                          "items": [p.model_dump(mode="json") for p in paid]})
+    append_audit(
+        session,
+        input.loan_id,
+        f"collection:{input.key}",
+        f"{input.purpose}.collected",
+        note=(
+            f"{result.total:.2f} of {owed:.2f} collected from the borrower and distributed"
+            if result.total
+            else f"nothing collected: {owed:.2f} was due and the wallet was empty"
+        ),
+        details={
+            "owed": f"{owed:.2f}",
+            "collected": f"{result.total:.2f}",
+            "items": [p.model_dump(mode="json") for p in paid],
+        },
+    )
     return result
 
 
 def _apply_to_schedule(session: Session, input: CollectInput, paid: list[InstallmentAmounts]) -> None:
     due = {item.payment_num: item for item in input.items}
     for item in paid:
-        row = session.scalars(select(RepaymentInstallment).where(
-            RepaymentInstallment.loan_id == input.loan_id,
-            RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
+        row = session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == input.loan_id, RepaymentInstallment.payment_num == item.payment_num)
+            .with_for_update()
+        ).one()
         row.paid_principal += item.principal
         row.paid_interest += item.interest
         row.late_fee_paid += item.fee
@@ -69,8 +93,13 @@ def _apply_to_schedule(session: Session, input: CollectInput, paid: list[Install
             if row.status == "pending" and input.purpose == "installment":
                 # Paid in full on its due date, never overdue. (Installments settled by an
                 # early repayment earn the loan's repaid bonus instead.)
-                award_points(session, input.borrower_id, input.loan_id, "on_time_installment",
-                             f"loan:{input.loan_id}:installment:{item.payment_num}:on-time",
-                             f"installment {item.payment_num} paid on time")
+                award_points(
+                    session,
+                    input.borrower_id,
+                    input.loan_id,
+                    "on_time_installment",
+                    f"loan:{input.loan_id}:installment:{item.payment_num}:on-time",
+                    f"installment {item.payment_num} paid on time",
+                )
             row.status = "paid"
             row.paid_at = input.at

@@ -16,11 +16,14 @@ from models.ledger import LedgerAccount
 from models.loans import Investment, LoanRequest, Notification
 
 
-def notify(session: Session, user_id: uuid.UUID, loan_id: uuid.UUID | None, kind: str, message: str,
-           dedupe_key: str) -> None:
-    session.execute(pg_insert(Notification).values(user_id=user_id, loan_id=loan_id, kind=kind, message=message,
-                                                   dedupe_key=dedupe_key)
-                    .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+def notify(
+    session: Session, user_id: uuid.UUID, loan_id: uuid.UUID | None, kind: str, message: str, dedupe_key: str
+) -> None:
+    session.execute(
+        pg_insert(Notification)
+        .values(user_id=user_id, loan_id=loan_id, kind=kind, message=message, dedupe_key=dedupe_key)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
 
 
 def loan_row(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRequest:
@@ -32,12 +35,15 @@ def loan_row(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRe
     return loan
 
 
-def investments_of(session: Session, loan_id: uuid.UUID, status: str | tuple[str, ...] = "active"
-                   ) -> list[Investment]:
+def investments_of(session: Session, loan_id: uuid.UUID, status: str | tuple[str, ...] = "active") -> list[Investment]:
     statuses = (status,) if isinstance(status, str) else status
-    return list(session.scalars(select(Investment).where(Investment.loan_id == loan_id,
-                                                         Investment.status.in_(statuses))
-                                .order_by(Investment.created_at, Investment.id)))
+    return list(
+        session.scalars(
+            select(Investment)
+            .where(Investment.loan_id == loan_id, Investment.status.in_(statuses))
+            .order_by(Investment.created_at, Investment.id)
+        )
+    )
 
 
 def holdings(investments: list[Investment]) -> list[Holding]:

@@ -31,42 +31,75 @@ def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
         covered = Decimal(done.details["covered"])
     else:
         fund_account = platform_account(session, "reserve_fund", input.currency)
-        fund = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id)
-                               .with_for_update()).scalar_one()
+        fund = session.execute(
+            select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id).with_for_update()
+        ).scalar_one()
         covered = reserve_cover(fund, input.outstanding_principal)
     split = split_default(input.outstanding_principal, covered, holdings(investments))
     if done is None and covered > 0:
         legs = [Leg(fund_account.id, -covered)]
-        legs += [Leg(available_account_of(session, investor_id).id, share)
-                 for investor_id, share in split.cover_by_investor.items()]
-        post_transaction(session, key=key, kind="reserve_cover", loan_id=input.loan_id, legs=merge_legs(legs),
-                         description="default: outstanding principal covered by the reserve fund",
-                         details={"covered": f"{covered:.2f}",
-                                  "shares": {str(k): f"{v:.2f}" for k, v in split.cover_by_investor.items()}})
+        legs += [
+            Leg(available_account_of(session, investor_id).id, share)
+            for investor_id, share in split.cover_by_investor.items()
+        ]
+        post_transaction(
+            session,
+            key=key,
+            kind="reserve_cover",
+            loan_id=input.loan_id,
+            legs=merge_legs(legs),
+            description="default: outstanding principal covered by the reserve fund",
+            details={
+                "covered": f"{covered:.2f}",
+                "shares": {str(k): f"{v:.2f}" for k, v in split.cover_by_investor.items()},
+            },
+        )
     for investment in investments:
         investment.reserve_cover_amount, investment.loss_amount = split.by_investment[investment.id]
         investment.status = "defaulted"
-        notify(session, investment.investor_id, input.loan_id, "loan_defaulted",
-               f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} "
-               f"of your outstanding principal", f"loan:{input.loan_id}:investment:{investment.id}:defaulted")
+        notify(
+            session,
+            investment.investor_id,
+            input.loan_id,
+            "loan_defaulted",
+            f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} "
+            f"of your outstanding principal",
+            f"loan:{input.loan_id}:investment:{investment.id}:defaulted",
+        )
     for item in input.written_off:
-        row = session.scalars(select(RepaymentInstallment).where(
-            RepaymentInstallment.loan_id == input.loan_id,
-            RepaymentInstallment.payment_num == item.payment_num).with_for_update()).one()
+        row = session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == input.loan_id, RepaymentInstallment.payment_num == item.payment_num)
+            .with_for_update()
+        ).one()
         row.late_fee_accrued = max(row.late_fee_accrued, item.fee_accrued)
         if row.status != "paid":
             row.status = "written_off"
     loan = loan_row(session, input.loan_id, lock=True)
     loan.closed_at = input.at
     loan.updated_at = input.at
-    award_points(session, loan.borrower_id, loan.id, "loan_defaulted", f"loan:{loan.id}:defaulted",
-                 "the loan defaulted")
-    figures = {"outstanding_principal": f"{input.outstanding_principal:.2f}",
-               "covered_by_reserve_fund": f"{covered:.2f}",
-               "investors_loss": f"{input.outstanding_principal - covered:.2f}"}
-    append_audit(session, loan.id, "defaulted", "loan.defaulted",
-                 note="the loan defaulted; the reserve fund covered what it could",
-                 details=figures | {"written_off": [i.model_dump(mode="json") for i in input.written_off]})
-    notify(session, loan.borrower_id, loan.id, "loan_defaulted", "your loan was declared in default",
-           f"loan:{loan.id}:defaulted")
+    award_points(
+        session, loan.borrower_id, loan.id, "loan_defaulted", f"loan:{loan.id}:defaulted", "the loan defaulted"
+    )
+    figures = {
+        "outstanding_principal": f"{input.outstanding_principal:.2f}",
+        "covered_by_reserve_fund": f"{covered:.2f}",
+        "investors_loss": f"{input.outstanding_principal - covered:.2f}",
+    }
+    append_audit(
+        session,
+        loan.id,
+        "defaulted",
+        "loan.defaulted",
+        note="the loan defaulted; the reserve fund covered what it could",
+        details=figures | {"written_off": [i.model_dump(mode="json") for i in input.written_off]},
+    )
+    notify(
+        session,
+        loan.borrower_id,
+        loan.id,
+        "loan_defaulted",
+        "your loan was declared in default",
+        f"loan:{loan.id}:defaulted",
+    )
     return DefaultResult(covered=covered, loss=input.outstanding_principal - covered)

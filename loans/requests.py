@@ -24,20 +24,35 @@ def workflow_id_for(loan_id: uuid.UUID) -> str:
 
 
 def terms_snapshot(product: LoanProduct) -> LoanTerms:
-    terms = terms_of(product).model_dump(exclude={"code", "name", "min_amount", "max_amount", "min_term_months",
-                                                   "max_term_months"})
+    terms = terms_of(product).model_dump(
+        exclude={"code", "name", "min_amount", "max_amount", "min_term_months", "max_term_months"}
+    )
     return LoanTerms(**terms, product_id=product.id, product_code=product.code, product_version=product.version)
 
 
 def workflow_input(session: Session, loan: LoanRequest, time_scale: int) -> LoanWorkflowInput:
     product = session.get_one(LoanProduct, loan.product_id)
-    return LoanWorkflowInput(loan_id=loan.id, borrower_id=loan.borrower_id, amount=loan.amount,
-                             term_months=loan.term_months, terms=terms_snapshot(product), time_scale=time_scale)
+    return LoanWorkflowInput(
+        loan_id=loan.id,
+        borrower_id=loan.borrower_id,
+        amount=loan.amount,
+        term_months=loan.term_months,
+        terms=terms_snapshot(product),
+        time_scale=time_scale,
+    )
 
 
-def create_loan_request(session: Session, borrower_id: uuid.UUID, *, product_code: str | None,
-                        amount: Decimal | None, term_months: int | None, purpose: str,
-                        simulation_id: uuid.UUID | None, client_key: str | None) -> tuple[LoanRequest, bool]:
+def create_loan_request(
+    session: Session,
+    borrower_id: uuid.UUID,
+    *,
+    product_code: str | None,
+    amount: Decimal | None,
+    term_months: int | None,
+    purpose: str,
+    simulation_id: uuid.UUID | None,
+    client_key: str | None,
+) -> tuple[LoanRequest, bool]:
     """Returns (loan, created). With a client key, a repeat of the same request returns the
     first loan; the same key for another request is an error."""
     if simulation_id is not None:
@@ -46,8 +61,10 @@ def create_loan_request(session: Session, borrower_id: uuid.UUID, *, product_cod
             raise InvalidRequest(f"no simulation {simulation_id} of yours", field="simulation_id")
         product = session.get_one(LoanProduct, simulation.product_id)
         if not product.is_current:
-            raise Conflict(f"product {product.code!r} changed since this simulation (version {product.version}); "
-                           "simulate again to see the current terms")
+            raise Conflict(
+                f"product {product.code!r} changed since this simulation (version {product.version}); "
+                "simulate again to see the current terms"
+            )
         if amount is not None and amount != simulation.amount or term_months not in (None, simulation.term_months):
             raise InvalidRequest("amount and term come from the simulation; leave them out or make them match")
         amount, term_months = simulation.amount, simulation.term_months
@@ -56,8 +73,9 @@ def create_loan_request(session: Session, borrower_id: uuid.UUID, *, product_cod
             raise InvalidRequest("give amount and term_months, or a simulation_id")
         product = current_product(session, product_code or "standard")
     if client_key:
-        existing = session.scalars(select(LoanRequest).where(LoanRequest.borrower_id == borrower_id,
-                                                             LoanRequest.client_key == client_key)).first()
+        existing = session.scalars(
+            select(LoanRequest).where(LoanRequest.borrower_id == borrower_id, LoanRequest.client_key == client_key)
+        ).first()
         if existing is not None:
             if (existing.amount, existing.term_months, existing.product_id) != (amount, term_months, product.id):
                 raise IdempotencyConflict(f"Idempotency-Key {client_key!r} was used for another loan request")
@@ -66,9 +84,19 @@ def create_loan_request(session: Session, borrower_id: uuid.UUID, *, product_cod
     if session.get(BorrowerProfile, borrower_id) is None:
         raise InvalidRequest("complete your profile first (PUT /v1/users/me/profile): scoring needs it")
     loan_id = uuid.uuid4()
-    loan = LoanRequest(id=loan_id, borrower_id=borrower_id, product_id=product.id, amount=amount,
-                       currency=product.currency, term_months=term_months, purpose=purpose, status="pending",
-                       workflow_id=workflow_id_for(loan_id), client_key=client_key, simulation_id=simulation_id)
+    loan = LoanRequest(
+        id=loan_id,
+        borrower_id=borrower_id,
+        product_id=product.id,
+        amount=amount,
+        currency=product.currency,
+        term_months=term_months,
+        purpose=purpose,
+        status="pending",
+        workflow_id=workflow_id_for(loan_id),
+        client_key=client_key,
+        simulation_id=simulation_id,
+    )
     session.add(loan)
     session.flush()
     return loan, True

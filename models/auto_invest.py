@@ -33,8 +33,10 @@ class AutoInvestRuleRow(Base):
         CheckConstraint("max_amount_per_loan > 0", name="max_amount_positive"),
         CheckConstraint("min_loan_amount <= max_loan_amount", name="loan_amount_range"),
         CheckConstraint("max_term_months >= 1", name="term_positive"),
-        CheckConstraint("max_portfolio_share_percent IS NULL OR max_portfolio_share_percent BETWEEN 1 AND 100",
-                        name="portfolio_share"),
+        CheckConstraint(
+            "max_portfolio_share_percent IS NULL OR max_portfolio_share_percent BETWEEN 1 AND 100",
+            name="portfolio_share",
+        ),
     )
 
     investor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
@@ -65,9 +67,7 @@ class AutoInvestAllocation(Base):
     """What one auto-invest run gave one investor in one loan, why, and what came of it."""
 
     __tablename__ = "auto_invest_allocations"
-    __table_args__ = (
-        CheckConstraint("outcome IN ('planned','placed','refused','not_allocated')", name="outcome"),
-    )
+    __table_args__ = (CheckConstraint("outcome IN ('planned','placed','refused','not_allocated')", name="outcome"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     run_no: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)

@@ -51,7 +51,9 @@ class LedgerAccount(Base):
         CheckConstraint("allow_negative OR balance >= 0", name="balance_nonnegative"),
         # Only the nominal account mirrors the bank and may go below zero.
         CheckConstraint("NOT allow_negative OR kind = 'nominal'", name="only_nominal_negative"),
-        CheckConstraint("(wallet_id IS NULL) = (kind NOT IN ('wallet_available','wallet_reserved'))", name="wallet_link"),
+        CheckConstraint(
+            "(wallet_id IS NULL) = (kind NOT IN ('wallet_available','wallet_reserved'))", name="wallet_link"
+        ),
         UniqueConstraint("wallet_id", "kind"),
     )
 

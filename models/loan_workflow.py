@@ -103,8 +103,13 @@ class InstallmentState(BaseModel):
 
     def outstanding(self) -> AmountsDue:
         """Everything still owed on this installment (fees accrued so far included)."""
-        return AmountsDue(payment_num=self.payment_num, fee=self.fee_due, interest=self.interest_due,
-                       principal=self.principal_due, fee_accrued=self.fee_accrued)
+        return AmountsDue(
+            payment_num=self.payment_num,
+            fee=self.fee_due,
+            interest=self.interest_due,
+            principal=self.principal_due,
+            fee_accrued=self.fee_accrued,
+        )
 
 
 class LoanState(BaseModel):
@@ -155,6 +160,7 @@ class LoanWorkflowInput(BaseModel):
 
 
 # --- messages ---------------------------------------------------------------------------
+
 
 class InvestmentRequest(BaseModel):
     investment_id: uuid.UUID
@@ -214,6 +220,7 @@ class LoanSnapshot(BaseModel):
 
 
 # --- activities -------------------------------------------------------------------------
+
 
 class RegisterLoanInput(BaseModel):
     loan_id: uuid.UUID

@@ -16,8 +16,7 @@ Percent = Decimal
 class ProductTerms(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,49}$",
-                      description="lower-case identifier, e.g. `standard`")
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,49}$", description="lower-case identifier, e.g. `standard`")
     name: str = Field(min_length=1, max_length=200)
     currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
     min_amount: Decimal = Field(gt=0, le=Decimal("1000000000"), max_digits=15, decimal_places=2)
@@ -32,8 +31,11 @@ class ProductTerms(BaseModel):
     reserve_fund_percent: Decimal = Field(default=Decimal("2.000"), ge=0, lt=100, max_digits=7, decimal_places=3)
     funding_window_days: int = Field(ge=1, le=365)
     funding_window_minutes: int | None = Field(
-        default=None, ge=1, le=60 * 24 * 365,
-        description="overrides funding_window_days when set (short windows for demos and tests)")
+        default=None,
+        ge=1,
+        le=60 * 24 * 365,
+        description="overrides funding_window_days when set (short windows for demos and tests)",
+    )
     min_investment: Decimal = Field(default=Decimal("1000.00"), gt=0, max_digits=15, decimal_places=2)
     max_investor_share_percent: Decimal = Field(gt=0, le=100, max_digits=7, decimal_places=3)
     late_fee_grace_days: int = Field(ge=0, le=365)
@@ -41,11 +43,16 @@ class ProductTerms(BaseModel):
     default_after_days_overdue: int = Field(ge=1, le=3650)
     requires_manual_approval: bool = False
     max_debt_to_income_percent: Decimal = Field(
-        default=Decimal("50.000"), gt=0, le=100, max_digits=7, decimal_places=3,
-        description="the monthly payment plus existing obligations may take at most this % of monthly income")
+        default=Decimal("50.000"),
+        gt=0,
+        le=100,
+        max_digits=7,
+        decimal_places=3,
+        description="the monthly payment plus existing obligations may take at most this % of monthly income",
+    )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ProductTerms":
+    def _consistent(self) -> ProductTerms:
         if self.max_amount < self.min_amount:
             raise ValueError("max_amount must not be below min_amount")
         if self.max_term_months < self.min_term_months:

@@ -32,8 +32,9 @@ class BorrowerPoints(Base):
 
     __tablename__ = "borrower_points"
     __table_args__ = (
-        CheckConstraint("event IN ('on_time_installment','late_installment','loan_repaid','loan_defaulted')",
-                        name="event"),
+        CheckConstraint(
+            "event IN ('on_time_installment','late_installment','loan_repaid','loan_defaulted')", name="event"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -47,7 +47,7 @@ class BehaviourRules(_Rules):
     max_contribution: Points = Field(ge=0, le=1000)
 
     @model_validator(mode="after")
-    def _complete(self) -> "BehaviourRules":
+    def _complete(self) -> BehaviourRules:
         missing = set(BEHAVIOUR_EVENTS) - set(self.points)
         if missing:
             raise ValueError(f"behaviour points need a value for {', '.join(sorted(missing))}")
@@ -85,7 +85,7 @@ class ScoringRules(_Rules):
     review_below: int = Field(ge=0, le=1000)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ScoringRules":
+    def _consistent(self) -> ScoringRules:
         _check_up_to("debt_to_income_percent", self.debt_to_income_percent)
         _check_up_to("amount_in_months_of_income", self.amount_in_months_of_income)
         if self.debt_to_income_percent[-1].up_to is not None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, Money, created_at_column, uuid_pk
 
 
-class Role(str, enum.Enum):
+class Role(str, enum.Enum):  # noqa: UP042 (its str() and format() are relied on as they are)
     borrower = "borrower"
     investor = "investor"
     operator = "operator"
@@ -46,9 +46,7 @@ class BorrowerProfile(Base):
         CheckConstraint("employment_months >= 0", name="employment_nonnegative"),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id"), primary_key=True
-    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
     monthly_income: Mapped[Money] = mapped_column(nullable=False)
     monthly_obligations: Mapped[Money] = mapped_column(nullable=False)
     employment_months: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -14,17 +14,24 @@ from models.products import LoanProduct
 
 def terms_of(product: LoanProduct) -> ProductTerms:
     return ProductTerms(
-        code=product.code, name=product.name, currency=product.currency,
-        min_amount=product.min_amount, max_amount=product.max_amount,
-        min_term_months=product.min_term_months, max_term_months=product.max_term_months,
+        code=product.code,
+        name=product.name,
+        currency=product.currency,
+        min_amount=product.min_amount,
+        max_amount=product.max_amount,
+        min_term_months=product.min_term_months,
+        max_term_months=product.max_term_months,
         amortization_method=product.amortization_method,  # type: ignore[arg-type]
         rates_by_grade={k: v for k, v in product.rates_by_grade.items()},  # type: ignore[misc]
         interest_only_months=product.interest_only_months,
-        platform_fee_percent=product.platform_fee_percent, reserve_fund_percent=product.reserve_fund_percent,
-        funding_window_days=product.funding_window_days, funding_window_minutes=product.funding_window_minutes,
+        platform_fee_percent=product.platform_fee_percent,
+        reserve_fund_percent=product.reserve_fund_percent,
+        funding_window_days=product.funding_window_days,
+        funding_window_minutes=product.funding_window_minutes,
         min_investment=product.min_investment,
         max_investor_share_percent=product.max_investor_share_percent,
-        late_fee_grace_days=product.late_fee_grace_days, late_fee_percent_per_day=product.late_fee_percent_per_day,
+        late_fee_grace_days=product.late_fee_grace_days,
+        late_fee_percent_per_day=product.late_fee_percent_per_day,
         default_after_days_overdue=product.default_after_days_overdue,
         requires_manual_approval=product.requires_manual_approval,
         max_debt_to_income_percent=product.max_debt_to_income_percent,
@@ -48,8 +55,7 @@ def current_product(session: Session, code: str, *, lock: bool = False) -> LoanP
 
 
 def product_versions(session: Session, code: str) -> list[LoanProduct]:
-    return list(session.scalars(select(LoanProduct).where(LoanProduct.code == code)
-                                .order_by(LoanProduct.version)))
+    return list(session.scalars(select(LoanProduct).where(LoanProduct.code == code).order_by(LoanProduct.version)))
 
 
 def create_product(session: Session, terms: ProductTerms, created_by: uuid.UUID | None = None) -> LoanProduct:
@@ -61,8 +67,9 @@ def create_product(session: Session, terms: ProductTerms, created_by: uuid.UUID 
     return product
 
 
-def change_product(session: Session, code: str, terms: ProductTerms,
-                   created_by: uuid.UUID | None = None) -> LoanProduct:
+def change_product(
+    session: Session, code: str, terms: ProductTerms, created_by: uuid.UUID | None = None
+) -> LoanProduct:
     """Writes version n+1 and makes it current; loans keep pointing at the version they were
     made under. The same terms again change nothing (no empty versions)."""
     if terms.code != code:
@@ -80,7 +87,9 @@ def change_product(session: Session, code: str, terms: ProductTerms,
 def ensure_product(session: Session, terms: ProductTerms) -> LoanProduct:
     """For the seed: create the product if no version exists; leave an existing one alone
     (an operator may have changed it since)."""
-    existing = session.scalars(select(LoanProduct).where(LoanProduct.code == terms.code, LoanProduct.is_current)).first()
+    existing = session.scalars(
+        select(LoanProduct).where(LoanProduct.code == terms.code, LoanProduct.is_current)
+    ).first()
     return existing or create_product(session, terms)
 
 
@@ -90,9 +99,11 @@ def check_request_fits(product: LoanProduct, amount, term_months: int) -> None:
         raise InvalidRequest(
             f"amount {amount:.2f} is outside product {product.code!r}: "
             f"{product.min_amount:.2f} to {product.max_amount:.2f} {product.currency}",
-            field="amount")
+            field="amount",
+        )
     if not product.min_term_months <= term_months <= product.max_term_months:
         raise InvalidRequest(
             f"term of {term_months} months is outside product {product.code!r}: "
             f"{product.min_term_months} to {product.max_term_months} months",
-            field="term_months")
+            field="term_months",
+        )

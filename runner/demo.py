@@ -29,8 +29,10 @@ class DemoClient:
     def __init__(self, settings: Settings) -> None:
         host = "127.0.0.1" if settings.API_HOST in ("0.0.0.0", "127.0.0.1") else settings.API_HOST
         self.http = httpx.Client(base_url=f"http://{host}:{settings.API_PORT}", timeout=60)
-        self.operator = self.login(settings.OPERATOR_EMAIL or "", settings.OPERATOR_PASSWORD.get_secret_value()
-                                   if settings.OPERATOR_PASSWORD else "")
+        self.operator = self.login(
+            settings.OPERATOR_EMAIL or "",
+            settings.OPERATOR_PASSWORD.get_secret_value() if settings.OPERATOR_PASSWORD else "",
+        )
 
     def login(self, email: str, password: str) -> dict[str, str]:
         answer = self.http.post("/v1/auth/token", data={"username": email, "password": password})
@@ -42,14 +44,19 @@ class DemoClient:
         self.http.post("/v1/users", json={"email": email, "password": PASSWORD, "role": role}).raise_for_status()
         headers = self.login(email, PASSWORD)
         if role == "borrower":
-            self.http.put("/v1/users/me/profile", headers=headers, json={
-                "monthly_income": "250000", "monthly_obligations": "10000", "employment_months": 60}).raise_for_status()
+            self.http.put(
+                "/v1/users/me/profile",
+                headers=headers,
+                json={"monthly_income": "250000", "monthly_obligations": "10000", "employment_months": 60},
+            ).raise_for_status()
         return headers
 
     def deposit(self, headers: dict[str, str], amount: str) -> None:
         deposit = self.http.post("/v1/wallets/deposits", json={"amount": amount}, headers=headers)
         deposit.raise_for_status()
-        self.http.post(f"/v1/operator/deposits/{deposit.json()['id']}/confirm", headers=self.operator).raise_for_status()
+        self.http.post(
+            f"/v1/operator/deposits/{deposit.json()['id']}/confirm", headers=self.operator
+        ).raise_for_status()
 
     def withdraw_everything(self, headers: dict[str, str]) -> None:
         available = self.http.get("/v1/wallets/me", headers=headers).json()["available"]
@@ -57,7 +64,9 @@ class DemoClient:
             return
         withdrawal = self.http.post("/v1/wallets/withdrawals", json={"amount": available}, headers=headers)
         withdrawal.raise_for_status()
-        self.http.post(f"/v1/operator/withdrawals/{withdrawal.json()['id']}/pay", headers=self.operator).raise_for_status()
+        self.http.post(
+            f"/v1/operator/withdrawals/{withdrawal.json()['id']}/pay", headers=self.operator
+        ).raise_for_status()
 
     def status(self, loan_id: str, headers: dict[str, str]) -> dict:
         return self.http.get(f"/v1/loans/{loan_id}", headers=headers).json()
@@ -71,27 +80,36 @@ class DemoClient:
             time.sleep(0.05)
         raise TimeoutError(f"loan {loan_id} did not reach {statuses}")
 
-    def funded_loan(self, borrower: dict[str, str], amount: str, term: int, product: str = "standard",
-                    fund: bool = True) -> str:
-        created = self.http.post("/v1/loans", headers=borrower, json={
-            "product": product, "amount": amount, "term_months": term, "purpose": "demo"})
+    def funded_loan(
+        self, borrower: dict[str, str], amount: str, term: int, product: str = "standard", fund: bool = True
+    ) -> str:
+        created = self.http.post(
+            "/v1/loans",
+            headers=borrower,
+            json={"product": product, "amount": amount, "term_months": term, "purpose": "demo"},
+        )
         created.raise_for_status()
         loan_id = created.json()["id"]
         self.wait(loan_id, borrower, "funding")
         half = f"{Decimal(amount) / 2:.2f}"
-        for n in range(2 if fund else 1):
+        for _ in range(2 if fund else 1):
             investor = self.user("investor")
             self.deposit(investor, half)
-            self.http.post(f"/v1/loans/{loan_id}/investments", json={"amount": half if fund else "10000.00"},
-                           headers=investor).raise_for_status()
+            self.http.post(
+                f"/v1/loans/{loan_id}/investments", json={"amount": half if fund else "10000.00"}, headers=investor
+            ).raise_for_status()
         return loan_id
 
 
 def ensure_short_window_product(demo: DemoClient) -> None:
     from products.catalog import STANDARD
 
-    terms = {**STANDARD.model_dump(mode="json"), "code": "demo_short_window", "name": "Demo: one-minute funding window",
-             "funding_window_minutes": 1}
+    terms = {
+        **STANDARD.model_dump(mode="json"),
+        "code": "demo_short_window",
+        "name": "Demo: one-minute funding window",
+        "funding_window_minutes": 1,
+    }
     answer = demo.http.post("/v1/operator/products", json=terms, headers=demo.operator)
     if answer.status_code not in (201, 409):
         answer.raise_for_status()
@@ -116,7 +134,9 @@ def scenario_late_then_paid(demo: DemoClient) -> str:
     STOP.wait(2.5)  # ~75 days of loan time
     demo.deposit(borrower, "80000.00")  # the deposit signals the loan: collected with late fees
     final = demo.wait(loan_id, borrower, "repaid", "defaulted")
-    fees = sum(Decimal(r["late_fee_paid"]) for r in demo.http.get(f"/v1/loans/{loan_id}/schedule", headers=borrower).json())
+    fees = sum(
+        Decimal(r["late_fee_paid"]) for r in demo.http.get(f"/v1/loans/{loan_id}/schedule", headers=borrower).json()
+    )
     return f"late, paid  {loan_id}: {final['status']}, late fees paid {fees:.2f}"
 
 
@@ -151,8 +171,10 @@ def run_scenarios(settings: Settings) -> None:
         pool.shutdown(wait=not STOP.is_set(), cancel_futures=True)
     trial = demo.http.get("/v1/operator/ledger/trial-balance", headers=demo.operator).json()
     say(f"trial balance total: {trial['total']} (balanced: {trial['balanced']})")
-    say(f"watch them in the Temporal UI: http://localhost:{settings.TEMPORAL_UI_PORT} "
-        "(e.g. search: LoanStatus = \"defaulted\"); Ctrl-C to stop")
+    say(
+        f"watch them in the Temporal UI: http://localhost:{settings.TEMPORAL_UI_PORT} "
+        '(e.g. search: LoanStatus = "defaulted"); Ctrl-C to stop'
+    )
 
 
 def main() -> int:
@@ -165,7 +187,7 @@ def main() -> int:
     def after_start(settings: Settings) -> None:
         try:
             run_scenarios(settings)
-        except Exception as exc:  # noqa: BLE001 - keep the platform up for inspection
+        except Exception as exc:
             say(f"a scenario failed: {exc}")
 
     return run_platform(after_start)

@@ -78,19 +78,44 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(exist_ok=True)
         self._prepare_user()
         if not (self.pgdata / "PG_VERSION").exists():
-            self._run([str(pg_binary("initdb")), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-                       "--encoding=UTF8", "--locale=C"])
+            self._run(
+                [
+                    str(pg_binary("initdb")),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
         args = [
-            str(pg_binary("postgres")), "-D", str(self.pgdata),
-            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.pgdata),
-            "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+            str(pg_binary("postgres")),
+            "-D",
+            str(self.pgdata),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.pgdata),
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
         ]
         if not self.durable:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log = open(self.data_dir / "postgres.log", "ab")
-        self.process = subprocess.Popen(args, user=self._user, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True,
-                                        preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            args,
+            user=self._user,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         log.close()
         self._wait_ready(timeout)
 

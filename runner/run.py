@@ -55,7 +55,9 @@ class Supervisor:
         database_url = s.DATABASE_URL
         if not database_url:
             self.postgres = EmbeddedPostgres(s.DATA_DIR / "postgres", s.EMBEDDED_POSTGRES_PORT)
-            say(f"starting embedded PostgreSQL on 127.0.0.1:{s.EMBEDDED_POSTGRES_PORT} (data in {self.postgres.pgdata})")
+            say(
+                f"starting embedded PostgreSQL on 127.0.0.1:{s.EMBEDDED_POSTGRES_PORT} (data in {self.postgres.pgdata})"
+            )
             self.postgres.start()
             database_url = self.postgres.create_database(DATABASE_NAME)
         env["DATABASE_URL"] = database_url
@@ -88,8 +90,22 @@ class Supervisor:
     def start_apps(self) -> None:
         s = get_settings()
         self.spawn("worker", [sys.executable, "worker.py"])
-        self.spawn("api", [sys.executable, "-m", "uvicorn", "api.main:app_factory", "--factory",
-                           "--host", s.API_HOST, "--port", str(s.API_PORT), "--log-level", "info"])
+        self.spawn(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app_factory",
+                "--factory",
+                "--host",
+                s.API_HOST,
+                "--port",
+                str(s.API_PORT),
+                "--log-level",
+                "info",
+            ],
+        )
         if not wait_for_port(s.API_PORT, 60, "127.0.0.1" if s.API_HOST == "0.0.0.0" else s.API_HOST):
             raise RuntimeError("the API did not start listening")
 
@@ -113,7 +129,7 @@ class Supervisor:
             if proc.poll() is None:
                 say(f"stopping {name} (pid {proc.pid})")
                 proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -159,7 +175,7 @@ def main(after_start=None) -> int:
     except KeyboardInterrupt:
         say("Ctrl-C: shutting down")
         return 0
-    except Exception as exc:  # noqa: BLE001 - one clear line, then clean up
+    except Exception as exc:
         say(f"failed: {exc}")
         return 1
     finally:

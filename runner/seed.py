@@ -25,8 +25,13 @@ def seed(session: Session, settings: Settings) -> list[str]:
         email = settings.OPERATOR_EMAIL.strip().lower()
         user = session.scalars(select(User).where(User.email == email)).first()
         if user is None:
-            session.add(User(email=email, role="operator",
-                             password_hash=hash_password(settings.OPERATOR_PASSWORD.get_secret_value())))
+            session.add(
+                User(
+                    email=email,
+                    role="operator",
+                    password_hash=hash_password(settings.OPERATOR_PASSWORD.get_secret_value()),
+                )
+            )
             done.append(f"operator {email} created")
         elif user.role != "operator":
             raise RuntimeError(f"OPERATOR_EMAIL {email} belongs to a {user.role}, not an operator")

@@ -17,9 +17,11 @@ from models.scoring_rules import ScoringRules
 
 def ensure_default_rules(session: Session) -> None:
     """Version 1 is the default rules, if there is no version yet (seed; idempotent)."""
-    session.execute(pg_insert(ScoringRulesVersion).values(
-        version=1, rules=DEFAULT_RULES.model_dump(mode="json"), note="the default rules")
-        .on_conflict_do_nothing(index_elements=["version"]))
+    session.execute(
+        pg_insert(ScoringRulesVersion)
+        .values(version=1, rules=DEFAULT_RULES.model_dump(mode="json"), note="the default rules")
+        .on_conflict_do_nothing(index_elements=["version"])
+    )
 
 
 def current_rules(session: Session) -> tuple[int, ScoringRules]:
@@ -41,8 +43,9 @@ def all_versions(session: Session) -> list[ScoringRulesVersion]:
     return list(session.scalars(select(ScoringRulesVersion).order_by(ScoringRulesVersion.version)))
 
 
-def change_rules(session: Session, rules: ScoringRules, created_by: uuid.UUID | None,
-                 note: str | None) -> ScoringRulesVersion:
+def change_rules(
+    session: Session, rules: ScoringRules, created_by: uuid.UUID | None, note: str | None
+) -> ScoringRulesVersion:
     """A new version; loans already scored keep theirs. Two operators changing the rules at
     once get consecutive versions (the table lock orders them)."""
     ensure_default_rules(session)

@@ -27,10 +27,12 @@ def login(client: TestClient, email: str, password: str) -> str:
     return response.json()["access_token"]
 
 
-def sign_up(client: TestClient, role: str, email: str | None = None,
-            password: str = "correct horse battery") -> Account:
+def sign_up(
+    client: TestClient, role: str, email: str | None = None, password: str = "correct horse battery"
+) -> Account:
     email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
     response = client.post("/v1/users", json={"email": email, "password": password, "role": role})
     assert response.status_code == 201, response.text
-    return Account(id=response.json()["id"], email=email, password=password, role=role,
-                   token=login(client, email, password))
+    return Account(
+        id=response.json()["id"], email=email, password=password, role=role, token=login(client, email, password)
+    )

@@ -143,7 +143,7 @@ def temporal_test_server_path() -> str:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator["TestClient"]:
+def client(settings: Settings) -> Iterator[TestClient]:
     from fastapi.testclient import TestClient
 
     from api.main import create_app
@@ -152,7 +152,7 @@ def client(settings: Settings) -> Iterator["TestClient"]:
         yield test_client
 
 
-def make_staff(session_factory: sessionmaker[Session], role: str, client) -> "Account":
+def make_staff(session_factory: sessionmaker[Session], role: str, client) -> Account:
     from api.routers.users import create_user
     from core.db import unit_of_work
     from tests.api_helpers import Account, login
@@ -162,8 +162,7 @@ def make_staff(session_factory: sessionmaker[Session], role: str, client) -> "Ac
     with unit_of_work(session_factory) as session:
         user = create_user(session, email, password, role)
         user_id = str(user.id)
-    return Account(id=user_id, email=email, password=password, role=role,
-                   token=login(client, email, password))
+    return Account(id=user_id, email=email, password=password, role=role, token=login(client, email, password))
 
 
 @pytest.fixture
@@ -208,7 +207,8 @@ async def time_skipping_env():
     from temporalio.testing import WorkflowEnvironment
 
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server_path(), data_converter=test_data_converter())
+        test_server_existing_path=temporal_test_server_path(), data_converter=test_data_converter()
+    )
     try:
         yield env
     finally:

@@ -149,7 +149,8 @@ def _commands_of(seen: Replayed) -> Iterator[None]:
                     seen.timers.append(command.start_timer.start_to_fire_timeout.ToTimedelta())
                 elif kind == "upsert_workflow_search_attributes":
                     seen.search_attributes.append(
-                        _indexed(command.upsert_workflow_search_attributes.search_attributes.indexed_fields))
+                        _indexed(command.upsert_workflow_search_attributes.search_attributes.indexed_fields)
+                    )
         return completion
 
     instance.activate = activate  # type: ignore[method-assign]
@@ -227,8 +228,9 @@ async def written(history: WorkflowHistory) -> Written:
                 out.search_attributes.append(values)
         elif kind == "workflow_execution_completed_event_attributes":
             out.outcome = "completed"
-            out.result = (await _decoded(event.workflow_execution_completed_event_attributes.result.payloads)
-                          or [None])[0]
+            out.result = (
+                await _decoded(event.workflow_execution_completed_event_attributes.result.payloads) or [None]
+            )[0]
         elif kind == "workflow_execution_continued_as_new_event_attributes":
             out.outcome = "continued_as_new"
             out.result = await _decoded(event.workflow_execution_continued_as_new_event_attributes.input.payloads)
@@ -258,8 +260,9 @@ def assert_same(recorded: Any, replayed: Any, where: str) -> None:
             assert key in replayed, f"{where}.{key}: missing from today's code"
             assert_same(value, replayed[key], f"{where}.{key}")
     elif isinstance(recorded, list):
-        assert isinstance(replayed, list) and len(replayed) == len(recorded), \
+        assert isinstance(replayed, list) and len(replayed) == len(recorded), (
             f"{where}: {len(recorded)} items recorded, today {replayed!r}"
+        )
         for n, (a, b) in enumerate(zip(recorded, replayed)):
             assert_same(a, b, f"{where}[{n}]")
     else:
@@ -293,11 +296,13 @@ async def check_replay(history: WorkflowHistory, expected: dict | None = None) -
     for update_id, (kind, recorded) in wrote.updates.items():
         today_kind, today = seen.updates[update_id]
         assert today_kind == kind, f"{name}: update {update_id} was a {kind}, today a {today_kind}"
-        assert_same(recorded, _json_of_values([today])[0] if kind == "success" else today,
-                    f"{name}: update {update_id} answer")
+        assert_same(
+            recorded, _json_of_values([today])[0] if kind == "success" else today, f"{name}: update {update_id} answer"
+        )
     assert seen.timers == wrote.timers, f"{name}: timers recorded {wrote.timers}, today {seen.timers}"
-    assert seen.search_attributes == wrote.search_attributes, \
+    assert seen.search_attributes == wrote.search_attributes, (
         f"{name}: search attributes recorded {wrote.search_attributes}, today {seen.search_attributes}"
+    )
     outcome, result = final_outcome(seen, wrote)
     assert outcome == wrote.outcome
     assert outcome in ("completed", "continued_as_new"), f"{name}: a history that ended {outcome} proves no outcome"
@@ -362,8 +367,11 @@ async def run_histories(handle: WorkflowHandle) -> list[WorkflowHistory]:
         history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
         histories.append(history)
         last = history.events[-1]
-        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else None)
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
     return histories
 
 
@@ -396,8 +404,21 @@ def _records(path_name: str) -> bool:
 def write_outcome(file: Path, path_name: str, outcome: str, result: Any, run: int = 1, runs: int = 1) -> None:
     target = outcome_file(file)
     assert not target.exists(), f"{target} exists: saved outcomes are never replaced"
-    target.write_text(json.dumps({"path": path_name, "run": run, "runs": runs, "history_sha256": sha256_of(file),
-                                  "outcome": outcome, "result": result}, indent=1, sort_keys=True) + "\n")
+    target.write_text(
+        json.dumps(
+            {
+                "path": path_name,
+                "run": run,
+                "runs": runs,
+                "history_sha256": sha256_of(file),
+                "outcome": outcome,
+                "result": result,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
+    )
     _add_to_manifest(file)
 
 

@@ -38,7 +38,10 @@ def account_ids(session: Session, wallet: Wallet) -> tuple[int, int]:
 
 
 def balances(session: Session) -> dict[str, Decimal]:
-    return {row.code: row.balance for row in session.scalars(select(LedgerAccount).execution_options(populate_existing=True))}
+    return {
+        row.code: row.balance
+        for row in session.scalars(select(LedgerAccount).execution_options(populate_existing=True))
+    }
 
 
 def snapshot(session: Session) -> dict[str, object]:

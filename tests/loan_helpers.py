@@ -8,6 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,17 +37,25 @@ async def running_worker(client: Client, settings: Settings, factory: sessionmak
             yield worker
 
 
-def make_borrower(factory: sessionmaker[Session], income: str = "200000", obligations: str = "0",
-                  employment_months: int = 48) -> uuid.UUID:
-    from datetime import datetime, timezone
+def make_borrower(
+    factory: sessionmaker[Session], income: str = "200000", obligations: str = "0", employment_months: int = 48
+) -> uuid.UUID:
+    from datetime import datetime
 
     from ledger.accounts import open_wallet
 
     with unit_of_work(factory) as session:
         user = new_user(session, "borrower")
         open_wallet(session, user.id, "borrower")
-        session.add(BorrowerProfile(user_id=user.id, monthly_income=D(income), monthly_obligations=D(obligations),
-                                    employment_months=employment_months, updated_at=datetime.now(timezone.utc)))
+        session.add(
+            BorrowerProfile(
+                user_id=user.id,
+                monthly_income=D(income),
+                monthly_obligations=D(obligations),
+                employment_months=employment_months,
+                updated_at=datetime.now(UTC),
+            )
+        )
         return user.id
 
 
@@ -85,16 +94,36 @@ class StartedLoan:
     handle: WorkflowHandle
 
 
-async def start_loan(client: Client, factory: sessionmaker[Session], task_queue: str, borrower_id: uuid.UUID,
-                     amount: str, term: int, product: str = "standard", time_scale: int = 1,
-                     search_attributes: bool = False, **input_overrides) -> StartedLoan:
+async def start_loan(
+    client: Client,
+    factory: sessionmaker[Session],
+    task_queue: str,
+    borrower_id: uuid.UUID,
+    amount: str,
+    term: int,
+    product: str = "standard",
+    time_scale: int = 1,
+    search_attributes: bool = False,
+    **input_overrides,
+) -> StartedLoan:
     def prepare():
         with unit_of_work(factory) as session:
-            loan, _ = create_loan_request(session, borrower_id, product_code=product, amount=D(amount),
-                                          term_months=term, purpose="test", simulation_id=None, client_key=None)
+            loan, _ = create_loan_request(
+                session,
+                borrower_id,
+                product_code=product,
+                amount=D(amount),
+                term_months=term,
+                purpose="test",
+                simulation_id=None,
+                client_key=None,
+            )
             wf_input = workflow_input(session, loan, time_scale)
-            return loan.id, loan.workflow_id, wf_input.model_copy(
-                update={"search_attributes": search_attributes, **input_overrides})
+            return (
+                loan.id,
+                loan.workflow_id,
+                wf_input.model_copy(update={"search_attributes": search_attributes, **input_overrides}),
+            )
 
     loan_id, workflow_id, wf_input = await asyncio.to_thread(prepare)
     handle = await client.start_workflow(LoanWorkflow.run, wf_input, id=workflow_id, task_queue=task_queue)
@@ -115,8 +144,11 @@ async def wait_for_status(handle: WorkflowHandle, *statuses: str, timeout: float
 
 async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) -> InvestmentAccepted:
     investment_id = uuid.uuid4()
-    return await handle.execute_update(LoanWorkflow.invest, InvestmentRequest(
-        investment_id=investment_id, investor_id=investor_id, amount=D(amount)), id=f"investment-{investment_id}")
+    return await handle.execute_update(
+        LoanWorkflow.invest,
+        InvestmentRequest(investment_id=investment_id, investor_id=investor_id, amount=D(amount)),
+        id=f"investment-{investment_id}",
+    )
 
 
 # Replay (with the content checks) and RECORD_HISTORIES=1 recording live in tests/history_replay.py.

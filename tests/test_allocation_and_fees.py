@@ -39,11 +39,17 @@ def test_split_is_monotonic_in_weight(total, shares):
 
 def test_split_examples():
     assert split_pro_rata(D("1000.00"), {"a": D(1), "b": D(1), "c": D(1)}) == {
-        "a": D("333.34"), "b": D("333.33"), "c": D("333.33")}
+        "a": D("333.34"),
+        "b": D("333.33"),
+        "c": D("333.33"),
+    }
     assert split_pro_rata(D("0.01"), {"a": D(1), "b": D(3)}) == {"a": D("0.00"), "b": D("0.01")}
     # 5 kopecks 2:3:5 is 1, 1.5 and 2.5: one kopek left, b and c tie on half a kopek; the larger weight takes it
     assert split_pro_rata(D("0.05"), {"a": D(2), "b": D(3), "c": D(5)}) == {
-        "a": D("0.01"), "b": D("0.01"), "c": D("0.03")}
+        "a": D("0.01"),
+        "b": D("0.01"),
+        "c": D("0.03"),
+    }
     with pytest.raises(ValueError):
         split_pro_rata(D("1.00"), {"a": D(0)})
     with pytest.raises(ValueError):
@@ -61,7 +67,9 @@ def test_late_fee_is_additive_over_stretches_to_within_rounding(amount, rate, gr
     whole = accrue_late_fee(amount, rate, grace, start, end)
     parts = accrue_late_fee(amount, rate, grace, start, middle) + accrue_late_fee(amount, rate, grace, middle, end)
     assert abs(whole - parts) <= D("0.01")
-    assert whole == (amount * rate / 100 * chargeable_days(grace, start, end)).quantize(D("0.01"), rounding="ROUND_HALF_UP")
+    assert whole == (amount * rate / 100 * chargeable_days(grace, start, end)).quantize(
+        D("0.01"), rounding="ROUND_HALF_UP"
+    )
     assert whole >= 0
 
 

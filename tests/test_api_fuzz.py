@@ -50,8 +50,13 @@ def no_internal_error(ctx, response, case) -> bool | None:
     return None
 
 
-CHECKS = [no_internal_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    no_internal_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 ROLES = ("borrower", "investor", "operator")
 
 
@@ -70,7 +75,9 @@ class _TestsApp:
     requests to an app on its own fresh database."""
 
     def __init__(self) -> None:
-        self.app: Any = create_app(Settings(_env_file=None, DATABASE_URL="postgresql+psycopg://unused@localhost/unused"))
+        self.app: Any = create_app(
+            Settings(_env_file=None, DATABASE_URL="postgresql+psycopg://unused@localhost/unused")
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         await self.app(scope, receive, send)
@@ -90,19 +97,29 @@ def app_on_test_database(settings, seeded):
 @schema.parametrize()
 # Derandomized: `make test` sends the same requests every run, so a red run is this change's.
 # FUZZ_RANDOM=1 explores new ones (and FUZZ_EXAMPLES more of them).
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "15")), deadline=None,
-          derandomize=os.environ.get("FUZZ_RANDOM") != "1", suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "15")),
+    deadline=None,
+    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
+    suppress_health_check=list(HealthCheck),
+)
 def test_every_operation_answers_as_documented(case, fuzz_tokens, app_on_test_database):
     for role in ROLES:
         case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_tokens[role]}"}, checks=CHECKS)
 
 
 # -- the same, through a real Temporal: the routes that talk to a loan workflow --------------------
-WORKFLOW_ROUTES = (r"^/v1/loans($|/\{loan_id\}($|/(investments|early-repayment|schedule|trail|trail\.pdf)$))"
-                   r"|^/v1/operator/loans/|^/v1/operator/deposits/\{deposit_id\}/confirm$|^/health$")
+WORKFLOW_ROUTES = (
+    r"^/v1/loans($|/\{loan_id\}($|/(investments|early-repayment|schedule|trail|trail\.pdf)$))"
+    r"|^/v1/operator/loans/|^/v1/operator/deposits/\{deposit_id\}/confirm$|^/health$"
+)
 live_schema = schemathesis.openapi.from_dict(_current.app.openapi()).include(path_regex=WORKFLOW_ROUTES)
-LIVE_OPERATIONS = {(method.upper(), path) for path, methods in _current.app.openapi()["paths"].items()
-                   for method in methods if re.search(WORKFLOW_ROUTES, path)}
+LIVE_OPERATIONS = {
+    (method.upper(), path)
+    for path, methods in _current.app.openapi()["paths"].items()
+    for method in methods
+    if re.search(WORKFLOW_ROUTES, path)
+}
 
 
 def no_server_error(ctx, response, case) -> bool | None:
@@ -127,9 +144,13 @@ REACHED = {
     ("POST", "/v1/loans"): lambda r: r.status_code == 201,  # a workflow started
     ("POST", "/v1/loans/{loan_id}/investments"): lambda r: r.status_code == 201,  # the invest update took it
     # repay_early answered: repaid, or refused by the workflow itself (not "its workflow has ended")
-    ("POST", "/v1/loans/{loan_id}/early-repayment"): lambda r: r.status_code == 200 or (
-        r.status_code == 409 and (_body(r).get("reason") == "LoanNotActive"
-                                  or _body(r).get("type", "").endswith("insufficient-funds"))),
+    ("POST", "/v1/loans/{loan_id}/early-repayment"): lambda r: (
+        r.status_code == 200
+        or (
+            r.status_code == 409
+            and (_body(r).get("reason") == "LoanNotActive" or _body(r).get("type", "").endswith("insufficient-funds"))
+        )
+    ),
     ("POST", "/v1/operator/loans/{loan_id}/decision"): lambda r: r.status_code == 200,  # the decide update
     ("GET", "/v1/operator/loans/{loan_id}/live"): lambda r: r.status_code == 200,  # the snapshot query
     # joined to the workflow's history, not the audit log alone
@@ -138,10 +159,13 @@ REACHED = {
 assert set(REACHED) <= LIVE_OPERATIONS, "a route the live run must reach is not in it"
 
 
-LIVE_CHECKS = [no_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-               response_schema_conformance]
-
-
+LIVE_CHECKS = [
+    no_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @dataclass
@@ -183,8 +207,12 @@ async def _signals_received(address: str, loan_id: str) -> int:
 
     client = await Client.connect(address, data_converter=test_data_converter())
     history = await client.get_workflow_handle(f"loan-{loan_id}").fetch_history()
-    return sum(1 for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
-               and e.workflow_execution_signaled_event_attributes.signal_name == "funds_arrived")
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+        and e.workflow_execution_signaled_event_attributes.signal_name == "funds_arrived"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -206,10 +234,17 @@ def live_platform(postgres, temporal_dev_server, tmp_path_factory) -> Iterator[L
     asyncio.run(search_attributes())
     tmp = tmp_path_factory.mktemp("live-fuzz")
     url = postgres.new_database()
-    settings = Settings(_env_file=None, ENVIRONMENT="test", DATABASE_URL=url, DATA_DIR=tmp / "data",
-                        JWT_SECRET=secrets.token_urlsafe(48), TEMPORAL_ADDRESS=temporal_dev_server,
-                        TASK_QUEUE=f"fuzz-{uuid.uuid4().hex[:8]}", PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
-                        PAYLOAD_ENCRYPTION_KEY_ID=TEST_PAYLOAD_KEY_ID)
+    settings = Settings(
+        _env_file=None,
+        ENVIRONMENT="test",
+        DATABASE_URL=url,
+        DATA_DIR=tmp / "data",
+        JWT_SECRET=secrets.token_urlsafe(48),
+        TEMPORAL_ADDRESS=temporal_dev_server,
+        TASK_QUEUE=f"fuzz-{uuid.uuid4().hex[:8]}",
+        PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
+        PAYLOAD_ENCRYPTION_KEY_ID=TEST_PAYLOAD_KEY_ID,
+    )
     engine = make_engine(url, 5)
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     try:
@@ -217,27 +252,44 @@ def live_platform(postgres, temporal_dev_server, tmp_path_factory) -> Iterator[L
             seed(session, settings)
         ids: dict[str, uuid.UUID] = {}
         with unit_of_work(factory) as session:
-            for name, role in (("borrower", "borrower"), ("investor", "investor"), ("operator", "operator"),
-                               ("second_investor", "investor")):
-                ids[name] = create_user(session, f"live-{name}-{uuid.uuid4().hex[:6]}@example.com",
-                                        "fuzz password 123", role).id
-        tokens = {name: issue_access_token(settings, user_id, role, 0)[0] for (name, user_id), role in
-                  zip(ids.items(), ("borrower", "investor", "operator", "investor"))}
+            for name, role in (
+                ("borrower", "borrower"),
+                ("investor", "investor"),
+                ("operator", "operator"),
+                ("second_investor", "investor"),
+            ):
+                ids[name] = create_user(
+                    session, f"live-{name}-{uuid.uuid4().hex[:6]}@example.com", "fuzz password 123", role
+                ).id
+        tokens = {
+            name: issue_access_token(settings, user_id, role, 0)[0]
+            for (name, user_id), role in zip(ids.items(), ("borrower", "investor", "operator", "investor"))
+        }
         for name in ("investor", "second_investor"):
             give_money(factory, ids[name], "1000000")
-        with worker_process(settings, tmp / "worker.log"), \
-                api_process(settings, tmp / "api.log", free_port()) as base_url, \
-                httpx.Client(base_url=base_url, timeout=30) as api:
+        with (
+            worker_process(settings, tmp / "worker.log"),
+            api_process(settings, tmp / "api.log", free_port()) as base_url,
+            httpx.Client(base_url=base_url, timeout=30) as api,
+        ):
             auth = {name: {"Authorization": f"Bearer {token}"} for name, token in tokens.items()}
-            assert api.put("/v1/users/me/profile", json={"monthly_income": "10000000.00", "monthly_obligations": "0",
-                                                         "employment_months": 120},
-                           headers=auth["borrower"]).status_code == 200
+            assert (
+                api.put(
+                    "/v1/users/me/profile",
+                    json={"monthly_income": "10000000.00", "monthly_obligations": "0", "employment_months": 120},
+                    headers=auth["borrower"],
+                ).status_code
+                == 200
+            )
             product = {**STANDARD.model_dump(mode="json"), "code": "reviewed", "requires_manual_approval": True}
             assert api.post("/v1/operator/products", json=product, headers=auth["operator"]).status_code == 201
 
             def ask(amount: str, term: int, product: str = "standard") -> str:
-                created = api.post("/v1/loans", json={"product": product, "amount": amount, "term_months": term,
-                                                      "purpose": "fuzz"}, headers=auth["borrower"])
+                created = api.post(
+                    "/v1/loans",
+                    json={"product": product, "amount": amount, "term_months": term, "purpose": "fuzz"},
+                    headers=auth["borrower"],
+                )
                 assert created.status_code == 201, created.text
                 return created.json()["id"]
 
@@ -254,9 +306,12 @@ def live_platform(postgres, temporal_dev_server, tmp_path_factory) -> Iterator[L
                 deposit = api.post("/v1/wallets/deposits", json={"amount": amount}, headers=auth["borrower"])
                 assert deposit.status_code == 201, deposit.text
                 deposits.append(deposit.json()["id"])
-            platform = LivePlatform(base_url=base_url, tokens={role: tokens[role] for role in ROLES},
-                               loans={"active": active, "funding": funding, "awaiting review": review},
-                               deposits=deposits)
+            platform = LivePlatform(
+                base_url=base_url,
+                tokens={role: tokens[role] for role in ROLES},
+                loans={"active": active, "funding": funding, "awaiting review": review},
+                deposits=deposits,
+            )
             yield platform
             with factory() as session:
                 assert_books_balance(session)
@@ -270,15 +325,22 @@ def live_platform(postgres, temporal_dev_server, tmp_path_factory) -> Iterator[L
 
 
 @live_schema.parametrize()
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "10")), deadline=None,
-          derandomize=os.environ.get("FUZZ_RANDOM") != "1", suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "10")),
+    deadline=None,
+    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
+    suppress_health_check=list(HealthCheck),
+)
 def test_workflow_routes_answer_as_documented_on_a_real_temporal(case, live_platform):
     case.path_parameters = live_platform.path_parameters(case)
     operation = (case.method.upper(), case.operation.path)
     live_platform.operations.add(operation)
     for role in ROLES:
-        response = case.call_and_validate(base_url=live_platform.base_url, checks=LIVE_CHECKS,
-                                          headers={"Authorization": f"Bearer {live_platform.tokens[role]}"})
+        response = case.call_and_validate(
+            base_url=live_platform.base_url,
+            checks=LIVE_CHECKS,
+            headers={"Authorization": f"Bearer {live_platform.tokens[role]}"},
+        )
         if operation in REACHED and REACHED[operation](response):
             live_platform.reached.add(operation)
 
@@ -324,8 +386,9 @@ def test_request_bodies_refuse_unknown_fields_and_pages_are_capped():
             for parameter in operation.get("parameters", []):
                 if parameter["name"] in ("limit", "offset", "before"):
                     checked += 1
-                    bounds = [s for s in parameter["schema"].get("anyOf", [parameter["schema"]])
-                              if s.get("type") == "integer"]
+                    bounds = [
+                        s for s in parameter["schema"].get("anyOf", [parameter["schema"]]) if s.get("type") == "integer"
+                    ]
                     if not bounds or any("maximum" not in s for s in bounds):
                         uncapped.append(f"{method.upper()} {path}: {parameter['name']}")
     assert checked > 30  # the walk found the bodies and the page parameters
@@ -338,15 +401,18 @@ def test_text_with_a_nul_character_is_refused_not_a_500(client, operator):
     login = client.post("/v1/auth/token", data={"username": "a\x00@example.com", "password": "whatever"})
     assert login.status_code == 422 and "NUL" in login.json()["detail"]
     assert client.get("/v1/products/stan%00dard").status_code == 422
-    investor = client.post("/v1/users", json={"email": "nul@example.com", "password": "long enough \x00 pw",
-                                              "role": "investor"})
+    investor = client.post(
+        "/v1/users", json={"email": "nul@example.com", "password": "long enough \x00 pw", "role": "investor"}
+    )
     assert investor.status_code == 422 and investor.json()["errors"][0]["field"] == "password"
     rules = client.get("/v1/operator/scoring-rules", headers=operator.headers).json()["rules"]
-    changed = client.put("/v1/operator/scoring-rules", json={"rules": rules, "note": "bad \x00 note"},
-                         headers=operator.headers)
+    changed = client.put(
+        "/v1/operator/scoring-rules", json={"rules": rules, "note": "bad \x00 note"}, headers=operator.headers
+    )
     assert changed.status_code == 422
     # inside the rules document (JSONB), past the request schema's own checks
     rules["debt_to_income_percent"][0]["label"] = "a light \x00 debt load"
-    changed = client.put("/v1/operator/scoring-rules", json={"rules": rules, "note": "label with NUL"},
-                         headers=operator.headers)
+    changed = client.put(
+        "/v1/operator/scoring-rules", json={"rules": rules, "note": "label with NUL"}, headers=operator.headers
+    )
     assert changed.status_code == 422, changed.text

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from sqlalchemy import select, update
@@ -12,8 +12,9 @@ from tests.api_helpers import login, sign_up
 
 
 def test_registration_creates_user_and_wallet(client, session_factory):
-    response = client.post("/v1/users", json={"email": "Ann@Example.com", "password": "long enough pw",
-                                              "role": "investor"})
+    response = client.post(
+        "/v1/users", json={"email": "Ann@Example.com", "password": "long enough pw", "role": "investor"}
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["email"] == "ann@example.com" and body["role"] == "investor"
@@ -22,7 +23,9 @@ def test_registration_creates_user_and_wallet(client, session_factory):
         assert user.password_hash.startswith("$argon2id$")
         assert "long enough pw" not in user.password_hash
         wallet = session.scalars(select(Wallet).where(Wallet.user_id == user.id)).one()
-        kinds = sorted(a.kind for a in session.scalars(select(LedgerAccount).where(LedgerAccount.wallet_id == wallet.id)))
+        kinds = sorted(
+            a.kind for a in session.scalars(select(LedgerAccount).where(LedgerAccount.wallet_id == wallet.id))
+        )
         assert kinds == ["wallet_available", "wallet_reserved"]
 
 
@@ -41,8 +44,15 @@ def test_bad_input_names_the_field_and_unknown_fields_are_refused(client):
     assert problem["status"] == 422 and any(e["field"] == "email" for e in problem["errors"])
     staff = client.post("/v1/users", json={"email": "x@example.com", "password": "long enough pw", "role": "operator"})
     assert staff.status_code == 422 and any(e["field"] == "role" for e in staff.json()["errors"])
-    extra = client.post("/v1/users", json={"email": "y@example.com", "password": "long enough pw",
-                                           "role": "investor", "is_qualified_investor": True})
+    extra = client.post(
+        "/v1/users",
+        json={
+            "email": "y@example.com",
+            "password": "long enough pw",
+            "role": "investor",
+            "is_qualified_investor": True,
+        },
+    )
     assert extra.status_code == 422 and any(e["field"] == "is_qualified_investor" for e in extra.json()["errors"])
     short = client.post("/v1/users", json={"email": "z@example.com", "password": "short", "role": "investor"})
     assert short.status_code == 422
@@ -69,7 +79,7 @@ def test_no_token_and_garbage_token_are_401(client):
 
 def test_expired_token_is_refused(client, settings):
     account = sign_up(client, "investor")
-    long_ago = datetime.now(timezone.utc) - timedelta(hours=2)
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
     token, _ = issue_access_token(settings, account.id, "investor", 0, now=long_ago)
     response = client.get("/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
@@ -78,10 +88,19 @@ def test_expired_token_is_refused(client, settings):
 
 def test_token_signed_with_another_secret_is_refused(client, settings):
     account = sign_up(client, "investor")
-    now = datetime.now(timezone.utc)
-    forged = jwt.encode({"sub": account.id, "role": "operator", "tv": 0, "typ": "access",
-                         "iat": int(now.timestamp()), "exp": int((now + timedelta(minutes=5)).timestamp())},
-                        "another-secret-another-secret-another-secret", algorithm="HS256")
+    now = datetime.now(UTC)
+    forged = jwt.encode(
+        {
+            "sub": account.id,
+            "role": "operator",
+            "tv": 0,
+            "typ": "access",
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(minutes=5)).timestamp()),
+        },
+        "another-secret-another-secret-another-secret",
+        algorithm="HS256",
+    )
     assert client.get("/v1/users/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
 
 
@@ -90,7 +109,9 @@ def test_blocked_user_token_stops_working(client, session_factory):
     with session_factory.begin() as session:
         session.execute(update(User).where(User.id == account.id).values(is_active=False))
     assert client.get("/v1/users/me", headers=account.headers).status_code == 401
-    assert client.post("/v1/auth/token", data={"username": account.email, "password": account.password}).status_code == 401
+    assert (
+        client.post("/v1/auth/token", data={"username": account.email, "password": account.password}).status_code == 401
+    )
 
 
 def test_role_that_may_not_call_operator_route_is_403(client, operator):
@@ -106,13 +127,25 @@ def test_role_that_may_not_call_operator_route_is_403(client, operator):
 
 def test_profile_is_for_borrowers_and_validated(client):
     borrower = sign_up(client, "borrower")
-    ok = client.put("/v1/users/me/profile", headers=borrower.headers,
-                    json={"monthly_income": "120000.00", "monthly_obligations": "15000", "employment_months": 30})
+    ok = client.put(
+        "/v1/users/me/profile",
+        headers=borrower.headers,
+        json={"monthly_income": "120000.00", "monthly_obligations": "15000", "employment_months": 30},
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["monthly_income"] == "120000.00"
-    negative = client.put("/v1/users/me/profile", headers=borrower.headers,
-                          json={"monthly_income": "-1", "monthly_obligations": "0", "employment_months": 3})
+    negative = client.put(
+        "/v1/users/me/profile",
+        headers=borrower.headers,
+        json={"monthly_income": "-1", "monthly_obligations": "0", "employment_months": 3},
+    )
     assert negative.status_code == 422
     investor = sign_up(client, "investor")
-    assert client.put("/v1/users/me/profile", headers=investor.headers,
-                      json={"monthly_income": "1", "monthly_obligations": "0", "employment_months": 3}).status_code == 403
+    assert (
+        client.put(
+            "/v1/users/me/profile",
+            headers=investor.headers,
+            json={"monthly_income": "1", "monthly_obligations": "0", "employment_months": 3},
+        ).status_code
+        == 403
+    )

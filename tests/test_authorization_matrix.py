@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -38,8 +38,14 @@ _PUBLIC = {role: OK for role in ROLES}
 _ANY_USER = {**{role: OK for role in ROLES}, "anonymous": 401}
 _STAFF = {"anonymous": 401, "operator": OK, "compliance": OK, "others": 403}
 _OPERATOR = {"anonymous": 401, "operator": OK, "others": 403}
-_WALLET_OWNERS = {"anonymous": 401, "borrower_a": OK, "investor_a": OK, "borrower_b": OK, "investor_b": OK,
-                  "others": 403}
+_WALLET_OWNERS = {
+    "anonymous": 401,
+    "borrower_a": OK,
+    "investor_a": OK,
+    "borrower_b": OK,
+    "investor_b": OK,
+    "others": 403,
+}
 _BORROWERS = {"anonymous": 401, "borrower_a": OK, "borrower_b": OK, "others": 403}
 _INVESTORS = {"anonymous": 401, "investor_a": OK, "investor_b": OK, "others": 403}
 
@@ -57,14 +63,31 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/v1/wallets/me"): _WALLET_OWNERS,
     ("GET", "/v1/wallets/me/transactions"): _WALLET_OWNERS,
     ("GET", "/v1/wallets/me/deposits"): _WALLET_OWNERS,
-    ("GET", "/v1/wallets/{wallet_id}"): {"anonymous": 401, "investor_a": OK, "operator": OK, "compliance": OK,
-                                         "others": 404},
+    ("GET", "/v1/wallets/{wallet_id}"): {
+        "anonymous": 401,
+        "investor_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "others": 404,
+    },
     ("POST", "/v1/wallets/deposits"): _WALLET_OWNERS,
     ("POST", "/v1/wallets/withdrawals"): _WALLET_OWNERS,
-    ("GET", "/v1/wallets/deposits/{deposit_id}"): {"anonymous": 401, "investor_a": OK, "borrower_a": 404,
-                                                   "borrower_b": 404, "investor_b": 404, "others": 403},
-    ("GET", "/v1/wallets/withdrawals/{withdrawal_id}"): {"anonymous": 401, "investor_a": OK, "borrower_a": 404,
-                                                         "borrower_b": 404, "investor_b": 404, "others": 403},
+    ("GET", "/v1/wallets/deposits/{deposit_id}"): {
+        "anonymous": 401,
+        "investor_a": OK,
+        "borrower_a": 404,
+        "borrower_b": 404,
+        "investor_b": 404,
+        "others": 403,
+    },
+    ("GET", "/v1/wallets/withdrawals/{withdrawal_id}"): {
+        "anonymous": 401,
+        "investor_a": OK,
+        "borrower_a": 404,
+        "borrower_b": 404,
+        "investor_b": 404,
+        "others": 403,
+    },
     ("GET", "/v1/operator/deposits"): _OPERATOR,
     ("POST", "/v1/operator/deposits/{deposit_id}/confirm"): _OPERATOR,
     ("POST", "/v1/operator/deposits/{deposit_id}/reject"): _OPERATOR,
@@ -79,38 +102,88 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("PUT", "/v1/operator/products/{code}"): _OPERATOR,
     ("POST", "/v1/calculator"): _PUBLIC,
     ("POST", "/v1/simulations"): _BORROWERS,
-    ("GET", "/v1/simulations/{simulation_id}"): {"anonymous": 401, "borrower_a": OK, "borrower_b": 404,
-                                                 "others": 403},
+    ("GET", "/v1/simulations/{simulation_id}"): {"anonymous": 401, "borrower_a": OK, "borrower_b": 404, "others": 403},
     ("POST", "/v1/loans"): _BORROWERS,
     ("GET", "/v1/loans"): _ANY_USER,
-    ("GET", "/v1/loans/{loan_id}"): {"anonymous": 401, "borrower_a": OK, "investor_a": OK, "operator": OK,
-                                     "compliance": OK, "others": 404},
-    ("GET", "/v1/loans/{loan_id}/schedule"): {"anonymous": 401, "borrower_a": OK, "investor_a": OK, "operator": OK,
-                                              "compliance": OK, "others": 404},
-    ("POST", "/v1/loans/{loan_id}/investments"): {"anonymous": 401, "investor_a": OK, "investor_b": 404,
-                                                  "others": 403},
-    ("POST", "/v1/loans/{loan_id}/early-repayment"): {"anonymous": 401, "borrower_a": OK, "borrower_b": 404,
-                                                      "others": 403},
+    ("GET", "/v1/loans/{loan_id}"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "investor_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "others": 404,
+    },
+    ("GET", "/v1/loans/{loan_id}/schedule"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "investor_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "others": 404,
+    },
+    ("POST", "/v1/loans/{loan_id}/investments"): {"anonymous": 401, "investor_a": OK, "investor_b": 404, "others": 403},
+    ("POST", "/v1/loans/{loan_id}/early-repayment"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "borrower_b": 404,
+        "others": 403,
+    },
     ("POST", "/v1/operator/loans/{loan_id}/decision"): _OPERATOR,
     ("GET", "/v1/operator/loans/{loan_id}/live"): _STAFF,
-    ("GET", "/v1/loans/{loan_id}/documents"): {"anonymous": 401, "borrower_a": OK, "investor_a": OK, "operator": OK,
-                                               "compliance": OK, "others": 404},
+    ("GET", "/v1/loans/{loan_id}/documents"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "investor_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "others": 404,
+    },
     ("GET", "/v1/users/me/documents"): _ANY_USER,
     # investor_a's agreement with borrower_a: both are parties to it
-    ("GET", "/v1/documents/{document_id}"): {"anonymous": 401, "investor_a": OK, "borrower_a": OK, "operator": OK,
-                                             "compliance": OK, "others": 404},
-    ("GET", "/v1/loans/{loan_id}/trail"): {"anonymous": 401, "borrower_a": OK, "operator": OK, "compliance": OK,
-                                           "investor_a": 403, "others": 404},
-    ("GET", "/v1/loans/{loan_id}/trail.pdf"): {"anonymous": 401, "borrower_a": OK, "operator": OK, "compliance": OK,
-                                               "investor_a": 403, "others": 404},
-    ("GET", "/v1/loans/{loan_id}/trail/verify"): {"anonymous": 401, "borrower_a": OK, "operator": OK,
-                                                  "compliance": OK, "investor_a": 403, "others": 404},
+    ("GET", "/v1/documents/{document_id}"): {
+        "anonymous": 401,
+        "investor_a": OK,
+        "borrower_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "others": 404,
+    },
+    ("GET", "/v1/loans/{loan_id}/trail"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "investor_a": 403,
+        "others": 404,
+    },
+    ("GET", "/v1/loans/{loan_id}/trail.pdf"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "investor_a": 403,
+        "others": 404,
+    },
+    ("GET", "/v1/loans/{loan_id}/trail/verify"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "investor_a": 403,
+        "others": 404,
+    },
     ("GET", "/v1/operator/scoring-rules"): _STAFF,
     ("PUT", "/v1/operator/scoring-rules"): _OPERATOR,
     ("GET", "/v1/operator/scoring-rules/versions"): _STAFF,
     ("GET", "/v1/operator/scoring-rules/versions/{version}"): _STAFF,
-    ("GET", "/v1/loans/{loan_id}/scoring"): {"anonymous": 401, "borrower_a": OK, "operator": OK, "compliance": OK,
-                                             "investor_a": 403, "others": 404},
+    ("GET", "/v1/loans/{loan_id}/scoring"): {
+        "anonymous": 401,
+        "borrower_a": OK,
+        "operator": OK,
+        "compliance": OK,
+        "investor_a": 403,
+        "others": 404,
+    },
     ("GET", "/v1/users/me/points"): _BORROWERS,
     ("GET", "/v1/auto-invest/rule"): _INVESTORS,
     ("PUT", "/v1/auto-invest/rule"): _INVESTORS,
@@ -151,23 +224,46 @@ def _build_world(client, session_factory, settings) -> World:
     password = "matrix password 123"
     users, emails = {}, {}
     with unit_of_work(session_factory) as session:
-        for name, role in (("borrower_a", "borrower"), ("investor_a", "investor"), ("borrower_b", "borrower"),
-                           ("investor_b", "investor"), ("operator", "operator"), ("compliance", "compliance"),
-                           ("victim", "borrower")):
+        for name, role in (
+            ("borrower_a", "borrower"),
+            ("investor_a", "investor"),
+            ("borrower_b", "borrower"),
+            ("investor_b", "investor"),
+            ("operator", "operator"),
+            ("compliance", "compliance"),
+            ("victim", "borrower"),
+        ):
             emails[name] = f"{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}@example.com"
             users[name] = create_user(session, emails[name], password, role).id
     with unit_of_work(session_factory) as session:
-        session.add(BorrowerProfile(user_id=users["borrower_a"], monthly_income=D("666666.66"),
-                                    monthly_obligations=D("0"), employment_months=60,
-                                    updated_at=datetime.now(timezone.utc)))
+        session.add(
+            BorrowerProfile(
+                user_id=users["borrower_a"],
+                monthly_income=D("666666.66"),
+                monthly_obligations=D("0"),
+                employment_months=60,
+                updated_at=datetime.now(UTC),
+            )
+        )
         session.flush()
-        loan, _ = create_loan_request(session, users["borrower_a"], product_code="standard", amount=D("100000.00"),
-                                      term_months=12, purpose="purpose-secret-7f3a", simulation_id=None,
-                                      client_key=None)
-        session.execute(update(LoanRequest).where(LoanRequest.id == loan.id).values(
-            status="active", funded_amount=D("100000.00"), disbursed_at=datetime.now(timezone.utc)))
-        investment = Investment(investor_id=users["investor_a"], loan_id=loan.id, amount=D("100000.00"),
-                                status="active")
+        loan, _ = create_loan_request(
+            session,
+            users["borrower_a"],
+            product_code="standard",
+            amount=D("100000.00"),
+            term_months=12,
+            purpose="purpose-secret-7f3a",
+            simulation_id=None,
+            client_key=None,
+        )
+        session.execute(
+            update(LoanRequest)
+            .where(LoanRequest.id == loan.id)
+            .values(status="active", funded_amount=D("100000.00"), disbursed_at=datetime.now(UTC))
+        )
+        investment = Investment(
+            investor_id=users["investor_a"], loan_id=loan.id, amount=D("100000.00"), status="active"
+        )
         session.add(investment)
         session.flush()
         operator_id = users["operator"]
@@ -175,28 +271,66 @@ def _build_world(client, session_factory, settings) -> World:
         confirm_deposit(session, paid.id, operator_id)
         pending, _ = request_deposit(session, users["investor_a"], D("333.33"))
         withdrawal, _ = request_withdrawal(session, users["investor_a"], D("111.11"))
-        document, _ = register_document(session, DocumentStore(settings.documents_dir), kind="investment_agreement",
-                                        subject_key=f"investment:{investment.id}", loan_id=loan.id,
-                                        owner_id=users["investor_a"], render=lambda: b"%PDF-1.7 matrix test")
+        document, _ = register_document(
+            session,
+            DocumentStore(settings.documents_dir),
+            kind="investment_agreement",
+            subject_key=f"investment:{investment.id}",
+            loan_id=loan.id,
+            owner_id=users["investor_a"],
+            render=lambda: b"%PDF-1.7 matrix test",
+        )
         from ledger.accounts import wallet_of_user
 
-        ids = {"loan_id": str(loan.id), "deposit_id": str(pending.id), "withdrawal_id": str(withdrawal.id),
-               "document_id": str(document.id),
-               "wallet_id": str(wallet_of_user(session, users["investor_a"]).id), "user_id": str(users["victim"]),
-               "code": "standard", "version": "1", "codec_token": "not-a-codec-link"}
-        secrets = [emails["borrower_a"], emails["investor_a"], "purpose-secret-7f3a", str(investment.id),
-                   str(paid.id), str(pending.id), str(withdrawal.id), str(document.id),
-                   str(users["borrower_a"]), str(users["investor_a"]), ids["wallet_id"], ids["loan_id"],
-                   "777.77", "333.33", "111.11", "55555.00", "666666.66"]
+        ids = {
+            "loan_id": str(loan.id),
+            "deposit_id": str(pending.id),
+            "withdrawal_id": str(withdrawal.id),
+            "document_id": str(document.id),
+            "wallet_id": str(wallet_of_user(session, users["investor_a"]).id),
+            "user_id": str(users["victim"]),
+            "code": "standard",
+            "version": "1",
+            "codec_token": "not-a-codec-link",
+        }
+        secrets = [
+            emails["borrower_a"],
+            emails["investor_a"],
+            "purpose-secret-7f3a",
+            str(investment.id),
+            str(paid.id),
+            str(pending.id),
+            str(withdrawal.id),
+            str(document.id),
+            str(users["borrower_a"]),
+            str(users["investor_a"]),
+            ids["wallet_id"],
+            ids["loan_id"],
+            "777.77",
+            "333.33",
+            "111.11",
+            "55555.00",
+            "666666.66",
+        ]
     tokens: dict[str, str | None] = {"anonymous": None}
     for name in ROLES[1:]:
         tokens[name] = login(client, emails[name], password)
-    simulation = client.post("/v1/simulations", json={"product": "standard", "amount": "55555.00", "term_months": 12},
-                             headers={"Authorization": f"Bearer {tokens['borrower_a']}"})
+    simulation = client.post(
+        "/v1/simulations",
+        json={"product": "standard", "amount": "55555.00", "term_months": 12},
+        headers={"Authorization": f"Bearer {tokens['borrower_a']}"},
+    )
     assert simulation.status_code == 201, simulation.text
-    rule = {"is_active": False, "max_amount_per_loan": "1000.00", "min_loan_amount": "10000.00",
-            "max_loan_amount": "100000.00", "allowed_grades": ["A"], "min_rate": "10.00", "max_term_months": 12,
-            "reinvest_returns": False}
+    rule = {
+        "is_active": False,
+        "max_amount_per_loan": "1000.00",
+        "min_loan_amount": "10000.00",
+        "max_loan_amount": "100000.00",
+        "allowed_grades": ["A"],
+        "min_rate": "10.00",
+        "max_term_months": 12,
+        "reinvest_returns": False,
+    }
     for name in ("investor_a", "investor_b"):
         put = client.put("/v1/auto-invest/rule", json=rule, headers={"Authorization": f"Bearer {tokens[name]}"})
         assert put.status_code == 200, put.text
@@ -230,8 +364,9 @@ def test_every_route_every_role_with_someone_elses_ids(client, session_factory, 
             expected = rule.get(role, rule.get("others"))
             url = re.sub(r"\{(\w+)\}", lambda m: world.ids[m.group(1)], path)
             body = BODIES.get((method, path))
-            response = client.request(method, url, headers=headers,
-                                      json=body if body is not None or method in ("POST", "PUT") else None)
+            response = client.request(
+                method, url, headers=headers, json=body if body is not None or method in ("POST", "PUT") else None
+            )
             got = response.status_code
             where = f"{role:11} {method:4} {path}: {got}"
             if expected == OK:

@@ -31,23 +31,40 @@ from tests.loan_helpers import make_borrower, make_investor, running_worker, sta
 from tests.test_loan_api import bearer
 
 D = Decimal
-LOAN = FundingLoan(loan_id=uuid.UUID(int=1), amount=D("100000.00"), remaining=D("100000.00"), rate_annual=D("17.00"),
-                   grade="B", term_months=12, min_investment=D("1000.00"), max_per_investor=D("50000.00"))
+LOAN = FundingLoan(
+    loan_id=uuid.UUID(int=1),
+    amount=D("100000.00"),
+    remaining=D("100000.00"),
+    rate_annual=D("17.00"),
+    grade="B",
+    term_months=12,
+    min_investment=D("1000.00"),
+    max_per_investor=D("50000.00"),
+)
 # The instant the planner is told it is (its 259-FZ year comes from it): fixed, not the day the suite runs.
 AT = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-RULE = AutoInvestRule(investor_id=uuid.UUID(int=7), max_amount_per_loan=D("20000.00"), min_loan_amount=D("50000.00"),
-                      max_loan_amount=D("1000000.00"), allowed_grades=frozenset("ABC"), min_rate=D("15.00"),
-                      max_term_months=24)
+RULE = AutoInvestRule(
+    investor_id=uuid.UUID(int=7),
+    max_amount_per_loan=D("20000.00"),
+    min_loan_amount=D("50000.00"),
+    max_loan_amount=D("1000000.00"),
+    allowed_grades=frozenset("ABC"),
+    min_rate=D("15.00"),
+    max_term_months=24,
+)
 
 
 # -- matching, each criterion ------------------------------------------------------------------
-@pytest.mark.parametrize("change, why", [
-    ({"allowed_grades": frozenset("A")}, "grade B is not among A"),
-    ({"min_rate": D("18.00")}, "rate 17.00% is below the rule's minimum 18.00%"),
-    ({"max_term_months": 6}, "term 12 months is above the rule's maximum 6"),
-    ({"min_loan_amount": D("150000.00")}, "loan amount 100000.00 is below the rule's minimum 150000.00"),
-    ({"max_loan_amount": D("90000.00")}, "loan amount 100000.00 is above the rule's maximum 90000.00"),
-])
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"allowed_grades": frozenset("A")}, "grade B is not among A"),
+        ({"min_rate": D("18.00")}, "rate 17.00% is below the rule's minimum 18.00%"),
+        ({"max_term_months": 6}, "term 12 months is above the rule's maximum 6"),
+        ({"min_loan_amount": D("150000.00")}, "loan amount 100000.00 is below the rule's minimum 150000.00"),
+        ({"max_loan_amount": D("90000.00")}, "loan amount 100000.00 is above the rule's maximum 90000.00"),
+    ],
+)
 def test_a_rule_does_not_match_on_each_criterion(change, why):
     assert mismatch(RULE, LOAN) is None
     rule = AutoInvestRule(**{**RULE.__dict__, **change})
@@ -55,18 +72,26 @@ def test_a_rule_does_not_match_on_each_criterion(change, why):
 
 
 def position(**kw) -> InvestorPosition:
-    return InvestorPosition(**{"budget": D("1000000.00"), "portfolio_value": D("1000000.00"), "annual_left": None,
-                               **kw})
+    return InvestorPosition(
+        **{"budget": D("1000000.00"), "portfolio_value": D("1000000.00"), "annual_left": None, **kw}
+    )
 
 
-@pytest.mark.parametrize("pos, rule_change, expected, limited_by", [
-    ({}, {}, D("20000.00"), "the rule's maximum per loan"),
-    ({"budget": D("7500.55")}, {}, D("7500.00"), "the money available"),
-    ({"annual_left": D("3000.00")}, {}, D("3000.00"), "259-FZ"),
-    ({"portfolio_value": D("100000.00")}, {"max_portfolio_share_percent": D("10")}, D("10000.00"), "portfolio"),
-    ({"in_loan": {LOAN.loan_id: D("45000.00")}}, {"max_amount_per_loan": D("90000.00")}, D("5000.00"),
-     "the product's cap per investor"),
-])
+@pytest.mark.parametrize(
+    "pos, rule_change, expected, limited_by",
+    [
+        ({}, {}, D("20000.00"), "the rule's maximum per loan"),
+        ({"budget": D("7500.55")}, {}, D("7500.00"), "the money available"),
+        ({"annual_left": D("3000.00")}, {}, D("3000.00"), "259-FZ"),
+        ({"portfolio_value": D("100000.00")}, {"max_portfolio_share_percent": D("10")}, D("10000.00"), "portfolio"),
+        (
+            {"in_loan": {LOAN.loan_id: D("45000.00")}},
+            {"max_amount_per_loan": D("90000.00")},
+            D("5000.00"),
+            "the product's cap per investor",
+        ),
+    ],
+)
 def test_what_an_investor_asks_for_is_the_tightest_limit(pos, rule_change, expected, limited_by):
     amount, why = asked(AutoInvestRule(**{**RULE.__dict__, **rule_change}), LOAN, position(**pos))
     assert amount == expected and limited_by in why
@@ -122,8 +147,13 @@ def test_the_annual_limit_counts_and_gives_back(session_factory, seeded):
     def years() -> dict[int, Decimal]:
         """What is stored for the investor: invested per year (the years are passed in, fixed)."""
         with session_factory() as session:
-            return dict(session.execute(select(InvestorYearTotal.year, InvestorYearTotal.invested)
-                                        .where(InvestorYearTotal.investor_id == investor_id)).all())
+            return dict(
+                session.execute(
+                    select(InvestorYearTotal.year, InvestorYearTotal.invested).where(
+                        InvestorYearTotal.investor_id == investor_id
+                    )
+                ).all()
+            )
 
     def count(amount: str, year: int) -> int | None:
         with unit_of_work(session_factory) as session:
@@ -155,8 +185,12 @@ def _returned(session_factory, investor_id, amount: str) -> None:
     """Money that came back from a loan: what an installment collection credits."""
     with unit_of_work(session_factory) as session:
         available, _ = wallet_accounts(session, wallet_of_user(session, investor_id).id)
-        post_transaction(session, key=f"test:return:{uuid.uuid4()}", kind="installment_collection",
-                         legs=[Leg(platform_account(session, "nominal").id, -D(amount)), Leg(available.id, D(amount))])
+        post_transaction(
+            session,
+            key=f"test:return:{uuid.uuid4()}",
+            kind="installment_collection",
+            legs=[Leg(platform_account(session, "nominal").id, -D(amount)), Leg(available.id, D(amount))],
+        )
 
 
 def test_reinvest_returns_off_spends_only_deposited_money_never_lent(session_factory, seeded):
@@ -172,10 +206,18 @@ def test_reinvest_returns_off_spends_only_deposited_money_never_lent(session_fac
 
 # -- on the dev server: runs through the loan workflow's update -----------------------------------------
 def give_rule(session_factory, investor_id, **overrides) -> None:
-    values = {"is_active": True, "max_amount_per_loan": D("50000.00"), "min_loan_amount": D("10000.00"),
-              "max_loan_amount": D("5000000.00"), "allowed_grades": ["A", "B", "C", "D", "E"],
-              "min_rate": D("0"), "max_term_months": 36, "reinvest_returns": True,
-              "max_portfolio_share_percent": None, **overrides}
+    values = {
+        "is_active": True,
+        "max_amount_per_loan": D("50000.00"),
+        "min_loan_amount": D("10000.00"),
+        "max_loan_amount": D("5000000.00"),
+        "allowed_grades": ["A", "B", "C", "D", "E"],
+        "min_rate": D("0"),
+        "max_term_months": 36,
+        "reinvest_returns": True,
+        "max_portfolio_share_percent": None,
+        **overrides,
+    }
     with unit_of_work(session_factory) as session:
         put_rule(session, investor_id, values)
 
@@ -183,8 +225,13 @@ def give_rule(session_factory, investor_id, **overrides) -> None:
 async def wait_allocations(session_factory, loan_id, count: int) -> list[AutoInvestAllocation]:
     for _ in range(300):
         with session_factory() as session:
-            rows = list(session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.loan_id == loan_id)
-                                        .order_by(AutoInvestAllocation.id)))
+            rows = list(
+                session.scalars(
+                    select(AutoInvestAllocation)
+                    .where(AutoInvestAllocation.loan_id == loan_id)
+                    .order_by(AutoInvestAllocation.id)
+                )
+            )
         if len(rows) >= count and all(r.outcome != "planned" for r in rows):
             return rows
         await asyncio.sleep(0.05)
@@ -201,12 +248,15 @@ async def invest_updates(handle) -> int:
     return count
 
 
-async def test_a_loan_entering_funding_is_auto_invested_by_matching_rules_only(live_settings, dev_client,
-                                                                              session_factory, seeded, task_queue):
+async def test_a_loan_entering_funding_is_auto_invested_by_matching_rules_only(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     borrower = make_borrower(session_factory)
     matching = make_investor(session_factory, "100000")
-    others = {name: make_investor(session_factory, "100000") for name in
-              ("grade", "rate", "term", "small_loans", "big_loans", "inactive")}
+    others = {
+        name: make_investor(session_factory, "100000")
+        for name in ("grade", "rate", "term", "small_loans", "big_loans", "inactive")
+    }
     poor = make_investor(session_factory, "900")  # less than the minimum investment
     give_rule(session_factory, matching, max_amount_per_loan=D("20000.00"))
     give_rule(session_factory, poor)
@@ -235,17 +285,18 @@ async def test_a_loan_entering_funding_is_auto_invested_by_matching_rules_only(l
         assert [(i.investor_id, i.amount, i.id) for i in placed] == [(matching, D("20000.00"), rows[0].investment_id)]
 
 
-async def test_oversubscribed_loans_are_shared_pro_rata_with_a_rotating_remainder(live_settings, dev_client,
-                                                                                 session_factory, seeded,
-                                                                                 task_queue):
+async def test_oversubscribed_loans_are_shared_pro_rata_with_a_rotating_remainder(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     investors = [make_investor(session_factory, "200000") for _ in range(3)]
     for investor in investors:
         give_rule(session_factory, investor)  # 50,000 each: 150,000 asked of each 100,000 loan
     extra = []
     async with running_worker(dev_client, live_settings, session_factory, task_queue):
         for _ in range(2):
-            loan = await start_loan(dev_client, session_factory, task_queue, make_borrower(session_factory),
-                                    "100000.00", 12)
+            loan = await start_loan(
+                dev_client, session_factory, task_queue, make_borrower(session_factory), "100000.00", 12
+            )
             rows = await wait_allocations(session_factory, loan.loan_id, 3)
             assert sum(r.allocated for r in rows) == D("100000.00") and {r.outcome for r in rows} == {"placed"}
             assert sorted(r.allocated for r in rows) == [D("33333.00"), D("33333.00"), D("33334.00")]
@@ -270,23 +321,32 @@ async def clear_of_a_new_year_in_moscow(margin: timedelta = timedelta(minutes=2)
         await asyncio.sleep((next_year - now).total_seconds() + 1)
 
 
-async def test_the_annual_limit_holds_under_concurrent_investments(live_settings, dev_client, session_factory,
-                                                                  seeded, task_queue):
+async def test_the_annual_limit_holds_under_concurrent_investments(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     await clear_of_a_new_year_in_moscow()
     limited = make_investor(session_factory, "1200000")
     qualified = make_investor(session_factory, "1200000")
     with unit_of_work(session_factory) as session:
         session.get_one(User, qualified).is_qualified_investor = True
     app = create_app(live_settings)
-    async with running_worker(dev_client, live_settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
-        loans = [await start_loan(dev_client, session_factory, task_queue, make_borrower(session_factory),
-                                  "1000000.00", 36) for _ in range(2)]
+    async with (
+        running_worker(dev_client, live_settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
+        loans = [
+            await start_loan(dev_client, session_factory, task_queue, make_borrower(session_factory), "1000000.00", 36)
+            for _ in range(2)
+        ]
         for loan in loans:
             await wait_for_status(loan.handle, "funding")
         headers = bearer(live_settings, limited, "investor")
-        answers = await asyncio.gather(*(api.post(f"/v1/loans/{loan.loan_id}/investments",
-                                                  json={"amount": "400000.00"}, headers=headers) for loan in loans))
+        answers = await asyncio.gather(
+            *(
+                api.post(f"/v1/loans/{loan.loan_id}/investments", json={"amount": "400000.00"}, headers=headers)
+                for loan in loans
+            )
+        )
         assert sorted(a.status_code for a in answers) == [201, 409]
         refused = next(a for a in answers if a.status_code == 409).json()
         assert refused["type"].endswith("annual-limit-exceeded") and refused["left"] == "200000.00"
@@ -297,8 +357,12 @@ async def test_the_annual_limit_holds_under_concurrent_investments(live_settings
             counted = session.scalars(select(Investment.counted_year).where(Investment.investor_id == limited)).all()
         assert counted == [limit["year"]]
         rich = bearer(live_settings, qualified, "investor")
-        answers = await asyncio.gather(*(api.post(f"/v1/loans/{loan.loan_id}/investments",
-                                                  json={"amount": "400000.00"}, headers=rich) for loan in loans))
+        answers = await asyncio.gather(
+            *(
+                api.post(f"/v1/loans/{loan.loan_id}/investments", json={"amount": "400000.00"}, headers=rich)
+                for loan in loans
+            )
+        )
         assert [a.status_code for a in answers] == [201, 201]
         limit = (await api.get("/v1/investors/me/annual-limit", headers=rich)).json()
         assert (limit["qualified"], limit["left"]) == (True, None)
@@ -314,16 +378,31 @@ def test_the_rule_is_validated_and_only_investors_have_one(client, seeded):
 
     investor, borrower = sign_up(client, "investor"), sign_up(client, "borrower")
     assert client.get("/v1/auto-invest/rule", headers=investor.headers).status_code == 404
-    rule = {"is_active": True, "max_amount_per_loan": "20000.00", "min_loan_amount": "50000.00",
-            "max_loan_amount": "1000000.00", "allowed_grades": ["B", "A"], "min_rate": "15.00",
-            "max_term_months": 24, "reinvest_returns": False}
+    rule = {
+        "is_active": True,
+        "max_amount_per_loan": "20000.00",
+        "min_loan_amount": "50000.00",
+        "max_loan_amount": "1000000.00",
+        "allowed_grades": ["B", "A"],
+        "min_rate": "15.00",
+        "max_term_months": 24,
+        "reinvest_returns": False,
+    }
     saved = client.put("/v1/auto-invest/rule", json=rule, headers=investor.headers)
     assert saved.status_code == 200, saved.text
     assert saved.json()["allowed_grades"] == ["A", "B"] and saved.json()["max_amount_per_loan"] == "20000.00"
     assert client.get("/v1/auto-invest/rule", headers=investor.headers).json()["reinvest_returns"] is False
-    for bad in ({"min_loan_amount": "2000000.00"}, {"allowed_grades": ["F"]}, {"allowed_grades": []},
-                {"allowed_grades": ["A", "A"]}, {"max_amount_per_loan": "-5"}, {"min_rate": "250"},
-                {"max_term_months": 0}, {"max_portfolio_share_percent": "0"}, {"approve": True}):
+    for bad in (
+        {"min_loan_amount": "2000000.00"},
+        {"allowed_grades": ["F"]},
+        {"allowed_grades": []},
+        {"allowed_grades": ["A", "A"]},
+        {"max_amount_per_loan": "-5"},
+        {"min_rate": "250"},
+        {"max_term_months": 0},
+        {"max_portfolio_share_percent": "0"},
+        {"approve": True},
+    ):
         answer = client.put("/v1/auto-invest/rule", json={**rule, **bad}, headers=investor.headers)
         assert answer.status_code == 422, (bad, answer.text)
     assert client.put("/v1/auto-invest/rule", json=rule, headers=borrower.headers).status_code == 403
@@ -338,9 +417,16 @@ def test_a_retried_plan_finds_the_plan_already_made(session_factory, seeded):
     investor = make_investor(session_factory, "30000")
     give_rule(session_factory, investor, max_amount_per_loan=D("25000.00"), reinvest_returns=False)
     with unit_of_work(session_factory) as session:
-        loan, _ = create_loan_request(session, make_borrower(session_factory), product_code="standard",
-                                      amount=D("100000.00"), term_months=12, purpose="test", simulation_id=None,
-                                      client_key=None)
+        loan, _ = create_loan_request(
+            session,
+            make_borrower(session_factory),
+            product_code="standard",
+            amount=D("100000.00"),
+            term_months=12,
+            purpose="test",
+            simulation_id=None,
+            client_key=None,
+        )
         loan.status, loan.risk_grade, loan.rate_annual = "funding", "B", D("17.00")
         loan_id = loan.id
     with unit_of_work(session_factory) as session:

@@ -9,7 +9,7 @@ import asyncio
 import os
 import re
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -35,8 +35,11 @@ def _transactions(session_factory, loan_id, kind: str) -> int:
     """The loan's ledger transactions of this kind (whatever their keys: a retry that posted
     under another key would show here as a second one)."""
     with session_factory() as session:
-        return session.scalar(select(func.count()).select_from(LedgerTransaction).where(
-            LedgerTransaction.loan_id == loan_id, LedgerTransaction.kind == kind))
+        return session.scalar(
+            select(func.count())
+            .select_from(LedgerTransaction)
+            .where(LedgerTransaction.loan_id == loan_id, LedgerTransaction.kind == kind)
+        )
 
 
 async def _until(handle: WorkflowHandle, done, what: str, timeout: float = 120) -> LoanSnapshot:
@@ -53,12 +56,18 @@ async def _until(handle: WorkflowHandle, done, what: str, timeout: float = 120) 
 async def _attempts(handle: WorkflowHandle, activity_name: str) -> list[tuple[int, str]]:
     """Each time the history shows `activity_name` scheduled: the attempt that closed it, and how."""
     history = await handle.fetch_history()
-    scheduled = {e.event_id for e in history.events
-                 if e.HasField("activity_task_scheduled_event_attributes")
-                 and e.activity_task_scheduled_event_attributes.activity_type.name == activity_name}
-    started = {e.event_id: e.activity_task_started_event_attributes.attempt for e in history.events
-               if e.HasField("activity_task_started_event_attributes")
-               and e.activity_task_started_event_attributes.scheduled_event_id in scheduled}
+    scheduled = {
+        e.event_id
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity_name
+    }
+    started = {
+        e.event_id: e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
+    }
     closed = []
     for event in history.events:
         if event.HasField("activity_task_completed_event_attributes"):
@@ -73,21 +82,30 @@ async def _attempts(handle: WorkflowHandle, activity_name: str) -> list[tuple[in
 
 
 @pytest.mark.parametrize("activity_name", ["disburse_loan", "collect_installments"])
-async def test_worker_killed_right_after_a_money_activity_commits(activity_name, live_settings, dev_client,
-                                                                  session_factory, seeded, task_queue, tmp_path):
+async def test_worker_killed_right_after_a_money_activity_commits(
+    activity_name, live_settings, dev_client, session_factory, seeded, task_queue, tmp_path
+):
     settings = live_settings
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "60000") for _ in range(2)]
     # Collection: the schedule starts a month ago (the loan's clock pinned there), so the first
     # installment falls due as soon as the loan is paid out, and the second a month later.
-    origin = datetime.now(timezone.utc) - relativedelta(months=1) if activity_name == "collect_installments" else None
+    origin = datetime.now(UTC) - relativedelta(months=1) if activity_name == "collect_installments" else None
     kind = "disbursement" if activity_name == "disburse_loan" else "installment_collection"
     log = tmp_path / "worker.log"
 
     with worker_process(settings, log, crash_after=activity_name) as doomed:
-        loan = await start_loan(dev_client, session_factory, task_queue, borrower, "100000.00", 3,
-                                search_attributes=True, clock_origin=origin,
-                                activity_timeout_seconds=ATTEMPT_TIMEOUT_SECONDS)
+        loan = await start_loan(
+            dev_client,
+            session_factory,
+            task_queue,
+            borrower,
+            "100000.00",
+            3,
+            search_attributes=True,
+            clock_origin=origin,
+            activity_timeout_seconds=ATTEMPT_TIMEOUT_SECONDS,
+        )
         await _until(loan.handle, lambda s: s.status == "funding", "funding")
         for investor in investors:
             await invest(loan.handle, investor, "50000.00")
@@ -119,8 +137,11 @@ async def test_worker_killed_right_after_a_money_activity_commits(activity_name,
         assert_books_balance(session)
         loan_row = session.get(LoanRequest, loan.loan_id)
         assert loan_row.status == snapshot.status == "active"
-        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
-                               .order_by(RepaymentInstallment.payment_num)).all()
+        rows = session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == loan.loan_id)
+            .order_by(RepaymentInstallment.payment_num)
+        ).all()
     # 100,000 less the 1% fee and the 2% reserve contribution, paid out once
     paid_out = D("97000.00")
     if activity_name == "disburse_loan":
@@ -135,8 +156,7 @@ async def test_worker_killed_right_after_a_money_activity_commits(activity_name,
     assert [i.status for i in snapshot.installments] == ["paid", "pending", "pending"]
     assert balance_of(session_factory, borrower).available == paid_out - owed
     assert sum((balance_of(session_factory, i).balance for i in investors), D(0)) == D("20000.00") + owed
-    assert (rows[0].status, rows[0].paid_principal, rows[0].paid_interest) == ("paid", first.principal,
-                                                                               first.interest)
+    assert (rows[0].status, rows[0].paid_principal, rows[0].paid_interest) == ("paid", first.principal, first.interest)
     assert [r.status for r in rows[1:]] == ["pending", "pending"]
 
 

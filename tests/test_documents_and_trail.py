@@ -43,17 +43,30 @@ def pdf_text(content: bytes) -> str:
 
 @pytest.fixture
 def live_settings(settings, temporal_dev_server, task_queue):
-    return settings.model_copy(update={"TEMPORAL_ADDRESS": temporal_dev_server, "TASK_QUEUE": task_queue,
-                                       "LOAN_TIME_SCALE": 2592000})
+    return settings.model_copy(
+        update={"TEMPORAL_ADDRESS": temporal_dev_server, "TASK_QUEUE": task_queue, "LOAN_TIME_SCALE": 2592000}
+    )
 
 
 EXPECTED_ORDER = [
-    "loan.requested", "loan.status:scoring", "loan.status:approved", "loan.status:funding",
-    "investment.placed", "investment.placed", "investment.placed", "loan.status:funded",
-    "ledger.disbursement", "loan.disbursed",
-    "document.registered", "document.registered", "document.registered", "document.registered",
+    "loan.requested",
+    "loan.status:scoring",
+    "loan.status:approved",
+    "loan.status:funding",
+    "investment.placed",
+    "investment.placed",
+    "investment.placed",
+    "loan.status:funded",
+    "ledger.disbursement",
+    "loan.disbursed",
+    "document.registered",
+    "document.registered",
+    "document.registered",
+    "document.registered",
     # the sandbox clock may wake once for two due dates: one collection or more
-    "ledger.installment_collection", "installment.collected", "loan.repaid",
+    "ledger.installment_collection",
+    "installment.collected",
+    "loan.repaid",
 ]
 
 
@@ -61,26 +74,33 @@ def step_name(step: dict) -> str:
     return f"{step['action']}:{step['details']['to']}" if step["action"] == "loan.status" else step["action"]
 
 
-async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(live_settings, dev_client,
-                                                                             session_factory, seeded, task_queue):
+async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     settings = live_settings
     borrower, stranger = make_borrower(session_factory), make_borrower(session_factory)
     investors = [make_investor(session_factory, "100000") for _ in range(3)]
     with unit_of_work(session_factory) as session:
         compliance = new_user(session, "compliance").id
     app = create_app(settings)
-    async with running_worker(dev_client, settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
         mine, theirs = bearer(settings, borrower, "borrower"), bearer(settings, stranger, "borrower")
         auditor = bearer(settings, compliance, "compliance")
-        created = await api.post("/v1/loans", json={"amount": "100000.00", "term_months": 3, "purpose": "van"},
-                                 headers=mine)
+        created = await api.post(
+            "/v1/loans", json={"amount": "100000.00", "term_months": 3, "purpose": "van"}, headers=mine
+        )
         loan_id = created.json()["id"]
         await wait_loan_status(api, loan_id, mine, "funding")
         shares = dict(zip(investors, ("50000.00", "30000.00", "20000.00")))
         for investor, amount in shares.items():
-            answer = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": amount},
-                                    headers=bearer(settings, investor, "investor"))
+            answer = await api.post(
+                f"/v1/loans/{loan_id}/investments",
+                json={"amount": amount},
+                headers=bearer(settings, investor, "investor"),
+            )
             assert answer.status_code == 201, answer.text
         give_money(session_factory, borrower, "20000")
         final = await wait_loan_status(api, loan_id, mine, "repaid", "defaulted", timeout=60)
@@ -111,8 +131,10 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(li
         borrower_pdf = contents[str(borrower)]
         assert "97 000.00" in borrower_pdf  # paid to the borrower: 100,000 - 1% fee - 2% reserve fund
         for row in schedule:
-            assert f"{row['payment_num']} {row['due_date']} {_money(row['principal'])} {_money(row['interest'])}" \
+            assert (
+                f"{row['payment_num']} {row['due_date']} {_money(row['principal'])} {_money(row['interest'])}"
                 in borrower_pdf
+            )
         for investor, amount in shares.items():
             text_ = contents[str(investor)]
             assert f"Amount lent by this investor {_money(amount)} RUB" in text_
@@ -169,7 +191,8 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(li
 
     store = DocumentStore(settings.documents_dir)
     again = DocumentActivities(session_factory, store, settings).generate_loan_agreements(
-        LoanAgreementsInput(loan_id=uuid.UUID(loan_id)))
+        LoanAgreementsInput(loan_id=uuid.UUID(loan_id))
+    )
     assert again.documents == 4
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Document)) == 4
@@ -184,9 +207,16 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(li
         facts = _loan_facts(session, uuid.UUID(loan_id))
         investment = facts.investments[0]
         stored = session.scalars(select(Document).where(Document.subject_key == f"investment:{investment.id}")).one()
-        rendered = render_pdf("investment_agreement.html", investment_agreement_context(
-            facts, investment, session.get_one(User, investment.investor_id), investment_shares(facts)[investment.id],
-            settings))
+        rendered = render_pdf(
+            "investment_agreement.html",
+            investment_agreement_context(
+                facts,
+                investment,
+                session.get_one(User, investment.investor_id),
+                investment_shares(facts)[investment.id],
+                settings,
+            ),
+        )
         assert pdf_text(rendered) == pdf_text(store.read(stored.sha256))
         assert hashlib.sha256(rendered).hexdigest() == stored.sha256
         assert isinstance(investment, Investment)
@@ -209,8 +239,9 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(li
     for month in months:
         _, month_end = month_bounds(month)
         with unit_of_work(session_factory) as session:
-            document = generate_investor_statement(session, store, settings, investors[0], month,
-                                                   now=month_end + timedelta(seconds=1))
+            document = generate_investor_statement(
+                session, store, settings, investors[0], month, now=month_end + timedelta(seconds=1)
+            )
         statements.append(pdf_text(store.read(document.sha256)))
     with session_factory() as session:
         balance = wallet_balance(session, wallet_of_user(session, investors[0]).id)
@@ -230,11 +261,20 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(li
 def _loan_with_records(session_factory, count: int) -> uuid.UUID:
     borrower = make_borrower(session_factory)
     with unit_of_work(session_factory) as session:
-        loan, _ = create_loan_request(session, borrower, product_code="standard", amount=D("50000.00"),
-                                      term_months=6, purpose="test", simulation_id=None, client_key=None)
+        loan, _ = create_loan_request(
+            session,
+            borrower,
+            product_code="standard",
+            amount=D("50000.00"),
+            term_months=6,
+            purpose="test",
+            simulation_id=None,
+            client_key=None,
+        )
         for n in range(count):
-            append_audit(session, loan.id, f"step:{n}", "test.step", details={"n": n, "amount": D("10.50")},
-                         note=f"step {n}")
+            append_audit(
+                session, loan.id, f"step:{n}", "test.step", details={"n": n, "amount": D("10.50")}, note=f"step {n}"
+            )
         return loan.id
 
 
@@ -252,8 +292,11 @@ def test_an_altered_audit_record_is_found_by_verify(session_factory, seeded, cli
         records = loan_records(session, loan_id)
         assert verify_chain(records).intact and verify_chain(records).head_hash == records[-1].record_hash
     target = records[2]
-    _tamper(session_factory, "UPDATE audit_log SET details = jsonb_set(details, '{amount}', '\"1000.50\"') "
-                             "WHERE id = :id", id=target.id)
+    _tamper(
+        session_factory,
+        "UPDATE audit_log SET details = jsonb_set(details, '{amount}', '\"1000.50\"') WHERE id = :id",
+        id=target.id,
+    )
     answer = client.get(f"/v1/loans/{loan_id}/trail/verify", headers=compliance.headers)
     assert answer.status_code == 200
     body = answer.json()
@@ -274,8 +317,12 @@ def test_a_removed_or_rehashed_record_breaks_the_link_after_it(session_factory, 
     with session_factory() as session:
         records = loan_records(session, other)
     # a forger who rewrites a record and its own hash still breaks the next record's link
-    _tamper(session_factory, "UPDATE audit_log SET note = 'forged', record_hash = :h WHERE id = :id",
-            id=records[0].id, h="0" * 64)
+    _tamper(
+        session_factory,
+        "UPDATE audit_log SET note = 'forged', record_hash = :h WHERE id = :id",
+        id=records[0].id,
+        h="0" * 64,
+    )
     with session_factory() as session:
         check = verify_chain(loan_records(session, other))
     assert not check.intact and check.first_broken_id == records[0].id
@@ -284,12 +331,19 @@ def test_a_removed_or_rehashed_record_breaks_the_link_after_it(session_factory, 
 def test_nobody_can_change_the_trail_or_the_register(session_factory, seeded):
     loan_id = _loan_with_records(session_factory, 2)
     with unit_of_work(session_factory) as session:
-        session.execute(text("INSERT INTO documents (kind, subject_key, loan_id, sha256, size_bytes) "
-                             "VALUES ('x', 'y', :loan, repeat('a', 64), 1)"), {"loan": loan_id})
-    for sql in ("UPDATE audit_log SET note = 'x' WHERE loan_id = :loan",
-                "DELETE FROM audit_log WHERE loan_id = :loan",
-                "UPDATE documents SET sha256 = repeat('b', 64) WHERE loan_id = :loan",
-                "DELETE FROM documents WHERE loan_id = :loan"):
+        session.execute(
+            text(
+                "INSERT INTO documents (kind, subject_key, loan_id, sha256, size_bytes) "
+                "VALUES ('x', 'y', :loan, repeat('a', 64), 1)"
+            ),
+            {"loan": loan_id},
+        )
+    for sql in (
+        "UPDATE audit_log SET note = 'x' WHERE loan_id = :loan",
+        "DELETE FROM audit_log WHERE loan_id = :loan",
+        "UPDATE documents SET sha256 = repeat('b', 64) WHERE loan_id = :loan",
+        "DELETE FROM documents WHERE loan_id = :loan",
+    ):
         with pytest.raises(DBAPIError, match="append-only"):
             with unit_of_work(session_factory) as session:
                 session.execute(text(sql), {"loan": loan_id})
@@ -308,8 +362,17 @@ def test_the_same_event_is_recorded_once_and_the_chain_never_forks(session_facto
     # two records claiming the same predecessor: refused by the database
     with pytest.raises(DBAPIError):
         with unit_of_work(session_factory) as session:
-            session.add(AuditRecord(loan_id=loan_id, event_key="fork", actor_role="system", action="test.fork",
-                                    details={}, prev_hash=records[0].record_hash, record_hash="f" * 64))
+            session.add(
+                AuditRecord(
+                    loan_id=loan_id,
+                    event_key="fork",
+                    actor_role="system",
+                    action="test.fork",
+                    details={},
+                    prev_hash=records[0].record_hash,
+                    record_hash="f" * 64,
+                )
+            )
 
 
 async def test_concurrent_appends_to_one_loan_make_one_chain(session_factory, seeded):
@@ -337,7 +400,8 @@ def test_documents_store_is_content_addressed(tmp_path):
 
 
 async def test_statements_workflow_runs_for_an_ended_month_and_refuses_the_current_one(
-        live_settings, dev_client, session_factory, seeded, task_queue):
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     from temporalio.client import WorkflowFailureError
 
     from models.documents_io import InvestorStatementsInput, StatementsResult
@@ -352,8 +416,11 @@ async def test_statements_workflow_runs_for_an_ended_month_and_refuses_the_curre
         # had money then
         before = datetime.now(UTC)
         result: StatementsResult = await dev_client.execute_workflow(
-            InvestorStatementsWorkflow.run, InvestorStatementsInput(), id=f"statements-{uuid.uuid4()}",
-            task_queue=task_queue)
+            InvestorStatementsWorkflow.run,
+            InvestorStatementsInput(),
+            id=f"statements-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
         after = datetime.now(UTC)
         # the workflow read its clock between `before` and `after` (one month, unless a month
         # ended in between)
@@ -364,6 +431,9 @@ async def test_statements_workflow_runs_for_an_ended_month_and_refuses_the_curre
         current = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m")
         with pytest.raises(WorkflowFailureError) as failure:
             await dev_client.execute_workflow(
-                InvestorStatementsWorkflow.run, InvestorStatementsInput(month=current),
-                id=f"statements-{uuid.uuid4()}", task_queue=task_queue)
+                InvestorStatementsWorkflow.run,
+                InvestorStatementsInput(month=current),
+                id=f"statements-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
     assert "has not ended yet" in str(failure.value.cause.cause)

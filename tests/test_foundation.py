@@ -93,8 +93,11 @@ async def test_reconciliation_workflow_checks_the_real_ledger(time_skipping_env,
         worker = build_worker(time_skipping_env.client, settings, session_factory, executor, task_queue=task_queue)
         async with worker:
             result = await time_skipping_env.client.execute_workflow(
-                LedgerReconciliationWorkflow.run, ReconciliationInput(reason="test"),
-                id=f"reconcile-{uuid.uuid4()}", task_queue=task_queue)
+                LedgerReconciliationWorkflow.run,
+                ReconciliationInput(reason="test"),
+                id=f"reconcile-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
     assert result.balanced and result.total == 0 and result.accounts == 3
 
 

@@ -4,7 +4,7 @@ retention, and a refusal that leaves the key free."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
@@ -27,8 +27,11 @@ def test_same_key_same_body_replays_the_first_answer_byte_for_byte(client, opera
     headers = {**investor.headers, "Idempotency-Key": "w-1"}
     first = client.post("/v1/wallets/withdrawals", json={"amount": "100.00"}, headers=headers)
     # the same JSON with other whitespace and key order is the same request
-    again = client.post("/v1/wallets/withdrawals", content=b'{ "amount" :  "100.00" }',
-                        headers={**headers, "Content-Type": "application/json"})
+    again = client.post(
+        "/v1/wallets/withdrawals",
+        content=b'{ "amount" :  "100.00" }',
+        headers={**headers, "Content-Type": "application/json"},
+    )
     assert first.status_code == again.status_code == 201
     assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
@@ -65,8 +68,19 @@ def test_a_request_in_flight_holds_its_key_until_its_lease_ends(client, operator
     body = b'{"amount":"50.00"}'
     # Another API process took the key for this very request and is still working on it.
     fingerprint = request_fingerprint("POST", "/v1/wallets/withdrawals", b"", body)
-    assert claim_key(session_factory, investor.id, "busy", fingerprint, "POST", "/v1/wallets/withdrawals", settings,
-                     datetime.now(timezone.utc)) is None
+    assert (
+        claim_key(
+            session_factory,
+            investor.id,
+            "busy",
+            fingerprint,
+            "POST",
+            "/v1/wallets/withdrawals",
+            settings,
+            datetime.now(UTC),
+        )
+        is None
+    )
     headers = {**investor.headers, "Idempotency-Key": "busy", "Content-Type": "application/json"}
     busy = client.post("/v1/wallets/withdrawals", content=body, headers=headers)
     assert busy.status_code == 409 and busy.json()["type"].endswith("idempotency-key-in-flight")
@@ -76,7 +90,7 @@ def test_a_request_in_flight_holds_its_key_until_its_lease_ends(client, operator
     assert _withdrawals(session_factory, investor.id) == 0
     # That process died: once its lease is over, the repeat takes the key over and is served.
     with unit_of_work(session_factory) as session:
-        session.execute(update(IdempotencyRecord).values(locked_until=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        session.execute(update(IdempotencyRecord).values(locked_until=datetime.now(UTC) - timedelta(seconds=1)))
     taken_over = client.post("/v1/wallets/withdrawals", content=body, headers=headers)
     assert taken_over.status_code == 201, taken_over.text
     assert client.post("/v1/wallets/withdrawals", content=body, headers=headers).json() == taken_over.json()
@@ -122,7 +136,7 @@ def test_keys_are_kept_a_day_then_may_be_used_afresh(client, operator, session_f
         record = session.scalars(select(IdempotencyRecord)).one()
         assert record.state == "completed" and record.expires_at - record.created_at >= timedelta(hours=24)
     with unit_of_work(session_factory) as session:
-        session.execute(update(IdempotencyRecord).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        session.execute(update(IdempotencyRecord).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     # Past retention the key is new again: a new deposit (the route's own client_key still
     # answers with the first deposit, so nothing is doubled by accident).
     later = client.post("/v1/wallets/deposits", json={"amount": "10.00"}, headers=headers)
@@ -139,6 +153,7 @@ def test_operator_confirmation_replays_and_a_bad_key_is_422(client, operator, se
     first, again = client.post(url, headers=headers), client.post(url, headers=headers)
     assert first.status_code == again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
     assert client.get("/v1/wallets/me", headers=investor.headers).json()["balance"] == "10.00"
-    bad = client.post("/v1/wallets/deposits", json={"amount": "1.00"},
-                      headers={**investor.headers, "Idempotency-Key": "has space"})
+    bad = client.post(
+        "/v1/wallets/deposits", json={"amount": "1.00"}, headers={**investor.headers, "Idempotency-Key": "has space"}
+    )
     assert bad.status_code == 422

@@ -29,11 +29,13 @@ def funded(session_factory):
 
 
 def test_postings_are_append_only(session_factory, funded):
-    for statement in ("UPDATE ledger_postings SET amount = amount * 2",
-                      "DELETE FROM ledger_postings",
-                      "TRUNCATE ledger_postings CASCADE",
-                      "UPDATE ledger_transactions SET kind = 'other'",
-                      "DELETE FROM ledger_transactions"):
+    for statement in (
+        "UPDATE ledger_postings SET amount = amount * 2",
+        "DELETE FROM ledger_postings",
+        "TRUNCATE ledger_postings CASCADE",
+        "UPDATE ledger_transactions SET kind = 'other'",
+        "DELETE FROM ledger_transactions",
+    ):
         with session_factory() as session:
             with pytest.raises(DBAPIError, match="append-only"):
                 session.execute(text(statement))
@@ -59,15 +61,30 @@ def test_unbalanced_postings_are_refused_at_commit_even_in_raw_sql(session_facto
     with session_factory() as session:
         available, _ = account_ids(session, funded)
         tx = uuid.uuid4()
-        session.execute(text("INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
-                             "VALUES (:id, 'raw', 'h', 'raw')"), {"id": tx})
-        session.execute(text("INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
-                             "account_version) VALUES (:tx, :acc, 5, 0, 0)"), {"tx": tx, "acc": available})
+        session.execute(
+            text(
+                "INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
+                "VALUES (:id, 'raw', 'h', 'raw')"
+            ),
+            {"id": tx},
+        )
+        session.execute(
+            text(
+                "INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
+                "account_version) VALUES (:tx, :acc, 5, 0, 0)"
+            ),
+            {"tx": tx, "acc": available},
+        )
         with pytest.raises(IntegrityError, match="does not balance"):
             session.commit()
     with session_factory() as session:
-        session.execute(text("INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
-                             "VALUES (:id, 'empty', 'h', 'raw')"), {"id": uuid.uuid4()})
+        session.execute(
+            text(
+                "INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
+                "VALUES (:id, 'empty', 'h', 'raw')"
+            ),
+            {"id": uuid.uuid4()},
+        )
         with pytest.raises(IntegrityError, match="at least two"):
             session.commit()
     with session_factory() as session:
@@ -80,19 +97,34 @@ def test_no_posting_can_join_a_committed_transaction(session_factory, funded):
         available, reserved = account_ids(session, funded)
         old = session.scalars(select(LedgerTransaction.id)).first()
         with pytest.raises(DBAPIError, match="while it is being created"):
-            session.execute(text("INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
-                                 "account_version) VALUES (:tx, :acc, 5, 0, 0)"), {"tx": old, "acc": available})
+            session.execute(
+                text(
+                    "INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
+                    "account_version) VALUES (:tx, :acc, 5, 0, 0)"
+                ),
+                {"tx": old, "acc": available},
+            )
 
 
 def test_wallet_cannot_go_negative_even_in_raw_sql(session_factory, funded):
     with session_factory() as session:
         available, reserved = account_ids(session, funded)
         tx = uuid.uuid4()
-        session.execute(text("INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
-                             "VALUES (:id, 'raw2', 'h', 'raw')"), {"id": tx})
+        session.execute(
+            text(
+                "INSERT INTO ledger_transactions (id, idempotency_key, content_hash, kind) "
+                "VALUES (:id, 'raw2', 'h', 'raw')"
+            ),
+            {"id": tx},
+        )
         with pytest.raises(IntegrityError, match="balance_nonnegative"):
-            session.execute(text("INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
-                                 "account_version) VALUES (:tx, :acc, -1000.01, 0, 0)"), {"tx": tx, "acc": available})
+            session.execute(
+                text(
+                    "INSERT INTO ledger_postings (transaction_id, account_id, amount, balance_after, "
+                    "account_version) VALUES (:tx, :acc, -1000.01, 0, 0)"
+                ),
+                {"tx": tx, "acc": available},
+            )
 
 
 def test_same_key_same_content_returns_first_result_and_changes_nothing(session_factory, funded):
@@ -140,22 +172,26 @@ def test_insufficient_funds_stores_nothing_and_the_key_can_be_retried(session_fa
         assert_books_balance(session)
 
 
-@pytest.mark.parametrize("legs_spec, message", [
-    ([("a", "0")], "at least two legs"),
-    ([("a", "-1.00"), ("b", "0")], "zero"),
-    ([("a", "-1.005"), ("b", "1.005")], "more than two decimals"),
-    ([("a", "-1.00"), ("b", "2.00")], "sum to"),
-    ([("a", "-NaN"), ("b", "1")], "finite"),
-    ([("a", "-99999999999999.00"), ("b", "99999999999999.00")], "beyond"),
-])
+@pytest.mark.parametrize(
+    "legs_spec, message",
+    [
+        ([("a", "0")], "at least two legs"),
+        ([("a", "-1.00"), ("b", "0")], "zero"),
+        ([("a", "-1.005"), ("b", "1.005")], "more than two decimals"),
+        ([("a", "-1.00"), ("b", "2.00")], "sum to"),
+        ([("a", "-NaN"), ("b", "1")], "finite"),
+        ([("a", "-99999999999999.00"), ("b", "99999999999999.00")], "beyond"),
+    ],
+)
 def test_bad_legs_are_refused_before_anything_is_posted(session_factory, funded, legs_spec, message):
     with session_factory() as session:
         available, reserved = account_ids(session, funded)
         ids = {"a": available, "b": reserved}
         before = snapshot(session)
         with pytest.raises(InvalidRequest, match=message):
-            post_transaction(session, key="bad", kind="test",
-                             legs=[Leg(ids[name], D(amount)) for name, amount in legs_spec])
+            post_transaction(
+                session, key="bad", kind="test", legs=[Leg(ids[name], D(amount)) for name, amount in legs_spec]
+            )
         assert snapshot(session) == before
 
 
@@ -173,22 +209,26 @@ def test_multi_leg_disbursement_is_all_or_nothing(session_factory):
         for wallet in investors:
             fund(session, wallet, D("20000.00"))
             reserve(session, wallet.id, D("20000.00"), key=f"loan:L1:investment:{wallet.id}:reserve")
+
     def disbursement_legs(session, shortfall: Decimal = D(0)):
         legs = [Leg(account_ids(session, w)[1], -D("20000.00")) for w in investors]
         legs[-1] = Leg(legs[-1].account_id, legs[-1].amount - shortfall)
         total = D("100000.00") + shortfall
         fee, reserve_fund = D("1000.00"), D("2000.00")
-        legs += [Leg(account_ids(session, borrower)[0], total - fee - reserve_fund),
-                 Leg(platform_account(session, "platform_fees").id, fee),
-                 Leg(platform_account(session, "reserve_fund").id, reserve_fund)]
+        legs += [
+            Leg(account_ids(session, borrower)[0], total - fee - reserve_fund),
+            Leg(platform_account(session, "platform_fees").id, fee),
+            Leg(platform_account(session, "reserve_fund").id, reserve_fund),
+        ]
         return legs
 
     with session_factory() as session:
         before = snapshot(session)
         with pytest.raises(InsufficientFunds):
             # the last investor's reservation is 0.01 short: nobody's money may move
-            post_transaction(session, key="loan:L1:disburse", kind="disbursement",
-                             legs=disbursement_legs(session, D("0.01")))
+            post_transaction(
+                session, key="loan:L1:disburse", kind="disbursement", legs=disbursement_legs(session, D("0.01"))
+            )
         session.rollback()
         assert snapshot(session) == before
     with unit_of_work(session_factory) as session:
@@ -221,8 +261,9 @@ def test_replaying_every_operation_changes_nothing(session_factory):
             lambda s: reserve(s, a.id, D("1000.00"), key="loan:X:investment:1:reserve"),
             lambda s: release(s, a.id, D("400.00"), key="loan:X:investment:1:release"),
             lambda s: transfer(s, b_av, a_av, D("123.45"), key="loan:X:installment:1:collect"),
-            lambda s: post_transaction(s, key="loan:X:fees", kind="fee",
-                                       legs=[Leg(a_res, D("-10.00")), Leg(fee, D("10.00"))]),
+            lambda s: post_transaction(
+                s, key="loan:X:fees", kind="fee", legs=[Leg(a_res, D("-10.00")), Leg(fee, D("10.00"))]
+            ),
             lambda s: request_withdrawal(s, a.user_id, D("300.00"), client_key="w1"),
             lambda s: pay_withdrawal(s, w1.id, operator.id),
             lambda s: reject_withdrawal(s, w2.id, operator.id, "wrong account"),

@@ -34,34 +34,45 @@ async def wait_loan_status(api: httpx.AsyncClient, loan_id: str, headers, *statu
         await asyncio.sleep(0.1)
 
 
-async def test_funding_rush_never_overfunds_and_always_answers(live_settings, dev_client, session_factory, seeded,
-                                                               task_queue):
+async def test_funding_rush_never_overfunds_and_always_answers(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     settings = live_settings
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "10000") for _ in range(50)]
     poor = make_investor(session_factory, "0")
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
-    async with running_worker(dev_client, settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=transport, base_url="http://api") as api,
+    ):
         borrower_headers = bearer(settings, borrower, "borrower")
-        created = await api.post("/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "tractor"},
-                                 headers=borrower_headers)
+        created = await api.post(
+            "/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "tractor"}, headers=borrower_headers
+        )
         assert created.status_code == 201, created.text
         loan_id = created.json()["id"]
         assert created.json()["workflow_id"] == f"loan-{loan_id}"
         await wait_loan_status(api, loan_id, borrower_headers, "funding")
 
-        too_small = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "999.99"},
-                                   headers=bearer(settings, investors[0], "investor"))
+        too_small = await api.post(
+            f"/v1/loans/{loan_id}/investments",
+            json={"amount": "999.99"},
+            headers=bearer(settings, investors[0], "investor"),
+        )
         assert too_small.status_code == 422 and "minimum investment" in too_small.json()["detail"]
-        broke = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "1000.00"},
-                               headers=bearer(settings, poor, "investor"))
+        broke = await api.post(
+            f"/v1/loans/{loan_id}/investments", json={"amount": "1000.00"}, headers=bearer(settings, poor, "investor")
+        )
         assert broke.status_code == 409 and broke.json()["type"].endswith("insufficient-funds")
 
         async def attempt(investor):
-            return await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"},
-                                  headers=bearer(settings, investor, "investor"))
+            return await api.post(
+                f"/v1/loans/{loan_id}/investments",
+                json={"amount": "5000.00"},
+                headers=bearer(settings, investor, "investor"),
+            )
 
         answers = await asyncio.gather(*(attempt(i) for i in investors))
         codes = [a.status_code for a in answers]
@@ -78,7 +89,9 @@ async def test_funding_rush_never_overfunds_and_always_answers(live_settings, de
         # the handle ends here; the loan stays active on the dev server (its first due date is a month away)
         await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")
     with session_factory() as session:
-        assert session.scalar(select(func.sum(Investment.amount)).where(Investment.loan_id == uuid.UUID(loan_id))) == D("100000.00")
+        assert session.scalar(select(func.sum(Investment.amount)).where(Investment.loan_id == uuid.UUID(loan_id))) == D(
+            "100000.00"
+        )
         assert session.get(LoanRequest, uuid.UUID(loan_id)).funded_amount == D("100000.00")
         assert_books_balance(session)
     assert all(balance_of(session_factory, i).balance == D("5000.00") for i in winners)
@@ -91,27 +104,37 @@ async def test_loan_requests_reads_and_authorization(live_settings, dev_client, 
     other_borrower = make_borrower(session_factory)
     investor = make_investor(session_factory, "60000")
     app = create_app(settings)
-    async with running_worker(dev_client, settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
         mine, theirs = bearer(settings, borrower, "borrower"), bearer(settings, other_borrower, "borrower")
         investor_headers = bearer(settings, investor, "investor")
         # bad requests: 422 with the reason, nothing created
-        out_of_range = await api.post("/v1/loans", json={"amount": "5000.00", "term_months": 12, "purpose": "x"},
-                                      headers=mine)
+        out_of_range = await api.post(
+            "/v1/loans", json={"amount": "5000.00", "term_months": 12, "purpose": "x"}, headers=mine
+        )
         assert out_of_range.status_code == 422 and "10000.00 to 5000000.00" in out_of_range.json()["detail"]
-        assert (await api.post("/v1/loans", json={"amount": "50000", "term_months": 12.5, "purpose": "x"},
-                               headers=mine)).status_code == 422
-        assert (await api.post("/v1/loans", json={"amount": "50000", "term_months": 12, "purpose": "x"},
-                               headers=investor_headers)).status_code == 403
+        assert (
+            await api.post("/v1/loans", json={"amount": "50000", "term_months": 12.5, "purpose": "x"}, headers=mine)
+        ).status_code == 422
+        assert (
+            await api.post(
+                "/v1/loans", json={"amount": "50000", "term_months": 12, "purpose": "x"}, headers=investor_headers
+            )
+        ).status_code == 403
         # idempotent request
         key = {"Idempotency-Key": "my-first-loan"}
-        first = await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "roof"},
-                               headers={**mine, **key})
-        again = await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "roof"},
-                               headers={**mine, **key})
+        first = await api.post(
+            "/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "roof"}, headers={**mine, **key}
+        )
+        again = await api.post(
+            "/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "roof"}, headers={**mine, **key}
+        )
         assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
-        other = await api.post("/v1/loans", json={"amount": "60000.00", "term_months": 6, "purpose": "roof"},
-                               headers={**mine, **key})
+        other = await api.post(
+            "/v1/loans", json={"amount": "60000.00", "term_months": 6, "purpose": "roof"}, headers={**mine, **key}
+        )
         assert other.status_code == 422
         loan_id = first.json()["id"]
         await wait_loan_status(api, loan_id, mine, "funding")
@@ -121,25 +144,33 @@ async def test_loan_requests_reads_and_authorization(live_settings, dev_client, 
         assert seen_by_investor.status_code == 200 and seen_by_investor.json()["purpose"] is None
         assert (await api.get(f"/v1/loans/{loan_id}", headers=mine)).json()["purpose"] == "roof"
         listed = (await api.get("/v1/loans?status=funding", headers=investor_headers)).json()
-        assert [l["id"] for l in listed] == [loan_id]
+        assert [loan["id"] for loan in listed] == [loan_id]
         assert (await api.get("/v1/loans", headers=theirs)).json() == []
         assert (await api.get("/v1/loans?status=bogus", headers=mine)).status_code == 422
         # an investor may hold at most half of it
-        over_share = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.01"},
-                                    headers=investor_headers)
+        over_share = await api.post(
+            f"/v1/loans/{loan_id}/investments", json={"amount": "25000.01"}, headers=investor_headers
+        )
         assert over_share.status_code == 422 and "at most 50%" in over_share.json()["detail"]
-        ok = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.00"},
-                            headers={**investor_headers, "Idempotency-Key": "inv-1"})
-        replay = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.00"},
-                                headers={**investor_headers, "Idempotency-Key": "inv-1"})
+        ok = await api.post(
+            f"/v1/loans/{loan_id}/investments",
+            json={"amount": "25000.00"},
+            headers={**investor_headers, "Idempotency-Key": "inv-1"},
+        )
+        replay = await api.post(
+            f"/v1/loans/{loan_id}/investments",
+            json={"amount": "25000.00"},
+            headers={**investor_headers, "Idempotency-Key": "inv-1"},
+        )
         assert ok.status_code == replay.status_code == 201 and ok.json()["id"] == replay.json()["id"]
         assert balance_of(session_factory, investor).reserved == D("25000.00")
         assert (await api.post(f"/v1/loans/{loan_id}/early-repayment", headers=mine)).status_code == 409
         await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")
 
 
-async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(live_settings, dev_client, session_factory, seeded,
-                                                                  task_queue):
+async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     """LOAN_TIME_SCALE=2592000: a month of loan time per second on the real dev server; the
     schedule still shows real calendar dates."""
     from datetime import date
@@ -150,16 +181,22 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(live_settings,
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "30000") for _ in range(2)]
     app = create_app(settings)
-    async with running_worker(dev_client, settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
         headers = bearer(settings, borrower, "borrower")
-        created = await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "demo"},
-                                 headers=headers)
+        created = await api.post(
+            "/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "demo"}, headers=headers
+        )
         loan_id = created.json()["id"]
         await wait_loan_status(api, loan_id, headers, "funding")
         for investor in investors:
-            answer = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "25000.00"},
-                                    headers=bearer(settings, investor, "investor"))
+            answer = await api.post(
+                f"/v1/loans/{loan_id}/investments",
+                json={"amount": "25000.00"},
+                headers=bearer(settings, investor, "investor"),
+            )
             assert answer.status_code == 201, answer.text
         from tests.loan_helpers import give_money
 
@@ -179,8 +216,9 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(live_settings,
     await replay_and_maybe_record(handle, "loan_repaid_search_attributes")
 
 
-async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loan(live_settings, dev_client,
-                                                                                  session_factory, seeded, task_queue):
+async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loan(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     """Through the API on the sandbox clock: an operator approves a loan awaiting review, reads
     its live state; the borrower falls behind, and the deposit an operator confirms is
     collected at once (the confirm signals the loan), late fee included."""
@@ -205,8 +243,10 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "20000") for _ in range(2)]
     app = create_app(settings)
-    async with running_worker(dev_client, settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
         ops, mine = bearer(settings, operator, "operator"), bearer(settings, borrower, "borrower")
 
         async def live_view() -> dict:
@@ -228,17 +268,23 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
 
         product = {**STANDARD.model_dump(mode="json"), "code": "reviewed", "requires_manual_approval": True}
         assert (await api.post("/v1/operator/products", json=product, headers=ops)).status_code == 201
-        created = await api.post("/v1/loans", json={"product": "reviewed", "amount": "40000.00", "term_months": 3,
-                                                    "purpose": "stock"}, headers=mine)
+        created = await api.post(
+            "/v1/loans",
+            json={"product": "reviewed", "amount": "40000.00", "term_months": 3, "purpose": "stock"},
+            headers=mine,
+        )
         loan_id = created.json()["id"]
-        live = await poll(live_view, lambda v: v["status"] == "scoring" and v["risk_grade"],
-                          "the loan to be scored and await review")
+        live = await poll(
+            live_view, lambda v: v["status"] == "scoring" and v["risk_grade"], "the loan to be scored and await review"
+        )
         assert live["status"] == "scoring"
         assert (await api.get(f"/v1/operator/loans/{loan_id}/live", headers=mine)).status_code == 403
-        assert (await api.post(f"/v1/operator/loans/{loan_id}/decision", json={"approve": True},
-                               headers=mine)).status_code == 403
-        decided = await api.post(f"/v1/operator/loans/{loan_id}/decision",
-                                 json={"approve": True, "reason": "documents checked"}, headers=ops)
+        assert (
+            await api.post(f"/v1/operator/loans/{loan_id}/decision", json={"approve": True}, headers=mine)
+        ).status_code == 403
+        decided = await api.post(
+            f"/v1/operator/loans/{loan_id}/decision", json={"approve": True, "reason": "documents checked"}, headers=ops
+        )
         # Exactly "approved": the `decide` update answers once the review is over and the status
         # left "scoring", a condition checked as soon as `_set_status("approved")` (which
         # assigns first) awaits its record activity, before `_fund` can set "funding".
@@ -251,8 +297,11 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         assert (again.status_code, again.json()) == (200, {"status": "approved"})
         await wait_loan_status(api, loan_id, mine, "funding")
         for investor in investors:
-            answer = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "20000.00"},
-                                    headers=bearer(settings, investor, "investor"))
+            answer = await api.post(
+                f"/v1/loans/{loan_id}/investments",
+                json={"amount": "20000.00"},
+                headers=bearer(settings, investor, "investor"),
+            )
             assert answer.status_code == 201, answer.text
         await wait_loan_status(api, loan_id, mine, "active")
         available = (await api.get("/v1/wallets/me", headers=mine)).json()["available"]
@@ -261,13 +310,17 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         paid_out = await api.post(f"/v1/operator/withdrawals/{withdrawal.json()['id']}/pay", headers=ops)
         assert paid_out.status_code == 200, paid_out.text
         # the first installment falls due with the wallet empty: nothing is collected, it is overdue
-        schedule = await poll(schedule_now, lambda rows: rows and rows[0]["status"] != "pending",
-                              "the first due date", timeout=90)  # about 30 s of wall time away
+        schedule = await poll(
+            schedule_now, lambda rows: rows and rows[0]["status"] != "pending", "the first due date", timeout=90
+        )  # about 30 s of wall time away
         # The loan clock had reached the first due date when the installment went overdue, so
         # from now on it is at least that midnight + (real seconds since) x scale.
         seen_overdue = loop.time()
-        assert (schedule[0]["status"], schedule[0]["paid_principal"], schedule[0]["paid_interest"]) \
-            == ("overdue", "0.00", "0.00"), schedule[0]
+        assert (schedule[0]["status"], schedule[0]["paid_principal"], schedule[0]["paid_interest"]) == (
+            "overdue",
+            "0.00",
+            "0.00",
+        ), schedule[0]
         first_due, second_due = (date.fromisoformat(r["due_date"]) for r in schedule[:2])
         overdue_amount = D(schedule[0]["principal"]) + D(schedule[0]["interest"])
 
@@ -291,8 +344,9 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         confirmed = await api.post(f"/v1/operator/deposits/{deposit.json()['id']}/confirm", headers=ops)
         assert confirmed.status_code == 200
         # the confirmation signals the loan, which wakes and collects the overdue installment
-        live = await poll(live_view, lambda v: v["installments"][0]["status"] == "paid",
-                          "the overdue installment to be collected")
+        live = await poll(
+            live_view, lambda v: v["installments"][0]["status"] == "paid", "the overdue installment to be collected"
+        )
         loan_today = date.fromisoformat(live["loan_today"])
         first, second = live["installments"][:2]
         # The loan day of that collection (the workflow's view: days overdue when it accrued the fee).
@@ -310,12 +364,20 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         # So the overdue installment was collected by the deposit's signal, not by a wake-up at
         # the second due date (which would have taken both at once): the second is untouched.
         assert (second["status"], D(second["paid_principal"]), D(second["paid_interest"])) == (
-            "pending", D("0.00"), D("0.00"))
+            "pending",
+            D("0.00"),
+            D("0.00"),
+        )
         schedule = await schedule_now()
         assert (schedule[0]["status"], D(schedule[0]["late_fee_paid"]), D(schedule[0]["late_fee_accrued"])) == (
-            "paid", expected_fee, expected_fee)
+            "paid",
+            expected_fee,
+            expected_fee,
+        )
         assert (schedule[0]["paid_principal"], schedule[0]["paid_interest"]) == (
-            schedule[0]["principal"], schedule[0]["interest"])
+            schedule[0]["principal"],
+            schedule[0]["interest"],
+        )
         assert datetime.fromisoformat(schedule[0]["paid_at"]) >= confirming_at  # collected on the signal
         early = await api.post(f"/v1/loans/{loan_id}/early-repayment", headers=mine)
         assert early.status_code == 200, early.text
@@ -333,12 +395,14 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
     with session_factory() as session:
         assert_books_balance(session)
     # saved (RECORD_HISTORIES) only once the test's own checks have passed; search attributes on
-    await replay_and_maybe_record(dev_client.get_workflow_handle(f"loan-{loan_id}"),
-                                  "loan_review_approved_repaid_early")
+    await replay_and_maybe_record(
+        dev_client.get_workflow_handle(f"loan-{loan_id}"), "loan_review_approved_repaid_early"
+    )
 
 
-async def test_rejected_and_defaulted_loans_are_found_by_status_in_temporal(live_settings, dev_client,
-                                                                          session_factory, seeded, task_queue):
+async def test_rejected_and_defaulted_loans_are_found_by_status_in_temporal(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
     """Operators search the Temporal UI by LoanStatus: a loan rejected at scoring and one that
     defaulted carry their final status, grade and borrower in their search attributes."""
     from temporalio.common import SearchAttributeKey
@@ -350,17 +414,26 @@ async def test_rejected_and_defaulted_loans_are_found_by_status_in_temporal(live
     over_indebted = make_borrower(session_factory, income="20000", obligations="5000")
     investors = [make_investor(session_factory, "30000") for _ in range(2)]
     app = create_app(settings)
-    async with running_worker(dev_client, settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
         mine, theirs = bearer(settings, borrower, "borrower"), bearer(settings, over_indebted, "borrower")
-        refused = (await api.post("/v1/loans", json={"amount": "300000.00", "term_months": 12, "purpose": "boat"},
-                                  headers=theirs)).json()["id"]
-        doomed = (await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "stock"},
-                                 headers=mine)).json()["id"]
+        refused = (
+            await api.post(
+                "/v1/loans", json={"amount": "300000.00", "term_months": 12, "purpose": "boat"}, headers=theirs
+            )
+        ).json()["id"]
+        doomed = (
+            await api.post("/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "stock"}, headers=mine)
+        ).json()["id"]
         await wait_loan_status(api, doomed, mine, "funding")
         for investor in investors:
-            answer = await api.post(f"/v1/loans/{doomed}/investments", json={"amount": "25000.00"},
-                                    headers=bearer(settings, investor, "investor"))
+            answer = await api.post(
+                f"/v1/loans/{doomed}/investments",
+                json={"amount": "25000.00"},
+                headers=bearer(settings, investor, "investor"),
+            )
             assert answer.status_code == 201, answer.text
         await wait_loan_status(api, doomed, mine, "active")
         # the borrower spends the loan and never pays: 90 days overdue is 3 s here
@@ -379,6 +452,7 @@ async def test_rejected_and_defaulted_loans_are_found_by_status_in_temporal(live
     with session_factory() as session:
         assert_books_balance(session)
     # saved (RECORD_HISTORIES) only once the test's own checks have passed; search attributes on
-    await replay_and_maybe_record(dev_client.get_workflow_handle(f"loan-{refused}"),
-                                  "loan_scoring_rejected_search_attributes")
+    await replay_and_maybe_record(
+        dev_client.get_workflow_handle(f"loan-{refused}"), "loan_scoring_rejected_search_attributes"
+    )
     await replay_and_maybe_record(dev_client.get_workflow_handle(f"loan-{doomed}"), "loan_defaulted_search_attributes")

@@ -20,7 +20,6 @@ from models.loan_workflow import (
     ApprovalDecision,
     DisburseInput,
     DisburseResult,
-    InvestmentAccepted,
     InvestmentRequest,
 )
 from models.loans import LoanRequest
@@ -44,8 +43,9 @@ from workflows.loan import LoanWorkflow
 D = Decimal
 
 
-async def test_payment_beyond_the_dti_cap_is_rejected_with_reasons(time_skipping_env, session_factory, settings,
-                                                                  seeded, task_queue):
+async def test_payment_beyond_the_dti_cap_is_rejected_with_reasons(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     env = time_skipping_env
     borrower = make_borrower(session_factory, income="20000", obligations="5000")
     async with running_worker(env.client, settings, session_factory, task_queue):
@@ -63,7 +63,9 @@ async def test_payment_beyond_the_dti_cap_is_rejected_with_reasons(time_skipping
 async def test_manual_review_waits_for_an_operator(time_skipping_env, session_factory, settings, seeded, task_queue):
     env = time_skipping_env
     with unit_of_work(session_factory) as session:
-        create_product(session, ProductTerms(**{**STANDARD.model_dump(), "code": "agro", "requires_manual_approval": True}))
+        create_product(
+            session, ProductTerms(**{**STANDARD.model_dump(), "code": "agro", "requires_manual_approval": True})
+        )
         operator = new_user(session, "operator").id
     borrower = make_borrower(session_factory)
     async with running_worker(env.client, settings, session_factory, task_queue):
@@ -74,31 +76,40 @@ async def test_manual_review_waits_for_an_operator(time_skipping_env, session_fa
             while not (await wait_for_status(loan.handle, "scoring")).risk_grade:
                 await asyncio.sleep(0.02)
         decided = await approved.handle.execute_update(
-            LoanWorkflow.decide, ApprovalDecision(approve=True, operator_id=operator, reason="documents checked"))
+            LoanWorkflow.decide, ApprovalDecision(approve=True, operator_id=operator, reason="documents checked")
+        )
         # Exactly "approved": `_set_status("approved")` assigns the status, then awaits its record
         # activity; the update's wait condition (review over, status no longer "scoring") is
         # checked as soon as the workflow yields there, so the update answers before the
         # activity can complete and `_fund` move the loan on to "funding".
         assert decided.status == "approved"
         with pytest.raises(WorkflowUpdateFailedError):  # decided already
-            await approved.handle.execute_update(LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator))
+            await approved.handle.execute_update(
+                LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator)
+            )
         await wait_for_status(approved.handle, "funding")
         await rejected.handle.execute_update(
-            LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator, reason="collateral missing"))
+            LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator, reason="collateral missing")
+        )
         assert (await rejected.handle.result()).rejection_reason == "rejected by operator: collateral missing"
         # nobody invests in the approved one: its funding window closes (the test server skips the days)
-        assert ((await approved.handle.result()).status, (await approved.handle.result()).rejection_reason) \
-            == ("rejected", "funding_expired")
+        assert ((await approved.handle.result()).status, (await approved.handle.result()).rejection_reason) == (
+            "rejected",
+            "funding_expired",
+        )
     # saved (RECORD_HISTORIES) only once the test's own checks have passed
     await replay_and_maybe_record(approved.handle, "loan_review_approved")
     await replay_and_maybe_record(rejected.handle, "loan_review_rejected")
 
 
-async def test_review_without_an_operator_times_out_as_rejected(time_skipping_env, session_factory, settings,
-                                                                seeded, task_queue):
+async def test_review_without_an_operator_times_out_as_rejected(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     env = time_skipping_env
     with unit_of_work(session_factory) as session:
-        create_product(session, ProductTerms(**{**STANDARD.model_dump(), "code": "agro", "requires_manual_approval": True}))
+        create_product(
+            session, ProductTerms(**{**STANDARD.model_dump(), "code": "agro", "requires_manual_approval": True})
+        )
     borrower = make_borrower(session_factory)
     async with running_worker(env.client, settings, session_factory, task_queue):
         loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 12, product="agro")
@@ -108,8 +119,9 @@ async def test_review_without_an_operator_times_out_as_rejected(time_skipping_en
     await replay_and_maybe_record(loan.handle, "loan_review_timeout")
 
 
-async def test_funding_continues_as_new_before_the_servers_update_limit(time_skipping_env, session_factory, settings,
-                                                                         seeded, task_queue):
+async def test_funding_continues_as_new_before_the_servers_update_limit(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     """With a budget of 3 updates per run, six investments span several runs; the API's
     update helper retries what arrives while a run hands over, and nothing is lost."""
     env = time_skipping_env
@@ -120,10 +132,13 @@ async def test_funding_continues_as_new_before_the_servers_update_limit(time_ski
         await wait_for_status(loan.handle, "funding")
         for investor in investors:
             investment_id = uuid.uuid4()
-            await execute_loan_update(env.client, loan.handle.id, LoanWorkflow.invest,
-                                      InvestmentRequest(investment_id=investment_id, investor_id=investor,
-                                                        amount=D("10000.00")),
-                                      update_id=f"investment-{investment_id}")
+            await execute_loan_update(
+                env.client,
+                loan.handle.id,
+                LoanWorkflow.invest,
+                InvestmentRequest(investment_id=investment_id, investor_id=investor, amount=D("10000.00")),
+                update_id=f"investment-{investment_id}",
+            )
         latest = env.client.get_workflow_handle(loan.handle.id)
         await wait_for_status(latest, "active")
         assert (await latest.describe()).run_id != loan.handle.first_execution_run_id
@@ -138,14 +153,15 @@ async def test_funding_continues_as_new_before_the_servers_update_limit(time_ski
     await replay_and_maybe_record(loan.handle, "loan_continued_while_funding")  # every run
 
 
-async def test_a_disbursement_refused_for_good_releases_every_reservation(time_skipping_env, session_factory,
-                                                                         settings, seeded, task_queue):
+async def test_a_disbursement_refused_for_good_releases_every_reservation(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     """The ledger refuses the payout (here: a stand-in that says the reservations do not add
     up): the loan is cancelled and every investor's money is available again, not stuck."""
-    from core.errors import Conflict
-    from activities.errors import business_errors_are_final
-    from activities.documents import DocumentActivities
     from activities.auto_invest import AutoInvestActivities
+    from activities.documents import DocumentActivities
+    from activities.errors import business_errors_are_final
+    from core.errors import Conflict
     from documents.store import DocumentStore
     from workflows.auto_invest import AutoInvestWorkflow
 
@@ -162,12 +178,23 @@ async def test_a_disbursement_refused_for_good_releases_every_reservation(time_s
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     auto = AutoInvestActivities(session_factory, env.client)
     with ThreadPoolExecutor(max_workers=16) as executor:
-        worker = Worker(env.client, task_queue=task_queue, workflows=[LoanWorkflow, AutoInvestWorkflow],
-                        activity_executor=executor,
-                        activities=[loans.register_loan_request, loans.record_loan_status, loans.score_loan_request,
-                                    loans.reserve_investment, loans.release_investments, refuse,
-                                    documents.generate_loan_agreements, auto.plan_auto_investments,
-                                    auto.place_auto_investments])
+        worker = Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=[LoanWorkflow, AutoInvestWorkflow],
+            activity_executor=executor,
+            activities=[
+                loans.register_loan_request,
+                loans.record_loan_status,
+                loans.score_loan_request,
+                loans.reserve_investment,
+                loans.release_investments,
+                refuse,
+                documents.generate_loan_agreements,
+                auto.plan_auto_investments,
+                auto.place_auto_investments,
+            ],
+        )
         async with worker:
             loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 6)
             await wait_for_status(loan.handle, "funding")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -29,8 +29,9 @@ from workflows.loan import LoanWorkflow
 D = Decimal
 
 
-async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env, session_factory, settings,
-                                                                seeded, task_queue):
+async def test_loan_repaid_in_full_pays_each_investor_pro_rata(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     client = time_skipping_env.client
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "100000") for _ in range(3)]
@@ -46,8 +47,11 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env
         result = await loan.handle.result()
     assert result.status == "repaid"
     with session_factory() as session:
-        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
-                               .order_by(RepaymentInstallment.payment_num)).all()
+        rows = session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == loan.loan_id)
+            .order_by(RepaymentInstallment.payment_num)
+        ).all()
         assert [r.status for r in rows] == ["paid"] * 3
         # 100,000 at 14%/12 a month over 3 months: payment = A r (1+r)^3 / ((1+r)^3 - 1) = 34,114.118...
         # -> 34,114.12; interest 100,000 x 14%/12 = 1,166.67, 67,052.55 x 14%/12 = 782.28, and
@@ -58,7 +62,9 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(time_skipping_env
             (D("33720.71"), D("393.41"), D("33720.71"), D("393.41")),
         ]
         assert session.get(LoanRequest, loan.loan_id).status == "repaid"
-        assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {"repaid"}
+        assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {
+            "repaid"
+        }
         assert_books_balance(session)
     # Each installment (34,114.12 every month) is collected on its own due date and split 5:3:2:
     # 17,057.06 exactly; 10,234.236 and 6,822.824 round down to 10,234.23 and 6,822.82, and the
@@ -82,7 +88,9 @@ def withdraw_everything(factory, user_id) -> None:
         pay_withdrawal(session, withdrawal.id, new_user(session, "operator").id)
 
 
-async def funded_active_loan(env, factory, task_queue, borrower, amount="100000.00", term=3, shares=("50000.00", "30000.00", "20000.00")):
+async def funded_active_loan(
+    env, factory, task_queue, borrower, amount="100000.00", term=3, shares=("50000.00", "30000.00", "20000.00")
+):
     client = env.client
     investors = [make_investor(factory, "100000") for _ in shares]
     loan = await start_loan(client, factory, task_queue, borrower, amount, term)
@@ -94,13 +102,14 @@ async def funded_active_loan(env, factory, task_queue, borrower, amount="100000.
 
 
 def midnight(day):
-    from datetime import datetime, time, timezone
+    from datetime import datetime, time
 
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skipping_env, session_factory, settings,
-                                                                       seeded, task_queue):
+async def test_overdue_installment_is_collected_late_with_the_late_fee(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     env = time_skipping_env
     borrower = make_borrower(session_factory)
     async with running_worker(env.client, settings, session_factory, task_queue):
@@ -112,8 +121,11 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
         late = await wait_for_status(loan.handle, "active")
         assert late.installments[0].status == "overdue"
         with session_factory() as session:
-            row = session.scalars(select(RepaymentInstallment).where(
-                RepaymentInstallment.loan_id == loan.loan_id, RepaymentInstallment.payment_num == 1)).one()
+            row = session.scalars(
+                select(RepaymentInstallment).where(
+                    RepaymentInstallment.loan_id == loan.loan_id, RepaymentInstallment.payment_num == 1
+                )
+            ).one()
             assert row.status == "overdue"
         give_money(session_factory, borrower, "150000")
         await loan.handle.signal(LoanWorkflow.funds_arrived, FundsArrived())
@@ -128,8 +140,11 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
         result = await loan.handle.result()
     assert result.status == "repaid"
     with session_factory() as session:
-        row = session.scalars(select(RepaymentInstallment).where(
-            RepaymentInstallment.loan_id == loan.loan_id, RepaymentInstallment.payment_num == 1)).one()
+        row = session.scalars(
+            select(RepaymentInstallment).where(
+                RepaymentInstallment.loan_id == loan.loan_id, RepaymentInstallment.payment_num == 1
+            )
+        ).one()
         assert (row.status, row.late_fee_paid, row.late_fee_accrued) == ("paid", expected_fee, expected_fee)
         from models.loans import Notification
 
@@ -145,16 +160,23 @@ async def test_overdue_installment_is_collected_late_with_the_late_fee(time_skip
     await replay_and_maybe_record(loan.handle, "loan_late_then_paid")
 
 
-async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env, session_factory, settings,
-                                                               seeded, task_queue):
+async def test_default_is_covered_by_the_reserve_fund_pro_rata(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     from ledger.accounts import platform_account
     from ledger.postings import Leg, post_transaction
 
     env = time_skipping_env
     with unit_of_work(session_factory) as session:  # the fund holds 50,000 from earlier loans
-        post_transaction(session, key="test:reserve-topup", kind="reserve_topup", legs=[
-            Leg(platform_account(session, "nominal").id, D("-50000.00")),
-            Leg(platform_account(session, "reserve_fund").id, D("50000.00"))])
+        post_transaction(
+            session,
+            key="test:reserve-topup",
+            kind="reserve_topup",
+            legs=[
+                Leg(platform_account(session, "nominal").id, D("-50000.00")),
+                Leg(platform_account(session, "reserve_fund").id, D("50000.00")),
+            ],
+        )
     borrower = make_borrower(session_factory)
     async with running_worker(env.client, settings, session_factory, task_queue):
         loan, investors, _ = await funded_active_loan(env, session_factory, task_queue, borrower)
@@ -175,7 +197,8 @@ async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env
         investments = session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id)).all()
         assert {i.status for i in investments} == {"defaulted"}
         assert {i.investor_id: (i.reserve_cover_amount, i.loss_amount) for i in investments} == {
-            investor: (cover[investor], loss[investor]) for investor in investors}
+            investor: (cover[investor], loss[investor]) for investor in investors
+        }
         assert sum(i.loss_amount for i in investments) == D("48000.00")
         assert sum(i.reserve_cover_amount for i in investments) == covered
         rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)).all()
@@ -186,8 +209,9 @@ async def test_default_is_covered_by_the_reserve_fund_pro_rata(time_skipping_env
     await replay_and_maybe_record(loan.handle, "loan_defaulted")
 
 
-async def test_unfunded_loan_releases_every_reservation(time_skipping_env, session_factory, settings, seeded,
-                                                        task_queue):
+async def test_unfunded_loan_releases_every_reservation(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     env = time_skipping_env
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "50000") for _ in range(3)]
@@ -203,22 +227,26 @@ async def test_unfunded_loan_releases_every_reservation(time_skipping_env, sessi
         balance = balance_of(session_factory, investor)
         assert (balance.available, balance.reserved) == (D("50000.00"), D("0.00"))
     with session_factory() as session:
-        assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {"released"}
+        assert {i.status for i in session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id))} == {
+            "released"
+        }
         stored = session.get(LoanRequest, loan.loan_id)
         assert (stored.status, stored.rejection_reason, stored.funded_amount) == ("rejected", "funding_expired", 0)
         from models.auto_invest import InvestorYearTotal
 
         # the released reservations no longer count against the investors' 259-FZ year
-        totals = session.scalars(select(InvestorYearTotal.invested).where(
-            InvestorYearTotal.investor_id.in_(investors))).all()
+        totals = session.scalars(
+            select(InvestorYearTotal.invested).where(InvestorYearTotal.investor_id.in_(investors))
+        ).all()
         assert totals == [D("0.00")] * 3
         assert_books_balance(session)
     # saved (RECORD_HISTORIES) only once the test's own checks have passed
     await replay_and_maybe_record(loan.handle, "loan_unfunded")
 
 
-async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping_env, session_factory, settings,
-                                                                   seeded, task_queue):
+async def test_early_repayment_pays_principal_and_interest_to_date(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     from models.loan_workflow import EarlyRepaymentRequest
 
     env = time_skipping_env
@@ -233,9 +261,13 @@ async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping
         outstanding = sum((i.principal for i in state.installments[1:]), D(0))
         days = ((await env.get_current_time()).date() - first.due_date).days
         assert days == 15
-        expected_interest = (outstanding * snapshot.rate_annual / 100 * days / 365).quantize(D("0.01"), rounding=ROUND_HALF_UP)
+        expected_interest = (outstanding * snapshot.rate_annual / 100 * days / 365).quantize(
+            D("0.01"), rounding=ROUND_HALF_UP
+        )
         give_money(session_factory, borrower, "10000")  # the disbursed 97,000 fell short of 100,000 + interest
-        result = await loan.handle.execute_update(LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower))
+        result = await loan.handle.execute_update(
+            LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower)
+        )
         assert result.principal == outstanding and result.interest == expected_interest
         assert result.paid == outstanding + expected_interest
         final = await loan.handle.result()
@@ -249,8 +281,9 @@ async def test_early_repayment_pays_principal_and_interest_to_date(time_skipping
     await replay_and_maybe_record(loan.handle, "loan_repaid_early")
 
 
-async def test_early_repayment_without_the_money_is_refused(time_skipping_env, session_factory, settings,
-                                                            seeded, task_queue):
+async def test_early_repayment_without_the_money_is_refused(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     from temporalio.client import WorkflowUpdateFailedError
 
     from models.loan_workflow import EarlyRepaymentRequest
@@ -269,15 +302,17 @@ async def test_early_repayment_without_the_money_is_refused(time_skipping_env, s
         assert_books_balance(session)
 
 
-async def test_long_loan_continues_as_new_and_still_repays_exactly(time_skipping_env, session_factory, settings,
-                                                                    seeded, task_queue):
+async def test_long_loan_continues_as_new_and_still_repays_exactly(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     env = time_skipping_env
     borrower = make_borrower(session_factory, income="500000")
     investors = [make_investor(session_factory, "100000") for _ in range(2)]
     async with running_worker(env.client, settings, session_factory, task_queue):
         # a small history budget forces several runs
-        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 36,
-                                history_events_per_run=60)
+        loan = await start_loan(
+            env.client, session_factory, task_queue, borrower, "100000.00", 36, history_events_per_run=60
+        )
         await wait_for_status(loan.handle, "funding")
         for investor in investors:
             await invest(loan.handle, investor, "50000.00")
@@ -297,21 +332,21 @@ async def test_long_loan_continues_as_new_and_still_repays_exactly(time_skipping
     await replay_and_maybe_record(loan.handle, "loan_continued_while_repaying")  # every run
 
 
-async def test_a_pinned_clock_origin_sets_the_loans_start_date(time_skipping_env, session_factory, settings,
-                                                               seeded, task_queue):
+async def test_a_pinned_clock_origin_sets_the_loans_start_date(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
     """The benchmarks pin many loans to one clock origin so their installments fall due at
     the same instant: the schedule then starts from the origin's date, not the payout's."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dateutil.relativedelta import relativedelta
 
     env = time_skipping_env
     borrower = make_borrower(session_factory)
-    origin = datetime.now(timezone.utc) - timedelta(days=3)
+    origin = datetime.now(UTC) - timedelta(days=3)
     investors = [make_investor(session_factory, "100000") for _ in range(2)]
     async with running_worker(env.client, settings, session_factory, task_queue):
-        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 3,
-                                clock_origin=origin)
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 3, clock_origin=origin)
         await wait_for_status(loan.handle, "funding")
         for investor in investors:
             await invest(loan.handle, investor, "50000.00")

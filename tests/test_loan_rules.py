@@ -47,21 +47,31 @@ def test_the_lifecycle_table_is_the_diagram():
 
 def test_refusals_keep_the_types_loan_histories_carry():
     # these names are in the update failures of running loans' histories and in the API's table
-    assert set(REFUSALS) == {"TryAgain", "LoanNotFunding", "OverFunding", "InvalidInvestment", "NotAwaitingReview",
-                             "LoanNotActive", "InsufficientFunds"}
+    assert set(REFUSALS) == {
+        "TryAgain",
+        "LoanNotFunding",
+        "OverFunding",
+        "InvalidInvestment",
+        "NotAwaitingReview",
+        "LoanNotActive",
+        "InsufficientFunds",
+    }
 
 
 # -- investing -------------------------------------------------------------------------------------
 RULES = {"loan_amount": D("100000.00"), "min_investment": D("1000.00"), "max_investor_share_percent": D("50")}
 
 
-@pytest.mark.parametrize(("amount", "funded", "already", "refusal", "message"), [
-    ("0", "0", "0", InvalidInvestment, "positive"),
-    ("1000.001", "0", "0", InvalidInvestment, "two decimals"),
-    ("999.99", "0", "0", InvalidInvestment, "minimum investment is 1000.00"),
-    ("20000.00", "90000.00", "0", OverFunding, "only 10000.00 is left"),
-    ("30000.00", "0", "25000.00", InvalidInvestment, "at most 50% of this loan (50000.00); you hold 25000.00"),
-])
+@pytest.mark.parametrize(
+    ("amount", "funded", "already", "refusal", "message"),
+    [
+        ("0", "0", "0", InvalidInvestment, "positive"),
+        ("1000.001", "0", "0", InvalidInvestment, "two decimals"),
+        ("999.99", "0", "0", InvalidInvestment, "minimum investment is 1000.00"),
+        ("20000.00", "90000.00", "0", OverFunding, "only 10000.00 is left"),
+        ("30000.00", "0", "25000.00", InvalidInvestment, "at most 50% of this loan (50000.00); you hold 25000.00"),
+    ],
+)
 def test_investment_refusals(amount, funded, already, refusal, message):
     with pytest.raises(refusal, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_investment(D(amount), funded_amount=D(funded), already_invested=D(already), **RULES)
@@ -86,7 +96,8 @@ def test_an_accepted_investment_never_over_funds_nor_breaks_the_cap(amount, fund
 
 # -- collection waterfall --------------------------------------------------------------------------
 owed_items = st.lists(st.tuples(kopecks, kopecks, kopecks), min_size=1, max_size=6).map(
-    lambda rows: [AmountsDue(payment_num=n + 1, fee=f, interest=i, principal=p) for n, (f, i, p) in enumerate(rows)])
+    lambda rows: [AmountsDue(payment_num=n + 1, fee=f, interest=i, principal=p) for n, (f, i, p) in enumerate(rows)]
+)
 
 
 @given(available=kopecks, owed=owed_items)
@@ -100,23 +111,31 @@ def test_the_waterfall_takes_what_is_there_up_to_what_is_owed_oldest_first(avail
     flat_owed = [x for o in owed for x in (o.fee, o.interest, o.principal)]
     short = next((k for k, (p, o) in enumerate(zip(flat_paid, flat_owed)) if p < o), None)
     if short is not None:
-        assert all(p == 0 for p in flat_paid[short + 1:])
+        assert all(p == 0 for p in flat_paid[short + 1 :])
 
 
 def test_a_partial_collection_pays_the_fee_then_interest_then_principal():
-    owed = [AmountsDue(payment_num=1, fee=D("55.30"), interest=D("900.00"), principal=D("7000.00")),
-            AmountsDue(payment_num=2, fee=D("0.00"), interest=D("900.00"), principal=D("7000.00"))]
+    owed = [
+        AmountsDue(payment_num=1, fee=D("55.30"), interest=D("900.00"), principal=D("7000.00")),
+        AmountsDue(payment_num=2, fee=D("0.00"), interest=D("900.00"), principal=D("7000.00")),
+    ]
     paid = collection_waterfall(D("1000.00"), owed)
-    assert paid == [InstallmentAmounts(payment_num=1, fee=D("55.30"), interest=D("900.00"), principal=D("44.70")),
-                    InstallmentAmounts(payment_num=2, fee=D("0.00"), interest=D("0.00"), principal=D("0.00"))]
+    assert paid == [
+        InstallmentAmounts(payment_num=1, fee=D("55.30"), interest=D("900.00"), principal=D("44.70")),
+        InstallmentAmounts(payment_num=2, fee=D("0.00"), interest=D("0.00"), principal=D("0.00")),
+    ]
     assert not paid[0].settles(owed[0])
     assert collection_waterfall(D("20000.00"), owed)[0].settles(owed[0])
 
 
 # -- early repayment -------------------------------------------------------------------------------
 def _installments(start: date, rows: list[tuple[str, str]]) -> list[InstallmentState]:
-    return [InstallmentState(payment_num=n + 1, due_date=start + timedelta(days=30 * (n + 1)), principal=D(p),
-                             interest=D(i)) for n, (p, i) in enumerate(rows)]
+    return [
+        InstallmentState(
+            payment_num=n + 1, due_date=start + timedelta(days=30 * (n + 1)), principal=D(p), interest=D(i)
+        )
+        for n, (p, i) in enumerate(rows)
+    ]
 
 
 def test_early_repayment_quote_by_hand():
@@ -126,11 +145,16 @@ def test_early_repayment_quote_by_hand():
     today = rows[0].due_date + timedelta(days=15)
     quote = quote_early_repayment(rows, today, start, D("14.00"))
     # 70,000 outstanding x 14% x 15/365 = 402.739... -> 402.74, capped by the 700.00 of the month
-    assert quote == [AmountsDue(payment_num=2, fee=D(0), interest=D("402.74"), principal=D("33000.00")),
-                     AmountsDue(payment_num=3, fee=D(0), interest=D(0), principal=D("37000.00"))]
+    assert quote == [
+        AmountsDue(payment_num=2, fee=D(0), interest=D("402.74"), principal=D("33000.00")),
+        AmountsDue(payment_num=3, fee=D(0), interest=D(0), principal=D("37000.00")),
+    ]
 
 
-@given(days=st.integers(min_value=0, max_value=120), rate=st.integers(min_value=0, max_value=3000).map(lambda n: D(n) / 100))
+@given(
+    days=st.integers(min_value=0, max_value=120),
+    rate=st.integers(min_value=0, max_value=3000).map(lambda n: D(n) / 100),
+)
 def test_early_repayment_takes_all_the_principal_and_never_more_interest_than_scheduled(days, rate):
     start = date(2027, 1, 31)
     rows = _installments(start, [("30000.00", "1000.00"), ("33000.00", "700.00"), ("37000.00", "400.00")])
@@ -144,8 +168,11 @@ def test_early_repayment_takes_all_the_principal_and_never_more_interest_than_sc
 
 # -- default -------------------------------------------------------------------------------------
 holdings_st = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 5_000_000)), min_size=1, max_size=8).map(
-    lambda rows: [Holding(investment_id=uuid.UUID(int=n + 1), investor_id=uuid.UUID(int=1000 + who),
-                          amount=D(cents) / 100) for n, (who, cents) in enumerate(rows)])
+    lambda rows: [
+        Holding(investment_id=uuid.UUID(int=n + 1), investor_id=uuid.UUID(int=1000 + who), amount=D(cents) / 100)
+        for n, (who, cents) in enumerate(rows)
+    ]
+)
 
 
 @given(holdings=holdings_st, fund=kopecks, outstanding=kopecks)
@@ -162,11 +189,16 @@ def test_the_default_split_adds_up_to_the_kopek(holdings, fund, outstanding):
 
 def test_the_default_split_by_hand():
     a, b = uuid.UUID(int=1001), uuid.UUID(int=1002)
-    holdings = [Holding(uuid.UUID(int=1), a, D("50000.00")), Holding(uuid.UUID(int=2), b, D("30000.00")),
-                Holding(uuid.UUID(int=3), a, D("20000.00"))]
+    holdings = [
+        Holding(uuid.UUID(int=1), a, D("50000.00")),
+        Holding(uuid.UUID(int=2), b, D("30000.00")),
+        Holding(uuid.UUID(int=3), a, D("20000.00")),
+    ]
     split = split_default(D("90000.00"), reserve_cover(D("52000.00"), D("90000.00")), holdings)
     # investor a lent 70%: 36,400 of the 52,000 cover and 63,000 of the 90,000 outstanding
     assert split.cover_by_investor == {a: D("36400.00"), b: D("15600.00")}
-    assert split.by_investment == {uuid.UUID(int=1): (D("26000.00"), D("19000.00")),
-                                   uuid.UUID(int=3): (D("10400.00"), D("7600.00")),
-                                   uuid.UUID(int=2): (D("15600.00"), D("11400.00"))}
+    assert split.by_investment == {
+        uuid.UUID(int=1): (D("26000.00"), D("19000.00")),
+        uuid.UUID(int=3): (D("10400.00"), D("7600.00")),
+        uuid.UUID(int=2): (D("15600.00"), D("11400.00")),
+    }

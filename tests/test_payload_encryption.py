@@ -85,8 +85,15 @@ def test_settings_refuse_bad_or_development_keys(settings):
 
 
 def _codec_body(payloads: list[Payload]) -> dict:
-    return {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
-                          "data": base64.b64encode(p.data).decode()} for p in payloads]}
+    return {
+        "payloads": [
+            {
+                "metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+                "data": base64.b64encode(p.data).decode(),
+            }
+            for p in payloads
+        ]
+    }
 
 
 async def test_codec_server_decodes_for_operators_only(client, settings, operator, compliance, session_factory):
@@ -106,8 +113,12 @@ async def test_codec_server_decodes_for_operators_only(client, settings, operato
     investor = sign_up(client, "investor")
     for headers, status in ((investor.headers, 403), (compliance.headers, 403), ({}, 401)):
         assert client.post("/codec/decode", json=body, headers=headers).status_code == status
-    assert client.post("/codec/decode", json={"payloads": [{"metadata": {}, "data": "%%%"}]},
-                       headers=operator.headers).status_code == 422
+    assert (
+        client.post(
+            "/codec/decode", json={"payloads": [{"metadata": {}, "data": "%%%"}]}, headers=operator.headers
+        ).status_code
+        == 422
+    )
 
     # The UI's way in: a codec link, which dies with the operator's access.
     link = client.get("/v1/operator/codec-endpoint", headers=operator.headers).json()["endpoint"]
@@ -148,8 +159,9 @@ def _payloads(message: Message, path: str = ""):
             yield from _payloads(value, where)
 
 
-async def test_a_loans_stored_history_holds_no_clear_text_personal_data(live_settings, dev_client, session_factory,
-                                                                        seeded, task_queue, operator):
+async def test_a_loans_stored_history_holds_no_clear_text_personal_data(
+    live_settings, dev_client, session_factory, seeded, task_queue, operator
+):
     settings = live_settings
     income = "123457.89"
     borrower = make_borrower(session_factory, income=income)
@@ -158,16 +170,22 @@ async def test_a_loans_stored_history_holds_no_clear_text_personal_data(live_set
         email = session.get(User, borrower).email
         investor_email = session.get(User, investor).email
     app = create_app(settings)
-    async with running_worker(dev_client, settings, session_factory, task_queue), \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
         headers = bearer(settings, borrower, "borrower")
-        created = await api.post("/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "roof"},
-                                 headers=headers)
+        created = await api.post(
+            "/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "roof"}, headers=headers
+        )
         assert created.status_code == 201, created.text
         loan_id = created.json()["id"]
         await wait_loan_status(api, loan_id, headers, "funding")
-        invested = await api.post(f"/v1/loans/{loan_id}/investments", json={"amount": "15000.00"},
-                                  headers=bearer(settings, investor, "investor"))
+        invested = await api.post(
+            f"/v1/loans/{loan_id}/investments",
+            json={"amount": "15000.00"},
+            headers=bearer(settings, investor, "investor"),
+        )
         assert invested.status_code == 201, invested.text
         handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
         await handle.terminate("test over")
@@ -185,8 +203,13 @@ async def test_a_loans_stored_history_holds_no_clear_text_personal_data(live_set
         # the SDK's patch markers (they hold only a patch id, such as "loan-agreements").
         patch_markers = [p for where, p in found if "details[patch-data]" in where]
         assert all(b'"id":"' in p.data and b"@" not in p.data for p in patch_markers)
-        clear = [where for where, p in found if p.metadata.get("encoding") != ENCODING
-                 and "search_attributes" not in where and "details[patch-data]" not in where]
+        clear = [
+            where
+            for where, p in found
+            if p.metadata.get("encoding") != ENCODING
+            and "search_attributes" not in where
+            and "details[patch-data]" not in where
+        ]
         assert clear == [], f"payloads stored in clear text: {clear}"
         # The workflow id and the search attributes (the only clear-text fields) carry no PII.
         assert description.id == f"loan-{loan_id}"
@@ -196,14 +219,24 @@ async def test_a_loans_stored_history_holds_no_clear_text_personal_data(live_set
 
         # An operator reads the same input through the codec server.
         started = history.events[0].workflow_execution_started_event_attributes.input.payloads
-        decoded = await api.post("/codec/decode", json=_codec_body(list(started)),
-                                 headers=bearer(settings, uuid.UUID(operator.id), "operator"))
+        decoded = await api.post(
+            "/codec/decode",
+            json=_codec_body(list(started)),
+            headers=bearer(settings, uuid.UUID(operator.id), "operator"),
+        )
         assert decoded.status_code == 200, decoded.text
         assert b'"amount":"100000' in base64.b64decode(decoded.json()["payloads"][0]["data"])
 
 
 def test_codec_links_are_redacted_from_access_logs():
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5000", "POST", "/codec/eyJhbGciOi.secret.sig/decode", "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", "/codec/eyJhbGciOi.secret.sig/decode", "1.1", 200),
+        None,
+    )
     assert RedactCodecLinks().filter(record)
     assert record.getMessage() == '127.0.0.1:5000 - "POST /codec/<redacted>/decode HTTP/1.1" 200'

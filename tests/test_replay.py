@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tests.history_replay import HISTORIES, check_replay, load_history, manifest, saved_histories, sha256_of
 
 # Every path a loan can take that the workflow code must keep deciding the same way: where
@@ -25,23 +26,42 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
     "loan_defaulted": ("defaulted", None, "test_loan_lifecycle: written off, reserve fund cover"),
     "loan_unfunded": ("rejected", "funding_expired", "test_loan_lifecycle: the funding window closes"),
     "loan_repaid_early": ("repaid", None, "test_loan_lifecycle: repay_early update"),
-    "loan_scoring_rejected": ("rejected", "the monthly payment would take the debt-to-income ratio",
-                              "test_loan_decisions: the debt-to-income cap rejects at scoring"),
-    "loan_review_approved": ("rejected", "funding_expired",
-                             "test_loan_decisions: an operator approves (decide), nobody invests"),
-    "loan_review_rejected": ("rejected", "rejected by operator: collateral missing",
-                             "test_loan_decisions: an operator rejects (decide)"),
+    "loan_scoring_rejected": (
+        "rejected",
+        "the monthly payment would take the debt-to-income ratio",
+        "test_loan_decisions: the debt-to-income cap rejects at scoring",
+    ),
+    "loan_review_approved": (
+        "rejected",
+        "funding_expired",
+        "test_loan_decisions: an operator approves (decide), nobody invests",
+    ),
+    "loan_review_rejected": (
+        "rejected",
+        "rejected by operator: collateral missing",
+        "test_loan_decisions: an operator rejects (decide)",
+    ),
     "loan_review_timeout": ("rejected", "review_timeout", "test_loan_decisions: nobody decides in time"),
-    "loan_disbursement_refused": ("rejected", "disbursement_refused: reservations",
-                                  "test_loan_decisions: disbursement refused for good, the compensate patch"),
+    "loan_disbursement_refused": (
+        "rejected",
+        "disbursement_refused: reservations",
+        "test_loan_decisions: disbursement refused for good, the compensate patch",
+    ),
     "loan_continued_while_funding": ("repaid", None, "test_loan_decisions: continue-as-new between investments"),
     "loan_continued_while_repaying": ("repaid", None, "test_loan_lifecycle: continue-as-new between installments"),
     "loan_repaid_search_attributes": ("repaid", None, "test_loan_api: through the API, search attributes on"),
-    "loan_scoring_rejected_search_attributes": ("rejected", "the monthly payment would take",
-                                                "test_loan_api: rejected at scoring, search attributes on"),
+    "loan_scoring_rejected_search_attributes": (
+        "rejected",
+        "the monthly payment would take",
+        "test_loan_api: rejected at scoring, search attributes on",
+    ),
     "loan_defaulted_search_attributes": ("defaulted", None, "test_loan_api: defaulted, search attributes on"),
-    "loan_review_approved_repaid_early": ("repaid", None, "test_loan_api: through the API, search attributes on: "
-                                          "approved, funded, overdue, woken by a deposit, repaid early"),
+    "loan_review_approved_repaid_early": (
+        "repaid",
+        None,
+        "test_loan_api: through the API, search attributes on: "
+        "approved, funded, overdue, woken by a deposit, repaid early",
+    ),
 }
 
 SAVED = saved_histories()
@@ -49,9 +69,11 @@ OUTCOMES = sorted(HISTORIES.glob("*.outcome.json"))
 MANIFEST = manifest()
 # One case per saved history, stored outcome and manifest line: a history whose outcome was
 # lost, an outcome whose history was deleted, or both deleted, is a failing case.
-CASES = sorted({p.name.removesuffix(".json") for p in SAVED}
-               | {p.name.removesuffix(".outcome.json") for p in OUTCOMES}
-               | {name.removesuffix(".json") for name in MANIFEST})
+CASES = sorted(
+    {p.name.removesuffix(".json") for p in SAVED}
+    | {p.name.removesuffix(".outcome.json") for p in OUTCOMES}
+    | {name.removesuffix(".json") for name in MANIFEST}
+)
 
 
 def _stored(stem: str) -> tuple[Path, dict]:
@@ -66,8 +88,9 @@ def _stored(stem: str) -> tuple[Path, dict]:
 async def test_saved_history_replays_to_its_stored_outcome(stem: str):
     history_file, meta = _stored(stem)
     # unaltered since it was recorded: a history that running loans may have is never replaced
-    assert sha256_of(history_file) == meta["history_sha256"] == MANIFEST[history_file.name], \
+    assert sha256_of(history_file) == meta["history_sha256"] == MANIFEST[history_file.name], (
         f"{history_file.name} was changed after recording"
+    )
     history = await load_history(history_file.read_text())
     assert history.events, f"{history_file.name} holds no events"
     outcome, _ = await check_replay(history, expected=meta)

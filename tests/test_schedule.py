@@ -16,6 +16,7 @@ from domain.schedule import ScheduleError, annuity_payment, build_schedule, mont
 
 D = Decimal
 
+
 def exact_interest(balance: Decimal, rate_annual: Decimal) -> Decimal:
     """An independent oracle: exact rational arithmetic, rounded half up to kopecks."""
     kopecks = Fraction(balance) * Fraction(rate_annual) / 1200 * 100
@@ -110,7 +111,11 @@ def test_published_pmt_figures():
 def test_month_ends_do_not_drift():
     schedule = build_schedule(D("12000.00"), D("12"), 4, date(2024, 1, 31))
     assert [i.due_date for i in schedule.installments] == [
-        date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30), date(2024, 5, 31)]
+        date(2024, 2, 29),
+        date(2024, 3, 31),
+        date(2024, 4, 30),
+        date(2024, 5, 31),
+    ]
 
 
 def test_differentiated_example():
@@ -133,15 +138,18 @@ def test_interest_only_months():
     assert sum(i.principal for i in rest) == D("120000.00")
 
 
-@pytest.mark.parametrize("args, message", [
-    ((D("-1"), D("10"), 12), "positive"),
-    ((D("0"), D("10"), 12), "positive"),
-    ((D("100.001"), D("10"), 12), "two decimals"),
-    ((D("100"), D("-1"), 12), "zero or positive"),
-    ((D("100"), D("10"), 0), "whole number"),
-    ((D("100"), D("10"), 12.5), "whole number"),
-    ((D("100"), D("NaN"), 12), "zero or positive"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((D("-1"), D("10"), 12), "positive"),
+        ((D("0"), D("10"), 12), "positive"),
+        ((D("100.001"), D("10"), 12), "two decimals"),
+        ((D("100"), D("-1"), 12), "zero or positive"),
+        ((D("100"), D("10"), 0), "whole number"),
+        ((D("100"), D("10"), 12.5), "whole number"),
+        ((D("100"), D("NaN"), 12), "zero or positive"),
+    ],
+)
 def test_bad_inputs_are_refused(args, message):
     with pytest.raises(ScheduleError, match=message):
         build_schedule(*args, start_date=date(2026, 1, 1))

@@ -31,17 +31,26 @@ D = Decimal
 CAP = D(50)
 
 
-def request(income="120000", obligations="20000", months=24, amount="500000", term=24,
-            history=PaymentHistory(), cap=CAP) -> ScoringInput:
+def request(
+    income="120000", obligations="20000", months=24, amount="500000", term=24, history=PaymentHistory(), cap=CAP
+) -> ScoringInput:
     payment = annuity_payment(D(amount), D("29.00"), term)  # the dearest grade, as the activity does
-    return ScoringInput(monthly_income=D(income), monthly_obligations=D(obligations), employment_months=months,
-                        monthly_payment=payment, amount=D(amount), max_debt_to_income_percent=cap, history=history)
+    return ScoringInput(
+        monthly_income=D(income),
+        monthly_obligations=D(obligations),
+        employment_months=months,
+        monthly_payment=payment,
+        amount=D(amount),
+        max_debt_to_income_percent=cap,
+        history=history,
+    )
 
 
 # -- the characteristic borrowers -----------------------------------------------------------
 ON_TIME = PaymentHistory(balance=12 * 10 + 50, on_time_installments=12, loans_repaid=1)
-DEFAULTED = PaymentHistory(balance=3 * 10 - 4 * 30 - 400, on_time_installments=3, late_installments=4,
-                           loans_defaulted=1)
+DEFAULTED = PaymentHistory(
+    balance=3 * 10 - 4 * 30 - 400, on_time_installments=3, late_installments=4, loans_defaulted=1
+)
 
 
 def test_a_newcomer_with_good_income_is_approved_on_the_profile_alone():
@@ -77,8 +86,10 @@ def test_a_payment_beyond_the_products_dti_cap_is_refused_whatever_the_score():
     # 80.8% of income is under the 90% cap: no refusal, but the load costs 100 points and the
     # score (450 base - 100 + 80 employment + 50 amount, no history = 480) is E, below 500: a review
     assert (looser.score, looser.grade, looser.decision, looser.reject_reason) == (480, "E", "review", None)
-    assert "80.8% of income: a debt load near the cap" in next(
-        f for f in looser.factors if f.name == "debt_to_income").reason
+    assert (
+        "80.8% of income: a debt load near the cap"
+        in next(f for f in looser.factors if f.name == "debt_to_income").reason
+    )
 
 
 def test_a_history_beyond_the_rules_bound_counts_only_up_to_it():
@@ -90,26 +101,44 @@ def test_a_history_beyond_the_rules_bound_counts_only_up_to_it():
 
 # -- properties -------------------------------------------------------------------------------
 money = st.decimals(min_value=0, max_value=5_000_000, places=2)
-histories = st.builds(PaymentHistory, balance=st.integers(-3000, 3000), on_time_installments=st.integers(0, 300),
-                      late_installments=st.integers(0, 50), loans_repaid=st.integers(0, 20),
-                      loans_defaulted=st.integers(0, 3))
+histories = st.builds(
+    PaymentHistory,
+    balance=st.integers(-3000, 3000),
+    on_time_installments=st.integers(0, 300),
+    late_installments=st.integers(0, 50),
+    loans_repaid=st.integers(0, 20),
+    loans_defaulted=st.integers(0, 3),
+)
 
 
-@given(money, money, st.integers(0, 600), st.decimals(min_value=1, max_value=1_000_000, places=2),
-       st.decimals(min_value=1000, max_value=50_000_000, places=2), histories,
-       st.decimals(min_value=1, max_value=100, places=1))
-def test_the_score_is_the_base_plus_its_factors_and_the_decision_follows(income, obligations, months, payment,
-                                                                        amount, history, cap):
-    data = ScoringInput(monthly_income=income, monthly_obligations=obligations, employment_months=months,
-                        monthly_payment=payment, amount=amount, max_debt_to_income_percent=cap, history=history)
+@given(
+    money,
+    money,
+    st.integers(0, 600),
+    st.decimals(min_value=1, max_value=1_000_000, places=2),
+    st.decimals(min_value=1000, max_value=50_000_000, places=2),
+    histories,
+    st.decimals(min_value=1, max_value=100, places=1),
+)
+def test_the_score_is_the_base_plus_its_factors_and_the_decision_follows(
+    income, obligations, months, payment, amount, history, cap
+):
+    data = ScoringInput(
+        monthly_income=income,
+        monthly_obligations=obligations,
+        employment_months=months,
+        monthly_payment=payment,
+        amount=amount,
+        max_debt_to_income_percent=cap,
+        history=history,
+    )
     result = score_request(DEFAULT_RULES, data)
     assert 0 <= result.score <= 1000
     assert all(f.reason for f in result.factors)
     if income == 0:
         assert result.decision == "reject"
         return
-    assert [f.name for f in result.factors] == ["debt_to_income", "employment", "amount_to_income",
-                                                "payment_history"]
+    assert [f.name for f in result.factors] == ["debt_to_income", "employment", "amount_to_income", "payment_history"]
     assert result.score == max(0, min(1000, DEFAULT_RULES.base_score + sum(f.points for f in result.factors)))
     assert result.grade == grade_for(DEFAULT_RULES, result.score)
     if (obligations + payment) * 100 / income > cap:
@@ -121,17 +150,23 @@ def test_the_score_is_the_base_plus_its_factors_and_the_decision_follows(income,
         assert result.grade is not None
 
 
-@given(st.decimals(min_value=1000, max_value=1_000_000, places=2), st.integers(0, 600), histories,
-       st.integers(1, 500))
+@given(st.decimals(min_value=1000, max_value=1_000_000, places=2), st.integers(0, 600), histories, st.integers(1, 500))
 def test_more_points_never_lower_the_score(income, months, history, more):
     data = request(income=str(income), months=months, history=history, cap=D(100))
-    better = request(income=str(income), months=months, cap=D(100),
-                     history=PaymentHistory(**{**history.__dict__, "balance": history.balance + more}))
+    better = request(
+        income=str(income),
+        months=months,
+        cap=D(100),
+        history=PaymentHistory(**{**history.__dict__, "balance": history.balance + more}),
+    )
     assert score_request(DEFAULT_RULES, better).score >= score_request(DEFAULT_RULES, data).score
 
 
-@given(st.decimals(min_value=1000, max_value=1_000_000, places=2), st.decimals(min_value=0, max_value=500_000, places=2),
-       st.integers(0, 600))
+@given(
+    st.decimals(min_value=1000, max_value=1_000_000, places=2),
+    st.decimals(min_value=0, max_value=500_000, places=2),
+    st.integers(0, 600),
+)
 def test_more_income_never_lowers_the_score(income, raise_, months):
     lower = score_request(DEFAULT_RULES, request(income=str(income), months=months, cap=D(100)))
     higher = score_request(DEFAULT_RULES, request(income=str(income + raise_), months=months, cap=D(100)))
@@ -143,20 +178,52 @@ def rules_with(**changes) -> dict:
     return {**DEFAULT_RULES.model_dump(mode="json"), **changes}
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"grade_floors": {"A": 600, "B": 700, "C": 600, "D": 500, "E": 400}}, "grade_floors"),
-    ({"reject_below": 600, "review_below": 500}, "reject_below"),
-    ({"reject_below": 300}, "grade E"),
-    ({"employment_months": [{"at_least": 0, "points": 0, "label": "x"}, {"at_least": 12, "points": 5, "label": "y"}]},
-     "employment_months"),
-    ({"debt_to_income_percent": [{"up_to": "30", "points": 0, "label": "x"}, {"up_to": "20", "points": 5, "label": "y"},
-                                 {"up_to": None, "points": 0, "label": "z"}]}, "lowest bound up"),
-    ({"behaviour": {"points": {"on_time_installment": 10, "late_installment": 5, "loan_repaid": 50,
-                               "loan_defaulted": -400}, "min_contribution": -500, "max_contribution": 250}},
-     "cannot earn points"),
-    ({"behaviour": {"points": {"on_time_installment": 10}, "min_contribution": -500, "max_contribution": 250}},
-     "need a value"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"grade_floors": {"A": 600, "B": 700, "C": 600, "D": 500, "E": 400}}, "grade_floors"),
+        ({"reject_below": 600, "review_below": 500}, "reject_below"),
+        ({"reject_below": 300}, "grade E"),
+        (
+            {
+                "employment_months": [
+                    {"at_least": 0, "points": 0, "label": "x"},
+                    {"at_least": 12, "points": 5, "label": "y"},
+                ]
+            },
+            "employment_months",
+        ),
+        (
+            {
+                "debt_to_income_percent": [
+                    {"up_to": "30", "points": 0, "label": "x"},
+                    {"up_to": "20", "points": 5, "label": "y"},
+                    {"up_to": None, "points": 0, "label": "z"},
+                ]
+            },
+            "lowest bound up",
+        ),
+        (
+            {
+                "behaviour": {
+                    "points": {
+                        "on_time_installment": 10,
+                        "late_installment": 5,
+                        "loan_repaid": 50,
+                        "loan_defaulted": -400,
+                    },
+                    "min_contribution": -500,
+                    "max_contribution": 250,
+                }
+            },
+            "cannot earn points",
+        ),
+        (
+            {"behaviour": {"points": {"on_time_installment": 10}, "min_contribution": -500, "max_contribution": 250}},
+            "need a value",
+        ),
+    ],
+)
 def test_rules_that_make_no_sense_are_refused(changes, message):
     with pytest.raises(ValidationError, match=message):
         ScoringRules.model_validate(rules_with(**changes))
@@ -168,29 +235,38 @@ def test_operators_change_the_rules_as_new_versions(client, operator, compliance
     current = client.get("/v1/operator/scoring-rules", headers=compliance.headers)
     assert current.status_code == 200 and current.json()["version"] == 1
     changed = rules_with(base_score=400)
-    answer = client.put("/v1/operator/scoring-rules", json={"rules": changed, "note": "more prudent"},
-                        headers=operator.headers)
+    answer = client.put(
+        "/v1/operator/scoring-rules", json={"rules": changed, "note": "more prudent"}, headers=operator.headers
+    )
     assert answer.status_code == 201, answer.text
     assert (answer.json()["version"], answer.json()["rules"]["base_score"]) == (2, 400)
-    assert client.put("/v1/operator/scoring-rules", json={"rules": changed},
-                      headers=compliance.headers).status_code == 403
-    bad = client.put("/v1/operator/scoring-rules", json={"rules": rules_with(review_below=100)},
-                     headers=operator.headers)
+    assert (
+        client.put("/v1/operator/scoring-rules", json={"rules": changed}, headers=compliance.headers).status_code == 403
+    )
+    bad = client.put(
+        "/v1/operator/scoring-rules", json={"rules": rules_with(review_below=100)}, headers=operator.headers
+    )
     assert bad.status_code == 422 and "reject_below" in bad.text
-    extra = client.put("/v1/operator/scoring-rules", json={"rules": changed, "approve_everyone": True},
-                       headers=operator.headers)
+    extra = client.put(
+        "/v1/operator/scoring-rules", json={"rules": changed, "approve_everyone": True}, headers=operator.headers
+    )
     assert extra.status_code == 422
     versions = client.get("/v1/operator/scoring-rules/versions", headers=operator.headers).json()
     assert [v["version"] for v in versions] == [1, 2] and versions[1]["note"] == "more prudent"
-    assert client.get("/v1/operator/scoring-rules/versions/1", headers=operator.headers).json()["rules"][
-        "base_score"] == DEFAULT_RULES.base_score
+    assert (
+        client.get("/v1/operator/scoring-rules/versions/1", headers=operator.headers).json()["rules"]["base_score"]
+        == DEFAULT_RULES.base_score
+    )
     borrower = sign_up(client, "borrower")
     assert client.get("/v1/operator/scoring-rules", headers=borrower.headers).status_code == 403
     points = client.get("/v1/users/me/points", headers=borrower.headers)
     assert points.status_code == 200 and points.json()["balance"] == 0 and points.json()["history"] == []
     assert client.get("/v1/users/me/points", headers=sign_up(client, "investor").headers).status_code == 403
-    negative = client.put("/v1/users/me/profile", json={"monthly_income": "-1", "monthly_obligations": "0",
-                                                        "employment_months": 12}, headers=borrower.headers)
+    negative = client.put(
+        "/v1/users/me/profile",
+        json={"monthly_income": "-1", "monthly_obligations": "0", "employment_months": 12},
+        headers=borrower.headers,
+    )
     assert negative.status_code == 422 and "monthly_income" in negative.text
 
 
@@ -248,8 +324,9 @@ def _reasons(factory, loan_id):
         return session.get(LoanRequest, loan_id).scoring_details["reasons"]
 
 
-async def test_changing_the_rules_leaves_scored_loans_as_they_were(time_skipping_env, session_factory, settings,
-                                                                   seeded, task_queue, client, compliance):
+async def test_changing_the_rules_leaves_scored_loans_as_they_were(
+    time_skipping_env, session_factory, settings, seeded, task_queue, client, compliance
+):
     env = time_skipping_env
     borrower = make_borrower(session_factory)
     async with running_worker(env.client, settings, session_factory, task_queue):
@@ -260,8 +337,12 @@ async def test_changing_the_rules_leaves_scored_loans_as_they_were(time_skipping
     assert rescored.score == scored.score - 100
     explained = client.get(f"/v1/loans/{before.loan_id}/scoring", headers=compliance.headers).json()
     assert (explained["score"], explained["rules_version"], explained["grade"]) == (scored.score, 1, scored.risk_grade)
-    assert {r["factor"] for r in explained["reasons"]} == {"debt_to_income", "employment", "amount_to_income",
-                                                           "payment_history"}
+    assert {r["factor"] for r in explained["reasons"]} == {
+        "debt_to_income",
+        "employment",
+        "amount_to_income",
+        "payment_history",
+    }
     assert client.get(f"/v1/loans/{after.loan_id}/scoring", headers=compliance.headers).json()["rules_version"] == 2
     with session_factory() as session:
         assert current_rules(session)[0] == 2

@@ -62,17 +62,26 @@ def test_a_blocked_user_is_out_at_once_and_stays_out_of_old_sessions(client, ope
     account = sign_up(client, "investor")
     tokens = _login(client, account.email, account.password).json()
     investor = sign_up(client, "investor")
-    assert client.post(f"/v1/operator/users/{account.id}/block", json={"reason": "fraud review"},
-                       headers=investor.headers).status_code == 403
-    blocked = client.post(f"/v1/operator/users/{account.id}/block", json={"reason": "fraud review"},
-                          headers=operator.headers)
+    assert (
+        client.post(
+            f"/v1/operator/users/{account.id}/block", json={"reason": "fraud review"}, headers=investor.headers
+        ).status_code
+        == 403
+    )
+    blocked = client.post(
+        f"/v1/operator/users/{account.id}/block", json={"reason": "fraud review"}, headers=operator.headers
+    )
     assert blocked.status_code == 200 and blocked.json()["is_active"] is False
     assert client.get("/v1/users/me", headers=_bearer(tokens["access_token"])).status_code == 401
     assert client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
     refused = _login(client, account.email, account.password)
     assert refused.status_code == 401 and refused.json()["detail"] == "wrong email or password"
-    assert client.post(f"/v1/operator/users/{operator.id}/block", json={"reason": "oops"},
-                       headers=operator.headers).status_code == 409
+    assert (
+        client.post(
+            f"/v1/operator/users/{operator.id}/block", json={"reason": "oops"}, headers=operator.headers
+        ).status_code
+        == 409
+    )
     assert client.post(f"/v1/operator/users/{account.id}/unblock", headers=operator.headers).status_code == 200
     assert client.get("/v1/users/me", headers=_bearer(tokens["access_token"])).status_code == 401
     assert client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401

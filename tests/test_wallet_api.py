@@ -9,8 +9,7 @@ from tests.ledger_helpers import snapshot
 
 
 def deposit(client, account, operator, amount: str, **headers) -> dict:
-    created = client.post("/v1/wallets/deposits", json={"amount": amount},
-                          headers={**account.headers, **headers})
+    created = client.post("/v1/wallets/deposits", json={"amount": amount}, headers={**account.headers, **headers})
     assert created.status_code == 201, created.text
     assert created.json()["status"] == "pending"
     confirmed = client.post(f"/v1/operator/deposits/{created.json()['id']}/confirm", headers=operator.headers)
@@ -49,11 +48,15 @@ def test_withdrawal_reserves_then_pays_out_or_releases(client, operator):
     assert second.status_code == 201
     paid = client.post(f"/v1/operator/withdrawals/{first.json()['id']}/pay", headers=operator.headers)
     assert paid.status_code == 200 and paid.json()["status"] == "paid"
-    rejected = client.post(f"/v1/operator/withdrawals/{second.json()['id']}/reject",
-                           json={"reason": "account closed"}, headers=operator.headers)
+    rejected = client.post(
+        f"/v1/operator/withdrawals/{second.json()['id']}/reject",
+        json={"reason": "account closed"},
+        headers=operator.headers,
+    )
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
-    assert client.post(f"/v1/operator/withdrawals/{second.json()['id']}/pay",
-                       headers=operator.headers).status_code == 409
+    assert (
+        client.post(f"/v1/operator/withdrawals/{second.json()['id']}/pay", headers=operator.headers).status_code == 409
+    )
     wallet = client.get("/v1/wallets/me", headers=investor.headers).json()
     assert (wallet["balance"], wallet["reserved"], wallet["available"]) == ("400.00", "0.00", "400.00")
 
@@ -65,19 +68,21 @@ def test_statement_has_balance_after_each_line_and_pages(client, operator):
     client.post("/v1/wallets/withdrawals", json={"amount": "30.00"}, headers=borrower.headers)
     page = client.get("/v1/wallets/me/transactions?limit=2", headers=borrower.headers).json()
     lines = page["items"]
-    assert [(l["kind"], l["amount"], l["balance_after"], l["available_after"], l["reserved_after"]) for l in lines] == [
+    assert [(x["kind"], x["amount"], x["balance_after"], x["available_after"], x["reserved_after"]) for x in lines] == [
         ("withdrawal_reserve", "0.00", "150.25", "120.25", "30.00"),
         ("deposit", "50.25", "150.25", "150.25", "0.00"),
     ]
-    older = client.get(f"/v1/wallets/me/transactions?limit=2&before={page['next_before']}",
-                       headers=borrower.headers).json()
-    assert [(l["kind"], l["balance_after"]) for l in older["items"]] == [("deposit", "100.00")]
+    older = client.get(
+        f"/v1/wallets/me/transactions?limit=2&before={page['next_before']}", headers=borrower.headers
+    ).json()
+    assert [(x["kind"], x["balance_after"]) for x in older["items"]] == [("deposit", "100.00")]
     assert older["next_before"] is None
     assert client.get("/v1/wallets/me/transactions?limit=5000", headers=borrower.headers).status_code == 422
 
 
-@pytest.mark.parametrize("amount", ["-5", "0", "0.00", "1.001", "1e3", "10000000000", "abc", "", "NaN",
-                                    "Infinity", True, None, [], {"v": 1}])
+@pytest.mark.parametrize(
+    "amount", ["-5", "0", "0.00", "1.001", "1e3", "10000000000", "abc", "", "NaN", "Infinity", True, None, [], {"v": 1}]
+)
 def test_bad_amounts_are_422_and_nothing_is_posted(client, operator, session_factory, amount):
     investor = sign_up(client, "investor")
     deposit(client, investor, operator, "100.00")
@@ -116,8 +121,12 @@ def test_someone_elses_wallet_and_deposit_are_not_found(client, operator):
     assert client.get(f"/v1/wallets/{alice_wallet}", headers=operator.headers).status_code == 200
     assert client.get("/v1/wallets/00000000-0000-0000-0000-000000000000", headers=alice.headers).status_code == 404
     assert client.get("/v1/wallets/not-a-uuid", headers=alice.headers).status_code == 422
-    assert client.post("/v1/operator/deposits/00000000-0000-0000-0000-000000000000/confirm",
-                       headers=operator.headers).status_code == 404
+    assert (
+        client.post(
+            "/v1/operator/deposits/00000000-0000-0000-0000-000000000000/confirm", headers=operator.headers
+        ).status_code
+        == 404
+    )
 
 
 def test_trial_balance_is_zero_and_for_operators_and_compliance_only(client, operator, compliance):

@@ -51,8 +51,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "TEMPORAL_ADDRESS": settings.TEMPORAL_ADDRESS,
         "TEMPORAL_NAMESPACE": settings.TEMPORAL_NAMESPACE,
         "TASK_QUEUE": settings.TASK_QUEUE,
-        "PAYLOAD_ENCRYPTION_KEYS": json.dumps({k: v.get_secret_value()
-                                               for k, v in settings.PAYLOAD_ENCRYPTION_KEYS.items()}),
+        "PAYLOAD_ENCRYPTION_KEYS": json.dumps(
+            {k: v.get_secret_value() for k, v in settings.PAYLOAD_ENCRYPTION_KEYS.items()}
+        ),
         "PAYLOAD_ENCRYPTION_KEY_ID": settings.PAYLOAD_ENCRYPTION_KEY_ID,
         "LOAN_TIME_SCALE": str(settings.LOAN_TIME_SCALE),
     }
@@ -66,8 +67,13 @@ def worker_process(settings: Settings, log: Path, crash_after: str | None = None
     if crash_after:
         env["CRASH_AFTER_ACTIVITY"] = crash_after
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tests.worker_process"], cwd=log.parent, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.worker_process"],
+            cwd=log.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_until_polling(process, log)
         yield process
@@ -90,10 +96,25 @@ def api_process(settings: Settings, log: Path, port: int) -> Iterator[str]:
     import httpx
 
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app_factory", "--factory",
-                                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                                   cwd=log.parent, env=_child_environment(settings), stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app_factory",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=log.parent,
+            env=_child_environment(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -170,8 +191,9 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     with ThreadPoolExecutor(max_workers=platform_worker.ACTIVITY_THREADS) as executor:
-        worker = platform_worker.build_worker(client, settings, sessionmaker(bind=engine, expire_on_commit=False),
-                                              executor)
+        worker = platform_worker.build_worker(
+            client, settings, sessionmaker(bind=engine, expire_on_commit=False), executor
+        )
         async with worker:
             sys.stdout.write(READY + "\n")
             sys.stdout.flush()

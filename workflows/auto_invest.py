@@ -22,8 +22,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 AUTO_INVEST_SCHEDULE_ID = "auto-invest"
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1), maximum_attempts=20)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=20,
+)
 
 
 @workflow.defn(name="AutoInvestWorkflow")
@@ -32,17 +36,26 @@ class AutoInvestWorkflow:
     async def run(self, input: AutoInvestInput) -> AutoInvestResult:
         plan = await workflow.execute_activity_method(
             AutoInvestActivities.plan_auto_investments,
-            PlanAutoInvestInput(run_key=f"{workflow.info().workflow_id}/{workflow.info().run_id}",
-                                loan_ids=input.loan_ids, at=workflow.now()),
-            start_to_close_timeout=timedelta(minutes=5), retry_policy=RETRY,
-            summary=f"plan auto-invest ({input.reason})")
-        workflow.set_current_details(f"run **{plan.run_no}** ({input.reason}): "
-                                     f"{plan.planned} investment(s) to place")
+            PlanAutoInvestInput(
+                run_key=f"{workflow.info().workflow_id}/{workflow.info().run_id}",
+                loan_ids=input.loan_ids,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RETRY,
+            summary=f"plan auto-invest ({input.reason})",
+        )
+        workflow.set_current_details(f"run **{plan.run_no}** ({input.reason}): {plan.planned} investment(s) to place")
         counts = PlacementCounts()
         if plan.planned:
             counts = await workflow.execute_activity_method(
-                AutoInvestActivities.place_auto_investments, PlaceAutoInvestmentsInput(run_no=plan.run_no),
-                start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=RETRY, summary=f"place {plan.planned} investment(s) through each loan's invest update")
-        return AutoInvestResult(run_no=plan.run_no, placed=counts.placed, refused=counts.refused,
-                                not_allocated=plan.not_allocated)
+                AutoInvestActivities.place_auto_investments,
+                PlaceAutoInvestmentsInput(run_no=plan.run_no),
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
+                summary=f"place {plan.planned} investment(s) through each loan's invest update",
+            )
+        return AutoInvestResult(
+            run_no=plan.run_no, placed=counts.placed, refused=counts.refused, not_allocated=plan.not_allocated
+        )

@@ -26,8 +26,14 @@ class InvestorStatementsWorkflow:
             month = f"{year:04d}-{number:02d}"
         workflow.set_current_details(f"statements for **{month}**")
         return await workflow.execute_activity_method(
-            DocumentActivities.generate_investor_statements, StatementsBatch(month=month),
+            DocumentActivities.generate_investor_statements,
+            StatementsBatch(month=month),
             summary=f"investor statements for {month}",
-            start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5),
-                                     non_retryable_error_types=["InvalidRequest"]))
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=5),
+                maximum_interval=timedelta(minutes=5),
+                non_retryable_error_types=["InvalidRequest"],
+            ),
+        )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -79,14 +79,18 @@ with workflow.unsafe.imports_passed_through():
 from workflows.auto_invest import AutoInvestWorkflow
 
 # Money activities keep retrying (an operator sees them in the UI) rather than give up.
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                       maximum_interval=timedelta(minutes=2))
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=2)
+)
 AGREEMENTS_TIMEOUT = timedelta(minutes=15)
 # Status changes that money activities used to record themselves, recorded like every other
 # since these patches (a loan.status step on the trail; the activities no longer write it).
 # One patch per transition: a loan paid out before the change still records its repayment.
-RECORDED_SINCE_PATCH = {LoanStatus.active: "record-status-active", LoanStatus.defaulted: "record-status-defaulted",
-                        LoanStatus.repaid: "record-status-repaid"}
+RECORDED_SINCE_PATCH = {
+    LoanStatus.active: "record-status-active",
+    LoanStatus.defaulted: "record-status-defaulted",
+    LoanStatus.repaid: "record-status-repaid",
+}
 
 Input = TypeVar("Input")
 Result = TypeVar("Result")
@@ -94,8 +98,12 @@ Result = TypeVar("Result")
 
 def _failure(refusal: LoanRefusal) -> ApplicationError:
     """A refusal as Temporal carries it to the caller (the API maps the type back)."""
-    return ApplicationError(refusal.message, *([refusal.details] if refusal.details else []),
-                            type=refusal.failure_type, non_retryable=refusal.non_retryable)
+    return ApplicationError(
+        refusal.message,
+        *([refusal.details] if refusal.details else []),
+        type=refusal.failure_type,
+        non_retryable=refusal.non_retryable,
+    )
 
 
 def _refused_by_activity(error: BaseException, refusal: type[Exception]) -> bool:
@@ -104,7 +112,7 @@ def _refused_by_activity(error: BaseException, refusal: type[Exception]) -> bool
 
 
 def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 @workflow.defn(name="LoanWorkflow")
@@ -140,18 +148,32 @@ class LoanWorkflow:
 
     async def _register(self) -> None:
         input = self._input
-        await self._call(LoanActivities.register_loan_request, RegisterLoanInput(
-            loan_id=input.loan_id, borrower_id=input.borrower_id, product_id=input.terms.product_id,
-            amount=input.amount, term_months=input.term_months, workflow_id=workflow.info().workflow_id),
-            summary=f"register the request: {input.amount:.2f} {input.terms.currency}, {input.term_months} months")
+        await self._call(
+            LoanActivities.register_loan_request,
+            RegisterLoanInput(
+                loan_id=input.loan_id,
+                borrower_id=input.borrower_id,
+                product_id=input.terms.product_id,
+                amount=input.amount,
+                term_months=input.term_months,
+                workflow_id=workflow.info().workflow_id,
+            ),
+            summary=f"register the request: {input.amount:.2f} {input.terms.currency}, {input.term_months} months",
+        )
         if input.search_attributes:
-            workflow.upsert_search_attributes([BORROWER_ID.value_set(str(input.borrower_id)),
-                                               PRODUCT.value_set(input.terms.product_code)])
+            workflow.upsert_search_attributes(
+                [BORROWER_ID.value_set(str(input.borrower_id)), PRODUCT.value_set(input.terms.product_code)]
+            )
 
     # -- transitions ----------------------------------------------------------------------------
-    async def _transition(self, to: LoanStatus, *, record: bool = True,
-                          before_record: Callable[[], Awaitable[dict[str, Any]]] | None = None,
-                          **change: Any) -> None:
+    async def _transition(
+        self,
+        to: LoanStatus,
+        *,
+        record: bool = True,
+        before_record: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        **change: Any,
+    ) -> None:
         """The one way a loan's status changes: checked against the lifecycle's table, set at
         once (handlers see it from here on), then after `before_record` (the change's own
         side effect, whose answer may add to what is recorded) recorded on the read side and
@@ -164,22 +186,39 @@ class LoanWorkflow:
         if before_record is not None:
             change |= await before_record()
         if record:
-            await self._call(LoanActivities.record_loan_status, StatusChange(
-                loan_id=self._input.loan_id, status=to, score=state.score, grade=state.grade,
-                rate_annual=state.rate_annual, at=workflow.now(), **change), summary=f"record: the loan is {to}")
+            await self._call(
+                LoanActivities.record_loan_status,
+                StatusChange(
+                    loan_id=self._input.loan_id,
+                    status=to,
+                    score=state.score,
+                    grade=state.grade,
+                    rate_annual=state.rate_annual,
+                    at=workflow.now(),
+                    **change,
+                ),
+                summary=f"record: the loan is {to}",
+            )
         self._upsert_status()
 
     async def _reject(self, reason: str, details: dict[str, Any] | None = None, **actor: Any) -> None:
-        await self._transition(LoanStatus.rejected, rejection_reason=reason, scoring_details=details,
-                               notify_borrower=f"your loan request was not accepted: {reason}", **actor)
+        await self._transition(
+            LoanStatus.rejected,
+            rejection_reason=reason,
+            scoring_details=details,
+            notify_borrower=f"your loan request was not accepted: {reason}",
+            **actor,
+        )
 
     async def _reject_and_release(self, reason: str, what_happened: str) -> None:
         """Every reservation back to its investor; the loan ends rejected with the reason."""
 
         async def release() -> dict[str, Any]:
-            released = await self._call(LoanActivities.release_investments,
-                                        ReleaseInvestmentsInput(loan_id=self._input.loan_id, reason=reason),
-                                        summary=f"release every reservation: {reason}")
+            released = await self._call(
+                LoanActivities.release_investments,
+                ReleaseInvestmentsInput(loan_id=self._input.loan_id, reason=reason),
+                summary=f"release every reservation: {reason}",
+            )
             self._state.funded_amount = ZERO
             return {"notify_borrower": f"{what_happened}; {released.released} reservation(s) released"}
 
@@ -189,13 +228,25 @@ class LoanWorkflow:
     async def _score(self) -> None:
         state, input = self._state, self._input
         await self._transition(LoanStatus.scoring)
-        result = await self._call(LoanActivities.score_loan_request, ScoreLoanInput(
-            loan_id=input.loan_id, borrower_id=input.borrower_id, amount=input.amount,
-            term_months=input.term_months, terms=input.terms), summary="score the request")
+        result = await self._call(
+            LoanActivities.score_loan_request,
+            ScoreLoanInput(
+                loan_id=input.loan_id,
+                borrower_id=input.borrower_id,
+                amount=input.amount,
+                term_months=input.term_months,
+                terms=input.terms,
+            ),
+            summary="score the request",
+        )
         state.score, state.grade, state.rate_annual = result.score, result.grade, result.rate_annual
-        details: dict[str, Any] = {"decision": result.decision, "reasons": result.reasons,
-                                   "rules_version": result.rules_version, "score": result.score,
-                                   "grade": result.grade}
+        details: dict[str, Any] = {
+            "decision": result.decision,
+            "reasons": result.reasons,
+            "rules_version": result.rules_version,
+            "score": result.score,
+            "grade": result.grade,
+        }
         if result.decision == "reject":
             await self._reject(result.reject_reason or "scoring", details)
             return
@@ -204,12 +255,14 @@ class LoanWorkflow:
             if decision is None:
                 await self._reject("review_timeout", details)
                 return
-            details["operator_decision"] = {"approve": decision.approve, "operator_id": str(decision.operator_id),
-                                            "reason": decision.reason}
+            details["operator_decision"] = {
+                "approve": decision.approve,
+                "operator_id": str(decision.operator_id),
+                "reason": decision.reason,
+            }
             operator: dict[str, Any] = {"actor_id": decision.operator_id, "actor_role": "operator"}
             if not decision.approve:
-                await self._reject(f"rejected by operator: {decision.reason or 'no reason given'}", details,
-                                   **operator)
+                await self._reject(f"rejected by operator: {decision.reason or 'no reason given'}", details, **operator)
                 return
             await self._transition(LoanStatus.approved, scoring_details=details, **operator)
             return
@@ -223,9 +276,12 @@ class LoanWorkflow:
         until = f"{(workflow.now() + timeout):%Y-%m-%d %H:%M} UTC"
         self._show_waiting_for(f"an operator's decision (the review times out {until})")
         try:
-            await workflow.wait_condition(lambda: self._approval is not None, timeout=timeout,
-                                          timeout_summary=f"operator review times out {until}")
-        except asyncio.TimeoutError:
+            await workflow.wait_condition(
+                lambda: self._approval is not None,
+                timeout=timeout,
+                timeout_summary=f"operator review times out {until}",
+            )
+        except TimeoutError:
             return None
         finally:
             self._awaiting_review = False
@@ -247,8 +303,11 @@ class LoanWorkflow:
     async def _fund(self) -> None:
         state, input = self._state, self._input
         if state.status == LoanStatus.approved:
-            window = (timedelta(minutes=input.terms.funding_window_minutes) if input.terms.funding_window_minutes
-                      else timedelta(days=input.terms.funding_window_days))
+            window = (
+                timedelta(minutes=input.terms.funding_window_minutes)
+                if input.terms.funding_window_minutes
+                else timedelta(days=input.terms.funding_window_days)
+            )
             state.funding_deadline = workflow.now() + window
             await self._transition(LoanStatus.funding, funding_deadline=state.funding_deadline)
             if workflow.patched("auto-invest-on-funding"):
@@ -259,13 +318,16 @@ class LoanWorkflow:
         while True:
             left = deadline - workflow.now()
             if left > timedelta(0):
-                self._show_waiting_for(f"investments: {input.amount - state.funded_amount:.2f} left to fund, "
-                                       f"the window closes {closes}")
+                self._show_waiting_for(
+                    f"investments: {input.amount - state.funded_amount:.2f} left to fund, the window closes {closes}"
+                )
                 try:
                     await workflow.wait_condition(
                         lambda: state.funded_amount == input.amount or state.updates_this_run >= input.updates_per_run,
-                        timeout=left, timeout_summary=f"funding window closes {closes}")
-                except asyncio.TimeoutError:
+                        timeout=left,
+                        timeout_summary=f"funding window closes {closes}",
+                    )
+                except TimeoutError:
                     pass
             if state.funded_amount != input.amount and workflow.now() < deadline:
                 await self._continue_as_new()  # too many updates for one run
@@ -274,8 +336,9 @@ class LoanWorkflow:
                     await self._transition(LoanStatus.funded)
                     return
                 if workflow.now() >= deadline:
-                    await self._reject_and_release("funding_expired",
-                                                   "the funding window closed before the loan was funded")
+                    await self._reject_and_release(
+                        "funding_expired", "the funding window closed before the loan was funded"
+                    )
                     return
 
     async def _start_auto_invest(self) -> None:
@@ -284,10 +347,13 @@ class LoanWorkflow:
         loan_id = self._input.loan_id
         try:
             await workflow.start_child_workflow(
-                AutoInvestWorkflow.run, AutoInvestInput(loan_ids=[loan_id], reason="the loan entered funding"),
-                id=f"auto-invest-{loan_id}", task_queue=workflow.info().task_queue,
+                AutoInvestWorkflow.run,
+                AutoInvestInput(loan_ids=[loan_id], reason="the loan entered funding"),
+                id=f"auto-invest-{loan_id}",
+                task_queue=workflow.info().task_queue,
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary="auto-invest for the loan that entered funding")
+                static_summary="auto-invest for the loan that entered funding",
+            )
         except WorkflowAlreadyStartedError:
             pass  # started by an earlier run of this loan
 
@@ -298,10 +364,14 @@ class LoanWorkflow:
                 raise TryAgain("the loan is moving to a new run; send again")
             if state.status != LoanStatus.funding:
                 raise LoanNotFunding(f"the loan is {state.status}, not open for investment")
-            check_investment(request.amount, loan_amount=input.amount, funded_amount=state.funded_amount,
-                             min_investment=input.terms.min_investment,
-                             max_investor_share_percent=input.terms.max_investor_share_percent,
-                             already_invested=state.invested_by.get(str(request.investor_id), ZERO))
+            check_investment(
+                request.amount,
+                loan_amount=input.amount,
+                funded_amount=state.funded_amount,
+                min_investment=input.terms.min_investment,
+                max_investor_share_percent=input.terms.max_investor_share_percent,
+                already_invested=state.invested_by.get(str(request.investor_id), ZERO),
+            )
         except LoanRefusal as refusal:
             raise _failure(refusal) from None
 
@@ -313,21 +383,31 @@ class LoanWorkflow:
         async with self._lock:
             self._check_investment(request)  # again: others may have invested meanwhile
             try:
-                await self._call(LoanActivities.reserve_investment, ReserveInvestmentInput(
-                    loan_id=input.loan_id, investment_id=request.investment_id, investor_id=request.investor_id,
-                    amount=request.amount, at=workflow.now()), summary=f"reserve {request.amount:.2f} of an investor")
+                await self._call(
+                    LoanActivities.reserve_investment,
+                    ReserveInvestmentInput(
+                        loan_id=input.loan_id,
+                        investment_id=request.investment_id,
+                        investor_id=request.investor_id,
+                        amount=request.amount,
+                        at=workflow.now(),
+                    ),
+                    summary=f"reserve {request.amount:.2f} of an investor",
+                )
             except ActivityError as error:
                 cause = error.cause
                 if isinstance(cause, ApplicationError):  # the ledger's refusal: the investor's answer
-                    raise ApplicationError(cause.message, *cause.details, type=cause.type,
-                                           non_retryable=True) from None
+                    raise ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True) from None
                 raise
             state.funded_amount += request.amount
             key = str(request.investor_id)
             state.invested_by[key] = state.invested_by.get(key, ZERO) + request.amount
-            return InvestmentAccepted(investment_id=request.investment_id, amount=request.amount,
-                                      funded_amount=state.funded_amount,
-                                      remaining=input.amount - state.funded_amount)
+            return InvestmentAccepted(
+                investment_id=request.investment_id,
+                amount=request.amount,
+                funded_amount=state.funded_amount,
+                remaining=input.amount - state.funded_amount,
+            )
 
     @invest.validator
     def _validate_investment(self, request: InvestmentRequest) -> None:
@@ -340,43 +420,69 @@ class LoanWorkflow:
             state.clock_origin = input.clock_origin or workflow.now()
             state.disbursed_on = state.clock_origin.date()
         assert state.rate_annual is not None and state.disbursed_on is not None
-        schedule = build_schedule(input.amount, state.rate_annual, input.term_months, state.disbursed_on,
-                                  terms.amortization_method, terms.interest_only_months)
+        schedule = build_schedule(
+            input.amount,
+            state.rate_annual,
+            input.term_months,
+            state.disbursed_on,
+            terms.amortization_method,
+            terms.interest_only_months,
+        )
         fee = round_money(input.amount * terms.platform_fee_percent / 100)
         reserve = round_money(input.amount * terms.reserve_fund_percent / 100)
         self._show_waiting_for("the disbursement")
         try:
-            await self._call(LoanActivities.disburse_loan, DisburseInput(
-                loan_id=input.loan_id, borrower_id=input.borrower_id, amount=input.amount, currency=terms.currency,
-                platform_fee=fee, reserve_contribution=reserve, rate_annual=state.rate_annual, at=workflow.now(),
-                installments=[ScheduledInstallment(payment_num=i.payment_num, due_date=i.due_date,
-                                                   principal=i.principal, interest=i.interest)
-                              for i in schedule.installments]),
+            await self._call(
+                LoanActivities.disburse_loan,
+                DisburseInput(
+                    loan_id=input.loan_id,
+                    borrower_id=input.borrower_id,
+                    amount=input.amount,
+                    currency=terms.currency,
+                    platform_fee=fee,
+                    reserve_contribution=reserve,
+                    rate_annual=state.rate_annual,
+                    at=workflow.now(),
+                    installments=[
+                        ScheduledInstallment(
+                            payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest
+                        )
+                        for i in schedule.installments
+                    ],
+                ),
                 summary=f"disburse {input.amount - fee - reserve:.2f} to the borrower "
-                        f"(fee {fee:.2f}, reserve fund {reserve:.2f})")
+                f"(fee {fee:.2f}, reserve fund {reserve:.2f})",
+            )
         except ActivityError as error:
             cause = error.cause
             # Refused for good (one database transaction: nothing was posted). The investors'
             # money must not stay reserved for a loan that will never pay out.
-            if not (isinstance(cause, ApplicationError) and cause.non_retryable) \
-                    or not workflow.patched("compensate-refused-disbursement"):
+            if not (isinstance(cause, ApplicationError) and cause.non_retryable) or not workflow.patched(
+                "compensate-refused-disbursement"
+            ):
                 raise
-            await self._reject_and_release(f"disbursement_refused: {cause.message}",
-                                           "the loan could not be paid out and was cancelled")
+            await self._reject_and_release(
+                f"disbursement_refused: {cause.message}", "the loan could not be paid out and was cancelled"
+            )
             return
         if workflow.patched("loan-agreements"):
             # The schedule is fixed: the agreements (borrower's, one per investment) follow.
             await workflow.execute_activity_method(
-                DocumentActivities.generate_loan_agreements, LoanAgreementsInput(loan_id=input.loan_id),
-                start_to_close_timeout=AGREEMENTS_TIMEOUT, heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=DB_RETRY, summary="render the loan agreements")
+                DocumentActivities.generate_loan_agreements,
+                LoanAgreementsInput(loan_id=input.loan_id),
+                start_to_close_timeout=AGREEMENTS_TIMEOUT,
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=DB_RETRY,
+                summary="render the loan agreements",
+            )
             # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
             # months of loan time at a large scale. (At scale 1 this changes nothing.)
             if input.clock_origin is None:
                 state.clock_origin = workflow.now()
-        state.installments = [InstallmentState(payment_num=i.payment_num, due_date=i.due_date,
-                                               principal=i.principal, interest=i.interest)
-                              for i in schedule.installments]
+        state.installments = [
+            InstallmentState(payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest)
+            for i in schedule.installments
+        ]
         state.invested_by = {}  # only needed while funding: keeps the state small
         await self._transition(LoanStatus.active, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.active]))
 
@@ -414,14 +520,17 @@ class LoanWorkflow:
             wake, why = self._next_wake()
             self._show_waiting_for(f"{why}, or money in the borrower's wallet")
             try:
-                await workflow.wait_condition(lambda: self._funds_arrived or state.status != LoanStatus.active,
-                                              timeout=self._real_delay_until(wake), timeout_summary=why)
-            except asyncio.TimeoutError:
+                await workflow.wait_condition(
+                    lambda: self._funds_arrived or state.status != LoanStatus.active,
+                    timeout=self._real_delay_until(wake),
+                    timeout_summary=why,
+                )
+            except TimeoutError:
                 pass
             info = workflow.info()
-            if state.status == LoanStatus.active and (info.is_continue_as_new_suggested()
-                                                      or info.get_current_history_length()
-                                                      > input.history_events_per_run):
+            if state.status == LoanStatus.active and (
+                info.is_continue_as_new_suggested() or info.get_current_history_length() > input.history_events_per_run
+            ):
                 await self._continue_as_new()
 
     def _next_wake(self) -> tuple[datetime, str]:
@@ -429,13 +538,20 @@ class LoanWorkflow:
         today = self._loan_now().date()
         unsettled = self._unsettled()
         count = len(self._state.installments)
-        moments = [(_midnight(i.due_date), f"installment {i.payment_num} of {count} due {i.due_date:%Y-%m-%d}")
-                   for i in unsettled if i.due_date > today][:1]
+        moments = [
+            (_midnight(i.due_date), f"installment {i.payment_num} of {count} due {i.due_date:%Y-%m-%d}")
+            for i in unsettled
+            if i.due_date > today
+        ][:1]
         overdue = [i for i in unsettled if i.due_date <= today]
         if overdue:
             threshold = overdue[0].due_date + timedelta(days=self._input.terms.default_after_days_overdue)
-            moments.append((_midnight(threshold), f"default threshold of installment {overdue[0].payment_num} "
-                                                  f"on {threshold:%Y-%m-%d}"))
+            moments.append(
+                (
+                    _midnight(threshold),
+                    f"default threshold of installment {overdue[0].payment_num} on {threshold:%Y-%m-%d}",
+                )
+            )
         return min(moments, key=lambda m: m[0])
 
     def _accrue_fees(self, today: date) -> None:
@@ -443,17 +559,33 @@ class LoanWorkflow:
         for item in self._unsettled():
             days = (today - item.due_date).days
             if days > item.fee_accrued_day:
-                item.fee_accrued += accrue_late_fee(item.principal_due + item.interest_due,
-                                                    terms.late_fee_percent_per_day, terms.late_fee_grace_days,
-                                                    item.fee_accrued_day, days)
+                item.fee_accrued += accrue_late_fee(
+                    item.principal_due + item.interest_due,
+                    terms.late_fee_percent_per_day,
+                    terms.late_fee_grace_days,
+                    item.fee_accrued_day,
+                    days,
+                )
                 item.fee_accrued_day = days
 
-    async def _collect(self, items: list[AmountsDue], key: str, purpose: str, require_full: bool,
-                       summary: str) -> CollectResult:
+    async def _collect(
+        self, items: list[AmountsDue], key: str, purpose: str, require_full: bool, summary: str
+    ) -> CollectResult:
         input = self._input
-        result = await self._call(LoanActivities.collect_installments, CollectInput(
-            loan_id=input.loan_id, borrower_id=input.borrower_id, currency=input.terms.currency, key=key,
-            purpose=purpose, items=items, require_full=require_full, at=workflow.now()), summary=summary)
+        result = await self._call(
+            LoanActivities.collect_installments,
+            CollectInput(
+                loan_id=input.loan_id,
+                borrower_id=input.borrower_id,
+                currency=input.terms.currency,
+                key=key,
+                purpose=purpose,
+                items=items,
+                require_full=require_full,
+                at=workflow.now(),
+            ),
+            summary=summary,
+        )
         by_num = {i.payment_num: i for i in self._state.installments}
         wanted = {i.payment_num: i for i in items}
         for paid in result.items:
@@ -477,34 +609,55 @@ class LoanWorkflow:
         self._accrue_fees(today)
         state.collection_seq += 1
         numbers = ", ".join(str(i.payment_num) for i in due)
-        await self._collect([i.outstanding() for i in due],
-                            key=f"loan:{input.loan_id}:collection:{state.collection_seq}",
-                            purpose="installment", require_full=False,
-                            summary=f"collect installment(s) {numbers} of {len(state.installments)} "
-                                    f"(loan date {today:%Y-%m-%d})")
+        await self._collect(
+            [i.outstanding() for i in due],
+            key=f"loan:{input.loan_id}:collection:{state.collection_seq}",
+            purpose="installment",
+            require_full=False,
+            summary=f"collect installment(s) {numbers} of {len(state.installments)} (loan date {today:%Y-%m-%d})",
+        )
         for item in due:
             if item.status == "pending":
                 item.status = "overdue"
-                await self._call(LoanActivities.mark_installment_overdue, OverdueNotice(
-                    loan_id=input.loan_id, borrower_id=input.borrower_id, payment_num=item.payment_num,
-                    amount_due=item.principal_due + item.interest_due, due_date=item.due_date),
-                    summary=f"installment {item.payment_num} of {item.due_date:%Y-%m-%d} is overdue")
+                await self._call(
+                    LoanActivities.mark_installment_overdue,
+                    OverdueNotice(
+                        loan_id=input.loan_id,
+                        borrower_id=input.borrower_id,
+                        payment_num=item.payment_num,
+                        amount_due=item.principal_due + item.interest_due,
+                        due_date=item.due_date,
+                    ),
+                    summary=f"installment {item.payment_num} of {item.due_date:%Y-%m-%d} is overdue",
+                )
 
     async def _default(self) -> None:
         input = self._input
         unsettled = self._unsettled()
         outstanding = sum((i.principal_due for i in unsettled), ZERO)
-        await self._call(LoanActivities.default_loan, DefaultInput(
-            loan_id=input.loan_id, currency=input.terms.currency, outstanding_principal=outstanding,
-            written_off=[i.outstanding() for i in unsettled], at=workflow.now()),
-            summary=f"default: write off, the reserve fund covers up to {outstanding:.2f} of principal")
+        await self._call(
+            LoanActivities.default_loan,
+            DefaultInput(
+                loan_id=input.loan_id,
+                currency=input.terms.currency,
+                outstanding_principal=outstanding,
+                written_off=[i.outstanding() for i in unsettled],
+                at=workflow.now(),
+            ),
+            summary=f"default: write off, the reserve fund covers up to {outstanding:.2f} of principal",
+        )
         for item in unsettled:
             item.status = "written_off"
-        await self._transition(LoanStatus.defaulted, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.defaulted]))
+        await self._transition(
+            LoanStatus.defaulted, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.defaulted])
+        )
 
     async def _complete(self) -> None:
-        await self._call(LoanActivities.complete_loan, CompleteInput(loan_id=self._input.loan_id, at=workflow.now()),
-                         summary="the loan is repaid: close it")
+        await self._call(
+            LoanActivities.complete_loan,
+            CompleteInput(loan_id=self._input.loan_id, at=workflow.now()),
+            summary="the loan is repaid: close it",
+        )
         await self._transition(LoanStatus.repaid, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.repaid]))
 
     @workflow.signal
@@ -526,21 +679,29 @@ class LoanWorkflow:
             self._accrue_fees(today)
             items = quote_early_repayment(state.installments, today, state.disbursed_on, state.rate_annual)
             try:
-                result = await self._collect(items, key=f"loan:{input.loan_id}:early-repayment",
-                                             purpose="early_repayment", require_full=True,
-                                             summary=f"early repayment on loan date {today:%Y-%m-%d}")
+                result = await self._collect(
+                    items,
+                    key=f"loan:{input.loan_id}:early-repayment",
+                    purpose="early_repayment",
+                    require_full=True,
+                    summary=f"early repayment on loan date {today:%Y-%m-%d}",
+                )
             except ActivityError as error:
                 if _refused_by_activity(error, InsufficientFunds):
                     owed = sum((i.fee + i.interest + i.principal for i in items), ZERO)
-                    raise _failure(EarlyRepaymentUnaffordable(
-                        f"early repayment needs {owed:.2f} available in the borrower's wallet",
-                        needed=f"{owed:.2f}")) from None
+                    raise _failure(
+                        EarlyRepaymentUnaffordable(
+                            f"early repayment needs {owed:.2f} available in the borrower's wallet", needed=f"{owed:.2f}"
+                        )
+                    ) from None
                 raise
             await self._complete()
             return EarlyRepaymentResult(
-                paid=result.total, principal=sum((p.principal for p in result.items), ZERO),
+                paid=result.total,
+                principal=sum((p.principal for p in result.items), ZERO),
                 interest=sum((p.interest for p in result.items), ZERO),
-                late_fees=sum((p.fee for p in result.items), ZERO))
+                late_fees=sum((p.fee for p in result.items), ZERO),
+            )
 
     @repay_early.validator
     def _validate_early_repayment(self, request: EarlyRepaymentRequest) -> None:
@@ -552,20 +713,30 @@ class LoanWorkflow:
     def snapshot(self) -> LoanSnapshot:
         state, input = self._state, self._input
         return LoanSnapshot(
-            loan_id=input.loan_id, status=state.status, amount=input.amount, funded_amount=state.funded_amount,
-            remaining=input.amount - state.funded_amount, rate_annual=state.rate_annual, risk_grade=state.grade,
-            score=state.score, rejection_reason=state.rejection_reason,
+            loan_id=input.loan_id,
+            status=state.status,
+            amount=input.amount,
+            funded_amount=state.funded_amount,
+            remaining=input.amount - state.funded_amount,
+            rate_annual=state.rate_annual,
+            risk_grade=state.grade,
+            score=state.score,
+            rejection_reason=state.rejection_reason,
             loan_today=self._loan_now().date() if state.clock_origin else None,
-            installments=state.installments)
+            installments=state.installments,
+        )
 
     # -- plumbing -------------------------------------------------------------------------------
-    async def _call(self, activity: Callable[[LoanActivities, Input], Result], arg: Input, *,
-                    summary: str) -> Result:
+    async def _call(self, activity: Callable[[LoanActivities, Input], Result], arg: Input, *, summary: str) -> Result:
         """A loan activity, by reference, with the loan's timeout and the money retry policy;
         `summary` is what an operator reads for it in the Temporal UI."""
         return await workflow.execute_activity_method(
-            activity, arg, retry_policy=DB_RETRY, summary=summary,
-            start_to_close_timeout=timedelta(seconds=self._input.activity_timeout_seconds))
+            activity,
+            arg,
+            retry_policy=DB_RETRY,
+            summary=summary,
+            start_to_close_timeout=timedelta(seconds=self._input.activity_timeout_seconds),
+        )
 
     def _show_waiting_for(self, what: str) -> None:
         self._waiting_for = what
@@ -576,7 +747,8 @@ class LoanWorkflow:
         workflow.set_current_details(
             f"**{state.status}** · {input.amount:.2f} {input.terms.currency} · {input.term_months} months"
             + (f" · grade {state.grade}" if state.grade else "")
-            + (f"\n\nwaiting for: {self._waiting_for}" if self._waiting_for and not state.status.is_final else ""))
+            + (f"\n\nwaiting for: {self._waiting_for}" if self._waiting_for and not state.status.is_final else "")
+        )
 
     def _upsert_status(self) -> None:
         if self._input.search_attributes:

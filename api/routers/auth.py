@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -26,8 +26,9 @@ WRONG_CREDENTIALS = "wrong email or password"
 
 def _tokens(settings, user: User, now: datetime, refresh: IssuedRefreshToken) -> TokenOut:
     access, expires_in = issue_access_token(settings, user.id, user.role, user.token_version, now=now)
-    return TokenOut(access_token=access, expires_in=expires_in, refresh_token=refresh.token,
-                    refresh_expires_in=refresh.expires_in)
+    return TokenOut(
+        access_token=access, expires_in=expires_in, refresh_token=refresh.token, refresh_expires_in=refresh.expires_in
+    )
 
 
 def client_address(request: Request) -> str:
@@ -36,13 +37,14 @@ def client_address(request: Request) -> str:
 
 
 @router.post("/token", response_model=TokenOut, responses={429: {"description": "too many failed logins"}})
-async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
-                settings: SettingsDep) -> TokenOut:
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, settings: SettingsDep
+) -> TokenOut:
     """429 with Retry-After after LOGIN_MAX_FAILURES_PER_ACCOUNT failures for one account, or
     LOGIN_MAX_FAILURES_PER_ADDRESS from one address, within LOGIN_WINDOW_MINUTES."""
     factory = request.app.state.sessionmaker
     email = form.username.strip().lower()[:320]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     attempt = await asyncio.to_thread(begin_attempt, factory, settings, email, client_address(request), now)
 
     def check() -> TokenOut | None:
@@ -70,11 +72,14 @@ async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: 
 def refresh(body: RefreshIn, request: Request, settings: SettingsDep) -> TokenOut:
     """A new access token and a new refresh token; the one sent is spent. Sending a spent one
     again ends every session that began with the same login."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with unit_of_work(request.app.state.sessionmaker) as session:
         rotation = rotate_refresh_token(session, settings, body.refresh_token, now)
-        tokens = (_tokens(settings, rotation.user, now, rotation.refresh)
-                  if rotation.user is not None and rotation.refresh is not None else None)
+        tokens = (
+            _tokens(settings, rotation.user, now, rotation.refresh)
+            if rotation.user is not None and rotation.refresh is not None
+            else None
+        )
     if tokens is None:  # raised after the commit: a revoked family stays revoked
         raise Unauthorized(rotation.refusal or "the refresh token is not valid")
     return tokens
@@ -85,5 +90,5 @@ def logout(body: RefreshIn, request: Request) -> Response:
     """Ends the session that began with this refresh token's login (the access token still
     lives its few minutes)."""
     with unit_of_work(request.app.state.sessionmaker) as session:
-        revoke_token_family(session, body.refresh_token, datetime.now(timezone.utc))
+        revoke_token_family(session, body.refresh_token, datetime.now(UTC))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -31,12 +31,22 @@ def read_rule(user: InvestorUser, session: SessionDep) -> AutoInvestRuleRow:
 
 
 @router.get("/auto-invest/allocations", response_model=list[AllocationOut])
-def my_allocations(user: InvestorUser, session: SessionDep,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                   offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[AutoInvestAllocation]:
+def my_allocations(
+    user: InvestorUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> list[AutoInvestAllocation]:
     """What auto-invest runs gave this investor, newest first, with why."""
-    return list(session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.investor_id == user.id)
-                                .order_by(AutoInvestAllocation.id.desc()).limit(limit).offset(offset)))
+    return list(
+        session.scalars(
+            select(AutoInvestAllocation)
+            .where(AutoInvestAllocation.investor_id == user.id)
+            .order_by(AutoInvestAllocation.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    )
 
 
 @router.get("/investors/me/annual-limit", response_model=AnnualLimitOut)

@@ -17,7 +17,7 @@ import base64
 import binascii
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +51,7 @@ def redact_codec_links_in_access_log() -> None:
     if not any(isinstance(f, RedactCodecLinks) for f in access.filters):
         access.addFilter(RedactCodecLinks())
 
+
 MAX_PAYLOADS = 1000
 
 
@@ -80,14 +81,25 @@ def _b64(value: str, what: str) -> bytes:
 
 
 def _to_protos(body: CodecBody) -> list[Payload]:
-    return [Payload(metadata={name: _b64(value, f"metadata {name!r}") for name, value in p.metadata.items()},
-                    data=_b64(p.data, "data")) for p in body.payloads]
+    return [
+        Payload(
+            metadata={name: _b64(value, f"metadata {name!r}") for name, value in p.metadata.items()},
+            data=_b64(p.data, "data"),
+        )
+        for p in body.payloads
+    ]
 
 
 def _from_protos(payloads: list[Payload]) -> CodecBody:
-    return CodecBody(payloads=[CodecPayload(
-        metadata={name: base64.b64encode(value).decode() for name, value in p.metadata.items()},
-        data=base64.b64encode(p.data).decode()) for p in payloads])
+    return CodecBody(
+        payloads=[
+            CodecPayload(
+                metadata={name: base64.b64encode(value).decode() for name, value in p.metadata.items()},
+                data=base64.b64encode(p.data).decode(),
+            )
+            for p in payloads
+        ]
+    )
 
 
 async def _apply(request: Request, body: CodecBody, decode: bool) -> CodecBody:
@@ -115,11 +127,12 @@ def _operator_by_codec_token(request: Request, settings, token: str) -> User:
 def codec_endpoint(operator: OperatorUser, request: Request, settings: SettingsDep) -> CodecEndpointOut:
     """A codec link for the Temporal UI (Settings, Codec Server), valid CODEC_LINK_HOURS.
     Treat it as a password: it decodes payloads as you."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     token = issue_codec_token(settings, operator.id, operator.token_version, now)
     base = str(request.base_url).rstrip("/")
-    return CodecEndpointOut(endpoint=f"{base}/codec/{token}",
-                            expires_at=now + timedelta(hours=settings.CODEC_LINK_HOURS))
+    return CodecEndpointOut(
+        endpoint=f"{base}/codec/{token}", expires_at=now + timedelta(hours=settings.CODEC_LINK_HOURS)
+    )
 
 
 @router.post("/codec/decode", response_model=CodecBody)

@@ -21,21 +21,25 @@ def _check_database(request: Request) -> None:
         session.execute(text("SELECT 1"))
 
 
-@router.get("/health", response_model=HealthOut,
-            responses={503: {"model": HealthOut, "description": "PostgreSQL or Temporal does not answer"}})
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut, "description": "PostgreSQL or Temporal does not answer"}},
+)
 async def health(request: Request) -> JSONResponse:
     """200 when PostgreSQL and Temporal both answer; 503 naming what does not."""
     checks: dict[str, str] = {}
     try:
         await asyncio.wait_for(asyncio.to_thread(_check_database, request), 5)
         checks["postgres"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:
         checks["postgres"] = f"unreachable: {type(exc).__name__}"
     try:
         await request.app.state.temporal.check()
         checks["temporal"] = "ok"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         checks["temporal"] = f"unreachable: {type(exc).__name__}"
     healthy = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
-                        status_code=200 if healthy else 503)
+    return JSONResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks}, status_code=200 if healthy else 503
+    )

@@ -48,12 +48,25 @@ INVESTMENT_NAMESPACE = uuid.UUID("6f1c2d0e-4a51-4f43-9a43-6d1c1e0b7a55")
 
 def _loan_out(session: Session, loan: LoanRequest, with_purpose: bool) -> LoanOut:
     product = session.get_one(LoanProduct, loan.product_id)
-    return LoanOut(id=loan.id, status=loan.status, amount=loan.amount, currency=loan.currency,
-                   funded_amount=loan.funded_amount, rate_annual=loan.rate_annual, risk_grade=loan.risk_grade,
-                   scoring_score=loan.scoring_score, term_months=loan.term_months, product=product.code,
-                   product_version=product.version, purpose=loan.purpose if with_purpose else None,
-                   rejection_reason=loan.rejection_reason, funding_deadline=loan.funding_deadline,
-                   disbursed_at=loan.disbursed_at, closed_at=loan.closed_at, created_at=loan.created_at)
+    return LoanOut(
+        id=loan.id,
+        status=loan.status,
+        amount=loan.amount,
+        currency=loan.currency,
+        funded_amount=loan.funded_amount,
+        rate_annual=loan.rate_annual,
+        risk_grade=loan.risk_grade,
+        scoring_score=loan.scoring_score,
+        term_months=loan.term_months,
+        product=product.code,
+        product_version=product.version,
+        purpose=loan.purpose if with_purpose else None,
+        rejection_reason=loan.rejection_reason,
+        funding_deadline=loan.funding_deadline,
+        disbursed_at=loan.disbursed_at,
+        closed_at=loan.closed_at,
+        created_at=loan.created_at,
+    )
 
 
 def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[LoanRequest, bool]:
@@ -63,49 +76,69 @@ def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[Loa
         if user.role in (Role.operator.value, Role.compliance.value) or loan.borrower_id == user.id:
             return loan, True
         if user.role == Role.investor.value:
-            invested = session.scalar(select(exists().where(Investment.loan_id == loan.id,
-                                                            Investment.investor_id == user.id)))
+            invested = session.scalar(
+                select(exists().where(Investment.loan_id == loan.id, Investment.investor_id == user.id))
+            )
             if invested or loan.status == "funding":
                 return loan, False
     raise NotFound(f"no loan {loan_id}")
 
 
 @router.post("/loans", status_code=status.HTTP_201_CREATED, response_model=LoanCreated)
-async def create_loan(body: LoanCreate, user: BorrowerUser, request: Request, temporal: TemporalDep,
-                      idempotency_key: IdempotencyGuard) -> LoanCreated:
+async def create_loan(
+    body: LoanCreate, user: BorrowerUser, request: Request, temporal: TemporalDep, idempotency_key: IdempotencyGuard
+) -> LoanCreated:
     settings = request.app.state.settings
 
     def prepare(session: Session):
         loan, created = create_loan_request(
-            session, user.id, product_code=body.product, amount=body.amount, term_months=body.term_months,
-            purpose=body.purpose, simulation_id=body.simulation_id, client_key=idempotency_key)
+            session,
+            user.id,
+            product_code=body.product,
+            amount=body.amount,
+            term_months=body.term_months,
+            purpose=body.purpose,
+            simulation_id=body.simulation_id,
+            client_key=idempotency_key,
+        )
         return loan.id, loan.workflow_id, loan.status, created, workflow_input(session, loan, settings.LOAN_TIME_SCALE)
 
     loan_id, workflow_id, loan_status, created, wf_input = await in_db(request, prepare)
     try:
         client = await temporal.get()
         await client.start_workflow(
-            LoanWorkflow.run, wf_input, id=workflow_id, task_queue=settings.TASK_QUEUE,
+            LoanWorkflow.run,
+            wf_input,
+            id=workflow_id,
+            task_queue=settings.TASK_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(LOAN_STATUS, "pending"),
-                SearchAttributePair(BORROWER_ID, str(user.id)),
-                SearchAttributePair(PRODUCT, wf_input.terms.product_code)]),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(LOAN_STATUS, "pending"),
+                    SearchAttributePair(BORROWER_ID, str(user.id)),
+                    SearchAttributePair(PRODUCT, wf_input.terms.product_code),
+                ]
+            ),
             static_summary=f"Loan {wf_input.amount:.2f} {wf_input.terms.currency}, {wf_input.term_months} months, "
-                           f"product {wf_input.terms.product_code} v{wf_input.terms.product_version}")
+            f"product {wf_input.terms.product_code} v{wf_input.terms.product_version}",
+        )
     except (RPCError, RuntimeError, OSError, ServiceUnavailable) as exc:
         if created:
             await in_db(request, lambda s: s.query(LoanRequest).filter(LoanRequest.id == loan_id).delete())
-        raise ServiceUnavailable(f"the workflow service did not take the loan ({type(exc).__name__}); "
-                                 "nothing was created, send again") from None
+        raise ServiceUnavailable(
+            f"the workflow service did not take the loan ({type(exc).__name__}); nothing was created, send again"
+        ) from None
     return LoanCreated(id=loan_id, status=loan_status, workflow_id=workflow_id)
 
 
 @router.get("/loans", response_model=list[LoanOut])
-async def list_loans(user: CurrentUser, request: Request,
-                     loan_status: Annotated[LoanStatus | None, Query(alias="status")] = None,
-                     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                     offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[LoanOut]:
+async def list_loans(
+    user: CurrentUser,
+    request: Request,
+    loan_status: Annotated[LoanStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> list[LoanOut]:
     """Borrowers: their loans. Investors: loans open for investment (status=funding, the
     default) or those they invested in. Operators and compliance: all, by status."""
 
@@ -121,8 +154,9 @@ async def list_loans(user: CurrentUser, request: Request,
                 query = query.where(LoanRequest.id.in_(mine))
         if loan_status:
             query = query.where(LoanRequest.status == loan_status)
-        rows = session.scalars(query.order_by(LoanRequest.created_at.desc(), LoanRequest.id)
-                               .limit(limit).offset(offset))
+        rows = session.scalars(
+            query.order_by(LoanRequest.created_at.desc(), LoanRequest.id).limit(limit).offset(offset)
+        )
         full = user.role != Role.investor.value
         return [_loan_out(session, loan, full) for loan in rows]
 
@@ -134,6 +168,7 @@ async def get_loan(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> L
     def read(session: Session) -> LoanOut:
         loan, full = readable_loan(session, loan_id, user)
         return _loan_out(session, loan, full)
+
     return await in_db(request, read)
 
 
@@ -141,33 +176,53 @@ async def get_loan(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> L
 async def get_schedule(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> list[ScheduleRowOut]:
     def read(session: Session) -> list[ScheduleRowOut]:
         readable_loan(session, loan_id, user)
-        rows = session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan_id)
-                               .order_by(RepaymentInstallment.payment_num))
+        rows = session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == loan_id)
+            .order_by(RepaymentInstallment.payment_num)
+        )
         return [ScheduleRowOut.model_validate(row) for row in rows]
+
     return await in_db(request, read)
 
 
 @router.post("/loans/{loan_id}/investments", status_code=status.HTTP_201_CREATED, response_model=InvestmentOut)
-async def invest(loan_id: uuid.UUID, body: InvestmentIn, user: InvestorUser, request: Request,
-                 temporal: TemporalDep, idempotency_key: IdempotencyGuard) -> InvestmentOut:
+async def invest(
+    loan_id: uuid.UUID,
+    body: InvestmentIn,
+    user: InvestorUser,
+    request: Request,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyGuard,
+) -> InvestmentOut:
     """201 when the money is reserved for the loan; 409 when the loan is not open, the
     amount is more than what is left, or the wallet lacks the money; 422 for amounts the
     product does not allow. The same Idempotency-Key replays the same investment."""
     loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
-    investment_id = (uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{user.id}:{idempotency_key}")
-                     if idempotency_key else uuid.uuid4())
+    investment_id = (
+        uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{user.id}:{idempotency_key}") if idempotency_key else uuid.uuid4()
+    )
     client = await temporal.get()
     accepted = await execute_loan_update(
-        client, loan.workflow_id, LoanWorkflow.invest,
+        client,
+        loan.workflow_id,
+        LoanWorkflow.invest,
         InvestmentRequest(investment_id=investment_id, investor_id=user.id, amount=body.amount),
-        update_id=f"investment-{investment_id}")
-    return InvestmentOut(id=accepted.investment_id, loan_id=loan_id, amount=accepted.amount,
-                         funded_amount=accepted.funded_amount, remaining=accepted.remaining)
+        update_id=f"investment-{investment_id}",
+    )
+    return InvestmentOut(
+        id=accepted.investment_id,
+        loan_id=loan_id,
+        amount=accepted.amount,
+        funded_amount=accepted.funded_amount,
+        remaining=accepted.remaining,
+    )
 
 
 @router.post("/loans/{loan_id}/early-repayment", response_model=EarlyRepaymentOut)
-async def early_repayment(loan_id: uuid.UUID, user: BorrowerUser, request: Request,
-                          temporal: TemporalDep, idempotency_key: IdempotencyGuard) -> EarlyRepaymentOut:
+async def early_repayment(
+    loan_id: uuid.UUID, user: BorrowerUser, request: Request, temporal: TemporalDep, idempotency_key: IdempotencyGuard
+) -> EarlyRepaymentOut:
     """Repays everything today: outstanding principal, interest accrued to today, anything
     overdue with its late fees. 409 if the wallet does not hold that much."""
     loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
@@ -175,27 +230,39 @@ async def early_repayment(loan_id: uuid.UUID, user: BorrowerUser, request: Reque
         raise NotFound(f"no loan {loan_id}")
     client = await temporal.get()
     result = await execute_loan_update(
-        client, loan.workflow_id, LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=user.id),
-        update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}")
+        client,
+        loan.workflow_id,
+        LoanWorkflow.repay_early,
+        EarlyRepaymentRequest(requested_by=user.id),
+        update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}",
+    )
     return EarlyRepaymentOut(**result.model_dump())
 
 
 @router.post("/operator/loans/{loan_id}/decision", response_model=DecisionOut, tags=["operator"])
-async def decide(loan_id: uuid.UUID, body: DecisionIn, operator: OperatorUser, request: Request,
-                 temporal: TemporalDep, idempotency_key: IdempotencyGuard) -> DecisionOut:
+async def decide(
+    loan_id: uuid.UUID,
+    body: DecisionIn,
+    operator: OperatorUser,
+    request: Request,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyGuard,
+) -> DecisionOut:
     """Approve or reject a loan awaiting review (409 if it is not)."""
     loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, operator))
     client = await temporal.get()
     result = await execute_loan_update(
-        client, loan.workflow_id, LoanWorkflow.decide,
+        client,
+        loan.workflow_id,
+        LoanWorkflow.decide,
         ApprovalDecision(approve=body.approve, operator_id=operator.id, reason=body.reason),
-        update_id=f"decision-{loan_id}")
+        update_id=f"decision-{loan_id}",
+    )
     return DecisionOut(status=result.status)
 
 
 @router.get("/operator/loans/{loan_id}/live", response_model=LoanSnapshot, tags=["operator"])
-async def live_state(loan_id: uuid.UUID, user: CurrentUser, request: Request,
-                     temporal: TemporalDep) -> LoanSnapshot:
+async def live_state(loan_id: uuid.UUID, user: CurrentUser, request: Request, temporal: TemporalDep) -> LoanSnapshot:
     """The workflow's own view (a query), for operators and compliance."""
     if user.role not in (Role.operator.value, Role.compliance.value):
         raise Forbidden("operators and compliance only")

@@ -22,23 +22,38 @@ router = APIRouter(prefix="/v1/operator", tags=["operator"])
 
 
 @router.get("/deposits", response_model=list[DepositOut])
-def list_deposits(operator: OperatorUser, session: SessionDep,
-                  status: Literal["pending", "confirmed", "rejected"] = "pending",
-                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[Deposit]:
-    return list(session.scalars(select(Deposit).where(Deposit.status == status)
-                                .order_by(Deposit.created_at).limit(limit)))
+def list_deposits(
+    operator: OperatorUser,
+    session: SessionDep,
+    status: Literal["pending", "confirmed", "rejected"] = "pending",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[Deposit]:
+    return list(
+        session.scalars(select(Deposit).where(Deposit.status == status).order_by(Deposit.created_at).limit(limit))
+    )
 
 
 @router.post("/deposits/{deposit_id}/confirm", response_model=DepositOut)
-async def confirm(deposit_id: uuid.UUID, operator: OperatorUser, request: Request, temporal: TemporalDep,
-                  idempotency_key: IdempotencyGuard, body: DecisionIn | None = None) -> DepositOut:
+async def confirm(
+    deposit_id: uuid.UUID,
+    operator: OperatorUser,
+    request: Request,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyGuard,
+    body: DecisionIn | None = None,
+) -> DepositOut:
     """The bank payment arrived: the money is in the wallet. A borrower's running loans are
     told at once, so an overdue installment is collected now, not at the next due date."""
 
     def work(session: Session) -> tuple[DepositOut, list[str]]:
         deposit = confirm_deposit(session, deposit_id, operator.id, body.bank_reference if body else None)
-        workflow_ids = list(session.scalars(select(LoanRequest.workflow_id).where(
-            LoanRequest.borrower_id == deposit.user_id, LoanRequest.status == "active")))
+        workflow_ids = list(
+            session.scalars(
+                select(LoanRequest.workflow_id).where(
+                    LoanRequest.borrower_id == deposit.user_id, LoanRequest.status == "active"
+                )
+            )
+        )
         return DepositOut.model_validate(deposit), workflow_ids
 
     deposit, workflow_ids = await in_db(request, work)
@@ -47,28 +62,45 @@ async def confirm(deposit_id: uuid.UUID, operator: OperatorUser, request: Reques
 
 
 @router.post("/deposits/{deposit_id}/reject", response_model=DepositOut)
-def reject(deposit_id: uuid.UUID, operator: OperatorUser, session: SessionDep,
-           idempotency_key: IdempotencyGuard) -> Deposit:
+def reject(
+    deposit_id: uuid.UUID, operator: OperatorUser, session: SessionDep, idempotency_key: IdempotencyGuard
+) -> Deposit:
     return reject_deposit(session, deposit_id, operator.id)
 
 
 @router.get("/withdrawals", response_model=list[WithdrawalOut])
-def list_withdrawals(operator: OperatorUser, session: SessionDep,
-                     status: Literal["pending", "paid", "rejected"] = "pending",
-                     limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[Withdrawal]:
-    return list(session.scalars(select(Withdrawal).where(Withdrawal.status == status)
-                                .order_by(Withdrawal.created_at).limit(limit)))
+def list_withdrawals(
+    operator: OperatorUser,
+    session: SessionDep,
+    status: Literal["pending", "paid", "rejected"] = "pending",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[Withdrawal]:
+    return list(
+        session.scalars(
+            select(Withdrawal).where(Withdrawal.status == status).order_by(Withdrawal.created_at).limit(limit)
+        )
+    )
 
 
 @router.post("/withdrawals/{withdrawal_id}/pay", response_model=WithdrawalOut)
-def pay(withdrawal_id: uuid.UUID, operator: OperatorUser, session: SessionDep,
-        idempotency_key: IdempotencyGuard, body: DecisionIn | None = None) -> Withdrawal:
+def pay(
+    withdrawal_id: uuid.UUID,
+    operator: OperatorUser,
+    session: SessionDep,
+    idempotency_key: IdempotencyGuard,
+    body: DecisionIn | None = None,
+) -> Withdrawal:
     return pay_withdrawal(session, withdrawal_id, operator.id, body.bank_reference if body else None)
 
 
 @router.post("/withdrawals/{withdrawal_id}/reject", response_model=WithdrawalOut)
-def reject_payout(withdrawal_id: uuid.UUID, body: RejectionIn, operator: OperatorUser,
-                  session: SessionDep, idempotency_key: IdempotencyGuard) -> Withdrawal:
+def reject_payout(
+    withdrawal_id: uuid.UUID,
+    body: RejectionIn,
+    operator: OperatorUser,
+    session: SessionDep,
+    idempotency_key: IdempotencyGuard,
+) -> Withdrawal:
     return reject_withdrawal(session, withdrawal_id, operator.id, body.reason)
 
 

@@ -15,8 +15,13 @@ router = APIRouter(tags=["products"])
 
 
 def product_out(product: LoanProduct) -> ProductOut:
-    return ProductOut(**terms_of(product).model_dump(), id=product.id, version=product.version,
-                      is_current=product.is_current, created_at=product.created_at)
+    return ProductOut(
+        **terms_of(product).model_dump(),
+        id=product.id,
+        version=product.version,
+        is_current=product.is_current,
+        created_at=product.created_at,
+    )
 
 
 @router.get("/v1/products", response_model=list[ProductOut])
@@ -38,8 +43,7 @@ def get_product_versions(code: str, user: OperatorOrCompliance, session: Session
     return [product_out(p) for p in versions]
 
 
-@router.post("/v1/operator/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut,
-             tags=["operator"])
+@router.post("/v1/operator/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut, tags=["operator"])
 def post_product(body: ProductTerms, operator: OperatorUser, session: SessionDep) -> ProductOut:
     product = create_product(session, body, operator.id)
     session.refresh(product)
@@ -47,8 +51,9 @@ def post_product(body: ProductTerms, operator: OperatorUser, session: SessionDep
 
 
 @router.put("/v1/operator/products/{code}", response_model=ProductOut, tags=["operator"])
-def put_product(code: str, body: ProductTerms, operator: OperatorUser, session: SessionDep,
-                response: Response) -> ProductOut:
+def put_product(
+    code: str, body: ProductTerms, operator: OperatorUser, session: SessionDep, response: Response
+) -> ProductOut:
     """Writes a new version (loans keep theirs). The same terms again make no new version."""
     before = current_product(session, code).version
     product = change_product(session, code, body, operator.id)

@@ -39,10 +39,18 @@ OVERSIGHT = (Role.operator.value, Role.compliance.value)
 
 
 def _document_out(document: Document) -> DocumentOut:
-    return DocumentOut(id=document.id, kind=document.kind, subject_key=document.subject_key,
-                       loan_id=document.loan_id, owner_id=document.owner_id, sha256=document.sha256,
-                       size_bytes=document.size_bytes, content_type=document.content_type,
-                       created_at=document.created_at, url=f"/v1/documents/{document.id}")
+    return DocumentOut(
+        id=document.id,
+        kind=document.kind,
+        subject_key=document.subject_key,
+        loan_id=document.loan_id,
+        owner_id=document.owner_id,
+        sha256=document.sha256,
+        size_bytes=document.size_bytes,
+        content_type=document.content_type,
+        created_at=document.created_at,
+        url=f"/v1/documents/{document.id}",
+    )
 
 
 def _may_read_document(session: Session, document: Document, user: User) -> bool:
@@ -67,13 +75,20 @@ def loan_documents(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -
 @router.get("/users/me/documents", response_model=list[DocumentOut])
 def my_documents(user: CurrentUser, session: SessionDep) -> list[DocumentOut]:
     """Documents this user owns: agreements and monthly statements."""
-    rows = session.scalars(select(Document).where(Document.owner_id == user.id)
-                           .order_by(Document.created_at.desc(), Document.id).limit(500))
+    rows = session.scalars(
+        select(Document)
+        .where(Document.owner_id == user.id)
+        .order_by(Document.created_at.desc(), Document.id)
+        .limit(500)
+    )
     return [_document_out(d) for d in rows]
 
 
-@router.get("/documents/{document_id}", response_class=Response,
-            responses={200: {"content": {"application/pdf": {}}, "description": "the PDF"}})
+@router.get(
+    "/documents/{document_id}",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "the PDF"}},
+)
 def get_document(document_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
     document = session.get(Document, document_id)
     if document is None or not _may_read_document(session, document, user):
@@ -81,9 +96,15 @@ def get_document(document_id: uuid.UUID, user: CurrentUser, session: SessionDep,
     content = DocumentStore(settings.documents_dir).read(document.sha256)
     if hashlib.sha256(content).hexdigest() != document.sha256:
         raise Conflict("the stored file no longer matches the register; it is not served")
-    return Response(content, media_type=document.content_type, headers={
-        "Content-Disposition": f'attachment; filename="{document.kind}-{document.id}.pdf"',
-        "ETag": f'"{document.sha256}"', "Cache-Control": "private, max-age=3600"})
+    return Response(
+        content,
+        media_type=document.content_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{document.kind}-{document.id}.pdf"',
+            "ETag": f'"{document.sha256}"',
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
 
 
 def _trail_loan(session: Session, loan_id: uuid.UUID, user: User) -> LoanRequest:
@@ -97,7 +118,7 @@ async def _trail(request: Request, loan_id: uuid.UUID, user: User, temporal: Tem
     trail = await in_db(request, lambda s: read_trail(s, _trail_loan(s, loan_id, user)))
     try:
         client = await temporal.get()
-    except Exception:  # noqa: BLE001 - the audit log alone is the trail; history ids are a join
+    except Exception:
         return trail
     return await join_history(trail, client)
 
@@ -112,15 +133,23 @@ async def loan_trail(loan_id: uuid.UUID, user: CurrentUser, request: Request, te
     investments, documents, operator decisions: who, when, what), each with the workflow
     history events of the activity that made it, and the hash chain's check."""
     trail = await _trail(request, loan_id, user, temporal)
-    return TrailOut(loan_id=trail.loan.id, workflow_id=trail.loan.workflow_id, status=trail.loan.status,
-                    history_available=trail.history_available, workflow_runs=trail.runs, chain=_chain_out(trail),
-                    steps=[TrailStepOut(**asdict(step)) for step in trail.steps])
+    return TrailOut(
+        loan_id=trail.loan.id,
+        workflow_id=trail.loan.workflow_id,
+        status=trail.loan.status,
+        history_available=trail.history_available,
+        workflow_runs=trail.runs,
+        chain=_chain_out(trail),
+        steps=[TrailStepOut(**asdict(step)) for step in trail.steps],
+    )
 
 
-@router.get("/loans/{loan_id}/trail.pdf", response_class=Response,
-            responses={200: {"content": {"application/pdf": {}}, "description": "the trail as a PDF"}})
-async def loan_trail_pdf(loan_id: uuid.UUID, user: CurrentUser, request: Request,
-                         temporal: TemporalDep) -> Response:
+@router.get(
+    "/loans/{loan_id}/trail.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "the trail as a PDF"}},
+)
+async def loan_trail_pdf(loan_id: uuid.UUID, user: CurrentUser, request: Request, temporal: TemporalDep) -> Response:
     """The same trail, for a regulator."""
     settings = request.app.state.settings
     trail = await _trail(request, loan_id, user, temporal)
@@ -128,23 +157,37 @@ async def loan_trail_pdf(loan_id: uuid.UUID, user: CurrentUser, request: Request
     context = {
         "platform": {"name": settings.PLATFORM_NAME, "details": settings.PLATFORM_DETAILS},
         "generated_at": trail.steps[-1].at if trail.steps else "-",
-        "loan": {"id": loan.id, "status": loan.status, "amount": loan.amount, "currency": loan.currency,
-                 "term_months": loan.term_months, "workflow_id": loan.workflow_id},
-        "steps": [asdict(step) for step in trail.steps], "check": trail.check,
+        "loan": {
+            "id": loan.id,
+            "status": loan.status,
+            "amount": loan.amount,
+            "currency": loan.currency,
+            "term_months": loan.term_months,
+            "workflow_id": loan.workflow_id,
+        },
+        "steps": [asdict(step) for step in trail.steps],
+        "check": trail.check,
     }
     content = await asyncio.to_thread(render_pdf, "loan_trail.html", context)
-    return Response(content, media_type="application/pdf", headers={
-        "Content-Disposition": f'attachment; filename="trail-{loan.id}.pdf"'})
+    return Response(
+        content,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="trail-{loan.id}.pdf"'},
+    )
 
 
 @router.get("/loans/{loan_id}/trail/verify", response_model=TrailVerificationOut)
-def verify_trail(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep,
-                 settings: SettingsDep) -> TrailVerificationOut:
+def verify_trail(
+    loan_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> TrailVerificationOut:
     """Recomputes the loan's hash chain and checks each registered document's bytes:
     intact, or the first record that does not match."""
     loan = _trail_loan(session, loan_id, user)
     trail = read_trail(session, loan)
     documents = check_documents(session, DocumentStore(settings.documents_dir), loan.id)
     return TrailVerificationOut(
-        loan_id=loan.id, intact=trail.check.intact and all(d.intact for d in documents), chain=_chain_out(trail),
-        documents=[DocumentCheckOut(**asdict(d)) for d in documents])
+        loan_id=loan.id,
+        intact=trail.check.intact and all(d.intact for d in documents),
+        chain=_chain_out(trail),
+        documents=[DocumentCheckOut(**asdict(d)) for d in documents],
+    )

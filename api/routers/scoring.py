@@ -40,13 +40,15 @@ def list_rule_versions(user: OperatorOrCompliance, session: SessionDep) -> list[
 
 
 @router.get("/operator/scoring-rules/versions/{version}", response_model=RulesVersionOut, tags=["operator"])
-def get_rule_version(version: Annotated[int, Path(ge=1, le=2**31 - 1)], user: OperatorOrCompliance,
-                     session: SessionDep) -> ScoringRulesVersion:
+def get_rule_version(
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)], user: OperatorOrCompliance, session: SessionDep
+) -> ScoringRulesVersion:
     return rules_version(session, version)
 
 
-@router.put("/operator/scoring-rules", response_model=RulesVersionOut, status_code=status.HTTP_201_CREATED,
-            tags=["operator"])
+@router.put(
+    "/operator/scoring-rules", response_model=RulesVersionOut, status_code=status.HTTP_201_CREATED, tags=["operator"]
+)
 def put_rules(body: RulesChangeIn, operator: OperatorUser, session: SessionDep) -> ScoringRulesVersion:
     """Writes a new version of the rules (201): loans scored from now on use it; loans
     already scored keep the version and the score they got."""
@@ -62,19 +64,30 @@ def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
         raise Forbidden("a loan's scoring is for its borrower, operators and compliance")
     details = loan.scoring_details or {}
     return LoanScoringOut(
-        loan_id=loan.id, status=loan.status, score=loan.scoring_score, grade=loan.risk_grade,
+        loan_id=loan.id,
+        status=loan.status,
+        score=loan.scoring_score,
+        grade=loan.risk_grade,
         rate_annual=f"{loan.rate_annual:.2f}" if loan.rate_annual is not None else None,
-        decision=details.get("decision"), rules_version=loan.scoring_rules_version,
+        decision=details.get("decision"),
+        rules_version=loan.scoring_rules_version,
         reasons=[ScoringFactorOut(**r) for r in details.get("reasons", [])],
-        rejection_reason=loan.rejection_reason, operator_decision=details.get("operator_decision"))
+        rejection_reason=loan.rejection_reason,
+        operator_decision=details.get("operator_decision"),
+    )
 
 
 @router.get("/users/me/points", response_model=PointsOut, tags=["users"])
-def my_points(user: BorrowerUser, session: SessionDep,
-              limit: Annotated[int, Query(ge=1, le=500)] = 100,
-              offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> PointsOut:
+def my_points(
+    user: BorrowerUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> PointsOut:
     """On-time payment points: the balance that counts in the next score, and each event
     that earned or cost points, newest first."""
     history = payment_history(session, user.id)
-    return PointsOut(**asdict(history), history=[PointsEntryOut.model_validate(entry)
-                                                 for entry in points_entries(session, user.id, limit, offset)])
+    return PointsOut(
+        **asdict(history),
+        history=[PointsEntryOut.model_validate(entry) for entry in points_entries(session, user.id, limit, offset)],
+    )

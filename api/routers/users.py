@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, status
@@ -49,7 +49,7 @@ def me(user: CurrentUser) -> User:
 @router.put("/users/me/profile", response_model=ProfileOut)
 def put_profile(body: ProfileIn, user: BorrowerUser, session: SessionDep) -> BorrowerProfile:
     profile = session.get(BorrowerProfile, user.id, with_for_update=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if profile is None:
         profile = BorrowerProfile(user_id=user.id, **body.model_dump(), updated_at=now)
         session.add(profile)
@@ -67,8 +67,7 @@ class StaffCreate(StrictModel):
     role: Literal["operator", "compliance"]
 
 
-@router.post("/operator/users", status_code=status.HTTP_201_CREATED, response_model=UserOut,
-             tags=["operator"])
+@router.post("/operator/users", status_code=status.HTTP_201_CREATED, response_model=UserOut, tags=["operator"])
 def create_staff(body: StaffCreate, operator: OperatorUser, session: SessionDep) -> User:
     """Operators create operator and compliance accounts; nobody can sign up as staff."""
     return create_user(session, str(body.email), body.password, body.role)
@@ -82,7 +81,7 @@ def block_user(user_id: uuid.UUID, body: BlockIn, operator: OperatorUser, sessio
     user = session.get(User, user_id, with_for_update=True)
     if user is None:
         raise NotFound(f"no user {user_id}")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     user.is_active = False
     user.token_version += 1
     revoke_all_for_user(session, user.id, now)

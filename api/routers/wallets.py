@@ -33,8 +33,14 @@ MAX_PAGE = 200
 
 def _wallet_out(session, wallet: Wallet) -> WalletOut:
     balance = wallet_balance(session, wallet.id)
-    return WalletOut(id=wallet.id, type=wallet.type, currency=wallet.currency, balance=balance.balance,
-                     reserved=balance.reserved, available=balance.available)
+    return WalletOut(
+        id=wallet.id,
+        type=wallet.type,
+        currency=wallet.currency,
+        balance=balance.balance,
+        reserved=balance.reserved,
+        available=balance.available,
+    )
 
 
 @router.get("/me", response_model=WalletOut)
@@ -43,15 +49,18 @@ def my_wallet(user: WalletOwner, session: SessionDep) -> WalletOut:
 
 
 @router.get("/me/transactions", response_model=StatementPage)
-def my_statement(user: WalletOwner, session: SessionDep,
-                 limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-                 before: Annotated[int | None, Query(ge=1, le=2**63 - 1,
-                                                     description="position cursor from next_before")] = None,
-                 ) -> StatementPage:
+def my_statement(
+    user: WalletOwner,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="position cursor from next_before")] = None,
+) -> StatementPage:
     wallet = wallet_of_user(session, user.id)
     lines = wallet_statement(session, wallet.id, limit=limit, before=before)
-    return StatementPage(items=[StatementLineOut.model_validate(line, from_attributes=True) for line in lines],
-                         next_before=lines[-1].position if len(lines) == limit else None)
+    return StatementPage(
+        items=[StatementLineOut.model_validate(line, from_attributes=True) for line in lines],
+        next_before=lines[-1].position if len(lines) == limit else None,
+    )
 
 
 @router.get("/{wallet_id}", response_model=WalletOut)
@@ -65,11 +74,13 @@ def wallet_by_id(wallet_id: uuid.UUID, user: CurrentUser, session: SessionDep) -
 
 
 @router.post("/deposits", status_code=status.HTTP_201_CREATED, response_model=DepositOut)
-def create_deposit(body: DepositIn, user: WalletOwner, session: SessionDep, response: Response,
-                   idempotency_key: IdempotencyGuard) -> Deposit:
+def create_deposit(
+    body: DepositIn, user: WalletOwner, session: SessionDep, response: Response, idempotency_key: IdempotencyGuard
+) -> Deposit:
     """Announces a bank payment; the money is in the wallet once an operator confirms it."""
-    deposit, created = request_deposit(session, user.id, body.amount, client_key=idempotency_key,
-                                       bank_reference=body.bank_reference)
+    deposit, created = request_deposit(
+        session, user.id, body.amount, client_key=idempotency_key, bank_reference=body.bank_reference
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return deposit
@@ -84,8 +95,9 @@ def get_deposit(deposit_id: uuid.UUID, user: WalletOwner, session: SessionDep) -
 
 
 @router.post("/withdrawals", status_code=status.HTTP_201_CREATED, response_model=WithdrawalOut)
-def create_withdrawal(body: WithdrawalIn, user: WalletOwner, session: SessionDep, response: Response,
-                      idempotency_key: IdempotencyGuard) -> Withdrawal:
+def create_withdrawal(
+    body: WithdrawalIn, user: WalletOwner, session: SessionDep, response: Response, idempotency_key: IdempotencyGuard
+) -> Withdrawal:
     """Reserves the money until an operator pays it out or rejects it. 409 if not enough."""
     withdrawal, created = request_withdrawal(session, user.id, body.amount, client_key=idempotency_key)
     if not created:
@@ -102,7 +114,11 @@ def get_withdrawal(withdrawal_id: uuid.UUID, user: WalletOwner, session: Session
 
 
 @router.get("/me/deposits", response_model=list[DepositOut], include_in_schema=True)
-def my_deposits(user: WalletOwner, session: SessionDep,
-                limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> list[Deposit]:
-    return list(session.scalars(select(Deposit).where(Deposit.user_id == user.id)
-                                .order_by(Deposit.created_at.desc()).limit(limit)))
+def my_deposits(
+    user: WalletOwner, session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
+) -> list[Deposit]:
+    return list(
+        session.scalars(
+            select(Deposit).where(Deposit.user_id == user.id).order_by(Deposit.created_at.desc()).limit(limit)
+        )
+    )

@@ -34,7 +34,7 @@ class AutoInvestRuleIn(StrictModel):
         return sorted(grades)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "AutoInvestRuleIn":
+    def _ranges(self) -> AutoInvestRuleIn:
         if self.min_loan_amount > self.max_loan_amount:
             raise ValueError("min_loan_amount must not be above max_loan_amount")
         return self

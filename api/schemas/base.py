@@ -22,13 +22,13 @@ def _parse_amount(value: Any) -> Any:
     # JSON floats lose kopecks (0.1 + 0.2): amounts are strings or integers. A float that
     # prints with at most two decimals is accepted as what it prints.
     if isinstance(value, bool):
-        raise ValueError("an amount is a decimal string such as \"1234.56\"")
+        raise ValueError('an amount is a decimal string such as "1234.56"')
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, str):
         stripped = value.strip()
         if not _PLAIN_DECIMAL.fullmatch(stripped):
-            raise ValueError("an amount is a plain decimal string such as \"1234.56\"")
+            raise ValueError('an amount is a plain decimal string such as "1234.56"')
         return stripped
     return value
 
@@ -67,8 +67,7 @@ class ResponseModel(BaseModel):
 Amount = Annotated[
     Decimal,
     BeforeValidator(_parse_amount),
-    Field(gt=0, le=MAX_AMOUNT, max_digits=15, decimal_places=2, allow_inf_nan=False,
-          examples=["1000.00"]),
+    Field(gt=0, le=MAX_AMOUNT, max_digits=15, decimal_places=2, allow_inf_nan=False, examples=["1000.00"]),
 ]
 
 # An amount of money in a response: always a string with two decimals.

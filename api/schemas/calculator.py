@@ -26,11 +26,12 @@ class CalculatorIn(StrictModel):
     method: Literal["annuity", "differentiated"] = "annuity"
     start_date: date | None = Field(default=None, description="defaults to today; due dates follow it monthly")
     interest_only_months: int = Field(default=0, strict=True, ge=0, le=24)
-    product: str | None = Field(default=None, max_length=50,
-                                description="check amount and term against this product's ranges")
+    product: str | None = Field(
+        default=None, max_length=50, description="check amount and term against this product's ranges"
+    )
 
     @model_validator(mode="after")
-    def _grace_within_term(self) -> "CalculatorIn":
+    def _grace_within_term(self) -> CalculatorIn:
         if self.interest_only_months >= self.term_months:
             raise ValueError("interest_only_months must be fewer than term_months")
         return self
@@ -53,8 +54,10 @@ class SimulationIn(StrictModel):
     amount: Amount
     term_months: TermMonths
     risk_grade: Literal["A", "B", "C", "D", "E"] | None = Field(
-        default=None, description="price at this grade's rate; without it, at the product's highest rate "
-                                  "(the most the loan could cost before scoring)")
+        default=None,
+        description="price at this grade's rate; without it, at the product's highest rate "
+        "(the most the loan could cost before scoring)",
+    )
     start_date: date | None = None
 
 

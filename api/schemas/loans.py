@@ -11,8 +11,11 @@ from models.loan_status import LoanStatus
 
 
 class LoanCreate(StrictModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"product": "standard", "amount": "100000.00", "term_months": 12, "purpose": "a used tractor"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"product": "standard", "amount": "100000.00", "term_months": 12, "purpose": "a used tractor"}]
+        }
+    )
 
     product: str = Field(default="standard", max_length=50)
     amount: Amount | None = None

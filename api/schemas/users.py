@@ -12,8 +12,7 @@ from api.schemas.base import Money, ResponseModel, StrictModel
 
 class UserCreate(StrictModel):
     email: EmailStr
-    password: str = Field(min_length=10, max_length=128,
-                          description="10 to 128 characters")
+    password: str = Field(min_length=10, max_length=128, description="10 to 128 characters")
     # Only these two roles may sign up; operators and compliance are created by operators.
     role: Literal["borrower", "investor"]
 
