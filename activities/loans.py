@@ -7,8 +7,6 @@ its own earlier work and returns the same answer.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,11 +20,10 @@ from domain.money import ZERO
 from domain.schedule import annuity_payment
 from domain.scoring import ScoringInput, score_request
 from investing.annual_limit import count_investment, give_back, limit_year
-from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
-from ledger.postings import Leg, find_posted, merge_legs, post_transaction
+from ledger.accounts import wallet_of_user
 from ledger.wallets import release, reserve
-from loans import collections, defaults
-from loans.common import available_account_of, investments_of, loan_row, notify
+from loans import collections, defaults, disbursement
+from loans.common import investments_of, loan_row, notify
 from models.loan_workflow import (
     CollectInput,
     CollectResult,
@@ -300,103 +297,9 @@ class LoanActivities:
     def disburse_loan(self, input: DisburseInput) -> DisburseResult:
         """One all-or-nothing ledger transaction: every investor's reserved money to the
         borrower, minus the platform fee and the reserve-fund contribution; the schedule is
-        stored and the loan becomes active, in the same database transaction."""
-        key = f"loan:{input.loan_id}:disburse"
+        stored in the same database transaction."""
         with unit_of_work(self._session_factory) as session:
-            investments = investments_of(session, input.loan_id, status=("pending", "active"))
-            done = find_posted(session, key)
-            if done is None:
-                invested = sum((i.amount for i in investments), ZERO)
-                if invested != input.amount:
-                    raise Conflict(f"reservations total {invested:.2f}, the loan is {input.amount:.2f}")
-                legs: list[Leg] = []
-                for investment in investments:
-                    _, reserved = wallet_accounts(session, wallet_of_user(session, investment.investor_id).id)
-                    legs.append(Leg(reserved.id, -investment.amount))
-                borrower_available = available_account_of(session, input.borrower_id)
-                to_borrower = input.amount - input.platform_fee - input.reserve_contribution
-                legs.append(Leg(borrower_available.id, to_borrower))
-                if input.platform_fee:
-                    legs.append(Leg(platform_account(session, "platform_fees", input.currency).id, input.platform_fee))
-                if input.reserve_contribution:
-                    legs.append(
-                        Leg(platform_account(session, "reserve_fund", input.currency).id, input.reserve_contribution)
-                    )
-                posted = post_transaction(
-                    session,
-                    key=key,
-                    kind="disbursement",
-                    loan_id=input.loan_id,
-                    legs=merge_legs(legs),
-                    description="loan disbursed",
-                    details={
-                        "to_borrower": f"{to_borrower:.2f}",
-                        "platform_fee": f"{input.platform_fee:.2f}",
-                        "reserve_contribution": f"{input.reserve_contribution:.2f}",
-                    },
-                )
-                transaction_id = posted.id
-            else:
-                transaction_id = done.id
-                to_borrower = Decimal(done.details["to_borrower"])
-            for item in input.installments:
-                session.execute(
-                    pg_insert(RepaymentInstallment)
-                    .values(
-                        loan_id=input.loan_id,
-                        payment_num=item.payment_num,
-                        due_date=item.due_date,
-                        principal=item.principal,
-                        interest=item.interest,
-                        status="pending",
-                    )
-                    .on_conflict_do_nothing(index_elements=["loan_id", "payment_num"])
-                )
-            for investment in investments:
-                investment.status = "active"
-            loan = loan_row(session, input.loan_id, lock=True)
-            loan.rate_annual = input.rate_annual
-            loan.disbursed_at = loan.disbursed_at or input.at
-            loan.updated_at = input.at
-            append_audit(
-                session,
-                input.loan_id,
-                "disbursed",
-                "loan.disbursed",
-                note=f"{to_borrower:.2f} {input.currency} paid to the borrower; the schedule is fixed",
-                details={
-                    "ledger_transaction_id": transaction_id,
-                    "amount": f"{input.amount:.2f}",
-                    "to_borrower": f"{to_borrower:.2f}",
-                    "platform_fee": f"{input.platform_fee:.2f}",
-                    "reserve_contribution": f"{input.reserve_contribution:.2f}",
-                    "rate_annual": input.rate_annual,
-                    "investments": len(investments),
-                    "schedule": [
-                        {
-                            "payment_num": i.payment_num,
-                            "due_date": i.due_date,
-                            "principal": f"{i.principal:.2f}",
-                            "interest": f"{i.interest:.2f}",
-                        }
-                        for i in input.installments
-                    ],
-                },
-            )
-            notify(
-                session,
-                input.borrower_id,
-                input.loan_id,
-                "loan_disbursed",
-                f"{to_borrower:.2f} {input.currency} is in your wallet; the first installment is due "
-                f"{input.installments[0].due_date.isoformat()}",
-                f"loan:{input.loan_id}:disbursed",
-            )
-        return DisburseResult(
-            ledger_transaction_id=transaction_id,
-            to_borrower=to_borrower,
-            investors=len({i.investor_id for i in investments}),
-        )
+            return disbursement.disburse_loan(session, input)
 
     # -- repayment -----------------------------------------------------------------------
     @activity.defn(name="collect_installments")

@@ -13,68 +13,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
-from domain.default_cover import reserve_cover, split_default
+from domain.default_cover import DefaultSplit, reserve_cover, split_default
 from ledger.accounts import platform_account
 from ledger.postings import Leg, find_posted, merge_legs, post_transaction
 from loans.common import available_account_of, holdings, investments_of, loan_row, notify
 from models.ledger import LedgerAccount
 from models.loan_workflow import DefaultInput, DefaultResult
-from models.loans import RepaymentInstallment
+from models.loans import Investment, RepaymentInstallment
 from scoring.points import award_points
 
 
 def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
-    key = f"loan:{input.loan_id}:default:reserve-cover"
     investments = investments_of(session, input.loan_id)
-    done = find_posted(session, key)
-    if done is not None:
-        covered = Decimal(done.details["covered"])
-    else:
-        fund_account = platform_account(session, "reserve_fund", input.currency)
-        fund = session.execute(
-            select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id).with_for_update()
-        ).scalar_one()
-        covered = reserve_cover(fund, input.outstanding_principal)
+    covered = _cover_from_the_reserve_fund(session, input, investments)
     split = split_default(input.outstanding_principal, covered, holdings(investments))
-    if done is None and covered > 0:
-        legs = [Leg(fund_account.id, -covered)]
-        legs += [
-            Leg(available_account_of(session, investor_id).id, share)
-            for investor_id, share in split.cover_by_investor.items()
-        ]
-        post_transaction(
-            session,
-            key=key,
-            kind="reserve_cover",
-            loan_id=input.loan_id,
-            legs=merge_legs(legs),
-            description="default: outstanding principal covered by the reserve fund",
-            details={
-                "covered": f"{covered:.2f}",
-                "shares": {str(k): f"{v:.2f}" for k, v in split.cover_by_investor.items()},
-            },
-        )
-    for investment in investments:
-        investment.reserve_cover_amount, investment.loss_amount = split.by_investment[investment.id]
-        investment.status = "defaulted"
-        notify(
-            session,
-            investment.investor_id,
-            input.loan_id,
-            "loan_defaulted",
-            f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} "
-            f"of your outstanding principal",
-            f"loan:{input.loan_id}:investment:{investment.id}:defaulted",
-        )
-    for item in input.written_off:
-        row = session.scalars(
-            select(RepaymentInstallment)
-            .where(RepaymentInstallment.loan_id == input.loan_id, RepaymentInstallment.payment_num == item.payment_num)
-            .with_for_update()
-        ).one()
-        row.late_fee_accrued = max(row.late_fee_accrued, item.fee_accrued)
-        if row.status != "paid":
-            row.status = "written_off"
+    _record_losses(session, input, investments, split)
+    _write_off(session, input)
     loan = loan_row(session, input.loan_id, lock=True)
     loan.closed_at = input.at
     loan.updated_at = input.at
@@ -103,3 +57,57 @@ def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
         f"loan:{loan.id}:defaulted",
     )
     return DefaultResult(covered=covered, loss=input.outstanding_principal - covered)
+
+
+def _cover_from_the_reserve_fund(session: Session, input: DefaultInput, investments: list[Investment]) -> Decimal:
+    """What the fund pays the investors (posted once; a retry reads what was posted)."""
+    key = f"loan:{input.loan_id}:default:reserve-cover"
+    done = find_posted(session, key)
+    if done is not None:
+        return Decimal(done.details["covered"])
+    fund_account = platform_account(session, "reserve_fund", input.currency)
+    fund = session.execute(
+        select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id).with_for_update()
+    ).scalar_one()
+    covered = reserve_cover(fund, input.outstanding_principal)
+    if covered > 0:
+        shares = split_default(input.outstanding_principal, covered, holdings(investments)).cover_by_investor
+        legs = [Leg(fund_account.id, -covered)]
+        legs += [Leg(available_account_of(session, investor_id).id, share) for investor_id, share in shares.items()]
+        post_transaction(
+            session,
+            key=key,
+            kind="reserve_cover",
+            loan_id=input.loan_id,
+            legs=merge_legs(legs),
+            description="default: outstanding principal covered by the reserve fund",
+            details={"covered": f"{covered:.2f}", "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}},
+        )
+    return covered
+
+
+def _record_losses(session: Session, input: DefaultInput, investments: list[Investment], split: DefaultSplit) -> None:
+    for investment in investments:
+        investment.reserve_cover_amount, investment.loss_amount = split.by_investment[investment.id]
+        investment.status = "defaulted"
+        notify(
+            session,
+            investment.investor_id,
+            input.loan_id,
+            "loan_defaulted",
+            f"the loan defaulted; the reserve fund covered {investment.reserve_cover_amount:.2f} "
+            f"of your outstanding principal",
+            f"loan:{input.loan_id}:investment:{investment.id}:defaulted",
+        )
+
+
+def _write_off(session: Session, input: DefaultInput) -> None:
+    for item in input.written_off:
+        row = session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == input.loan_id, RepaymentInstallment.payment_num == item.payment_num)
+            .with_for_update()
+        ).one()
+        row.late_fee_accrued = max(row.late_fee_accrued, item.fee_accrued)
+        if row.status != "paid":
+            row.status = "written_off"

@@ -415,6 +415,23 @@ class LoanWorkflow:
 
     # -- disbursement ---------------------------------------------------------------------------
     async def _disburse(self) -> None:
+        """funded -> active: the money to the borrower, the agreements, the repayment clock
+        started; or rejected, every reservation released, if the payout is refused for good."""
+        state = self._state
+        schedule = self._fix_schedule()
+        if not await self._pay_out(schedule):
+            return
+        if workflow.patched("loan-agreements"):
+            await self._render_agreements()
+        state.installments = [
+            InstallmentState(payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest)
+            for i in schedule
+        ]
+        state.invested_by = {}  # only needed while funding: keeps the state small
+        await self._transition(LoanStatus.active, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.active]))
+
+    def _fix_schedule(self) -> list[ScheduledInstallment]:
+        """The repayment schedule, from the day the loan's clock starts."""
         state, input, terms = self._state, self._input, self._input.terms
         if state.clock_origin is None:
             state.clock_origin = input.clock_origin or workflow.now()
@@ -428,6 +445,18 @@ class LoanWorkflow:
             terms.amortization_method,
             terms.interest_only_months,
         )
+        return [
+            ScheduledInstallment(
+                payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest
+            )
+            for i in schedule.installments
+        ]
+
+    async def _pay_out(self, schedule: list[ScheduledInstallment]) -> bool:
+        """The disbursement (one ledger transaction); False if it was refused for good and the
+        loan is now rejected."""
+        state, input, terms = self._state, self._input, self._input.terms
+        assert state.rate_annual is not None
         fee = round_money(input.amount * terms.platform_fee_percent / 100)
         reserve = round_money(input.amount * terms.reserve_fund_percent / 100)
         self._show_waiting_for("the disbursement")
@@ -443,12 +472,7 @@ class LoanWorkflow:
                     reserve_contribution=reserve,
                     rate_annual=state.rate_annual,
                     at=workflow.now(),
-                    installments=[
-                        ScheduledInstallment(
-                            payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest
-                        )
-                        for i in schedule.installments
-                    ],
+                    installments=schedule,
                 ),
                 summary=f"disburse {input.amount - fee - reserve:.2f} to the borrower "
                 f"(fee {fee:.2f}, reserve fund {reserve:.2f})",
@@ -464,27 +488,23 @@ class LoanWorkflow:
             await self._reject_and_release(
                 f"disbursement_refused: {cause.message}", "the loan could not be paid out and was cancelled"
             )
-            return
-        if workflow.patched("loan-agreements"):
-            # The schedule is fixed: the agreements (borrower's, one per investment) follow.
-            await workflow.execute_activity_method(
-                DocumentActivities.generate_loan_agreements,
-                LoanAgreementsInput(loan_id=input.loan_id),
-                start_to_close_timeout=AGREEMENTS_TIMEOUT,
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=DB_RETRY,
-                summary="render the loan agreements",
-            )
-            # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
-            # months of loan time at a large scale. (At scale 1 this changes nothing.)
-            if input.clock_origin is None:
-                state.clock_origin = workflow.now()
-        state.installments = [
-            InstallmentState(payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest)
-            for i in schedule.installments
-        ]
-        state.invested_by = {}  # only needed while funding: keeps the state small
-        await self._transition(LoanStatus.active, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.active]))
+            return False
+        return True
+
+    async def _render_agreements(self) -> None:
+        """The schedule is fixed: the agreements (the borrower's, one per investment) follow."""
+        await workflow.execute_activity_method(
+            DocumentActivities.generate_loan_agreements,
+            LoanAgreementsInput(loan_id=self._input.loan_id),
+            start_to_close_timeout=AGREEMENTS_TIMEOUT,
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=DB_RETRY,
+            summary="render the loan agreements",
+        )
+        # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
+        # months of loan time at a large scale. (At scale 1 this changes nothing.)
+        if self._input.clock_origin is None:
+            self._state.clock_origin = workflow.now()
 
     # -- repayment ------------------------------------------------------------------------------
     def _loan_now(self) -> datetime:
