@@ -56,6 +56,9 @@ class AutoInvestActivities:
         id is the investment's, so a retried activity never invests twice; the workflow's
         validator and the ledger refuse what no longer fits (the loan filled up, the money
         went elsewhere, the annual limit). Database work runs on threads, off the loop."""
+        # (imported here: the loan workflow starts auto-invest runs, whose module imports this one)
+        from workflows.loan import LoanWorkflow
+
         placements = await asyncio.to_thread(self._planned, input.run_no)
         gate = asyncio.Semaphore(PLACING_CONCURRENCY)
         pending: list[tuple] = []
@@ -71,8 +74,6 @@ class AutoInvestActivities:
             nonlocal done
             async with gate:
                 handle = self._client.get_workflow_handle(item.workflow_id)
-                # (imported here: the loan workflow starts auto-invest runs, whose module imports this one)
-                from workflows.loan import LoanWorkflow
 
                 try:
                     await handle.execute_update(

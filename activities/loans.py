@@ -100,6 +100,8 @@ class LoanActivities:
         with unit_of_work(self._session_factory) as session:
             loan = loan_row(session, change.loan_id, lock=True)
             previous = loan.status
+            if previous != change.status and previous.is_final:
+                return  # a late record (a retried attempt) never moves an ended loan back
             loan.status = change.status
             for field in ("rejection_reason", "scoring_details", "funding_deadline"):
                 value = getattr(change, field)

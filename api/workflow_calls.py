@@ -31,7 +31,6 @@ from core.errors import (
     ServiceUnavailable,
 )
 from domain.refusals import (
-    REFUSALS,
     EarlyRepaymentUnaffordable,
     InvalidInvestment,
     LoanNotActive,
@@ -61,15 +60,13 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
     LoanNotActive.failure_type: Conflict,
     NotAwaitingReview.failure_type: Conflict,
     InvalidInvestment.failure_type: InvalidRequest,
+    # the early repayment's refusal, and the ledger's inside reserve_investment (the investor's answer)
     EarlyRepaymentUnaffordable.failure_type: InsufficientFunds,
-    # raised by the ledger inside reserve_investment, passed on as the investor's answer
-    InsufficientFunds.__name__: InsufficientFunds,
     AnnualLimitExceeded.__name__: AnnualLimitExceeded,
     Conflict.__name__: Conflict,
     InvalidRequest.__name__: InvalidRequest,
     IdempotencyConflict.__name__: InvalidRequest,
 }
-assert set(REFUSALS) - {TryAgain.failure_type} <= set(REFUSAL_PROBLEMS), "a loan refusal has no problem"
 
 _gates: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
 
@@ -152,5 +149,5 @@ async def signal_funds_arrived(holder, workflow_ids: list[str], deposit_id) -> N
                 )
             except RPCError as error:
                 log.warning("could not signal %s: %s", workflow_id, error)
-    except Exception as error:
+    except Exception as error:  # the deposit is confirmed either way
         log.warning("could not signal loans of deposit %s: %s", deposit_id, error)

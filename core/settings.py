@@ -98,7 +98,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_payload_keys(self) -> Settings:
-        from core.payload_codec import parse_key
+        from core.payload_codec import parse_key  # (here: settings stay import-light)
 
         if self.PAYLOAD_ENCRYPTION_KEY_ID not in self.PAYLOAD_ENCRYPTION_KEYS:
             raise ValueError("PAYLOAD_ENCRYPTION_KEY_ID must name one of PAYLOAD_ENCRYPTION_KEYS")

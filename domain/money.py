@@ -22,5 +22,5 @@ def has_at_most_two_decimals(value: Decimal) -> bool:
 
 
 def format_money(value: Decimal) -> str:
-    """ "1234.56": how amounts travel in JSON."""
+    """Amounts as they travel in JSON: "1234.56"."""
     return f"{Decimal(value).quantize(KOPEK, rounding=ROUND_HALF_UP):f}"

@@ -29,6 +29,7 @@ from domain.money import ZERO, round_money
 from investing.annual_limit import ANNUAL_LIMIT, limit_year
 from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow, AutoInvestRun, InvestorYearTotal
 from models.ledger import Deposit, LedgerAccount, Wallet, Withdrawal
+from models.loan_status import LoanStatus
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.products import LoanProduct
 from models.users import User
@@ -63,7 +64,7 @@ def funding_loans(session: Session, loan_ids: list[uuid.UUID] | None) -> tuple[l
         select(LoanRequest, LoanProduct.min_investment, LoanProduct.max_investor_share_percent)
         .join(LoanProduct, LoanProduct.id == LoanRequest.product_id)
         .where(
-            LoanRequest.status == "funding",
+            LoanRequest.status == LoanStatus.funding,
             LoanRequest.funded_amount < LoanRequest.amount,
             LoanRequest.risk_grade.is_not(None),
             LoanRequest.rate_annual.is_not(None),

@@ -16,8 +16,6 @@ from pydantic import BaseModel, Field
 
 from models.loan_status import LoanStatus
 
-__all__ = ["LoanStatus"]  # re-exported: the workflow's payloads carry it
-
 InstallmentStatus = Literal["pending", "paid", "overdue", "written_off"]
 
 

@@ -187,7 +187,7 @@ def main() -> int:
     def after_start(settings: Settings) -> None:
         try:
             run_scenarios(settings)
-        except Exception as exc:
+        except Exception as exc:  # keep the platform up for inspection
             say(f"a scenario failed: {exc}")
 
     return run_platform(after_start)

@@ -175,7 +175,7 @@ def main(after_start=None) -> int:
     except KeyboardInterrupt:
         say("Ctrl-C: shutting down")
         return 0
-    except Exception as exc:
+    except Exception as exc:  # one clear line, then clean up
         say(f"failed: {exc}")
         return 1
     finally:

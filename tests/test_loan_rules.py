@@ -45,6 +45,12 @@ def test_the_lifecycle_table_is_the_diagram():
         check_transition(LoanStatus.funding, LoanStatus.active)  # never without the funded step
 
 
+def test_every_refusal_has_its_problem_in_the_apis_one_table():
+    from api.workflow_calls import REFUSAL_PROBLEMS
+
+    assert set(REFUSALS) - {"TryAgain"} <= set(REFUSAL_PROBLEMS)  # TryAgain: the API sends again
+
+
 def test_refusals_keep_the_types_loan_histories_carry():
     # these names are in the update failures of running loans' histories and in the API's table
     assert set(REFUSALS) == {

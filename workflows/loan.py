@@ -19,6 +19,7 @@ scaled-down real duration.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -171,20 +172,26 @@ class LoanWorkflow:
         to: LoanStatus,
         *,
         record: bool = True,
-        before_record: Callable[[], Awaitable[dict[str, Any]]] | None = None,
-        **change: Any,
+        side_effect: Callable[[], Awaitable[str]] | None = None,
+        rejection_reason: str | None = None,
+        scoring_details: dict[str, Any] | None = None,
+        funding_deadline: datetime | None = None,
+        notify_borrower: str | None = None,
+        actor_id: uuid.UUID | None = None,
+        actor_role: str | None = None,
     ) -> None:
         """The one way a loan's status changes: checked against the lifecycle's table, set at
-        once (handlers see it from here on), then after `before_record` (the change's own
-        side effect, whose answer may add to what is recorded) recorded on the read side and
-        the trail by record_loan_status, and shown in the search attributes."""
+        once (handlers see it from here on), then, after `side_effect` (the change's own work,
+        whose answer is what the borrower is told), recorded on the read side and the trail by
+        record_loan_status, and shown in the search attributes."""
         state = self._state
         check_transition(state.status, to)
         state.status = to
-        if "rejection_reason" in change:
-            state.rejection_reason = change["rejection_reason"]
-        if before_record is not None:
-            change |= await before_record()
+        self._waiting_for = ""
+        if rejection_reason is not None:
+            state.rejection_reason = rejection_reason
+        if side_effect is not None:
+            notify_borrower = await side_effect()
         if record:
             await self._call(
                 LoanActivities.record_loan_status,
@@ -194,35 +201,43 @@ class LoanWorkflow:
                     score=state.score,
                     grade=state.grade,
                     rate_annual=state.rate_annual,
+                    rejection_reason=rejection_reason,
+                    scoring_details=scoring_details,
+                    funding_deadline=funding_deadline,
+                    notify_borrower=notify_borrower,
                     at=workflow.now(),
-                    **change,
+                    actor_id=actor_id,
+                    actor_role=actor_role,
                 ),
                 summary=f"record: the loan is {to}",
             )
         self._upsert_status()
 
-    async def _reject(self, reason: str, details: dict[str, Any] | None = None, **actor: Any) -> None:
+    async def _reject(
+        self, reason: str, details: dict[str, Any] | None = None, operator_id: uuid.UUID | None = None
+    ) -> None:
         await self._transition(
             LoanStatus.rejected,
             rejection_reason=reason,
             scoring_details=details,
             notify_borrower=f"your loan request was not accepted: {reason}",
-            **actor,
+            actor_id=operator_id,
+            actor_role="operator" if operator_id else None,
         )
 
     async def _reject_and_release(self, reason: str, what_happened: str) -> None:
         """Every reservation back to its investor; the loan ends rejected with the reason."""
 
-        async def release() -> dict[str, Any]:
+        async def release() -> str:
             released = await self._call(
                 LoanActivities.release_investments,
                 ReleaseInvestmentsInput(loan_id=self._input.loan_id, reason=reason),
                 summary=f"release every reservation: {reason}",
             )
             self._state.funded_amount = ZERO
-            return {"notify_borrower": f"{what_happened}; {released.released} reservation(s) released"}
+            return f"{what_happened}; {released.released} reservation(s) released"
 
-        await self._transition(LoanStatus.rejected, before_record=release, rejection_reason=reason)
+        await self._transition(LoanStatus.rejected, side_effect=release, rejection_reason=reason)
 
     # -- scoring and approval -------------------------------------------------------------------
     async def _score(self) -> None:
@@ -260,11 +275,13 @@ class LoanWorkflow:
                 "operator_id": str(decision.operator_id),
                 "reason": decision.reason,
             }
-            operator: dict[str, Any] = {"actor_id": decision.operator_id, "actor_role": "operator"}
             if not decision.approve:
-                await self._reject(f"rejected by operator: {decision.reason or 'no reason given'}", details, **operator)
+                reason = f"rejected by operator: {decision.reason or 'no reason given'}"
+                await self._reject(reason, details, operator_id=decision.operator_id)
                 return
-            await self._transition(LoanStatus.approved, scoring_details=details, **operator)
+            await self._transition(
+                LoanStatus.approved, scoring_details=details, actor_id=decision.operator_id, actor_role="operator"
+            )
             return
         await self._transition(LoanStatus.approved, scoring_details=details)
 
@@ -318,9 +335,7 @@ class LoanWorkflow:
         while True:
             left = deadline - workflow.now()
             if left > timedelta(0):
-                self._show_waiting_for(
-                    f"investments: {input.amount - state.funded_amount:.2f} left to fund, the window closes {closes}"
-                )
+                self._show_funding()
                 try:
                     await workflow.wait_condition(
                         lambda: state.funded_amount == input.amount or state.updates_this_run >= input.updates_per_run,
@@ -335,11 +350,14 @@ class LoanWorkflow:
                 if state.funded_amount == input.amount:
                     await self._transition(LoanStatus.funded)
                     return
-                if workflow.now() >= deadline:
-                    await self._reject_and_release(
-                        "funding_expired", "the funding window closed before the loan was funded"
-                    )
-                    return
+                expired = workflow.now() >= deadline
+            if expired:
+                # Rejected at once (before the first await): investments waiting for the lock
+                # are refused, not kept waiting while the reservations are released.
+                await self._reject_and_release(
+                    "funding_expired", "the funding window closed before the loan was funded"
+                )
+                return
 
     async def _start_auto_invest(self) -> None:
         """Auto-invest for this loan at once, not at the next scheduled run. Its investments
@@ -402,6 +420,7 @@ class LoanWorkflow:
             state.funded_amount += request.amount
             key = str(request.investor_id)
             state.invested_by[key] = state.invested_by.get(key, ZERO) + request.amount
+            self._show_funding()
             return InvestmentAccepted(
                 investment_id=request.investment_id,
                 amount=request.amount,
@@ -428,7 +447,8 @@ class LoanWorkflow:
             for i in schedule
         ]
         state.invested_by = {}  # only needed while funding: keeps the state small
-        await self._transition(LoanStatus.active, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.active]))
+        async with self._lock:  # an early repayment waits until "active" is recorded, not overtakes it
+            await self._transition(LoanStatus.active, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.active]))
 
     def _fix_schedule(self) -> list[ScheduledInstallment]:
         """The repayment schedule, from the day the loan's clock starts."""
@@ -756,6 +776,14 @@ class LoanWorkflow:
             retry_policy=DB_RETRY,
             summary=summary,
             start_to_close_timeout=timedelta(seconds=self._input.activity_timeout_seconds),
+        )
+
+    def _show_funding(self) -> None:
+        state = self._state
+        assert state.funding_deadline is not None
+        self._show_waiting_for(
+            f"investments: {self._input.amount - state.funded_amount:.2f} left to fund, "
+            f"the window closes {state.funding_deadline:%Y-%m-%d %H:%M} UTC"
         )
 
     def _show_waiting_for(self, what: str) -> None:

@@ -32,12 +32,12 @@ async def health(request: Request) -> JSONResponse:
     try:
         await asyncio.wait_for(asyncio.to_thread(_check_database, request), 5)
         checks["postgres"] = "ok"
-    except Exception as exc:
+    except Exception as exc:  # any failure means "not reachable"
         checks["postgres"] = f"unreachable: {type(exc).__name__}"
     try:
         await request.app.state.temporal.check()
         checks["temporal"] = "ok"
-    except Exception as exc:
+    except Exception as exc:  # any failure means "not reachable"
         checks["temporal"] = f"unreachable: {type(exc).__name__}"
     healthy = all(v == "ok" for v in checks.values())
     return JSONResponse(

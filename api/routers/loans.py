@@ -79,7 +79,7 @@ def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[Loa
             invested = session.scalar(
                 select(exists().where(Investment.loan_id == loan.id, Investment.investor_id == user.id))
             )
-            if invested or loan.status == "funding":
+            if invested or loan.status == LoanStatus.funding:
                 return loan, False
     raise NotFound(f"no loan {loan_id}")
 
@@ -148,8 +148,8 @@ async def list_loans(
             query = query.where(LoanRequest.borrower_id == user.id)
         elif user.role == Role.investor.value:
             mine = select(Investment.loan_id).where(Investment.investor_id == user.id)
-            if loan_status in (None, "funding"):
-                query = query.where(LoanRequest.status == "funding")
+            if loan_status in (None, LoanStatus.funding):
+                query = query.where(LoanRequest.status == LoanStatus.funding)
             else:
                 query = query.where(LoanRequest.id.in_(mine))
         if loan_status:

@@ -16,6 +16,7 @@ from api.workflow_calls import signal_funds_arrived
 from ledger.cash import confirm_deposit, pay_withdrawal, reject_deposit, reject_withdrawal
 from ledger.reports import trial_balance
 from models.ledger import Deposit, Withdrawal
+from models.loan_status import LoanStatus
 from models.loans import LoanRequest
 
 router = APIRouter(prefix="/v1/operator", tags=["operator"])
@@ -50,7 +51,7 @@ async def confirm(
         workflow_ids = list(
             session.scalars(
                 select(LoanRequest.workflow_id).where(
-                    LoanRequest.borrower_id == deposit.user_id, LoanRequest.status == "active"
+                    LoanRequest.borrower_id == deposit.user_id, LoanRequest.status == LoanStatus.active
                 )
             )
         )
