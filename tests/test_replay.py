@@ -8,12 +8,15 @@ recording is saved beside the old ones, never over them (see the README)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.history_replay import HISTORIES, check_replay, load_history, manifest, saved_histories, sha256_of
+from workflows.loan import RECORDED_SINCE_PATCH
 
 # Every path a loan can take that the workflow code must keep deciding the same way: where
 # its last run must end (status, rejection reason), and the test that records it. A path
@@ -121,3 +124,23 @@ def test_every_path_has_its_saved_histories_ending_where_the_path_ends():
                 assert all((HISTORIES / f"{base}.run{k}.json").exists() for k in range(1, meta["runs"] + 1))
     for path in ("loan_continued_while_funding", "loan_continued_while_repaying"):
         assert all(m["runs"] > 1 for m in runs[path]), f"{path} was recorded as a single run"
+
+
+def _patch_markers(history_file: Path) -> set[str]:
+    events = json.loads(history_file.read_text())["events"]
+    found = set()
+    for event in events:
+        marker = event.get("markerRecordedEventAttributes", {})
+        if marker.get("markerName") == "core_patch":
+            payload = marker["details"]["patch-data"]["payloads"][0]["data"]
+            found.add(json.loads(base64.b64decode(payload))["id"])
+    return found
+
+
+def test_every_patch_of_the_loan_workflow_has_a_history_recorded_after_it():
+    """A patch's new branch replays only if some saved history took it."""
+    source = (Path(__file__).parent.parent / "workflows" / "loan.py").read_text()
+    patches = set(re.findall(r'workflow\.patched\(\s*"([^"]+)"\s*\)', source)) | set(RECORDED_SINCE_PATCH.values())
+    assert len(patches) >= 6  # the walk found them
+    taken = set().union(*(_patch_markers(p) for p in SAVED))
+    assert sorted(patches - taken) == []
