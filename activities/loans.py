@@ -117,7 +117,7 @@ class LoanActivities:
                 loan.rate_annual = change.rate_annual
             loan.updated_at = change.at
             if change.status.is_final:
-                loan.closed_at = change.at
+                loan.closed_at = loan.closed_at or change.at  # (the repayment's or default's own moment)
             if change.notify_borrower:
                 notify(
                     session,
