@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Local runtime (make run): where the embedded PostgreSQL and the Temporal SQLite file live.
     DATA_DIR: Path = PROJECT_ROOT / "data"
     API_HOST: str = "127.0.0.1"
+    # uvicorn's log level and its access log (one line per request; `make demo` turns it off)
+    API_LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    API_ACCESS_LOG: bool = True
     API_PORT: int = 8000
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233

@@ -68,38 +68,6 @@ class DemoClient:
             f"/v1/operator/withdrawals/{withdrawal.json()['id']}/pay", headers=self.operator
         ).raise_for_status()
 
-    def status(self, loan_id: str, headers: dict[str, str]) -> dict:
-        return self.http.get(f"/v1/loans/{loan_id}", headers=headers).json()
-
-    def wait(self, loan_id: str, headers: dict[str, str], *statuses: str, timeout: float = 300) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not STOP.is_set():
-            loan = self.status(loan_id, headers)
-            if loan["status"] in statuses:
-                return loan
-            time.sleep(0.05)
-        raise TimeoutError(f"loan {loan_id} did not reach {statuses}")
-
-    def funded_loan(
-        self, borrower: dict[str, str], amount: str, term: int, product: str = "standard", fund: bool = True
-    ) -> str:
-        created = self.http.post(
-            "/v1/loans",
-            headers=borrower,
-            json={"product": product, "amount": amount, "term_months": term, "purpose": "demo"},
-        )
-        created.raise_for_status()
-        loan_id = created.json()["id"]
-        self.wait(loan_id, borrower, "funding")
-        half = f"{Decimal(amount) / 2:.2f}"
-        for _ in range(2 if fund else 1):
-            investor = self.user("investor")
-            self.deposit(investor, half)
-            self.http.post(
-                f"/v1/loans/{loan_id}/investments", json={"amount": half if fund else "10000.00"}, headers=investor
-            ).raise_for_status()
-        return loan_id
-
 
 def ensure_short_window_product(demo: DemoClient) -> None:
     from products.catalog import STANDARD
@@ -119,40 +87,199 @@ def say(line: str) -> None:
     print(f"[make demo] {line}", flush=True)
 
 
-def scenario_repaid(demo: DemoClient) -> str:
-    borrower = demo.user("borrower")
-    loan_id = demo.funded_loan(borrower, "120000.00", 12)
-    demo.deposit(borrower, "20000.00")  # with what was disbursed, enough for every installment
-    return f"repaid      {loan_id}: {demo.wait(loan_id, borrower, 'repaid', 'defaulted')['status']}"
+class LoanStory:
+    """One loan of the demo, told as it happens: each change of status, each installment
+    collected (amount, late fee) or gone overdue, a default's reserve-fund cover and each
+    investor's shortfall, an unfunded loan's released reservations."""
+
+    def __init__(self, demo: DemoClient, label: str, borrower: dict[str, str]) -> None:
+        self.demo, self.label, self.borrower = demo, label, borrower
+        self.loan_id = ""
+        self.investors: list[tuple[dict[str, str], Decimal]] = []
+        self.status = ""
+        self.rows: dict[int, dict] = {}
+        self.final: dict = {}
+
+    def tell(self, line: str) -> None:
+        say(f"{self.label:<11} {line}")
+
+    def observe(self) -> dict:
+        http = self.demo.http
+        loan = http.get(f"/v1/loans/{self.loan_id}", headers=self.borrower).json()
+        if loan["status"] != self.status:
+            self.status = loan["status"]
+            if self.status not in ("pending", "scoring"):  # (moments, before anything happens)
+                self.tell(self._status_line(loan))
+        for row in http.get(f"/v1/loans/{self.loan_id}/schedule", headers=self.borrower).json():
+            before = self.rows.get(row["payment_num"], {})
+            if row["status"] != before.get("status"):
+                line = self._installment_line(row)
+                if line:
+                    self.tell(line)
+            self.rows[row["payment_num"]] = row
+        return loan
+
+    def _status_line(self, loan: dict) -> str:
+        status = loan["status"]
+        if status == "funding":
+            asked = Decimal(loan["amount"])
+            return f"funding: {asked:,.2f} RUB asked at {loan['rate_annual']}% (grade {loan['risk_grade']})"
+        if status == "active":
+            paid_out = self._paid_out()
+            return f"active: {paid_out:,.2f} paid out to the borrower, {len(self.investors)} investor(s)"
+        if status == "rejected":
+            return f"rejected: {loan['rejection_reason']}"
+        return status
+
+    def _paid_out(self) -> Decimal:
+        lines = self.demo.http.get("/v1/wallets/me/transactions?limit=200", headers=self.borrower).json()["items"]
+        return sum((Decimal(x["amount"]) for x in lines if x["kind"] == "disbursement"), Decimal(0))
+
+    def _installment_line(self, row: dict) -> str | None:
+        n = row["payment_num"]
+        if row["status"] == "paid":
+            amount = Decimal(row["paid_principal"]) + Decimal(row["paid_interest"])
+            fee = Decimal(row["late_fee_paid"])
+            return f"installment {n} (due {row['due_date']}) collected: {amount:,.2f}, late fee {fee:,.2f}"
+        if row["status"] == "overdue":
+            owed = Decimal(row["principal"]) + Decimal(row["interest"])
+            return f"installment {n} (due {row['due_date']}) overdue: {owed:,.2f} not in the wallet"
+        if row["status"] == "written_off":
+            return f"installment {n} (due {row['due_date']}) written off"
+        return None
+
+    def wait(self, *statuses: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not STOP.is_set():
+            loan = self.observe()
+            if loan["status"] in statuses:
+                return loan
+            time.sleep(0.1)
+        raise TimeoutError(f"loan {self.loan_id} did not reach {statuses}")
+
+    def received(self, investor: dict[str, str]) -> tuple[Decimal, Decimal]:
+        """What an investor got back from the loans: from installments, from the reserve fund."""
+        lines = self.demo.http.get("/v1/wallets/me/transactions?limit=200", headers=investor).json()["items"]
+        mine = [x for x in lines if x["loan_id"] == self.loan_id]
+        paid = sum((Decimal(x["amount"]) for x in mine if x["kind"].endswith("_collection")), Decimal(0))
+        cover = sum((Decimal(x["amount"]) for x in mine if x["kind"] == "reserve_cover"), Decimal(0))
+        return paid, cover
+
+    def finish(self) -> dict:
+        """The loan's figures, once it has ended: told, and kept for the summary."""
+        loan = self.observe()
+        rows = list(self.rows.values())
+        figures = {
+            "loan": self.label,
+            "status": loan["status"],
+            "amount": Decimal(loan["amount"]),
+            "principal": sum((Decimal(r["paid_principal"]) for r in rows), Decimal(0)),
+            "interest": sum((Decimal(r["paid_interest"]) for r in rows), Decimal(0)),
+            "late_fees": sum((Decimal(r["late_fee_paid"]) for r in rows), Decimal(0)),
+            "cover": Decimal(0),
+            "loss": Decimal(0),
+        }
+        if loan["status"] == "defaulted":
+            steps = self.demo.http.get(f"/v1/loans/{self.loan_id}/trail", headers=self.demo.operator).json()["steps"]
+            default = next(s["details"] for s in steps if s["action"] == "loan.defaulted")
+            figures["cover"] = Decimal(default["covered_by_reserve_fund"])
+            figures["loss"] = Decimal(default["investors_loss"])
+            self.tell(
+                f"defaulted: {Decimal(default['outstanding_principal']):,.2f} of principal outstanding; the reserve "
+                f"fund covered {figures['cover']:,.2f}, the investors lose {figures['loss']:,.2f}"
+            )
+            for n, (investor, lent) in enumerate(self.investors, start=1):
+                paid, cover = self.received(investor)
+                self.tell(
+                    f"  investor {n} lent {lent:,.2f}, got back {paid + cover:,.2f} (installments {paid:,.2f}, "
+                    f"reserve fund {cover:,.2f}): {max(lent - paid - cover, Decimal(0)):,.2f} short"
+                )
+        if loan["status"] == "rejected" and self.investors:
+            for n, (investor, lent) in enumerate(self.investors, start=1):
+                wallet = self.demo.http.get("/v1/wallets/me", headers=investor).json()
+                self.tell(
+                    f"  investor {n}'s reservation of {lent:,.2f} released: {Decimal(wallet['available']):,.2f} "
+                    f"available again, {Decimal(wallet['reserved']):,.2f} reserved"
+                )
+        self.final = figures
+        return figures
 
 
-def scenario_late_then_paid(demo: DemoClient) -> str:
-    borrower = demo.user("borrower")
-    loan_id = demo.funded_loan(borrower, "60000.00", 6)
-    demo.wait(loan_id, borrower, "active")
-    demo.withdraw_everything(borrower)  # spent: the next installment will be overdue
-    STOP.wait(2.5)  # ~75 days of loan time
-    demo.deposit(borrower, "80000.00")  # the deposit signals the loan: collected with late fees
-    final = demo.wait(loan_id, borrower, "repaid", "defaulted")
-    fees = sum(
-        Decimal(r["late_fee_paid"]) for r in demo.http.get(f"/v1/loans/{loan_id}/schedule", headers=borrower).json()
+def start_loan(
+    demo: DemoClient, story: LoanStory, amount: str, term: int, product: str = "standard", fund: bool = True
+) -> None:
+    created = demo.http.post(
+        "/v1/loans",
+        headers=story.borrower,
+        json={"product": product, "amount": amount, "term_months": term, "purpose": "demo"},
     )
-    return f"late, paid  {loan_id}: {final['status']}, late fees paid {fees:.2f}"
+    created.raise_for_status()
+    story.loan_id = created.json()["id"]
+    story.wait("funding")
+    share = Decimal(amount) / 2 if fund else Decimal("10000.00")
+    for _ in range(2 if fund else 1):
+        investor = demo.user("investor")
+        demo.deposit(investor, f"{share:.2f}")
+        demo.http.post(
+            f"/v1/loans/{story.loan_id}/investments", json={"amount": f"{share:.2f}"}, headers=investor
+        ).raise_for_status()
+        story.investors.append((investor, share))
+        story.tell(f"an investor reserved {share:,.2f}")
 
 
-def scenario_defaulted(demo: DemoClient) -> str:
-    borrower = demo.user("borrower")
-    loan_id = demo.funded_loan(borrower, "50000.00", 6)
-    demo.wait(loan_id, borrower, "active")
-    demo.withdraw_everything(borrower)  # and never pays again
-    return f"defaulted   {loan_id}: {demo.wait(loan_id, borrower, 'defaulted', 'repaid')['status']}"
+def scenario_repaid(demo: DemoClient) -> dict:
+    story = LoanStory(demo, "repaid", demo.user("borrower"))
+    start_loan(demo, story, "120000.00", 12)
+    demo.deposit(story.borrower, "20000.00")  # with what was disbursed, enough for every installment
+    story.wait("repaid", "defaulted")
+    return story.finish()
 
 
-def scenario_unfunded(demo: DemoClient) -> str:
-    borrower = demo.user("borrower")
-    loan_id = demo.funded_loan(borrower, "100000.00", 12, product="demo_short_window", fund=False)
-    final = demo.wait(loan_id, borrower, "rejected", timeout=180)
-    return f"unfunded    {loan_id}: {final['status']} ({final['rejection_reason']})"
+def scenario_late_then_paid(demo: DemoClient) -> dict:
+    story = LoanStory(demo, "late, paid", demo.user("borrower"))
+    start_loan(demo, story, "60000.00", 6)
+    story.wait("active")
+    demo.withdraw_everything(story.borrower)  # spent: the next installment will be overdue
+    story.tell("the borrower spent the money: the next installments will find the wallet empty")
+    deadline = time.monotonic() + 2.5  # ~75 days of loan time
+    while time.monotonic() < deadline and not STOP.is_set():
+        story.observe()
+        time.sleep(0.1)
+    demo.deposit(story.borrower, "80000.00")  # the deposit signals the loan: collected with late fees
+    story.tell("the borrower deposited 80,000.00: the loan collects what is overdue at once")
+    story.wait("repaid", "defaulted")
+    return story.finish()
+
+
+def scenario_defaulted(demo: DemoClient) -> dict:
+    story = LoanStory(demo, "defaulted", demo.user("borrower"))
+    start_loan(demo, story, "50000.00", 6)
+    story.wait("active")
+    demo.withdraw_everything(story.borrower)  # and never pays again
+    story.tell("the borrower spent the money and never pays again")
+    story.wait("defaulted", "repaid")
+    return story.finish()
+
+
+def scenario_unfunded(demo: DemoClient) -> dict:
+    story = LoanStory(demo, "unfunded", demo.user("borrower"))
+    start_loan(demo, story, "100000.00", 12, product="demo_short_window", fund=False)
+    story.tell("one investor of the two it needs; the one-minute funding window runs out")
+    story.wait("rejected", timeout=180)
+    return story.finish()
+
+
+SUMMARY_COLUMNS = ("loan", "status", "amount", "principal", "interest", "late_fees", "cover", "loss")
+
+
+def summary_table(rows: list[dict]) -> list[str]:
+    """Each loan's outcome: principal and interest collected, late fees, what the reserve fund
+    covered and what the investors lost."""
+    lines = ["  ".join(f"{c:>12}" for c in SUMMARY_COLUMNS)]
+    for row in rows:
+        cells = [row[c] if isinstance(row[c], str) else f"{row[c]:.2f}" for c in SUMMARY_COLUMNS]
+        lines.append("  ".join(f"{c:>12}" for c in cells))
+    return lines
 
 
 def run_scenarios(settings: Settings) -> None:
@@ -162,13 +289,15 @@ def run_scenarios(settings: Settings) -> None:
     scenarios = (scenario_repaid, scenario_late_then_paid, scenario_defaulted, scenario_unfunded)
     pool = ThreadPoolExecutor(len(scenarios))
     try:
-        for line in pool.map(lambda scenario: scenario(demo), scenarios):
-            say(line)
+        rows = list(pool.map(lambda scenario: scenario(demo), scenarios))
     except BaseException:
         STOP.set()
         raise
     finally:
         pool.shutdown(wait=not STOP.is_set(), cancel_futures=True)
+    say("summary (RUB):")
+    for line in summary_table(rows):
+        say(line)
     trial = demo.http.get("/v1/operator/ledger/trial-balance", headers=demo.operator).json()
     say(f"trial balance total: {trial['total']} (balanced: {trial['balanced']})")
     say(
@@ -182,6 +311,9 @@ def main() -> int:
     os.environ.setdefault("LOAN_TIME_SCALE", "2592000")
     os.environ.setdefault("OPERATOR_EMAIL", "demo-operator@example.com")
     os.environ.setdefault("OPERATOR_PASSWORD", "demo operator password")
+    # The story, not the API's access log of the demo's own polling.
+    os.environ.setdefault("API_ACCESS_LOG", "false")
+    os.environ.setdefault("API_LOG_LEVEL", "warning")
     from runner.run import main as run_platform
 
     def after_start(settings: Settings) -> None:

@@ -18,7 +18,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-from core.settings import get_settings  # noqa: E402
+from core.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from core.temporal_client import connect_temporal  # noqa: E402
 from runner.migrate_and_seed import migrate_and_seed  # noqa: E402
 from runner.ports import PortInUse, ensure_port_free, wait_for_port  # noqa: E402
@@ -26,6 +26,24 @@ from runner.postgres import EmbeddedPostgres  # noqa: E402
 from runner.temporal import TemporalDevServer, register_search_attributes  # noqa: E402
 
 DATABASE_NAME = "crowdlending"
+
+
+def local_dev_codec_endpoint(settings: Settings) -> str | None:
+    """In dev, the Temporal UI decodes payloads through the API's local-dev codec: the person at
+    this machine reads every loan out of the box. Outside dev, operators ask for a codec link."""
+    if settings.ENVIRONMENT != "dev":
+        return None
+    return f"http://localhost:{settings.API_PORT}/codec/local-dev"
+
+
+def dev_server(settings: Settings) -> TemporalDevServer:
+    """The Temporal dev server as `make run` starts it."""
+    return TemporalDevServer(
+        settings.DATA_DIR / "temporal",
+        settings.TEMPORAL_DEV_PORT,
+        settings.TEMPORAL_UI_PORT,
+        ui_codec_endpoint=local_dev_codec_endpoint(settings),
+    )
 
 
 def say(message: str) -> None:
@@ -62,7 +80,7 @@ class Supervisor:
             database_url = self.postgres.create_database(DATABASE_NAME)
         env["DATABASE_URL"] = database_url
         if not s.TEMPORAL_ADDRESS:
-            self.temporal = TemporalDevServer(s.DATA_DIR / "temporal", s.TEMPORAL_DEV_PORT, s.TEMPORAL_UI_PORT)
+            self.temporal = dev_server(s)
             say(f"starting Temporal dev server on 127.0.0.1:{s.TEMPORAL_DEV_PORT}, UI on {s.TEMPORAL_UI_PORT}")
             self.temporal.start()
             env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{s.TEMPORAL_DEV_PORT}"
@@ -89,7 +107,7 @@ class Supervisor:
 
     def start_apps(self) -> None:
         s = get_settings()
-        self.spawn("worker", [sys.executable, "worker.py"])
+        self.spawn("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")])
         self.spawn(
             "api",
             [
@@ -103,7 +121,8 @@ class Supervisor:
                 "--port",
                 str(s.API_PORT),
                 "--log-level",
-                "info",
+                s.API_LOG_LEVEL,
+                *([] if s.API_ACCESS_LOG else ["--no-access-log"]),
             ],
         )
         if not wait_for_port(s.API_PORT, 60, "127.0.0.1" if s.API_HOST == "0.0.0.0" else s.API_HOST):

@@ -37,8 +37,13 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 class TemporalDevServer:
     """`temporal server start-dev` on a persistent SQLite file, with its UI. We own its pid."""
 
-    def __init__(self, data_dir: Path, port: int, ui_port: int, *, persistent: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, ui_port: int, *, persistent: bool = True, ui_codec_endpoint: str | None = None
+    ) -> None:
         self.persistent = persistent
+        # The UI's codec server (its browser calls it to show payloads decoded): in dev, the
+        # API's local-dev codec, which answers only the person at this machine.
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.data_dir = data_dir
         self.port = port
         self.ui_port = ui_port
@@ -62,6 +67,8 @@ class TemporalDevServer:
             "warn",
             "--ui-disable-news-fetch",
         ]
+        if self.ui_codec_endpoint:
+            args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.persistent:
             args += [
                 "--db-filename",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -25,9 +26,10 @@ from temporalio.api.common.v1 import Payload
 
 from api.deps import OperatorUser, SettingsDep
 from api.schemas.base import StrictModel
-from core.errors import Forbidden, InvalidRequest, Unauthorized
+from core.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from core.payload_codec import EncryptionCodec, PayloadDecryptionError
 from core.security import decode_codec_token, issue_codec_token, token_is_live
+from core.settings import Settings
 from models.users import Role, User
 
 router = APIRouter(tags=["codec"])
@@ -143,6 +145,31 @@ async def decode_with_bearer(body: CodecBody, operator: OperatorUser, request: R
 @router.post("/codec/encode", response_model=CodecBody)
 async def encode_with_bearer(body: CodecBody, operator: OperatorUser, request: Request) -> CodecBody:
     return await _apply(request, body, decode=False)
+
+
+def _only_the_person_at_this_machine(request: Request, settings: Settings) -> None:
+    """The local-dev codec answers a dev platform's own machine: a request from loopback, and,
+    when a browser sends it, from the Temporal UI's origin. Anyone else: 404, as if absent."""
+    client = request.client.host if request.client else ""
+    origin = request.headers.get("origin")
+    try:
+        loopback = ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        loopback = client == "localhost"
+    if (
+        settings.ENVIRONMENT != "dev"
+        or not loopback
+        or (origin is not None and origin not in settings.CODEC_CORS_ORIGINS)
+    ):
+        raise NotFound("not found")
+
+
+@router.post("/codec/local-dev/decode", response_model=CodecBody)
+async def decode_for_local_dev(body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
+    """`make run` points the dev server's UI here: decoded payloads out of the box for the
+    person at the machine (dev only, loopback only; see _only_the_person_at_this_machine)."""
+    _only_the_person_at_this_machine(request, settings)
+    return await _apply(request, body, decode=True)
 
 
 @router.post("/codec/{codec_token}/decode", response_model=CodecBody)
