@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     # The Temporal UI runs in operators' browsers and calls the codec endpoint from there.
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.CODEC_CORS_ORIGINS,
+        allow_origins=settings.CODEC_CORS_ORIGINS + (settings.local_ui_origins if settings.LOCAL_DEV_CODEC else []),
         allow_credentials=True,
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type", "X-Namespace"],

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Local runtime (make run): where the embedded PostgreSQL and the Temporal SQLite file live.
     DATA_DIR: Path = PROJECT_ROOT / "data"
     API_HOST: str = "127.0.0.1"
+    # Set by `make run` / `make demo` when they start the dev server on this machine: the API
+    # answers the dev UI's codec calls from this machine (see api/routers/codec.py). Dev only.
+    LOCAL_DEV_CODEC: bool = False
     # uvicorn's log level and its access log (one line per request; `make demo` turns it off)
     API_LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
     API_ACCESS_LOG: bool = True
@@ -126,11 +129,18 @@ class Settings(BaseSettings):
                 problems.append("JWT_SECRET must be at least 32 characters outside dev")
             if any(key.get_secret_value() == DEV_PAYLOAD_KEY for key in self.PAYLOAD_ENCRYPTION_KEYS.values()):
                 problems.append("PAYLOAD_ENCRYPTION_KEYS still holds the development key; set real keys")
+        if self.LOCAL_DEV_CODEC and self.ENVIRONMENT != "dev":
+            problems.append("LOCAL_DEV_CODEC decodes for anyone on this machine and is for dev only")
         if self.ENVIRONMENT == "production" and self.LOAN_TIME_SCALE != 1:
             problems.append("LOAN_TIME_SCALE is a sandbox clock and is refused in production")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def local_ui_origins(self) -> list[str]:
+        """Where the dev server's UI runs on this machine (its browser calls the codec)."""
+        return [f"http://localhost:{self.TEMPORAL_UI_PORT}", f"http://127.0.0.1:{self.TEMPORAL_UI_PORT}"]
 
     @property
     def documents_dir(self) -> Path:

@@ -105,25 +105,30 @@ class LoanStory:
 
     def observe(self) -> dict:
         http = self.demo.http
+        # the schedule first: an installment collected is told before the loan it ended
+        schedule = http.get(f"/v1/loans/{self.loan_id}/schedule", headers=self.borrower).json()
         loan = http.get(f"/v1/loans/{self.loan_id}", headers=self.borrower).json()
-        if loan["status"] != self.status:
-            self.status = loan["status"]
-            if self.status not in ("pending", "scoring"):  # (moments, before anything happens)
-                self.tell(self._status_line(loan))
-        for row in http.get(f"/v1/loans/{self.loan_id}/schedule", headers=self.borrower).json():
+        for row in schedule:
             before = self.rows.get(row["payment_num"], {})
             if row["status"] != before.get("status"):
                 line = self._installment_line(row)
                 if line:
                     self.tell(line)
             self.rows[row["payment_num"]] = row
+        if loan["status"] != self.status:
+            self.status = loan["status"]
+            if self.status not in ("pending", "scoring"):  # (moments, before anything happens)
+                self.tell(self._status_line(loan))
         return loan
 
     def _status_line(self, loan: dict) -> str:
         status = loan["status"]
         if status == "funding":
             asked = Decimal(loan["amount"])
-            return f"funding: {asked:,.2f} RUB asked at {loan['rate_annual']}% (grade {loan['risk_grade']})"
+            return (
+                f"funding: {asked:,.2f} RUB asked at {loan['rate_annual']}% (grade {loan['risk_grade']}); "
+                f"in the Temporal UI: loan-{loan['id']}"
+            )
         if status == "active":
             paid_out = self._paid_out()
             return f"active: {paid_out:,.2f} paid out to the borrower, {len(self.investors)} investor(s)"
@@ -300,6 +305,12 @@ def run_scenarios(settings: Settings) -> None:
         say(line)
     trial = demo.http.get("/v1/operator/ledger/trial-balance", headers=demo.operator).json()
     say(f"trial balance total: {trial['total']} (balanced: {trial['balanced']})")
+    say(
+        f"  {len(trial['accounts'])} accounts, each equal to the sum of its postings"
+        if not trial["mismatched_accounts"]
+        else f"  accounts that differ from their postings: {', '.join(trial['mismatched_accounts'])}"
+    )
+    say("  by kind: " + ", ".join(f"{kind} {Decimal(total):,.2f}" for kind, total in trial["totals_by_kind"].items()))
     say(
         f"watch them in the Temporal UI: http://localhost:{settings.TEMPORAL_UI_PORT} "
         '(e.g. search: LoanStatus = "defaulted"); Ctrl-C to stop'

@@ -81,6 +81,8 @@ class Supervisor:
         env["DATABASE_URL"] = database_url
         if not s.TEMPORAL_ADDRESS:
             self.temporal = dev_server(s)
+            if local_dev_codec_endpoint(s):
+                env["LOCAL_DEV_CODEC"] = "true"
             say(f"starting Temporal dev server on 127.0.0.1:{s.TEMPORAL_DEV_PORT}, UI on {s.TEMPORAL_UI_PORT}")
             self.temporal.start()
             env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{s.TEMPORAL_DEV_PORT}"

@@ -195,8 +195,6 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     # a codec link is its own credential; a made-up one is refused whoever sends it
     ("POST", "/codec/{codec_token}/decode"): {role: 401 for role in ROLES},
     ("POST", "/codec/{codec_token}/encode"): {role: 401 for role in ROLES},
-    # a dev platform's own machine only (tests/test_local_dev_codec.py); absent for everyone here
-    ("POST", "/codec/local-dev/decode"): {role: 404 for role in ROLES},
 }
 
 # Valid bodies where the object check comes after body validation (otherwise a 422 would
@@ -210,7 +208,6 @@ BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/codec/{codec_token}/decode"): {"payloads": []},
     ("POST", "/codec/{codec_token}/encode"): {"payloads": []},
     ("POST", "/codec/decode"): {"payloads": []},
-    ("POST", "/codec/local-dev/decode"): {"payloads": []},
     ("POST", "/codec/encode"): {"payloads": []},
     ("GET", "/v1/loans/{loan_id}/documents"): {},
 }

@@ -58,12 +58,16 @@ def _run_demo(tmp_path: Path) -> list[str]:
         )
     try:
         deadline = time.monotonic() + 420
-        while "trial balance total" not in log.read_text(errors="replace"):
-            assert demo.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, log.read_text()[-4000:]
+        while "trial balance total" not in (text := log.read_text(errors="replace")):
+            assert demo.poll() is None and "a scenario failed" not in text, text[-4000:]
+            assert time.monotonic() < deadline, text[-4000:]
             time.sleep(0.5)
+        time.sleep(1)  # (the lines after the trial balance)
         demo.send_signal(signal.SIGINT)  # Ctrl-C
-        demo.wait(timeout=90)
+        assert demo.wait(timeout=90) == 0, log.read_text()[-4000:]
+        # Ctrl-C stopped everything the demo started, by itself
+        assert _processes_using(data_dir) == []
+        assert not (data_dir / "postgres" / "pgdata" / "postmaster.pid").exists()
     finally:
         if demo.poll() is None:
             demo.kill()
@@ -94,9 +98,18 @@ def test_the_demo_narrates_each_loan_and_its_figures_add_up(tmp_path):
     defaulted = told("defaulted")
     cover_line = next(line for line in defaulted if line.startswith("defaulted:"))
     outstanding, covered, lost = (D(x.replace(",", "")) for x in re.findall(r"([\d,]+\.\d\d)", cover_line))
-    assert covered + lost == outstanding and outstanding > 0
-    investors = [line for line in defaulted if line.strip().startswith("investor ")]
-    assert len(investors) == 2 and all("lent 25,000.00" in line for line in investors)
+    assert outstanding == D("50000.00") and covered > 0  # the borrower paid nothing; the fund held something
+    # each investor: what they got back from the reserve fund, and how short of what they lent
+    investors = [
+        [D(x.replace(",", "")) for x in re.findall(r"([\d,]+\.\d\d)", line)]
+        for line in defaulted
+        if line.strip().startswith("investor ")
+    ]
+    assert len(investors) == 2
+    for lent, back, installments, fund, short in investors:
+        assert (lent, installments) == (D("25000.00"), 0) and back == fund and short == lent - back
+    assert sum(fund for *_, fund, _ in investors) == covered  # the fund's cover, to the kopek
+    assert sum(short for *_, short in investors) == lost
     unfunded = told("unfunded")
     assert any("rejected: funding_expired" in line for line in unfunded)
     assert any(
@@ -112,7 +125,14 @@ def test_the_demo_narrates_each_loan_and_its_figures_add_up(tmp_path):
     for line in story[header + 1 : header + 5]:
         *label, status, amount, principal, interest, late_fees, cover, loss = line.split()
         rows[" ".join(label)] = (status, D(amount), D(principal), D(interest), D(late_fees), D(cover), D(loss))
+
+    def collected(label: str) -> Decimal:
+        amounts = [re.search(r"collected: ([\d,]+\.\d\d)", line) for line in told(label)]
+        return sum((D(m.group(1).replace(",", "")) for m in amounts if m), D(0))
+
     # what the summary says is what the story told, installment by installment
+    for label in ("repaid", "late, paid"):
+        assert rows[label][2] + rows[label][3] == collected(label)  # principal + interest
     assert rows["repaid"][:3] == ("repaid", D("120000.00"), D("120000.00"))
     assert rows["repaid"][4] == sum(fees_told("repaid"))
     assert rows["late, paid"][:3] == ("repaid", D("60000.00"), D("60000.00"))
@@ -121,5 +141,6 @@ def test_the_demo_narrates_each_loan_and_its_figures_add_up(tmp_path):
     assert status == "defaulted" and (cover, loss) == (covered, lost) and principal + cover + loss == amount
     assert rows["unfunded"][:3] == ("rejected", D("100000.00"), D("0.00"))
     assert "trial balance total: 0.00 (balanced: True)" in story
+    assert any(line.strip().endswith("accounts, each equal to the sum of its postings") for line in story)
     # no access log of the demo's own polling
     assert not [line for line in lines if '"GET /v1/' in line or "HTTP/1.1" in line]

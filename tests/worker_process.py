@@ -56,6 +56,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         ),
         "PAYLOAD_ENCRYPTION_KEY_ID": settings.PAYLOAD_ENCRYPTION_KEY_ID,
         "LOAN_TIME_SCALE": str(settings.LOAN_TIME_SCALE),
+        "LOCAL_DEV_CODEC": str(settings.LOCAL_DEV_CODEC).lower(),
+        "TEMPORAL_UI_PORT": str(settings.TEMPORAL_UI_PORT),
+        "API_PORT": str(settings.API_PORT),
     }
 
 

@@ -20,7 +20,7 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import Payload
 
@@ -29,7 +29,6 @@ from api.schemas.base import StrictModel
 from core.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from core.payload_codec import EncryptionCodec, PayloadDecryptionError
 from core.security import decode_codec_token, issue_codec_token, token_is_live
-from core.settings import Settings
 from models.users import Role, User
 
 router = APIRouter(tags=["codec"])
@@ -147,29 +146,42 @@ async def encode_with_bearer(body: CodecBody, operator: OperatorUser, request: R
     return await _apply(request, body, decode=False)
 
 
-def _only_the_person_at_this_machine(request: Request, settings: Settings) -> None:
-    """The local-dev codec answers a dev platform's own machine: a request from loopback, and,
-    when a browser sends it, from the Temporal UI's origin. Anyone else: 404, as if absent."""
+def _only_the_person_at_this_machine(request: Request, settings: SettingsDep) -> None:
+    """The local-dev codec answers only on a dev platform that `make run` started on this
+    machine (LOCAL_DEV_CODEC), with the API listening on loopback, a request straight from
+    loopback (no proxy in between: no forwarding headers) and, from a browser, only the dev
+    UI's own origin. Anyone else gets 404, before the body is read, as if it were absent."""
     client = request.client.host if request.client else ""
     origin = request.headers.get("origin")
     try:
-        loopback = ipaddress.ip_address(client).is_loopback
+        local = ipaddress.ip_address(client).is_loopback and ipaddress.ip_address(settings.API_HOST).is_loopback
     except ValueError:
-        loopback = client == "localhost"
+        local = False
+    forwarded = "x-forwarded-for" in request.headers or "forwarded" in request.headers
     if (
         settings.ENVIRONMENT != "dev"
-        or not loopback
-        or (origin is not None and origin not in settings.CODEC_CORS_ORIGINS)
+        or not settings.LOCAL_DEV_CODEC
+        or not local
+        or forwarded
+        or (origin is not None and origin not in settings.local_ui_origins)
     ):
-        raise NotFound("not found")
+        raise NotFound("Not Found")
 
 
-@router.post("/codec/local-dev/decode", response_model=CodecBody)
-async def decode_for_local_dev(body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
+LocalDevOnly = Depends(_only_the_person_at_this_machine)
+
+
+@router.post("/codec/local-dev/decode", response_model=CodecBody, include_in_schema=False, dependencies=[LocalDevOnly])
+async def decode_for_local_dev(body: CodecBody, request: Request) -> CodecBody:
     """`make run` points the dev server's UI here: decoded payloads out of the box for the
-    person at the machine (dev only, loopback only; see _only_the_person_at_this_machine)."""
-    _only_the_person_at_this_machine(request, settings)
+    person at the machine (see _only_the_person_at_this_machine)."""
     return await _apply(request, body, decode=True)
+
+
+@router.post("/codec/local-dev/encode", response_model=CodecBody, include_in_schema=False, dependencies=[LocalDevOnly])
+async def encode_for_local_dev(body: CodecBody, request: Request) -> CodecBody:
+    """The UI encodes what it sends (a signal's input, ...) the same way."""
+    return await _apply(request, body, decode=False)
 
 
 @router.post("/codec/{codec_token}/decode", response_model=CodecBody)
