@@ -181,6 +181,8 @@ def main(after_start=None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, even where it was ignored when we started (a background job of a script)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         supervisor.check_ports()
         env = supervisor.start_infrastructure()
