@@ -25,8 +25,8 @@ from scoring.points import award_points
 
 def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
     investments = investments_of(session, input.loan_id)
-    covered = _cover_from_the_reserve_fund(session, input, investments)
-    split = split_default(input.outstanding_principal, covered, holdings(investments))
+    split = _cover_from_the_reserve_fund(session, input, investments)
+    covered = split.covered
     _record_losses(session, input, investments, split)
     _write_off(session, input)
     loan = loan_row(session, input.loan_id, lock=True)
@@ -59,19 +59,21 @@ def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
     return DefaultResult(covered=covered, loss=input.outstanding_principal - covered)
 
 
-def _cover_from_the_reserve_fund(session: Session, input: DefaultInput, investments: list[Investment]) -> Decimal:
-    """What the fund pays the investors (posted once; a retry reads what was posted)."""
+def _cover_from_the_reserve_fund(session: Session, input: DefaultInput, investments: list[Investment]) -> DefaultSplit:
+    """What the fund pays the investors, and the split of the default it makes (the cover is
+    posted once; a retry reads what was posted)."""
     key = f"loan:{input.loan_id}:default:reserve-cover"
     done = find_posted(session, key)
     if done is not None:
-        return Decimal(done.details["covered"])
+        return split_default(input.outstanding_principal, Decimal(done.details["covered"]), holdings(investments))
     fund_account = platform_account(session, "reserve_fund", input.currency)
     fund = session.execute(
         select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id).with_for_update()
     ).scalar_one()
     covered = reserve_cover(fund, input.outstanding_principal)
+    split = split_default(input.outstanding_principal, covered, holdings(investments))
     if covered > 0:
-        shares = split_default(input.outstanding_principal, covered, holdings(investments)).cover_by_investor
+        shares = split.cover_by_investor
         legs = [Leg(fund_account.id, -covered)]
         legs += [Leg(available_account_of(session, investor_id).id, share) for investor_id, share in shares.items()]
         post_transaction(
@@ -83,7 +85,7 @@ def _cover_from_the_reserve_fund(session: Session, input: DefaultInput, investme
             description="default: outstanding principal covered by the reserve fund",
             details={"covered": f"{covered:.2f}", "shares": {str(k): f"{v:.2f}" for k, v in shares.items()}},
         )
-    return covered
+    return split
 
 
 def _record_losses(session: Session, input: DefaultInput, investments: list[Investment], split: DefaultSplit) -> None:

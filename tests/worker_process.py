@@ -27,6 +27,7 @@ from temporalio import activity
 
 from activities.loans import LoanActivities
 from core.settings import Settings
+from runner.ports import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "worker_process: polling"
@@ -81,13 +82,7 @@ def worker_process(settings: Settings, log: Path, crash_after: str | None = None
         _wait_until_polling(process, log)
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGTERM, 15)
 
 
 @contextmanager
@@ -134,13 +129,7 @@ def api_process(settings: Settings, log: Path, port: int) -> Iterator[str]:
             time.sleep(0.1)
         yield base_url
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGTERM, 15)
 
 
 def _wait_until_polling(process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
