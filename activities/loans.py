@@ -2,7 +2,10 @@
 
 Each activity is one database transaction, idempotent by keys built from business facts
 (loan id, investment id, installment number, collection number): a retried activity finds
-its own earlier work and returns the same answer.
+its own earlier work and returns the same answer. The money activities decide under the
+loan's lock, once per key, even against a stalled attempt of their own
+(loans/exactly_once.py); every activity heartbeats (activities/heartbeat.py), so a dead
+worker's attempt is retried within seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.errors import business_errors_are_final
+from activities.heartbeat import heartbeating
 from compliance.audit import append_audit
 from core.db import unit_of_work
 from core.errors import Conflict
@@ -24,6 +28,7 @@ from ledger.accounts import wallet_of_user
 from ledger.wallets import release, reserve
 from loans import collections, defaults, disbursement
 from loans.common import investments_of, loan_row, notify
+from loans.exactly_once import run_once
 from models.loan_workflow import (
     CollectInput,
     CollectResult,
@@ -62,6 +67,7 @@ class LoanActivities:
     # -- request, scoring, status ------------------------------------------------------------
     @activity.defn(name="register_loan_request")
     @business_errors_are_final
+    @heartbeating
     def register_loan_request(self, input: RegisterLoanInput) -> None:
         """The read-side row of the loan (the API usually wrote it already: then a no-op)."""
         with unit_of_work(self._session_factory) as session:
@@ -96,6 +102,7 @@ class LoanActivities:
 
     @activity.defn(name="record_loan_status")
     @business_errors_are_final
+    @heartbeating
     def record_loan_status(self, change: StatusChange) -> None:
         with unit_of_work(self._session_factory) as session:
             loan = loan_row(session, change.loan_id, lock=True)
@@ -152,6 +159,7 @@ class LoanActivities:
 
     @activity.defn(name="score_loan_request")
     @business_errors_are_final
+    @heartbeating
     def score_loan_request(self, input: ScoreLoanInput) -> ScoreLoanResult:
         """Scores with the current rules; the result names the rules version it used."""
         with unit_of_work(self._session_factory) as session:
@@ -198,123 +206,159 @@ class LoanActivities:
     # -- funding ---------------------------------------------------------------------------
     @activity.defn(name="reserve_investment")
     @business_errors_are_final
+    @heartbeating
     def reserve_investment(self, input: ReserveInvestmentInput) -> None:
         """The investment row, the reservation of the investor's money and the 259-FZ yearly
         count, together. Not enough available money (InsufficientFunds) or past the annual
-        limit (AnnualLimitExceeded): nothing recorded."""
-        with unit_of_work(self._session_factory) as session:
-            wallet = wallet_of_user(session, input.investor_id)
-            if wallet.type != "investor":
-                raise Conflict("only investors invest")
-            existing = session.get(Investment, input.investment_id)
-            if existing is not None:
-                if existing.amount != input.amount or existing.investor_id != input.investor_id:
-                    raise Conflict(f"investment {input.investment_id} exists with other terms")
-                return
-            investor = session.get_one(User, input.investor_id)
-            with session.begin_nested():
-                investment = Investment(
-                    id=input.investment_id,
-                    investor_id=input.investor_id,
-                    loan_id=input.loan_id,
-                    amount=input.amount,
-                    status="pending",
-                )
-                session.add(investment)
-                session.flush()
-                reserve(
-                    session,
-                    wallet.id,
-                    input.amount,
-                    kind="investment_reserve",
-                    loan_id=input.loan_id,
-                    key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
-                    description="investment reserved",
-                )
-                # After the wallet's locks, as a release takes them: the same order, no deadlock.
-                investment.counted_year = count_investment(session, investor, input.amount, limit_year(input.at))
-                append_audit(
-                    session,
-                    input.loan_id,
-                    f"investment:{input.investment_id}",
-                    "investment.placed",
-                    actor_id=input.investor_id,
-                    actor_role="investor",
-                    note=f"an investor reserved {input.amount:.2f} for the loan",
-                    details={
-                        "investment_id": input.investment_id,
-                        "investor_id": input.investor_id,
-                        "amount": f"{input.amount:.2f}",
-                    },
-                )
-            session.execute(
-                update(LoanRequest)
-                .where(LoanRequest.id == input.loan_id)
-                .values(funded_amount=LoanRequest.funded_amount + input.amount)
-            )
+        limit (AnnualLimitExceeded): nothing reserved, and the refusal is this investment's
+        answer for good (an attempt that wakes up later does not reserve after all)."""
+        run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
+            loan_id=input.loan_id,
+            operation="reserve_investment",
+            result_type=type(None),
+            act=lambda session: self._reserve(session, input),
+        )
 
-    @activity.defn(name="release_investments")
-    @business_errors_are_final
-    def release_investments(self, input: ReleaseInvestmentsInput) -> ReleaseInvestmentsResult:
-        """The loan will not be funded: every reservation goes back to its investor."""
-        total = ZERO
-        with unit_of_work(self._session_factory) as session:
-            investments = investments_of(session, input.loan_id, status="pending")
-            for investment in investments:
-                wallet = wallet_of_user(session, investment.investor_id)
-                release(
-                    session,
-                    wallet.id,
-                    investment.amount,
-                    kind="investment_release",
-                    loan_id=input.loan_id,
-                    key=f"loan:{input.loan_id}:investment:{investment.id}:release",
-                    description=f"loan not funded: {input.reason}",
-                )
-                investment.status = "released"
-                give_back(session, investment.investor_id, investment.amount, investment.counted_year)
-                total += investment.amount
-                notify(
-                    session,
-                    investment.investor_id,
-                    input.loan_id,
-                    "investment_released",
-                    f"the loan was not funded ({input.reason}); {investment.amount:.2f} is available again",
-                    f"loan:{input.loan_id}:investment:{investment.id}:released",
-                )
-            session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id).values(funded_amount=0))
+    def _reserve(self, session: Session, input: ReserveInvestmentInput) -> None:
+        wallet = wallet_of_user(session, input.investor_id)
+        if wallet.type != "investor":
+            raise Conflict("only investors invest")
+        existing = session.get(Investment, input.investment_id)
+        if existing is not None:
+            if existing.amount != input.amount or existing.investor_id != input.investor_id:
+                raise Conflict(f"investment {input.investment_id} exists with other terms")
+            return
+        investor = session.get_one(User, input.investor_id)
+        with session.begin_nested():
+            investment = Investment(
+                id=input.investment_id,
+                investor_id=input.investor_id,
+                loan_id=input.loan_id,
+                amount=input.amount,
+                status="pending",
+            )
+            session.add(investment)
+            session.flush()
+            reserve(
+                session,
+                wallet.id,
+                input.amount,
+                kind="investment_reserve",
+                loan_id=input.loan_id,
+                key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
+                description="investment reserved",
+            )
+            # After the wallet's locks, as a release takes them: the same order, no deadlock.
+            investment.counted_year = count_investment(session, investor, input.amount, limit_year(input.at))
             append_audit(
                 session,
                 input.loan_id,
-                "investments:released",
-                "investments.released",
-                note=f"{len(investments)} reservation(s) released: {input.reason}",
-                details={"reason": input.reason, "released": len(investments), "total": f"{total:.2f}"},
+                f"investment:{input.investment_id}",
+                "investment.placed",
+                actor_id=input.investor_id,
+                actor_role="investor",
+                note=f"an investor reserved {input.amount:.2f} for the loan",
+                details={
+                    "investment_id": input.investment_id,
+                    "investor_id": input.investor_id,
+                    "amount": f"{input.amount:.2f}",
+                },
             )
+        session.execute(
+            update(LoanRequest)
+            .where(LoanRequest.id == input.loan_id)
+            .values(funded_amount=LoanRequest.funded_amount + input.amount)
+        )
+
+    @activity.defn(name="release_investments")
+    @business_errors_are_final
+    @heartbeating
+    def release_investments(self, input: ReleaseInvestmentsInput) -> ReleaseInvestmentsResult:
+        """The loan will not be funded: every reservation goes back to its investor."""
+        return run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:release",
+            loan_id=input.loan_id,
+            operation="release_investments",
+            result_type=ReleaseInvestmentsResult,
+            act=lambda session: self._release(session, input),
+        )
+
+    def _release(self, session: Session, input: ReleaseInvestmentsInput) -> ReleaseInvestmentsResult:
+        total = ZERO
+        investments = investments_of(session, input.loan_id, status="pending")
+        for investment in investments:
+            wallet = wallet_of_user(session, investment.investor_id)
+            release(
+                session,
+                wallet.id,
+                investment.amount,
+                kind="investment_release",
+                loan_id=input.loan_id,
+                key=f"loan:{input.loan_id}:investment:{investment.id}:release",
+                description=f"loan not funded: {input.reason}",
+            )
+            investment.status = "released"
+            give_back(session, investment.investor_id, investment.amount, investment.counted_year)
+            total += investment.amount
+            notify(
+                session,
+                investment.investor_id,
+                input.loan_id,
+                "investment_released",
+                f"the loan was not funded ({input.reason}); {investment.amount:.2f} is available again",
+                f"loan:{input.loan_id}:investment:{investment.id}:released",
+            )
+        session.execute(update(LoanRequest).where(LoanRequest.id == input.loan_id).values(funded_amount=0))
+        append_audit(
+            session,
+            input.loan_id,
+            "investments:released",
+            "investments.released",
+            note=f"{len(investments)} reservation(s) released: {input.reason}",
+            details={"reason": input.reason, "released": len(investments), "total": f"{total:.2f}"},
+        )
         return ReleaseInvestmentsResult(released=len(investments), total=total)
 
     # -- disbursement --------------------------------------------------------------------
     @activity.defn(name="disburse_loan")
     @business_errors_are_final
+    @heartbeating
     def disburse_loan(self, input: DisburseInput) -> DisburseResult:
         """One all-or-nothing ledger transaction: every investor's reserved money to the
         borrower, minus the platform fee and the reserve-fund contribution; the schedule is
         stored in the same database transaction."""
-        with unit_of_work(self._session_factory) as session:
-            return disbursement.disburse_loan(session, input)
+        return run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:disburse",
+            loan_id=input.loan_id,
+            operation="disburse_loan",
+            result_type=DisburseResult,
+            act=lambda session: disbursement.disburse_loan(session, input),
+        )
 
     # -- repayment -----------------------------------------------------------------------
     @activity.defn(name="collect_installments")
     @business_errors_are_final
+    @heartbeating
     def collect_installments(self, input: CollectInput) -> CollectResult:
         """Takes what the borrower's wallet holds, up to what is due; pays late fees, then
         interest, then principal, oldest installment first; distributes the money to the
         investors pro rata (largest remainder). A retry returns the first answer."""
-        with unit_of_work(self._session_factory) as session:
-            return collections.collect_installments(session, input)
+        return run_once(
+            self._session_factory,
+            key=input.key,
+            loan_id=input.loan_id,
+            operation="collect_installments",
+            result_type=CollectResult,
+            act=lambda session: collections.collect_installments(session, input),
+        )
 
     @activity.defn(name="mark_installment_overdue")
     @business_errors_are_final
+    @heartbeating
     def mark_installment_overdue(self, notice: OverdueNotice) -> None:
         with unit_of_work(self._session_factory) as session:
             session.execute(
@@ -358,30 +402,45 @@ class LoanActivities:
 
     @activity.defn(name="default_loan")
     @business_errors_are_final
+    @heartbeating
     def default_loan(self, input: DefaultInput) -> DefaultResult:
         """Writes off what is left and covers each investor's outstanding principal from the
         reserve fund, pro rata, up to what the fund holds; the rest is the investors' loss."""
-        with unit_of_work(self._session_factory) as session:
-            return defaults.default_loan(session, input)
+        return run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:default",
+            loan_id=input.loan_id,
+            operation="default_loan",
+            result_type=DefaultResult,
+            act=lambda session: defaults.default_loan(session, input),
+        )
 
     @activity.defn(name="complete_loan")
     @business_errors_are_final
+    @heartbeating
     def complete_loan(self, input: CompleteInput) -> None:
-        with unit_of_work(self._session_factory) as session:
-            for investment in investments_of(session, input.loan_id):
-                investment.status = "repaid"
-            loan = loan_row(session, input.loan_id, lock=True)
-            loan.closed_at = input.at
-            loan.updated_at = input.at
-            award_points(
-                session,
-                loan.borrower_id,
-                loan.id,
-                "loan_repaid",
-                f"loan:{loan.id}:repaid",
-                "the loan was repaid in full",
-            )
-            append_audit(session, loan.id, "repaid", "loan.repaid", note="the loan is fully repaid")
-            notify(
-                session, loan.borrower_id, loan.id, "loan_repaid", "your loan is fully repaid", f"loan:{loan.id}:repaid"
-            )
+        run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:complete",
+            loan_id=input.loan_id,
+            operation="complete_loan",
+            result_type=type(None),
+            act=lambda session: self._complete(session, input),
+        )
+
+    def _complete(self, session: Session, input: CompleteInput) -> None:
+        for investment in investments_of(session, input.loan_id):
+            investment.status = "repaid"
+        loan = loan_row(session, input.loan_id, lock=True)
+        loan.closed_at = input.at
+        loan.updated_at = input.at
+        award_points(
+            session,
+            loan.borrower_id,
+            loan.id,
+            "loan_repaid",
+            f"loan:{loan.id}:repaid",
+            "the loan was repaid in full",
+        )
+        append_audit(session, loan.id, "repaid", "loan.repaid", note="the loan is fully repaid")
+        notify(session, loan.borrower_id, loan.id, "loan_repaid", "your loan is fully repaid", f"loan:{loan.id}:repaid")

@@ -11,10 +11,20 @@ pleasant to call:
 - Lack of funds consumes nothing: InsufficientFunds is raised, nothing is stored, and the
   same key may be posted again later (when the money has arrived). A key is spent only by
   a transaction that succeeded.
-- No deadlocks. Every account a transaction touches, plus the sibling account of every
-  wallet it touches, is locked up front in ascending id order, so two transactions never
-  wait on each other in a cycle. Locking a wallet's two accounts together also makes a
-  wallet's postings ordered by id the order its balance changed (the statement relies on it).
+- No deadlocks: one lock order for every movement of money, everywhere in the code.
+    1. the loan's row (FOR NO KEY UPDATE), when the movement belongs to a loan: every money
+       operation of a loan takes it first (loans/exactly_once.py), and post_transaction
+       takes it again (a no-op then) for callers that did not;
+    2. the ledger accounts, in ascending id order: every account the movement touches plus
+       the sibling account of every wallet it touches (lock_accounts). An operation that
+       must read a balance before it knows its amounts (a collection, a default's cover)
+       locks every account it may touch this way first, then reads;
+    3. then the rows the movement goes with: the investor's yearly 259-FZ count, the
+       read side (investments, installments), the loan's audit chain (its row already held).
+  A deposit or withdrawal decision locks its own request row before step 2; nothing else
+  locks those rows. Two transactions therefore never wait on each other in a cycle. Locking
+  a wallet's two accounts together also makes a wallet's postings ordered by id the order
+  its balance changed (the statement relies on it).
 - All or nothing. The work runs in a savepoint: on any error the caller's transaction is
   left as it was, so it can go on (or roll back).
 
@@ -40,6 +50,7 @@ from compliance.audit import append_audit
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
 from domain.money import has_at_most_two_decimals
 from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
+from models.loans import LoanRequest
 
 MAX_KEY_LENGTH = 200
 MAX_LEG_AMOUNT = Decimal("9999999999999.99")
@@ -127,7 +138,7 @@ class LockedAccount:
     code: str
 
 
-def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAccount]:
+def lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAccount]:
     """Locks the accounts and their wallets' sibling accounts, in ascending id order.
     Returns the currency and code of each locked account by id."""
     wallet_ids = (
@@ -146,6 +157,12 @@ def _lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedA
     if missing:
         raise InvalidRequest(f"unknown ledger account(s): {sorted(missing)}")
     return found
+
+
+def lock_loan(session: Session, loan_id: uuid.UUID) -> None:
+    """Step 1 of the lock order. FOR NO KEY UPDATE: what the audit chain takes, and it does not
+    wait on the foreign-key locks of rows being written for this loan."""
+    session.execute(select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True))
 
 
 def _expire_cached_accounts(session: Session, account_ids: set[int]) -> None:
@@ -171,7 +188,9 @@ def post_transaction(
     account_ids = {leg.account_id for leg in legs}
     try:
         with session.begin_nested():
-            locked = _lock_accounts(session, account_ids)
+            if loan_id is not None:
+                lock_loan(session, loan_id)
+            locked = lock_accounts(session, account_ids)
             if len({locked[a].currency for a in account_ids}) != 1:
                 raise InvalidRequest("a ledger transaction moves one currency")
             # Under the locks: whoever held them before us may have posted this very key.

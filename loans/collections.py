@@ -1,7 +1,7 @@
 """Collecting installments: from the borrower's wallet to the investors, and onto the schedule.
 
-One database transaction per collection, keyed by business facts (`input.key`): a retry
-returns the first answer and moves nothing again.
+One database transaction per collection, run once per key by loans/exactly_once.py (the
+activity): a retry or a stalled attempt gets the first answer and moves nothing again.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from compliance.audit import append_audit
 from core.errors import InsufficientFunds
 from domain.allocation import split_pro_rata, weights_by_investor
 from domain.collection import collection_waterfall, total_of
-from ledger.postings import Leg, find_posted, merge_legs, post_transaction
+from ledger.postings import Leg, find_posted, lock_accounts, merge_legs, post_transaction
 from loans.common import available_account_of, holdings, investments_of
 from models.ledger import LedgerAccount
 from models.loan_workflow import CollectInput, CollectResult, InstallmentAmounts
@@ -25,12 +25,18 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
     """Takes what the borrower's wallet holds, up to what is due (the waterfall in
     domain/collection.py), and distributes it to the investors pro rata (largest remainder)."""
     done = find_posted(session, input.key)
-    if done is not None:
+    if done is not None:  # committed before outcomes were recorded (loans/exactly_once.py)
         return CollectResult.model_validate(done.details["result"])
     available_account = available_account_of(session, input.borrower_id)
-    # Lock the borrower's account before reading what is there to take.
+    investors = holdings(investments_of(session, input.loan_id))
+    payees = {
+        investor_id: available_account_of(session, investor_id).id for investor_id in {h.investor_id for h in investors}
+    }
+    # The lock order (ledger/postings.py): every account this collection may touch, in
+    # ascending id order, before reading what the borrower's wallet holds.
+    lock_accounts(session, {available_account.id, *payees.values()})
     available = session.execute(
-        select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id).with_for_update()
+        select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id)
     ).scalar_one()
     owed = total_of(input.items)
     if input.require_full and available < owed:
@@ -42,9 +48,9 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
     paid = collection_waterfall(available, input.items)
     result = CollectResult(total=total_of(paid), items=paid)
     if result.total > 0:
-        shares = split_pro_rata(result.total, weights_by_investor(holdings(investments_of(session, input.loan_id))))
+        shares = split_pro_rata(result.total, weights_by_investor(investors))
         legs = [Leg(available_account.id, -result.total)]
-        legs += [Leg(available_account_of(session, investor_id).id, share) for investor_id, share in shares.items()]
+        legs += [Leg(payees[investor_id], share) for investor_id, share in shares.items()]
         post_transaction(
             session,
             key=input.key,

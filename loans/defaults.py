@@ -1,8 +1,9 @@
 """A loan's default: the reserve fund's cover, each investment's cover and loss, the written-off
 installments, and what the borrower, the investors and the trail are told.
 
-One database transaction; the cover is posted under a key built from the loan, so a retry
-finds it and moves nothing again. The arithmetic is domain/default_cover.py.
+One database transaction, run once per loan by loans/exactly_once.py (the activity): a retry
+of a committed default returns its first answer (the investments it reads are "defaulted"
+by then; it never reads them again). The arithmetic is domain/default_cover.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from compliance.audit import append_audit
 from domain.default_cover import DefaultSplit, reserve_cover, split_default
 from ledger.accounts import platform_account
-from ledger.postings import Leg, find_posted, merge_legs, post_transaction
+from ledger.postings import Leg, lock_accounts, merge_legs, post_transaction
 from loans.common import available_account_of, holdings, investments_of, loan_row, notify
 from models.ledger import LedgerAccount
 from models.loan_workflow import DefaultInput, DefaultResult
@@ -25,6 +26,13 @@ from scoring.points import award_points
 
 def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
     investments = investments_of(session, input.loan_id)
+    if not investments:
+        # Defaulted by an attempt that committed before outcomes were recorded
+        # (loans/exactly_once.py): its answer is what it wrote on each investment.
+        done = investments_of(session, input.loan_id, status="defaulted")
+        if done:
+            covered = sum((i.reserve_cover_amount for i in done), Decimal(0))
+            return DefaultResult(covered=covered, loss=sum((i.loss_amount for i in done), Decimal(0)))
     split = _cover_from_the_reserve_fund(session, input, investments)
     covered = split.covered
     _record_losses(session, input, investments, split)
@@ -63,19 +71,18 @@ def _cover_from_the_reserve_fund(session: Session, input: DefaultInput, investme
     """What the fund pays the investors, and the split of the default it makes (the cover is
     posted once; a retry reads what was posted)."""
     key = f"loan:{input.loan_id}:default:reserve-cover"
-    done = find_posted(session, key)
-    if done is not None:
-        return split_default(input.outstanding_principal, Decimal(done.details["covered"]), holdings(investments))
     fund_account = platform_account(session, "reserve_fund", input.currency)
-    fund = session.execute(
-        select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id).with_for_update()
-    ).scalar_one()
+    payees = {i.investor_id: available_account_of(session, i.investor_id).id for i in investments}
+    # The lock order (ledger/postings.py): every account the cover may touch, ascending,
+    # before reading what the fund holds.
+    lock_accounts(session, {fund_account.id, *payees.values()})
+    fund = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id)).scalar_one()
     covered = reserve_cover(fund, input.outstanding_principal)
     split = split_default(input.outstanding_principal, covered, holdings(investments))
     if covered > 0:
         shares = split.cover_by_investor
         legs = [Leg(fund_account.id, -covered)]
-        legs += [Leg(available_account_of(session, investor_id).id, share) for investor_id, share in shares.items()]
+        legs += [Leg(payees[investor_id], share) for investor_id, share in shares.items()]
         post_transaction(
             session,
             key=key,

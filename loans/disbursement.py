@@ -1,6 +1,7 @@
 """Paying a funded loan out: every investor's reserved money to the borrower, less the platform
 fee and the reserve-fund contribution, and the fixed schedule stored, in one database
-transaction keyed `loan:<id>:disburse` (a retry finds it and moves nothing again).
+transaction keyed `loan:<id>:disburse`, run once per loan by loans/exactly_once.py (the
+activity): a retry finds the first answer and moves nothing again.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def disburse_loan(session: Session, input: DisburseInput) -> DisburseResult:
     done = find_posted(session, key)
     if done is None:
         transaction_id, to_borrower = _post_disbursement(session, input, key, investments)
-    else:
+    else:  # posted before outcomes were recorded (a loan disbursed by an earlier release)
         transaction_id, to_borrower = done.id, Decimal(done.details["to_borrower"])
     _store_schedule(session, input)
     for investment in investments:

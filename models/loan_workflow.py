@@ -128,6 +128,10 @@ class LoanState(BaseModel):
     installments: list[InstallmentState] = Field(default_factory=list)
     collection_seq: int = 0
     updates_this_run: int = 0
+    # Every investment the loan accepted while funding, by investment id, with its first
+    # answer: a resend (after an RPC timeout, a retried auto-invest placement, a key resent
+    # after its record expired) gets that answer again, in this run or a later one.
+    accepted_investments: dict[str, InvestmentAccepted] = Field(default_factory=dict)
 
 
 class LoanWorkflowInput(BaseModel):
@@ -150,6 +154,9 @@ class LoanWorkflowInput(BaseModel):
     # How long one attempt of a loan activity may take before Temporal gives it to another
     # worker (a worker that died mid-activity is noticed after this). Tests shorten it.
     activity_timeout_seconds: int = Field(default=60, ge=1, le=3600)
+    # Loan activities heartbeat every second (activities/heartbeat.py): a worker killed or
+    # frozen in the middle of one is noticed after this, and the attempt retried elsewhere.
+    heartbeat_timeout_seconds: int = Field(default=10, ge=2, le=600)
     # Benchmarks only (the API never sets it): pins the sandbox clock's origin, and so the
     # loan's start date, to this instant, so that many loans fall due at the same moment.
     clock_origin: datetime | None = None
@@ -168,6 +175,8 @@ class InvestmentRequest(BaseModel):
 
 class InvestmentAccepted(BaseModel):
     investment_id: uuid.UUID
+    # Set since the loan remembers its investments (older answers in histories lack it).
+    investor_id: uuid.UUID | None = None
     amount: Decimal
     funded_amount: Decimal
     remaining: Decimal
@@ -350,3 +359,7 @@ class DefaultResult(BaseModel):
 class CompleteInput(BaseModel):
     loan_id: uuid.UUID
     at: datetime
+
+
+LoanState.model_rebuild()
+LoanWorkflowInput.model_rebuild()

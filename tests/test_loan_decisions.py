@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
@@ -16,13 +17,14 @@ from temporalio.worker import Worker
 from activities.loans import LoanActivities
 from api.workflow_calls import execute_loan_update
 from core.db import unit_of_work
+from core.errors import InvalidRequest
 from models.loan_workflow import (
     ApprovalDecision,
     DisburseInput,
     DisburseResult,
     InvestmentRequest,
 )
-from models.loans import LoanRequest
+from models.loans import Investment, LoanRequest
 from models.product_terms import ProductTerms
 from products.catalog import STANDARD
 from products.service import create_product
@@ -210,3 +212,74 @@ async def test_a_disbursement_refused_for_good_releases_every_reservation(
         assert_books_balance(session)
     # saved (RECORD_HISTORIES) only once the test's own checks have passed
     await replay_and_maybe_record(loan.handle, "loan_disbursement_refused")
+
+
+async def test_an_investment_resent_in_a_later_run_gets_its_first_answer(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
+    """Temporal forgets update ids at continue-as-new; the loan does not forget investments.
+    An investment resent after the run it was accepted in ended (the API after an RPC
+    timeout, a retried auto-invest placement) gets its first answer and adds nothing."""
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "10000") for _ in range(6)]
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "60000.00", 6, updates_per_run=3)
+        await wait_for_status(loan.handle, "funding")
+        requests = [
+            InvestmentRequest(investment_id=uuid.uuid4(), investor_id=investor, amount=D("10000.00"))
+            for investor in investors
+        ]
+        answers = []
+        for request in requests[:3]:  # the third ends the first run
+            answers.append(
+                await execute_loan_update(
+                    env.client,
+                    loan.handle.id,
+                    LoanWorkflow.invest,
+                    request,
+                    update_id=f"investment-{request.investment_id}",
+                )
+            )
+        latest = env.client.get_workflow_handle(loan.handle.id)
+        while (await latest.describe()).run_id == loan.handle.first_execution_run_id:
+            await asyncio.sleep(0.05)
+        again = await execute_loan_update(
+            env.client,
+            loan.handle.id,
+            LoanWorkflow.invest,
+            requests[0],
+            update_id=f"investment-{requests[0].investment_id}",
+        )
+        assert again == answers[0]
+        assert (again.funded_amount, again.remaining) == (D("10000.00"), D("50000.00"))
+        snapshot = await latest.query(LoanWorkflow.snapshot)
+        assert snapshot.funded_amount == D("30000.00")  # not 40,000
+        # the same id with another amount names another investment: refused, nothing added
+        with pytest.raises(InvalidRequest):
+            await execute_loan_update(
+                env.client,
+                loan.handle.id,
+                LoanWorkflow.invest,
+                requests[0].model_copy(update={"amount": D("5000.00")}),
+                update_id=f"investment-{requests[0].investment_id}-other",
+            )
+        for request in requests[3:]:
+            await execute_loan_update(
+                env.client,
+                loan.handle.id,
+                LoanWorkflow.invest,
+                request,
+                update_id=f"investment-{request.investment_id}",
+            )
+        await wait_for_status(latest, "active")
+        assert balance_of(session_factory, borrower).available == D("58200.00")
+        assert all(balance_of(session_factory, i).balance == 0 for i in investors)  # each reserved once
+        give_money(session_factory, borrower, "5000")
+        assert (await loan.handle.result()).status == "repaid"
+    with session_factory() as session:
+        investments = session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id)).all()
+        assert len(investments) == 6 and sum((i.amount for i in investments), D(0)) == D("60000.00")
+        assert_books_balance(session)
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_investment_resent_after_continue_as_new")

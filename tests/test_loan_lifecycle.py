@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from core.db import unit_of_work
+from models.ledger import LedgerTransaction
 from models.loan_workflow import FundsArrived
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from tests.ledger_helpers import assert_books_balance
@@ -297,9 +298,20 @@ async def test_early_repayment_without_the_money_is_refused(
             await loan.handle.execute_update(LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower))
         assert info.value.cause.type == "InsufficientFunds"
         assert (await loan.handle.query(LoanWorkflow.snapshot)).status == "active"
-        await loan.handle.terminate("test over")
+        # The refusal is recorded for that request only: with the money there, the borrower
+        # asks again and the loan is repaid (one collection, the second request's).
+        give_money(session_factory, borrower, "200000")
+        result = await loan.handle.execute_update(
+            LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower)
+        )
+        assert result.principal == D("100000.00")
+        assert (await loan.handle.result()).status == "repaid"
     with session_factory() as session:
         assert_books_balance(session)
+        kinds = session.scalars(select(LedgerTransaction.kind).where(LedgerTransaction.loan_id == loan.loan_id)).all()
+        assert kinds.count("early_repayment_collection") == 1
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_repaid_early_after_refusal")
 
 
 async def test_long_loan_continues_as_new_and_still_repays_exactly(

@@ -29,6 +29,16 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
     "loan_defaulted": ("defaulted", None, "test_loan_lifecycle: written off, reserve fund cover"),
     "loan_unfunded": ("rejected", "funding_expired", "test_loan_lifecycle: the funding window closes"),
     "loan_repaid_early": ("repaid", None, "test_loan_lifecycle: repay_early update"),
+    "loan_repaid_early_after_refusal": (
+        "repaid",
+        None,
+        "test_loan_lifecycle: repay_early refused without the money, then accepted (a key per request)",
+    ),
+    "loan_investment_resent_after_continue_as_new": (
+        "repaid",
+        None,
+        "test_loan_decisions: an investment resent in a later run gets its first answer",
+    ),
     "loan_scoring_rejected": (
         "rejected",
         "the monthly payment would take the debt-to-income ratio",

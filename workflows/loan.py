@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import ZERO, round_money
     from domain.refusals import (
         EarlyRepaymentUnaffordable,
+        InvalidInvestment,
         LoanNotActive,
         LoanNotFunding,
         LoanRefusal,
@@ -375,6 +376,14 @@ class LoanWorkflow:
         except WorkflowAlreadyStartedError:
             pass  # started by an earlier run of this loan
 
+    def _earlier_answer(self, request: InvestmentRequest) -> InvestmentAccepted | None:
+        """The answer this investment got when the loan accepted it (None: never accepted).
+        The same id with other terms is refused: an id names one investment."""
+        prior = self._state.accepted_investments.get(str(request.investment_id))
+        if prior is not None and (prior.amount != request.amount or prior.investor_id != request.investor_id):
+            raise _failure(InvalidInvestment(f"investment {request.investment_id} was accepted with other terms"))
+        return prior
+
     def _check_investment(self, request: InvestmentRequest) -> None:
         state, input = self._state, self._input
         try:
@@ -399,6 +408,9 @@ class LoanWorkflow:
         state, input = self._state, self._input
         state.updates_this_run += 1
         async with self._lock:
+            prior = self._earlier_answer(request)
+            if prior is not None and workflow.patched("remember-investments"):
+                return prior  # accepted before (in this run or an earlier one): never added twice
             self._check_investment(request)  # again: others may have invested meanwhile
             try:
                 await self._call(
@@ -421,16 +433,20 @@ class LoanWorkflow:
             key = str(request.investor_id)
             state.invested_by[key] = state.invested_by.get(key, ZERO) + request.amount
             self._show_funding()
-            return InvestmentAccepted(
+            accepted = InvestmentAccepted(
                 investment_id=request.investment_id,
+                investor_id=request.investor_id,
                 amount=request.amount,
                 funded_amount=state.funded_amount,
                 remaining=input.amount - state.funded_amount,
             )
+            state.accepted_investments[str(request.investment_id)] = accepted
+            return accepted
 
     @invest.validator
     def _validate_investment(self, request: InvestmentRequest) -> None:
-        self._check_investment(request)
+        if self._earlier_answer(request) is None:
+            self._check_investment(request)
 
     # -- disbursement ---------------------------------------------------------------------------
     async def _disburse(self) -> None:
@@ -446,7 +462,10 @@ class LoanWorkflow:
             InstallmentState(payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest)
             for i in schedule
         ]
-        state.invested_by = {}  # only needed while funding: keeps the state small
+        # Only needed while funding: keeps the state small. (A resent investment is refused
+        # from here on as "not funding"; the API then answers it from the read side.)
+        state.invested_by = {}
+        state.accepted_investments = {}
         async with self._lock:  # an early repayment waits until "active" is recorded, not overtakes it
             await self._transition(LoanStatus.active, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.active]))
 
@@ -718,10 +737,16 @@ class LoanWorkflow:
             today = self._loan_now().date()
             self._accrue_fees(today)
             items = quote_early_repayment(state.installments, today, state.disbursed_on, state.rate_annual)
+            # One key per request: a refusal is recorded under its key for good
+            # (loans/exactly_once.py), and the borrower may ask again with more money.
+            key = f"loan:{input.loan_id}:early-repayment"
+            if workflow.patched("early-repayment-key-per-request"):
+                state.collection_seq += 1
+                key = f"{key}:{state.collection_seq}"
             try:
                 result = await self._collect(
                     items,
-                    key=f"loan:{input.loan_id}:early-repayment",
+                    key=key,
                     purpose="early_repayment",
                     require_full=True,
                     summary=f"early repayment on loan date {today:%Y-%m-%d}",
@@ -776,6 +801,7 @@ class LoanWorkflow:
             retry_policy=DB_RETRY,
             summary=summary,
             start_to_close_timeout=timedelta(seconds=self._input.activity_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=self._input.heartbeat_timeout_seconds),
         )
 
     def _show_funding(self) -> None:
