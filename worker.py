@@ -132,7 +132,9 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = get_settings()
-    engine = make_engine(settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS))
+    engine = make_engine(
+        settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS), settings.DB_IDLE_IN_TRANSACTION_SECONDS
+    )
     session_factory = sessionmaker(bind=engine, expire_on_commit=False)
     client = await connect_temporal(settings)
     await ensure_schedules(client, settings)

@@ -50,7 +50,8 @@ class InvalidRequest(PlatformError):
 
 
 class InsufficientFunds(Conflict):
-    """Not enough available money. Retryable later by the same key (nothing was stored)."""
+    """Not enough available money. A posting refused for it stores nothing: the same key may be posted later.
+    A loan's money operation records it as its answer for its key (loans/exactly_once.py)."""
 
     type_slug = "insufficient-funds"
     title = "Insufficient funds"

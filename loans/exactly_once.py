@@ -54,7 +54,10 @@ def _refusal_from(record: dict[str, Any]) -> PlatformError:
     return cls(record["detail"], **record.get("extra", {}))
 
 
-class _Refused(Exception):
+class _Refused:
+    """A business refusal decided (or found) under the lock: the unit of work commits it,
+    then run_once raises it."""
+
     def __init__(self, refusal: PlatformError) -> None:
         self.refusal = refusal
 
@@ -70,11 +73,11 @@ def run_once(
 ) -> R:
     """`act` in one database transaction under the loan's lock, once per `key`: every other
     call with this key returns (or raises) what the first call that committed decided."""
-    try:
-        with unit_of_work(session_factory) as session:
-            return _decide(session, key=key, loan_id=loan_id, operation=operation, result_type=result_type, act=act)
-    except _Refused as refused:  # recorded and committed: now the caller hears it
-        raise refused.refusal from None
+    with unit_of_work(session_factory) as session:
+        decided = _decide(session, key=key, loan_id=loan_id, operation=operation, result_type=result_type, act=act)
+    if isinstance(decided, _Refused):  # recorded and committed: now the caller hears it
+        raise decided.refusal
+    return decided
 
 
 def _decide(
@@ -85,14 +88,14 @@ def _decide(
     operation: str,
     result_type: type[R],
     act: Callable[[Session], R],
-) -> R:
+) -> R | _Refused:
     loan_row(session, loan_id, lock=True)
     done = session.get(OperationOutcome, key)
     if done is not None:
         if done.operation != operation:
             raise PlatformError(f"operation key {key!r} belongs to {done.operation}, not {operation}")
         if done.refusal is not None:
-            raise _Refused(_refusal_from(done.refusal))
+            return _Refused(_refusal_from(done.refusal))
         return _result(result_type, done.result)
     refusal: PlatformError | None = None
     try:
@@ -114,7 +117,7 @@ def _decide(
     if not inserted:
         raise PlatformError(f"operation key {key!r} was recorded by someone not holding the loan's lock")
     if refusal is not None:
-        raise _Refused(refusal)
+        return _Refused(refusal)
     return result
 
 
