@@ -1,7 +1,8 @@
 """Starts the Temporal worker: the loan platform's workflows and activities on TASK_QUEUE.
 
 Run it as many times as you like on as many machines as you like: every worker polls the
-same task queue (this is how the platform grows past one machine).
+same task queue (this is how the platform grows past one machine), and every worker drains
+the outbox (claims are leased, SKIP LOCKED: two workers never deliver the same message).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from documents.store import DocumentStore
 from models.auto_invest_io import AutoInvestInput
 from models.documents_io import InvestorStatementsInput
 from models.ledger_reports import ReconciliationInput
+from outbox.delivery import drain_forever
 from workflows.auto_invest import AUTO_INVEST_SCHEDULE_ID, AutoInvestWorkflow
 from workflows.investor_statements import STATEMENTS_SCHEDULE_ID, InvestorStatementsWorkflow
 from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID, LedgerReconciliationWorkflow
@@ -147,8 +149,12 @@ async def main() -> None:
         worker = build_worker(client, settings, session_factory, executor)
         log.info("worker polling task queue %r on %s", settings.TASK_QUEUE, settings.temporal_address)
         async with worker:
+            # Messages to Temporal written while it was unreachable (loans to start, loans
+            # to wake): delivered from here, every few seconds, until they arrive.
+            outbox = asyncio.create_task(drain_forever(client, session_factory, stop))
             await stop.wait()
             log.info("stopping: finishing activities in flight")
+            await outbox
     engine.dispose()
 
 

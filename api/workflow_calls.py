@@ -6,6 +6,10 @@
   update id, so it is never applied twice).
 - Business refusals (domain/refusals.py, raised by the workflow) map to 409/422 by one table.
 - A loan whose workflow has ended (it moved on) answers 409.
+- An update whose answer did not come back (its RPC timed out: admitted, maybe done, maybe
+  still to be done when the worker recovers) is never reported as "nothing was done": the
+  API says the outcome is unknown (503 outcome-unknown), and the same request with the same
+  Idempotency-Key (the same update id) learns the real one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import random
 import weakref
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
@@ -27,6 +32,7 @@ from core.errors import (
     IdempotencyConflict,
     InsufficientFunds,
     InvalidRequest,
+    OutcomeUnknown,
     PlatformError,
     ServiceUnavailable,
 )
@@ -39,7 +45,6 @@ from domain.refusals import (
     OverFunding,
     TryAgain,
 )
-from models.loan_workflow import FundsArrived
 from workflows.loan import LoanWorkflow
 
 Request = TypeVar("Request")
@@ -97,6 +102,18 @@ def _busy(error: RPCError) -> bool:
     )
 
 
+def _outcome_unknown(resendable: bool) -> OutcomeUnknown:
+    if resendable:
+        return OutcomeUnknown(
+            "the loan took the request but its answer did not come back in time; the outcome is unknown: "
+            "send the same request again with the same Idempotency-Key to learn it (nothing is done twice)"
+        )
+    return OutcomeUnknown(
+        "the loan took the request but its answer did not come back in time; the outcome is unknown and it "
+        "may still be done: look before sending it again (with an Idempotency-Key a resend is always safe)"
+    )
+
+
 async def execute_loan_update(
     client: Client,
     workflow_id: str,
@@ -104,15 +121,22 @@ async def execute_loan_update(
     arg: Request,
     *,
     update_id: str,
+    resendable: bool = True,
 ) -> Answer:
+    """`resendable`: the caller's resend carries the same update id (an Idempotency-Key, or
+    an id built from business facts); said in the answer when the outcome is unknown."""
     handle = client.get_workflow_handle(workflow_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUSY_RETRY_SECONDS
     delay = 0.05
+    maybe_admitted = False
     async with _gate(workflow_id):
         while True:
+            left = deadline - loop.time()
             try:
-                return await handle.execute_update(update, arg, id=update_id)
+                return await handle.execute_update(
+                    update, arg, id=update_id, rpc_timeout=timedelta(seconds=max(left, 0.5))
+                )
             except WorkflowUpdateFailedError as error:
                 mapped = business_error(error.cause)
                 if mapped is not None:
@@ -122,7 +146,7 @@ async def execute_loan_update(
                 else:
                     raise
             except WorkflowUpdateRPCTimeoutOrCancelledError:
-                pass  # the same update id attaches to the one already admitted
+                maybe_admitted = True  # the same update id attaches to the one already admitted
             except RPCError as error:
                 if error.status == RPCStatusCode.NOT_FOUND:
                     raise Conflict(
@@ -130,24 +154,11 @@ async def execute_loan_update(
                     ) from None
                 if not _busy(error):
                     raise
+                # Refused for the server's limits: not admitted. Cut off: who knows.
+                maybe_admitted |= error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
             if loop.time() > deadline:
+                if maybe_admitted:
+                    raise _outcome_unknown(resendable)
                 raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again")
             await asyncio.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 1.0)
-
-
-async def signal_funds_arrived(holder, workflow_ids: list[str], deposit_id) -> None:
-    """Best effort: a loan that misses the signal still collects at its next wake-up."""
-    if not workflow_ids:
-        return
-    try:
-        client = await holder.get()
-        for workflow_id in workflow_ids:
-            try:
-                await client.get_workflow_handle(workflow_id).signal(
-                    LoanWorkflow.funds_arrived, FundsArrived(deposit_id=deposit_id)
-                )
-            except RPCError as error:
-                log.warning("could not signal %s: %s", workflow_id, error)
-    except Exception as error:  # the deposit is confirmed either way
-        log.warning("could not signal loans of deposit %s: %s", deposit_id, error)

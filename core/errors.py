@@ -97,3 +97,12 @@ class TooManyRequests(PlatformError):
     def __init__(self, detail: str, retry_after_seconds: int) -> None:
         super().__init__(detail, retry_after_seconds=retry_after_seconds)
         self.headers = {"Retry-After": str(retry_after_seconds)}
+
+
+class OutcomeUnknown(ServiceUnavailable):
+    """The request reached the loan, but its answer did not come back in time: it may have
+    been done, or may still be done. The same request with the same Idempotency-Key learns
+    the real outcome (and does nothing twice)."""
+
+    type_slug = "outcome-unknown"
+    title = "Outcome unknown"

@@ -71,17 +71,21 @@ def count_investment(session: Session, investor: User, amount: Decimal, year: in
         .returning(InvestorYearTotal.invested)
     ).scalar_one()
     if invested > ANNUAL_LIMIT:
-        before = invested - amount
-        left = max(ANNUAL_LIMIT - before, ZERO)
-        raise AnnualLimitExceeded(
-            f"a non-qualified investor may invest at most {ANNUAL_LIMIT:,.2f} RUB a calendar year on the "
-            f"platform (259-FZ); in {year} you have invested {before:,.2f}, so {left:,.2f} is left",
-            year=year,
-            limit=f"{ANNUAL_LIMIT:.2f}",
-            invested=f"{before:.2f}",
-            left=f"{left:.2f}",
-        )
+        raise limit_exceeded(year, invested - amount)
     return year
+
+
+def limit_exceeded(year: int, before: Decimal) -> AnnualLimitExceeded:
+    """The refusal of an investment that would take the year past the limit."""
+    left = max(ANNUAL_LIMIT - before, ZERO)
+    return AnnualLimitExceeded(
+        f"a non-qualified investor may invest at most {ANNUAL_LIMIT:,.2f} RUB a calendar year on the "
+        f"platform (259-FZ); in {year} you have invested {before:,.2f}, so {left:,.2f} is left",
+        year=year,
+        limit=f"{ANNUAL_LIMIT:.2f}",
+        invested=f"{before:.2f}",
+        left=f"{left:.2f}",
+    )
 
 
 def give_back(session: Session, investor_id: uuid.UUID, amount: Decimal, year: int | None) -> None:

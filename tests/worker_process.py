@@ -60,6 +60,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "LOCAL_DEV_CODEC": str(settings.LOCAL_DEV_CODEC).lower(),
         "TEMPORAL_UI_PORT": str(settings.TEMPORAL_UI_PORT),
         "API_PORT": str(settings.API_PORT),
+        "DB_IDLE_IN_TRANSACTION_SECONDS": str(settings.DB_IDLE_IN_TRANSACTION_SECONDS),
     }
 
 
@@ -171,6 +172,7 @@ async def main() -> None:
     import worker as platform_worker
     from core.db import make_engine
     from core.temporal_client import connect_temporal
+    from outbox.delivery import drain_forever
 
     settings = Settings()
     crash_after = os.environ.get("CRASH_AFTER_ACTIVITY")
@@ -189,9 +191,12 @@ async def main() -> None:
             client, settings, sessionmaker(bind=engine, expire_on_commit=False), executor
         )
         async with worker:
+            factory = sessionmaker(bind=engine, expire_on_commit=False)
+            outbox = asyncio.create_task(drain_forever(client, factory, stop))
             sys.stdout.write(READY + "\n")
             sys.stdout.flush()
             await stop.wait()
+            await outbox
     engine.dispose()
 
 

@@ -4,13 +4,12 @@ workflow (updates answer synchronously); reads come from the read side in Postgr
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError
 
 from api.deps import BorrowerUser, CurrentUser, InvestorUser, OperatorUser, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
@@ -26,7 +25,8 @@ from api.schemas.loans import (
     ScheduleRowOut,
 )
 from api.workflow_calls import execute_loan_update
-from core.errors import Forbidden, NotFound, ServiceUnavailable
+from core.errors import Conflict, Forbidden, NotFound
+from investing.precheck import check_investor_can_pay
 from loans.requests import create_loan_request, workflow_input
 from models.loan_status import LoanStatus
 from models.loan_workflow import (
@@ -37,8 +37,9 @@ from models.loan_workflow import (
 )
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.products import LoanProduct
-from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT
 from models.users import Role, User
+from outbox.delivery import deliver, start_loan_payload
+from outbox.messages import enqueue, undelivered_ids
 from workflows.loan import LoanWorkflow
 
 router = APIRouter(prefix="/v1", tags=["loans"])
@@ -88,9 +89,13 @@ def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[Loa
 async def create_loan(
     body: LoanCreate, user: BorrowerUser, request: Request, temporal: TemporalDep, idempotency_key: IdempotencyGuard
 ) -> LoanCreated:
+    """The request and the order to start its workflow are written in one transaction (the
+    outbox), then the workflow is started: at once when Temporal answers, by the worker's
+    outbox round once it is back otherwise. One loan per request whatever fails in between;
+    the same Idempotency-Key returns the same loan."""
     settings = request.app.state.settings
 
-    def prepare(session: Session):
+    def prepare(session: Session) -> tuple[uuid.UUID, str, str, list[int]]:
         loan, created = create_loan_request(
             session,
             user.id,
@@ -101,33 +106,16 @@ async def create_loan(
             simulation_id=body.simulation_id,
             client_key=idempotency_key,
         )
-        return loan.id, loan.workflow_id, loan.status, created, workflow_input(session, loan, settings.LOAN_TIME_SCALE)
-
-    loan_id, workflow_id, loan_status, created, wf_input = await in_db(request, prepare)
-    try:
-        client = await temporal.get()
-        await client.start_workflow(
-            LoanWorkflow.run,
-            wf_input,
-            id=workflow_id,
-            task_queue=settings.TASK_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(LOAN_STATUS, "pending"),
-                    SearchAttributePair(BORROWER_ID, str(user.id)),
-                    SearchAttributePair(PRODUCT, wf_input.terms.product_code),
-                ]
-            ),
-            static_summary=f"Loan {wf_input.amount:.2f} {wf_input.terms.currency}, {wf_input.term_months} months, "
-            f"product {wf_input.terms.product_code} v{wf_input.terms.product_version}",
-        )
-    except (RPCError, RuntimeError, OSError, ServiceUnavailable) as exc:
         if created:
-            await in_db(request, lambda s: s.query(LoanRequest).filter(LoanRequest.id == loan_id).delete())
-        raise ServiceUnavailable(
-            f"the workflow service did not take the loan ({type(exc).__name__}); nothing was created, send again"
-        ) from None
+            payload = start_loan_payload(workflow_input(session, loan, settings.LOAN_TIME_SCALE), settings.TASK_QUEUE)
+            message_ids = [enqueue(session, "start_loan_workflow", loan.workflow_id, payload)]
+        else:  # a resend: start it now if the first request could not
+            message_ids = undelivered_ids(session, loan.workflow_id)
+        return loan.id, loan.workflow_id, loan.status, message_ids
+
+    loan_id, workflow_id, loan_status, message_ids = await in_db(request, prepare)
+    if message_ids:
+        await deliver(temporal.get, request.app.state.sessionmaker, ids=message_ids)
     return LoanCreated(id=loan_id, status=loan_status, workflow_id=workflow_id)
 
 
@@ -198,24 +186,59 @@ async def invest(
     """201 when the money is reserved for the loan; 409 when the loan is not open, the
     amount is more than what is left, or the wallet lacks the money; 422 for amounts the
     product does not allow. The same Idempotency-Key replays the same investment."""
-    loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
     investment_id = (
         uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{user.id}:{idempotency_key}") if idempotency_key else uuid.uuid4()
     )
+
+    def prepare(session: Session) -> LoanRequest:
+        loan, _ = readable_loan(session, loan_id, user)
+        if session.get(Investment, investment_id) is None:  # (a resend of a taken one: its money is reserved)
+            # Refused here, not by the loan: what the wallet and the 259-FZ limit cannot
+            # cover never reaches the workflow (it would count toward the run's update
+            # budget). The reservation checks again, under the wallet's lock.
+            check_investor_can_pay(session, user, body.amount)
+        return loan
+
+    loan = await in_db(request, prepare)
     client = await temporal.get()
-    accepted = await execute_loan_update(
-        client,
-        loan.workflow_id,
-        LoanWorkflow.invest,
-        InvestmentRequest(investment_id=investment_id, investor_id=user.id, amount=body.amount),
-        update_id=f"investment-{investment_id}",
-    )
+    try:
+        accepted = await execute_loan_update(
+            client,
+            loan.workflow_id,
+            LoanWorkflow.invest,
+            InvestmentRequest(investment_id=investment_id, investor_id=user.id, amount=body.amount),
+            update_id=f"investment-{investment_id}",
+            resendable=idempotency_key is not None,
+        )
+    except Conflict:
+        # The loan has moved past funding: if this very investment was taken (the first
+        # answer was lost), that is the answer; otherwise the refusal stands.
+        taken = await in_db(request, lambda s: _taken_investment(s, investment_id, user.id, body.amount))
+        if taken is None:
+            raise
+        return taken
     return InvestmentOut(
         id=accepted.investment_id,
         loan_id=loan_id,
         amount=accepted.amount,
         funded_amount=accepted.funded_amount,
         remaining=accepted.remaining,
+    )
+
+
+def _taken_investment(
+    session: Session, investment_id: uuid.UUID, investor_id: uuid.UUID, amount: Decimal
+) -> InvestmentOut | None:
+    investment = session.get(Investment, investment_id)
+    if investment is None or investment.investor_id != investor_id or investment.amount != amount:
+        return None
+    loan = session.get_one(LoanRequest, investment.loan_id)
+    return InvestmentOut(
+        id=investment.id,
+        loan_id=loan.id,
+        amount=investment.amount,
+        funded_amount=loan.funded_amount,
+        remaining=loan.amount - loan.funded_amount,
     )
 
 
@@ -235,6 +258,7 @@ async def early_repayment(
         LoanWorkflow.repay_early,
         EarlyRepaymentRequest(requested_by=user.id),
         update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}",
+        resendable=idempotency_key is not None,
     )
     return EarlyRepaymentOut(**result.model_dump())
 

@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session
 from api.deps import OperatorOrCompliance, OperatorUser, SessionDep, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
 from api.schemas.wallets import DecisionIn, DepositOut, RejectionIn, TrialBalanceOut, WithdrawalOut
-from api.workflow_calls import signal_funds_arrived
 from ledger.cash import confirm_deposit, pay_withdrawal, reject_deposit, reject_withdrawal
 from ledger.reports import trial_balance
 from models.ledger import Deposit, Withdrawal
 from models.loan_status import LoanStatus
 from models.loans import LoanRequest
+from outbox.delivery import deliver
+from outbox.messages import enqueue
 
 router = APIRouter(prefix="/v1/operator", tags=["operator"])
 
@@ -44,21 +45,30 @@ async def confirm(
     body: DecisionIn | None = None,
 ) -> DepositOut:
     """The bank payment arrived: the money is in the wallet. A borrower's running loans are
-    told at once, so an overdue installment is collected now, not at the next due date."""
+    told (durably: the outbox), so an overdue installment is collected now, not at the next
+    due date."""
 
-    def work(session: Session) -> tuple[DepositOut, list[str]]:
+    def work(session: Session) -> tuple[DepositOut, list[int]]:
+        pending = session.scalar(select(Deposit.status).where(Deposit.id == deposit_id)) == "pending"
         deposit = confirm_deposit(session, deposit_id, operator.id, body.bank_reference if body else None)
-        workflow_ids = list(
-            session.scalars(
+        message_ids: list[int] = []
+        if pending:  # (a repeated confirmation wakes nobody twice; a duplicate would be harmless)
+            # The wake-ups are written with the confirmation (the outbox): delivered below,
+            # or by the worker's outbox round if Temporal cannot be reached right now.
+            workflow_ids = session.scalars(
                 select(LoanRequest.workflow_id).where(
                     LoanRequest.borrower_id == deposit.user_id, LoanRequest.status == LoanStatus.active
                 )
             )
-        )
-        return DepositOut.model_validate(deposit), workflow_ids
+            message_ids = [
+                enqueue(session, "funds_arrived", workflow_id, {"deposit_id": str(deposit.id)})
+                for workflow_id in workflow_ids
+            ]
+        return DepositOut.model_validate(deposit), message_ids
 
-    deposit, workflow_ids = await in_db(request, work)
-    await signal_funds_arrived(temporal, workflow_ids, deposit.id)
+    deposit, message_ids = await in_db(request, work)
+    if message_ids:
+        await deliver(temporal.get, request.app.state.sessionmaker, ids=message_ids)
     return deposit
 
 
