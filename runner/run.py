@@ -4,6 +4,13 @@ Starts (unless told to use existing ones) an embedded PostgreSQL and the Tempora
 with its UI, registers the search attributes, applies the migrations, seeds, then runs the
 worker and the API as child processes. Ctrl-C stops every child, in reverse order, by pid.
 Data stays in DATA_DIR, so a second `make run` finds the same users and loans.
+
+It supervises what it started: a worker or API that dies is started again after a growing
+delay (1 s, 2 s, 4 s ... 30 s), with a line saying so; an embedded PostgreSQL or Temporal
+server that dies is reported and started again on the same data (external ones, given by
+DATABASE_URL or TEMPORAL_ADDRESS, are watched and reported). Every child dies with the
+supervisor, even when it is killed with SIGKILL (Linux's parent-death signal), so no worker
+or API outlives it holding the ports.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,10 +26,13 @@ import warnings
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from core.db import normalize_database_url  # noqa: E402
 from core.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from core.temporal_client import connect_temporal  # noqa: E402
 from runner.migrate_and_seed import migrate_and_seed  # noqa: E402
-from runner.ports import PortInUse, ensure_port_free, wait_for_port  # noqa: E402
+from runner.ports import PortInUse, die_with_parent, ensure_port_free, wait_for_port  # noqa: E402
 from runner.postgres import EmbeddedPostgres  # noqa: E402
 from runner.temporal import TemporalDevServer, register_search_attributes  # noqa: E402
 
@@ -55,7 +66,7 @@ class Supervisor:
         self.settings = get_settings()
         self.postgres: EmbeddedPostgres | None = None
         self.temporal: TemporalDevServer | None = None
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.children: list[Child] = []
         self.stopping = False
 
     def check_ports(self) -> None:
@@ -104,8 +115,8 @@ class Supervisor:
         say(f"search attributes: {'added ' + ', '.join(added) if added else 'already registered'}")
 
     def spawn(self, name: str, args: list[str]) -> None:
-        proc = subprocess.Popen(args, env=os.environ.copy(), start_new_session=True)
-        self.children.append((name, proc))
+        self.children.append(Child(name, args))
+        self.children[-1].start()
 
     def start_apps(self) -> None:
         s = get_settings()
@@ -146,16 +157,18 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
-        for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                say(f"stopping {name} (pid {proc.pid})")
-                proc.send_signal(signal.SIGTERM)
-        for _name, proc in reversed(self.children):
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.poll() is None:
+                say(f"stopping {child.name} (pid {child.proc.pid})")
+                child.proc.send_signal(signal.SIGTERM)
+        for child in reversed(self.children):
+            if child.proc is None:
+                continue
             try:
-                proc.wait(30)
+                child.proc.wait(30)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+                child.proc.kill()
+                child.proc.wait(10)
         if self.temporal:
             say("stopping Temporal dev server")
             self.temporal.stop()
@@ -164,13 +177,127 @@ class Supervisor:
             self.postgres.stop()
 
     def wait(self) -> int:
+        """Supervises until Ctrl-C (or SIGTERM): restarts what dies, reports the servers."""
+        servers = [
+            ServerWatch("PostgreSQL", self.postgres, self._database_address()),
+            ServerWatch("the Temporal server", self.temporal, self._temporal_address()),
+        ]
         while True:
-            for name, proc in self.children:
-                code = proc.poll()
-                if code is not None:
-                    say(f"{name} exited with code {code}; stopping the rest")
-                    return code or 1
+            now = time.monotonic()
+            for child in self.children:
+                child.supervise(now)
+            for server in servers:
+                server.supervise(now)
             time.sleep(0.5)
+
+    def _database_address(self) -> tuple[str, int] | None:
+        if self.postgres is not None:
+            return None
+        url = make_url(normalize_database_url(get_settings().DATABASE_URL))
+        return url.host or "127.0.0.1", url.port or 5432
+
+    def _temporal_address(self) -> tuple[str, int] | None:
+        if self.temporal is not None:
+            return None
+        host, _, port = get_settings().temporal_address.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+
+# A child that dies is started again after these delays (the last one repeats); one that ran
+# this long before dying starts again from the first.
+RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+HEALTHY_AFTER_SECONDS = 60.0
+
+
+class Child:
+    """The worker or the API: a process of ours, started again when it dies."""
+
+    def __init__(self, name: str, args: list[str]) -> None:
+        self.name = name
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.failures = 0
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.args, env=os.environ.copy(), start_new_session=True, preexec_fn=die_with_parent
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def supervise(self, now: float) -> None:
+        assert self.proc is not None
+        if self.restart_at is None:
+            code = self.proc.poll()
+            if code is None:
+                return
+            if now - self.started_at > HEALTHY_AFTER_SECONDS:
+                self.failures = 0
+            delay = RESTART_DELAYS[min(self.failures, len(RESTART_DELAYS) - 1)]
+            self.failures += 1
+            say(f"{self.name} (pid {self.proc.pid}) exited with code {code}; starting it again in {delay:.0f}s")
+            self.restart_at = now + delay
+        elif now >= self.restart_at:
+            self.start()
+            say(f"{self.name} started again (pid {self.proc.pid})")
+
+
+class ServerWatch:
+    """PostgreSQL or Temporal: ours (embedded) are started again on the same data when they
+    die; external ones are probed and reported when they go away and come back."""
+
+    PROBE_EVERY = 5.0
+
+    def __init__(self, name: str, ours: EmbeddedPostgres | TemporalDevServer | None, address) -> None:
+        self.name = name
+        self.ours = ours
+        self.address = address
+        self.down_since: float | None = None
+        self.next_check = 0.0
+        self.failures = 0
+
+    def supervise(self, now: float) -> None:
+        if now < self.next_check:
+            return
+        if self.ours is not None:
+            self._restart_if_dead(now)
+        elif self.address is not None:
+            self._probe(now)
+
+    def _restart_if_dead(self, now: float) -> None:
+        process = self.ours.process if self.ours else None
+        code = process.poll() if process is not None else -1
+        if code is None:
+            self.failures = 0
+            return
+        assert self.ours is not None
+        if process is not None:
+            say(f"{self.name} (pid {process.pid}) exited with code {code}; starting it again on the same data")
+        try:
+            self.ours.stop()  # reaps it, if it was ours
+            self.ours.start()
+            say(f"{self.name} is back (pid {self.ours.process.pid if self.ours.process else '?'})")
+        except Exception as exc:  # e.g. its port still held: try again later
+            delay = RESTART_DELAYS[min(self.failures, len(RESTART_DELAYS) - 1)]
+            self.failures += 1
+            say(f"{self.name} did not start ({exc}); trying again in {delay:.0f}s")
+            self.next_check = now + delay
+
+    def _probe(self, now: float) -> None:
+        self.next_check = now + self.PROBE_EVERY
+        host, port = self.address
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError as exc:
+            if self.down_since is None:
+                self.down_since = now
+                say(f"{self.name} at {host}:{port} is unreachable ({exc}); the worker and API retry until it is back")
+            return
+        if self.down_since is not None:
+            say(f"{self.name} at {host}:{port} is reachable again after {now - self.down_since:.0f}s")
+            self.down_since = None
 
 
 def main(after_start=None) -> int:

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ def _child_environment(settings: Settings) -> dict[str, str]:
     folder (no `.env` there) with the project on its path."""
     env = {**os.environ, **settings_environment(settings), "PYTHONPATH": str(ROOT)}
     env.pop("CRASH_AFTER_ACTIVITY", None)
+    env.pop("HOLD_AFTER_COLLECTING", None)
     return env
 
 
@@ -65,12 +67,17 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def worker_process(settings: Settings, log: Path, crash_after: str | None = None) -> Iterator[subprocess.Popen]:
+def worker_process(
+    settings: Settings, log: Path, crash_after: str | None = None, hold_after_collecting: float | None = None
+) -> Iterator[subprocess.Popen]:
     """The worker in its own process, polling when this yields; stopped (SIGKILL if it does
-    not stop on SIGTERM) when the block ends, if it is still alive."""
+    not stop on SIGTERM) when the block ends, if it is still alive (a frozen one is thawed
+    first, so it can hear the SIGTERM)."""
     env = _child_environment(settings)
     if crash_after:
         env["CRASH_AFTER_ACTIVITY"] = crash_after
+    if hold_after_collecting:
+        env["HOLD_AFTER_COLLECTING"] = str(hold_after_collecting)
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.worker_process"],
@@ -83,6 +90,8 @@ def worker_process(settings: Settings, log: Path, crash_after: str | None = None
         _wait_until_polling(process, log)
         yield process
     finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
         stop_process(process, signal.SIGTERM, 15)
 
 
@@ -90,7 +99,6 @@ def worker_process(settings: Settings, log: Path, crash_after: str | None = None
 def api_process(settings: Settings, log: Path, port: int) -> Iterator[str]:
     """The API as `make run` starts it (uvicorn, the app factory) in its own process; yields
     its base URL once it answers /health, and stops it by its process id."""
-    import time
 
     import httpx
 
@@ -134,7 +142,6 @@ def api_process(settings: Settings, log: Path, port: int) -> Iterator[str]:
 
 
 def _wait_until_polling(process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    import time
 
     deadline = time.monotonic() + timeout
     while READY not in log.read_text(errors="replace"):
@@ -146,6 +153,24 @@ def _wait_until_polling(process: subprocess.Popen, log: Path, timeout: float = 6
 
 
 # -- the child: the real worker, optionally crashing --------------------------------------------------
+def hold_after_collecting(seconds: float) -> None:
+    """Every collection, once it has taken the money and before its transaction commits,
+    says so and holds its locks `seconds` (a slow disk): the moment a test freezes the
+    process (SIGSTOP) to leave an attempt stalled in the middle."""
+    from loans import collections
+
+    real = collections.collect_installments
+
+    def slow(session, input):
+        result = real(session, input)
+        sys.stdout.write(f"worker_process: holding collection {input.key} (attempt {activity.info().attempt})\n")
+        sys.stdout.flush()
+        time.sleep(seconds)
+        return result
+
+    collections.collect_installments = slow  # type: ignore[assignment]
+
+
 def crashing_loan_activities(activity_name: str) -> type[LoanActivities]:
     """LoanActivities whose `activity_name` runs for real (and commits), then the process
     dies at once: no result, no failure, no graceful shutdown reaches Temporal."""
@@ -175,6 +200,8 @@ async def main() -> None:
     from outbox.delivery import drain_forever
 
     settings = Settings()
+    if os.environ.get("HOLD_AFTER_COLLECTING"):
+        hold_after_collecting(float(os.environ["HOLD_AFTER_COLLECTING"]))
     crash_after = os.environ.get("CRASH_AFTER_ACTIVITY")
     if crash_after:
         assert hasattr(LoanActivities, crash_after), f"no loan activity {crash_after}"
