@@ -1,0 +1,161 @@
+"""Between the API and Temporal, whatever fails: one loan per request, with its purpose; an
+update whose answer was lost is reported as "outcome unknown", and the same request with
+the same Idempotency-Key learns the real outcome without doing anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import httpx
+from sqlalchemy import func, select
+
+import api.workflow_calls
+from api.main import create_app
+from api.routers.loans import INVESTMENT_NAMESPACE
+from core.db import unit_of_work
+from models.loan_workflow import LoanSnapshot
+from models.loans import Investment, LoanRequest
+from models.outbox import OutboxMessage
+from outbox.delivery import deliver
+from outbox.messages import enqueue
+from tests.loan_helpers import make_borrower, make_investor, running_worker, wait_for_status
+from tests.test_loan_api import bearer
+from workflows.loan import LoanWorkflow
+
+D = Decimal
+
+
+async def test_a_loan_requested_while_temporal_is_down_starts_once_with_its_purpose(
+    settings, dev_client, session_factory, seeded, task_queue
+):
+    """The API cannot reach Temporal (settings point nowhere): the request is still taken,
+    201, and its workflow's start waits in the outbox. The resend is the same loan. Once a
+    deliverer reaches Temporal the loan starts, once, with its purpose; delivering the same
+    start again, while it runs or after it ended, starts nothing."""
+    borrower = make_borrower(session_factory)
+    headers = bearer(settings, borrower, "borrower") | {"Idempotency-Key": "tractor-2026"}
+    body = {"amount": "50000.00", "term_months": 12, "purpose": "a tractor for the farm"}
+    app = create_app(settings.model_copy(update={"TASK_QUEUE": task_queue}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        first = await api.post("/v1/loans", json=body, headers=headers)
+        again = await api.post("/v1/loans", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    loan_id, workflow_id = uuid.UUID(first.json()["id"]), first.json()["workflow_id"]
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).where(LoanRequest.borrower_id == borrower)) == 1
+        message = session.scalars(select(OutboxMessage)).one()
+        assert (message.kind, message.workflow_id, message.delivered_at) == ("start_loan_workflow", workflow_id, None)
+        assert message.attempts == 1 and "not reachable" in message.last_error
+        session.execute(OutboxMessage.__table__.update().values(next_attempt_at=func.now()))  # due now
+        session.commit()
+
+    async def temporal():
+        return dev_client
+
+    async with running_worker(dev_client, settings, session_factory, task_queue):
+        assert await deliver(temporal, session_factory) == 1  # Temporal is back: the worker's outbox round
+        handle = dev_client.get_workflow_handle(workflow_id)
+        await wait_for_status(handle, "funding", timeout=60)
+        first_run = (await handle.describe()).run_id
+        # the same start delivered again (a lost acknowledgement): the same run
+        with unit_of_work(session_factory) as session:
+            duplicate = enqueue(session, "start_loan_workflow", workflow_id, dict(message.payload))
+        assert await deliver(temporal, session_factory, ids=[duplicate]) == 1
+        assert (await handle.describe()).run_id == first_run
+        await handle.terminate("test over")
+        # ... and after it ended: not a second loan either
+        with unit_of_work(session_factory) as session:
+            after_end = enqueue(session, "start_loan_workflow", workflow_id, dict(message.payload))
+        assert await deliver(temporal, session_factory, ids=[after_end]) == 1
+        assert (await handle.describe()).run_id == first_run
+    runs = [w async for w in dev_client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    assert len(runs) == 1
+    with session_factory() as session:
+        loan = session.get_one(LoanRequest, loan_id)
+        assert loan.purpose == "a tractor for the farm"
+        assert session.scalar(select(func.count()).where(LoanRequest.borrower_id == borrower)) == 1
+        assert session.scalar(select(func.count()).where(OutboxMessage.delivered_at.is_(None))) == 0
+
+
+async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resend_learns_it(
+    live_settings, dev_client, session_factory, seeded, task_queue, monkeypatch
+):
+    """The loan's worker is gone when an investment arrives: the update is admitted but its
+    answer does not come back in time. The API says "outcome unknown" (not "nothing was
+    done"); when the worker is back the investment is made; the same request with the same
+    Idempotency-Key answers 201 with that investment, and the money is reserved once."""
+    settings = live_settings
+    borrower = make_borrower(session_factory)
+    investor = make_investor(session_factory, "20000")
+    app = create_app(settings)
+    monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", 3.0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client:
+        async with running_worker(dev_client, settings, session_factory, task_queue):
+            created = await api_client.post(
+                "/v1/loans",
+                json={"amount": "20000.00", "term_months": 12, "purpose": "x"},
+                headers=bearer(settings, borrower, "borrower"),
+            )
+            loan_id = created.json()["id"]
+            handle = dev_client.get_workflow_handle(created.json()["workflow_id"])
+            await wait_for_status(handle, "funding", timeout=60)
+        # no worker now
+        headers = bearer(settings, investor, "investor") | {"Idempotency-Key": "inv-1"}
+        lost = await api_client.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers)
+        assert lost.status_code == 503, lost.text
+        assert lost.json()["type"].endswith("outcome-unknown")
+        assert "same Idempotency-Key" in lost.json()["detail"]
+        async with running_worker(dev_client, settings, session_factory, task_queue):
+            investment_id = uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{investor}:inv-1")
+            # the admitted update runs once the worker is back, without anyone resending it
+            for _ in range(300):
+                snapshot: LoanSnapshot = await handle.query(LoanWorkflow.snapshot)
+                if snapshot.funded_amount:
+                    break
+                await asyncio.sleep(0.1)
+            assert snapshot.funded_amount == D("5000.00")
+            resent = await api_client.post(
+                f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers
+            )
+            assert resent.status_code == 201, resent.text
+            assert resent.json()["id"] == str(investment_id)
+            assert (resent.json()["funded_amount"], resent.json()["remaining"]) == ("5000.00", "15000.00")
+            assert (await handle.query(LoanWorkflow.snapshot)).funded_amount == D("5000.00")
+            await handle.terminate("test over")
+    with session_factory() as session:
+        investments = session.scalars(select(Investment).where(Investment.loan_id == uuid.UUID(loan_id))).all()
+        assert [(i.id, i.amount) for i in investments] == [(investment_id, D("5000.00"))]
+
+
+async def test_refused_investments_cannot_force_a_new_run(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
+    """What the wallet cannot cover is refused before the loan sees it: with a budget of three
+    updates per run, ten refused investments leave the loan in its first run."""
+    from tests.loan_helpers import start_loan
+
+    settings = live_settings
+    borrower = make_borrower(session_factory)
+    poor = make_investor(session_factory, "500")
+    app = create_app(settings)
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client,
+    ):
+        loan = await start_loan(dev_client, session_factory, task_queue, borrower, "20000.00", 12, updates_per_run=3)
+        await wait_for_status(loan.handle, "funding", timeout=60)
+        for n in range(10):
+            refused = await api_client.post(
+                f"/v1/loans/{loan.loan_id}/investments",
+                json={"amount": "1000.00"},
+                headers=bearer(settings, poor, "investor") | {"Idempotency-Key": f"poor-{n}"},
+            )
+            assert refused.status_code == 409 and refused.json()["type"].endswith("insufficient-funds")
+        description = await loan.handle.describe()
+        assert description.run_id == loan.handle.first_execution_run_id
+        history = await loan.handle.fetch_history()
+        assert not [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+        await loan.handle.terminate("test over")
