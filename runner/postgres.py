@@ -20,6 +20,13 @@ from runner.ports import die_with_parent, ensure_port_free, stop_process
 SYSTEM_USER = "embedded_postgres"
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _bin_dir() -> Path:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
@@ -128,6 +135,8 @@ class EmbeddedPostgres:
             os.kill(pid, 0)
         except (ValueError, IndexError, ProcessLookupError, PermissionError):
             return  # a stale pid file from a crash: postgres itself cleans it up
+        if _is_zombie(pid):
+            return  # killed, its parent gone, nobody has reaped it (a container's init): not running
         raise RuntimeError(
             f"a PostgreSQL server (pid {pid}) is already running on {self.pgdata}; "
             "is another `make run` still up? Stop it first."

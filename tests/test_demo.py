@@ -16,23 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from runner.ports import free_port
+from tests.process_tree import processes_using
 
 ROOT = Path(__file__).resolve().parent.parent
 D = Decimal
-
-
-def _processes_using(data_dir: Path) -> list[int]:
-    """Every process whose environment names this data folder (the demo's children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if f"DATA_DIR={data_dir}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def _run_demo(tmp_path: Path) -> list[str]:
@@ -66,13 +53,13 @@ def _run_demo(tmp_path: Path) -> list[str]:
         demo.send_signal(signal.SIGINT)  # Ctrl-C
         assert demo.wait(timeout=90) == 0, log.read_text()[-4000:]
         # Ctrl-C stopped everything the demo started, by itself
-        assert _processes_using(data_dir) == []
+        assert processes_using(data_dir) == []
         assert not (data_dir / "postgres" / "pgdata" / "postmaster.pid").exists()
     finally:
         if demo.poll() is None:
             demo.kill()
             demo.wait()
-        for pid in _processes_using(data_dir):
+        for pid in processes_using(data_dir):
             os.kill(pid, signal.SIGKILL)
     return log.read_text(errors="replace").splitlines()
 
