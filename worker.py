@@ -2,7 +2,7 @@
 
 Run it as many times as you like on as many machines as you like: every worker polls the
 same task queue (this is how the platform grows past one machine), and every worker drains
-the outbox (claims are leased, SKIP LOCKED: two workers never deliver the same message).
+the outbox (claims are leased, SKIP LOCKED: two workers do not claim the same message).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     ledger_checks = LedgerCheckActivities(session_factory)
-    loans = LoanActivities(session_factory)
+    loans = LoanActivities(session_factory, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     auto_invest = AutoInvestActivities(session_factory, client)
     return Worker(
@@ -134,9 +134,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = get_settings()
-    engine = make_engine(
-        settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS), settings.DB_IDLE_IN_TRANSACTION_SECONDS
-    )
+    engine = make_engine(settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS))
     session_factory = sessionmaker(bind=engine, expire_on_commit=False)
     client = await connect_temporal(settings)
     await ensure_schedules(client, settings)

@@ -7,9 +7,12 @@ A client that did not hear the answer sends the same request again with the same
 - same key while the first request is still being processed: 409, with Retry-After.
 
 Keys belong to the user who sent them (two users may use the same key) and are kept
-IDEMPOTENCY_KEY_HOURS (at least 24 h). Only a successful (2xx) answer is kept: after a
-refusal (409 not enough money, 503 Temporal down, ...) nothing was done, and the same key
-may be sent again once the cause is fixed.
+IDEMPOTENCY_KEY_HOURS (at least 24 h). Only a successful (2xx) answer is kept; after any
+other the same key may be sent again. After a refusal nothing was done (except where the
+refusal itself is the request's answer for good: a loan records it under the request's
+business key, so an investment refused for lack of money stays refused; send a new key to
+try again). A 503 outcome-unknown means the loan may have taken the request: the same key
+learns its real outcome.
 
 Two halves: a route dependency takes the key once the user is known (and answers a repeat),
 and an ASGI middleware holds back the response until the answer is stored, so a client

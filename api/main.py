@@ -37,7 +37,7 @@ log = logging.getLogger("api")
 
 def create_app(settings: Settings | None = None, temporal: TemporalClientHolder | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = make_engine(settings.DATABASE_URL, settings.DB_POOL_SIZE, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
+    engine = make_engine(settings.DATABASE_URL, settings.DB_POOL_SIZE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

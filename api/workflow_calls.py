@@ -20,9 +20,14 @@ import random
 import weakref
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -102,6 +107,31 @@ def _busy(error: RPCError) -> bool:
     )
 
 
+async def _outcome_of_ended(handle: WorkflowHandle, update_id: str, update: Callable) -> Any:
+    """The outcome of `update_id` in a loan whose workflow has ended; 409 if the loan never
+    took that update."""
+    try:
+        return await handle.get_update_handle(update_id, result_type=_update_result_type(update)).result(
+            rpc_timeout=timedelta(seconds=10)
+        )
+    except WorkflowUpdateFailedError as error:
+        mapped = business_error(error.cause)
+        if mapped is not None:
+            raise mapped from None
+        raise
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    raise Conflict("the loan's workflow has ended; it no longer takes this request", reason="WorkflowEnded")
+
+
+def _update_result_type(update: Callable) -> type | None:
+    # (as WorkflowHandle.execute_update finds it for a method reference)
+    from temporalio.workflow import _UpdateDefinition
+
+    return _UpdateDefinition.get_name_and_result_type(update)[1]
+
+
 def _outcome_unknown(resendable: bool) -> OutcomeUnknown:
     if resendable:
         return OutcomeUnknown(
@@ -149,9 +179,9 @@ async def execute_loan_update(
                 maybe_admitted = True  # the same update id attaches to the one already admitted
             except RPCError as error:
                 if error.status == RPCStatusCode.NOT_FOUND:
-                    raise Conflict(
-                        "the loan's workflow has ended; it no longer takes this request", reason="WorkflowEnded"
-                    ) from None
+                    # Ended: if this very update ended it (an early repayment whose answer
+                    # was lost), its outcome is in the history, and it is the answer.
+                    return await _outcome_of_ended(handle, update_id, update)
                 if not _busy(error):
                     raise
                 # Refused for the server's limits: not admitted. Cut off: who knows.

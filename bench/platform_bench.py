@@ -83,7 +83,7 @@ class Platform:
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     out = log.open("ab")
     return subprocess.Popen(
-        args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
     )
 
 

@@ -23,20 +23,12 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 10, idle_in_transaction_seconds: int | None = None) -> Engine:
-    """`idle_in_transaction_seconds`: PostgreSQL ends a session that sits inside a transaction
-    doing nothing for this long, and rolls its transaction back. A worker frozen (SIGSTOP, a
-    VM paused) in the middle of a money activity would otherwise hold the loan's locks until
-    it woke, and the retry Temporal gave another worker would wait behind them."""
-    options = {}
-    if idle_in_transaction_seconds:
-        options["options"] = f"-c idle_in_transaction_session_timeout={idle_in_transaction_seconds * 1000}"
+def make_engine(url: str, pool_size: int = 10) -> Engine:
     return create_engine(
         normalize_database_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        connect_args=options,
     )
 
 

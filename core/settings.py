@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     # PostgreSQL. Empty means "start the embedded server" (make run) or "tests bring their own".
     DATABASE_URL: str = ""
     DB_POOL_SIZE: int = Field(default=10, ge=1, le=200)
-    # A process frozen inside a transaction loses it (and its locks) after this many seconds.
+    # A worker frozen inside a loan activity's transaction loses it (and the loan's lock)
+    # after this many seconds idle, so the retry on another worker goes on.
     DB_IDLE_IN_TRANSACTION_SECONDS: int = Field(default=20, ge=1, le=3600)
 
     # Temporal. Empty TEMPORAL_ADDRESS means "make run starts the dev server on localhost:7233".

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
 from documents.store import DocumentStore
+from ledger.postings import lock_loan
 from models.records import Document
 
 
@@ -40,6 +41,8 @@ def register_document(
         return existing, False
     content = render()
     sha256 = store.put(content)
+    if loan_id is not None:
+        lock_loan(session, loan_id)  # the lock order (ledger/postings.py): the loan's row first
     inserted = session.execute(
         pg_insert(Document)
         .values(

@@ -13,8 +13,9 @@ another worker. So an operation takes its idempotency decision under the lock it
    the wallet holds money again, finds the refusal instead of acting on its own.
 
 An attempt that stalls while holding the lock is cut off by PostgreSQL
-(idle_in_transaction_session_timeout, core/db.py): its transaction rolls back and the retry
-goes on. The attempts can never both act, never conflict, never apply anything twice.
+(idle_in_transaction_session_timeout, set for the operation's transaction only): its
+transaction rolls back and the retry goes on. The attempts can never both act, never
+conflict, never apply anything twice.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +35,15 @@ from loans.common import loan_row
 from models.outcomes import OperationOutcome
 
 R = TypeVar("R", bound=BaseModel | None)
+
+
+def limit_idle_in_transaction(session: Session, seconds: int | None) -> None:
+    """PostgreSQL ends this transaction's session if it sits idle inside it for `seconds`
+    (a frozen process): its locks go, its work rolls back. Only for this transaction."""
+    if seconds:
+        session.execute(
+            text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)"), {"ms": str(seconds * 1000)}
+        )
 
 
 def _error_classes() -> dict[str, type[PlatformError]]:
@@ -70,10 +81,12 @@ def run_once(
     operation: str,
     result_type: type[R],
     act: Callable[[Session], R],
+    idle_in_transaction_seconds: int | None = None,
 ) -> R:
     """`act` in one database transaction under the loan's lock, once per `key`: every other
     call with this key returns (or raises) what the first call that committed decided."""
     with unit_of_work(session_factory) as session:
+        limit_idle_in_transaction(session, idle_in_transaction_seconds)
         decided = _decide(session, key=key, loan_id=loan_id, operation=operation, result_type=result_type, act=act)
     if isinstance(decided, _Refused):  # recorded and committed: now the caller hears it
         raise decided.refusal

@@ -127,7 +127,11 @@ class LoanState(BaseModel):
     disbursed_on: date | None = None
     installments: list[InstallmentState] = Field(default_factory=list)
     collection_seq: int = 0
+    # Updates admitted in this run (refused ones included: the server counts them too), and
+    # investments accepted in it. A run ends (continue-as-new) after updates_per_run accepted
+    # investments, or near the server's own limit of updates per run.
     updates_this_run: int = 0
+    accepted_this_run: int = 0
     # Every investment the loan accepted while funding, by investment id, with its first
     # answer: a resend (after an RPC timeout, a retried auto-invest placement, a key resent
     # after its record expired) gets that answer again, in this run or a later one.
@@ -143,8 +147,9 @@ class LoanWorkflowInput(BaseModel):
     time_scale: int = 1
     # Manual review waits this long for an operator, then rejects (not scaled).
     review_timeout_days: int = 7
-    # Updates accepted in one run before continuing as new (the server refuses more than
-    # 2,000 per run; a funding rush must not hit that wall).
+    # Investments accepted in one run before continuing as new (the server refuses more than
+    # 2,000 updates per run; a funding rush must not hit that wall). Refused updates do not
+    # count here: they cannot force a new run (only UPDATES_PER_RUN_LIMIT of them could).
     updates_per_run: int = Field(default=1000, ge=2, le=1900)
     # Continue as new past this many history events (or when the server suggests it).
     history_events_per_run: int = Field(default=5000, ge=20)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -88,6 +88,19 @@ class Investment(Base):
     # The calendar year whose 259-FZ total this investment counts in (None: a qualified
     # investor, no limit); a released reservation gives it back to that year.
     counted_year: Mapped[int | None] = mapped_column(Integer)
+
+
+class SentInvestment(Base):
+    """An investment the API has sent to its loan (before knowing the answer). A resend of it
+    (the same Idempotency-Key after a lost answer) is not checked against the wallet again:
+    the first may still be reserved by the loan, and the answer must not contradict it."""
+
+    __tablename__ = "sent_investments"
+
+    investment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    loan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("loan_requests.id"), nullable=False)
+    investor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    sent_at: Mapped[datetime] = created_at_column()
 
 
 class RepaymentInstallment(Base):

@@ -1,6 +1,6 @@
 """Messages to Temporal that must not be lost: written in the same database transaction as
 the fact they announce (a loan requested, a deposit confirmed), delivered afterwards, and
-retried until Temporal has them (delivery/outbox.py)."""
+retried until Temporal has them (outbox/delivery.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Delivering the outbox to Temporal: start a loan's workflow, wake a loan whose borrower's
 money arrived. Each delivery is idempotent on Temporal's side (a workflow id started once,
 a signal a loan may get twice), so a message delivered again after a lost acknowledgement
-changes nothing.
+changes nothing. (A delivery that outlives its lease may be made twice: harmless, for
+the same reason.)
 
 The API delivers what it has just written at once (the usual case: no delay); the worker
 drains the rest every few seconds (`drain_forever`), so a message written while Temporal
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -33,6 +35,10 @@ from outbox.messages import Claimed, claim, mark_delivered, put_back
 log = logging.getLogger("outbox")
 
 DRAIN_EVERY_SECONDS = 2.0
+# A hung Temporal costs a delivery this long, not a request or the drain loop forever.
+RPC_TIMEOUT = timedelta(seconds=5)
+# Messages claimed per round: delivered one by one well within their lease (outbox/messages.py).
+BATCH = 20
 
 
 def start_loan_payload(workflow_input: LoanWorkflowInput, task_queue: str) -> dict:
@@ -61,6 +67,7 @@ async def _start_loan(client: Client, message: Claimed) -> None:
             ),
             static_summary=f"Loan {wf_input.amount:.2f} {wf_input.terms.currency}, {wf_input.term_months} months, "
             f"product {wf_input.terms.product_code} v{wf_input.terms.product_version}",
+            rpc_timeout=RPC_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:
         pass  # started by an earlier delivery, and it has ended since
@@ -71,7 +78,7 @@ async def _funds_arrived(client: Client, message: Claimed) -> None:
 
     try:
         await client.get_workflow_handle(message.workflow_id).signal(
-            LoanWorkflow.funds_arrived, FundsArrived.model_validate(message.payload)
+            LoanWorkflow.funds_arrived, FundsArrived.model_validate(message.payload), rpc_timeout=RPC_TIMEOUT
         )
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
@@ -83,7 +90,7 @@ DELIVER: dict[str, Callable] = {"start_loan_workflow": _start_loan, "funds_arriv
 
 
 async def deliver(
-    client_of: Callable, session_factory: sessionmaker[Session], ids: list[int] | None = None, limit: int = 100
+    client_of: Callable, session_factory: sessionmaker[Session], ids: list[int] | None = None, limit: int = BATCH
 ) -> int:
     """Claims due messages (or exactly `ids`) and delivers them; what fails is put back for a
     later round. `client_of` is an async callable returning the Temporal client (so an
@@ -124,7 +131,7 @@ async def drain_forever(client: Client, session_factory: sessionmaker[Session], 
 
     while not stop.is_set():
         try:
-            while await deliver(client_of, session_factory) == 100:
+            while await deliver(client_of, session_factory) == BATCH:
                 pass  # a backlog: keep going
         except Exception as error:  # the database is down: the next round tries again
             log.warning("outbox round failed: %s", error)

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from models.outbox import OutboxMessage
 
-# A claimed message is someone's for this long; a deliverer that died gives it back by then.
-LEASE = timedelta(seconds=30)
+# A claimed message is someone's for this long (a batch at the delivery's RPC timeout fits in
+# it); a deliverer that died gives it back by then.
+LEASE = timedelta(minutes=2)
 MAX_DELAY = timedelta(minutes=1)
 
 

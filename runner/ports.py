@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 
 class PortInUse(RuntimeError):
@@ -40,16 +41,24 @@ def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def die_with_parent() -> None:
-    """preexec_fn for servers we start: Linux sends them SIGTERM if our process dies, even
-    by SIGKILL or a crash, so no PostgreSQL or Temporal server outlives its owner."""
+def die_with_parent(sig: int = 15) -> Callable[[], None]:
+    """A preexec_fn for processes we start: Linux sends them `sig` (SIGTERM by default;
+    PostgreSQL takes SIGINT, its fast shutdown) when our process dies, even by SIGKILL or a
+    crash, so no server, worker or API outlives its owner."""
     import ctypes
-    import signal
+    import os
     import sys
 
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = os.getpid()
+
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+            if os.getppid() != parent:  # the parent died before the signal was armed
+                os.kill(os.getpid(), sig)
+
+    return arm
 
 
 def stop_process(proc, sig: int, timeout: float = 30.0) -> None:

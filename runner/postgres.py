@@ -121,7 +121,7 @@ class EmbeddedPostgres:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent(signal.SIGINT),
         )
         log.close()
         self._wait_ready(timeout)

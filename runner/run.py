@@ -222,7 +222,7 @@ class Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.args, env=os.environ.copy(), start_new_session=True, preexec_fn=die_with_parent
+            self.args, env=os.environ.copy(), start_new_session=True, preexec_fn=die_with_parent()
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -240,7 +240,12 @@ class Child:
             say(f"{self.name} (pid {self.proc.pid}) exited with code {code}; starting it again in {delay:.0f}s")
             self.restart_at = now + delay
         elif now >= self.restart_at:
-            self.start()
+            try:
+                self.start()
+            except OSError as exc:  # (out of processes, memory): try again later
+                self.restart_at = now + RESTART_DELAYS[-1]
+                say(f"{self.name} did not start ({exc}); trying again in {RESTART_DELAYS[-1]:.0f}s")
+                return
             say(f"{self.name} started again (pid {self.proc.pid})")
 
 

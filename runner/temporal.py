@@ -81,7 +81,7 @@ class TemporalDevServer:
             ]
         log = open(self.data_dir / "temporal.log", "ab")
         self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent()
         )
         log.close()
         if not wait_for_port(self.port, timeout) or self.process.poll() is not None:

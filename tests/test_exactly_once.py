@@ -255,3 +255,88 @@ def test_collections_and_transfers_on_the_same_accounts_never_deadlock(session_f
     assert transactions(session_factory, loan_id, "installment_collection") == rounds
     with session_factory() as session:
         assert_books_balance(session)
+
+
+def funding_loan(session_factory, borrower) -> uuid.UUID:
+    with unit_of_work(session_factory) as session:
+        loan, _ = create_loan_request(
+            session,
+            borrower,
+            product_code="standard",
+            amount=D("20000.00"),
+            term_months=3,
+            purpose="x",
+            simulation_id=None,
+            client_key=None,
+        )
+        loan.status = "funding"
+        return loan.id
+
+
+def test_releases_and_disbursements_sharing_investors_never_deadlock(session_factory, seeded, monkeypatch):
+    """A loan that was not funded releases its investors' money while another loan of the
+    same investors pays out. The release takes every investor's accounts at once, in the one
+    order (a release that went investor by investor, slowly, deadlocked here)."""
+    import activities.loans as loan_activities
+    from models.loan_workflow import (
+        DisburseInput,
+        ReleaseInvestmentsInput,
+        ReserveInvestmentInput,
+        ScheduledInstallment,
+    )
+
+    real_give_back = loan_activities.give_back
+
+    def slow_give_back(*args, **kwargs):
+        time.sleep(0.05)  # a slow step between two investors' releases
+        return real_give_back(*args, **kwargs)
+
+    monkeypatch.setattr(loan_activities, "give_back", slow_give_back)
+    first, second = make_investor(session_factory, "200000"), make_investor(session_factory, "200000")
+    borrower = make_borrower(session_factory)
+    activities = LoanActivities(session_factory)
+    environment = ActivityEnvironment()
+    for _ in range(6):
+        unfunded, funded = funding_loan(session_factory, borrower), funding_loan(session_factory, borrower)
+        # the unfunded loan releases the second investor first, then the first; the funded
+        # one pays out from both (ascending: the first, then the second)
+        for loan_id, investors in ((unfunded, (second, first)), (funded, (first, second))):
+            for investor in investors:
+                environment.run(
+                    activities.reserve_investment,
+                    ReserveInvestmentInput(
+                        loan_id=loan_id, investment_id=uuid.uuid4(), investor_id=investor, amount=D("10000.00"), at=NOW
+                    ),
+                )
+        start = threading.Barrier(2)
+
+        def release(loan_id=unfunded, start=start) -> None:
+            start.wait(10)
+            environment.run(activities.release_investments, ReleaseInvestmentsInput(loan_id=loan_id, reason="test"))
+
+        def disburse(loan_id=funded, start=start) -> None:
+            start.wait(10)
+            installment = ScheduledInstallment(
+                payment_num=1, due_date=date(2027, 1, 1), principal=D("20000.00"), interest=D("100.00")
+            )
+            environment.run(
+                activities.disburse_loan,
+                DisburseInput(
+                    loan_id=loan_id,
+                    borrower_id=borrower,
+                    amount=D("20000.00"),
+                    currency="RUB",
+                    platform_fee=D("200.00"),
+                    reserve_contribution=D("400.00"),
+                    rate_annual=D("14.00"),
+                    installments=[installment],
+                    at=NOW,
+                ),
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(release), pool.submit(disburse)]:
+                future.result(60)  # a deadlock would raise here (psycopg DeadlockDetected)
+    assert balance_of(session_factory, first).reserved == balance_of(session_factory, second).reserved == 0
+    with session_factory() as session:
+        assert_books_balance(session)

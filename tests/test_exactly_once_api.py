@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 import api.workflow_calls
@@ -133,19 +134,27 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
 async def test_refused_investments_cannot_force_a_new_run(
     live_settings, dev_client, session_factory, seeded, task_queue
 ):
-    """What the wallet cannot cover is refused before the loan sees it: with a budget of three
-    updates per run, ten refused investments leave the loan in its first run."""
-    from tests.loan_helpers import start_loan
+    """With a budget of three investments per run: ten refused at the API (the wallet cannot
+    cover them) never reach the loan; five that reach it and are refused there (what a race
+    past the API's check looks like) do not count either. Accepted investments still end the
+    run at three. The loan is then funded and repaid; its history is saved (RECORD_HISTORIES)."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from models.loan_workflow import InvestmentRequest
+    from tests.loan_helpers import give_money, invest, replay_and_maybe_record, start_loan
 
     settings = live_settings
     borrower = make_borrower(session_factory)
     poor = make_investor(session_factory, "500")
+    investors = [make_investor(session_factory, "5000") for _ in range(4)]
     app = create_app(settings)
     async with (
         running_worker(dev_client, settings, session_factory, task_queue),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client,
     ):
-        loan = await start_loan(dev_client, session_factory, task_queue, borrower, "20000.00", 12, updates_per_run=3)
+        loan = await start_loan(
+            dev_client, session_factory, task_queue, borrower, "20000.00", 3, updates_per_run=3, time_scale=2_592_000
+        )
         await wait_for_status(loan.handle, "funding", timeout=60)
         for n in range(10):
             refused = await api_client.post(
@@ -154,8 +163,65 @@ async def test_refused_investments_cannot_force_a_new_run(
                 headers=bearer(settings, poor, "investor") | {"Idempotency-Key": f"poor-{n}"},
             )
             assert refused.status_code == 409 and refused.json()["type"].endswith("insufficient-funds")
-        description = await loan.handle.describe()
-        assert description.run_id == loan.handle.first_execution_run_id
         history = await loan.handle.fetch_history()
         assert not [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
-        await loan.handle.terminate("test over")
+        for _ in range(5):  # straight to the loan: accepted for validation, refused by the reservation
+            with pytest.raises(WorkflowUpdateFailedError) as refused_by_the_loan:
+                await invest(loan.handle, poor, "1000.00")
+            assert refused_by_the_loan.value.cause.type == "InsufficientFunds"
+        assert (await loan.handle.describe()).run_id == loan.handle.first_execution_run_id
+        for investor in investors:
+            request = InvestmentRequest(investment_id=uuid.uuid4(), investor_id=investor, amount=D("5000.00"))
+            await api.workflow_calls.execute_loan_update(
+                dev_client,
+                loan.handle.id,
+                LoanWorkflow.invest,
+                request,
+                update_id=f"investment-{request.investment_id}",
+            )
+        latest = dev_client.get_workflow_handle(loan.handle.id)
+        assert (await latest.describe()).run_id != loan.handle.first_execution_run_id  # three accepted: a new run
+        give_money(session_factory, borrower, "2000.00")
+        assert (await asyncio.wait_for(latest.result(), 120)).status == "repaid"
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_refused_investments_do_not_end_the_run")
+
+
+async def test_an_early_repayment_resent_after_it_ended_the_loan_gets_its_answer(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
+    """The early repayment went through and ended the loan, but its answer was lost (here:
+    sent straight to the loan under the update id the API builds from the key). The same
+    request with the same key answers 200 with that repayment; another key is refused (409)."""
+    from models.loan_workflow import EarlyRepaymentRequest
+    from tests.loan_helpers import give_money, invest, start_loan
+
+    settings = live_settings
+    borrower = make_borrower(session_factory)
+    app = create_app(settings)
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client,
+    ):
+        loan = await start_loan(dev_client, session_factory, task_queue, borrower, "20000.00", 6)
+        await wait_for_status(loan.handle, "funding", timeout=60)
+        for _ in range(2):
+            await invest(loan.handle, make_investor(session_factory, "10000"), "10000.00")
+        await wait_for_status(loan.handle, "active", timeout=60)
+        give_money(session_factory, borrower, "1000.00")
+        first = await loan.handle.execute_update(
+            LoanWorkflow.repay_early,
+            EarlyRepaymentRequest(requested_by=borrower),
+            id=f"early-repayment-{loan.loan_id}-pay-it-all",
+        )
+        assert (await loan.handle.result()).status == "repaid"
+        headers = bearer(settings, borrower, "borrower")
+        resent = await api_client.post(
+            f"/v1/loans/{loan.loan_id}/early-repayment", headers=headers | {"Idempotency-Key": "pay-it-all"}
+        )
+        assert resent.status_code == 200, resent.text
+        assert D(resent.json()["paid"]) == first.paid and D(resent.json()["principal"]) == D("20000.00")
+        another = await api_client.post(
+            f"/v1/loans/{loan.loan_id}/early-repayment", headers=headers | {"Idempotency-Key": "pay-it-all-again"}
+        )
+        assert another.status_code == 409, another.text

@@ -34,6 +34,11 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
         None,
         "test_loan_lifecycle: repay_early refused without the money, then accepted (a key per request)",
     ),
+    "loan_refused_investments_do_not_end_the_run": (
+        "repaid",
+        None,
+        "test_exactly_once_api: refused investments in the loan do not count toward its run's budget",
+    ),
     "loan_investment_resent_after_continue_as_new": (
         "repaid",
         None,

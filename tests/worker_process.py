@@ -206,9 +206,7 @@ async def main() -> None:
     if crash_after:
         assert hasattr(LoanActivities, crash_after), f"no loan activity {crash_after}"
         platform_worker.LoanActivities = crashing_loan_activities(crash_after)  # type: ignore[misc]
-    engine = make_engine(
-        settings.DATABASE_URL, platform_worker.ACTIVITY_THREADS, settings.DB_IDLE_IN_TRANSACTION_SECONDS
-    )
+    engine = make_engine(settings.DATABASE_URL, platform_worker.ACTIVITY_THREADS)
     client = await connect_temporal(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -85,6 +85,8 @@ DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=2)
 )
 AGREEMENTS_TIMEOUT = timedelta(minutes=15)
+# The server refuses updates past 2,000 in one run, refused ones included: a run ends before.
+UPDATES_PER_RUN_LIMIT = 1900
 # Status changes that money activities used to record themselves, recorded like every other
 # since these patches (a loan.status step on the trail; the activities no longer write it).
 # One patch per transition: a loan paid out before the change still records its repayment.
@@ -124,6 +126,7 @@ class LoanWorkflow:
         self._input = input
         self._state = input.state.model_copy(deep=True) if input.state else LoanState()
         self._state.updates_this_run = 0
+        self._state.accepted_this_run = 0
         # Serializes handlers and the main loop around every await that touches money.
         self._lock = asyncio.Lock()
         self._funds_arrived = False
@@ -333,13 +336,25 @@ class LoanWorkflow:
         deadline = state.funding_deadline
         assert deadline is not None
         closes = f"{deadline:%Y-%m-%d %H:%M} UTC"
+        if workflow.patched("refused-updates-do-not-count"):
+
+            def run_is_full() -> bool:
+                # Accepted investments fill a run; refused updates only near the server's limit.
+                return (
+                    state.accepted_this_run >= input.updates_per_run or state.updates_this_run >= UPDATES_PER_RUN_LIMIT
+                )
+        else:
+
+            def run_is_full() -> bool:
+                return state.updates_this_run >= input.updates_per_run
+
         while True:
             left = deadline - workflow.now()
             if left > timedelta(0):
                 self._show_funding()
                 try:
                     await workflow.wait_condition(
-                        lambda: state.funded_amount == input.amount or state.updates_this_run >= input.updates_per_run,
+                        lambda: state.funded_amount == input.amount or run_is_full(),
                         timeout=left,
                         timeout_summary=f"funding window closes {closes}",
                     )
@@ -408,9 +423,10 @@ class LoanWorkflow:
         state, input = self._state, self._input
         state.updates_this_run += 1
         async with self._lock:
-            prior = self._earlier_answer(request)
-            if prior is not None and workflow.patched("remember-investments"):
-                return prior  # accepted before (in this run or an earlier one): never added twice
+            if workflow.patched("remember-investments"):
+                prior = self._earlier_answer(request)
+                if prior is not None:
+                    return prior  # accepted before (in this run or an earlier one): never added twice
             self._check_investment(request)  # again: others may have invested meanwhile
             try:
                 await self._call(
@@ -441,6 +457,7 @@ class LoanWorkflow:
                 remaining=input.amount - state.funded_amount,
             )
             state.accepted_investments[str(request.investment_id)] = accepted
+            state.accepted_this_run += 1
             return accepted
 
     @invest.validator

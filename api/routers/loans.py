@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import exists, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from api.deps import BorrowerUser, CurrentUser, InvestorUser, OperatorUser, TemporalDep, in_db
@@ -35,7 +36,7 @@ from models.loan_workflow import (
     InvestmentRequest,
     LoanSnapshot,
 )
-from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.loans import Investment, LoanRequest, RepaymentInstallment, SentInvestment
 from models.products import LoanProduct
 from models.users import Role, User
 from outbox.delivery import deliver, start_loan_payload
@@ -192,11 +193,17 @@ async def invest(
 
     def prepare(session: Session) -> LoanRequest:
         loan, _ = readable_loan(session, loan_id, user)
-        if session.get(Investment, investment_id) is None:  # (a resend of a taken one: its money is reserved)
+        if session.get(SentInvestment, investment_id) is None:
             # Refused here, not by the loan: what the wallet and the 259-FZ limit cannot
-            # cover never reaches the workflow (it would count toward the run's update
-            # budget). The reservation checks again, under the wallet's lock.
+            # cover never reaches the workflow. The reservation checks again, under the
+            # wallet's lock. A resend of an investment already sent is not checked again:
+            # the loan may have taken it, and only the loan's answer is the answer.
             check_investor_can_pay(session, user, body.amount)
+            session.execute(
+                pg_insert(SentInvestment)
+                .values(investment_id=investment_id, loan_id=loan.id, investor_id=user.id)
+                .on_conflict_do_nothing(index_elements=["investment_id"])
+            )
         return loan
 
     loan = await in_db(request, prepare)
@@ -231,6 +238,8 @@ def _taken_investment(
 ) -> InvestmentOut | None:
     investment = session.get(Investment, investment_id)
     if investment is None or investment.investor_id != investor_id or investment.amount != amount:
+        return None
+    if investment.status == "released":  # taken, then given back: the loan was not funded
         return None
     loan = session.get_one(LoanRequest, investment.loan_id)
     return InvestmentOut(

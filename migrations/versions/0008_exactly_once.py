@@ -1,4 +1,5 @@
-"""operation outcomes (exactly-once money operations) and the outbox of messages to Temporal
+"""operation outcomes (exactly-once money operations), the outbox of messages to Temporal,
+investments sent to their loans
 
 Revision ID: 0008
 Revises: 0007
@@ -60,7 +61,19 @@ def upgrade() -> None:
     op.create_index('ix_outbox_messages_undelivered', 'outbox_messages', ['next_attempt_at'],
                     postgresql_where=sa.text('delivered_at IS NULL'))
 
+    op.create_table(
+        'sent_investments',
+        sa.Column('investment_id', sa.UUID(), nullable=False),
+        sa.Column('loan_id', sa.UUID(), nullable=False),
+        sa.Column('investor_id', sa.UUID(), nullable=False),
+        sa.Column('sent_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.ForeignKeyConstraint(['loan_id'], ['loan_requests.id'], name=op.f('fk_sent_investments_loan_id_loan_requests')),
+        sa.ForeignKeyConstraint(['investor_id'], ['users.id'], name=op.f('fk_sent_investments_investor_id_users')),
+        sa.PrimaryKeyConstraint('investment_id', name=op.f('pk_sent_investments')),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table('sent_investments')
     op.drop_table('outbox_messages')
     op.execute("DROP TABLE operation_outcomes; DROP FUNCTION operation_outcomes_immutable();")
