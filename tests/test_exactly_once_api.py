@@ -179,7 +179,7 @@ async def test_refused_investments_cannot_force_a_new_run(
                 request,
                 update_id=f"investment-{request.investment_id}",
             )
-        latest = dev_client.get_workflow_handle(loan.handle.id)
+        latest = dev_client.get_workflow_handle(loan.handle.id, result_type=LoanSnapshot)
         assert (await latest.describe()).run_id != loan.handle.first_execution_run_id  # three accepted: a new run
         give_money(session_factory, borrower, "2000.00")
         assert (await asyncio.wait_for(latest.result(), 120)).status == "repaid"
