@@ -1,8 +1,9 @@
 """`make run` as a newcomer runs it (its own PostgreSQL and Temporal dev server on a data
 folder, the worker and the API), with loans repaying on the sandbox clock, under faults:
 
-1. supervision: the worker, the API and PostgreSQL are killed (SIGKILL) one after the
-   other; each is started again, with a line saying so, and the loans go on;
+1. supervision: the worker, the API, the Temporal server and PostgreSQL are killed
+   (SIGKILL) one after the other; each is started again, with a line saying so, and the
+   loans go on;
 2. power loss: every process of the platform killed at once; `make run` started again on
    the same data; the loans reach their end, and for every loan the ledger, the read side
    and the workflow agree, nothing was collected twice, the books balance;
@@ -197,6 +198,12 @@ def _live_through_the_faults(platform: MakeRun) -> None:
             platform.wait_for_line(f"{name} (pid {pid}) exited with code -9; starting it again")
             platform.wait_for_line(f"{name} started again")
         _wait(lambda: demo.http.get("/health").status_code == 200, "the API answers again")
+        temporal = platform.pid_of("server start-dev")
+        os.kill(temporal, signal.SIGKILL)
+        platform.wait_for_line(
+            f"the Temporal server (pid {temporal}) exited with code -9; starting it again on the same data"
+        )
+        platform.wait_for_line("the Temporal server is back", timeout=180)
         postmaster = platform.pid_of("postgres -D")
         os.kill(postmaster, signal.SIGKILL)
         platform.wait_for_line(f"PostgreSQL (pid {postmaster}) exited with code -9; starting it again on the same data")
