@@ -30,7 +30,7 @@ from activities.auto_invest import AutoInvestActivities
 from activities.documents import DocumentActivities
 from activities.ledger_checks import LedgerCheckActivities
 from activities.loans import LoanActivities
-from core.db import make_engine
+from core.db import make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
 from documents.render import render_in_processes
@@ -135,7 +135,7 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = get_settings()
     engine = make_engine(settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS))
-    session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    session_factory = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
     client = await connect_temporal(settings)
     await ensure_schedules(client, settings)
     render_in_processes(DOCUMENT_RENDERERS)

@@ -23,7 +23,7 @@ from temporalio import activity
 from activities.errors import business_errors_are_final
 from activities.heartbeat import heartbeating
 from compliance.audit import append_audit
-from core.db import unit_of_work
+from core.db import limit_idle_in_transaction, unit_of_work
 from core.errors import Conflict
 from domain.money import ZERO
 from domain.schedule import annuity_payment
@@ -34,7 +34,7 @@ from ledger.postings import lock_accounts
 from ledger.wallets import release, reserve
 from loans import collections, defaults, disbursement
 from loans.common import investments_of, loan_row, notify
-from loans.exactly_once import limit_idle_in_transaction, run_once
+from loans.exactly_once import run_once
 from models.loan_workflow import (
     CollectInput,
     CollectResult,

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.orm import sessionmaker
 
 from api.idempotency import install_idempotency
 from api.openapi import install_openapi
@@ -28,7 +27,7 @@ from api.routers import (
     wallets,
 )
 from api.temporal import TemporalClientHolder
-from core.db import make_engine
+from core.db import make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import payload_codec
 
@@ -59,7 +58,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
+    app.state.sessionmaker = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
     app.state.temporal = temporal or TemporalClientHolder(settings)
     app.state.payload_codec = payload_codec(settings)
     install_problem_handlers(app)

@@ -107,29 +107,26 @@ def _busy(error: RPCError) -> bool:
     )
 
 
-async def _outcome_of_ended(handle: WorkflowHandle, update_id: str, update: Callable) -> Any:
+def _ended() -> Conflict:
+    return Conflict("the loan's workflow has ended; it no longer takes this request", reason="WorkflowEnded")
+
+
+async def _outcome_of_ended(handle: WorkflowHandle, update_id: str, update: Callable, resendable: bool) -> Any:
     """The outcome of `update_id` in a loan whose workflow has ended; 409 if the loan never
-    took that update."""
+    took that update; outcome unknown if Temporal cannot say right now."""
     try:
-        return await handle.get_update_handle(update_id, result_type=_update_result_type(update)).result(
-            rpc_timeout=timedelta(seconds=10)
-        )
+        return await handle.get_update_handle_for(update, update_id).result(rpc_timeout=timedelta(seconds=10))
     except WorkflowUpdateFailedError as error:
         mapped = business_error(error.cause)
         if mapped is not None:
             raise mapped from None
         raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise _outcome_unknown(resendable) from None
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-    raise Conflict("the loan's workflow has ended; it no longer takes this request", reason="WorkflowEnded")
-
-
-def _update_result_type(update: Callable) -> type | None:
-    # (as WorkflowHandle.execute_update finds it for a method reference)
-    from temporalio.workflow import _UpdateDefinition
-
-    return _UpdateDefinition.get_name_and_result_type(update)[1]
+            raise _outcome_unknown(resendable) from None
+    raise _ended()
 
 
 def _outcome_unknown(resendable: bool) -> OutcomeUnknown:
@@ -152,9 +149,12 @@ async def execute_loan_update(
     *,
     update_id: str,
     resendable: bool = True,
+    answer_from_ended: bool = False,
 ) -> Answer:
     """`resendable`: the caller's resend carries the same update id (an Idempotency-Key, or
-    an id built from business facts); said in the answer when the outcome is unknown."""
+    an id built from business facts); said in the answer when the outcome is unknown.
+    `answer_from_ended`: an update that may end the loan (an early repayment, a decision):
+    if the loan's workflow has ended, this update's own outcome in it is the answer."""
     handle = client.get_workflow_handle(workflow_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUSY_RETRY_SECONDS
@@ -179,9 +179,11 @@ async def execute_loan_update(
                 maybe_admitted = True  # the same update id attaches to the one already admitted
             except RPCError as error:
                 if error.status == RPCStatusCode.NOT_FOUND:
-                    # Ended: if this very update ended it (an early repayment whose answer
-                    # was lost), its outcome is in the history, and it is the answer.
-                    return await _outcome_of_ended(handle, update_id, update)
+                    if answer_from_ended:
+                        # If this very update ended it (an early repayment whose answer was
+                        # lost), its outcome is in the history, and it is the answer.
+                        return await _outcome_of_ended(handle, update_id, update, resendable)
+                    raise _ended() from None
                 if not _busy(error):
                     raise
                 # Refused for the server's limits: not admitted. Cut off: who knows.

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio import activity
 
+from core.db import limit_idle_in_transaction
 from core.errors import NotFound
 from models.loans import LoanRequest
 from models.records import AuditRecord
@@ -124,6 +125,7 @@ def append_audit(
 ) -> AuditRecord:
     """Appends one record to the loan's chain in the caller's transaction (never commits).
     The same event_key again returns the record already there."""
+    limit_idle_in_transaction(session)
     locked = session.execute(
         select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
     ).scalar_one_or_none()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
@@ -30,6 +30,33 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,
     )
+
+
+# Where a process's sessionmaker keeps its idle-in-transaction limit (sessionmaker(info=...)).
+IDLE_LIMIT = "idle_in_transaction_seconds"
+DEFAULT_IDLE_LIMIT_SECONDS = 20
+
+
+def session_factory_for(engine: Engine, idle_in_transaction_seconds: int = DEFAULT_IDLE_LIMIT_SECONDS):
+    """The process's sessions; every transaction that takes a money lock is limited (below)."""
+    return sessionmaker(bind=engine, expire_on_commit=False, info={IDLE_LIMIT: idle_in_transaction_seconds})
+
+
+def limit_idle_in_transaction(session: Session, seconds: int | None = None) -> None:
+    """PostgreSQL ends this transaction's session if it sits idle inside it for `seconds` (the
+    session's own limit by default): its locks go, its work rolls back. Called before every
+    money lock (the loan's row, ledger accounts): a process frozen (SIGSTOP, a paused VM)
+    while holding one does not keep a retry elsewhere waiting. Once per transaction; only
+    for that transaction (set_config local), so long work elsewhere (a PDF) is not limited."""
+    session.connection()  # (begins the transaction if the lock is its first statement)
+    transaction = session.get_transaction()
+    if session.info.get("idle_limited") is transaction:
+        return
+    seconds = seconds or session.info.get(IDLE_LIMIT, DEFAULT_IDLE_LIMIT_SECONDS)
+    session.execute(
+        text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)"), {"ms": str(seconds * 1000)}
+    )
+    session.info["idle_limited"] = transaction
 
 
 @contextmanager

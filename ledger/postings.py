@@ -47,6 +47,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
+from core.db import limit_idle_in_transaction
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
 from domain.money import has_at_most_two_decimals
 from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
@@ -141,6 +142,7 @@ class LockedAccount:
 def lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAccount]:
     """Locks the accounts and their wallets' sibling accounts, in ascending id order.
     Returns the currency and code of each locked account by id."""
+    limit_idle_in_transaction(session)
     wallet_ids = (
         select(LedgerAccount.wallet_id)
         .where(LedgerAccount.id.in_(account_ids), LedgerAccount.wallet_id.is_not(None))
@@ -162,6 +164,7 @@ def lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAc
 def lock_loan(session: Session, loan_id: uuid.UUID) -> None:
     """Step 1 of the lock order. FOR NO KEY UPDATE: what the audit chain takes, and it does not
     wait on the foreign-key locks of rows being written for this loan."""
+    limit_idle_in_transaction(session)
     session.execute(select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True))
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from core.db import limit_idle_in_transaction
 from core.errors import NotFound
 from domain.allocation import Holding
 from ledger.accounts import wallet_accounts, wallet_of_user
@@ -29,6 +30,8 @@ def notify(
 def loan_row(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRequest:
     # FOR NO KEY UPDATE: the same lock the audit chain takes, and it does not wait on the
     # foreign-key locks of postings being written for this loan.
+    if lock:
+        limit_idle_in_transaction(session)
     loan = session.get(LoanRequest, loan_id, with_for_update={"key_share": True} if lock else None)
     if loan is None:
         raise NotFound(f"no loan {loan_id}")

@@ -13,7 +13,7 @@ another worker. So an operation takes its idempotency decision under the lock it
    the wallet holds money again, finds the refusal instead of acting on its own.
 
 An attempt that stalls while holding the lock is cut off by PostgreSQL
-(idle_in_transaction_session_timeout, set for the operation's transaction only): its
+(idle_in_transaction_session_timeout, set before every money lock: core/db.py): its
 transaction rolls back and the retry goes on. The attempts can never both act, never
 conflict, never apply anything twice.
 """
@@ -25,25 +25,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import unit_of_work
+from core.db import limit_idle_in_transaction, unit_of_work
 from core.errors import PlatformError
 from loans.common import loan_row
 from models.outcomes import OperationOutcome
 
 R = TypeVar("R", bound=BaseModel | None)
-
-
-def limit_idle_in_transaction(session: Session, seconds: int | None) -> None:
-    """PostgreSQL ends this transaction's session if it sits idle inside it for `seconds`
-    (a frozen process): its locks go, its work rolls back. Only for this transaction."""
-    if seconds:
-        session.execute(
-            text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)"), {"ms": str(seconds * 1000)}
-        )
 
 
 def _error_classes() -> dict[str, type[PlatformError]]:

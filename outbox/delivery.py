@@ -28,6 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.db import unit_of_work
+from core.errors import PlatformError
 from models.loan_workflow import FundsArrived, LoanWorkflowInput
 from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT
 from outbox.messages import Claimed, claim, mark_delivered, put_back
@@ -110,13 +111,21 @@ async def deliver(
 
     messages = await asyncio.to_thread(claim_now)
     delivered = 0
-    for message in messages:
+    for n, message in enumerate(messages):
         try:
             client = await client_of()
             await DELIVER[message.kind](client, message)
         except Exception as error:  # delivery failed this time: the message waits for the next round
             log.warning("outbox message %s (%s) not delivered yet: %s", message.id, message.kind, error)
-            await asyncio.to_thread(finish, message, f"{type(error).__name__}: {error}")
+            unreachable = isinstance(error, PlatformError) or (
+                isinstance(error, RPCError)
+                and error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+            )
+            # Temporal unreachable: the rest of the batch waits too, without an RPC each.
+            for waiting in messages[n:] if unreachable else [message]:
+                await asyncio.to_thread(finish, waiting, f"{type(error).__name__}: {error}")
+            if unreachable:
+                break
             continue
         await asyncio.to_thread(finish, message, None)
         delivered += 1

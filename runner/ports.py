@@ -50,13 +50,15 @@ def die_with_parent(sig: int = 15) -> Callable[[], None]:
     import sys
 
     parent = os.getpid()
+    # Loaded here, in the parent: nothing but the prctl call runs in the forked child.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
 
     def arm() -> None:
-        if sys.platform.startswith("linux"):
+        if libc is not None:
             PR_SET_PDEATHSIG = 1
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+            libc.prctl(PR_SET_PDEATHSIG, sig)
             if os.getppid() != parent:  # the parent died before the signal was armed
-                os.kill(os.getpid(), sig)
+                os._exit(1)
 
     return arm
 

@@ -21,7 +21,7 @@ from models.loans import Investment, LoanRequest
 from models.outbox import OutboxMessage
 from outbox.delivery import deliver
 from outbox.messages import enqueue
-from tests.loan_helpers import make_borrower, make_investor, running_worker, wait_for_status
+from tests.loan_helpers import balance_of, make_borrower, make_investor, running_worker, wait_for_status
 from tests.test_loan_api import bearer
 from workflows.loan import LoanWorkflow
 
@@ -90,7 +90,9 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
     Idempotency-Key answers 201 with that investment, and the money is reserved once."""
     settings = live_settings
     borrower = make_borrower(session_factory)
-    investor = make_investor(session_factory, "20000")
+    # Exactly the amount: once the loan has reserved it, the wallet cannot pay it again, and
+    # a resend checked against the wallet would be refused (409) though the investment is made.
+    investor = make_investor(session_factory, "5000")
     app = create_app(settings)
     monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", 3.0)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client:
@@ -118,6 +120,7 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
                     break
                 await asyncio.sleep(0.1)
             assert snapshot.funded_amount == D("5000.00")
+            assert balance_of(session_factory, investor).available == 0
             resent = await api_client.post(
                 f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers
             )

@@ -192,10 +192,9 @@ def crashing_loan_activities(activity_name: str) -> type[LoanActivities]:
 
 
 async def main() -> None:
-    from sqlalchemy.orm import sessionmaker
 
     import worker as platform_worker
-    from core.db import make_engine
+    from core.db import make_engine, session_factory_for
     from core.temporal_client import connect_temporal
     from outbox.delivery import drain_forever
 
@@ -213,10 +212,10 @@ async def main() -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     with ThreadPoolExecutor(max_workers=platform_worker.ACTIVITY_THREADS) as executor:
         worker = platform_worker.build_worker(
-            client, settings, sessionmaker(bind=engine, expire_on_commit=False), executor
+            client, settings, session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS), executor
         )
         async with worker:
-            factory = sessionmaker(bind=engine, expire_on_commit=False)
+            factory = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
             outbox = asyncio.create_task(drain_forever(client, factory, stop))
             sys.stdout.write(READY + "\n")
             sys.stdout.flush()

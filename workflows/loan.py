@@ -339,9 +339,14 @@ class LoanWorkflow:
         if workflow.patched("refused-updates-do-not-count"):
 
             def run_is_full() -> bool:
-                # Accepted investments fill a run; refused updates only near the server's limit.
+                # Accepted investments fill a run; refused updates only near the server's
+                # limit; and a history grown long (refused updates are events too).
+                info = workflow.info()
                 return (
-                    state.accepted_this_run >= input.updates_per_run or state.updates_this_run >= UPDATES_PER_RUN_LIMIT
+                    state.accepted_this_run >= input.updates_per_run
+                    or state.updates_this_run >= UPDATES_PER_RUN_LIMIT
+                    or info.is_continue_as_new_suggested()
+                    or info.get_current_history_length() > input.history_events_per_run
                 )
         else:
 

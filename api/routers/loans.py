@@ -268,6 +268,7 @@ async def early_repayment(
         EarlyRepaymentRequest(requested_by=user.id),
         update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}",
         resendable=idempotency_key is not None,
+        answer_from_ended=True,
     )
     return EarlyRepaymentOut(**result.model_dump())
 
@@ -290,6 +291,7 @@ async def decide(
         LoanWorkflow.decide,
         ApprovalDecision(approve=body.approve, operator_id=operator.id, reason=body.reason),
         update_id=f"decision-{loan_id}",
+        answer_from_ended=True,
     )
     return DecisionOut(status=result.status)
 
