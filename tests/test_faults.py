@@ -37,6 +37,9 @@ from core.migrate import upgrade_to_head
 from models.ledger import LedgerTransaction
 from models.loan_workflow import LoanSnapshot
 from models.outbox import OutboxMessage
+from models.product_terms import ProductTerms
+from products.catalog import STANDARD
+from products.service import create_product
 from runner.ports import free_port
 from tests.codec_keys import test_data_converter
 from tests.loan_helpers import balance_of, give_money, invest, make_borrower, make_investor, start_loan, wait_for_status
@@ -53,7 +56,7 @@ FAST = {"activity_timeout_seconds": 30, "heartbeat_timeout_seconds": 3}
 
 
 async def burst_of_loans(
-    client: Client, session_factory: sessionmaker[Session], task_queue: str, count: int, **overrides
+    client: Client, session_factory: sessionmaker[Session], task_queue: str, count: int, product="standard", **overrides
 ) -> dict[uuid.UUID, str]:
     """`count` loans of 20,000 over 3 months, each funded by two investors; each borrower
     holds enough to pay every installment on its due date. Returns loan id -> workflow id."""
@@ -62,7 +65,15 @@ async def burst_of_loans(
         borrower = make_borrower(session_factory)
         give_money(session_factory, borrower, "5000.00")  # with the 19,400 paid out: every installment
         loan = await start_loan(
-            client, session_factory, task_queue, borrower, "20000.00", 3, time_scale=MONTH_PER_10_SECONDS, **overrides
+            client,
+            session_factory,
+            task_queue,
+            borrower,
+            "20000.00",
+            3,
+            product=product,
+            time_scale=MONTH_PER_10_SECONDS,
+            **overrides,
         )
         loans[loan.loan_id] = loan.handle.id
     for workflow_id in loans.values():
@@ -132,8 +143,17 @@ async def test_a_worker_frozen_mid_collection_past_its_heartbeat_timeout(
     collects once. A thawed (SIGCONT) finds its transaction gone; its late answer is ignored."""
     settings = live_settings.model_copy(update={"DB_IDLE_IN_TRANSACTION_SECONDS": 6})
     log_a = tmp_path / "worker-a.log"
+    # A frozen process still holds its pollers' requests on the server, which hands them the
+    # next tasks (up to one per poller, each lost after its heartbeat timeout, with the retry
+    # policy's backoff between): the collection may take a minute to reach B. At a month of
+    # loan time per 10 s that is months, so these loans default only after a year overdue
+    # (time the platform was away counting against the borrower is issue 18, not this test).
+    with unit_of_work(session_factory) as session:
+        create_product(
+            session, ProductTerms(**{**STANDARD.model_dump(), "code": "patient", "default_after_days_overdue": 365})
+        )
     with worker_process(settings, log_a, hold_after_collecting=1.0) as frozen:
-        loans = await burst_of_loans(dev_client, session_factory, settings.TASK_QUEUE, 4, **FAST)
+        loans = await burst_of_loans(dev_client, session_factory, settings.TASK_QUEUE, 4, product="patient", **FAST)
         line = await asyncio.to_thread(
             wait_until,
             lambda: next((x for x in log_a.read_text().splitlines() if "holding collection" in x), None),
@@ -156,7 +176,7 @@ async def test_a_worker_frozen_mid_collection_past_its_heartbeat_timeout(
                         )
                     )
 
-            await asyncio.to_thread(wait_until, posted_by_the_retry, "the retry's collection", 90, 0.2)
+            await asyncio.to_thread(wait_until, posted_by_the_retry, "the retry's collection", 180, 0.2)
             # (not before PostgreSQL ended the frozen transaction: its idle timeout, less the
             # moment between A going idle and the SIGSTOP)
             assert time.monotonic() - frozen_at >= settings.DB_IDLE_IN_TRANSACTION_SECONDS - 1
