@@ -112,6 +112,16 @@ def workflow_ref() -> dict[str, Any] | None:
     }
 
 
+def lock_loan(session: Session, loan_id: uuid.UUID) -> uuid.UUID | None:
+    """Step 1 of the lock order (ledger/postings.py): the loan's row, FOR NO KEY UPDATE, which
+    does not wait on the foreign-key locks of rows being written for this loan. Returns the
+    loan's id, None if there is no such loan."""
+    limit_idle_in_transaction(session)
+    return session.execute(
+        select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
+
+
 def append_audit(
     session: Session,
     loan_id: uuid.UUID,
@@ -125,11 +135,7 @@ def append_audit(
 ) -> AuditRecord:
     """Appends one record to the loan's chain in the caller's transaction (never commits).
     The same event_key again returns the record already there."""
-    limit_idle_in_transaction(session)
-    locked = session.execute(
-        select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
-    ).scalar_one_or_none()
-    if locked is None:
+    if lock_loan(session, loan_id) is None:
         raise NotFound(f"no loan {loan_id}")
     existing = session.scalars(
         select(AuditRecord).where(AuditRecord.loan_id == loan_id, AuditRecord.event_key == event_key)

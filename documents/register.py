@@ -14,9 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from compliance.audit import append_audit
+from compliance.audit import append_audit, lock_loan
 from documents.store import DocumentStore
-from ledger.postings import lock_loan
 from models.records import Document
 
 

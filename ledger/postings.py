@@ -46,12 +46,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from compliance.audit import append_audit
+from compliance.audit import append_audit, lock_loan
 from core.db import limit_idle_in_transaction
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
 from domain.money import has_at_most_two_decimals
 from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
-from models.loans import LoanRequest
 
 MAX_KEY_LENGTH = 200
 MAX_LEG_AMOUNT = Decimal("9999999999999.99")
@@ -159,13 +158,6 @@ def lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAc
     if missing:
         raise InvalidRequest(f"unknown ledger account(s): {sorted(missing)}")
     return found
-
-
-def lock_loan(session: Session, loan_id: uuid.UUID) -> None:
-    """Step 1 of the lock order. FOR NO KEY UPDATE: what the audit chain takes, and it does not
-    wait on the foreign-key locks of rows being written for this loan."""
-    limit_idle_in_transaction(session)
-    session.execute(select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True))
 
 
 def _expire_cached_accounts(session: Session, account_ids: set[int]) -> None:
