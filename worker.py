@@ -60,7 +60,7 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     ledger_checks = LedgerCheckActivities(session_factory)
-    loans = LoanActivities(session_factory, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
+    loans = LoanActivities(session_factory)
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     auto_invest = AutoInvestActivities(session_factory, client)
     return Worker(

@@ -10,11 +10,6 @@ worker's attempt is retried within seconds.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TypeVar
-
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +18,7 @@ from temporalio import activity
 from activities.errors import business_errors_are_final
 from activities.heartbeat import heartbeating
 from compliance.audit import append_audit
-from core.db import limit_idle_in_transaction, unit_of_work
+from core.db import unit_of_work
 from core.errors import Conflict
 from domain.money import ZERO
 from domain.schedule import annuity_payment
@@ -57,8 +52,6 @@ from models.users import BorrowerProfile, User
 from scoring.points import award_points, payment_history
 from scoring.rules import current_rules
 
-R = TypeVar("R")
-
 
 def _status_note(previous: str, change: StatusChange) -> str:
     if change.actor_role == "operator":
@@ -69,31 +62,8 @@ def _status_note(previous: str, change: StatusChange) -> str:
 
 
 class LoanActivities:
-    def __init__(self, session_factory: sessionmaker[Session], idle_in_transaction_seconds: int = 20) -> None:
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
-        # A frozen attempt (SIGSTOP, a paused VM) loses its transaction, and the loan's lock,
-        # after this long idle inside it: its retry on another worker is not kept waiting.
-        self._idle_limit = idle_in_transaction_seconds
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with unit_of_work(self._session_factory) as session:
-            limit_idle_in_transaction(session, self._idle_limit)
-            yield session
-
-    def _once(
-        self, key: str, loan_id: uuid.UUID, operation: str, result_type: type[R], act: Callable[[Session], R]
-    ) -> R:
-        """A money operation: decided once per key, under the loan's lock (loans/exactly_once.py)."""
-        return run_once(
-            self._session_factory,
-            key=key,
-            loan_id=loan_id,
-            operation=operation,
-            result_type=result_type,
-            act=act,
-            idle_in_transaction_seconds=self._idle_limit,
-        )
 
     # -- request, scoring, status ------------------------------------------------------------
     @activity.defn(name="register_loan_request")
@@ -101,7 +71,7 @@ class LoanActivities:
     @heartbeating
     def register_loan_request(self, input: RegisterLoanInput) -> None:
         """The read-side row of the loan (the API usually wrote it already: then a no-op)."""
-        with self._transaction() as session:
+        with unit_of_work(self._session_factory) as session:
             session.execute(
                 pg_insert(LoanRequest)
                 .values(
@@ -135,7 +105,7 @@ class LoanActivities:
     @business_errors_are_final
     @heartbeating
     def record_loan_status(self, change: StatusChange) -> None:
-        with self._transaction() as session:
+        with unit_of_work(self._session_factory) as session:
             loan = loan_row(session, change.loan_id, lock=True)
             previous = loan.status
             if previous != change.status and previous.is_final:
@@ -193,7 +163,7 @@ class LoanActivities:
     @heartbeating
     def score_loan_request(self, input: ScoreLoanInput) -> ScoreLoanResult:
         """Scores with the current rules; the result names the rules version it used."""
-        with self._transaction() as session:
+        with unit_of_work(self._session_factory) as session:
             profile = session.get(BorrowerProfile, input.borrower_id)
             version, rules = current_rules(session)
             history = payment_history(session, input.borrower_id)
@@ -243,12 +213,13 @@ class LoanActivities:
         count, together. Not enough available money (InsufficientFunds) or past the annual
         limit (AnnualLimitExceeded): nothing reserved, and the refusal is this investment's
         answer for good (an attempt that wakes up later does not reserve after all)."""
-        self._once(
-            f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
-            input.loan_id,
-            "reserve_investment",
-            type(None),
-            lambda session: self._reserve(session, input),
+        run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:investment:{input.investment_id}:reserve",
+            loan_id=input.loan_id,
+            operation="reserve_investment",
+            result_type=type(None),
+            act=lambda session: self._reserve(session, input),
         )
 
     def _reserve(self, session: Session, input: ReserveInvestmentInput) -> None:
@@ -307,12 +278,13 @@ class LoanActivities:
     @heartbeating
     def release_investments(self, input: ReleaseInvestmentsInput) -> ReleaseInvestmentsResult:
         """The loan will not be funded: every reservation goes back to its investor."""
-        return self._once(
-            f"loan:{input.loan_id}:release",
-            input.loan_id,
-            "release_investments",
-            ReleaseInvestmentsResult,
-            lambda session: self._release(session, input),
+        return run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:release",
+            loan_id=input.loan_id,
+            operation="release_investments",
+            result_type=ReleaseInvestmentsResult,
+            act=lambda session: self._release(session, input),
         )
 
     def _release(self, session: Session, input: ReleaseInvestmentsInput) -> ReleaseInvestmentsResult:
@@ -362,12 +334,13 @@ class LoanActivities:
         """One all-or-nothing ledger transaction: every investor's reserved money to the
         borrower, minus the platform fee and the reserve-fund contribution; the schedule is
         stored in the same database transaction."""
-        return self._once(
-            f"loan:{input.loan_id}:disburse",
-            input.loan_id,
-            "disburse_loan",
-            DisburseResult,
-            lambda session: disbursement.disburse_loan(session, input),
+        return run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:disburse",
+            loan_id=input.loan_id,
+            operation="disburse_loan",
+            result_type=DisburseResult,
+            act=lambda session: disbursement.disburse_loan(session, input),
         )
 
     # -- repayment -----------------------------------------------------------------------
@@ -378,19 +351,20 @@ class LoanActivities:
         """Takes what the borrower's wallet holds, up to what is due; pays late fees, then
         interest, then principal, oldest installment first; distributes the money to the
         investors pro rata (largest remainder). A retry returns the first answer."""
-        return self._once(
-            input.key,
-            input.loan_id,
-            "collect_installments",
-            CollectResult,
-            lambda session: collections.collect_installments(session, input),
+        return run_once(
+            self._session_factory,
+            key=input.key,
+            loan_id=input.loan_id,
+            operation="collect_installments",
+            result_type=CollectResult,
+            act=lambda session: collections.collect_installments(session, input),
         )
 
     @activity.defn(name="mark_installment_overdue")
     @business_errors_are_final
     @heartbeating
     def mark_installment_overdue(self, notice: OverdueNotice) -> None:
-        with self._transaction() as session:
+        with unit_of_work(self._session_factory) as session:
             loan_row(session, notice.loan_id, lock=True)  # the lock order: the loan's row first
             session.execute(
                 update(RepaymentInstallment)
@@ -437,24 +411,26 @@ class LoanActivities:
     def default_loan(self, input: DefaultInput) -> DefaultResult:
         """Writes off what is left and covers each investor's outstanding principal from the
         reserve fund, pro rata, up to what the fund holds; the rest is the investors' loss."""
-        return self._once(
-            f"loan:{input.loan_id}:default",
-            input.loan_id,
-            "default_loan",
-            DefaultResult,
-            lambda session: defaults.default_loan(session, input),
+        return run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:default",
+            loan_id=input.loan_id,
+            operation="default_loan",
+            result_type=DefaultResult,
+            act=lambda session: defaults.default_loan(session, input),
         )
 
     @activity.defn(name="complete_loan")
     @business_errors_are_final
     @heartbeating
     def complete_loan(self, input: CompleteInput) -> None:
-        self._once(
-            f"loan:{input.loan_id}:complete",
-            input.loan_id,
-            "complete_loan",
-            type(None),
-            lambda session: self._complete(session, input),
+        run_once(
+            self._session_factory,
+            key=f"loan:{input.loan_id}:complete",
+            loan_id=input.loan_id,
+            operation="complete_loan",
+            result_type=type(None),
+            act=lambda session: self._complete(session, input),
         )
 
     def _complete(self, session: Session, input: CompleteInput) -> None:

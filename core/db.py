@@ -42,9 +42,9 @@ def session_factory_for(engine: Engine, idle_in_transaction_seconds: int = DEFAU
     return sessionmaker(bind=engine, expire_on_commit=False, info={IDLE_LIMIT: idle_in_transaction_seconds})
 
 
-def limit_idle_in_transaction(session: Session, seconds: int | None = None) -> None:
-    """PostgreSQL ends this transaction's session if it sits idle inside it for `seconds` (the
-    session's own limit by default): its locks go, its work rolls back. Called before every
+def limit_idle_in_transaction(session: Session) -> None:
+    """PostgreSQL ends this transaction's session if it sits idle inside it for the session's
+    limit (session_factory_for; 20 s by default): its locks go, its work rolls back. Called before every
     money lock (the loan's row, ledger accounts): a process frozen (SIGSTOP, a paused VM)
     while holding one does not keep a retry elsewhere waiting. Once per transaction; only
     for that transaction (set_config local), so long work elsewhere (a PDF) is not limited."""
@@ -52,7 +52,7 @@ def limit_idle_in_transaction(session: Session, seconds: int | None = None) -> N
     transaction = session.get_transaction()
     if session.info.get("idle_limited") is transaction:
         return
-    seconds = seconds or session.info.get(IDLE_LIMIT, DEFAULT_IDLE_LIMIT_SECONDS)
+    seconds = session.info.get(IDLE_LIMIT, DEFAULT_IDLE_LIMIT_SECONDS)
     session.execute(
         text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)"), {"ms": str(seconds * 1000)}
     )

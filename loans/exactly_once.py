@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import limit_idle_in_transaction, unit_of_work
+from core.db import unit_of_work
 from core.errors import PlatformError
 from loans.common import loan_row
 from models.outcomes import OperationOutcome
@@ -71,12 +71,10 @@ def run_once(
     operation: str,
     result_type: type[R],
     act: Callable[[Session], R],
-    idle_in_transaction_seconds: int | None = None,
 ) -> R:
     """`act` in one database transaction under the loan's lock, once per `key`: every other
     call with this key returns (or raises) what the first call that committed decided."""
     with unit_of_work(session_factory) as session:
-        limit_idle_in_transaction(session, idle_in_transaction_seconds)
         decided = _decide(session, key=key, loan_id=loan_id, operation=operation, result_type=result_type, act=act)
     if isinstance(decided, _Refused):  # recorded and committed: now the caller hears it
         raise decided.refusal
