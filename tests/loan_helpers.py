@@ -8,7 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, date
 from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,7 @@ from ledger.cash import confirm_deposit, request_deposit
 from ledger.wallets import wallet_balance
 from loans.requests import create_loan_request, workflow_input
 from models.loan_workflow import InvestmentAccepted, InvestmentRequest, LoanSnapshot
+from models.loans import Investment, RepaymentInstallment
 from models.users import BorrowerProfile
 from tests.ledger_helpers import new_user
 from workflows.loan import LoanWorkflow
@@ -149,6 +150,37 @@ async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) ->
         InvestmentRequest(investment_id=investment_id, investor_id=investor_id, amount=D(amount)),
         id=f"investment-{investment_id}",
     )
+
+
+def active_loan_in_db(session_factory, borrower, investors, installment_status: str = "pending") -> uuid.UUID:
+    """A disbursed loan of 90,000 on the read side only (no workflow): an active investment of
+    30,000 per investor, two installments of 7,000 + 900 due 1 January and 1 February 2026."""
+    with unit_of_work(session_factory) as session:
+        loan, _ = create_loan_request(
+            session,
+            borrower,
+            product_code="standard",
+            amount=D("90000.00"),
+            term_months=12,
+            purpose="x",
+            simulation_id=None,
+            client_key=None,
+        )
+        loan.status = "active"
+        for investor in investors:
+            session.add(Investment(loan_id=loan.id, investor_id=investor, amount=D("30000.00"), status="active"))
+        for n in (1, 2):
+            session.add(
+                RepaymentInstallment(
+                    loan_id=loan.id,
+                    payment_num=n,
+                    due_date=date(2026, n, 1),
+                    principal=D("7000.00"),
+                    interest=D("900.00"),
+                    status=installment_status,
+                )
+            )
+        return loan.id
 
 
 # Replay (with the content checks) and RECORD_HISTORIES=1 recording live in tests/history_replay.py.

@@ -29,41 +29,11 @@ from models.loan_workflow import AmountsDue, CollectInput, DefaultInput
 from models.loans import Investment, RepaymentInstallment
 from models.outcomes import OperationOutcome
 from tests.ledger_helpers import assert_books_balance
-from tests.loan_helpers import balance_of, give_money, make_borrower, make_investor
+from tests.loan_helpers import active_loan_in_db, balance_of, give_money, make_borrower, make_investor
 
 D = Decimal
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 DUE = AmountsDue(payment_num=1, fee=D("0.00"), interest=D("900.00"), principal=D("7000.00"))
-
-
-def active_loan(session_factory, borrower, investors) -> uuid.UUID:
-    """A disbursed loan on the read side: three equal active investments, two installments."""
-    with unit_of_work(session_factory) as session:
-        loan, _ = create_loan_request(
-            session,
-            borrower,
-            product_code="standard",
-            amount=D("90000.00"),
-            term_months=12,
-            purpose="x",
-            simulation_id=None,
-            client_key=None,
-        )
-        loan.status = "active"
-        for investor in investors:
-            session.add(Investment(loan_id=loan.id, investor_id=investor, amount=D("30000.00"), status="active"))
-        for n in (1, 2):
-            session.add(
-                RepaymentInstallment(
-                    loan_id=loan.id,
-                    payment_num=n,
-                    due_date=date(2026, n, 1),
-                    principal=D("7000.00"),
-                    interest=D("900.00"),
-                    status="pending",
-                )
-            )
-        return loan.id
 
 
 def collection(loan_id, borrower, seq: int = 1, require_full: bool = False, purpose: str = "installment"):
@@ -91,7 +61,7 @@ def transactions(session_factory, loan_id, kind: str | None = None) -> int:
 def loan(session_factory, seeded):
     investors = [make_investor(session_factory, "30000") for _ in range(3)]
     borrower = make_borrower(session_factory)
-    return active_loan(session_factory, borrower, investors), borrower, investors
+    return active_loan_in_db(session_factory, borrower, investors), borrower, investors
 
 
 def test_a_retry_behind_a_stalled_attempt_waits_and_returns_its_answer(session_factory, loan, monkeypatch):
@@ -216,7 +186,7 @@ def test_collections_and_transfers_on_the_same_accounts_never_deadlock(session_f
     many times, without PostgreSQL ever finding a deadlock."""
     investors = [make_investor(session_factory, "30000") for _ in range(3)]  # lower account ids
     borrower = make_borrower(session_factory)
-    loan_id = active_loan(session_factory, borrower, investors)
+    loan_id = active_loan_in_db(session_factory, borrower, investors)
     give_money(session_factory, borrower, "1000.00")
     with session_factory() as session:
         investor_account = wallet_accounts(session, wallet_of_user(session, investors[0]).id)[0].id

@@ -16,13 +16,13 @@ from core.errors import Conflict, InvalidRequest
 from loans.requests import create_loan_request
 from models.ledger import LedgerTransaction
 from models.loan_workflow import AmountsDue, CollectInput
-from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.loans import LoanRequest, RepaymentInstallment
 from models.product_terms import ProductTerms
 from models.simulations import Simulation
 from products.catalog import STANDARD
 from products.service import change_product, current_product
 from tests.ledger_helpers import assert_books_balance
-from tests.loan_helpers import balance_of, give_money, make_borrower, make_investor
+from tests.loan_helpers import active_loan_in_db, balance_of, give_money, make_borrower, make_investor
 
 D = Decimal
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -125,33 +125,7 @@ def test_partial_payment_goes_to_fees_then_interest_then_principal(session_facto
     then its interest, then principal; nothing reaches the second."""
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "30000") for _ in range(3)]
-    loan_id = uuid.uuid4()
-    with unit_of_work(session_factory) as session:
-        loan, _ = create_loan_request(
-            session,
-            borrower,
-            product_code="standard",
-            amount=D("90000.00"),
-            term_months=12,
-            purpose="x",
-            simulation_id=None,
-            client_key=None,
-        )
-        loan_id = loan.id
-        loan.status = "active"
-        for investor in investors:  # already disbursed: investments active
-            session.add(Investment(loan_id=loan_id, investor_id=investor, amount=D("30000.00"), status="active"))
-        for n in (1, 2):
-            session.add(
-                RepaymentInstallment(
-                    loan_id=loan_id,
-                    payment_num=n,
-                    due_date=date(2026, n, 1),
-                    principal=D("7000.00"),
-                    interest=D("900.00"),
-                    status="overdue",
-                )
-            )
+    loan_id = active_loan_in_db(session_factory, borrower, investors, installment_status="overdue")
     give_money(session_factory, borrower, "1000.00")
     activities = LoanActivities(session_factory)
     collect = CollectInput(
