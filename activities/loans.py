@@ -10,6 +10,8 @@ worker's attempt is retried within seconds.
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +23,7 @@ from compliance.audit import append_audit
 from core.db import unit_of_work
 from core.errors import Conflict
 from domain.money import ZERO
-from domain.schedule import annuity_payment
+from domain.schedule import ScheduleError, build_schedule
 from domain.scoring import ScoringInput, score_request
 from investing.annual_limit import count_investment, give_back, limit_year
 from ledger.accounts import wallet_accounts, wallet_of_user
@@ -177,10 +179,29 @@ class LoanActivities:
                 reject_reason="no borrower profile: PUT /v1/users/me/profile first",
                 rules_version=version,
             )
-        # The DTI test uses the dearest grade's payment: the most the borrower could owe.
+        # The DTI test uses the most the borrower could owe in a month: the dearest grade's
+        # rate, and the highest installment under the product's method (a differentiated
+        # loan's first payment is above the annuity's).
         worst_rate = max(input.terms.rates_by_grade.values())
-        months = input.term_months - input.terms.interest_only_months
-        payment = annuity_payment(input.amount, worst_rate, months)
+        try:
+            payment = build_schedule(
+                input.amount,
+                worst_rate,
+                input.term_months,
+                date(2000, 1, 1),  # the amounts do not depend on the dates
+                input.terms.amortization_method,
+                input.terms.interest_only_months,
+            ).highest_payment
+        except ScheduleError as error:  # (requests are checked when made; this is the last guard)
+            return ScoreLoanResult(
+                score=0,
+                grade=None,
+                rate_annual=None,
+                decision="reject",
+                reasons=[],
+                reject_reason=f"no schedule: {error}",
+                rules_version=version,
+            )
         result = score_request(
             rules,
             ScoringInput(

@@ -8,11 +8,15 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The platform's days: Moscow's, as the 259-FZ year already is.
+PLATFORM_TIME_ZONE = "Europe/Moscow"
 
 # A secret that anyone reading this repository knows: accepted only in dev, where it saves a
 # newcomer a step; refused in every other environment.
@@ -102,8 +106,20 @@ class Settings(BaseSettings):
         "Investment platform operator under Federal Law 259-FZ; register of agreements kept electronically"
     )
 
-    # The sandbox clock (DESIGN.md): divides the repayment-phase timers. 1 in production.
+    # The sandbox clock: divides the repayment-phase timers. 1 in production.
     LOAN_TIME_SCALE: int = Field(default=1, ge=1)
+    # Due dates are whole days in this time zone (an IANA name): the first collection attempt
+    # runs as the due day starts there, and money arriving before it ends is on time.
+    PLATFORM_TIME_ZONE: str = PLATFORM_TIME_ZONE
+
+    @field_validator("PLATFORM_TIME_ZONE")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: an IANA name such as Europe/Moscow") from None
+        return value
 
     @model_validator(mode="after")
     def _check_payload_keys(self) -> Settings:

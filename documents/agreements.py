@@ -19,9 +19,9 @@ from core.settings import Settings
 from documents.register import register_document
 from documents.render import render_pdf
 from documents.store import DocumentStore
-from domain.allocation import split_pro_rata
-from domain.money import ZERO
+from domain.money import ZERO, format_rate
 from ledger.postings import find_posted
+from loans.investor_shares import agreed_shares_of
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.products import LoanProduct
 from models.records import Document
@@ -82,7 +82,7 @@ def _loan_context(facts: _LoanFacts) -> dict[str, Any]:
         "id": loan.id,
         "amount": loan.amount,
         "currency": loan.currency,
-        "rate_annual": loan.rate_annual,
+        "rate_annual": format_rate(loan.rate_annual) if loan.rate_annual is not None else None,
         "term_months": loan.term_months,
         "risk_grade": loan.risk_grade,
         "disbursed_on": loan.disbursed_at.date().isoformat(),
@@ -94,34 +94,25 @@ def _generated_at(loan: LoanRequest) -> str:
     return loan.disbursed_at.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def investment_shares(facts: _LoanFacts) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """Each investment's part of each installment. The running totals are split among the
-    investments by amount (largest remainder) and each installment's part is the step
-    between two running totals: every installment's parts sum to it, and each investment's
-    principal sums to exactly what it lent, to the kopek."""
-    weights = {i.id: i.amount for i in facts.investments}
-    shares: dict[uuid.UUID, list[dict[str, Any]]] = {i.id: [] for i in facts.investments}
-    running = {"principal": ZERO, "interest": ZERO}
-    before = {key: {i: ZERO for i in weights} for key in running}
-    for row in facts.installments:
-        parts: dict[str, dict[uuid.UUID, Decimal]] = {}
-        for key, amount in (("principal", row.principal), ("interest", row.interest)):
-            running[key] += amount
-            now = split_pro_rata(running[key], weights)
-            parts[key] = {i: now[i] - before[key][i] for i in weights}
-            before[key] = now
-        for investment_id in weights:
-            principal, interest = parts["principal"][investment_id], parts["interest"][investment_id]
-            shares[investment_id].append(
-                {
-                    "payment_num": row.payment_num,
-                    "due_date": row.due_date.isoformat(),
-                    "principal": principal,
-                    "interest": interest,
-                    "total": principal + interest,
-                }
-            )
-    return shares
+def investment_shares(session: Session, facts: _LoanFacts) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Each investment's part of each installment, as decided when the loan was paid out
+    (domain/investor_shares.py, stored by loans/investor_shares.py): the same figures every
+    collection pays it, so an investor's receipts equal their agreement to the kopek."""
+    due_dates = {row.payment_num: row.due_date for row in facts.installments}
+    agreed = agreed_shares_of(session, facts.loan.id)
+    return {
+        investment.id: [
+            {
+                "payment_num": share.payment_num,
+                "due_date": due_dates[share.payment_num].isoformat(),
+                "principal": share.principal,
+                "interest": share.interest,
+                "total": share.total,
+            }
+            for share in agreed.get(investment.id, [])
+        ]
+        for investment in facts.investments
+    }
 
 
 def _totals(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
@@ -186,8 +177,8 @@ def borrower_agreement_context(session: Session, facts: _LoanFacts, settings: Se
 @dataclass(frozen=True)
 class AgreementPlan:
     """What the loan's agreements are about (the loan, the borrower's; each investment) and
-    each investment's share of the schedule, computed once for all of them: the split is
-    quadratic in the investors, once per agreement it was cubic."""
+    each investment's share of the schedule, read once for all of them (once per agreement
+    it would be quadratic in the investors)."""
 
     subjects: list[str]
     shares: dict[uuid.UUID, list[dict[str, Any]]]
@@ -196,7 +187,7 @@ class AgreementPlan:
 def plan_agreements(session: Session, loan_id: uuid.UUID) -> AgreementPlan:
     facts = _loan_facts(session, loan_id)
     return AgreementPlan(
-        [f"loan:{loan_id}"] + [f"investment:{i.id}" for i in facts.investments], investment_shares(facts)
+        [f"loan:{loan_id}"] + [f"investment:{i.id}" for i in facts.investments], investment_shares(session, facts)
     )
 
 
@@ -229,7 +220,7 @@ def register_agreement(
 
     def render() -> bytes:
         investor = session.get_one(User, investment.investor_id)
-        schedule = (shares if shares is not None else investment_shares(facts))[investment.id]
+        schedule = (shares if shares is not None else investment_shares(session, facts))[investment.id]
         return render_pdf(
             "investment_agreement.html", investment_agreement_context(facts, investment, investor, schedule, settings)
         )

@@ -1,20 +1,21 @@
 """A default: what the reserve fund covers of each investor's outstanding principal, and what
 each investment loses.
 
-The fund covers the outstanding principal up to what it holds; the cover and the
-outstanding principal are each shared among the investors pro rata to what they lent
-(largest remainder), and an investor's cover and loss among their investments in the loan by
-amount, to the kopek. Cover + loss of every investment adds up to the outstanding principal.
+The fund covers the outstanding principal up to what it holds. Each investment is owed the
+principal its agreement names and it has not yet received (loans/investor_shares.py); the
+cover is shared among the investments pro rata to that, to the kopek, and the rest is each
+one's loss. Cover + loss of every investment is what it was owed; together, the outstanding
+principal.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.allocation import Holding, split_pro_rata, weights_by_investor
+from domain.allocation import split_pro_rata
 from domain.money import ZERO
 
 
@@ -36,15 +37,16 @@ def reserve_cover(fund_balance: Decimal, outstanding_principal: Decimal) -> Deci
     return max(min(fund_balance, outstanding_principal), ZERO)
 
 
-def split_default(outstanding_principal: Decimal, covered: Decimal, holdings: Sequence[Holding]) -> DefaultSplit:
-    weights = weights_by_investor(holdings)
-    outstanding_by_investor = split_pro_rata(outstanding_principal, weights)
-    cover_by_investor = split_pro_rata(covered, weights)
-    by_investment: dict[uuid.UUID, tuple[Decimal, Decimal]] = {}
-    for investor_id in weights:
-        by_amount = {h.investment_id: h.amount for h in holdings if h.investor_id == investor_id}
-        cover = split_pro_rata(cover_by_investor[investor_id], by_amount)
-        loss = split_pro_rata(outstanding_by_investor[investor_id] - cover_by_investor[investor_id], by_amount)
-        for investment_id in by_amount:
-            by_investment[investment_id] = (cover[investment_id], loss[investment_id])
+def split_default(
+    covered: Decimal, outstanding_by_investment: Mapping[uuid.UUID, Decimal], investor_of: Mapping[uuid.UUID, uuid.UUID]
+) -> DefaultSplit:
+    """The fund's cover shared among the investments pro rata to the principal each is still
+    owed under its agreement (largest remainder; nobody is covered above what they are owed);
+    the rest of what each is owed is its loss."""
+    cover = split_pro_rata(covered, outstanding_by_investment)
+    by_investment = {k: (cover[k], owed - cover[k]) for k, owed in outstanding_by_investment.items()}
+    cover_by_investor: dict[uuid.UUID, Decimal] = {}
+    for investment_id, (part, _) in by_investment.items():
+        investor_id = investor_of[investment_id]
+        cover_by_investor[investor_id] = cover_by_investor.get(investor_id, ZERO) + part
     return DefaultSplit(covered=covered, cover_by_investor=cover_by_investor, by_investment=by_investment)

@@ -6,11 +6,17 @@ The rules, for a borrower and an auditor alike:
 - Interest of a period = outstanding balance x periodic rate, rounded half up to kopecks.
 - Annuity: the payment is amount x r(1+r)^n / ((1+r)^n - 1), rounded half up; each period's
   principal is the payment minus that period's interest. Zero rate: amount / n.
-  Rounding the payment up overpays a fraction of a kopek each month, and on long high-rate
-  loans that fraction compounds until the loan is repaid a month early; when that would
-  happen the payment is rounded down instead (the last installment then absorbs the
-  difference). A payment that would not reduce the balance in some month (the interest
-  eats all of it) is refused: such a loan never amortizes in any meaningful sense.
+  A kopek of rounding in the payment compounds: on a long high-rate loan it grows, month
+  after month, into thousands of roubles left for (or missing from) the last installment.
+  So the payment is the kopek amount whose schedule ends closest to it: the half-up
+  rounding, corrected (a few Newton steps on the last installment, which moves almost
+  linearly with the payment) until the last installment is within the tolerance.
+- No monster at the end: the last installment may exceed the regular payment by at most
+  1% of it or one kopek per month of the term, whichever is more, and every month but the
+  last pays the regular payment and reduces the balance. Terms for which no kopek payment
+  achieves that (4,890,435.23 at 73.82% over 282 months: one kopek of payment moves the
+  last installment by about 3 million) are refused with a ScheduleError: the calculator,
+  loan requests and product limits all refuse them by this one rule.
 - Differentiated: principal = amount / n rounded half up; interest on the falling balance.
 - The last installment repays whatever principal is left, so principal sums to the amount
   exactly and the balance ends at zero; its total absorbs the rounding of all periods.
@@ -34,6 +40,9 @@ from dateutil.relativedelta import relativedelta
 from domain.money import KOPEK, ZERO, round_money
 
 Method = Literal["annuity", "differentiated"]
+
+# Rates are priced to a ten-thousandth of a percent (9.4822% a year), as lenders price them.
+RATE_STEP = Decimal("0.0001")
 
 # Enough digits that (1 + r)^n for n up to 600 months stays exact to far below a kopek.
 _PRECISION = 60
@@ -72,6 +81,12 @@ class Schedule:
     @property
     def total_payable(self) -> Decimal:
         return self.amount + self.total_interest
+
+    @property
+    def highest_payment(self) -> Decimal:
+        """The most the borrower will owe in any one month (a differentiated loan's first
+        amortizing payment; an annuity's level payment or, by a few kopecks, its last)."""
+        return max(i.total for i in self.installments)
 
 
 class ScheduleError(ValueError):
@@ -118,6 +133,8 @@ def _validate(amount: Decimal, rate_annual: Decimal, term_months: int, interest_
         raise ScheduleError("the amount has more than two decimals")
     if not isinstance(rate_annual, Decimal) or not rate_annual.is_finite() or rate_annual < 0:
         raise ScheduleError("the annual rate must be zero or positive")
+    if rate_annual != rate_annual.quantize(RATE_STEP):
+        raise ScheduleError("the annual rate has more than four decimals")
     if isinstance(term_months, bool) or not isinstance(term_months, int) or term_months < 1:
         raise ScheduleError("the term is a whole number of months, at least 1")
     if interest_only_months < 0 or interest_only_months >= term_months:
@@ -167,6 +184,55 @@ def _annuity_is_sound(installments: list[Installment], payment: Decimal, interes
     return all(i.total == payment and i.principal > 0 and i.balance_after > 0 for i in middle)
 
 
+def last_installment_tolerance(payment: Decimal, term_months: int) -> Decimal:
+    """How far above the regular payment the last installment may end: 1% of the payment
+    or a kopek per month of the term (the rounding a month can leave), whichever is more."""
+    return max(round_money(payment / 100), KOPEK * term_months)
+
+
+# Newton steps on the payment before the terms are refused (one or two suffice whenever a
+# kopek of payment moves the last installment by less than the tolerance).
+_PAYMENT_CORRECTIONS = 8
+
+
+def _level_annuity(
+    amount: Decimal, rate_annual: Decimal, term_months: int, start_date: date, interest_only_months: int
+) -> tuple[Decimal, list[Installment]]:
+    """The level payment and its schedule, with the last installment within the tolerance."""
+    amortizing = term_months - interest_only_months
+    payment = annuity_payment(amount, rate_annual, amortizing)
+    if rate_annual == 0:
+        # No compounding: the last installment differs by at most the rounding of each month.
+        return payment, _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        growth = 1 + monthly_rate(rate_annual)
+        # d(last installment) / d(payment): each kopek more pays down a balance that then
+        # does not grow for the remaining months.
+        slope = sum((growth**k for k in range(1, amortizing)), Decimal(0)) + 1
+    tried: set[Decimal] = set()
+    for _ in range(_PAYMENT_CORRECTIONS):
+        if payment <= 0 or payment in tried:
+            break
+        tried.add(payment)
+        installments = _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
+        sound = _annuity_is_sound(installments, payment, interest_only_months)
+        excess = installments[-1].total - payment
+        if sound and excess <= last_installment_tolerance(payment, term_months):
+            return payment, installments
+        # What the schedule misses by, counted at its end: the last installment's excess, plus
+        # whatever months that did not pay exactly `payment` (a balance run out early, or
+        # interest that ate the payment) put off or brought forward.
+        miss = excess + sum((i.total - payment for i in installments[interest_only_months:-1]), ZERO)
+        step = (miss / slope / KOPEK).to_integral_value(ROUND_HALF_UP)
+        payment += (step or (1 if miss > 0 else -1)) * KOPEK
+    raise ScheduleError(
+        "these terms cannot be scheduled to the kopek: at this rate and term one kopek of monthly "
+        "payment changes the last installment by more than its tolerance, so it would end far from "
+        "the others; choose a shorter term, a lower rate or a larger amount"
+    )
+
+
 def build_schedule(
     amount: Decimal,
     rate_annual: Decimal,
@@ -179,16 +245,7 @@ def build_schedule(
     rate = rate_annual
     amortizing = term_months - interest_only_months
     if method == "annuity":
-        payment = annuity_payment(amount, rate_annual, amortizing)
-        installments = _amortize(amount, rate, term_months, start_date, interest_only_months, payment, None)
-        if not _annuity_is_sound(installments, payment, interest_only_months):
-            payment = payment - KOPEK if payment > KOPEK else payment
-            installments = _amortize(amount, rate, term_months, start_date, interest_only_months, payment, None)
-            if not _annuity_is_sound(installments, payment, interest_only_months):
-                raise ScheduleError(
-                    "at this rate and term the monthly payment would barely cover the interest; "
-                    "choose a shorter term, a lower rate or a larger amount"
-                )
+        payment, installments = _level_annuity(amount, rate, term_months, start_date, interest_only_months)
     elif method == "differentiated":
         level_principal = round_money(amount / amortizing)
         installments = _amortize(amount, rate, term_months, start_date, interest_only_months, None, level_principal)

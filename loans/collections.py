@@ -6,15 +6,19 @@ activity): a retry or a stalled attempt gets the first answer and moves nothing 
 
 from __future__ import annotations
 
+import uuid
+from decimal import Decimal
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
 from core.errors import InsufficientFunds
-from domain.allocation import split_pro_rata, weights_by_investor
 from domain.collection import collection_waterfall, total_of
+from domain.money import ZERO
 from ledger.postings import Leg, find_posted, lock_accounts, merge_legs, post_transaction
-from loans.common import available_account_of, holdings, investments_of
+from loans.common import available_account_of, investments_of
+from loans.investor_shares import pay_investments
 from models.ledger import LedgerAccount
 from models.loan_workflow import CollectInput, CollectResult, InstallmentAmounts
 from models.loans import RepaymentInstallment
@@ -23,15 +27,15 @@ from scoring.points import award_points
 
 def collect_installments(session: Session, input: CollectInput) -> CollectResult:
     """Takes what the borrower's wallet holds, up to what is due (the waterfall in
-    domain/collection.py), and distributes it to the investors pro rata (largest remainder)."""
+    domain/collection.py), and pays each investment its part of each installment paid, by
+    what it is still owed under its agreement (loans/investor_shares.py)."""
     done = find_posted(session, input.key)
     if done is not None:  # committed before outcomes were recorded (loans/exactly_once.py)
         return CollectResult.model_validate(done.details["result"])
     available_account = available_account_of(session, input.borrower_id)
-    investors = holdings(investments_of(session, input.loan_id))
-    payees = {
-        investor_id: available_account_of(session, investor_id).id for investor_id in {h.investor_id for h in investors}
-    }
+    investments = investments_of(session, input.loan_id)
+    investor_of = {i.id: i.investor_id for i in investments}
+    payees = {investor_id: available_account_of(session, investor_id).id for investor_id in set(investor_of.values())}
     # The lock order (ledger/postings.py): every account this collection may touch, in
     # ascending id order, before reading what the borrower's wallet holds.
     lock_accounts(session, {available_account.id, *payees.values()})
@@ -48,9 +52,13 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
     paid = collection_waterfall(available, input.items)
     result = CollectResult(total=total_of(paid), items=paid)
     if result.total > 0:
-        shares = split_pro_rata(result.total, weights_by_investor(investors))
+        receipts = pay_investments(session, input.loan_id, paid)
+        shares: dict[uuid.UUID, Decimal] = {}
+        for investment_id, receipt in receipts.items():
+            investor_id = investor_of[investment_id]
+            shares[investor_id] = shares.get(investor_id, ZERO) + receipt.total
         legs = [Leg(available_account.id, -result.total)]
-        legs += [Leg(payees[investor_id], share) for investor_id, share in shares.items()]
+        legs += [Leg(payees[investor_id], share) for investor_id, share in shares.items() if share]
         post_transaction(
             session,
             key=input.key,
@@ -61,6 +69,10 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
             details={
                 "result": result.model_dump(mode="json"),
                 "shares": {str(k): f"{v:.2f}" for k, v in shares.items()},
+                "by_investment": {
+                    str(k): {"principal": f"{r.principal:.2f}", "interest": f"{r.interest:.2f}", "fee": f"{r.fee:.2f}"}
+                    for k, r in receipts.items()
+                },
             },
         )
     _apply_to_schedule(session, input, paid)

@@ -14,10 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
+from core.errors import Conflict
 from domain.default_cover import DefaultSplit, reserve_cover, split_default
 from ledger.accounts import platform_account
 from ledger.postings import Leg, lock_accounts, merge_legs, post_transaction
-from loans.common import available_account_of, holdings, investments_of, loan_row, notify
+from loans.common import available_account_of, investments_of, loan_row, notify
+from loans.investor_shares import outstanding_principal_by_investment
 from models.ledger import LedgerAccount
 from models.loan_workflow import DefaultInput, DefaultResult
 from models.loans import Investment, RepaymentInstallment
@@ -77,8 +79,14 @@ def _cover_from_the_reserve_fund(session: Session, input: DefaultInput, investme
     # before reading what the fund holds.
     lock_accounts(session, {fund_account.id, *payees.values()})
     fund = session.execute(select(LedgerAccount.balance).where(LedgerAccount.id == fund_account.id)).scalar_one()
+    owed = outstanding_principal_by_investment(session, input.loan_id)
+    if sum(owed.values(), Decimal(0)) != input.outstanding_principal:
+        raise Conflict(
+            f"the investments are owed {sum(owed.values(), Decimal(0)):.2f} of principal, "
+            f"the loan says {input.outstanding_principal:.2f}"
+        )
     covered = reserve_cover(fund, input.outstanding_principal)
-    split = split_default(input.outstanding_principal, covered, holdings(investments))
+    split = split_default(covered, owed, {i.id: i.investor_id for i in investments})
     if covered > 0:
         shares = split.cover_by_investor
         legs = [Leg(fund_account.id, -covered)]

@@ -18,6 +18,7 @@ from domain.money import ZERO
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
 from ledger.postings import Leg, find_posted, merge_legs, post_transaction
 from loans.common import available_account_of, investments_of, loan_row, notify
+from loans.investor_shares import store_agreed_shares
 from models.loan_workflow import DisburseInput, DisburseResult
 from models.loans import Investment, RepaymentInstallment
 
@@ -33,6 +34,8 @@ def disburse_loan(session: Session, input: DisburseInput) -> DisburseResult:
     _store_schedule(session, input)
     for investment in investments:
         investment.status = "active"
+    # Each investment's part of each installment: its agreement's figures, paid by collections.
+    store_agreed_shares(session, input.loan_id)
     loan = loan_row(session, input.loan_id, lock=True)
     loan.rate_annual = input.rate_annual
     loan.disbursed_at = loan.disbursed_at or input.at

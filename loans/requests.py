@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, IdempotencyConflict, InvalidRequest
+from core.settings import PLATFORM_TIME_ZONE
 from models.loan_workflow import LoanTerms, LoanWorkflowInput
 from models.loans import LoanRequest
 from models.products import LoanProduct
@@ -30,7 +31,9 @@ def terms_snapshot(product: LoanProduct) -> LoanTerms:
     return LoanTerms(**terms, product_id=product.id, product_code=product.code, product_version=product.version)
 
 
-def workflow_input(session: Session, loan: LoanRequest, time_scale: int) -> LoanWorkflowInput:
+def workflow_input(
+    session: Session, loan: LoanRequest, time_scale: int, time_zone: str = PLATFORM_TIME_ZONE
+) -> LoanWorkflowInput:
     product = session.get_one(LoanProduct, loan.product_id)
     return LoanWorkflowInput(
         loan_id=loan.id,
@@ -39,6 +42,7 @@ def workflow_input(session: Session, loan: LoanRequest, time_scale: int) -> Loan
         term_months=loan.term_months,
         terms=terms_snapshot(product),
         time_scale=time_scale,
+        time_zone=time_zone,
     )
 
 

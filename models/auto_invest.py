@@ -45,7 +45,7 @@ class AutoInvestRuleRow(Base):
     min_loan_amount: Mapped[Money] = mapped_column(nullable=False)
     max_loan_amount: Mapped[Money] = mapped_column(nullable=False)
     allowed_grades: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
-    min_rate: Mapped[Decimal] = mapped_column(Numeric(5, 2), nullable=False)
+    min_rate: Mapped[Decimal] = mapped_column(Numeric(8, 4), nullable=False)
     max_term_months: Mapped[int] = mapped_column(Integer, nullable=False)
     reinvest_returns: Mapped[bool] = mapped_column(Boolean, nullable=False)
     max_portfolio_share_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))

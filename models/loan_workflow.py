@@ -77,9 +77,15 @@ class InstallmentState(BaseModel):
     interest: Decimal
     paid_principal: Decimal = Decimal("0.00")
     paid_interest: Decimal = Decimal("0.00")
-    # Late fee accrued up to overdue day `fee_accrued_day` (see domain.fees).
+    # Late fee accrued up to overdue day `fee_accrued_day` (see domain.fees), rounded once:
+    # `fee_exact` is the same fee unrounded (since the patch borrowers-time).
     fee_accrued: Decimal = Decimal("0.00")
     fee_accrued_day: int = 0
+    fee_exact: Decimal = Decimal("0")
+    # The day (in the platform's time zone) of the collection attempt that found this
+    # installment short after its due day had ended: it is overdue from then, not from the
+    # due date, so time the platform was away never counts against the borrower.
+    overdue_since: date | None = None
     paid_fee: Decimal = Decimal("0.00")
     status: InstallmentStatus = "pending"
 
@@ -165,6 +171,9 @@ class LoanWorkflowInput(BaseModel):
     # Benchmarks only (the API never sets it): pins the sandbox clock's origin, and so the
     # loan's start date, to this instant, so that many loans fall due at the same moment.
     clock_origin: datetime | None = None
+    # The platform's time zone: due dates are whole days in it (since the patch
+    # borrowers-time; loans started before it count UTC days).
+    time_zone: str = "UTC"
     # Set when the workflow continues as new.
     state: LoanState | None = None
 
@@ -201,6 +210,9 @@ class FundsArrived(BaseModel):
     """Signal: money arrived in the borrower's wallet (a confirmed deposit)."""
 
     deposit_id: uuid.UUID | None = None
+    # When it arrived (the confirmation): late fees stop accruing there, however late the
+    # loan hears of it. None: now.
+    at: datetime | None = None
 
 
 class EarlyRepaymentRequest(BaseModel):

@@ -48,7 +48,7 @@ class LoanRequest(Base):
     amount: Mapped[Money] = mapped_column(nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False, server_default="RUB")
     term_months: Mapped[int] = mapped_column(Integer, nullable=False)
-    rate_annual: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    rate_annual: Mapped[Decimal | None] = mapped_column(Numeric(8, 4))
     purpose: Mapped[str] = mapped_column(Text, nullable=False)
     # Stored as its text (the CHECK constraint above lists them); read back as a LoanStatus.
     status: Mapped[LoanStatus] = mapped_column(StatusText(30), nullable=False, server_default="pending", index=True)
@@ -123,6 +123,30 @@ class RepaymentInstallment(Base):
     paid_interest: Mapped[Money] = mapped_column(nullable=False, server_default="0")
     late_fee_accrued: Mapped[Money] = mapped_column(nullable=False, server_default="0")
     late_fee_paid: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+
+
+class InvestmentInstallment(Base):
+    """One investment's part of one installment: the figures of its agreement (decided once,
+    at disbursement, by domain/investor_shares.py) and what collections have paid it so far."""
+
+    __tablename__ = "investment_installments"
+    __table_args__ = (
+        CheckConstraint("principal >= 0 AND interest >= 0", name="agreed_nonnegative"),
+        CheckConstraint(
+            "received_principal >= 0 AND received_principal <= principal "
+            "AND received_interest >= 0 AND received_interest <= interest AND received_fee >= 0",
+            name="received_within_agreed",
+        ),
+    )
+
+    investment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("investments.id"), primary_key=True)
+    payment_num: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("loan_requests.id"), nullable=False, index=True)
+    principal: Mapped[Money] = mapped_column(nullable=False)
+    interest: Mapped[Money] = mapped_column(nullable=False)
+    received_principal: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+    received_interest: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+    received_fee: Mapped[Money] = mapped_column(nullable=False, server_default="0")
 
 
 class Notification(Base):

@@ -3,10 +3,13 @@ activities and (as a snapshot) the loan workflow."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.schedule import RATE_STEP, ScheduleError, build_schedule
 
 RISK_GRADES = ("A", "B", "C", "D", "E")
 
@@ -60,15 +63,36 @@ class ProductTerms(BaseModel):
         if set(self.rates_by_grade) != set(RISK_GRADES):
             raise ValueError(f"rates_by_grade needs a rate for each grade {', '.join(RISK_GRADES)}")
         for grade, rate in self.rates_by_grade.items():
-            if rate < 0 or rate > 200 or rate != rate.quantize(Decimal("0.01")):
-                raise ValueError(f"rate for grade {grade} must be 0 to 200 % a year with at most two decimals")
+            if rate < 0 or rate > 200 or rate != rate.quantize(RATE_STEP):
+                raise ValueError(f"rate for grade {grade} must be 0 to 200 % a year with at most four decimals")
         if self.platform_fee_percent + self.reserve_fund_percent >= 100:
             raise ValueError("platform fee and reserve contribution together must stay below 100%")
         if self.min_investment > self.max_amount:
             raise ValueError("min_investment must not exceed max_amount")
         if self.interest_only_months >= self.min_term_months:
             raise ValueError("interest_only_months must be shorter than the shortest term")
+        self._every_loan_can_be_scheduled()
         return self
+
+    def _every_loan_can_be_scheduled(self) -> None:
+        """The limits must not admit terms whose schedule domain/schedule.py refuses (a last
+        installment far above the others). The hardest case is the smallest amount at the
+        dearest rate over the longest term; the shortest term is checked too."""
+        rate = max(self.rates_by_grade.values())
+        for term in sorted({self.min_term_months, self.max_term_months}):
+            try:
+                build_schedule(
+                    self.min_amount,
+                    rate,
+                    term,
+                    date(2000, 1, 1),
+                    self.amortization_method,
+                    self.interest_only_months,
+                )
+            except ScheduleError as error:
+                raise ValueError(
+                    f"{self.min_amount:.2f} at {rate}% over {term} months cannot be scheduled: {error}"
+                ) from None
 
     def rate_for_grade(self, grade: str) -> Decimal:
         return self.rates_by_grade[grade]  # type: ignore[index]

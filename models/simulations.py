@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, Money, Percent, created_at_column, uuid_pk
+from models.base import Base, Money, created_at_column, uuid_pk
 
 
 class Simulation(Base):
@@ -29,7 +30,7 @@ class Simulation(Base):
     product_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("loan_products.id"))
     risk_grade: Mapped[str | None] = mapped_column(String(1))
     amount: Mapped[Money] = mapped_column(nullable=False)
-    rate_annual: Mapped[Percent] = mapped_column(nullable=False)
+    rate_annual: Mapped[Decimal] = mapped_column(Numeric(8, 4), nullable=False)
     term_months: Mapped[int] = mapped_column(Integer, nullable=False)
     method: Mapped[str] = mapped_column(String(20), nullable=False)
     interest_only_months: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
+from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, InvalidRequest, NotFound
+from domain.money import format_rate
+from domain.schedule import ScheduleError, build_schedule
 from models.product_terms import ProductTerms
 from models.products import LoanProduct
 
@@ -40,7 +44,7 @@ def terms_of(product: LoanProduct) -> ProductTerms:
 
 def _row(terms: ProductTerms, version: int, created_by: uuid.UUID | None) -> LoanProduct:
     data = terms.model_dump()
-    data["rates_by_grade"] = {grade: f"{rate:.2f}" for grade, rate in terms.rates_by_grade.items()}
+    data["rates_by_grade"] = {grade: format_rate(rate) for grade, rate in terms.rates_by_grade.items()}
     return LoanProduct(**data, version=version, is_current=True, created_by=created_by)
 
 
@@ -107,3 +111,17 @@ def check_request_fits(product: LoanProduct, amount, term_months: int) -> None:
             f"{product.min_term_months} to {product.max_term_months} months",
             field="term_months",
         )
+    # Whatever grade scoring gives it, the loan's schedule must exist (domain/schedule.py's
+    # rules: no last installment far above the others): refused now, not after funding.
+    for grade in sorted(product.rates_by_grade):
+        try:
+            build_schedule(
+                Decimal(amount),
+                product.rate_for_grade(grade),
+                term_months,
+                date(2000, 1, 1),  # the rounding does not depend on the dates
+                product.amortization_method,  # type: ignore[arg-type]
+                product.interest_only_months,
+            )
+        except ScheduleError as error:
+            raise InvalidRequest(f"at grade {grade}'s rate: {error}", field="term_months") from None

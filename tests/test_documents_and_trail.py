@@ -213,7 +213,7 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(
                 facts,
                 investment,
                 session.get_one(User, investment.investor_id),
-                investment_shares(facts)[investment.id],
+                investment_shares(session, facts)[investment.id],
                 settings,
             ),
         )

@@ -181,30 +181,33 @@ holdings_st = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 5_000_000)), 
 )
 
 
-@given(holdings=holdings_st, fund=kopecks, outstanding=kopecks)
-def test_the_default_split_adds_up_to_the_kopek(holdings, fund, outstanding):
+@given(holdings=holdings_st, fund=kopecks)
+def test_the_default_split_adds_up_to_the_kopek(holdings, fund):
+    # each investment is owed some principal (its amount stands in for it here)
+    owed = {h.investment_id: h.amount for h in holdings}
+    outstanding = sum(owed.values(), D(0))
     covered = reserve_cover(fund, outstanding)
     assert covered == min(fund, outstanding)
-    split = split_default(outstanding, covered, holdings)
+    split = split_default(covered, owed, {h.investment_id: h.investor_id for h in holdings})
     assert sum(split.cover_by_investor.values(), D(0)) == covered
     assert sum((c for c, _ in split.by_investment.values()), D(0)) == covered
     assert split.loss == outstanding - covered
     assert set(split.by_investment) == {h.investment_id for h in holdings}
+    # nobody is covered above what they are owed; cover + loss is exactly what each is owed
     assert all(c >= 0 and lost >= 0 for c, lost in split.by_investment.values())
+    assert all(c + lost == owed[k] for k, (c, lost) in split.by_investment.items())
 
 
 def test_the_default_split_by_hand():
     a, b = uuid.UUID(int=1001), uuid.UUID(int=1002)
-    holdings = [
-        Holding(uuid.UUID(int=1), a, D("50000.00")),
-        Holding(uuid.UUID(int=2), b, D("30000.00")),
-        Holding(uuid.UUID(int=3), a, D("20000.00")),
-    ]
-    split = split_default(D("90000.00"), reserve_cover(D("52000.00"), D("90000.00")), holdings)
-    # investor a lent 70%: 36,400 of the 52,000 cover and 63,000 of the 90,000 outstanding
+    owed = {uuid.UUID(int=1): D("45000.00"), uuid.UUID(int=2): D("27000.00"), uuid.UUID(int=3): D("18000.00")}
+    investor_of = {uuid.UUID(int=1): a, uuid.UUID(int=2): b, uuid.UUID(int=3): a}
+    split = split_default(reserve_cover(D("52000.00"), D("90000.00")), owed, investor_of)
+    # 52,000 of the 90,000 owed is covered: 52/90 of each investment's principal still owed,
+    # 26,000 / 15,600 / 10,400, and investor a (two investments) gets 36,400
     assert split.cover_by_investor == {a: D("36400.00"), b: D("15600.00")}
     assert split.by_investment == {
         uuid.UUID(int=1): (D("26000.00"), D("19000.00")),
-        uuid.UUID(int=3): (D("10400.00"), D("7600.00")),
         uuid.UUID(int=2): (D("15600.00"), D("11400.00")),
+        uuid.UUID(int=3): (D("10400.00"), D("7600.00")),
     }

@@ -91,7 +91,7 @@ def test_calculator_differentiated_and_zero_rate(client):
         ({"term_months": 601}, "term_months"),
         ({"rate_annual": "-1"}, "rate_annual"),
         ({"rate_annual": "250"}, "rate_annual"),
-        ({"rate_annual": "10.123"}, "rate_annual"),
+        ({"rate_annual": "10.12345"}, "rate_annual"),  # rates have four decimals at most
         ({"amount": "1000.001"}, "amount"),
         ({"amount": "-5"}, "amount"),
         ({"method": "balloon"}, "method"),
@@ -109,7 +109,20 @@ def test_calculator_bad_input_is_422_with_the_field(client, change, field):
 def test_calculator_refuses_a_loan_that_cannot_amortize(client):
     response = client.post("/v1/calculator", json={"amount": "1000.00", "rate_annual": "200", "term_months": 600})
     assert response.status_code == 422
-    assert "barely cover the interest" in response.json()["detail"]
+    assert "cannot be scheduled to the kopek" in response.json()["detail"]
+
+
+def test_calculator_refuses_a_monster_last_installment_and_prices_four_decimal_rates(client):
+    # the rounded payment would leave 3,062,145.63 for the last month of this one
+    monster = client.post("/v1/calculator", json={"amount": "4890435.23", "rate_annual": "73.82", "term_months": 282})
+    assert monster.status_code == 422 and "cannot be scheduled to the kopek" in monster.json()["detail"]
+    priced = client.post("/v1/calculator", json={"amount": "10000.00", "rate_annual": "9.4822", "term_months": 36})
+    assert priced.status_code == 200, priced.text
+    body = priced.json()
+    assert body["rate_annual"] == "9.4822"
+    assert body["schedule"][0]["interest"] == "79.02"  # 10,000 x 9.4822% / 12 = 79.018...
+    last, payment = Decimal(body["schedule"][-1]["total"]), Decimal(body["payment"])
+    assert abs(last - payment) <= Decimal("0.36")  # within a kopek a month of the term
 
 
 def test_calculator_checks_product_ranges(client, seeded):
@@ -158,6 +171,12 @@ def test_products_are_read_by_anyone_and_changed_by_operators_as_new_versions(cl
         ({"amortization_method": "balloon"}, "amortization_method"),
         ({"funding_window_days": 0}, "funding_window_days"),
         ({"secret_flag": True}, "secret_flag"),
+        ({"rates_by_grade": {"A": "9.48221", "B": "1", "C": "1", "D": "1", "E": "1"}}, "four decimals"),
+        # limits that admit a loan whose last installment would dwarf the others
+        (
+            {"max_term_months": 600, "rates_by_grade": {g: "150" for g in "ABCDE"}},
+            "cannot be scheduled to the kopek",
+        ),
     ],
 )
 def test_product_validation(client, seeded, operator, change, message):
@@ -175,9 +194,11 @@ def test_new_product_and_duplicate(client, seeded, operator):
         "amortization_method": "differentiated",
         "interest_only_months": 2,
         "requires_manual_approval": True,
+        "rates_by_grade": {**STANDARD_TERMS["rates_by_grade"], "A": "9.4822"},  # priced as lenders price
     }
     created = client.post("/v1/operator/products", json=body, headers=operator.headers)
     assert created.status_code == 201 and created.json()["version"] == 1
+    assert created.json()["rates_by_grade"]["A"] == "9.4822"
     assert client.post("/v1/operator/products", json=body, headers=operator.headers).status_code == 409
     codes = [p["code"] for p in client.get("/v1/products").json()]
     assert codes == ["agro", "standard"]

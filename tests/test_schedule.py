@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.money import round_money
-from domain.schedule import ScheduleError, annuity_payment, build_schedule, monthly_rate, period_interest
+from domain.schedule import (
+    ScheduleError,
+    annuity_payment,
+    build_schedule,
+    last_installment_tolerance,
+    monthly_rate,
+    period_interest,
+)
 
 D = Decimal
 
@@ -27,7 +34,7 @@ def exact_interest(balance: Decimal, rate_annual: Decimal) -> Decimal:
 
 
 amounts = st.decimals(min_value=D("1000.00"), max_value=D("100000000.00"), places=2)
-rates = st.decimals(min_value=D("0.00"), max_value=D("100.00"), places=2)
+rates = st.decimals(min_value=D("0.0000"), max_value=D("100.0000"), places=4)
 terms = st.integers(min_value=1, max_value=360)
 starts = st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31))
 methods = st.sampled_from(["annuity", "differentiated"])
@@ -47,11 +54,14 @@ def test_schedule_properties(loan):
     try:
         schedule = build_schedule(amount, rate, term, start, method, grace)
     except ScheduleError:
-        # Refused only where the loan cannot amortize: the exact annuity would repay less
-        # than two kopecks of principal in its first month.
+        # Refused only where rounding to kopecks cannot work: one kopek of monthly payment
+        # moves the last installment by more than a quarter of its tolerance.
         r = monthly_rate(rate)
-        growth = (1 + r) ** (term - grace)
-        assert method == "annuity" and amount * r / (growth - 1) < D("0.02")
+        amortizing = term - grace
+        growth = 1 + r
+        kopek_moves_last_by = D("0.01") * sum(growth**k for k in range(amortizing))
+        payment = annuity_payment(amount, rate, amortizing)
+        assert method == "annuity" and kopek_moves_last_by > last_installment_tolerance(payment, term) / 4
         return
     items = schedule.installments
     assert len(items) == term
@@ -71,8 +81,10 @@ def test_schedule_properties(loan):
     assert all(i.principal == 0 and i.interest_only for i in items[:grace])
     amortizing = items[grace:]
     if method == "annuity":
-        # every amortizing installment but the last equals the payment
+        # every amortizing installment but the last equals the payment, and the last is no
+        # monster: at most the tolerance above it (and never nothing)
         assert all(i.total == schedule.payment for i in amortizing[:-1])
+        assert 0 < items[-1].total <= schedule.payment + last_installment_tolerance(schedule.payment, term)
     else:
         # equal principal but the last, which takes the rounding
         assert len({i.principal for i in amortizing[:-1]}) <= 1
@@ -153,3 +165,22 @@ def test_interest_only_months():
 def test_bad_inputs_are_refused(args, message):
     with pytest.raises(ScheduleError, match=message):
         build_schedule(*args, start_date=date(2026, 1, 1))
+
+
+def test_a_last_installment_far_above_the_payment_is_refused():
+    # One kopek of payment moves this loan's last installment by about 3 million: no kopek
+    # payment ends near the others (the rounded one left 3,062,145.63 for the last month).
+    with pytest.raises(ScheduleError, match="cannot be scheduled to the kopek"):
+        build_schedule(D("4890435.23"), D("73.82"), 282, date(2026, 1, 15))
+    # A long loan at an ordinary rate is corrected to end within its tolerance instead.
+    schedule = build_schedule(D("1000000.00"), D("30"), 282, date(2026, 1, 15))
+    excess = schedule.installments[-1].total - schedule.payment
+    assert abs(excess) <= last_installment_tolerance(schedule.payment, 282)
+
+
+def test_rates_are_priced_to_four_decimals():
+    schedule = build_schedule(D("10000.00"), D("9.4822"), 36, date(2026, 1, 15))
+    assert schedule.installments[0].interest == exact_interest(D("10000.00"), D("9.4822")) == D("79.02")
+    assert sum(i.principal for i in schedule.installments) == D("10000.00")
+    with pytest.raises(ScheduleError, match="four decimals"):
+        build_schedule(D("10000.00"), D("9.48225"), 36, date(2026, 1, 15))

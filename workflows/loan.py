@@ -12,8 +12,13 @@ as non-retryable ApplicationErrors whose type names the class.
 
 Deterministic: no I/O, no clock but workflow.now(). The sandbox clock: the repayment phase
 runs on "loan time", which passes `time_scale` times faster than workflow time from the
-moment of disbursement. Due dates are real calendar dates of loan time; timers sleep the
-scaled-down real duration.
+moment of disbursement. Due dates are real calendar dates of loan time, whole days in the
+platform's time zone; timers sleep the scaled-down real duration.
+
+The borrower's time (patch borrowers-time; README "How a loan lives"): an installment is
+overdue only once a collection attempt after its due day ended found the wallet short, and
+from that attempt on; a loan defaults only right after an attempt to collect everything due
+failed, once an installment has stayed overdue that long; late fees stop when money arrives.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.documents import DocumentActivities
     from activities.loans import LoanActivities
     from core.errors import InsufficientFunds
+    from domain.calendar import day_of, day_start
     from domain.early_repayment import quote_early_repayment
-    from domain.fees import accrue_late_fee
+    from domain.fees import accrue_late_fee, late_fee_exact
     from domain.investment_rules import check_investment
     from domain.money import ZERO, round_money
     from domain.refusals import (
@@ -90,6 +96,8 @@ UPDATES_PER_RUN_LIMIT = 1900
 # Status changes that money activities used to record themselves, recorded like every other
 # since these patches (a loan.status step on the trail; the activities no longer write it).
 # One patch per transition: a loan paid out before the change still records its repayment.
+# Since this patch a loan runs on the borrower's time (the module's docstring).
+BORROWERS_TIME = "borrowers-time"
 RECORDED_SINCE_PATCH = {
     LoanStatus.active: "record-status-active",
     LoanStatus.defaulted: "record-status-defaulted",
@@ -134,6 +142,11 @@ class LoanWorkflow:
         self._approval: ApprovalDecision | None = None
         self._draining = False
         self._waiting_for = ""
+        # The earliest moment (workflow time) money arrived since the last collection attempt.
+        self._funds_arrived_at: datetime | None = None
+        # Decided once per run, before any handler: a run of a loan started before the patch
+        # keeps the old rules until it continues as new.
+        self._on_borrowers_time = workflow.patched(BORROWERS_TIME)
 
     # -- run: the lifecycle diagram ----------------------------------------------------------
     @workflow.run
@@ -496,7 +509,7 @@ class LoanWorkflow:
         state, input, terms = self._state, self._input, self._input.terms
         if state.clock_origin is None:
             state.clock_origin = input.clock_origin or workflow.now()
-            state.disbursed_on = state.clock_origin.date()
+            state.disbursed_on = self._day_of(state.clock_origin)
         assert state.rate_annual is not None and state.disbursed_on is not None
         schedule = build_schedule(
             input.amount,
@@ -582,20 +595,19 @@ class LoanWorkflow:
         return [i for i in self._state.installments if not i.settled]
 
     async def _repay(self) -> None:
-        state, input, terms = self._state, self._input, self._input.terms
+        state, input = self._state, self._input
         while state.status == LoanStatus.active:
             self._funds_arrived = False
             async with self._lock:
                 if state.status != LoanStatus.active:
                     break
                 await self._collect_due()
-                unsettled = self._unsettled()
-                if not unsettled:
+                if not self._unsettled():
                     await self._complete()
                     break
-                today = self._loan_now().date()
-                oldest = unsettled[0]
-                if oldest.due_date <= today and (today - oldest.due_date).days >= terms.default_after_days_overdue:
+                # Right after an attempt to collect everything due: what is still overdue,
+                # the borrower really did not pay.
+                if self._threshold_passed():
                     await self._default()
                     break
             wake, why = self._next_wake()
@@ -614,40 +626,120 @@ class LoanWorkflow:
             ):
                 await self._continue_as_new()
 
+    # -- the borrower's time ----------------------------------------------------------------------
+    def _borrowers_time(self) -> bool:
+        return self._on_borrowers_time
+
+    def _time_zone(self) -> str:
+        return self._input.time_zone if self._borrowers_time() else "UTC"
+
+    def _day_of(self, moment: datetime) -> date:
+        """The calendar day of a (loan-time) moment in the platform's time zone."""
+        return day_of(moment, self._time_zone())
+
+    def _day_start(self, day: date) -> datetime:
+        return day_start(day, self._time_zone())
+
+    def _today(self) -> date:
+        return self._day_of(self._loan_now())
+
+    def _to_loan_time(self, moment: datetime) -> datetime:
+        origin = self._state.clock_origin
+        if origin is None or moment <= origin:
+            return moment
+        return origin + (moment - origin) * self._input.time_scale
+
+    @staticmethod
+    def _counted_from(item: InstallmentState) -> date:
+        """The day an overdue installment's days are counted from: the day before the attempt
+        that found it short (the due date itself when the platform was there on time)."""
+        return item.overdue_since - timedelta(days=1) if item.overdue_since else item.due_date
+
+    def _threshold_passed(self) -> bool:
+        terms, today = self._input.terms, self._today()
+        if not self._borrowers_time():
+            oldest = self._unsettled()[0]
+            return oldest.due_date <= today and (today - oldest.due_date).days >= terms.default_after_days_overdue
+        overdue = [i for i in self._unsettled() if i.status == "overdue"]
+        return bool(overdue) and (
+            (today - min(self._counted_from(i) for i in overdue)).days >= terms.default_after_days_overdue
+        )
+
     def _next_wake(self) -> tuple[datetime, str]:
         """When the loan next has something to do (in loan time), and what."""
-        today = self._loan_now().date()
+        today = self._today()
         unsettled = self._unsettled()
         count = len(self._state.installments)
+        threshold_days = timedelta(days=self._input.terms.default_after_days_overdue)
         moments = [
-            (_midnight(i.due_date), f"installment {i.payment_num} of {count} due {i.due_date:%Y-%m-%d}")
+            (self._day_start(i.due_date), f"installment {i.payment_num} of {count} due {i.due_date:%Y-%m-%d}")
             for i in unsettled
             if i.due_date > today
         ][:1]
-        overdue = [i for i in unsettled if i.due_date <= today]
+        if not self._borrowers_time():
+            overdue = [i for i in unsettled if i.due_date <= today]
+            if overdue:
+                threshold = overdue[0].due_date + threshold_days
+                moments.append(
+                    (
+                        _midnight(threshold),
+                        f"default threshold of installment {overdue[0].payment_num} on {threshold:%Y-%m-%d}",
+                    )
+                )
+            return min(moments, key=lambda m: m[0])
+        for item in unsettled:
+            if item.status == "pending" and item.due_date <= today:
+                # Short on its due day: paid on time until the day ends; then tried again.
+                moments.append(
+                    (
+                        self._day_start(item.due_date + timedelta(days=1)),
+                        f"the end of installment {item.payment_num}'s due day {item.due_date:%Y-%m-%d}",
+                    )
+                )
+                break
+        overdue = [i for i in unsettled if i.status == "overdue"]
         if overdue:
-            threshold = overdue[0].due_date + timedelta(days=self._input.terms.default_after_days_overdue)
+            first = min(overdue, key=self._counted_from)
+            threshold = self._counted_from(first) + threshold_days
             moments.append(
                 (
-                    _midnight(threshold),
-                    f"default threshold of installment {overdue[0].payment_num} on {threshold:%Y-%m-%d}",
+                    self._day_start(threshold),
+                    f"default threshold of installment {first.payment_num} on {threshold:%Y-%m-%d}",
                 )
             )
         return min(moments, key=lambda m: m[0])
 
-    def _accrue_fees(self, today: date) -> None:
+    def _accrue_fees(self, until: date) -> None:
+        """Late fees of overdue installments up to the day `until`."""
         terms = self._input.terms
+        borrowers_time = self._borrowers_time()
         for item in self._unsettled():
-            days = (today - item.due_date).days
-            if days > item.fee_accrued_day:
-                item.fee_accrued += accrue_late_fee(
-                    item.principal_due + item.interest_due,
+            if borrowers_time and item.status != "overdue":
+                continue  # not overdue (yet): no fee, whatever the calendar says
+            days = (until - self._counted_from(item)).days
+            if days <= item.fee_accrued_day:
+                continue
+            overdue_amount = item.principal_due + item.interest_due
+            if borrowers_time:
+                if item.fee_exact == 0 and item.fee_accrued > 0:
+                    item.fee_exact = item.fee_accrued  # accrued before fees were rounded once
+                item.fee_exact += late_fee_exact(
+                    overdue_amount,
                     terms.late_fee_percent_per_day,
                     terms.late_fee_grace_days,
                     item.fee_accrued_day,
                     days,
                 )
-                item.fee_accrued_day = days
+                item.fee_accrued = round_money(item.fee_exact)
+            else:
+                item.fee_accrued += accrue_late_fee(
+                    overdue_amount,
+                    terms.late_fee_percent_per_day,
+                    terms.late_fee_grace_days,
+                    item.fee_accrued_day,
+                    days,
+                )
+            item.fee_accrued_day = days
 
     async def _collect(
         self, items: list[AmountsDue], key: str, purpose: str, require_full: bool, summary: str
@@ -682,12 +774,19 @@ class LoanWorkflow:
         return result
 
     async def _collect_due(self) -> None:
+        """One attempt to collect everything due. Whatever is still short after it, once its
+        due day has ended, is overdue from this attempt on."""
         state, input = self._state, self._input
-        today = self._loan_now().date()
+        today = self._today()
         due = [i for i in self._unsettled() if i.due_date <= today]
         if not due:
             return
-        self._accrue_fees(today)
+        fees_until = today
+        if self._funds_arrived_at is not None and self._borrowers_time():
+            # Money that arrived while the loan was not looking stops the fees when it came.
+            fees_until = min(today, self._day_of(self._to_loan_time(self._funds_arrived_at)))
+        self._funds_arrived_at = None
+        self._accrue_fees(fees_until)
         state.collection_seq += 1
         numbers = ", ".join(str(i.payment_num) for i in due)
         await self._collect(
@@ -697,20 +796,26 @@ class LoanWorkflow:
             require_full=False,
             summary=f"collect installment(s) {numbers} of {len(state.installments)} (loan date {today:%Y-%m-%d})",
         )
+        borrowers_time = self._borrowers_time()
         for item in due:
-            if item.status == "pending":
-                item.status = "overdue"
-                await self._call(
-                    LoanActivities.mark_installment_overdue,
-                    OverdueNotice(
-                        loan_id=input.loan_id,
-                        borrower_id=input.borrower_id,
-                        payment_num=item.payment_num,
-                        amount_due=item.principal_due + item.interest_due,
-                        due_date=item.due_date,
-                    ),
-                    summary=f"installment {item.payment_num} of {item.due_date:%Y-%m-%d} is overdue",
-                )
+            if item.status != "pending":
+                continue
+            if borrowers_time:
+                if item.due_date >= today:
+                    continue  # its due day has not ended: money later today is still on time
+                item.overdue_since = today
+            item.status = "overdue"
+            await self._call(
+                LoanActivities.mark_installment_overdue,
+                OverdueNotice(
+                    loan_id=input.loan_id,
+                    borrower_id=input.borrower_id,
+                    payment_num=item.payment_num,
+                    amount_due=item.principal_due + item.interest_due,
+                    due_date=item.due_date,
+                ),
+                summary=f"installment {item.payment_num} of {item.due_date:%Y-%m-%d} is overdue",
+            )
 
     async def _default(self) -> None:
         input = self._input
@@ -745,6 +850,9 @@ class LoanWorkflow:
     def funds_arrived(self, event: FundsArrived) -> None:
         """Money arrived in the borrower's wallet: try to collect what is overdue."""
         self._funds_arrived = True
+        arrived = min(event.at, workflow.now()) if event.at else workflow.now()
+        if self._funds_arrived_at is None or arrived < self._funds_arrived_at:
+            self._funds_arrived_at = arrived
 
     @workflow.update
     async def repay_early(self, request: EarlyRepaymentRequest) -> EarlyRepaymentResult:
@@ -756,7 +864,7 @@ class LoanWorkflow:
             if state.status != LoanStatus.active:
                 raise _failure(LoanNotActive(f"the loan is {state.status}, not active"))
             assert state.rate_annual is not None and state.disbursed_on is not None
-            today = self._loan_now().date()
+            today = self._today()
             self._accrue_fees(today)
             items = quote_early_repayment(state.installments, today, state.disbursed_on, state.rate_annual)
             # One key per request: a refusal is recorded under its key for good
@@ -809,7 +917,7 @@ class LoanWorkflow:
             risk_grade=state.grade,
             score=state.score,
             rejection_reason=state.rejection_reason,
-            loan_today=self._loan_now().date() if state.clock_origin else None,
+            loan_today=self._today() if state.clock_origin else None,
             installments=state.installments,
         )
 

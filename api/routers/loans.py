@@ -108,7 +108,10 @@ async def create_loan(
             client_key=idempotency_key,
         )
         if created:
-            payload = start_loan_payload(workflow_input(session, loan, settings.LOAN_TIME_SCALE), settings.TASK_QUEUE)
+            payload = start_loan_payload(
+                workflow_input(session, loan, settings.LOAN_TIME_SCALE, settings.PLATFORM_TIME_ZONE),
+                settings.TASK_QUEUE,
+            )
             message_ids = [enqueue(session, "start_loan_workflow", loan.workflow_id, payload)]
         else:  # a resend: start it now if the first request could not
             message_ids = undelivered_ids(session, loan.workflow_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -61,7 +62,14 @@ async def confirm(
                 )
             )
             message_ids = [
-                enqueue(session, "funds_arrived", workflow_id, {"deposit_id": str(deposit.id)})
+                enqueue(
+                    session,
+                    "funds_arrived",
+                    workflow_id,
+                    # When the money arrived: late fees stop there, however late the loan
+                    # hears of it (a worker outage is not the borrower's cost).
+                    {"deposit_id": str(deposit.id), "at": (deposit.decided_at or datetime.now(UTC)).isoformat()},
+                )
                 for workflow_id in workflow_ids
             ]
         return DepositOut.model_validate(deposit), message_ids

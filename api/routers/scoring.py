@@ -20,6 +20,7 @@ from api.schemas.scoring import (
     ScoringFactorOut,
 )
 from core.errors import Forbidden
+from domain.money import format_rate
 from models.scoring import ScoringRulesVersion
 from scoring.points import payment_history, points_entries
 from scoring.rules import all_versions, change_rules, current_rules, rules_version
@@ -68,7 +69,7 @@ def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> 
         status=loan.status,
         score=loan.scoring_score,
         grade=loan.risk_grade,
-        rate_annual=f"{loan.rate_annual:.2f}" if loan.rate_annual is not None else None,
+        rate_annual=format_rate(loan.rate_annual) if loan.rate_annual is not None else None,
         decision=details.get("decision"),
         rules_version=loan.scoring_rules_version,
         reasons=[ScoringFactorOut(**r) for r in details.get("reasons", [])],

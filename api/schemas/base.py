@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from domain.money import format_money
+from domain.money import format_money, format_rate
 
 # The largest amount the platform accepts anywhere: one billion. NUMERIC(15,2) could hold
 # more, but an amount above this is a typo or an attack, not a loan.
@@ -73,12 +73,17 @@ Amount = Annotated[
 # An amount of money in a response: always a string with two decimals.
 Money = Annotated[Decimal, PlainSerializer(format_money, return_type=str, when_used="json")]
 
-# An annual interest rate in percent (14.00 = 14 % a year): 0 to 200, two decimals at most.
+# An annual interest rate in percent (14.00 = 14 % a year): 0 to 200, four decimals at most,
+# as lenders price them (9.4822).
 RatePercent = Annotated[
     Decimal,
     BeforeValidator(_parse_amount),
-    Field(ge=0, le=200, max_digits=5, decimal_places=2, allow_inf_nan=False, examples=["17.00"]),
+    Field(ge=0, le=200, max_digits=7, decimal_places=4, allow_inf_nan=False, examples=["17.00", "9.4822"]),
 ]
+
+
+# An annual rate in a response.
+Rate = Annotated[Decimal, PlainSerializer(format_rate, return_type=str, when_used="json")]
 
 # A whole number of months; "12", 12.5 or true are refused.
 TermMonths = Annotated[int, Field(strict=True, ge=1, le=600, examples=[12])]

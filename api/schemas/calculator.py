@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from api.schemas.base import Amount, Money, RatePercent, ResponseModel, StrictModel, TermMonths
+from api.schemas.base import Amount, Money, Rate, RatePercent, ResponseModel, StrictModel, TermMonths
 
 
 class InstallmentOut(ResponseModel):
@@ -39,7 +39,7 @@ class CalculatorIn(StrictModel):
 
 class CalculatorOut(ResponseModel):
     amount: Money
-    rate_annual: Money
+    rate_annual: Rate
     term_months: int
     method: str
     interest_only_months: int

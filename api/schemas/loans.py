@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from api.schemas.base import Amount, Money, ResponseModel, StrictModel, TermMonths
+from api.schemas.base import Amount, Money, Rate, ResponseModel, StrictModel, TermMonths
 from models.loan_status import LoanStatus
 
 
@@ -36,7 +36,7 @@ class LoanOut(ResponseModel):
     amount: Money
     currency: str
     funded_amount: Money
-    rate_annual: Money | None
+    rate_annual: Rate | None
     risk_grade: str | None
     scoring_score: int | None
     term_months: int

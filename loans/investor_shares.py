@@ -1,0 +1,174 @@
+"""Each investment's part of each installment, stored: decided once when the loan is paid
+out (domain/investor_shares.py), printed in the agreements, and paid by every collection, so
+that what an investor receives over the loan's life is their agreement's figures, to the kopek.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from domain.investor_shares import (
+    AgreedShare,
+    Entitlement,
+    Receipt,
+    ScheduledAmounts,
+    agreed_shares,
+    split_installment_payment,
+)
+from domain.money import ZERO
+from models.loan_workflow import InstallmentAmounts
+from models.loans import Investment, InvestmentInstallment, RepaymentInstallment
+
+# Investments that hold a part of a paid-out loan.
+HOLDING_STATUSES = ("active", "repaid", "defaulted")
+
+
+def _schedule(session: Session, loan_id: uuid.UUID) -> list[RepaymentInstallment]:
+    return list(
+        session.scalars(
+            select(RepaymentInstallment)
+            .where(RepaymentInstallment.loan_id == loan_id)
+            .order_by(RepaymentInstallment.payment_num)
+        )
+    )
+
+
+def _holders(session: Session, loan_id: uuid.UUID) -> list[Investment]:
+    return list(
+        session.scalars(
+            select(Investment)
+            .where(Investment.loan_id == loan_id, Investment.status.in_(HOLDING_STATUSES))
+            .order_by(Investment.created_at, Investment.id)
+        )
+    )
+
+
+def store_agreed_shares(session: Session, loan_id: uuid.UUID) -> None:
+    """Decides and stores every investment's part of every installment (the disbursement
+    calls it once the schedule is stored and the investments are active; a retry or a loan
+    paid out before shares were stored finds them or backfills them here)."""
+    schedule = _schedule(session, loan_id)
+    investments = _holders(session, loan_id)
+    if not schedule or not investments:
+        return
+    shares = agreed_shares(
+        [ScheduledAmounts(r.payment_num, r.principal, r.interest) for r in schedule],
+        {i.id: i.amount for i in investments},
+    )
+    rows = [
+        {
+            "investment_id": investment_id,
+            "payment_num": share.payment_num,
+            "loan_id": loan_id,
+            "principal": share.principal,
+            "interest": share.interest,
+        }
+        for investment_id, parts in shares.items()
+        for share in parts
+    ]
+    inserted = session.execute(
+        pg_insert(InvestmentInstallment)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["investment_id", "payment_num"])
+        .returning(InvestmentInstallment.investment_id)
+    ).all()
+    if inserted and any(r.paid_principal or r.paid_interest or r.late_fee_paid for r in schedule):
+        _backfill_receipts(session, loan_id, schedule)
+
+
+def _backfill_receipts(session: Session, loan_id: uuid.UUID, schedule: list[RepaymentInstallment]) -> None:
+    """A loan paid out before shares were stored: what it has collected so far, split by the
+    same rule as if each installment had been paid at once."""
+    for row in schedule:
+        pay_investments(
+            session,
+            loan_id,
+            [
+                InstallmentAmounts(
+                    payment_num=row.payment_num,
+                    fee=row.late_fee_paid,
+                    interest=row.paid_interest,
+                    principal=row.paid_principal,
+                )
+            ],
+        )
+
+
+def agreed_shares_of(session: Session, loan_id: uuid.UUID) -> dict[uuid.UUID, list[AgreedShare]]:
+    """Every investment's agreed part of every installment (as stored; stored now if the loan
+    was paid out before they were)."""
+    rows = _stored(session, loan_id)
+    if not rows:
+        store_agreed_shares(session, loan_id)
+        rows = _stored(session, loan_id)
+    order = {i.id: n for n, i in enumerate(_holders(session, loan_id))}
+    shares: dict[uuid.UUID, list[AgreedShare]] = {}
+    for row in sorted(rows, key=lambda r: (order.get(r.investment_id, len(order)), r.payment_num)):
+        shares.setdefault(row.investment_id, []).append(AgreedShare(row.payment_num, row.principal, row.interest))
+    return shares
+
+
+def _stored(
+    session: Session, loan_id: uuid.UUID, payment_nums: Sequence[int] | None = None, lock: bool = False
+) -> list[InvestmentInstallment]:
+    query = select(InvestmentInstallment).where(InvestmentInstallment.loan_id == loan_id)
+    if payment_nums is not None:
+        query = query.where(InvestmentInstallment.payment_num.in_(payment_nums))
+    if lock:
+        query = query.with_for_update()
+    return list(session.scalars(query.order_by(InvestmentInstallment.payment_num, InvestmentInstallment.investment_id)))
+
+
+def pay_investments(
+    session: Session, loan_id: uuid.UUID, paid: Sequence[InstallmentAmounts]
+) -> dict[uuid.UUID, Receipt]:
+    """Splits what a collection paid on each installment among the investments (each by what
+    it is still owed under its agreement), records it, and returns each investment's receipt."""
+    if not any(p.total for p in paid):
+        return {}
+    if not _stored(session, loan_id, [paid[0].payment_num]):
+        store_agreed_shares(session, loan_id)
+    rows = _stored(session, loan_id, [p.payment_num for p in paid], lock=True)
+    order = {i.id: n for n, i in enumerate(_holders(session, loan_id))}
+    by_installment: dict[int, list[InvestmentInstallment]] = {}
+    for row in sorted(rows, key=lambda r: order.get(r.investment_id, len(order))):
+        by_installment.setdefault(row.payment_num, []).append(row)
+    totals: dict[uuid.UUID, Receipt] = {}
+    for item in paid:
+        if not item.total:
+            continue
+        parts = by_installment[item.payment_num]
+        standing = {
+            r.investment_id: Entitlement(
+                AgreedShare(r.payment_num, r.principal, r.interest), r.received_principal, r.received_interest
+            )
+            for r in parts
+        }
+        receipts = split_installment_payment(item.principal, item.interest, item.fee, standing)
+        for row in parts:
+            receipt = receipts[row.investment_id]
+            row.received_principal += receipt.principal
+            row.received_interest += receipt.interest
+            row.received_fee += receipt.fee
+            before = totals.get(row.investment_id, Receipt(ZERO, ZERO, ZERO))
+            totals[row.investment_id] = Receipt(
+                before.principal + receipt.principal, before.interest + receipt.interest, before.fee + receipt.fee
+            )
+    return totals
+
+
+def outstanding_principal_by_investment(session: Session, loan_id: uuid.UUID) -> dict[uuid.UUID, Decimal]:
+    """What each investment is still owed of its principal (its agreed principal not yet received)."""
+    if not _stored(session, loan_id):
+        store_agreed_shares(session, loan_id)
+    owed: dict[uuid.UUID, Decimal] = {}
+    for row in _stored(session, loan_id):
+        owed[row.investment_id] = owed.get(row.investment_id, ZERO) + row.principal - row.received_principal
+    order = {i.id: n for n, i in enumerate(_holders(session, loan_id))}
+    return dict(sorted(owed.items(), key=lambda kv: order.get(kv[0], len(order))))
