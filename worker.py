@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import (
@@ -52,13 +54,26 @@ ACTIVITY_THREADS = 16
 DOCUMENT_RENDERERS = 1
 
 
+def _with_stand_ins(
+    activities: list[Callable[..., Any]], stand_ins: Sequence[Callable[..., Any]]
+) -> list[Callable[..., Any]]:
+    replaced = {stand_in.__name__: stand_in for stand_in in stand_ins}
+    unknown = set(replaced) - {activity.__name__ for activity in activities}
+    if unknown:
+        raise ValueError(f"no activity to stand in for: {', '.join(sorted(unknown))}")
+    return [replaced.get(activity.__name__, activity) for activity in activities]
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     session_factory: sessionmaker[Session],
     executor: ThreadPoolExecutor,
     task_queue: str | None = None,
+    stand_ins: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
+    """The platform's worker. `stand_ins` (tests only): activities that replace the real ones
+    of the same name."""
     ledger_checks = LedgerCheckActivities(session_factory)
     loans = LoanActivities(session_factory)
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
@@ -67,23 +82,26 @@ def build_worker(
         client,
         task_queue=task_queue or settings.TASK_QUEUE,
         workflows=[LedgerReconciliationWorkflow, LoanWorkflow, InvestorStatementsWorkflow, AutoInvestWorkflow],
-        activities=[
-            auto_invest.plan_auto_investments,
-            auto_invest.place_auto_investments,
-            ledger_checks.check_trial_balance,
-            documents.generate_loan_agreements,
-            documents.generate_investor_statements,
-            loans.register_loan_request,
-            loans.record_loan_status,
-            loans.score_loan_request,
-            loans.reserve_investment,
-            loans.release_investments,
-            loans.disburse_loan,
-            loans.collect_installments,
-            loans.mark_installment_overdue,
-            loans.default_loan,
-            loans.complete_loan,
-        ],
+        activities=_with_stand_ins(
+            [
+                auto_invest.plan_auto_investments,
+                auto_invest.place_auto_investments,
+                ledger_checks.check_trial_balance,
+                documents.generate_loan_agreements,
+                documents.generate_investor_statements,
+                loans.register_loan_request,
+                loans.record_loan_status,
+                loans.score_loan_request,
+                loans.reserve_investment,
+                loans.release_investments,
+                loans.disburse_loan,
+                loans.collect_installments,
+                loans.mark_installment_overdue,
+                loans.default_loan,
+                loans.complete_loan,
+            ],
+            stand_ins,
+        ),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         # Let a database transaction in flight finish rather than interrupt it on shutdown.

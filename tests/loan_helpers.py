@@ -29,11 +29,13 @@ D = Decimal
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings, factory: sessionmaker[Session], task_queue: str):
+async def running_worker(
+    client: Client, settings: Settings, factory: sessionmaker[Session], task_queue: str, stand_ins=()
+):
     from worker import ACTIVITY_THREADS, build_worker
 
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, settings, factory, executor, task_queue=task_queue)
+        worker = build_worker(client, settings, factory, executor, task_queue=task_queue, stand_ins=stand_ins)
         async with worker:
             yield worker
 

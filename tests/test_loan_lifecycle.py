@@ -67,12 +67,13 @@ async def test_loan_repaid_in_full_pays_each_investor_pro_rata(
             "repaid"
         }
         assert_books_balance(session)
-    # Each installment (34,114.12 every month) is collected on its own due date and split 5:3:2:
-    # 17,057.06 exactly; 10,234.236 and 6,822.824 round down to 10,234.23 and 6,822.82, and the
-    # kopek left over goes to the largest remainder (0.6 of a kopek: the 30% investor), so
-    # 17,057.06 / 10,234.24 / 6,822.82 a month, three times.
-    # Each: 100,000 deposited - what they lent + 3 x their monthly share.
-    expected = [D("101171.18"), D("100702.72"), D("100468.46")]  # 100,000 - 50,000 + 51,171.18, ...
+    # Each investment receives its agreement's figures (domain/investor_shares.py): its principal
+    # exactly (50,000 / 30,000 / 20,000), and the loan's 2,342.36 of interest split 5:3:2 over
+    # the whole life: 1,171.18 exactly, 702.708 and 468.472 round down to 702.70 and 468.47,
+    # and the kopek left over goes to the largest remainder (the 30% investor): 702.71.
+    # (Split month by month, the 30% investor would have received a kopek too many.)
+    # Each: 100,000 deposited - what they lent + their principal and interest back.
+    expected = [D("101171.18"), D("100702.71"), D("100468.47")]
     assert [balance_of(session_factory, investor).available for investor in investors] == expected
     assert sum(expected) == D("300000.00") + 3 * D("34114.12") - D("100000.00")  # nothing created or lost
     # saved (RECORD_HISTORIES) only once the test's own checks have passed
