@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.allocation import split_pro_rata
-from domain.fees import accrue_late_fee, chargeable_days
+from domain.fees import accrue_late_fee, chargeable_days, late_fee_exact
+from domain.money import round_money
 
 D = Decimal
 kopecks = st.integers(min_value=0, max_value=10**11).map(lambda k: D(k) / 100)
@@ -77,3 +78,39 @@ def test_late_fee_is_additive_over_stretches_to_within_rounding(amount, rate, gr
 def test_no_fee_within_the_grace_days(grace, days):
     fee = accrue_late_fee(D("1000.00"), D("0.100"), grace, 0, days)
     assert (fee == 0) == (days <= grace)
+
+
+@given(amounts, rates, st.integers(0, 30), st.lists(st.integers(0, 400), min_size=1, max_size=30))
+def test_a_late_fee_does_not_depend_on_how_often_the_loan_woke(amount, rate, grace, wakes):
+    """However a span of overdue days is cut into stretches (one per wake-up of the workflow),
+    the fee accrued exactly and rounded once is the fee of the whole span."""
+    days = sorted(wakes)
+    exact, reached = D(0), 0
+    for day in days:
+        exact += late_fee_exact(amount, rate, grace, reached, day)
+        reached = max(reached, day)
+    assert round_money(exact) == accrue_late_fee(amount, rate, grace, 0, days[-1])
+
+
+@given(
+    st.lists(st.tuples(amounts, st.integers(1, 60)), min_size=1, max_size=6),
+    rates,
+    st.integers(0, 10),
+)
+def test_a_late_fee_over_changing_amounts_is_rounded_once(stretches, rate, grace):
+    """A partial payment changes the overdue amount: each stretch accrues on its amount, and
+    the sum is rounded once (never more than half a kopek from the exact fee)."""
+    exact, day = D(0), 0
+    for amount, length in stretches:
+        exact += late_fee_exact(amount, rate, grace, day, day + length)
+        day += length
+    truth = sum(
+        (
+            a
+            * rate
+            / 100
+            * chargeable_days(grace, sum(n for _, n in stretches[:i]), sum(n for _, n in stretches[: i + 1]))
+        )
+        for i, (a, _) in enumerate(stretches)
+    )
+    assert abs(round_money(exact) - truth) <= D("0.005")
