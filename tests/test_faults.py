@@ -56,23 +56,31 @@ FAST = {"activity_timeout_seconds": 30, "heartbeat_timeout_seconds": 3}
 
 
 async def burst_of_loans(
-    client: Client, session_factory: sessionmaker[Session], task_queue: str, count: int, product="standard", **overrides
+    client: Client,
+    session_factory: sessionmaker[Session],
+    task_queue: str,
+    count: int,
+    product="standard",
+    time_scale: int = MONTH_PER_10_SECONDS,
+    term: int = 3,
+    **overrides,
 ) -> dict[uuid.UUID, str]:
-    """`count` loans of 20,000 over 3 months, each funded by two investors; each borrower
+    """`count` loans of 20,000 over `term` months, each funded by two investors; each borrower
     holds enough to pay every installment on its due date. Returns loan id -> workflow id."""
     loans = {}
     for _ in range(count):
         borrower = make_borrower(session_factory)
-        give_money(session_factory, borrower, "5000.00")  # with the 19,400 paid out: every installment
+        # with the 19,400 paid out: every installment (the interest of 6 months is under 2,000)
+        give_money(session_factory, borrower, "5000.00")
         loan = await start_loan(
             client,
             session_factory,
             task_queue,
             borrower,
             "20000.00",
-            3,
+            term,
             product=product,
-            time_scale=MONTH_PER_10_SECONDS,
+            time_scale=time_scale,
             **overrides,
         )
         loans[loan.loan_id] = loan.handle.id
@@ -127,6 +135,49 @@ async def test_worker_killed_during_a_due_date_burst(live_settings, dev_client, 
         await all_ended(dev_client, loans)
         snapshots = await assert_everything_agrees(session_factory, dev_client, loans, {"repaid"})
     assert all(s.installments and all(i.status == "paid" for i in s.installments) for s in snapshots.values())
+
+
+async def test_a_worker_outage_at_a_month_per_second_costs_borrowers_with_money_nothing(
+    live_settings, dev_client, session_factory, seeded, tmp_path
+):
+    """The issue's run: a month of loan time per second, the worker stopped mid-life for
+    longer than the default threshold and started again. Every borrower had the money on
+    every due date: no late fee, no overdue mark, no default; every investor receives exactly
+    their agreement."""
+    from models.loans import InvestmentInstallment, Notification
+
+    settings = live_settings
+    month_per_second = 2_592_000
+    with worker_process(settings, tmp_path / "worker-1.log") as first:
+        loans = await burst_of_loans(
+            dev_client, session_factory, settings.TASK_QUEUE, 4, time_scale=month_per_second, term=6, **FAST
+        )
+        await asyncio.to_thread(wait_until, lambda: collections_posted(session_factory) >= 1, "collections began")
+        os.kill(first.pid, signal.SIGKILL)
+        assert first.wait(30) == -signal.SIGKILL
+    collected_at_stop = collections_posted(session_factory)
+    assert collected_at_stop < 4 * 6, "the loans were over before the outage"
+    await asyncio.sleep(4)  # four months of loan time: past the grace days and the 90-day threshold
+    with worker_process(settings, tmp_path / "worker-2.log"):
+        await all_ended(dev_client, loans)
+        snapshots = await assert_everything_agrees(session_factory, dev_client, loans, {"repaid"})
+    for snapshot in snapshots.values():
+        assert [(i.status, i.fee_accrued, i.overdue_since) for i in snapshot.installments] == [("paid", D(0), None)] * 6
+    with session_factory() as session:
+        late = session.scalar(
+            select(func.count()).where(
+                Notification.loan_id.in_(list(loans)), Notification.kind == "installment_overdue"
+            )
+        )
+        assert late == 0
+        unequal = session.scalar(
+            select(func.count()).where(
+                InvestmentInstallment.loan_id.in_(list(loans)),
+                (InvestmentInstallment.received_principal != InvestmentInstallment.principal)
+                | (InvestmentInstallment.received_interest != InvestmentInstallment.interest),
+            )
+        )
+        assert unequal == 0, "an investor received other than their agreement"
 
 
 async def _collection_attempts(client: Client, workflow_id: str) -> list[int]:

@@ -216,6 +216,48 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(
     await replay_and_maybe_record(handle, "loan_repaid_search_attributes")
 
 
+async def test_the_read_side_never_runs_ahead_of_the_loan(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
+    """The moment `GET /v1/loans/{id}` says active, the loan itself is active: an early
+    repayment asked at once works (the workflow records "active" only after it set it)."""
+    settings = live_settings
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "30000") for _ in range(2)]
+    app = create_app(settings)
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
+        mine = bearer(settings, borrower, "borrower")
+        created = await api.post(
+            "/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "x"}, headers=mine
+        )
+        loan_id = created.json()["id"]
+        await wait_loan_status(api, loan_id, mine, "funding")
+        from tests.loan_helpers import give_money
+
+        give_money(session_factory, borrower, "5000")  # with the 48,500 paid out: everything, at once
+        for investor in investors:
+            answer = await api.post(
+                f"/v1/loans/{loan_id}/investments",
+                json={"amount": "25000.00"},
+                headers=bearer(settings, investor, "investor"),
+            )
+            assert answer.status_code == 201, answer.text
+        seen = []
+        while (body := (await api.get(f"/v1/loans/{loan_id}", headers=mine)).json())["status"] != "active":
+            seen.append(body["status"])
+            assert len(seen) < 3000, seen
+            await asyncio.sleep(0.01)
+        early = await api.post(f"/v1/loans/{loan_id}/early-repayment", headers=mine)
+        assert early.status_code == 200, (early.text, seen)
+        assert D(early.json()["principal"]) == D("50000.00")
+        assert (await wait_loan_status(api, loan_id, mine, "repaid"))["status"] == "repaid"
+    with session_factory() as session:
+        assert_books_balance(session)
+
+
 async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loan(
     live_settings, dev_client, session_factory, seeded, task_queue
 ):
