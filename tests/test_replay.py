@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.history_replay import HISTORIES, check_replay, load_history, manifest, saved_histories, sha256_of
-from workflows.loan import RECORDED_SINCE_PATCH
+from workflows.loan import BORROWERS_TIME, RECORDED_SINCE_PATCH
 
 # Every path a loan can take that the workflow code must keep deciding the same way: where
 # its last run must end (status, rejection reason), and the test that records it. A path
@@ -79,6 +79,19 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
         None,
         "test_loan_api: through the API, search attributes on: "
         "approved, funded, overdue, woken by a deposit, repaid early",
+    ),
+    # the borrower's time (patch borrowers-time)
+    "loan_outage_with_money": ("repaid", None, "test_borrowers_time: due dates passed while away, money there"),
+    "loan_outage_without_money": (
+        "repaid",
+        None,
+        "test_borrowers_time: due dates passed while away, no money: overdue from the failed attempt",
+    ),
+    "loan_paid_later_on_the_due_day": ("repaid", None, "test_borrowers_time: money later on the due day is on time"),
+    "loan_defaulted_after_an_outage": (
+        "defaulted",
+        None,
+        "test_borrowers_time: a long absence, no money: default a threshold after the failed attempt",
     ),
 }
 
@@ -157,5 +170,7 @@ def test_every_patch_of_the_loan_workflow_has_a_history_recorded_after_it():
     source = (Path(__file__).parent.parent / "workflows" / "loan.py").read_text()
     patches = set(re.findall(r'workflow\.patched\(\s*"([^"]+)"\s*\)', source)) | set(RECORDED_SINCE_PATCH.values())
     assert len(patches) >= 6  # the walk found them
+    assert "workflow.patched(BORROWERS_TIME)" in source
+    patches.add(BORROWERS_TIME)
     taken = set().union(*(_patch_markers(p) for p in SAVED))
     assert sorted(patches - taken) == []
