@@ -353,3 +353,42 @@ async def test_changing_the_rules_leaves_scored_loans_as_they_were(
     approved = next(s for s in trail["steps"] if s["action"] == "loan.status" and s["details"]["to"] == "approved")
     assert approved["details"]["scoring"]["rules_version"] == 1
     assert approved["details"]["scoring"]["reasons"] == explained["reasons"] and trail["chain"]["intact"]
+
+
+def test_the_dti_check_uses_the_highest_payment_the_products_method_asks(session_factory, seeded):
+    """100,000 over 12 months at the dearest grade's 29%: the annuity asks 9,699.59 a month, a
+    differentiated loan 10,750.00 in its first month (8,333.33 of principal + 2,416.67 of
+    interest). At 20,500 of income and a 50% cap, only the annuity fits."""
+    import uuid
+
+    from activities.loans import LoanActivities
+    from loans.requests import terms_snapshot
+    from models.loan_workflow import ScoreLoanInput
+    from products.catalog import STANDARD
+    from products.service import create_product
+
+    with unit_of_work(session_factory) as session:
+        standard = terms_snapshot(create_product(session, STANDARD.model_copy(update={"code": "level"})))
+        differentiated = terms_snapshot(
+            create_product(
+                session, STANDARD.model_copy(update={"code": "falling", "amortization_method": "differentiated"})
+            )
+        )
+    borrower = make_borrower(session_factory, income="20500")
+    activities = LoanActivities(session_factory)
+
+    def score(terms):
+        return activities.score_loan_request(
+            ScoreLoanInput(
+                loan_id=uuid.uuid4(), borrower_id=borrower, amount=D("100000.00"), term_months=12, terms=terms
+            )
+        )
+
+    level, falling = score(standard), score(differentiated)
+    assert annuity_payment(D("100000.00"), D("29.00"), 12) == D("9699.59")
+    level_dti = next(r for r in level.reasons if r["factor"] == "debt_to_income")
+    assert "47.3% of income" in level_dti["reason"]  # 9,699.59 / 20,500
+    assert "debt-to-income" not in (level.reject_reason or "")
+    assert falling.decision == "reject" and "debt-to-income" in falling.reject_reason
+    falling_dti = next(r for r in falling.reasons if r["factor"] == "debt_to_income")
+    assert "52.4% of income" in falling_dti["reason"]  # 10,750.00 / 20,500
