@@ -19,6 +19,7 @@ from core.settings import Settings
 from documents.register import register_document
 from documents.render import render_pdf
 from documents.store import DocumentStore
+from domain.calendar import day_of
 from domain.money import ZERO, format_rate
 from ledger.postings import find_posted
 from loans.investor_shares import agreed_shares_of
@@ -75,7 +76,7 @@ def _loan_facts(session: Session, loan_id: uuid.UUID) -> _LoanFacts:
     )
 
 
-def _loan_context(facts: _LoanFacts) -> dict[str, Any]:
+def _loan_context(facts: _LoanFacts, settings: Settings) -> dict[str, Any]:
     loan = facts.loan
     assert loan.disbursed_at is not None
     return {
@@ -85,7 +86,8 @@ def _loan_context(facts: _LoanFacts) -> dict[str, Any]:
         "rate_annual": format_rate(loan.rate_annual) if loan.rate_annual is not None else None,
         "term_months": loan.term_months,
         "risk_grade": loan.risk_grade,
-        "disbursed_on": loan.disbursed_at.date().isoformat(),
+        # the platform's day, as the schedule's (its due dates count from it)
+        "disbursed_on": day_of(loan.disbursed_at, settings.PLATFORM_TIME_ZONE).isoformat(),
     }
 
 
@@ -127,7 +129,7 @@ def investment_agreement_context(
         "agreement_number": f"{str(facts.loan.id)[:8].upper()}-{str(investment.id)[:8].upper()}",
         "platform": platform_context(settings),
         "generated_at": _generated_at(facts.loan),
-        "loan": _loan_context(facts),
+        "loan": _loan_context(facts, settings),
         "terms": terms_of(facts.product).model_dump(),
         "investor": {"id": investor.id, "email": investor.email},
         "borrower": {"id": facts.borrower.id, "email": facts.borrower.email},
@@ -161,7 +163,7 @@ def borrower_agreement_context(session: Session, facts: _LoanFacts, settings: Se
         "agreement_number": str(loan.id)[:8].upper(),
         "platform": platform_context(settings),
         "generated_at": _generated_at(loan),
-        "loan": _loan_context(facts),
+        "loan": _loan_context(facts, settings),
         "terms": terms_of(facts.product).model_dump(),
         "borrower": {"id": facts.borrower.id, "email": facts.borrower.email},
         "investors_count": len({i.investor_id for i in facts.investments}),

@@ -22,6 +22,8 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
+from domain.money import format_rate
+
 ZERO = Decimal("0.00")
 RUBLE = Decimal("1")
 KOPEK = Decimal("0.01")
@@ -67,7 +69,7 @@ def mismatch(rule: AutoInvestRule, loan: FundingLoan) -> str | None:
     if loan.grade not in rule.allowed_grades:
         return f"grade {loan.grade} is not among {', '.join(sorted(rule.allowed_grades))}"
     if loan.rate_annual < rule.min_rate:
-        return f"rate {loan.rate_annual}% is below the rule's minimum {rule.min_rate}%"
+        return f"rate {format_rate(loan.rate_annual)}% is below the rule's minimum {format_rate(rule.min_rate)}%"
     if loan.term_months > rule.max_term_months:
         return f"term {loan.term_months} months is above the rule's maximum {rule.max_term_months}"
     if loan.amount < rule.min_loan_amount:

@@ -8,16 +8,18 @@ The rules, for a borrower and an auditor alike:
   principal is the payment minus that period's interest. Zero rate: amount / n.
   A kopek of rounding in the payment compounds: on a long high-rate loan it grows, month
   after month, into thousands of roubles left for (or missing from) the last installment.
-  So the payment is the kopek amount whose schedule ends closest to it: the half-up
-  rounding, corrected (a few Newton steps on the last installment, which moves almost
-  linearly with the payment) until the last installment is within the tolerance.
-- No monster at the end: the last installment may exceed the regular payment by at most
-  1% of it or one kopek per month of the term, whichever is more, and every month but the
-  last pays the regular payment and reduces the balance. Terms for which no kopek payment
-  achieves that (4,890,435.23 at 73.82% over 282 months: one kopek of payment moves the
-  last installment by about 3 million) are refused with a ScheduleError: the calculator,
-  loan requests and product limits all refuse them by this one rule.
-- Differentiated: principal = amount / n rounded half up; interest on the falling balance.
+  So the half-up payment is corrected, kopek by kopek (Newton steps on the last installment,
+  which moves almost linearly with the payment), until the schedule is sound: every month
+  but the last pays exactly the payment and reduces the balance, and the last installment
+  ends between nothing and the tolerance above the payment.
+- No monster at the end: the tolerance is 1% of the payment or one kopek per month of the
+  term, whichever is more. Terms where a kopek of payment moves the last installment by
+  more than that window is wide cannot be rounded to kopecks (4,890,435.23 at 73.82% over
+  282 months: one kopek moves it by about 3 million) and are refused with a ScheduleError:
+  `check_schedulable` is that one rule, for the calculator, loan requests and product
+  limits alike (it only gets harder as the amount falls and the term grows).
+- Differentiated: principal = amount / n rounded half up (down if that would leave nothing
+  for the last month); interest on the falling balance.
 - The last installment repays whatever principal is left, so principal sums to the amount
   exactly and the balance ends at zero; its total absorbs the rounding of all periods.
 - Optional interest-only months at the start: interest only, the balance stays whole; the
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
 from typing import Literal
 
 from dateutil.relativedelta import relativedelta
@@ -190,47 +192,101 @@ def last_installment_tolerance(payment: Decimal, term_months: int) -> Decimal:
     return max(round_money(payment / 100), KOPEK * term_months)
 
 
-# Newton steps on the payment before the terms are refused (one or two suffice whenever a
-# kopek of payment moves the last installment by less than the tolerance).
+# Newton steps on the payment before the terms are refused (one or two suffice whenever
+# check_schedulable passes), then a scan of the kopecks around the best one.
 _PAYMENT_CORRECTIONS = 8
+_SCAN_KOPECKS = 20
+
+_UNSCHEDULABLE = (
+    "these terms cannot be scheduled to the kopek: at this rate and term one kopek of monthly "
+    "payment changes the last installment by more than its tolerance, so it would end far from "
+    "the others; choose a shorter term, a lower rate or a larger amount"
+)
+
+
+def _kopek_moves_last_by(rate_annual: Decimal, amortizing: int) -> Decimal:
+    """How much one kopek more of monthly payment lowers the last installment: each kopek
+    pays down a balance that then does not grow for the months left."""
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        growth = 1 + monthly_rate(rate_annual)
+        return KOPEK * (sum((growth**k for k in range(1, amortizing)), Decimal(0)) + 1)
+
+
+def check_schedulable(amount: Decimal, rate_annual: Decimal, term_months: int, interest_only_months: int = 0) -> None:
+    """Refuses (ScheduleError) an annuity that kopecks cannot schedule: a kopek of payment
+    moves its last installment by more than the window a sound last installment may fall in
+    (above nothing, at most the tolerance above the payment). Harder as the amount falls
+    and the term grows: a product's smallest amount over its longest term, at each of its
+    rates, decides for every loan the product allows."""
+    _validate(amount, rate_annual, term_months, interest_only_months)
+    amortizing = term_months - interest_only_months
+    payment = annuity_payment(amount, rate_annual, amortizing)
+    if payment < KOPEK or amount < KOPEK * amortizing:
+        raise ScheduleError("the monthly payment would be under a kopek; choose a shorter term or a larger amount")
+    if _kopek_moves_last_by(rate_annual, amortizing) > payment + last_installment_tolerance(payment, term_months):
+        raise ScheduleError(_UNSCHEDULABLE)
 
 
 def _level_annuity(
     amount: Decimal, rate_annual: Decimal, term_months: int, start_date: date, interest_only_months: int
 ) -> tuple[Decimal, list[Installment]]:
     """The level payment and its schedule, with the last installment within the tolerance."""
+    check_schedulable(amount, rate_annual, term_months, interest_only_months)
     amortizing = term_months - interest_only_months
     payment = annuity_payment(amount, rate_annual, amortizing)
-    if rate_annual == 0:
-        # No compounding: the last installment differs by at most the rounding of each month.
-        return payment, _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
-    with localcontext() as ctx:
-        ctx.prec = _PRECISION
-        growth = 1 + monthly_rate(rate_annual)
-        # d(last installment) / d(payment): each kopek more pays down a balance that then
-        # does not grow for the remaining months.
-        slope = sum((growth**k for k in range(1, amortizing)), Decimal(0)) + 1
+    slope = _kopek_moves_last_by(rate_annual, amortizing) / KOPEK
     tried: set[Decimal] = set()
-    for _ in range(_PAYMENT_CORRECTIONS):
-        if payment <= 0 or payment in tried:
-            break
+
+    def attempt(payment: Decimal) -> list[Installment] | None:
         tried.add(payment)
         installments = _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
         sound = _annuity_is_sound(installments, payment, interest_only_months)
+        if sound and installments[-1].total - payment <= last_installment_tolerance(payment, term_months):
+            return installments
+        return None
+
+    for _ in range(_PAYMENT_CORRECTIONS):
+        if payment <= 0 or payment in tried:
+            break
+        found = attempt(payment)
+        if found is not None:
+            return payment, found
+        installments = _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
         excess = installments[-1].total - payment
-        if sound and excess <= last_installment_tolerance(payment, term_months):
-            return payment, installments
         # What the schedule misses by, counted at its end: the last installment's excess, plus
         # whatever months that did not pay exactly `payment` (a balance run out early, or
         # interest that ate the payment) put off or brought forward.
         miss = excess + sum((i.total - payment for i in installments[interest_only_months:-1]), ZERO)
         step = (miss / slope / KOPEK).to_integral_value(ROUND_HALF_UP)
         payment += (step or (1 if miss > 0 else -1)) * KOPEK
-    raise ScheduleError(
-        "these terms cannot be scheduled to the kopek: at this rate and term one kopek of monthly "
-        "payment changes the last installment by more than its tolerance, so it would end far from "
-        "the others; choose a shorter term, a lower rate or a larger amount"
-    )
+    # Rounding of each month's interest can make the last installment jump by more than the
+    # slope says: the kopecks around the estimate, nearest first.
+    centre = annuity_payment(amount, rate_annual, amortizing)
+    for offset in sorted(range(-_SCAN_KOPECKS, _SCAN_KOPECKS + 1), key=abs):
+        candidate = centre + offset * KOPEK
+        if candidate > 0 and candidate not in tried and (found := attempt(candidate)) is not None:
+            return candidate, found
+    raise ScheduleError(_UNSCHEDULABLE)
+
+
+def _legacy_level_annuity(
+    amount: Decimal, rate_annual: Decimal, term_months: int, start_date: date, interest_only_months: int
+) -> tuple[Decimal, list[Installment]]:
+    """The payment as loans disbursed before the patch borrowers-time fixed it (their
+    workflows rebuild their schedule on replay): half up, or a kopek down if that repaid the
+    loan early; refused only if neither was sound."""
+    payment = annuity_payment(amount, rate_annual, term_months - interest_only_months)
+    installments = _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
+    if not _annuity_is_sound(installments, payment, interest_only_months):
+        payment = payment - KOPEK if payment > KOPEK else payment
+        installments = _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
+        if not _annuity_is_sound(installments, payment, interest_only_months):
+            raise ScheduleError(
+                "at this rate and term the monthly payment would barely cover the interest; "
+                "choose a shorter term, a lower rate or a larger amount"
+            )
+    return payment, installments
 
 
 def build_schedule(
@@ -240,14 +296,24 @@ def build_schedule(
     start_date: date,
     method: Method = "annuity",
     interest_only_months: int = 0,
+    legacy_rounding: bool = False,
 ) -> Schedule:
+    """The schedule. `legacy_rounding`: the rules before the patch borrowers-time, for loan
+    workflows disbursed under them (they rebuild the schedule when they replay)."""
     _validate(amount, rate_annual, term_months, interest_only_months)
     rate = rate_annual
     amortizing = term_months - interest_only_months
     if method == "annuity":
-        payment, installments = _level_annuity(amount, rate, term_months, start_date, interest_only_months)
+        level = _legacy_level_annuity if legacy_rounding else _level_annuity
+        payment, installments = level(amount, rate, term_months, start_date, interest_only_months)
     elif method == "differentiated":
+        if not legacy_rounding and amount < KOPEK * amortizing:
+            raise ScheduleError(
+                "the monthly principal would be under a kopek; choose a shorter term or a larger amount"
+            )
         level_principal = round_money(amount / amortizing)
+        if not legacy_rounding and level_principal * (amortizing - 1) >= amount:
+            level_principal = (amount / amortizing).quantize(KOPEK, rounding=ROUND_DOWN)
         installments = _amortize(amount, rate, term_months, start_date, interest_only_months, None, level_principal)
         payment = installments[interest_only_months].total
     else:

@@ -49,18 +49,24 @@ def _holders(session: Session, loan_id: uuid.UUID) -> list[Investment]:
     )
 
 
+def _decide(schedule: list[RepaymentInstallment], investments: list[Investment]) -> dict[uuid.UUID, list[AgreedShare]]:
+    return agreed_shares(
+        [ScheduledAmounts(r.payment_num, r.principal, r.interest) for r in schedule],
+        {i.id: i.amount for i in investments},
+    )
+
+
 def store_agreed_shares(session: Session, loan_id: uuid.UUID) -> None:
     """Decides and stores every investment's part of every installment (the disbursement
-    calls it once the schedule is stored and the investments are active; a retry or a loan
-    paid out before shares were stored finds them or backfills them here)."""
+    calls it once the schedule is stored and the investments are active; a retry finds them
+    stored; a loan paid out before shares were stored gets them at its next collection)."""
+    if _stored_any(session, loan_id):
+        return
     schedule = _schedule(session, loan_id)
     investments = _holders(session, loan_id)
     if not schedule or not investments:
         return
-    shares = agreed_shares(
-        [ScheduledAmounts(r.payment_num, r.principal, r.interest) for r in schedule],
-        {i.id: i.amount for i in investments},
-    )
+    shares = _decide(schedule, investments)
     rows = [
         {
             "investment_id": investment_id,
@@ -72,13 +78,13 @@ def store_agreed_shares(session: Session, loan_id: uuid.UUID) -> None:
         for investment_id, parts in shares.items()
         for share in parts
     ]
-    inserted = session.execute(
-        pg_insert(InvestmentInstallment)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["investment_id", "payment_num"])
-        .returning(InvestmentInstallment.investment_id)
-    ).all()
-    if inserted and any(r.paid_principal or r.paid_interest or r.late_fee_paid for r in schedule):
+    # Many rows (investments x installments): sent as one batch of parameter sets, never as
+    # one statement (PostgreSQL takes at most 65,535 parameters in a statement).
+    session.execute(
+        pg_insert(InvestmentInstallment).on_conflict_do_nothing(index_elements=["investment_id", "payment_num"]),
+        rows,
+    )
+    if any(r.paid_principal or r.paid_interest or r.late_fee_paid for r in schedule):
         _backfill_receipts(session, loan_id, schedule)
 
 
@@ -101,17 +107,27 @@ def _backfill_receipts(session: Session, loan_id: uuid.UUID, schedule: list[Repa
 
 
 def agreed_shares_of(session: Session, loan_id: uuid.UUID) -> dict[uuid.UUID, list[AgreedShare]]:
-    """Every investment's agreed part of every installment (as stored; stored now if the loan
-    was paid out before they were)."""
+    """Every investment's agreed part of every installment: as stored, or, for a loan paid out
+    before they were stored, as the same rule decides them (without writing: readers only read)."""
     rows = _stored(session, loan_id)
+    holders = _holders(session, loan_id)
     if not rows:
-        store_agreed_shares(session, loan_id)
-        rows = _stored(session, loan_id)
-    order = {i.id: n for n, i in enumerate(_holders(session, loan_id))}
+        schedule = _schedule(session, loan_id)
+        return _decide(schedule, holders) if schedule and holders else {}
+    order = {i.id: n for n, i in enumerate(holders)}
     shares: dict[uuid.UUID, list[AgreedShare]] = {}
     for row in sorted(rows, key=lambda r: (order.get(r.investment_id, len(order)), r.payment_num)):
         shares.setdefault(row.investment_id, []).append(AgreedShare(row.payment_num, row.principal, row.interest))
     return shares
+
+
+def _stored_any(session: Session, loan_id: uuid.UUID) -> bool:
+    return (
+        session.scalars(
+            select(InvestmentInstallment.loan_id).where(InvestmentInstallment.loan_id == loan_id).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _stored(
@@ -132,8 +148,7 @@ def pay_investments(
     it is still owed under its agreement), records it, and returns each investment's receipt."""
     if not any(p.total for p in paid):
         return {}
-    if not _stored(session, loan_id, [paid[0].payment_num]):
-        store_agreed_shares(session, loan_id)
+    store_agreed_shares(session, loan_id)  # (stored at disbursement; here for older loans)
     rows = _stored(session, loan_id, [p.payment_num for p in paid], lock=True)
     order = {i.id: n for n, i in enumerate(_holders(session, loan_id))}
     by_installment: dict[int, list[InvestmentInstallment]] = {}
@@ -165,8 +180,7 @@ def pay_investments(
 
 def outstanding_principal_by_investment(session: Session, loan_id: uuid.UUID) -> dict[uuid.UUID, Decimal]:
     """What each investment is still owed of its principal (its agreed principal not yet received)."""
-    if not _stored(session, loan_id):
-        store_agreed_shares(session, loan_id)
+    store_agreed_shares(session, loan_id)  # (stored at disbursement; here for older loans)
     owed: dict[uuid.UUID, Decimal] = {}
     for row in _stored(session, loan_id):
         owed[row.investment_id] = owed.get(row.investment_id, ZERO) + row.principal - row.received_principal

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from models.loan_status import LoanStatus
 
@@ -142,6 +142,10 @@ class LoanState(BaseModel):
     # answer: a resend (after an RPC timeout, a retried auto-invest placement, a key resent
     # after its record expired) gets that answer again, in this run or a later one.
     accepted_investments: dict[str, InvestmentAccepted] = Field(default_factory=dict)
+    # When the last collection attempt began, and the earliest moment (workflow time) money
+    # arrived since (late fees stop there): carried across continue-as-new.
+    last_attempt_at: datetime | None = None
+    funds_arrived_at: datetime | None = None
 
 
 class LoanWorkflowInput(BaseModel):
@@ -212,7 +216,7 @@ class FundsArrived(BaseModel):
     deposit_id: uuid.UUID | None = None
     # When it arrived (the confirmation): late fees stop accruing there, however late the
     # loan hears of it. None: now.
-    at: datetime | None = None
+    at: AwareDatetime | None = None
 
 
 class EarlyRepaymentRequest(BaseModel):

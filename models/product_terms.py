@@ -3,13 +3,12 @@ activities and (as a snapshot) the loan workflow."""
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.schedule import RATE_STEP, ScheduleError, build_schedule
+from domain.schedule import RATE_STEP
 
 RISK_GRADES = ("A", "B", "C", "D", "E")
 
@@ -71,28 +70,7 @@ class ProductTerms(BaseModel):
             raise ValueError("min_investment must not exceed max_amount")
         if self.interest_only_months >= self.min_term_months:
             raise ValueError("interest_only_months must be shorter than the shortest term")
-        self._every_loan_can_be_scheduled()
         return self
-
-    def _every_loan_can_be_scheduled(self) -> None:
-        """The limits must not admit terms whose schedule domain/schedule.py refuses (a last
-        installment far above the others). The hardest case is the smallest amount at the
-        dearest rate over the longest term; the shortest term is checked too."""
-        rate = max(self.rates_by_grade.values())
-        for term in sorted({self.min_term_months, self.max_term_months}):
-            try:
-                build_schedule(
-                    self.min_amount,
-                    rate,
-                    term,
-                    date(2000, 1, 1),
-                    self.amortization_method,
-                    self.interest_only_months,
-                )
-            except ScheduleError as error:
-                raise ValueError(
-                    f"{self.min_amount:.2f} at {rate}% over {term} months cannot be scheduled: {error}"
-                ) from None
 
     def rate_for_grade(self, grade: str) -> Decimal:
         return self.rates_by_grade[grade]  # type: ignore[index]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, InvalidRequest, NotFound
 from domain.money import format_rate
-from domain.schedule import ScheduleError, build_schedule
+from domain.schedule import ScheduleError, build_schedule, check_schedulable
 from models.product_terms import ProductTerms
 from models.products import LoanProduct
 
@@ -62,7 +62,35 @@ def product_versions(session: Session, code: str) -> list[LoanProduct]:
     return list(session.scalars(select(LoanProduct).where(LoanProduct.code == code).order_by(LoanProduct.version)))
 
 
+def check_limits_schedulable(terms: ProductTerms) -> None:
+    """A product's limits must not admit a loan its schedule would refuse (domain/schedule.py:
+    no last installment far above the others). The rule only gets harder as the amount falls
+    and the term grows, so the smallest amount over the longest term, at each of the
+    product's rates, decides for every loan it allows. (Checked when a product is created or
+    changed, not when a stored version is read back.)"""
+    for grade, rate in sorted(terms.rates_by_grade.items()):
+        try:
+            if terms.amortization_method == "annuity":
+                check_schedulable(terms.min_amount, rate, terms.max_term_months, terms.interest_only_months)
+            else:
+                build_schedule(
+                    terms.min_amount,
+                    rate,
+                    terms.max_term_months,
+                    date(2000, 1, 1),
+                    terms.amortization_method,
+                    terms.interest_only_months,
+                )
+        except ScheduleError as error:
+            raise InvalidRequest(
+                f"{terms.min_amount:.2f} over {terms.max_term_months} months at grade {grade}'s "
+                f"{format_rate(rate)}% cannot be scheduled: {error}",
+                field="rates_by_grade",
+            ) from None
+
+
 def create_product(session: Session, terms: ProductTerms, created_by: uuid.UUID | None = None) -> LoanProduct:
+    check_limits_schedulable(terms)
     if session.scalars(select(LoanProduct.id).where(LoanProduct.code == terms.code)).first():
         raise Conflict(f"product {terms.code!r} exists; change it with PUT to make a new version")
     product = _row(terms, 1, created_by)
@@ -81,6 +109,7 @@ def change_product(
     current = current_product(session, code, lock=True)
     if terms_of(current) == terms:
         return current
+    check_limits_schedulable(terms)
     session.execute(update(LoanProduct).where(LoanProduct.id == current.id).values(is_current=False))
     product = _row(terms, current.version + 1, created_by)
     session.add(product)

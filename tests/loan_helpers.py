@@ -155,22 +155,28 @@ async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) ->
 
 
 def active_loan_in_db(session_factory, borrower, investors, installment_status: str = "pending") -> uuid.UUID:
-    """A disbursed loan of 90,000 on the read side only (no workflow): an active investment of
-    30,000 per investor, two installments of 7,000 + 900 due 1 January and 1 February 2026."""
+    """A disbursed loan of 14,000 on the read side only (no workflow): two installments of
+    7,000 + 900 due 1 January and 1 February 2026, the investors' active investments adding up
+    to the loan (equal parts: 4,666.67 / 4,666.67 / 4,666.66 for three), and each
+    investment's agreed part of each installment stored as the disbursement stores it."""
+    from domain.allocation import split_pro_rata
+    from loans.investor_shares import store_agreed_shares
+
     with unit_of_work(session_factory) as session:
         loan, _ = create_loan_request(
             session,
             borrower,
             product_code="standard",
-            amount=D("90000.00"),
-            term_months=12,
+            amount=D("14000.00"),
+            term_months=3,
             purpose="x",
             simulation_id=None,
             client_key=None,
         )
         loan.status = "active"
-        for investor in investors:
-            session.add(Investment(loan_id=loan.id, investor_id=investor, amount=D("30000.00"), status="active"))
+        parts = split_pro_rata(D("14000.00"), {n: D(1) for n in range(len(investors))})
+        for n, investor in enumerate(investors):
+            session.add(Investment(loan_id=loan.id, investor_id=investor, amount=parts[n], status="active"))
         for n in (1, 2):
             session.add(
                 RepaymentInstallment(
@@ -182,6 +188,8 @@ def active_loan_in_db(session_factory, borrower, investors, installment_status: 
                     status=installment_status,
                 )
             )
+        session.flush()
+        store_agreed_shares(session, loan.id)
         return loan.id
 
 

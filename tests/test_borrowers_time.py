@@ -74,6 +74,19 @@ def notices(factory, loan_id, kind: str) -> int:
         return session.scalar(select(func.count()).where(Notification.loan_id == loan_id, Notification.kind == kind))
 
 
+def attempts_that_found_nothing(factory, loan_id) -> int:
+    from models.records import AuditRecord
+
+    with factory() as session:
+        return session.scalar(
+            select(func.count()).where(
+                AuditRecord.loan_id == loan_id,
+                AuditRecord.action == "installment.collected",
+                AuditRecord.note.like("nothing collected%"),
+            )
+        )
+
+
 def schedule_rows(factory, loan_id) -> list[RepaymentInstallment]:
     with factory() as session:
         return list(
@@ -217,6 +230,9 @@ async def test_money_later_on_the_due_day_is_on_time(time_skipping_env, session_
         await sleep_until(env, moscow(first_due, hour=2))
         early = await until(loan.handle, lambda s: s.loan_today == first_due, "the due day")
         assert (early.installments[0].status, early.installments[0].paid_principal) == ("pending", D(0))
+        # (the attempt ran and took nothing: its record is on the trail)
+        tried = await until(loan.handle, lambda s: attempts_that_found_nothing(session_factory, loan.loan_id), "it")
+        assert tried.installments[0].status == "pending"
         assert notices(session_factory, loan.loan_id, "installment_overdue") == 0
         # ...and the money that comes at 23:00 Moscow the same day is on time
         await sleep_until(env, moscow(first_due, hour=23))

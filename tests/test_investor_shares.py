@@ -140,3 +140,52 @@ def test_a_split_never_pays_more_than_is_owed():
     with pytest.raises(ValueError, match="more than"):
         split_by_what_is_owed(D("5.02"), {"a": D("0.01"), "b": D("5.00")})
     assert AgreedShare(1, D("1.00"), D("0.50")).total == D("1.50")
+
+
+def test_shares_of_a_loan_with_hundreds_of_investments_are_stored(session_factory, seeded):
+    """400 investments in a 36-month loan: 14,400 parts, more parameters than PostgreSQL
+    takes in one statement; stored all the same, adding up to every installment."""
+    from sqlalchemy import func, select
+
+    from core.db import unit_of_work
+    from loans.investor_shares import store_agreed_shares
+    from loans.requests import create_loan_request
+    from models.loans import Investment, InvestmentInstallment, RepaymentInstallment
+    from tests.loan_helpers import make_borrower, make_investor
+
+    borrower, investor = make_borrower(session_factory), make_investor(session_factory, "0")
+    schedule = build_schedule(D("400000.00"), D("17"), 36, date(2026, 1, 15))
+    with unit_of_work(session_factory) as session:
+        loan, _ = create_loan_request(
+            session,
+            borrower,
+            product_code="standard",
+            amount=D("400000.00"),
+            term_months=36,
+            purpose="x",
+            simulation_id=None,
+            client_key=None,
+        )
+        for _ in range(400):
+            session.add(Investment(loan_id=loan.id, investor_id=investor, amount=D("1000.00"), status="active"))
+        for item in schedule.installments:
+            session.add(
+                RepaymentInstallment(
+                    loan_id=loan.id,
+                    payment_num=item.payment_num,
+                    due_date=item.due_date,
+                    principal=item.principal,
+                    interest=item.interest,
+                    status="pending",
+                )
+            )
+        session.flush()
+        store_agreed_shares(session, loan.id)
+        store_agreed_shares(session, loan.id)  # a retry finds them stored
+    with session_factory() as session:
+        count, principal, interest = session.execute(
+            select(
+                func.count(), func.sum(InvestmentInstallment.principal), func.sum(InvestmentInstallment.interest)
+            ).where(InvestmentInstallment.loan_id == loan.id)
+        ).one()
+    assert (count, principal, interest) == (400 * 36, D("400000.00"), schedule.total_interest)

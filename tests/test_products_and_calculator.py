@@ -177,6 +177,17 @@ def test_products_are_read_by_anyone_and_changed_by_operators_as_new_versions(cl
             {"max_term_months": 600, "rates_by_grade": {g: "150" for g in "ABCDE"}},
             "cannot be scheduled to the kopek",
         ),
+        # where rounding is luck (a few amounts of the range happen to schedule), no
+        (
+            {
+                "min_amount": "4838434.71",
+                "max_amount": "5000000.00",
+                "min_term_months": 240,
+                "max_term_months": 282,
+                "rates_by_grade": {g: "73.82" for g in "ABCDE"},
+            },
+            "cannot be scheduled to the kopek",
+        ),
     ],
 )
 def test_product_validation(client, seeded, operator, change, message):

@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         NotAwaitingReview,
         TryAgain,
     )
-    from domain.schedule import build_schedule
+    from domain.schedule import ScheduleError, build_schedule
     from models.auto_invest_io import AutoInvestInput
     from models.documents_io import LoanAgreementsInput
     from models.loan_status import LoanStatus, check_transition
@@ -142,8 +142,6 @@ class LoanWorkflow:
         self._approval: ApprovalDecision | None = None
         self._draining = False
         self._waiting_for = ""
-        # The earliest moment (workflow time) money arrived since the last collection attempt.
-        self._funds_arrived_at: datetime | None = None
         # Decided once per run, before any handler: a run of a loan started before the patch
         # keeps the old rules until it continues as new.
         self._on_borrowers_time = workflow.patched(BORROWERS_TIME)
@@ -488,7 +486,13 @@ class LoanWorkflow:
         """funded -> active: the money to the borrower, the agreements, the repayment clock
         started; or rejected, every reservation released, if the payout is refused for good."""
         state = self._state
-        schedule = self._fix_schedule()
+        try:
+            schedule = self._fix_schedule()
+        except ScheduleError as error:
+            # (Requests are checked against every rate of their product when made: a loan
+            # gets here only if the rules changed under it.) Nothing was paid out.
+            await self._reject_and_release(f"no_schedule: {error}", "the loan's schedule could not be fixed")
+            return
         if not await self._pay_out(schedule):
             return
         if workflow.patched("loan-agreements"):
@@ -518,6 +522,8 @@ class LoanWorkflow:
             state.disbursed_on,
             terms.amortization_method,
             terms.interest_only_months,
+            # a loan disbursed before the patch rebuilds its schedule as it was fixed then
+            legacy_rounding=not self._borrowers_time(),
         )
         return [
             ScheduledInstallment(
@@ -782,10 +788,11 @@ class LoanWorkflow:
         if not due:
             return
         fees_until = today
-        if self._funds_arrived_at is not None and self._borrowers_time():
+        if state.funds_arrived_at is not None and self._borrowers_time():
             # Money that arrived while the loan was not looking stops the fees when it came.
-            fees_until = min(today, self._day_of(self._to_loan_time(self._funds_arrived_at)))
-        self._funds_arrived_at = None
+            fees_until = min(today, self._day_of(self._to_loan_time(state.funds_arrived_at)))
+        state.funds_arrived_at = None
+        state.last_attempt_at = workflow.now()
         self._accrue_fees(fees_until)
         state.collection_seq += 1
         numbers = ", ".join(str(i.payment_num) for i in due)
@@ -851,8 +858,11 @@ class LoanWorkflow:
         """Money arrived in the borrower's wallet: try to collect what is overdue."""
         self._funds_arrived = True
         arrived = min(event.at, workflow.now()) if event.at else workflow.now()
-        if self._funds_arrived_at is None or arrived < self._funds_arrived_at:
-            self._funds_arrived_at = arrived
+        state = self._state
+        if state.last_attempt_at is not None:
+            arrived = max(arrived, state.last_attempt_at)  # (a late signal for money already taken)
+        if state.funds_arrived_at is None or arrived < state.funds_arrived_at:
+            state.funds_arrived_at = arrived
 
     @workflow.update
     async def repay_early(self, request: EarlyRepaymentRequest) -> EarlyRepaymentResult:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from api.schemas.base import Amount, Money, RatePercent, ResponseModel, StrictModel, TermMonths
+from api.schemas.base import Amount, Money, Rate, RatePercent, ResponseModel, StrictModel, TermMonths
 
 Grade = Literal["A", "B", "C", "D", "E"]
 
@@ -46,7 +46,7 @@ class AutoInvestRuleOut(ResponseModel):
     min_loan_amount: Money
     max_loan_amount: Money
     allowed_grades: list[str]
-    min_rate: Decimal
+    min_rate: Rate
     max_term_months: int
     reinvest_returns: bool
     max_portfolio_share_percent: Decimal | None
