@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 
 class PortInUse(RuntimeError):
@@ -22,10 +23,36 @@ def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
             ) from None
 
 
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, below the kernel's range of ephemeral ports: a server started on it
+    again later (a supervised restart) does not find it taken as the local port of some
+    outgoing connection, which the kernel picks from that range."""
+    import random
+
+    ceiling = _ephemeral_ports_start() - 1
+    for _ in range(200):
+        port = random.randint(min(20000, ceiling - 1000), ceiling)
+        if _bindable(host, port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
