@@ -16,8 +16,9 @@ The rules, for a borrower and an auditor alike:
   term, whichever is more. Terms where a kopek of payment moves the last installment by
   more than that window is wide cannot be rounded to kopecks (4,890,435.23 at 73.82% over
   282 months: one kopek moves it by about 3 million) and are refused with a ScheduleError:
-  `check_schedulable` is that one rule, for the calculator, loan requests and product
-  limits alike (it only gets harder as the amount falls and the term grows).
+  Whether a loan schedules is decided exactly, by the search (the calculator, simulations
+  and requests); product limits are judged by `check_schedulable_with_margin`, a sufficient
+  rule that only gets harder as the amount falls and the term grows.
 - Differentiated: principal = amount / n rounded half up (down if that would leave nothing
   for the last month); interest on the falling balance.
 - The last installment repays whatever principal is left, so principal sums to the amount
@@ -192,81 +193,98 @@ def last_installment_tolerance(payment: Decimal, term_months: int) -> Decimal:
     return max(round_money(payment / 100), KOPEK * term_months)
 
 
-# Newton steps on the payment before the terms are refused (one or two suffice whenever
-# check_schedulable passes), then a scan of the kopecks around the best one.
+# Newton steps on the payment before the exact search (one or two suffice almost always).
 _PAYMENT_CORRECTIONS = 8
-_SCAN_KOPECKS = 20
 
 _UNSCHEDULABLE = (
     "these terms cannot be scheduled to the kopek: at this rate and term one kopek of monthly "
     "payment changes the last installment by more than its tolerance, so it would end far from "
     "the others; choose a shorter term, a lower rate or a larger amount"
 )
+_UNDER_A_KOPEK = "the monthly payment would be under a kopek; choose a shorter term or a larger amount"
 
 
 def _kopek_moves_last_by(rate_annual: Decimal, amortizing: int) -> Decimal:
-    """How much one kopek more of monthly payment lowers the last installment: each kopek
-    pays down a balance that then does not grow for the months left."""
+    """About how much one kopek more of monthly payment lowers the last installment: each
+    kopek pays down a balance that then does not grow for the months left. (Each month's
+    interest is rounded, so two neighbouring kopecks may move it by up to twice this.)"""
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         growth = 1 + monthly_rate(rate_annual)
         return KOPEK * (sum((growth**k for k in range(1, amortizing)), Decimal(0)) + 1)
 
 
-def check_schedulable(amount: Decimal, rate_annual: Decimal, term_months: int, interest_only_months: int = 0) -> None:
-    """Refuses (ScheduleError) an annuity that kopecks cannot schedule: a kopek of payment
-    moves its last installment by more than the window a sound last installment may fall in
-    (above nothing, at most the tolerance above the payment). Harder as the amount falls
-    and the term grows: a product's smallest amount over its longest term, at each of its
-    rates, decides for every loan the product allows."""
+def check_schedulable_with_margin(
+    amount: Decimal, rate_annual: Decimal, term_months: int, interest_only_months: int = 0
+) -> None:
+    """Refuses (ScheduleError) an annuity unless two kopecks' moves of its last installment fit
+    in the window a sound last installment may end in (above nothing, at most the tolerance
+    above the payment): then the kopek search cannot step over the window, and the loan
+    schedules. Harder as the amount falls and the term grows, so for a product's limits its
+    smallest amount over its longest term, at each of its rates, answers for every loan they
+    allow. (A single loan is judged exactly, by build_schedule's search.)"""
     _validate(amount, rate_annual, term_months, interest_only_months)
     amortizing = term_months - interest_only_months
     payment = annuity_payment(amount, rate_annual, amortizing)
     if payment < KOPEK or amount < KOPEK * amortizing:
-        raise ScheduleError("the monthly payment would be under a kopek; choose a shorter term or a larger amount")
-    if _kopek_moves_last_by(rate_annual, amortizing) > payment + last_installment_tolerance(payment, term_months):
+        raise ScheduleError(_UNDER_A_KOPEK)
+    if 2 * _kopek_moves_last_by(rate_annual, amortizing) > payment + last_installment_tolerance(payment, term_months):
         raise ScheduleError(_UNSCHEDULABLE)
 
 
 def _level_annuity(
     amount: Decimal, rate_annual: Decimal, term_months: int, start_date: date, interest_only_months: int
 ) -> tuple[Decimal, list[Installment]]:
-    """The level payment and its schedule, with the last installment within the tolerance."""
-    check_schedulable(amount, rate_annual, term_months, interest_only_months)
+    """The level payment and its schedule: sound (every month but the last pays exactly the
+    payment and leaves a balance), the last installment at most the tolerance above it.
+    Refused only if no kopek payment gives that."""
     amortizing = term_months - interest_only_months
-    payment = annuity_payment(amount, rate_annual, amortizing)
+    formula = annuity_payment(amount, rate_annual, amortizing)
+    if formula < KOPEK or amount < KOPEK * amortizing:
+        raise ScheduleError(_UNDER_A_KOPEK)
+
+    def schedule_at(payment: Decimal) -> list[Installment]:
+        return _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
+
+    def acceptable(payment: Decimal, installments: list[Installment]) -> bool:
+        return _annuity_is_sound(installments, payment, interest_only_months) and installments[
+            -1
+        ].total - payment <= last_installment_tolerance(payment, term_months)
+
+    # Newton steps from the formula's payment, aiming at a last installment equal to it.
     slope = _kopek_moves_last_by(rate_annual, amortizing) / KOPEK
-    tried: set[Decimal] = set()
-
-    def attempt(payment: Decimal) -> list[Installment] | None:
-        tried.add(payment)
-        installments = _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
-        sound = _annuity_is_sound(installments, payment, interest_only_months)
-        if sound and installments[-1].total - payment <= last_installment_tolerance(payment, term_months):
-            return installments
-        return None
-
+    payment, tried = formula, set()
     for _ in range(_PAYMENT_CORRECTIONS):
         if payment <= 0 or payment in tried:
             break
-        found = attempt(payment)
-        if found is not None:
-            return payment, found
-        installments = _amortize(amount, rate_annual, term_months, start_date, interest_only_months, payment, None)
-        excess = installments[-1].total - payment
+        tried.add(payment)
+        installments = schedule_at(payment)
+        if acceptable(payment, installments):
+            return payment, installments
         # What the schedule misses by, counted at its end: the last installment's excess, plus
         # whatever months that did not pay exactly `payment` (a balance run out early, or
         # interest that ate the payment) put off or brought forward.
-        miss = excess + sum((i.total - payment for i in installments[interest_only_months:-1]), ZERO)
+        miss = installments[-1].total - payment
+        miss += sum((i.total - payment for i in installments[interest_only_months:-1]), ZERO)
         step = (miss / slope / KOPEK).to_integral_value(ROUND_HALF_UP)
         payment += (step or (1 if miss > 0 else -1)) * KOPEK
-    # Rounding of each month's interest can make the last installment jump by more than the
-    # slope says: the kopecks around the estimate, nearest first.
-    centre = annuity_payment(amount, rate_annual, amortizing)
-    for offset in sorted(range(-_SCAN_KOPECKS, _SCAN_KOPECKS + 1), key=abs):
-        candidate = centre + offset * KOPEK
-        if candidate > 0 and candidate not in tried and (found := attempt(candidate)) is not None:
-            return candidate, found
+
+    # The exact answer. A larger payment leaves a smaller balance every month, so the
+    # payments whose balance lasts to the last month are those up to some largest one, and
+    # that one leaves the smallest last installment of all: if it is sound and within the
+    # tolerance it is the schedule, and if not, no kopek payment is.
+    def lasts(payment: Decimal) -> bool:
+        return all(i.balance_after > 0 for i in schedule_at(payment)[interest_only_months:-1])
+
+    # (A single amortizing month has nothing to last through: the formula's payment is its
+    # whole balance with the interest, and Newton's first step took it.)
+    low, high = KOPEK, amount + period_interest(amount, rate_annual) + KOPEK  # lasts / does not
+    while high - low > KOPEK:
+        middle = ((low + high) / 2).quantize(KOPEK, rounding=ROUND_DOWN)
+        low, high = (middle, high) if lasts(middle) else (low, middle)
+    installments = schedule_at(low)
+    if acceptable(low, installments):
+        return low, installments
     raise ScheduleError(_UNSCHEDULABLE)
 
 

@@ -59,7 +59,9 @@ def _decide(schedule: list[RepaymentInstallment], investments: list[Investment])
 def store_agreed_shares(session: Session, loan_id: uuid.UUID) -> None:
     """Decides and stores every investment's part of every installment (the disbursement
     calls it once the schedule is stored and the investments are active; a retry finds them
-    stored; a loan paid out before shares were stored gets them at its next collection)."""
+    stored; a loan paid out before shares were stored gets them at its next collection).
+    Callers hold the loan's row lock (loans/exactly_once.py), so two never store (and
+    backfill) at once."""
     if _stored_any(session, loan_id):
         return
     schedule = _schedule(session, loan_id)

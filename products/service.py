@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, InvalidRequest, NotFound
 from domain.money import format_rate
-from domain.schedule import ScheduleError, build_schedule, check_schedulable
+from domain.schedule import ScheduleError, build_schedule, check_schedulable_with_margin
 from models.product_terms import ProductTerms
 from models.products import LoanProduct
 
@@ -64,14 +64,15 @@ def product_versions(session: Session, code: str) -> list[LoanProduct]:
 
 def check_limits_schedulable(terms: ProductTerms) -> None:
     """A product's limits must not admit a loan its schedule would refuse (domain/schedule.py:
-    no last installment far above the others). The rule only gets harder as the amount falls
-    and the term grows, so the smallest amount over the longest term, at each of the
-    product's rates, decides for every loan it allows. (Checked when a product is created or
-    changed, not when a stored version is read back.)"""
+    no last installment far above the others). Judged with a margin (two kopecks' moves of
+    the last installment), a rule that only gets harder as the amount falls and the term
+    grows: the smallest amount over the longest term, at each of the product's rates,
+    answers for every loan the limits allow. (Checked when a product is created or changed,
+    not when a stored version is read back.)"""
     for grade, rate in sorted(terms.rates_by_grade.items()):
         try:
             if terms.amortization_method == "annuity":
-                check_schedulable(terms.min_amount, rate, terms.max_term_months, terms.interest_only_months)
+                check_schedulable_with_margin(terms.min_amount, rate, terms.max_term_months, terms.interest_only_months)
             else:
                 build_schedule(
                     terms.min_amount,

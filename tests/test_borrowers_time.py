@@ -256,7 +256,10 @@ async def test_a_long_outage_without_money_defaults_only_a_threshold_after_the_f
         # back long after the threshold: the old rule defaulted the loan the moment it was back
         days = DEFAULT_AFTER + 100
         loan, _ = await loan_the_platform_reaches_late(env, session_factory, task_queue, borrower, days, None)
-        late = await until(loan.handle, lambda s: s.installments and s.installments[0].status == "overdue", "it")
+        # (each is marked in turn, a notice activity after each)
+        late = await until(
+            loan.handle, lambda s: s.installments and {i.status for i in s.installments} == {"overdue"}, "all three"
+        )
         back = late.loan_today
         assert late.status == "active"
         assert [i.overdue_since for i in late.installments] == [back] * 3

@@ -16,9 +16,8 @@ from domain.schedule import (
     ScheduleError,
     annuity_payment,
     build_schedule,
-    check_schedulable,
+    check_schedulable_with_margin,
     last_installment_tolerance,
-    monthly_rate,
     period_interest,
 )
 
@@ -55,18 +54,28 @@ def test_schedule_properties(loan):
     try:
         schedule = build_schedule(amount, rate, term, start, method, grace)
     except ScheduleError:
-        # Refused only by the one rule the calculator, requests and product limits share (so
-        # terms it admits always get their schedule): one kopek of monthly payment moves the
-        # last installment by more than the window it may end in (above nothing, at most the
-        # tolerance above the payment), worked out here independently.
+        # Refused only where no kopek payment near the formula's gives a sound schedule (every
+        # month but the last pays it and leaves a balance) ending within the tolerance: tried
+        # here one by one, independently of the search.
         assert method == "annuity"
-        r = monthly_rate(rate)
-        amortizing = term - grace
-        kopek_moves_last_by = D("0.01") * sum((1 + r) ** k for k in range(amortizing))
-        payment = annuity_payment(amount, rate, amortizing)
-        assert kopek_moves_last_by > payment + last_installment_tolerance(payment, term)
+        formula = annuity_payment(amount, rate, term - grace)
+        for offset in range(-40, 41):
+            payment = formula + offset * D("0.01")
+            if payment <= 0:
+                continue
+            balance, ok = amount, True
+            for month in range(1, term):
+                interest = exact_interest(balance, rate)
+                principal = D(0) if month <= grace else payment - interest
+                if principal < 0 or (month > grace and principal <= 0) or balance - principal <= 0:
+                    ok = False
+                    break
+                balance -= principal
+            last = balance + exact_interest(balance, rate)
+            assert not (ok and last - payment <= last_installment_tolerance(payment, term)), payment
+        # ...and the margin rule products are judged by refuses these terms too
         with pytest.raises(ScheduleError):
-            check_schedulable(amount, rate, term, grace)
+            check_schedulable_with_margin(amount, rate, term, grace)
         return
     items = schedule.installments
     assert len(items) == term
@@ -215,3 +224,15 @@ def test_loans_disbursed_before_the_rule_keep_their_schedule():
     old = build_schedule(D("176050.48"), D("86.11"), 137, date(2026, 1, 15), legacy_rounding=True)
     new = build_schedule(D("176050.48"), D("86.11"), 137, date(2026, 1, 15))
     assert (old.payment, new.payment) == (D("12634.04"), D("12634.05"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(loans())
+def test_terms_that_pass_the_product_rule_always_schedule(loan):
+    """What product limits admit (the margin rule at their hardest corner), every loan gets."""
+    amount, rate, term, start, _, grace = loan
+    try:
+        check_schedulable_with_margin(amount, rate, term, grace)
+    except ScheduleError:
+        return
+    build_schedule(amount, rate, term, start, "annuity", grace)

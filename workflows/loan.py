@@ -859,8 +859,8 @@ class LoanWorkflow:
         self._funds_arrived = True
         arrived = min(event.at, workflow.now()) if event.at else workflow.now()
         state = self._state
-        if state.last_attempt_at is not None:
-            arrived = max(arrived, state.last_attempt_at)  # (a late signal for money already taken)
+        if state.last_attempt_at is not None and arrived <= state.last_attempt_at:
+            return  # a late signal for money the last attempt already saw: a wake-up, no more
         if state.funds_arrived_at is None or arrived < state.funds_arrived_at:
             state.funds_arrived_at = arrived
 
