@@ -202,6 +202,8 @@ _UNSCHEDULABLE = (
     "the others; choose a shorter term, a lower rate or a larger amount"
 )
 _UNDER_A_KOPEK = "the monthly payment would be under a kopek; choose a shorter term or a larger amount"
+# Product limits ask at least this of a monthly payment (the margin rule's floor).
+_SMALLEST_PRODUCT_PAYMENT = Decimal("1.00")
 
 
 def _kopek_moves_last_by(rate_annual: Decimal, amortizing: int) -> Decimal:
@@ -219,15 +221,18 @@ def check_schedulable_with_margin(
 ) -> None:
     """Refuses (ScheduleError) an annuity unless two kopecks' moves of its last installment fit
     in the window a sound last installment may end in (above nothing, at most the tolerance
-    above the payment): then the kopek search cannot step over the window, and the loan
-    schedules. Harder as the amount falls and the term grows, so for a product's limits its
-    smallest amount over its longest term, at each of its rates, answers for every loan they
-    allow. (A single loan is judged exactly, by build_schedule's search.)"""
+    above the payment), and the payment is at least a rouble: then the kopek search cannot
+    step over the window, and the loan schedules. Harder as the amount falls and the term
+    grows, so for a product's limits its smallest amount over its longest term, at each of
+    its rates, answers for every loan they allow. (A single loan is judged exactly, by build_schedule's search.)"""
     _validate(amount, rate_annual, term_months, interest_only_months)
     amortizing = term_months - interest_only_months
     payment = annuity_payment(amount, rate_annual, amortizing)
     if payment < KOPEK or amount < KOPEK * amortizing:
         raise ScheduleError(_UNDER_A_KOPEK)
+    if payment < _SMALLEST_PRODUCT_PAYMENT:
+        # (a payment of a few kopecks can be eaten by one month's interest rounded up)
+        raise ScheduleError(f"the monthly payment would be under {_SMALLEST_PRODUCT_PAYMENT}")
     if 2 * _kopek_moves_last_by(rate_annual, amortizing) > payment + last_installment_tolerance(payment, term_months):
         raise ScheduleError(_UNSCHEDULABLE)
 
@@ -278,7 +283,8 @@ def _level_annuity(
 
     # (A single amortizing month has nothing to last through: the formula's payment is its
     # whole balance with the interest, and Newton's first step took it.)
-    low, high = KOPEK, amount + period_interest(amount, rate_annual) + KOPEK  # lasts / does not
+    # low lasts; high does not (with two or more amortizing months)
+    low, high = KOPEK, amount + period_interest(amount, rate_annual) + KOPEK
     while high - low > KOPEK:
         middle = ((low + high) / 2).quantize(KOPEK, rounding=ROUND_DOWN)
         low, high = (middle, high) if lasts(middle) else (low, middle)
