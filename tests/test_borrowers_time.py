@@ -336,3 +336,40 @@ async def test_receipts_equal_the_agreements_to_the_kopek(
         totals = sorted((sum((r["total"] for r in agreed[i.id]), D(0)) for i in investments), reverse=True)
         assert totals == [D("38504.94"), D("38504.94"), D("38504.93")]
         assert_books_balance(session)
+
+
+async def test_a_late_fee_over_several_wake_ups_is_rounded_once(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
+    """Overdue installment 1 (34,114.12 of 100,000 at 14% over 3 months) is paid in two
+    pieces: 215.86 six days after its due date, the rest eleven days after. The fee accrues
+    over two stretches of the span, on the amount overdue in each, and is rounded once:
+    34,114.12 x 0.1% x 3 days = 102.34236, then (34,114.12 - 113.52 of interest paid) x 0.1%
+    x 5 days = 170.0030; 272.34536 in all, 272.35. Rounded stretch by stretch it would be
+    102.34 + 170.00 = 272.34."""
+    env = time_skipping_env
+    borrower = make_borrower(session_factory)
+    async with running_worker(env.client, settings, session_factory, task_queue):
+        loan, _, snapshot = await funded_active_loan(env, session_factory, task_queue, borrower)
+        withdraw_everything(session_factory, borrower)
+        first = snapshot.installments[0]
+        assert first.principal + first.interest == D("34114.12")
+        await sleep_until(env, moscow(first.due_date, hour=2) + timedelta(days=1))
+        await until(loan.handle, lambda s: s.installments[0].status == "overdue", "the failed attempt")
+        for day, amount in ((6, "215.86"), (11, "150000")):
+            await sleep_until(env, moscow(first.due_date, hour=12) + timedelta(days=day))
+            give_money(session_factory, borrower, amount)
+            paid_before = (await loan.handle.query(LoanWorkflow.snapshot)).installments[0].paid_interest
+            await loan.handle.signal(LoanWorkflow.funds_arrived, FundsArrived(at=await env.get_current_time()))
+            await until(
+                loan.handle,
+                lambda s, before=paid_before: s.installments[0].paid_interest != before or s.installments[0].settled,
+                f"the collection of day {day}",
+            )
+        done = await until(loan.handle, lambda s: s.installments[0].status == "paid", "installment 1 paid")
+        item = done.installments[0]
+        exact = D("34114.12") * D("0.001") * 3 + (D("34114.12") - D("113.52")) * D("0.001") * 5
+        assert exact == D("272.34536")
+        assert (item.fee_exact, item.fee_accrued, item.paid_fee) == (exact, D("272.35"), D("272.35"))
+        result = await loan.handle.result()
+    assert result.status == "repaid"
