@@ -170,15 +170,7 @@ class LoanActivities:
             version, rules = current_rules(session)
             history = payment_history(session, input.borrower_id)
         if profile is None:
-            return ScoreLoanResult(
-                score=0,
-                grade=None,
-                rate_annual=None,
-                decision="reject",
-                reasons=[],
-                reject_reason="no borrower profile: PUT /v1/users/me/profile first",
-                rules_version=version,
-            )
+            return ScoreLoanResult.refused("no borrower profile: PUT /v1/users/me/profile first", version)
         # The DTI test uses the most the borrower could owe in a month: the dearest grade's
         # rate, and the highest installment under the product's method (a differentiated
         # loan's first payment is above the annuity's).
@@ -193,15 +185,7 @@ class LoanActivities:
                 input.terms.interest_only_months,
             ).highest_payment
         except ScheduleError as error:  # (requests are checked when made; this is the last guard)
-            return ScoreLoanResult(
-                score=0,
-                grade=None,
-                rate_annual=None,
-                decision="reject",
-                reasons=[],
-                reject_reason=f"no schedule: {error}",
-                rules_version=version,
-            )
+            return ScoreLoanResult.refused(f"no schedule: {error}", version)
         result = score_request(
             rules,
             ScoringInput(

@@ -292,6 +292,19 @@ class ScoreLoanResult(BaseModel):
     reject_reason: str | None = None
     rules_version: int | None = None
 
+    @classmethod
+    def refused(cls, reason: str, rules_version: int | None) -> ScoreLoanResult:
+        """Rejected before any factor was scored (no profile, no schedule)."""
+        return cls(
+            score=0,
+            grade=None,
+            rate_annual=None,
+            decision="reject",
+            reasons=[],
+            reject_reason=reason,
+            rules_version=rules_version,
+        )
+
 
 class ReserveInvestmentInput(BaseModel):
     loan_id: uuid.UUID
