@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -121,10 +121,6 @@ def _failure(refusal: LoanRefusal) -> ApplicationError:
 def _refused_by_activity(error: BaseException, refusal: type[Exception]) -> bool:
     cause = error.cause if isinstance(error, ActivityError) else error
     return isinstance(cause, ApplicationError) and cause.type == refusal.__name__
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 @workflow.defn(name="LoanWorkflow")
@@ -523,7 +519,7 @@ class LoanWorkflow:
             terms.amortization_method,
             terms.interest_only_months,
             # a loan disbursed before the patch rebuilds its schedule as it was fixed then
-            legacy_rounding=not self._borrowers_time(),
+            legacy_rounding=not self._on_borrowers_time,
         )
         return [
             ScheduledInstallment(
@@ -633,11 +629,8 @@ class LoanWorkflow:
                 await self._continue_as_new()
 
     # -- the borrower's time ----------------------------------------------------------------------
-    def _borrowers_time(self) -> bool:
-        return self._on_borrowers_time
-
     def _time_zone(self) -> str:
-        return self._input.time_zone if self._borrowers_time() else "UTC"
+        return self._input.time_zone if self._on_borrowers_time else "UTC"
 
     def _day_of(self, moment: datetime) -> date:
         """The calendar day of a (loan-time) moment in the platform's time zone."""
@@ -661,14 +654,18 @@ class LoanWorkflow:
         that found it short (the due date itself when the platform was there on time)."""
         return item.overdue_since - timedelta(days=1) if item.overdue_since else item.due_date
 
+    def _overdue(self, today: date) -> list[InstallmentState]:
+        """What counts toward the default threshold: installments overdue (before the patch:
+        every unsettled one whose due date has come)."""
+        if self._on_borrowers_time:
+            return [i for i in self._unsettled() if i.status == "overdue"]
+        return [i for i in self._unsettled() if i.due_date <= today]
+
     def _threshold_passed(self) -> bool:
-        terms, today = self._input.terms, self._today()
-        if not self._borrowers_time():
-            oldest = self._unsettled()[0]
-            return oldest.due_date <= today and (today - oldest.due_date).days >= terms.default_after_days_overdue
-        overdue = [i for i in self._unsettled() if i.status == "overdue"]
+        today = self._today()
+        overdue = self._overdue(today)
         return bool(overdue) and (
-            (today - min(self._counted_from(i) for i in overdue)).days >= terms.default_after_days_overdue
+            (today - min(self._counted_from(i) for i in overdue)).days >= self._input.terms.default_after_days_overdue
         )
 
     def _next_wake(self) -> tuple[datetime, str]:
@@ -682,28 +679,16 @@ class LoanWorkflow:
             for i in unsettled
             if i.due_date > today
         ][:1]
-        if not self._borrowers_time():
-            overdue = [i for i in unsettled if i.due_date <= today]
-            if overdue:
-                threshold = overdue[0].due_date + threshold_days
-                moments.append(
-                    (
-                        _midnight(threshold),
-                        f"default threshold of installment {overdue[0].payment_num} on {threshold:%Y-%m-%d}",
-                    )
+        # Short on its due day: paid on time until the day ends; then tried again.
+        short_today = next((i for i in unsettled if i.status == "pending" and i.due_date <= today), None)
+        if short_today is not None and self._on_borrowers_time:
+            moments.append(
+                (
+                    self._day_start(short_today.due_date + timedelta(days=1)),
+                    f"the end of installment {short_today.payment_num}'s due day {short_today.due_date:%Y-%m-%d}",
                 )
-            return min(moments, key=lambda m: m[0])
-        for item in unsettled:
-            if item.status == "pending" and item.due_date <= today:
-                # Short on its due day: paid on time until the day ends; then tried again.
-                moments.append(
-                    (
-                        self._day_start(item.due_date + timedelta(days=1)),
-                        f"the end of installment {item.payment_num}'s due day {item.due_date:%Y-%m-%d}",
-                    )
-                )
-                break
-        overdue = [i for i in unsettled if i.status == "overdue"]
+            )
+        overdue = self._overdue(today)
         if overdue:
             first = min(overdue, key=self._counted_from)
             threshold = self._counted_from(first) + threshold_days
@@ -718,7 +703,7 @@ class LoanWorkflow:
     def _accrue_fees(self, until: date) -> None:
         """Late fees of overdue installments up to the day `until`."""
         terms = self._input.terms
-        borrowers_time = self._borrowers_time()
+        borrowers_time = self._on_borrowers_time
         for item in self._unsettled():
             if borrowers_time and item.status != "overdue":
                 continue  # not overdue (yet): no fee, whatever the calendar says
@@ -788,7 +773,7 @@ class LoanWorkflow:
         if not due:
             return
         fees_until = today
-        if state.funds_arrived_at is not None and self._borrowers_time():
+        if state.funds_arrived_at is not None and self._on_borrowers_time:
             # Money that arrived while the loan was not looking stops the fees when it came.
             fees_until = min(today, self._day_of(self._to_loan_time(state.funds_arrived_at)))
         state.funds_arrived_at = None
@@ -803,7 +788,7 @@ class LoanWorkflow:
             require_full=False,
             summary=f"collect installment(s) {numbers} of {len(state.installments)} (loan date {today:%Y-%m-%d})",
         )
-        borrowers_time = self._borrowers_time()
+        borrowers_time = self._on_borrowers_time
         for item in due:
             if item.status != "pending":
                 continue
