@@ -94,6 +94,9 @@ class Receipt:
     def total(self) -> Decimal:
         return self.principal + self.interest + self.fee
 
+    def __add__(self, other: Receipt) -> Receipt:
+        return Receipt(self.principal + other.principal, self.interest + other.interest, self.fee + other.fee)
+
 
 @dataclass(frozen=True)
 class Entitlement:

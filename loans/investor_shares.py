@@ -112,13 +112,12 @@ def agreed_shares_of(session: Session, loan_id: uuid.UUID) -> dict[uuid.UUID, li
     """Every investment's agreed part of every installment: as stored, or, for a loan paid out
     before they were stored, as the same rule decides them (without writing: readers only read)."""
     rows = _stored(session, loan_id)
-    holders = _holders(session, loan_id)
     if not rows:
+        holders = _holders(session, loan_id)
         schedule = _schedule(session, loan_id)
         return _decide(schedule, holders) if schedule and holders else {}
-    order = {i.id: n for n, i in enumerate(holders)}
     shares: dict[uuid.UUID, list[AgreedShare]] = {}
-    for row in sorted(rows, key=lambda r: (order.get(r.investment_id, len(order)), r.payment_num)):
+    for row in rows:
         shares.setdefault(row.investment_id, []).append(AgreedShare(row.payment_num, row.principal, row.interest))
     return shares
 
@@ -135,12 +134,19 @@ def _stored_any(session: Session, loan_id: uuid.UUID) -> bool:
 def _stored(
     session: Session, loan_id: uuid.UUID, payment_nums: Sequence[int] | None = None, lock: bool = False
 ) -> list[InvestmentInstallment]:
-    query = select(InvestmentInstallment).where(InvestmentInstallment.loan_id == loan_id)
+    """The stored parts, in the order the investments were made (as _holders: the order every
+    split breaks its ties in), each investment's by installment."""
+    query = (
+        select(InvestmentInstallment)
+        .join(Investment, Investment.id == InvestmentInstallment.investment_id)
+        .where(InvestmentInstallment.loan_id == loan_id)
+        .order_by(Investment.created_at, Investment.id, InvestmentInstallment.payment_num)
+    )
     if payment_nums is not None:
         query = query.where(InvestmentInstallment.payment_num.in_(payment_nums))
     if lock:
-        query = query.with_for_update()
-    return list(session.scalars(query.order_by(InvestmentInstallment.payment_num, InvestmentInstallment.investment_id)))
+        query = query.with_for_update(of=InvestmentInstallment)
+    return list(session.scalars(query))
 
 
 def pay_investments(
@@ -151,10 +157,8 @@ def pay_investments(
     if not any(p.total for p in paid):
         return {}
     store_agreed_shares(session, loan_id)  # (stored at disbursement; here for older loans)
-    rows = _stored(session, loan_id, [p.payment_num for p in paid], lock=True)
-    order = {i.id: n for n, i in enumerate(_holders(session, loan_id))}
     by_installment: dict[int, list[InvestmentInstallment]] = {}
-    for row in sorted(rows, key=lambda r: order.get(r.investment_id, len(order))):
+    for row in _stored(session, loan_id, [p.payment_num for p in paid], lock=True):
         by_installment.setdefault(row.payment_num, []).append(row)
     totals: dict[uuid.UUID, Receipt] = {}
     for item in paid:
@@ -173,10 +177,7 @@ def pay_investments(
             row.received_principal += receipt.principal
             row.received_interest += receipt.interest
             row.received_fee += receipt.fee
-            before = totals.get(row.investment_id, Receipt(ZERO, ZERO, ZERO))
-            totals[row.investment_id] = Receipt(
-                before.principal + receipt.principal, before.interest + receipt.interest, before.fee + receipt.fee
-            )
+            totals[row.investment_id] = totals.get(row.investment_id, Receipt(ZERO, ZERO, ZERO)) + receipt
     return totals
 
 
@@ -186,5 +187,4 @@ def outstanding_principal_by_investment(session: Session, loan_id: uuid.UUID) ->
     owed: dict[uuid.UUID, Decimal] = {}
     for row in _stored(session, loan_id):
         owed[row.investment_id] = owed.get(row.investment_id, ZERO) + row.principal - row.received_principal
-    order = {i.id: n for n, i in enumerate(_holders(session, loan_id))}
-    return dict(sorted(owed.items(), key=lambda kv: order.get(kv[0], len(order))))
+    return owed
