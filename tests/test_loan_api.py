@@ -34,6 +34,24 @@ async def wait_loan_status(api: httpx.AsyncClient, loan_id: str, headers, *statu
         await asyncio.sleep(0.1)
 
 
+async def fund_through_the_api(api: httpx.AsyncClient, settings, borrower, investors) -> str:
+    """The borrower asks for 50,000 over 6 months; each of two investors funds 25,000."""
+    headers = bearer(settings, borrower, "borrower")
+    created = await api.post(
+        "/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "x"}, headers=headers
+    )
+    loan_id = created.json()["id"]
+    await wait_loan_status(api, loan_id, headers, "funding")
+    for investor in investors:
+        answer = await api.post(
+            f"/v1/loans/{loan_id}/investments",
+            json={"amount": "25000.00"},
+            headers=bearer(settings, investor, "investor"),
+        )
+        assert answer.status_code == 201, answer.text
+    return loan_id
+
+
 async def test_funding_rush_never_overfunds_and_always_answers(
     live_settings, dev_client, session_factory, seeded, task_queue
 ):
@@ -186,18 +204,7 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
     ):
         headers = bearer(settings, borrower, "borrower")
-        created = await api.post(
-            "/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "demo"}, headers=headers
-        )
-        loan_id = created.json()["id"]
-        await wait_loan_status(api, loan_id, headers, "funding")
-        for investor in investors:
-            answer = await api.post(
-                f"/v1/loans/{loan_id}/investments",
-                json={"amount": "25000.00"},
-                headers=bearer(settings, investor, "investor"),
-            )
-            assert answer.status_code == 201, answer.text
+        loan_id = await fund_through_the_api(api, settings, borrower, investors)
         from tests.loan_helpers import give_money
 
         give_money(session_factory, borrower, "10000")
@@ -230,21 +237,10 @@ async def test_the_read_side_never_runs_ahead_of_the_loan(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
     ):
         mine = bearer(settings, borrower, "borrower")
-        created = await api.post(
-            "/v1/loans", json={"amount": "50000.00", "term_months": 6, "purpose": "x"}, headers=mine
-        )
-        loan_id = created.json()["id"]
-        await wait_loan_status(api, loan_id, mine, "funding")
         from tests.loan_helpers import give_money
 
         give_money(session_factory, borrower, "5000")  # with the 48,500 paid out: everything, at once
-        for investor in investors:
-            answer = await api.post(
-                f"/v1/loans/{loan_id}/investments",
-                json={"amount": "25000.00"},
-                headers=bearer(settings, investor, "investor"),
-            )
-            assert answer.status_code == 201, answer.text
+        loan_id = await fund_through_the_api(api, settings, borrower, investors)
         seen = []
         while (body := (await api.get(f"/v1/loans/{loan_id}", headers=mine)).json())["status"] != "active":
             seen.append(body["status"])
