@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.body_limit import BodySizeLimit
 from api.idempotency import install_idempotency
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
@@ -30,6 +32,7 @@ from api.temporal import TemporalClientHolder
 from core.db import make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import payload_codec
+from documents.render_pool import RenderPool
 
 log = logging.getLogger("api")
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         except Exception as exc:
             log.warning("Temporal not reachable at start (%s); will retry on first use", exc)
         yield
+        await asyncio.to_thread(app.state.render_pool.shutdown)  # no render process outlives the app
         engine.dispose()
 
     app = FastAPI(
@@ -60,10 +64,16 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     app.state.engine = engine
     app.state.sessionmaker = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
     app.state.temporal = temporal or TemporalClientHolder(settings)
-    app.state.payload_codec = payload_codec(settings)
+    # The codec endpoint shows operators histories as Temporal stores them, clear parts too.
+    app.state.payload_codec = payload_codec(settings, unsealed="show")
+    app.state.render_pool = RenderPool(settings.PDF_RENDER_PROCESSES, settings.PDF_RENDERS_WAITING)
     install_problem_handlers(app)
     codec.redact_codec_links_in_access_log()
     install_idempotency(app)
+    # Outside the idempotency middleware, inside CORS (a browser reads the 413).
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES, max_codec_bytes=settings.MAX_CODEC_BODY_BYTES
+    )
     install_openapi(app)
     # The Temporal UI runs in operators' browsers and calls the codec endpoint from there.
     app.add_middleware(

@@ -12,17 +12,18 @@ from fastapi.openapi.utils import get_openapi
 from api.problems import PROBLEM_JSON
 
 # What any operation may answer besides its success: bad input (422), no or a dead token
-# (401), a role or object it may not touch (403/404), a state that forbids it (409), a limit
-# (429), Temporal unreachable (503).
+# (401), a role or object it may not touch (403/404), a state that forbids it (409), a body
+# over the cap (413), a limit (429), PostgreSQL or Temporal unreachable, the PDF renderers busy (503).
 ERROR_STATUSES = {
     "400": "Bad request",
     "401": "Not authenticated: no token, or one that expired or was revoked",
     "403": "Forbidden for this role",
     "404": "Not found, or not yours",
     "409": "Conflict with the current state (not enough money, a loan not open, a key in flight, ...)",
+    "413": "Request body too large (MAX_REQUEST_BODY_BYTES; MAX_CODEC_BODY_BYTES on /codec/)",
     "422": "Invalid request: each wrong field is named",
     "429": "Too many requests: wait Retry-After seconds",
-    "503": "A dependency (Temporal) is unreachable: nothing was done, send again",
+    "503": "A dependency (PostgreSQL, Temporal, the PDF renderers) is unavailable: send again after Retry-After",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

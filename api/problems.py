@@ -6,17 +6,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
-from core.errors import PlatformError
+from core.errors import PlatformError, ServiceUnavailable
 
 log = logging.getLogger("api")
 
 PROBLEM_JSON = "application/problem+json"
+
+# PostgreSQL down, restarting or refusing connections, every pooled connection busy, or a
+# transaction it cut short (a lock or statement timeout, a deadlock): 503, send again. The
+# request's transaction rolled back, unless the connection broke during its very commit:
+# an Idempotency-Key makes that resend safe too.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)
+# Temporal unreachable, or too slow to answer before the call's deadline.
+TEMPORAL_UNAVAILABLE = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
 def problem(
@@ -48,6 +59,11 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     return str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    # The driver's own message (a DBAPI error's text adds the SQL and its parameters: not logged).
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0][:300]
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -106,6 +122,45 @@ def install_problem_handlers(app: FastAPI) -> None:
                 422, "Invalid request", "text may not contain NUL characters", "invalid-request", request.url.path
             )
         return await unexpected_error(request, exc)
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            _first_line(exc),
+        )
+        return await platform_error(
+            request,
+            ServiceUnavailable(
+                "the database could not take the request right now; send again shortly "
+                "(a request with an Idempotency-Key is always safe to send again)"
+            ),
+        )
+
+    for error_class in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error_class, database_unavailable)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # The connection broke under the statement (the server restarted, a network cut).
+        if exc.connection_invalidated:
+            return await database_unavailable(request, exc)
+        return await unexpected_error(request, exc)
+
+    @app.exception_handler(RPCError)
+    async def temporal_error(request: Request, exc: RPCError) -> JSONResponse:
+        if exc.status not in TEMPORAL_UNAVAILABLE:
+            return await unexpected_error(request, exc)
+        log.warning("Temporal unavailable on %s %s: %s", request.method, request.url.path, exc.message[:300])
+        return await platform_error(
+            request,
+            ServiceUnavailable(
+                "the workflow service is not reachable right now; send again shortly "
+                "(a request with an Idempotency-Key is always safe to send again)"
+            ),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from temporalio.api.common.v1 import Payload
 
 from api.main import create_app
 from api.routers.users import create_user
+from bench import throwaway_secrets
 from core.db import make_engine, unit_of_work
 from core.payload_codec import EncryptionCodec
 from core.settings import Settings
@@ -66,7 +67,7 @@ def run_api_safety_bench(database_url: str, quick: bool) -> tuple[str, list[str]
         ENVIRONMENT="dev",
         DATABASE_URL=database_url,
         TEMPORAL_ADDRESS="127.0.0.1:1",
-        JWT_SECRET=secrets.token_urlsafe(48),
+        **{**throwaway_secrets.SETTINGS, "JWT_SECRET": secrets.token_urlsafe(48)},
         LOGIN_MAX_FAILURES_PER_ADDRESS=10**6,
     )
     engine = make_engine(database_url, 4)

@@ -38,6 +38,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
+from bench import throwaway_secrets
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade_to_head
 from core.security import issue_access_token
@@ -91,7 +92,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 async def platform(tmp: Path, *, api: bool = False):
     """PostgreSQL, Temporal, the worker (and the API) for one benchmark; all stopped after,
     each by its own pid."""
-    postgres = EmbeddedPostgres(tmp / "pg", free_port(), durable=True)
+    postgres = EmbeddedPostgres(tmp / "pg", free_port(), password=throwaway_secrets.POSTGRES_PASSWORD, durable=True)
     postgres.start()
     temporal = None
     processes: list[subprocess.Popen] = []
@@ -105,16 +106,20 @@ async def platform(tmp: Path, *, api: bool = False):
         env = {
             **os.environ,
             "ENVIRONMENT": "dev",
+            **throwaway_secrets.ENVIRONMENT,
             "DATABASE_URL": url,
             "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
             "TASK_QUEUE": "loans",
             "LOAN_TIME_SCALE": str(MONTH_PER_SECOND),
             "DATA_DIR": str(tmp / "data"),
             "DB_POOL_SIZE": "20",
+            # The latency run sends thousands of calculator POSTs from one address.
+            "ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE": "1000000",
         }
         settings = Settings(
             _env_file=None,
             ENVIRONMENT="dev",
+            **throwaway_secrets.SETTINGS,
             DATABASE_URL=url,
             TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
             TASK_QUEUE="loans",
@@ -400,7 +405,7 @@ async def temporal_floor(tmp: Path, loans: int, months: int, activities: int) ->
 def database_floor(tmp: Path, loans: int, per_loan: int, term: int) -> LifecycleRow:
     """The same money work as the lifecycle, by a plain loop (8 threads) of database
     transactions: reservations, disbursement, each installment collected and distributed."""
-    postgres = EmbeddedPostgres(tmp / "pg", free_port(), durable=True)
+    postgres = EmbeddedPostgres(tmp / "pg", free_port(), password=throwaway_secrets.POSTGRES_PASSWORD, durable=True)
     postgres.start()
     try:
         return _database_floor(postgres, loans, per_loan, term)
@@ -418,7 +423,7 @@ def _database_floor(postgres: EmbeddedPostgres, loans: int, per_loan: int, term:
     engine = make_engine(url, 10)
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     with unit_of_work(factory) as session:
-        seed(session, Settings(_env_file=None, DATABASE_URL=url))
+        seed(session, Settings(_env_file=None, DATABASE_URL=url, **throwaway_secrets.SETTINGS))
     borrowers, investors = make_people(factory, loans, max(per_loan * 4, 20), D("30000.00"), LOAN_AMOUNT * loans)
     share = (LOAN_AMOUNT / per_loan).quantize(D("0.01"))
     schedule = build_schedule(LOAN_AMOUNT, D("14.00"), term, date.today(), "annuity", 0).installments

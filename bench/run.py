@@ -13,6 +13,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+from bench import throwaway_secrets  # noqa: E402
 from bench.api_safety_bench import run_api_safety_bench  # noqa: E402
 from bench.auto_invest_bench import matching_table, run_auto_invest_bench  # noqa: E402
 from bench.ledger_bench import run_ledger_bench  # noqa: E402
@@ -49,7 +50,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crowdlending-bench-") as tmp:
         if only & {"ledger", "matching", "api"}:
             # Durable settings (fsync on), as in production: the ratio to pgbench is what matters.
-            postgres = EmbeddedPostgres(Path(tmp) / "ledger", free_port(), durable=True)
+            postgres = EmbeddedPostgres(
+                Path(tmp) / "ledger", free_port(), password=throwaway_secrets.POSTGRES_PASSWORD, durable=True
+            )
             postgres.start()
             try:
                 if "ledger" in only:

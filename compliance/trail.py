@@ -1,6 +1,12 @@
 """A loan's trail for compliance: the audit chain in order, each record joined to the
 workflow history events of the activity that wrote it (scheduled, started, closed), and the
 chain's check. Read-only: nothing here writes.
+
+Each reader sees the people in it by need to know (compliance/need_to_know.py): operators
+and compliance, everyone's email and id; a borrower, their own, and of everyone else a role
+and a pseudonym, in the actor columns and inside every step's details. The steps are built
+here once for both the JSON trail and its PDF. A redacted step's details no longer hash to
+its record_hash: the chain's check (`check`) is made on the records as stored.
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from compliance.audit import ChainCheck, loan_records, verify_chain
+from compliance.need_to_know import People, Reader
 from documents.store import DocumentStore
 from models.loans import LoanRequest
 from models.records import Document
-from models.users import User
 
 
 @dataclass
@@ -28,6 +34,7 @@ class TrailStep:
     actor_id: uuid.UUID | None
     actor_role: str
     actor_email: str | None
+    actor_pseudonym: str | None
     action: str
     note: str | None
     event_key: str
@@ -46,30 +53,31 @@ class Trail:
     history_available: bool = False
 
 
-def read_trail(session: Session, loan: LoanRequest) -> Trail:
+def read_trail(session: Session, loan: LoanRequest, reader: Reader) -> Trail:
+    """The loan's trail as `reader` may see it (the chain's check is the stored records')."""
     records = loan_records(session, loan.id)
-    actor_ids = {r.actor_id for r in records if r.actor_id}
-    emails = dict(session.execute(select(User.id, User.email).where(User.id.in_(actor_ids))).all()) if actor_ids else {}
+    people = People(session, reader, [r.actor_id for r in records], [(r.details, r.note, r.event_key) for r in records])
     steps = [
         TrailStep(
             seq=n,
             id=r.id,
             at=r.created_at.isoformat(),
-            actor_id=r.actor_id,
+            actor_id=people.id(r.actor_id),
             actor_role=r.actor_role,
-            actor_email=emails.get(r.actor_id) if r.actor_id else None,
+            actor_email=people.email(r.actor_id),
+            actor_pseudonym=people.name(r.actor_id),
             action=r.action,
-            note=r.note,
-            event_key=r.event_key,
-            details=r.details,
+            note=people.redact(r.note),
+            event_key=people.redact(r.event_key),
+            details=people.redact(r.details),
             prev_hash=r.prev_hash,
             record_hash=r.record_hash,
         )
         for n, r in enumerate(records, start=1)
     ]
     runs: list[str] = []
-    for step in steps:
-        run_id = (step.details.get("workflow") or {}).get("run_id")
+    for r in records:  # the workflow's ids name no person: read from the stored records
+        run_id = (r.details.get("workflow") or {}).get("run_id")
         if run_id and run_id not in runs:
             runs.append(run_id)
     return Trail(loan=loan, steps=steps, check=verify_chain(records), runs=runs)

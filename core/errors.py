@@ -72,12 +72,17 @@ class IdempotencyConflict(InvalidRequest):
 
 
 class ServiceUnavailable(PlatformError):
-    """A dependency (Temporal) could not take the request; nothing was done, send again."""
+    """A dependency (PostgreSQL, Temporal, the PDF renderer) could not take the request; send
+    again after Retry-After seconds."""
 
     status_code = 503
     type_slug = "service-unavailable"
     title = "Service unavailable"
     non_retryable = False
+
+    def __init__(self, detail: str, retry_after_seconds: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers = {"Retry-After": str(retry_after_seconds)}
 
 
 class IdempotencyKeyInFlight(Conflict):

@@ -4,8 +4,17 @@ Everything the platform hands to Temporal (workflow and activity inputs and resu
 update and query payloads, summaries, failure messages) passes through this codec, so the
 Temporal server and its database see ciphertext only. Each payload names the key that
 sealed it: to rotate, add a new key, make it the active one, and keep the old one as long
-as histories sealed with it are retained. Payloads that were never encrypted (histories
-from before encryption was switched on) pass through unchanged.
+as histories sealed with it are retained.
+
+Temporal is a trust boundary: whoever reaches its frontend without our key must not move
+money. So workers and clients refuse every payload that is not sealed with a known key
+(`unsealed="refuse"`): it is replaced by a marker that no converter reads
+(core/temporal_client.py turns it into a non-retryable UnsealedPayload error), so a clear-text
+update is rejected before its validator, a clear-text signal is dropped, a clear-text
+workflow input fails that run, and nothing reaches an activity. Only the codec endpoint that
+shows histories to operators (`unsealed="show"`) passes clear payloads through: what Temporal
+itself writes there (search attributes, a terminate reason) and histories from before
+encryption.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -23,6 +33,9 @@ from temporalio.converter import PayloadCodec
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
+# What a refused (clear-text) payload becomes, with the encoding it claimed.
+UNSEALED_ENCODING = b"binary/unsealed-refused"
+CLAIMED_ENCODING = "claimed-encoding"
 
 
 class PayloadDecryptionError(ValueError):
@@ -40,11 +53,14 @@ def parse_key(encoded: str) -> bytes:
 
 
 class EncryptionCodec(PayloadCodec):
-    def __init__(self, keys: Mapping[str, bytes], active_key_id: str) -> None:
+    def __init__(
+        self, keys: Mapping[str, bytes], active_key_id: str, *, unsealed: Literal["refuse", "show"] = "refuse"
+    ) -> None:
         if active_key_id not in keys:
             raise ValueError(f"the active payload key {active_key_id!r} is not among the keys")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._active = active_key_id
+        self._unsealed = unsealed
 
     @property
     def active_key_id(self) -> str:
@@ -64,8 +80,12 @@ class EncryptionCodec(PayloadCodec):
         return Payload(metadata={"encoding": ENCODING, KEY_ID: key_id}, data=nonce + sealed)
 
     def open(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != ENCODING:
-            return payload
+        encoding = payload.metadata.get("encoding")
+        if encoding != ENCODING:
+            if self._unsealed == "show":
+                return payload
+            # (data dropped: nothing of a refused payload is ever parsed)
+            return Payload(metadata={"encoding": UNSEALED_ENCODING, CLAIMED_ENCODING: encoding or b"<none>"})
         key_id = payload.metadata.get(KEY_ID, b"").decode("utf-8", "replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:

@@ -6,6 +6,7 @@ The names here are the names used everywhere: the Makefile, docker-compose.yml a
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,12 +19,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The platform's days: Moscow's, as the 259-FZ year already is.
 PLATFORM_TIME_ZONE = "Europe/Moscow"
 
-# A secret that anyone reading this repository knows: accepted only in dev, where it saves a
-# newcomer a step; refused in every other environment.
-DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
-# The same for the key that encrypts Temporal payloads (32 bytes, base64).
-DEV_PAYLOAD_KEY_ID = "dev-1"
-DEV_PAYLOAD_KEY = "ZGV2LW9ubHktcGF5bG9hZC1rZXktMzItYnl0ZXMhISE="
+# Secrets that older versions of this repository shipped as defaults: anyone can read them,
+# so they are refused everywhere (a .env copied from an old checkout must not protect a
+# platform). There are no built-in secrets: `make run` and `make demo` generate them
+# (runner/local_secrets.py), deployments set them, tests bring their own.
+PUBLISHED_SECRETS = frozenset(
+    {"dev-only-secret-change-me-0123456789abcdef", "ZGV2LW9ubHktcGF5bG9hZC1rZXktMzItYnl0ZXMhISE="}
+)
 
 
 class Settings(BaseSettings):
@@ -32,7 +34,11 @@ class Settings(BaseSettings):
     ENVIRONMENT: Literal["dev", "test", "production"] = "dev"
 
     # PostgreSQL. Empty means "start the embedded server" (make run) or "tests bring their own".
+    # The API and the worker connect with DATABASE_URL as a role that may only read and write
+    # rows (the group role crowdlending_app); migrations run as the tables' owner,
+    # MIGRATION_DATABASE_URL (empty: DATABASE_URL, for a database with a single role).
     DATABASE_URL: str = ""
+    MIGRATION_DATABASE_URL: str = ""
     DB_POOL_SIZE: int = Field(default=10, ge=1, le=200)
     # A worker frozen inside a loan activity's transaction loses it (and the loan's lock)
     # after this many seconds idle, so the retry on another worker goes on.
@@ -50,30 +56,55 @@ class Settings(BaseSettings):
     TEMPORAL_TLS_CLIENT_KEY_PATH: Path | None = None
     TEMPORAL_TLS_SERVER_CA_PATH: Path | None = None
 
-    # Auth.
-    JWT_SECRET: SecretStr = SecretStr(DEV_JWT_SECRET)
+    # Auth. Required (32+ characters); `make run` generates it into DATA_DIR/secrets.json.
+    JWT_SECRET: SecretStr = SecretStr("")
     JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
     # Access tokens are short-lived; a refresh token (rotated on each use) gets a new one.
     ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=60)
     REFRESH_TOKEN_DAYS: int = Field(default=14, ge=1, le=90)
-    # Login rate limits: failed (or still pending) attempts in the window, per account and per
-    # client address. Past either, 429 with Retry-After.
+    # Login limits (auth/login_limits.py): failed (or still pending) attempts in the window.
+    # For one account from one address, the first LOGIN_FREE_FAILURES are free, then each
+    # attempt waits twice as long as the one before (LOGIN_FIRST_DELAY_SECONDS, doubling, up to
+    # the window). From addresses the account has not logged in from, all together, the same
+    # after LOGIN_FREE_FAILURES_PER_ACCOUNT: a spread-out guesser is slowed, the owner at home
+    # is not. One address failing on any accounts past LOGIN_MAX_FAILURES_PER_ADDRESS: 429.
     LOGIN_WINDOW_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
-    LOGIN_MAX_FAILURES_PER_ACCOUNT: int = Field(default=5, ge=1)
+    LOGIN_FREE_FAILURES: int = Field(default=5, ge=1)
+    LOGIN_FREE_FAILURES_PER_ACCOUNT: int = Field(default=20, ge=1)
+    LOGIN_FIRST_DELAY_SECONDS: int = Field(default=2, ge=1, le=3600)
     LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=30, ge=1)
+    # An address the account logged in from stays known this long.
+    LOGIN_KNOWN_ADDRESS_DAYS: int = Field(default=90, ge=1, le=3650)
+    # Reverse proxies (IPs or CIDRs) whose X-Forwarded-For is believed; none by default, so a
+    # client cannot pick its own address. uvicorn runs with --no-proxy-headers: this is the
+    # only place the header is read.
+    TRUSTED_PROXIES: list[str] = Field(default_factory=list)
 
     # Idempotency-Key: how long a key and its answer are kept (at least a day), and how long
     # a request in progress holds its key before a repeat may take it over (its process died).
     IDEMPOTENCY_KEY_HOURS: int = Field(default=24, ge=24, le=24 * 30)
     IDEMPOTENCY_LEASE_SECONDS: int = Field(default=300, ge=30)
 
+    # Resource limits (api/body_limit.py, api/request_limits.py, documents/render_pool.py).
+    # A request body larger than this is refused (413) before it is read to the end. The
+    # codec endpoints carry Temporal payloads: a gRPC message is at most 4 MiB, 5.4 in base64.
+    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    MAX_CODEC_BODY_BYTES: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Calls that need no token, per client address (429 with Retry-After past them): sign-ups
+    # an hour, and every other such POST (refresh, logout, calculator) a minute.
+    SIGNUPS_PER_ADDRESS_PER_HOUR: int = Field(default=10, ge=1)
+    ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE: int = Field(default=60, ge=1)
+    # The API renders trail.pdf in this many processes of its own, with at most
+    # PDF_RENDERS_WAITING more renders waiting for one; past that, 503 with Retry-After.
+    PDF_RENDER_PROCESSES: int = Field(default=1, ge=1, le=32)
+    PDF_RENDERS_WAITING: int = Field(default=4, ge=0, le=1000)
+
     # Temporal payloads are encrypted (AES-256-GCM) with the key named PAYLOAD_ENCRYPTION_KEY_ID;
     # PAYLOAD_ENCRYPTION_KEYS holds every key still needed to read retained histories, as JSON:
     # {"2026-11": "<32 bytes base64>", "2026-05": "..."}. Rotation: add a key, switch the id.
-    PAYLOAD_ENCRYPTION_KEYS: dict[str, SecretStr] = Field(
-        default_factory=lambda: {DEV_PAYLOAD_KEY_ID: SecretStr(DEV_PAYLOAD_KEY)}
-    )
-    PAYLOAD_ENCRYPTION_KEY_ID: str = DEV_PAYLOAD_KEY_ID
+    # Required; `make run` generates a key into DATA_DIR/secrets.json.
+    PAYLOAD_ENCRYPTION_KEYS: dict[str, SecretStr] = Field(default_factory=dict)
+    PAYLOAD_ENCRYPTION_KEY_ID: str = ""
     # Where operators' browsers run the Temporal UI: allowed to call the codec endpoint (CORS).
     CODEC_CORS_ORIGINS: list[str] = Field(default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"])
     # How long a codec link for the Temporal UI works (GET /v1/operator/codec-endpoint).
@@ -83,8 +114,13 @@ class Settings(BaseSettings):
     OPERATOR_EMAIL: str | None = None
     OPERATOR_PASSWORD: SecretStr | None = None
 
-    # Local runtime (make run): where the embedded PostgreSQL and the Temporal SQLite file live.
+    # Local runtime (make run): where the embedded PostgreSQL, the Temporal SQLite file and the
+    # generated secrets (secrets.json, owner-only) live.
     DATA_DIR: Path = PROJECT_ROOT / "data"
+    # The embedded PostgreSQL's passwords (scram-sha-256; no trust): its superuser, which runs
+    # the migrations, and the app's role. Generated into DATA_DIR/secrets.json when unset.
+    EMBEDDED_POSTGRES_PASSWORD: SecretStr | None = None
+    EMBEDDED_APP_DB_PASSWORD: SecretStr | None = None
     API_HOST: str = "127.0.0.1"
     # Set by `make run` / `make demo` when they start the dev server on this machine: the API
     # answers the dev UI's codec calls from this machine (see api/routers/codec.py). Dev only.
@@ -112,6 +148,16 @@ class Settings(BaseSettings):
     # runs as the due day starts there, and money arriving before it ends is on time.
     PLATFORM_TIME_ZONE: str = PLATFORM_TIME_ZONE
 
+    @field_validator("TRUSTED_PROXIES")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not an IP address or network") from None
+        return value
+
     @field_validator("PLATFORM_TIME_ZONE")
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
@@ -122,13 +168,35 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_payload_keys(self) -> Settings:
+    def _check_secrets(self) -> Settings:
         from core.payload_codec import parse_key  # (here: settings stay import-light)
 
-        if self.PAYLOAD_ENCRYPTION_KEY_ID not in self.PAYLOAD_ENCRYPTION_KEYS:
-            raise ValueError("PAYLOAD_ENCRYPTION_KEY_ID must name one of PAYLOAD_ENCRYPTION_KEYS")
+        # Every problem at once: whoever deploys fixes them in one go.
+        problems = []
+        secret = self.JWT_SECRET.get_secret_value()
+        if not secret:
+            problems.append(
+                "JWT_SECRET is not set: `make run` and `make demo` generate one in DATA_DIR/secrets.json; "
+                "elsewhere set it (32+ random characters)"
+            )
+        elif secret in PUBLISHED_SECRETS:
+            problems.append("JWT_SECRET is a value published in this repository; set a real secret")
+        elif len(secret) < 32:
+            problems.append("JWT_SECRET must be at least 32 characters")
+        if not self.PAYLOAD_ENCRYPTION_KEYS:
+            problems.append(
+                "PAYLOAD_ENCRYPTION_KEYS is not set: `make run` and `make demo` generate a key in "
+                "DATA_DIR/secrets.json; elsewhere set it"
+            )
+        elif self.PAYLOAD_ENCRYPTION_KEY_ID not in self.PAYLOAD_ENCRYPTION_KEYS:
+            problems.append("PAYLOAD_ENCRYPTION_KEY_ID must name one of PAYLOAD_ENCRYPTION_KEYS")
         for key in self.PAYLOAD_ENCRYPTION_KEYS.values():
-            parse_key(key.get_secret_value())
+            if key.get_secret_value() in PUBLISHED_SECRETS:
+                problems.append("PAYLOAD_ENCRYPTION_KEYS holds a key published in this repository; set real keys")
+            else:
+                parse_key(key.get_secret_value())
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def payload_keys(self) -> dict[str, bytes]:
@@ -140,14 +208,6 @@ class Settings(BaseSettings):
     def _refuse_unsafe_outside_dev(self) -> Settings:
         # Every problem at once: whoever deploys fixes them in one go.
         problems = []
-        if self.ENVIRONMENT != "dev":
-            secret = self.JWT_SECRET.get_secret_value()
-            if secret == DEV_JWT_SECRET:
-                problems.append("JWT_SECRET still has the development default; set a real secret")
-            elif len(secret) < 32:
-                problems.append("JWT_SECRET must be at least 32 characters outside dev")
-            if any(key.get_secret_value() == DEV_PAYLOAD_KEY for key in self.PAYLOAD_ENCRYPTION_KEYS.values()):
-                problems.append("PAYLOAD_ENCRYPTION_KEYS still holds the development key; set real keys")
         if self.LOCAL_DEV_CODEC and self.ENVIRONMENT != "dev":
             problems.append("LOCAL_DEV_CODEC decodes for anyone on this machine and is for dev only")
         if self.ENVIRONMENT == "production" and self.LOAN_TIME_SCALE != 1:
@@ -160,6 +220,10 @@ class Settings(BaseSettings):
     def local_ui_origins(self) -> list[str]:
         """Where the dev server's UI runs on this machine (its browser calls the codec)."""
         return [f"http://localhost:{self.TEMPORAL_UI_PORT}", f"http://127.0.0.1:{self.TEMPORAL_UI_PORT}"]
+
+    @property
+    def migration_database_url(self) -> str:
+        return self.MIGRATION_DATABASE_URL or self.DATABASE_URL
 
     @property
     def documents_dir(self) -> Path:

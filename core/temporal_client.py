@@ -6,31 +6,65 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any, Literal
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, EncodingPayloadConverter
+from temporalio.exceptions import ApplicationError
 from temporalio.service import TLSConfig
 
-from core.payload_codec import EncryptionCodec
+from core.payload_codec import CLAIMED_ENCODING, UNSEALED_ENCODING, EncryptionCodec
 from core.settings import Settings
 
+UNSEALED_PAYLOAD = "UnsealedPayload"
 
-def payload_codec(settings: Settings) -> EncryptionCodec:
+
+def payload_codec(settings: Settings, unsealed: Literal["refuse", "show"] = "refuse") -> EncryptionCodec:
     """The codec of these settings' keys: the same for Temporal clients and the codec server."""
-    return EncryptionCodec(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID)
+    return EncryptionCodec(settings.payload_keys(), settings.PAYLOAD_ENCRYPTION_KEY_ID, unsealed=unsealed)
+
+
+class _RefuseUnsealed(EncodingPayloadConverter):
+    """Reads the codec's marker for a clear-text payload as a non-retryable error: an update
+    carrying one is rejected, a signal dropped, a workflow input fails its run."""
+
+    @property
+    def encoding(self) -> str:
+        return UNSEALED_ENCODING.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        claimed = payload.metadata.get(CLAIMED_ENCODING, b"").decode("utf-8", "replace")
+        raise ApplicationError(
+            f"refused a payload not sealed with a platform key (it claimed {claimed!r})",
+            type=UNSEALED_PAYLOAD,
+            non_retryable=True,
+        )
+
+
+class SealedOnlyPayloadConverter(PydanticPayloadConverter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._set_converters(_RefuseUnsealed(), *self.converters.values())
 
 
 def _converter(codec: EncryptionCodec) -> DataConverter:
     return dataclasses.replace(
         pydantic_data_converter,
+        payload_converter_class=SealedOnlyPayloadConverter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
 
-def encrypted_data_converter(keys: Mapping[str, bytes], active_key_id: str) -> DataConverter:
-    return _converter(EncryptionCodec(keys, active_key_id))
+def encrypted_data_converter(
+    keys: Mapping[str, bytes], active_key_id: str, unsealed: Literal["refuse", "show"] = "refuse"
+) -> DataConverter:
+    return _converter(EncryptionCodec(keys, active_key_id, unsealed=unsealed))
 
 
 def data_converter(settings: Settings) -> DataConverter:

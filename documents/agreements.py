@@ -2,6 +2,11 @@
 the borrower (the full schedule), generated once the loan is disbursed and its schedule
 fixed. "Generated at" is the disbursement time, a business fact: regenerating an agreement
 gives the same bytes.
+
+An investment agreement is read by both its parties, so it names each by role and pseudonym
+(core/pseudonyms.py), not by email or id: the borrower has no need to know who the investor
+is, nor the investor the borrower (compliance/need_to_know.py). The register links the
+agreement to both (its loan's borrower, its owner).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
+from core.pseudonyms import pseudonym
 from core.settings import Settings
 from documents.register import register_document
 from documents.render import render_pdf
@@ -131,8 +137,8 @@ def investment_agreement_context(
         "generated_at": _generated_at(facts.loan),
         "loan": _loan_context(facts, settings),
         "terms": terms_of(facts.product).model_dump(),
-        "investor": {"id": investor.id, "email": investor.email},
-        "borrower": {"id": facts.borrower.id, "email": facts.borrower.email},
+        "investor": {"pseudonym": pseudonym(investor.role, investor.id, settings)},
+        "borrower": {"pseudonym": pseudonym(facts.borrower.role, facts.borrower.id, settings)},
         "investment": {"id": investment.id, "amount": investment.amount},
         "share_percent": f"{share.normalize():f}",
         "schedule": schedule,

@@ -1,4 +1,4 @@
-"""Tables of the API's own safety: idempotency keys, login attempts, refresh tokens."""
+"""Tables of the API's own safety: idempotency keys, login attempts and known addresses, refresh tokens."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class LoginAttempt(Base):
     __table_args__ = (
         Index("ix_login_attempts_email_attempted_at", "email", "attempted_at"),
         Index("ix_login_attempts_address_attempted_at", "address", "attempted_at"),
+        Index("ix_login_attempts_email_address_attempted_at", "email", "address", "attempted_at"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -54,6 +55,18 @@ class LoginAttempt(Base):
     address: Mapped[str] = mapped_column(String(100), nullable=False)
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     succeeded: Mapped[bool | None] = mapped_column()
+
+
+class LoginKnownAddress(Base):
+    """An address an account logged in from: failures of that account from elsewhere do not
+    slow its owner down here (auth/login_limits.py)."""
+
+    __tablename__ = "login_known_addresses"
+    __table_args__ = (Index("ix_login_known_addresses_last_login_at", "last_login_at"),)
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    address: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_login_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class RefreshToken(Base):

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.schedule import RATE_STEP
+from models.numbers import AsciiDecimal
 
 RISK_GRADES = ("A", "B", "C", "D", "E")
 
@@ -21,16 +22,16 @@ class ProductTerms(BaseModel):
     code: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,49}$", description="lower-case identifier, e.g. `standard`")
     name: str = Field(min_length=1, max_length=200)
     currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
-    min_amount: Decimal = Field(gt=0, le=Decimal("1000000000"), max_digits=15, decimal_places=2)
-    max_amount: Decimal = Field(gt=0, le=Decimal("1000000000"), max_digits=15, decimal_places=2)
+    min_amount: AsciiDecimal = Field(gt=0, le=Decimal("1000000000"), max_digits=15, decimal_places=2)
+    max_amount: AsciiDecimal = Field(gt=0, le=Decimal("1000000000"), max_digits=15, decimal_places=2)
     min_term_months: int = Field(ge=1, le=600)
     max_term_months: int = Field(ge=1, le=600)
     amortization_method: Literal["annuity", "differentiated"]
     # % a year for each risk grade; every grade A..E must have a rate.
-    rates_by_grade: dict[Literal["A", "B", "C", "D", "E"], Decimal]
+    rates_by_grade: dict[Literal["A", "B", "C", "D", "E"], AsciiDecimal]
     interest_only_months: int = Field(default=0, ge=0, le=24)
-    platform_fee_percent: Decimal = Field(ge=0, lt=100, max_digits=7, decimal_places=3)
-    reserve_fund_percent: Decimal = Field(default=Decimal("2.000"), ge=0, lt=100, max_digits=7, decimal_places=3)
+    platform_fee_percent: AsciiDecimal = Field(ge=0, lt=100, max_digits=7, decimal_places=3)
+    reserve_fund_percent: AsciiDecimal = Field(default=Decimal("2.000"), ge=0, lt=100, max_digits=7, decimal_places=3)
     funding_window_days: int = Field(ge=1, le=365)
     funding_window_minutes: int | None = Field(
         default=None,
@@ -38,13 +39,13 @@ class ProductTerms(BaseModel):
         le=60 * 24 * 365,
         description="overrides funding_window_days when set (short windows for demos and tests)",
     )
-    min_investment: Decimal = Field(default=Decimal("1000.00"), gt=0, max_digits=15, decimal_places=2)
-    max_investor_share_percent: Decimal = Field(gt=0, le=100, max_digits=7, decimal_places=3)
+    min_investment: AsciiDecimal = Field(default=Decimal("1000.00"), gt=0, max_digits=15, decimal_places=2)
+    max_investor_share_percent: AsciiDecimal = Field(gt=0, le=100, max_digits=7, decimal_places=3)
     late_fee_grace_days: int = Field(ge=0, le=365)
-    late_fee_percent_per_day: Decimal = Field(ge=0, le=1, max_digits=7, decimal_places=3)
+    late_fee_percent_per_day: AsciiDecimal = Field(ge=0, le=1, max_digits=7, decimal_places=3)
     default_after_days_overdue: int = Field(ge=1, le=3650)
     requires_manual_approval: bool = False
-    max_debt_to_income_percent: Decimal = Field(
+    max_debt_to_income_percent: AsciiDecimal = Field(
         default=Decimal("50.000"),
         gt=0,
         le=100,

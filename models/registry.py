@@ -10,6 +10,7 @@ from models import (  # noqa: F401
     outcomes,
     products,
     records,
+    request_limits,
     scoring,
     simulations,
     users,

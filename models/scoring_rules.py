@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.numbers import AsciiDecimal
+
 GRADES = ("A", "B", "C", "D", "E")
 BEHAVIOUR_EVENTS = ("on_time_installment", "late_installment", "loan_repaid", "loan_defaulted")
 BehaviourEvent = Literal["on_time_installment", "late_installment", "loan_repaid", "loan_defaulted"]
@@ -23,7 +25,7 @@ class _Rules(BaseModel):
 class UpToBand(_Rules):
     """Applies when the value is at most `up_to` (the last band may have no bound)."""
 
-    up_to: Decimal | None = Field(default=None, ge=0, le=Decimal("100000"))
+    up_to: AsciiDecimal | None = Field(default=None, ge=0, le=Decimal("100000"))
     points: Points = Field(ge=-1000, le=1000)
     label: Label = Field(min_length=1, max_length=120)
 

@@ -321,7 +321,9 @@ def main() -> int:
     os.environ.setdefault("DATA_DIR", str(PROJECT_ROOT / "data" / "demo"))
     os.environ.setdefault("LOAN_TIME_SCALE", "2592000")
     os.environ.setdefault("OPERATOR_EMAIL", "demo-operator@example.com")
-    os.environ.setdefault("OPERATOR_PASSWORD", "demo operator password")
+    # (its password is generated with the other secrets: DATA_DIR/secrets.json)
+    # The demo signs up every borrower and investor of its stories from this machine.
+    os.environ.setdefault("SIGNUPS_PER_ADDRESS_PER_HOUR", "1000")
     # The story, not the API's access log of the demo's own polling.
     os.environ.setdefault("API_ACCESS_LOG", "false")
     os.environ.setdefault("API_LOG_LEVEL", "warning")

@@ -1,4 +1,4 @@
-"""Apply the migrations and the seed against DATABASE_URL (the `migrate` job of
+"""Apply the migrations and the seed against MIGRATION_DATABASE_URL (or DATABASE_URL) (the `migrate` job of
 docker-compose.yml; `make run` does the same in-process)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from runner.seed import seed
 
 
 def migrate_and_seed(settings: Settings) -> list[str]:
-    upgrade_to_head(settings.DATABASE_URL)
-    engine = make_engine(settings.DATABASE_URL, 2)
+    """As the tables' owner (MIGRATION_DATABASE_URL): the app's own role may not change them."""
+    upgrade_to_head(settings.migration_database_url)
+    engine = make_engine(settings.migration_database_url, 2)
     try:
         with Session(engine) as session, session.begin():
             return seed(session, settings)

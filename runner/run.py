@@ -31,9 +31,10 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from core.db import normalize_database_url  # noqa: E402
 from core.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from core.temporal_client import connect_temporal  # noqa: E402
+from runner.local_secrets import apply_local_secrets  # noqa: E402
 from runner.migrate_and_seed import migrate_and_seed  # noqa: E402
 from runner.ports import PortInUse, die_with_parent, ensure_port_free, wait_for_port  # noqa: E402
-from runner.postgres import EmbeddedPostgres  # noqa: E402
+from runner.postgres import APP_LOGIN_ROLE, EmbeddedPostgres  # noqa: E402
 from runner.temporal import TemporalDevServer, register_search_attributes  # noqa: E402
 
 DATABASE_NAME = "crowdlending"
@@ -83,12 +84,22 @@ class Supervisor:
         env: dict[str, str] = {}
         database_url = s.DATABASE_URL
         if not database_url:
-            self.postgres = EmbeddedPostgres(s.DATA_DIR / "postgres", s.EMBEDDED_POSTGRES_PORT)
+            assert s.EMBEDDED_POSTGRES_PASSWORD and s.EMBEDDED_APP_DB_PASSWORD  # (apply_local_secrets)
+            self.postgres = EmbeddedPostgres(
+                s.DATA_DIR / "postgres",
+                s.EMBEDDED_POSTGRES_PORT,
+                password=s.EMBEDDED_POSTGRES_PASSWORD.get_secret_value(),
+            )
             say(
                 f"starting embedded PostgreSQL on 127.0.0.1:{s.EMBEDDED_POSTGRES_PORT} (data in {self.postgres.pgdata})"
             )
             self.postgres.start()
-            database_url = self.postgres.create_database(DATABASE_NAME)
+            # Migrations as the superuser; the API and the worker as a role that may only
+            # read and write rows (its privileges come with the migrations).
+            env["MIGRATION_DATABASE_URL"] = self.postgres.create_database(DATABASE_NAME)
+            app_password = s.EMBEDDED_APP_DB_PASSWORD.get_secret_value()
+            self.postgres.ensure_app_role(app_password)
+            database_url = self.postgres.url_for(DATABASE_NAME, APP_LOGIN_ROLE, app_password)
         env["DATABASE_URL"] = database_url
         if not s.TEMPORAL_ADDRESS:
             self.temporal = dev_server(s)
@@ -135,6 +146,8 @@ class Supervisor:
                 str(s.API_PORT),
                 "--log-level",
                 s.API_LOG_LEVEL,
+                # The app reads X-Forwarded-For itself, from TRUSTED_PROXIES only.
+                "--no-proxy-headers",
                 *([] if s.API_ACCESS_LOG else ["--no-access-log"]),
             ],
         )
@@ -203,6 +216,10 @@ class Supervisor:
         return host or "127.0.0.1", int(port)
 
 
+SUPERVISOR_ONLY = frozenset(
+    {"MIGRATION_DATABASE_URL", "EMBEDDED_POSTGRES_PASSWORD", "EMBEDDED_APP_DB_PASSWORD", "OPERATOR_PASSWORD"}
+)
+
 # A child that dies is started again after these delays (the last one repeats); one that ran
 # this long before dying starts again from the first.
 RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -221,9 +238,10 @@ class Child:
         self.restart_at: float | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.args, env=os.environ.copy(), start_new_session=True, preexec_fn=die_with_parent()
-        )
+        # The worker and the API get the app's database role only: not the owner's URL, not
+        # the superuser's password (the supervisor migrates and seeds before they start).
+        env = {k: v for k, v in os.environ.items() if k not in SUPERVISOR_ONLY}
+        self.proc = subprocess.Popen(self.args, env=env, start_new_session=True, preexec_fn=die_with_parent())
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -307,6 +325,9 @@ class ServerWatch:
 
 def main(after_start=None) -> int:
     """Brings the platform up, runs `after_start(settings)` if given, then waits for Ctrl-C."""
+    secrets_file = apply_local_secrets()
+    get_settings.cache_clear()
+    say(f"secrets: {secrets_file} (generated at first start, owner-only; settings in the environment win)")
     supervisor = Supervisor()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -47,9 +47,10 @@ def change_rules(
     session: Session, rules: ScoringRules, created_by: uuid.UUID | None, note: str | None
 ) -> ScoringRulesVersion:
     """A new version; loans already scored keep theirs. Two operators changing the rules at
-    once get consecutive versions (the table lock orders them)."""
+    once get consecutive versions (a transaction lock orders them: an advisory one, as the app's
+    database role may not lock the table itself)."""
     ensure_default_rules(session)
-    session.execute(text("LOCK TABLE scoring_rules IN SHARE ROW EXCLUSIVE MODE"))
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('scoring_rules: new version'))"))
     version = session.scalar(select(func.max(ScoringRulesVersion.version))) + 1
     row = ScoringRulesVersion(version=version, rules=rules.model_dump(mode="json"), note=note, created_by=created_by)
     session.add(row)

@@ -36,6 +36,9 @@ from tests.codec_keys import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS, test_data_c
 
 BIN_DIR = Path(sys.executable).parent
 TEMPLATE_DB = "crowdlending_template"
+# The role the tests' API and subprocess workers log in as: a member of the app's group role,
+# with only the privileges the migrations grant it (as `make run` does).
+TEST_APP_ROLE = "crowdlending_test_app"
 
 
 class PostgresForTests:
@@ -44,10 +47,25 @@ class PostgresForTests:
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
         self.created: list[str] = []
+        self.app_password = secrets.token_urlsafe(18)
 
     def url_for(self, database: str) -> str:
         base, _, _ = self.admin_url.rpartition("/")
         return f"{base}/{database}"
+
+    def app_url_for(self, database: str) -> str:
+        """The same database as the app's role (no DDL, append-only tables stay so)."""
+        from sqlalchemy.engine import make_url
+
+        from core.db import normalize_database_url
+
+        url = make_url(normalize_database_url(self.url_for(database)))
+        return url.set(username=TEST_APP_ROLE, password=self.app_password).render_as_string(hide_password=False)
+
+    def prepare_app_role(self) -> None:
+        from runner.postgres import ensure_app_login_role
+
+        ensure_app_login_role(self.admin_url, TEST_APP_ROLE, self.app_password)
 
     def _admin(self) -> psycopg.Connection:
         return psycopg.connect(self.admin_url, autocommit=True)
@@ -84,17 +102,19 @@ def postgres() -> Iterator[PostgresForTests]:
     if external:
         server = PostgresForTests(external)
         server.prepare_template()
+        server.prepare_app_role()
         yield server
         server.drop_all()
         return
     from runner.postgres import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="crowdlending-pg-") as tmp:
-        embedded = EmbeddedPostgres(Path(tmp), free_port(), durable=False)
+        embedded = EmbeddedPostgres(Path(tmp), free_port(), password=secrets.token_urlsafe(18), durable=False)
         embedded.start()
         try:
             server = PostgresForTests(embedded.url)
             server.prepare_template()
+            server.prepare_app_role()
             yield server
         finally:
             embedded.stop()
@@ -102,10 +122,16 @@ def postgres() -> Iterator[PostgresForTests]:
 
 @pytest.fixture
 def database_url(postgres: PostgresForTests) -> Iterator[str]:
-    """A fresh, migrated database for this test only."""
+    """A fresh, migrated database for this test only, as its owner (the tests' own setup and
+    checks); the app under test connects as the app's role (`app_database_url`)."""
     url = postgres.new_database()
     yield url
     postgres.drop(url)
+
+
+@pytest.fixture
+def app_database_url(postgres: PostgresForTests, database_url: str) -> str:
+    return postgres.app_url_for(database_url.rpartition("/")[2])
 
 
 @pytest.fixture
@@ -121,16 +147,21 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, app_database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,
         ENVIRONMENT="test",
-        DATABASE_URL=database_url,
+        DATABASE_URL=app_database_url,
+        MIGRATION_DATABASE_URL=database_url,
         DATA_DIR=tmp_path / "data",
         JWT_SECRET=secrets.token_urlsafe(48),
         TEMPORAL_ADDRESS="127.0.0.1:1",  # replaced by tests that start a Temporal server
         PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
         PAYLOAD_ENCRYPTION_KEY_ID=TEST_PAYLOAD_KEY_ID,
+        # Tests sign up dozens of accounts from the one TestClient address; the limits' own
+        # tests (test_resource_limits.py) set them low.
+        SIGNUPS_PER_ADDRESS_PER_HOUR=100_000,
+        ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE=100_000,
     )
 
 

@@ -164,7 +164,9 @@ async def replay(history: WorkflowHistory) -> Replayed:
     """Replays with today's LoanWorkflow (raises on a nondeterministic change) and returns
     what it did."""
     recording = _Recording()
-    replayer = Replayer(workflows=[LoanWorkflow], data_converter=test_data_converter(), interceptors=[recording])
+    replayer = Replayer(
+        workflows=[LoanWorkflow], data_converter=test_data_converter(unsealed="show"), interceptors=[recording]
+    )
     with _commands_of(recording.seen):
         await replayer.replay_workflow(history)
     return recording.seen
@@ -181,13 +183,13 @@ def _json_of_payload(payload: Payload) -> Any:
 
 
 async def _decoded(payloads) -> list[Any]:
-    codec = test_data_converter().payload_codec
+    codec = test_data_converter(unsealed="show").payload_codec
     assert codec is not None
     return [_json_of_payload(p) for p in await codec.decode(list(payloads))]
 
 
 def _json_of_values(values: list[Any]) -> list[Any]:
-    converter = test_data_converter().payload_converter
+    converter = test_data_converter(unsealed="show").payload_converter
     return [_json_of_payload(p) for p in converter.to_payloads(values)] if values else []
 
 

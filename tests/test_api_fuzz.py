@@ -40,6 +40,7 @@ from core.security import issue_access_token
 from core.settings import Settings
 from products.catalog import STANDARD
 from runner.ports import free_port
+from tests.codec_keys import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
 from tests.ledger_helpers import assert_books_balance
 
 
@@ -76,7 +77,13 @@ class _TestsApp:
 
     def __init__(self) -> None:
         self.app: Any = create_app(
-            Settings(_env_file=None, DATABASE_URL="postgresql+psycopg://unused@localhost/unused")
+            Settings(
+                _env_file=None,
+                DATABASE_URL="postgresql+psycopg://unused@localhost/unused",
+                JWT_SECRET=secrets.token_urlsafe(48),
+                PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
+                PAYLOAD_ENCRYPTION_KEY_ID=TEST_PAYLOAD_KEY_ID,
+            )
         )
 
     async def __call__(self, scope, receive, send) -> None:
@@ -222,7 +229,6 @@ def live_platform(postgres, temporal_dev_server, tmp_path_factory) -> Iterator[L
     from core.db import make_engine
     from runner.seed import seed
     from runner.temporal import register_search_attributes
-    from tests.codec_keys import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
     from tests.loan_helpers import give_money
     from tests.worker_process import api_process, worker_process
 
@@ -237,13 +243,15 @@ def live_platform(postgres, temporal_dev_server, tmp_path_factory) -> Iterator[L
     settings = Settings(
         _env_file=None,
         ENVIRONMENT="test",
-        DATABASE_URL=url,
+        DATABASE_URL=postgres.app_url_for(url.rpartition("/")[2]),
         DATA_DIR=tmp / "data",
         JWT_SECRET=secrets.token_urlsafe(48),
         TEMPORAL_ADDRESS=temporal_dev_server,
         TASK_QUEUE=f"fuzz-{uuid.uuid4().hex[:8]}",
         PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
         PAYLOAD_ENCRYPTION_KEY_ID=TEST_PAYLOAD_KEY_ID,
+        SIGNUPS_PER_ADDRESS_PER_HOUR=100_000,
+        ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE=100_000,
     )
     engine = make_engine(url, 5)
     factory = sessionmaker(bind=engine, expire_on_commit=False)

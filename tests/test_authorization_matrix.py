@@ -2,34 +2,54 @@
 by every role with ids that belong to someone else, answers as the table below says, and
 no answer to an outsider carries another user's data.
 
+Personal data by need to know: no answer to any role (JSON, or the text of a PDF) names a
+person, by email, user id or wallet id, whom that role has no need to know (MAY_SEE):
+borrower_a's loan carries investor_a's investment, an operator's decision and investor_a's
+agreement, and still borrower_a learns neither's email nor id, nor investor_a borrower_a's.
+
 The table must name every route: a new route fails this test until someone decides who may
 call it."""
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
+import pypdf
 import pytest
 from sqlalchemy import update
 
 from api.routers.users import create_user
+from compliance.audit import append_audit
 from core.db import unit_of_work
+from core.errors import NotFound
+from core.pseudonyms import pseudonym
+from documents.agreements import _LoanFacts, investment_agreement_context
 from documents.register import register_document
+from documents.render import render_pdf
 from documents.store import DocumentStore
+from ledger.accounts import wallet_of_user
 from ledger.cash import confirm_deposit, request_deposit, request_withdrawal
+from ledger.wallets import reserve
 from loans.requests import create_loan_request
 from models.loans import Investment, LoanRequest
-from models.users import BorrowerProfile
+from models.products import LoanProduct
+from models.users import BorrowerProfile, User
 from tests.api_helpers import login
 
 D = Decimal
 ROLES = ("anonymous", "borrower_a", "investor_a", "borrower_b", "investor_b", "operator", "compliance")
 OUTSIDERS = ("anonymous", "borrower_b", "investor_b")
 OK = "allowed"  # any answer but 401/403/404: the call got past authorization
+PEOPLE = (*ROLES[1:], "victim")
+# Whose email, user id and wallet id each role may see besides their own: operators and
+# compliance, everyone (their work needs it); nobody else, anyone (roles and pseudonyms instead).
+MAY_SEE: dict[str, tuple[str, ...]] = {"operator": PEOPLE, "compliance": PEOPLE}
 
 # (method, path) -> what each role gets with the ids of borrower_a's loan, investor_a's
 # wallet, deposit, withdrawal and agreement, and borrower_a's simulation. A role not named
@@ -218,6 +238,12 @@ class World:
     tokens: dict[str, str | None]
     ids: dict[str, str]
     secrets: list[str]  # what no outsider may ever see
+    people: dict[str, list[str]]  # each person's email, user id and wallet id
+
+    def forbidden(self, role: str) -> list[str]:
+        """Who this role may not know, by what would name them."""
+        known = (role, *MAY_SEE.get(role, ()))
+        return [s for person in PEOPLE if person not in known for s in self.people[person]]
 
 
 def _build_world(client, session_factory, settings) -> World:
@@ -267,10 +293,59 @@ def _build_world(client, session_factory, settings) -> World:
         session.add(investment)
         session.flush()
         operator_id = users["operator"]
+        # An operator decided the loan (its scoring and its trail say so); investor_a invested
+        # (the trail names the investment and the wallet it reserved from).
+        decision = {"approve": True, "operator_id": str(operator_id), "reason": "matrix review"}
+        session.execute(
+            update(LoanRequest)
+            .where(LoanRequest.id == loan.id)
+            .values(scoring_details={"decision": "review", "reasons": [], "operator_decision": decision})
+        )
+        append_audit(
+            session,
+            loan.id,
+            "status:approved:matrix",
+            "loan.status",
+            actor_id=operator_id,
+            actor_role="operator",
+            note="approved by an operator",
+            details={"from": "scoring", "to": "approved", "scoring": {"operator_decision": decision}},
+        )
         paid, _ = request_deposit(session, users["investor_a"], D("777.77"))
         confirm_deposit(session, paid.id, operator_id)
         pending, _ = request_deposit(session, users["investor_a"], D("333.33"))
         withdrawal, _ = request_withdrawal(session, users["investor_a"], D("111.11"))
+        reserve(
+            session,
+            wallet_of_user(session, users["investor_a"]).id,
+            D("12.34"),
+            kind="investment_reserve",
+            loan_id=loan.id,
+            key=f"loan:{loan.id}:investment:{investment.id}:reserve",
+            description="investment reserved",
+        )
+        append_audit(
+            session,
+            loan.id,
+            f"investment:{investment.id}",
+            "investment.placed",
+            actor_id=users["investor_a"],
+            actor_role="investor",
+            note="an investor reserved 12.34 for the loan",
+            details={"investment_id": investment.id, "investor_id": users["investor_a"], "amount": "12.34"},
+        )
+        # investor_a's agreement as the platform renders it: both parties read it.
+        session.refresh(loan)
+        facts = _LoanFacts(
+            loan,
+            session.get_one(User, users["borrower_a"]),
+            session.get_one(LoanProduct, loan.product_id),
+            [],
+            [investment],
+        )
+        agreement = investment_agreement_context(
+            facts, investment, session.get_one(User, users["investor_a"]), [], settings
+        )
         document, _ = register_document(
             session,
             DocumentStore(settings.documents_dir),
@@ -278,9 +353,15 @@ def _build_world(client, session_factory, settings) -> World:
             subject_key=f"investment:{investment.id}",
             loan_id=loan.id,
             owner_id=users["investor_a"],
-            render=lambda: b"%PDF-1.7 matrix test",
+            render=lambda: render_pdf("investment_agreement.html", agreement),
         )
-        from ledger.accounts import wallet_of_user
+        people: dict[str, list[str]] = {}
+        for name, user_id in users.items():
+            people[name] = [emails[name], str(user_id)]
+            try:
+                people[name].append(str(wallet_of_user(session, user_id).id))
+            except NotFound:  # operators and compliance have no wallet
+                pass
 
         ids = {
             "loan_id": str(loan.id),
@@ -336,7 +417,17 @@ def _build_world(client, session_factory, settings) -> World:
         assert put.status_code == 200, put.text
     ids["simulation_id"] = simulation.json()["id"]
     secrets.append(ids["simulation_id"])
-    return World(tokens=tokens, ids=ids, secrets=secrets)
+    return World(tokens=tokens, ids=ids, secrets=secrets, people=people)
+
+
+def _visible_text(response) -> str:
+    """What the answer shows a reader: its body, or the text of a PDF; without whitespace
+    (a PDF's table cells break lines anywhere)."""
+    text = response.text
+    if response.headers.get("content-type", "").startswith("application/pdf"):
+        reader = pypdf.PdfReader(io.BytesIO(response.content))
+        text = " ".join(page.extract_text() for page in reader.pages)
+    return re.sub(r"\s+", "", text)
 
 
 def _operations(client) -> list[tuple[str, str]]:
@@ -374,10 +465,70 @@ def test_every_route_every_role_with_someone_elses_ids(client, session_factory, 
                     failures.append(f"{where}, expected to be allowed ({response.text[:120]})")
             elif got != expected:
                 failures.append(f"{where}, expected {expected} ({response.text[:120]})")
+            text = _visible_text(response)
             if role in OUTSIDERS:
-                text = response.text
                 leaked = [s for s in world.secrets if s in text and s not in url]
                 if leaked:
                     failures.append(f"{where} leaks {leaked}")
+            named = [s for s in world.forbidden(role) if s in text and s not in url]
+            if named:
+                failures.append(f"{where} names people it need not know: {named}")
             assert got != 500, f"{where}: {response.text}"
     assert failures == [], "\n".join(failures)
+
+
+def test_others_are_named_by_role_and_pseudonym_and_staff_see_who(client, session_factory, settings, seeded):
+    """What need to know leaves: the borrower still reads that an investor invested and an
+    operator decided (role and pseudonym, the same in every answer), both parties' agreement
+    names them so, and operators and compliance still see who everyone is."""
+    world = _build_world(client, session_factory, settings)
+    loan = world.ids["loan_id"]
+    investor_email, investor_id, investor_wallet = world.people["investor_a"]
+    operator_email, operator_id = world.people["operator"]
+    investor = pseudonym("investor", uuid.UUID(investor_id), settings)
+    operator = pseudonym("operator", uuid.UUID(operator_id), settings)
+    borrower = pseudonym("borrower", uuid.UUID(world.people["borrower_a"][1]), settings)
+    assert re.fullmatch(r"investor-[0-9a-f]{8}", investor) and len({investor, operator, borrower}) == 3
+
+    def get(role: str, path: str) -> httpx.Response:
+        answer = client.get(path, headers={"Authorization": f"Bearer {world.tokens[role]}"})
+        assert answer.status_code == 200, answer.text
+        return answer
+
+    trail = get("borrower_a", f"/v1/loans/{loan}/trail").json()
+    steps = {step["action"]: step for step in trail["steps"]}
+    placed, decided = steps["investment.placed"], steps["loan.status"]
+    assert (placed["actor_role"], placed["actor_pseudonym"], placed["actor_id"], placed["actor_email"]) == (
+        "investor",
+        investor,
+        None,
+        None,
+    )
+    assert placed["details"]["investor_id"] == investor
+    assert (decided["actor_role"], decided["actor_pseudonym"], decided["actor_id"]) == ("operator", operator, None)
+    assert decided["details"]["scoring"]["operator_decision"]["operator_id"] == operator
+    legs = [leg["account"] for leg in steps["ledger.investment_reserve"]["details"]["legs"]]
+    assert legs == [f"wallet:{investor}:available", f"wallet:{investor}:reserved"]
+    assert trail["chain"]["intact"]  # checked on the records as stored
+    scoring = get("borrower_a", f"/v1/loans/{loan}/scoring").json()
+    assert scoring["operator_decision"] == {"approve": True, "operator_id": operator, "reason": "matrix review"}
+    (document,) = get("borrower_a", f"/v1/loans/{loan}/documents").json()
+    assert (document["owner_id"], document["owner_pseudonym"]) == (None, investor)
+    trail_pdf = _visible_text(get("borrower_a", f"/v1/loans/{loan}/trail.pdf"))
+    assert investor in trail_pdf and operator in trail_pdf
+    for party in ("borrower_a", "investor_a"):
+        agreement = _visible_text(get(party, f"/v1/documents/{world.ids['document_id']}"))
+        assert investor in agreement and borrower in agreement
+
+    # the investor sees their own agreement's listing with their own id
+    (own,) = get("investor_a", f"/v1/loans/{loan}/documents").json()
+    assert (own["owner_id"], own["owner_pseudonym"]) == (investor_id, investor)
+
+    for staff in ("operator", "compliance"):
+        text = get(staff, f"/v1/loans/{loan}/trail").text
+        assert all(s in text for s in (investor_email, investor_id, investor_wallet, operator_email, operator_id))
+        assert investor in text and operator in text  # and the pseudonyms others are shown
+        assert operator_id in get(staff, f"/v1/loans/{loan}/scoring").text
+        assert investor_id in get(staff, f"/v1/loans/{loan}/documents").text
+        staff_pdf = _visible_text(get(staff, f"/v1/loans/{loan}/trail.pdf"))
+        assert investor_email in staff_pdf and operator_email in staff_pdf

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from api.main import create_app
 from compliance.audit import append_audit, loan_records, verify_chain
 from core.db import unit_of_work
 from core.errors import InvalidRequest
+from core.pseudonyms import pseudonym
 from documents.render import _money
 from documents.statements import generate_investor_statement, month_bounds
 from documents.store import DocumentStore
@@ -28,6 +30,7 @@ from ledger.accounts import wallet_of_user
 from ledger.wallets import wallet_balance, wallet_statement
 from loans.requests import create_loan_request
 from models.records import AuditRecord, Document
+from models.users import User
 from tests.ledger_helpers import assert_books_balance, new_user
 from tests.loan_helpers import give_money, make_borrower, make_investor, running_worker
 from tests.test_loan_api import bearer, wait_loan_status
@@ -108,27 +111,36 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(
         schedule = (await api.get(f"/v1/loans/{loan_id}/schedule", headers=mine)).json()
 
         # -- the register: who sees which documents ----------------------------------------
+        # The borrower knows the investors by pseudonym only (personal data by need to know).
+        alias = {borrower: pseudonym("borrower", borrower, settings)}
+        alias |= {investor: pseudonym("investor", investor, settings) for investor in investors}
+        with session_factory() as session:
+            emails = {u.id: u.email for u in session.scalars(select(User).where(User.id.in_(alias)))}
         documents = (await api.get(f"/v1/loans/{loan_id}/documents", headers=mine)).json()
         assert sorted(d["kind"] for d in documents) == ["borrower_agreement"] + ["investment_agreement"] * 3
-        assert len((await api.get(f"/v1/loans/{loan_id}/documents", headers=auditor)).json()) == 4
+        assert {(d["owner_id"], d["owner_pseudonym"]) for d in documents} == {(str(borrower), alias[borrower])} | {
+            (None, alias[investor]) for investor in investors
+        }
+        staff_view = (await api.get(f"/v1/loans/{loan_id}/documents", headers=auditor)).json()
+        assert {d["owner_id"] for d in staff_view} == {str(borrower)} | {str(i) for i in investors}
         first = bearer(settings, investors[0], "investor")
         own = (await api.get(f"/v1/loans/{loan_id}/documents", headers=first)).json()
         assert [d["owner_id"] for d in own] == [str(investors[0])]
         assert (await api.get(f"/v1/loans/{loan_id}/documents", headers=theirs)).status_code == 404
-        others = [d for d in documents if d["owner_id"] not in (str(investors[0]), str(borrower))]
+        others = [d for d in documents if d["owner_pseudonym"] not in (alias[investors[0]], alias[borrower])]
         assert (await api.get(others[0]["url"], headers=first)).status_code == 404
         for document in documents:
             assert (await api.get(document["url"], headers=theirs)).status_code == 404
 
         # -- each PDF: its figures are the loan's ----------------------------------------------
-        by_owner = {d["owner_id"]: d for d in documents}
+        by_owner = {d["owner_pseudonym"]: d for d in documents}
         contents = {}
         for document in documents:
             answer = await api.get(document["url"], headers=mine)
             assert answer.status_code == 200 and answer.headers["content-type"] == "application/pdf"
             assert hashlib.sha256(answer.content).hexdigest() == document["sha256"]
-            contents[document["owner_id"]] = pdf_text(answer.content)
-        borrower_pdf = contents[str(borrower)]
+            contents[document["owner_pseudonym"]] = pdf_text(answer.content)
+        borrower_pdf = contents[alias[borrower]]
         assert "97 000.00" in borrower_pdf  # paid to the borrower: 100,000 - 1% fee - 2% reserve fund
         for row in schedule:
             assert (
@@ -136,12 +148,16 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(
                 in borrower_pdf
             )
         for investor, amount in shares.items():
-            text_ = contents[str(investor)]
+            text_ = contents[alias[investor]]
+            # both parties read it: each named by pseudonym, by neither email nor id
+            assert f"Lender (investor) {alias[investor]} Borrower {alias[borrower]}" in text_
+            unspaced = re.sub(r"\s+", "", text_)
+            assert not [s for p in (investor, borrower) for s in (emails[p], str(p)) if s in unspaced]
             assert f"Amount lent by this investor {_money(amount)} RUB" in text_
             assert f"Annual interest rate {final['rate_annual']}%" in text_
             # the investor's share of the principal adds up to what they lent
             assert re.search(rf"Total {re.escape(_money(amount))} [\d ]+\.\d\d [\d ]+\.\d\d", text_), text_
-        answer = await api.get(by_owner[str(investors[1])]["url"], headers=auditor)
+        answer = await api.get(by_owner[alias[investors[1]]]["url"], headers=auditor)
         assert answer.status_code == 200
 
         # -- the trail ----------------------------------------------------------------------
@@ -171,7 +187,18 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(
             assert history["scheduled_event_id"] < history["started_event_id"] < history["closed_event_id"]
         assert (await api.get(f"/v1/loans/{loan_id}/trail", headers=first)).status_code == 403
         assert (await api.get(f"/v1/loans/{loan_id}/trail", headers=theirs)).status_code == 404
-        assert (await api.get(f"/v1/loans/{loan_id}/trail", headers=mine)).status_code == 200
+        # the borrower's trail: the same steps, the investors by pseudonym (own id and email kept)
+        borrowers_trail = (await api.get(f"/v1/loans/{loan_id}/trail", headers=mine)).json()
+        assert [step_name(s) for s in borrowers_trail["steps"]] == [step_name(s) for s in trail["steps"]]
+        placed = [s for s in borrowers_trail["steps"] if s["action"] == "investment.placed"]
+        assert {(s["actor_id"], s["actor_email"], s["actor_pseudonym"]) for s in placed} == {
+            (None, None, alias[i]) for i in investors
+        }
+        assert {s["details"]["investor_id"] for s in placed} == {alias[i] for i in investors}
+        first_step = borrowers_trail["steps"][0]
+        assert (first_step["actor_id"], first_step["actor_email"]) == (str(borrower), emails[borrower])
+        shown = json.dumps(borrowers_trail)
+        assert not [s for i in investors for s in (emails[i], str(i)) if s in shown]
         for method in ("post", "put", "delete"):
             assert (await api.request(method, f"/v1/loans/{loan_id}/trail", headers=auditor)).status_code == 405
 
@@ -201,7 +228,6 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(
     from documents.agreements import _loan_facts, investment_agreement_context, investment_shares
     from documents.render import render_pdf
     from models.loans import Investment
-    from models.users import User
 
     with session_factory() as session:
         facts = _loan_facts(session, uuid.UUID(loan_id))

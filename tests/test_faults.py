@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import tempfile
 import time
@@ -343,7 +344,7 @@ def own_postgres():
     from runner.postgres import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="crowdlending-faults-pg-") as tmp:
-        server = EmbeddedPostgres(Path(tmp), free_port(), durable=True)
+        server = EmbeddedPostgres(Path(tmp), free_port(), password=secrets.token_urlsafe(18), durable=True)
         server.start()
         try:
             url = server.create_database("faults")

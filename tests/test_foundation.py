@@ -13,28 +13,36 @@ from temporalio.client import Client
 
 from api.main import create_app
 from core.db import unit_of_work
-from core.settings import DEV_JWT_SECRET, Settings
+from core.settings import PUBLISHED_SECRETS, Settings
 from models.ledger_reports import ReconciliationInput
 from models.products import LoanProduct
 from models.users import User
 from runner.ports import PortInUse, ensure_port_free
 from runner.seed import seed
 from runner.temporal import register_search_attributes
+from tests.codec_keys import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
 from workflows.ledger_reconciliation import LedgerReconciliationWorkflow
 
+KEYS = {"PAYLOAD_ENCRYPTION_KEYS": TEST_PAYLOAD_KEYS, "PAYLOAD_ENCRYPTION_KEY_ID": TEST_PAYLOAD_KEY_ID}
 
-def test_default_secret_is_refused_outside_dev():
-    Settings(_env_file=None, ENVIRONMENT="dev")  # accepted: a newcomer's machine
-    for environment in ("test", "production"):
-        with pytest.raises(ValidationError, match="JWT_SECRET"):
-            Settings(_env_file=None, ENVIRONMENT=environment, JWT_SECRET=DEV_JWT_SECRET)
+
+def test_there_are_no_built_in_secrets_in_any_environment():
+    for environment in ("dev", "test", "production"):
+        with pytest.raises(ValidationError, match="JWT_SECRET is not set"):
+            Settings(_env_file=None, ENVIRONMENT=environment, **KEYS)
+        with pytest.raises(ValidationError, match="PAYLOAD_ENCRYPTION_KEYS is not set"):
+            Settings(_env_file=None, ENVIRONMENT=environment, JWT_SECRET="x" * 40)
+        for published in PUBLISHED_SECRETS:  # what older versions shipped as defaults
+            with pytest.raises(ValidationError, match="published in this repository"):
+                Settings(_env_file=None, ENVIRONMENT=environment, JWT_SECRET=published, **KEYS)
     with pytest.raises(ValidationError, match="at least 32"):
-        Settings(_env_file=None, ENVIRONMENT="production", JWT_SECRET="short")
+        Settings(_env_file=None, ENVIRONMENT="dev", JWT_SECRET="short", **KEYS)
+    Settings(_env_file=None, ENVIRONMENT="dev", JWT_SECRET="x" * 40, **KEYS)
 
 
 def test_sandbox_clock_is_refused_in_production():
     with pytest.raises(ValidationError, match="LOAN_TIME_SCALE"):
-        Settings(_env_file=None, ENVIRONMENT="production", JWT_SECRET="x" * 40, LOAN_TIME_SCALE=2592000)
+        Settings(_env_file=None, ENVIRONMENT="production", JWT_SECRET="x" * 40, LOAN_TIME_SCALE=2592000, **KEYS)
 
 
 def test_health_reports_temporal_down(client):

@@ -9,14 +9,22 @@ folder, the worker and the API), with loans repaying on the sandbox clock, under
    and the workflow agree, nothing was collected twice, the books balance;
 3. the supervisor alone killed (SIGKILL): its children die with it; nothing keeps the ports.
 
+And what protects it: the secrets it generated (owner-only, found nowhere in the repository)
+refuse a token forged with any secret-looking string the repository contains; the API and
+the worker connect to PostgreSQL as a role that cannot disable a ledger trigger; a client
+naming a new X-Forwarded-For on every guess does not escape the per-address login limit.
+
 Every process is found by the data folder in its environment and stopped by its pid."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +34,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import jwt
+import psycopg
+import pytest
+from psycopg import errors
 from sqlalchemy.orm import sessionmaker
 
 from core.db import make_engine
@@ -60,15 +72,28 @@ class MakeRun:
             EMBEDDED_POSTGRES_PORT=str(free_port()),
             LOAN_TIME_SCALE=MONTH_PER_20_SECONDS,
             API_ACCESS_LOG="false",
+            # (every account here signs up from this machine)
+            SIGNUPS_PER_ADDRESS_PER_HOUR="1000",
             **OPERATOR,
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.tmp_path = tmp_path
 
     @property
+    def secrets(self) -> dict[str, str]:
+        """What `make run` generated at its first start."""
+        return json.loads((self.data_dir / "secrets.json").read_text())
+
+    @property
     def settings(self) -> Settings:
         keys = ("DATA_DIR", "API_PORT", "TEMPORAL_DEV_PORT", "TEMPORAL_UI_PORT", "EMBEDDED_POSTGRES_PORT")
-        return Settings(_env_file=None, **{k: self.env[k] for k in keys}, **OPERATOR)
+        generated: dict = {k: v for k, v in self.secrets.items() if k != "OPERATOR_PASSWORD"}
+        generated["PAYLOAD_ENCRYPTION_KEYS"] = json.loads(generated["PAYLOAD_ENCRYPTION_KEYS"])
+        return Settings(_env_file=None, **{k: self.env[k] for k in keys}, **generated, **OPERATOR)
+
+    def environment_of(self, fragment: str) -> dict[str, str]:
+        raw = (Path("/proc") / str(self.pid_of(fragment)) / "environ").read_bytes()
+        return dict(entry.decode().split("=", 1) for entry in raw.split(b"\0") if b"=" in entry)
 
     def start(self) -> None:
         with self.log.open("ab") as out:
@@ -165,6 +190,8 @@ def _live_through_the_faults(platform: MakeRun) -> None:
     try:
         platform.start()
         demo = DemoClient(platform.settings)
+        _generated_secrets_refuse_forged_tokens(platform, demo)
+        _the_app_connects_with_least_privilege(platform)
         loans: dict[uuid.UUID, str] = {}
         borrowers = []
         for _ in range(3):
@@ -225,7 +252,11 @@ def _live_through_the_faults(platform: MakeRun) -> None:
         # 2. power loss: everything at once, then `make run` again on the same data
         platform.kill_everything()
         _wait(lambda: not [p for p in processes_using(platform.data_dir) if alive(p)], "every process gone")
+        secrets_before = platform.secrets
         platform.start()
+        # the same secrets again: a token issued before the power loss still works
+        assert platform.secrets == secrets_before
+        assert demo.http.get("/v1/operator/deposits", headers=demo.operator).status_code == 200
         demo = DemoClient(platform.settings)
         borrower_of = dict(zip(loans, borrowers))
         _wait(
@@ -238,7 +269,10 @@ def _live_through_the_faults(platform: MakeRun) -> None:
         )
         settings = platform.settings.model_copy(
             update={
-                "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{platform.env['EMBEDDED_POSTGRES_PORT']}/crowdlending",
+                "DATABASE_URL": (
+                    f"postgresql://postgres:{platform.secrets['EMBEDDED_POSTGRES_PASSWORD']}"
+                    f"@127.0.0.1:{platform.env['EMBEDDED_POSTGRES_PORT']}/crowdlending"
+                ),
                 "TEMPORAL_ADDRESS": f"127.0.0.1:{platform.env['TEMPORAL_DEV_PORT']}",
             }
         )
@@ -253,6 +287,8 @@ def _live_through_the_faults(platform: MakeRun) -> None:
         finally:
             engine.dispose()
 
+        _proxy_headers_do_not_escape_the_login_limits(platform)
+
         # 3. the supervisor alone killed: its children follow it
         assert platform.process is not None
         children = [p for p in processes_using(platform.data_dir) if p != platform.process.pid and alive(p)]
@@ -263,3 +299,83 @@ def _live_through_the_faults(platform: MakeRun) -> None:
         reap(children)
     finally:
         platform.kill_everything()
+
+
+def _repository_strings() -> set[str]:
+    """Every string in the repository's files that could be a secret: quoted or assigned,
+    16 characters or more, no spaces (the saved workflow histories are event data, and every
+    value in them is checked against the generated secrets below all the same)."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    pattern = re.compile(r"""(?:["'`]|=\s*)([A-Za-z0-9+/=_\-!.:@#$%^&*~]{16,200})""")
+    found: set[str] = set()
+    for name in files:
+        if name.startswith("tests/histories/"):
+            continue
+        try:
+            text = (ROOT / name).read_text(errors="ignore")
+        except OSError:
+            continue
+        found.update(match.group(1) for match in pattern.finditer(text))
+    return found
+
+
+def _generated_secrets_refuse_forged_tokens(platform: MakeRun, demo) -> None:
+    path = platform.data_dir / "secrets.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    generated = platform.secrets
+    keys = json.loads(generated["PAYLOAD_ENCRYPTION_KEYS"])
+    values = [generated["JWT_SECRET"], *keys.values(), generated["EMBEDDED_POSTGRES_PASSWORD"]]
+    values.append(generated["EMBEDDED_APP_DB_PASSWORD"])
+    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split():
+        try:
+            text = (ROOT / name).read_text(errors="ignore")
+        except OSError:
+            continue
+        assert not [v for v in values if v in text], f"a generated secret is in {name}"
+    # The operator's real token works; the same claims signed with anything the repository
+    # holds (or unsigned) do not.
+    me = demo.http.get("/v1/users/me", headers=demo.operator)
+    assert me.status_code == 200
+    claims = {"sub": me.json()["id"], "role": "operator", "tv": 0, "typ": "access", "jti": uuid.uuid4().hex}
+    claims |= {"iat": int(time.time()), "exp": int(time.time()) + 600}
+    candidates = _repository_strings()
+    assert len(candidates) > 100 and "dev-only-secret-change-me-0123456789abcdef" in candidates
+    forged = [jwt.encode(claims, secret, algorithm="HS256") for secret in sorted(candidates)]
+    forged.append(jwt.encode(claims, None, algorithm="none"))
+    accepted = []
+    for token in forged:
+        answer = demo.http.get("/v1/operator/deposits", headers={"Authorization": f"Bearer {token}"})
+        if answer.status_code != 401:
+            accepted.append((token, answer.status_code))
+    assert accepted == []
+
+
+def _the_app_connects_with_least_privilege(platform: MakeRun) -> None:
+    for fragment in ("uvicorn", "worker.py"):
+        url = platform.environment_of(fragment)["DATABASE_URL"]
+        assert url.startswith("postgresql://crowdlending:"), f"{fragment} connects as {url.split('@')[0]}"
+        # nor can they reach the owner's URL or the superuser's password
+        assert {"MIGRATION_DATABASE_URL", "EMBEDDED_POSTGRES_PASSWORD"} & set(
+            platform.environment_of(fragment)
+        ) == set()
+    with psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("ALTER TABLE ledger_postings DISABLE TRIGGER ALL")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM audit_log")
+
+
+def _proxy_headers_do_not_escape_the_login_limits(platform: MakeRun) -> None:
+    """The API as `make run` starts it (uvicorn trusts X-Forwarded-For from loopback by
+    default): one address naming a new forwarded address on every guess is still one address."""
+    limit = platform.settings.LOGIN_MAX_FAILURES_PER_ADDRESS
+    with httpx.Client(base_url=f"http://127.0.0.1:{platform.env['API_PORT']}", timeout=30) as http:
+        answers = [
+            http.post(
+                "/v1/auth/token",
+                data={"username": f"guess-{n}@example.com", "password": "a guess"},
+                headers={"X-Forwarded-For": f"10.{n // 250}.{n % 250}.1"},
+            ).status_code
+            for n in range(limit + 3)
+        ]
+    assert answers[:limit] == [401] * limit and set(answers[limit:]) == {429}, answers

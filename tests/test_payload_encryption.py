@@ -8,6 +8,7 @@ import base64
 import logging
 import os
 import uuid
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -21,12 +22,14 @@ from api.routers.codec import RedactCodecLinks
 from core.db import unit_of_work
 from core.payload_codec import ENCODING, EncryptionCodec, PayloadDecryptionError
 from core.security import issue_access_token
-from core.settings import DEV_PAYLOAD_KEY, Settings
-from core.temporal_client import encrypted_data_converter
+from core.settings import PUBLISHED_SECRETS, Settings
+from core.temporal_client import UNSEALED_PAYLOAD, encrypted_data_converter
 from models.users import User
 from tests.api_helpers import sign_up
 from tests.loan_helpers import make_borrower, make_investor, running_worker
 from tests.test_loan_api import bearer, wait_loan_status
+
+D = Decimal
 
 
 def _key() -> bytes:
@@ -59,8 +62,11 @@ async def test_rotation_reads_old_payloads_and_seals_new_ones_with_the_new_key()
     dropped = EncryptionCodec({"2026-11": new_key}, "2026-11")
     with pytest.raises(PayloadDecryptionError, match="2026-05"):
         await dropped.decode(sealed_before)
-    # payloads written before encryption was switched on pass through
-    assert await after.decode([plain]) == [plain]
+    # payloads written before encryption was switched on: shown to operators, refused to workers
+    shown = EncryptionCodec({"2026-11": new_key, "2026-05": old_key}, "2026-11", unsealed="show")
+    assert await shown.decode([plain]) == [plain]
+    [refused] = await after.decode([plain])
+    assert refused.data == b"" and refused.metadata["claimed-encoding"] == b"json/plain"
 
 
 async def test_altered_or_relabelled_payloads_are_refused():
@@ -79,9 +85,16 @@ def test_settings_refuse_bad_or_development_keys(settings):
         settings.model_validate({**settings.model_dump(), "PAYLOAD_ENCRYPTION_KEY_ID": "missing"})
     with pytest.raises(ValidationError, match="32 bytes"):
         Settings(_env_file=None, PAYLOAD_ENCRYPTION_KEYS={"k": SecretStr("c2hvcnQ=")}, PAYLOAD_ENCRYPTION_KEY_ID="k")
-    with pytest.raises(ValidationError, match="development key"):
-        Settings(_env_file=None, ENVIRONMENT="production", JWT_SECRET=SecretStr("x" * 40))
-    assert Settings(_env_file=None).PAYLOAD_ENCRYPTION_KEYS["dev-1"].get_secret_value() == DEV_PAYLOAD_KEY
+    with pytest.raises(ValidationError, match="PAYLOAD_ENCRYPTION_KEYS is not set"):
+        Settings(_env_file=None, ENVIRONMENT="dev", JWT_SECRET=SecretStr("x" * 40))
+    for published in PUBLISHED_SECRETS:
+        with pytest.raises(ValidationError, match="published in this repository"):
+            Settings(
+                _env_file=None,
+                JWT_SECRET=SecretStr("x" * 40),
+                PAYLOAD_ENCRYPTION_KEYS={"old": SecretStr(published)},
+                PAYLOAD_ENCRYPTION_KEY_ID="old",
+            )
 
 
 def _codec_body(payloads: list[Payload]) -> dict:
@@ -240,3 +253,63 @@ def test_codec_links_are_redacted_from_access_logs():
     )
     assert RedactCodecLinks().filter(record)
     assert record.getMessage() == '127.0.0.1:5000 - "POST /codec/<redacted>/decode HTTP/1.1" 200'
+
+
+async def test_clear_text_sent_straight_to_temporal_is_refused_and_reserves_nothing(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
+    """Someone who reaches the Temporal frontend without the platform's key: an `invest`
+    naming another investor, a wake-up signal, a loan started with a made-up input."""
+    from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.exceptions import ApplicationError
+
+    from models.loan_workflow import FundsArrived, InvestmentRequest
+    from models.loans import Investment, LoanRequest
+    from tests.loan_helpers import balance_of, wait_for_status
+    from workflows.loan import LoanWorkflow
+
+    settings = live_settings
+    borrower = make_borrower(session_factory)
+    investor = make_investor(session_factory, "20000")
+    before = balance_of(session_factory, investor)
+    app = create_app(settings)
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+    ):
+        headers = bearer(settings, borrower, "borrower")
+        created = await api.post(
+            "/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "roof"}, headers=headers
+        )
+        assert created.status_code == 201, created.text
+        loan_id = created.json()["id"]
+        await wait_loan_status(api, loan_id, headers, "funding")
+        # The same converter as the platform's, without its codec: clear text.
+        intruder = await Client.connect(
+            dev_client.service_client.config.target_host, data_converter=pydantic_data_converter
+        )
+        loan = intruder.get_workflow_handle(f"loan-{loan_id}")
+        request = InvestmentRequest(investment_id=uuid.uuid4(), investor_id=investor, amount=D("15000.00"))
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await loan.execute_update(LoanWorkflow.invest, request, id=f"investment-{request.investment_id}")
+        assert isinstance(refused.value.cause, ApplicationError) and refused.value.cause.type == UNSEALED_PAYLOAD
+        await loan.signal(LoanWorkflow.funds_arrived, FundsArrived())
+        # The loan took nothing of it and goes on; nobody's money moved.
+        sealed = dev_client.get_workflow_handle(f"loan-{loan_id}")
+        snapshot = await wait_for_status(sealed, "funding")
+        assert snapshot.funded_amount == 0
+        assert balance_of(session_factory, investor) == before
+        with session_factory() as session:
+            assert session.query(Investment).filter(Investment.loan_id == uuid.UUID(loan_id)).count() == 0
+        # A loan started by hand with a made-up input fails at once, before any activity.
+        made_up = uuid.uuid4()
+        started = await intruder.start_workflow(
+            "LoanWorkflow", {"loan_id": str(made_up)}, id=f"loan-{made_up}", task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await dev_client.get_workflow_handle(started.id).result()
+        assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.type == UNSEALED_PAYLOAD
+        with session_factory() as session:
+            assert session.get(LoanRequest, made_up) is None
+        await sealed.terminate("test over")

@@ -63,6 +63,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "TEMPORAL_UI_PORT": str(settings.TEMPORAL_UI_PORT),
         "API_PORT": str(settings.API_PORT),
         "DB_IDLE_IN_TRANSACTION_SECONDS": str(settings.DB_IDLE_IN_TRANSACTION_SECONDS),
+        "SIGNUPS_PER_ADDRESS_PER_HOUR": str(settings.SIGNUPS_PER_ADDRESS_PER_HOUR),
+        "ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE": str(settings.ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE),
+        "TRUSTED_PROXIES": json.dumps(settings.TRUSTED_PROXIES),
     }
 
 

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
+from api.client_address import client_address
 from api.deps import SettingsDep
+from api.request_limits import AnonymousPostLimit
 from api.schemas.users import RefreshIn, TokenOut
 from auth.login_limits import begin_attempt, finish_attempt
 from auth.refresh_tokens import IssuedRefreshToken, issue_refresh_token, revoke_token_family, rotate_refresh_token
@@ -31,21 +33,18 @@ def _tokens(settings, user: User, now: datetime, refresh: IssuedRefreshToken) ->
     )
 
 
-def client_address(request: Request) -> str:
-    # Behind a reverse proxy, run uvicorn with --forwarded-allow-ips so this is the client's.
-    return (request.client.host if request.client else "unknown")[:100]
-
-
 @router.post("/token", response_model=TokenOut, responses={429: {"description": "too many failed logins"}})
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, settings: SettingsDep
 ) -> TokenOut:
-    """429 with Retry-After after LOGIN_MAX_FAILURES_PER_ACCOUNT failures for one account, or
-    LOGIN_MAX_FAILURES_PER_ADDRESS from one address, within LOGIN_WINDOW_MINUTES."""
+    """429 with Retry-After while this account's failures from this address (or, from an
+    address it never logged in from, its failures from everywhere) call for a wait, or past
+    LOGIN_MAX_FAILURES_PER_ADDRESS from one address (auth/login_limits.py)."""
     factory = request.app.state.sessionmaker
     email = form.username.strip().lower()[:320]
+    address = client_address(request)
     now = datetime.now(UTC)
-    attempt = await asyncio.to_thread(begin_attempt, factory, settings, email, client_address(request), now)
+    attempt = await asyncio.to_thread(begin_attempt, factory, settings, email, address, now)
 
     def check() -> TokenOut | None:
         with unit_of_work(factory) as session:
@@ -60,15 +59,15 @@ async def login(
     try:
         tokens = await asyncio.to_thread(check)
     except BaseException:
-        await asyncio.to_thread(finish_attempt, factory, attempt, email, False)
+        await asyncio.to_thread(finish_attempt, factory, settings, attempt, email, address, False, now)
         raise
-    await asyncio.to_thread(finish_attempt, factory, attempt, email, tokens is not None)
+    await asyncio.to_thread(finish_attempt, factory, settings, attempt, email, address, tokens is not None, now)
     if tokens is None:
         raise Unauthorized(WRONG_CREDENTIALS)
     return tokens
 
 
-@router.post("/refresh", response_model=TokenOut)
+@router.post("/refresh", response_model=TokenOut, dependencies=[AnonymousPostLimit])
 def refresh(body: RefreshIn, request: Request, settings: SettingsDep) -> TokenOut:
     """A new access token and a new refresh token; the one sent is spent. Sending a spent one
     again ends every session that began with the same login."""
@@ -85,7 +84,12 @@ def refresh(body: RefreshIn, request: Request, settings: SettingsDep) -> TokenOu
     return tokens
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    dependencies=[AnonymousPostLimit],
+)
 def logout(body: RefreshIn, request: Request) -> Response:
     """Ends the session that began with this refresh token's login (the access token still
     lives its few minutes)."""

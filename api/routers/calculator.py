@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from api.deps import BorrowerUser, SessionDep
+from api.request_limits import AnonymousPostLimit
 from api.schemas.calculator import CalculatorIn, CalculatorOut, InstallmentOut, SimulationIn, SimulationOut
 from core.errors import InvalidRequest, NotFound
 from domain.schedule import Schedule, ScheduleError, build_schedule
@@ -55,7 +56,7 @@ def _schedule(amount, rate, term, start, method, interest_only) -> Schedule:
         raise InvalidRequest(str(exc)) from None
 
 
-@router.post("/calculator", response_model=CalculatorOut)
+@router.post("/calculator", response_model=CalculatorOut, dependencies=[AnonymousPostLimit])
 def calculate(body: CalculatorIn, session: SessionDep) -> CalculatorOut:
     """The exact schedule for an amount, rate and term: what the borrower would commit to."""
     if body.product:

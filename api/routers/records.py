@@ -2,11 +2,12 @@
 
 Documents: a loan's borrower, operators and compliance read all of a loan's documents; an
 investor reads the ones they own (their agreements, their statements). The trail: the
-loan's borrower, operators and compliance. Others get 404 (ids are not confirmed to exist)."""
+loan's borrower, operators and compliance. Others get 404 (ids are not confirmed to exist).
+Both name people by need to know (compliance/need_to_know.py): a borrower sees an investor's
+or an operator's role and pseudonym, never their email or id."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
 from dataclasses import asdict
@@ -25,9 +26,10 @@ from api.schemas.records import (
     TrailStepOut,
     TrailVerificationOut,
 )
+from compliance.need_to_know import People, Reader
 from compliance.trail import Trail, check_documents, join_history, read_trail
 from core.errors import Conflict, Forbidden, NotFound
-from documents.render import render_pdf
+from core.settings import Settings
 from documents.store import DocumentStore
 from models.loans import LoanRequest
 from models.records import Document
@@ -38,13 +40,14 @@ router = APIRouter(prefix="/v1", tags=["documents and trail"])
 OVERSIGHT = (Role.operator.value, Role.compliance.value)
 
 
-def _document_out(document: Document) -> DocumentOut:
+def _document_out(document: Document, people: People) -> DocumentOut:
     return DocumentOut(
         id=document.id,
         kind=document.kind,
-        subject_key=document.subject_key,
+        subject_key=people.redact(document.subject_key),
         loan_id=document.loan_id,
-        owner_id=document.owner_id,
+        owner_id=people.id(document.owner_id),
+        owner_pseudonym=people.name(document.owner_id),
         sha256=document.sha256,
         size_bytes=document.size_bytes,
         content_type=document.content_type,
@@ -63,17 +66,25 @@ def _may_read_document(session: Session, document: Document, user: User) -> bool
     return False
 
 
+def _documents_out(session: Session, documents: list[Document], user: User, settings: Settings) -> list[DocumentOut]:
+    people = People(session, Reader.of(user, settings), [(d.owner_id, d.subject_key) for d in documents])
+    return [_document_out(d, people) for d in documents]
+
+
 @router.get("/loans/{loan_id}/documents", response_model=list[DocumentOut])
-def loan_documents(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> list[DocumentOut]:
+def loan_documents(
+    loan_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> list[DocumentOut]:
     loan, _ = readable_loan(session, loan_id, user)
     query = select(Document).where(Document.loan_id == loan.id)
     if user.role not in OVERSIGHT and loan.borrower_id != user.id:
         query = query.where(Document.owner_id == user.id)
-    return [_document_out(d) for d in session.scalars(query.order_by(Document.created_at, Document.id))]
+    documents = list(session.scalars(query.order_by(Document.created_at, Document.id)))
+    return _documents_out(session, documents, user, settings)
 
 
 @router.get("/users/me/documents", response_model=list[DocumentOut])
-def my_documents(user: CurrentUser, session: SessionDep) -> list[DocumentOut]:
+def my_documents(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> list[DocumentOut]:
     """Documents this user owns: agreements and monthly statements."""
     rows = session.scalars(
         select(Document)
@@ -81,7 +92,7 @@ def my_documents(user: CurrentUser, session: SessionDep) -> list[DocumentOut]:
         .order_by(Document.created_at.desc(), Document.id)
         .limit(500)
     )
-    return [_document_out(d) for d in rows]
+    return _documents_out(session, list(rows), user, settings)
 
 
 @router.get(
@@ -115,7 +126,8 @@ def _trail_loan(session: Session, loan_id: uuid.UUID, user: User) -> LoanRequest
 
 
 async def _trail(request: Request, loan_id: uuid.UUID, user: User, temporal: TemporalDep) -> Trail:
-    trail = await in_db(request, lambda s: read_trail(s, _trail_loan(s, loan_id, user)))
+    reader = Reader.of(user, request.app.state.settings)
+    trail = await in_db(request, lambda s: read_trail(s, _trail_loan(s, loan_id, user), reader))
     try:
         client = await temporal.get()
     except Exception:  # the audit log alone is the trail; history ids are a join
@@ -168,7 +180,7 @@ async def loan_trail_pdf(loan_id: uuid.UUID, user: CurrentUser, request: Request
         "steps": [asdict(step) for step in trail.steps],
         "check": trail.check,
     }
-    content = await asyncio.to_thread(render_pdf, "loan_trail.html", context)
+    content = await request.app.state.render_pool.render("loan_trail.html", context)
     return Response(
         content,
         media_type="application/pdf",
@@ -183,7 +195,7 @@ def verify_trail(
     """Recomputes the loan's hash chain and checks each registered document's bytes:
     intact, or the first record that does not match."""
     loan = _trail_loan(session, loan_id, user)
-    trail = read_trail(session, loan)
+    trail = read_trail(session, loan, Reader.of(user, settings))
     documents = check_documents(session, DocumentStore(settings.documents_dir), loan.id)
     return TrailVerificationOut(
         loan_id=loan.id,

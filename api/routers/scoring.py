@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from api.deps import BorrowerUser, CurrentUser, OperatorOrCompliance, OperatorUser, SessionDep
+from api.deps import BorrowerUser, CurrentUser, OperatorOrCompliance, OperatorUser, SessionDep, SettingsDep
 from api.routers.loans import readable_loan
 from api.schemas.scoring import (
     LoanScoringOut,
@@ -19,6 +19,7 @@ from api.schemas.scoring import (
     RulesVersionOut,
     ScoringFactorOut,
 )
+from compliance.need_to_know import People, Reader
 from core.errors import Forbidden
 from domain.money import format_rate
 from models.scoring import ScoringRulesVersion
@@ -57,13 +58,15 @@ def put_rules(body: RulesChangeIn, operator: OperatorUser, session: SessionDep) 
 
 
 @router.get("/loans/{loan_id}/scoring", response_model=LoanScoringOut)
-def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> LoanScoringOut:
+def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> LoanScoringOut:
     """Why the loan got its score, grade and decision: each factor's points in words, and the
-    rules version used. For the borrower, operators and compliance."""
+    rules version used. For the borrower, operators and compliance; the borrower is told who
+    decided by role and pseudonym ("operator-5c0e19a4"), not by id."""
     loan, full = readable_loan(session, loan_id, user)
     if not full:
         raise Forbidden("a loan's scoring is for its borrower, operators and compliance")
-    details = loan.scoring_details or {}
+    stored = loan.scoring_details or {}
+    details = People(session, Reader.of(user, settings), stored).redact(stored)
     return LoanScoringOut(
         loan_id=loan.id,
         status=loan.status,

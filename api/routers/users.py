@@ -12,6 +12,7 @@ from pydantic import EmailStr, Field
 from sqlalchemy import func, select
 
 from api.deps import BorrowerUser, CurrentUser, OperatorUser, SessionDep
+from api.request_limits import SignupLimit
 from api.schemas.base import StrictModel
 from api.schemas.users import BlockIn, ProfileIn, ProfileOut, UserCreate, UserOut
 from auth.refresh_tokens import revoke_all_for_user
@@ -36,7 +37,7 @@ def create_user(session, email: str, password: str, role: str) -> User:
     return user
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut, dependencies=[SignupLimit])
 def register(body: UserCreate, session: SessionDep) -> User:
     return create_user(session, str(body.email), body.password, body.role)
 

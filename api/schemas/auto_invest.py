@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.schemas.base import Amount, Money, Rate, RatePercent, ResponseModel, StrictModel, TermMonths
+from models.numbers import AsciiDecimal
 
 Grade = Literal["A", "B", "C", "D", "E"]
 
@@ -24,7 +25,7 @@ class AutoInvestRuleIn(StrictModel):
     max_term_months: TermMonths
     reinvest_returns: bool
     # Optional diversification: at most this % of the investor's portfolio in any one loan.
-    max_portfolio_share_percent: Decimal | None = Field(default=None, ge=1, le=100, max_digits=5, decimal_places=2)
+    max_portfolio_share_percent: AsciiDecimal | None = Field(default=None, ge=1, le=100, max_digits=5, decimal_places=2)
 
     @field_validator("allowed_grades")
     @classmethod

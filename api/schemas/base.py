@@ -15,7 +15,8 @@ from domain.money import format_money, format_rate
 MAX_AMOUNT = Decimal("1000000000.00")
 
 
-_PLAIN_DECIMAL = re.compile(r"-?\d{1,20}(\.\d{1,20})?")
+# [0-9], not \d: \d matches every script's digits ("１０００", "١٠٠٠"), which Decimal() reads.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?")
 
 
 def _parse_amount(value: Any) -> Any:

@@ -1,4 +1,8 @@
-"""Responses of the documents and trail endpoints (read-only: there is nothing to send)."""
+"""Responses of the documents and trail endpoints (read-only: there is nothing to send).
+
+People by need to know (compliance/need_to_know.py): operators and compliance get every
+person's email and id; anyone else gets their own, and of other people only a role and a
+pseudonym ("investor-3f9a2c1d"), also where an id would appear inside `details`."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from models.loan_status import LoanStatus
 
@@ -16,7 +20,8 @@ class DocumentOut(BaseModel):
     kind: str
     subject_key: str
     loan_id: uuid.UUID | None
-    owner_id: uuid.UUID | None
+    owner_id: uuid.UUID | None = Field(description="null unless the reader may know the owner (themselves; staff)")
+    owner_pseudonym: str | None = Field(description='the owner\'s role and pseudonym: "investor-3f9a2c1d"')
     sha256: str
     size_bytes: int
     content_type: str
@@ -39,9 +44,10 @@ class TrailStepOut(BaseModel):
     seq: int
     id: int
     at: datetime
-    actor_id: uuid.UUID | None
+    actor_id: uuid.UUID | None = Field(description="null unless the reader may know the actor (themselves; staff)")
     actor_role: str
-    actor_email: str | None
+    actor_email: str | None = Field(description="null unless the reader may know the actor (themselves; staff)")
+    actor_pseudonym: str | None = Field(description='the actor\'s role and pseudonym: "operator-5c0e19a4"')
     action: str
     note: str | None
     event_key: str

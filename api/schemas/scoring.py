@@ -41,7 +41,9 @@ class LoanScoringOut(BaseModel):
     rules_version: int | None
     reasons: list[ScoringFactorOut]
     rejection_reason: str | None
-    operator_decision: dict | None
+    operator_decision: dict | None = Field(
+        description="approve, reason and operator_id: the operator's id for staff, their pseudonym for the borrower"
+    )
 
 
 class PointsEntryOut(ResponseModel):

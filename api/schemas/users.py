@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import EmailStr, Field, field_validator
 
 from api.schemas.base import Money, ResponseModel, StrictModel
+from models.numbers import AsciiDecimal
 
 
 class UserCreate(StrictModel):
@@ -50,8 +51,8 @@ class BlockIn(StrictModel):
 
 
 class ProfileIn(StrictModel):
-    monthly_income: Decimal = Field(ge=0, le=Decimal("100000000"), max_digits=15, decimal_places=2)
-    monthly_obligations: Decimal = Field(ge=0, le=Decimal("100000000"), max_digits=15, decimal_places=2)
+    monthly_income: AsciiDecimal = Field(ge=0, le=Decimal("100000000"), max_digits=15, decimal_places=2)
+    monthly_obligations: AsciiDecimal = Field(ge=0, le=Decimal("100000000"), max_digits=15, decimal_places=2)
     employment_months: int = Field(ge=0, le=12 * 70, strict=True)
 
 
