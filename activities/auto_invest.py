@@ -79,7 +79,10 @@ class AutoInvestActivities:
                     await handle.execute_update(
                         LoanWorkflow.invest,
                         InvestmentRequest(
-                            investment_id=item.investment_id, investor_id=item.investor_id, amount=item.amount
+                            investment_id=item.investment_id,
+                            investor_id=item.investor_id,
+                            amount=item.amount,
+                            loan_id=item.loan_id,
                         ),
                         id=f"investment-{item.investment_id}",
                     )

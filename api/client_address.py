@@ -7,7 +7,7 @@ address on every request and escape every per-address limit."""
 from __future__ import annotations
 
 from functools import lru_cache
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from fastapi import Request
 
@@ -40,7 +40,22 @@ def forwarded_client(peer: str, forwarded_for: list[str], trusted: tuple[str, ..
     return (hops[0] if hops else peer)[:MAX_ADDRESS_LENGTH]
 
 
+def limited_as(address: str) -> str:
+    """What per-address limits count: an IPv6 client by its /64 (one subscriber's network,
+    whose 2^64 addresses are all theirs to rotate through), anything else as it is."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address
+    if not isinstance(parsed, IPv6Address):
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ip_network(f"{parsed}/64", strict=False))
+
+
 def client_address(request: Request) -> str:
+    """The caller as the per-address limits see it."""
     peer = request.client.host if request.client else "unknown"
     trusted = tuple(request.app.state.settings.TRUSTED_PROXIES)
-    return forwarded_client(peer, request.headers.getlist("x-forwarded-for"), trusted)
+    return limited_as(forwarded_client(peer, request.headers.getlist("x-forwarded-for"), trusted))

@@ -3,7 +3,8 @@
 Three counts of failed (or still pending) attempts in the last LOGIN_WINDOW_MINUTES:
 - one account from one address: the first LOGIN_FREE_FAILURES are free, then each attempt
   waits twice as long after the last as the one before (LOGIN_FIRST_DELAY_SECONDS, 2x, 4x ...,
-  never more than the window). A guesser at one address gets a few dozen tries a day; the
+  never more than the window). A guesser at one address gets some 14 tries per window (the
+  free ones, then about log2(window / first delay) more), well under a thousand a day; the
   owner who mistypes waits seconds.
 - one account from every address it has not logged in from (LoginKnownAddress), together:
   the same growing delays after LOGIN_FREE_FAILURES_PER_ACCOUNT. Guessing spread over many

@@ -277,7 +277,12 @@ async def invest_all(
                 try:
                     return await p.client.get_workflow_handle(workflow_id).execute_update(
                         LoanWorkflow.invest,
-                        InvestmentRequest(investment_id=investment_id, investor_id=investor, amount=share),
+                        InvestmentRequest(
+                            investment_id=investment_id,
+                            investor_id=investor,
+                            amount=share,
+                            loan_id=uuid.UUID(workflow_id.removeprefix("loan-")),
+                        ),
                         id=f"investment-{investment_id}",
                     )
                 except Exception:  # the server's in-flight limit: the same update id again

@@ -29,6 +29,9 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # A database that does not answer (a host gone, a network cut) is a 503 in seconds,
+        # not a request hanging on the kernel's TCP timeout.
+        connect_args={"connect_timeout": 5},
     )
 
 

@@ -8,7 +8,8 @@ as histories sealed with it are retained.
 
 Temporal is a trust boundary: whoever reaches its frontend without our key must not move
 money. So workers and clients refuse every payload that is not sealed with a known key
-(`unsealed="refuse"`): it is replaced by a marker that no converter reads
+(`unsealed="refuse"`), and every payload that claims a seal it does not have (an unknown key,
+an altered text): it is replaced by a marker that no converter reads
 (core/temporal_client.py turns it into a non-retryable UnsealedPayload error), so a clear-text
 update is rejected before its validator, a clear-text signal is dropped, a clear-text
 workflow input fails that run, and nothing reaches an activity. Only the codec endpoint that
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -33,6 +35,7 @@ from temporalio.converter import PayloadCodec
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
+log = logging.getLogger("payload_codec")
 # What a refused (clear-text) payload becomes, with the encoding it claimed.
 UNSEALED_ENCODING = b"binary/unsealed-refused"
 CLAIMED_ENCODING = "claimed-encoding"
@@ -84,14 +87,28 @@ class EncryptionCodec(PayloadCodec):
         if encoding != ENCODING:
             if self._unsealed == "show":
                 return payload
-            # (data dropped: nothing of a refused payload is ever parsed)
-            return Payload(metadata={"encoding": UNSEALED_ENCODING, CLAIMED_ENCODING: encoding or b"<none>"})
+            return self._refused(encoding or b"<none>")
         key_id = payload.metadata.get(KEY_ID, b"").decode("utf-8", "replace")
         cipher = self._ciphers.get(key_id)
-        if cipher is None:
-            raise PayloadDecryptionError(f"payload sealed with key {key_id!r}, which is not configured")
         try:
-            plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
-        except InvalidTag:
-            raise PayloadDecryptionError(f"payload sealed with key {key_id!r} was altered or is corrupt") from None
+            if cipher is None:
+                raise PayloadDecryptionError(f"payload sealed with key {key_id!r}, which is not configured")
+            try:
+                plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
+            except InvalidTag:
+                raise PayloadDecryptionError(f"payload sealed with key {key_id!r} was altered or is corrupt") from None
+        except PayloadDecryptionError as exc:
+            if self._unsealed == "show":
+                raise
+            # Refused like clear text, not raised: an exception here would fail the whole
+            # workflow activation, again at every retry, and a loan sent one such signal
+            # would stop for good. (A worker missing a key refuses too: configure every key
+            # everywhere before sealing with it.)
+            log.error("refused a Temporal payload: %s", exc)
+            return self._refused(ENCODING)
         return Payload.FromString(plain)
+
+    @staticmethod
+    def _refused(claimed: bytes) -> Payload:
+        # (data dropped: nothing of a refused payload is ever parsed)
+        return Payload(metadata={"encoding": UNSEALED_ENCODING, CLAIMED_ENCODING: claimed})

@@ -28,6 +28,13 @@ class LoanRefusal(Exception):
             cls.failure_type = cls.__name__
 
 
+class NotThisLoan(LoanRefusal):
+    """A request that names another loan (or none): a sealed request replayed out of another
+    loan's history, never one the API sent."""
+
+    non_retryable = True
+
+
 class TryAgain(LoanRefusal):
     """The loan is moving to a new run (continue-as-new): the same request, again, succeeds."""
 

@@ -17,7 +17,7 @@ def _url() -> str:
     if not url:
         from core.settings import get_settings
 
-        url = get_settings().DATABASE_URL
+        url = get_settings().migration_database_url  # the tables' owner, not the app's role
     if not url:
         raise RuntimeError("no database URL: set DATABASE_URL")
     return normalize_database_url(url)

@@ -189,6 +189,9 @@ class InvestmentRequest(BaseModel):
     investment_id: uuid.UUID
     investor_id: uuid.UUID
     amount: Decimal
+    # The loan this request is for: a sealed request copied out of another loan's history is
+    # refused (the validator checks it). None only in histories from before it was added.
+    loan_id: uuid.UUID | None = None
 
 
 class InvestmentAccepted(BaseModel):
@@ -204,6 +207,7 @@ class ApprovalDecision(BaseModel):
     approve: bool
     operator_id: uuid.UUID
     reason: str = ""
+    loan_id: uuid.UUID | None = None  # (as InvestmentRequest.loan_id)
 
 
 class ApprovalResult(BaseModel):
@@ -221,6 +225,7 @@ class FundsArrived(BaseModel):
 
 class EarlyRepaymentRequest(BaseModel):
     requested_by: uuid.UUID
+    loan_id: uuid.UUID | None = None  # (as InvestmentRequest.loan_id)
 
 
 class EarlyRepaymentResult(BaseModel):

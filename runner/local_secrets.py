@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.settings import PROJECT_ROOT
 
 SECRETS_FILE = "secrets.json"
+# Settings that are secrets: never in the environment of a process that does not need them
+# (PostgreSQL, the Temporal server; see without_secrets).
+SECRET_SETTINGS = frozenset(
+    {
+        "JWT_SECRET",
+        "PAYLOAD_ENCRYPTION_KEYS",
+        "PAYLOAD_ENCRYPTION_KEY_ID",
+        "EMBEDDED_POSTGRES_PASSWORD",
+        "EMBEDDED_APP_DB_PASSWORD",
+        "OPERATOR_PASSWORD",
+        "DATABASE_URL",
+        "MIGRATION_DATABASE_URL",
+        "TEMPORAL_API_KEY",
+    }
+)
+
+
+class LegacyDataDir(RuntimeError):
+    """A data folder made before secrets were generated: its loans' histories are sealed with
+    a key this repository published, which no platform accepts any more."""
+
+
+def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment for the database and Temporal servers: theirs, without ours."""
+    return {name: value for name, value in env.items() if name not in SECRET_SETTINGS}
 
 
 class _GivenSecrets(BaseSettings):
@@ -78,6 +104,14 @@ def load_or_create(data_dir: Path) -> dict[str, str]:
     """This DATA_DIR's secrets, generated the first time (and any missing one added)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SECRETS_FILE
+    made_before = [name for name in ("postgres", "temporal") if (data_dir / name).exists()]
+    if not path.exists() and made_before:
+        raise LegacyDataDir(
+            f"{data_dir} was made by a version of the platform that sealed Temporal histories, and "
+            "signed tokens, with secrets published in its repository; none is accepted any more, so "
+            "its loans could not go on. It holds a local sandbox only: `make clean-data` (or remove "
+            f"{data_dir}) and start again."
+        )
     stored = _read(path) if path.exists() else {}
     complete = {**_generate(), **stored}
     if complete != stored:

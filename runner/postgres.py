@@ -21,6 +21,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from runner.local_secrets import without_secrets
 from runner.ports import die_with_parent, ensure_port_free, stop_process
 
 SYSTEM_USER = "embedded_postgres"
@@ -90,10 +91,17 @@ class EmbeddedPostgres:
 
     def _run(self, args: list[str], stdin: bytes | None = None) -> None:
         result = subprocess.run(
-            args, input=stdin, user=self._user, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+            args,
+            input=stdin,
+            user=self._user,
+            env=without_secrets(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"{Path(args[0]).name} failed: {result.stdout.decode(errors='replace')[-2000:]}")
+            output = result.stdout.decode(errors="replace").replace(self.password, "<password>")
+            raise RuntimeError(f"{Path(args[0]).name} failed: {output[-2000:]}")
 
     def _own_file(self, path: Path, content: str) -> None:
         """A file of the cluster, readable by the server's user only."""
@@ -186,6 +194,7 @@ class EmbeddedPostgres:
         self.process = subprocess.Popen(
             args,
             user=self._user,
+            env=without_secrets(os.environ),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

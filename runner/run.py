@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from core.db import normalize_database_url  # noqa: E402
 from core.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from core.temporal_client import connect_temporal  # noqa: E402
-from runner.local_secrets import apply_local_secrets  # noqa: E402
+from runner.local_secrets import LegacyDataDir, apply_local_secrets  # noqa: E402
 from runner.migrate_and_seed import migrate_and_seed  # noqa: E402
 from runner.ports import PortInUse, die_with_parent, ensure_port_free, wait_for_port  # noqa: E402
 from runner.postgres import APP_LOGIN_ROLE, EmbeddedPostgres  # noqa: E402
@@ -325,7 +325,11 @@ class ServerWatch:
 
 def main(after_start=None) -> int:
     """Brings the platform up, runs `after_start(settings)` if given, then waits for Ctrl-C."""
-    secrets_file = apply_local_secrets()
+    try:
+        secrets_file = apply_local_secrets()
+    except LegacyDataDir as exc:
+        say(f"cannot start: {exc}")
+        return 2
     get_settings.cache_clear()
     say(f"secrets: {secrets_file} (generated at first start, owner-only; settings in the environment win)")
     supervisor = Supervisor()

@@ -11,12 +11,14 @@ dependencies: only whoever refreshes the screenshot needs them).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 
 from temporalio.client import Client
 
-from core.settings import get_settings
+from core.settings import PROJECT_ROOT, get_settings
+from runner.local_secrets import apply_local_secrets
 
 
 async def a_defaulted_loan(address: str) -> str:
@@ -29,6 +31,9 @@ async def a_defaulted_loan(address: str) -> str:
 def main(target: str) -> None:
     from playwright.sync_api import sync_playwright
 
+    # the demo's settings, with the secrets it generated (there are no built-in ones)
+    os.environ.setdefault("DATA_DIR", str(PROJECT_ROOT / "data" / "demo"))
+    apply_local_secrets()
     settings = get_settings()
     workflow_id = asyncio.run(a_defaulted_loan(f"127.0.0.1:{settings.TEMPORAL_DEV_PORT}"))
     chromium = shutil.which("chromium")

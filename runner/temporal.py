@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 
 from models.search_attributes import ALL as SEARCH_ATTRIBUTES
+from runner.local_secrets import without_secrets
 from runner.ports import die_with_parent, ensure_port_free, stop_process, wait_for_port
 
 
@@ -81,7 +83,12 @@ class TemporalDevServer:
             ]
         log = open(self.data_dir / "temporal.log", "ab")
         self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent()
+            args,
+            env=without_secrets(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         log.close()
         if not wait_for_port(self.port, timeout) or self.process.poll() is not None:

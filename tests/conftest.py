@@ -161,6 +161,8 @@ def settings(database_url: str, app_database_url: str, tmp_path: Path) -> Settin
         # Tests sign up dozens of accounts from the one TestClient address; the limits' own
         # tests (test_resource_limits.py) set them low.
         SIGNUPS_PER_ADDRESS_PER_HOUR=100_000,
+        # Long enough that a loaded machine never lets a throttled guess through in a test.
+        LOGIN_FIRST_DELAY_SECONDS=300,
         ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE=100_000,
     )
 

@@ -145,11 +145,18 @@ async def wait_for_status(handle: WorkflowHandle, *statuses: str, timeout: float
         await asyncio.sleep(0.05)
 
 
+def loan_id_of(handle: WorkflowHandle) -> uuid.UUID:
+    """The loan a workflow handle is for (its id is loan-<uuid>)."""
+    return uuid.UUID(handle.id.removeprefix("loan-"))
+
+
 async def invest(handle: WorkflowHandle, investor_id: uuid.UUID, amount: str) -> InvestmentAccepted:
     investment_id = uuid.uuid4()
     return await handle.execute_update(
         LoanWorkflow.invest,
-        InvestmentRequest(investment_id=investment_id, investor_id=investor_id, amount=D(amount)),
+        InvestmentRequest(
+            investment_id=investment_id, investor_id=investor_id, amount=D(amount), loan_id=loan_id_of(handle)
+        ),
         id=f"investment-{investment_id}",
     )
 

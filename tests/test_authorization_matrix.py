@@ -211,10 +211,8 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/v1/investors/me/annual-limit"): _INVESTORS,
     ("GET", "/v1/operator/codec-endpoint"): _OPERATOR,
     ("POST", "/codec/decode"): _OPERATOR,
-    ("POST", "/codec/encode"): _OPERATOR,
     # a codec link is its own credential; a made-up one is refused whoever sends it
     ("POST", "/codec/{codec_token}/decode"): {role: 401 for role in ROLES},
-    ("POST", "/codec/{codec_token}/encode"): {role: 401 for role in ROLES},
 }
 
 # Valid bodies where the object check comes after body validation (otherwise a 422 would
@@ -226,9 +224,7 @@ BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/v1/auth/refresh"): {"refresh_token": "x" * 43},
     ("POST", "/v1/auth/logout"): {"refresh_token": "x" * 43},
     ("POST", "/codec/{codec_token}/decode"): {"payloads": []},
-    ("POST", "/codec/{codec_token}/encode"): {"payloads": []},
     ("POST", "/codec/decode"): {"payloads": []},
-    ("POST", "/codec/encode"): {"payloads": []},
     ("GET", "/v1/loans/{loan_id}/documents"): {},
 }
 

@@ -282,6 +282,7 @@ async def test_a_loan_life_leaves_agreements_a_statement_and_a_trail_in_order(
     assert sum(statement.count("installment collected and distributed") for statement in statements) == collections
     with session_factory() as session:
         assert_books_balance(session)
+    app.state.render_pool.shutdown()  # (no lifespan here: the trail.pdf's render process ends now)
 
 
 def _loan_with_records(session_factory, count: int) -> uuid.UUID:

@@ -174,7 +174,9 @@ async def test_refused_investments_cannot_force_a_new_run(
             assert refused_by_the_loan.value.cause.type == "InsufficientFunds"
         assert (await loan.handle.describe()).run_id == loan.handle.first_execution_run_id
         for investor in investors:
-            request = InvestmentRequest(investment_id=uuid.uuid4(), investor_id=investor, amount=D("5000.00"))
+            request = InvestmentRequest(
+                investment_id=uuid.uuid4(), investor_id=investor, amount=D("5000.00"), loan_id=loan.loan_id
+            )
             await api.workflow_calls.execute_loan_update(
                 dev_client,
                 loan.handle.id,
@@ -214,7 +216,7 @@ async def test_an_early_repayment_resent_after_it_ended_the_loan_gets_its_answer
         give_money(session_factory, borrower, "1000.00")
         first = await loan.handle.execute_update(
             LoanWorkflow.repay_early,
-            EarlyRepaymentRequest(requested_by=borrower),
+            EarlyRepaymentRequest(requested_by=borrower, loan_id=loan.loan_id),
             id=f"early-repayment-{loan.loan_id}-pay-it-all",
         )
         assert (await loan.handle.result()).status == "repaid"

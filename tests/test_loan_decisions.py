@@ -78,7 +78,8 @@ async def test_manual_review_waits_for_an_operator(time_skipping_env, session_fa
             while not (await wait_for_status(loan.handle, "scoring")).risk_grade:
                 await asyncio.sleep(0.02)
         decided = await approved.handle.execute_update(
-            LoanWorkflow.decide, ApprovalDecision(approve=True, operator_id=operator, reason="documents checked")
+            LoanWorkflow.decide,
+            ApprovalDecision(approve=True, operator_id=operator, reason="documents checked", loan_id=approved.loan_id),
         )
         # Exactly "approved": `_set_status("approved")` assigns the status, then awaits its record
         # activity; the update's wait condition (review over, status no longer "scoring") is
@@ -87,11 +88,14 @@ async def test_manual_review_waits_for_an_operator(time_skipping_env, session_fa
         assert decided.status == "approved"
         with pytest.raises(WorkflowUpdateFailedError):  # decided already
             await approved.handle.execute_update(
-                LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator)
+                LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator, loan_id=approved.loan_id)
             )
         await wait_for_status(approved.handle, "funding")
         await rejected.handle.execute_update(
-            LoanWorkflow.decide, ApprovalDecision(approve=False, operator_id=operator, reason="collateral missing")
+            LoanWorkflow.decide,
+            ApprovalDecision(
+                approve=False, operator_id=operator, reason="collateral missing", loan_id=rejected.loan_id
+            ),
         )
         assert (await rejected.handle.result()).rejection_reason == "rejected by operator: collateral missing"
         # nobody invests in the approved one: its funding window closes (the test server skips the days)
@@ -138,7 +142,9 @@ async def test_funding_continues_as_new_before_the_servers_update_limit(
                 env.client,
                 loan.handle.id,
                 LoanWorkflow.invest,
-                InvestmentRequest(investment_id=investment_id, investor_id=investor, amount=D("10000.00")),
+                InvestmentRequest(
+                    investment_id=investment_id, investor_id=investor, amount=D("10000.00"), loan_id=loan.loan_id
+                ),
                 update_id=f"investment-{investment_id}",
             )
         latest = env.client.get_workflow_handle(loan.handle.id)
@@ -227,7 +233,9 @@ async def test_an_investment_resent_in_a_later_run_gets_its_first_answer(
         loan = await start_loan(env.client, session_factory, task_queue, borrower, "60000.00", 6, updates_per_run=3)
         await wait_for_status(loan.handle, "funding")
         requests = [
-            InvestmentRequest(investment_id=uuid.uuid4(), investor_id=investor, amount=D("10000.00"))
+            InvestmentRequest(
+                investment_id=uuid.uuid4(), investor_id=investor, amount=D("10000.00"), loan_id=loan.loan_id
+            )
             for investor in investors
         ]
         answers = []

@@ -268,7 +268,7 @@ async def test_early_repayment_pays_principal_and_interest_to_date(
         )
         give_money(session_factory, borrower, "10000")  # the disbursed 97,000 fell short of 100,000 + interest
         result = await loan.handle.execute_update(
-            LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower)
+            LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower, loan_id=loan.loan_id)
         )
         assert result.principal == outstanding and result.interest == expected_interest
         assert result.paid == outstanding + expected_interest
@@ -296,14 +296,16 @@ async def test_early_repayment_without_the_money_is_refused(
         loan, _, _ = await funded_active_loan(env, session_factory, task_queue, borrower, term=12)
         withdraw_everything(session_factory, borrower)
         with pytest.raises(WorkflowUpdateFailedError) as info:
-            await loan.handle.execute_update(LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower))
+            await loan.handle.execute_update(
+                LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower, loan_id=loan.loan_id)
+            )
         assert info.value.cause.type == "InsufficientFunds"
         assert (await loan.handle.query(LoanWorkflow.snapshot)).status == "active"
         # The refusal is recorded for that request only: with the money there, the borrower
         # asks again and the loan is repaid (one collection, the second request's).
         give_money(session_factory, borrower, "200000")
         result = await loan.handle.execute_update(
-            LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower)
+            LoanWorkflow.repay_early, EarlyRepaymentRequest(requested_by=borrower, loan_id=loan.loan_id)
         )
         assert result.principal == D("100000.00")
         assert (await loan.handle.result()).status == "repaid"

@@ -89,21 +89,10 @@ def test_the_dev_ui_decodes_a_loan_through_the_api_on_this_machine(database_url,
             headers = {"Origin": ui_origin, "X-Namespace": "default"}
             loan = _the_loan_in(httpx.post(f"{endpoint}/decode", json=body, headers=headers))
             assert loan["terms"]["product_code"] == "standard" and loan["search_attributes"] is True
-            # what the UI encodes (a signal's input) comes back decodable
-            sealed = httpx.post(
-                f"{endpoint}/encode",
-                json={
-                    "payloads": [
-                        {
-                            "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
-                            "data": base64.b64encode(b"{}").decode(),
-                        }
-                    ]
-                },
-                headers=headers,
-            )
-            assert sealed.status_code == 200
-            assert base64.b64decode(sealed.json()["payloads"][0]["metadata"]["encoding"]) == b"binary/encrypted"
+            # sealing is the platform's alone: the UI cannot send a loan a signal or an update
+            plain = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": "e30="}
+            sealed = httpx.post(f"{endpoint}/encode", json={"payloads": [plain]}, headers=headers)
+            assert sealed.status_code == 404
             # through a proxy on this machine (forwarding headers), or from another web page: absent
             relayed = httpx.post(f"{endpoint}/decode", json=body, headers={**headers, "X-Forwarded-For": "203.0.113.9"})
             assert relayed.status_code == 404

@@ -43,6 +43,7 @@ from sqlalchemy.orm import sessionmaker
 from core.db import make_engine
 from core.settings import Settings
 from core.temporal_client import connect_temporal
+from runner.local_secrets import SECRET_SETTINGS
 from runner.ports import free_port
 from tests.money_checks import assert_everything_agrees
 from tests.process_tree import alive, command_line, processes_using
@@ -176,6 +177,19 @@ def _wait(predicate, what: str, timeout: float = 120.0) -> None:
             pass
         assert time.monotonic() < deadline, f"never: {what}"
         time.sleep(0.2)
+
+
+def test_make_run_refuses_a_data_folder_whose_secrets_were_published(tmp_path):
+    """A folder made before secrets were generated: its histories are sealed with a key the
+    repository published. Refused with what to do, before anything starts."""
+    platform = MakeRun(tmp_path)
+    (platform.data_dir / "temporal").mkdir(parents=True)
+    with platform.log.open("ab") as out:
+        code = subprocess.run(
+            [sys.executable, "-m", "runner.run"], cwd=tmp_path, env=platform.env, stdout=out, stderr=subprocess.STDOUT
+        ).returncode
+    assert code == 2
+    assert "make clean-data" in platform.text() and not (platform.data_dir / "secrets.json").exists()
 
 
 def test_make_run_restarts_what_dies_and_survives_a_power_loss(tmp_path):
@@ -340,6 +354,9 @@ def _generated_secrets_refuse_forged_tokens(platform: MakeRun, demo) -> None:
     claims |= {"iat": int(time.time()), "exp": int(time.time()) + 600}
     candidates = _repository_strings()
     assert len(candidates) > 100 and "dev-only-secret-change-me-0123456789abcdef" in candidates
+    # (the forgery is right in every way but its key: with the platform's own secret it is let in)
+    genuine = jwt.encode(claims, generated["JWT_SECRET"], algorithm="HS256")
+    assert demo.http.get("/v1/operator/deposits", headers={"Authorization": f"Bearer {genuine}"}).status_code == 200
     forged = [jwt.encode(claims, secret, algorithm="HS256") for secret in sorted(candidates)]
     forged.append(jwt.encode(claims, None, algorithm="none"))
     accepted = []
@@ -358,6 +375,9 @@ def _the_app_connects_with_least_privilege(platform: MakeRun) -> None:
         assert {"MIGRATION_DATABASE_URL", "EMBEDDED_POSTGRES_PASSWORD"} & set(
             platform.environment_of(fragment)
         ) == set()
+    # the servers hold none of the platform's secrets (the payload keys stay out of Temporal)
+    for fragment in ("server start-dev", "postgres -D"):
+        assert SECRET_SETTINGS & set(platform.environment_of(fragment)) == set(), fragment
     with psycopg.connect(url, autocommit=True) as conn:
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("ALTER TABLE ledger_postings DISABLE TRIGGER ALL")

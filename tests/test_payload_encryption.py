@@ -20,7 +20,7 @@ from temporalio.api.common.v1 import Payload
 from api.main import create_app
 from api.routers.codec import RedactCodecLinks
 from core.db import unit_of_work
-from core.payload_codec import ENCODING, EncryptionCodec, PayloadDecryptionError
+from core.payload_codec import ENCODING, UNSEALED_ENCODING, EncryptionCodec, PayloadDecryptionError
 from core.security import issue_access_token
 from core.settings import PUBLISHED_SECRETS, Settings
 from core.temporal_client import UNSEALED_PAYLOAD, encrypted_data_converter
@@ -58,10 +58,13 @@ async def test_rotation_reads_old_payloads_and_seals_new_ones_with_the_new_key()
     assert await after.decode(sealed_before) == [plain]
     sealed_after = await after.encode([plain])
     assert sealed_after[0].metadata["encryption-key-id"] == b"2026-11"
-    # once the old key is dropped, its payloads say which key they need
-    dropped = EncryptionCodec({"2026-11": new_key}, "2026-11")
+    # once the old key is dropped, its payloads say which key they need (to an operator);
+    # a worker refuses them like clear text
+    dropped = EncryptionCodec({"2026-11": new_key}, "2026-11", unsealed="show")
     with pytest.raises(PayloadDecryptionError, match="2026-05"):
         await dropped.decode(sealed_before)
+    [refused] = await EncryptionCodec({"2026-11": new_key}, "2026-11").decode(sealed_before)
+    assert refused.metadata["encoding"] == UNSEALED_ENCODING and refused.data == b""
     # payloads written before encryption was switched on: shown to operators, refused to workers
     shown = EncryptionCodec({"2026-11": new_key, "2026-05": old_key}, "2026-11", unsealed="show")
     assert await shown.decode([plain]) == [plain]
@@ -75,9 +78,13 @@ async def test_altered_or_relabelled_payloads_are_refused():
     sealed = (await codec.encode([Payload(metadata={"encoding": b"json/plain"}, data=b"1")]))[0]
     flipped = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
     relabelled = Payload(metadata={**sealed.metadata, "encryption-key-id": b"b"}, data=sealed.data)
+    shown = EncryptionCodec(keys, "a", unsealed="show")
     for bad in (flipped, relabelled):
         with pytest.raises(PayloadDecryptionError, match="altered"):
-            await codec.decode([bad])
+            await shown.decode([bad])
+        # a worker does not raise (that would fail the loan's every activation): refused
+        [refused] = await codec.decode([bad])
+        assert refused.metadata["encoding"] == UNSEALED_ENCODING and refused.data == b""
 
 
 def test_settings_refuse_bad_or_development_keys(settings):
@@ -118,10 +125,8 @@ async def test_codec_server_decodes_for_operators_only(client, settings, operato
     payload = decoded.json()["payloads"][0]
     assert base64.b64decode(payload["data"]) == b'{"monthly_income":"123457.89"}'
     assert base64.b64decode(payload["metadata"]["encoding"]) == b"json/plain"
-    # encode then decode through the server gives the payload back
-    encoded = client.post("/codec/encode", json=decoded.json(), headers=operator.headers).json()
-    assert base64.b64decode(encoded["payloads"][0]["metadata"]["encoding"]) == ENCODING
-    assert client.post("/codec/decode", json=encoded, headers=operator.headers).json() == decoded.json()
+    # nobody may seal through the API, an operator neither: a sealed payload is what the worker obeys
+    assert client.post("/codec/encode", json=decoded.json(), headers=operator.headers).status_code == 404
 
     investor = sign_up(client, "investor")
     for headers, status in ((investor.headers, 403), (compliance.headers, 403), ({}, 401)):
@@ -261,12 +266,13 @@ async def test_clear_text_sent_straight_to_temporal_is_refused_and_reserves_noth
     """Someone who reaches the Temporal frontend without the platform's key: an `invest`
     naming another investor, a wake-up signal, a loan started with a made-up input."""
     from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+    from temporalio.common import RawValue
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.exceptions import ApplicationError
 
     from models.loan_workflow import FundsArrived, InvestmentRequest
     from models.loans import Investment, LoanRequest
-    from tests.loan_helpers import balance_of, wait_for_status
+    from tests.loan_helpers import balance_of, invest, wait_for_status
     from workflows.loan import LoanWorkflow
 
     settings = live_settings
@@ -290,18 +296,42 @@ async def test_clear_text_sent_straight_to_temporal_is_refused_and_reserves_noth
             dev_client.service_client.config.target_host, data_converter=pydantic_data_converter
         )
         loan = intruder.get_workflow_handle(f"loan-{loan_id}")
-        request = InvestmentRequest(investment_id=uuid.uuid4(), investor_id=investor, amount=D("15000.00"))
+        request = InvestmentRequest(
+            investment_id=uuid.uuid4(), investor_id=investor, amount=D("15000.00"), loan_id=uuid.UUID(loan_id)
+        )
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await loan.execute_update(LoanWorkflow.invest, request, id=f"investment-{request.investment_id}")
         assert isinstance(refused.value.cause, ApplicationError) and refused.value.cause.type == UNSEALED_PAYLOAD
+        # Signals: in clear text; with no input at all (no payload, so no seal to check); with
+        # a made-up seal (a key the platform does not have).
         await loan.signal(LoanWorkflow.funds_arrived, FundsArrived())
-        # The loan took nothing of it and goes on; nobody's money moved.
+        await loan.signal("funds_arrived")
+        fake_seal = Payload(metadata={"encoding": ENCODING, "encryption-key-id": b"x"}, data=os.urandom(64))
+        await loan.signal("funds_arrived", RawValue(fake_seal))
+        # A sealed request copied out of another loan's history (here: sealed by the platform's
+        # own client, naming another loan, or none as before loans were named): refused.
         sealed = dev_client.get_workflow_handle(f"loan-{loan_id}")
+        for elsewhere in (uuid.uuid4(), None):
+            copied = request.model_copy(update={"investment_id": uuid.uuid4(), "loan_id": elsewhere})
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await sealed.execute_update(LoanWorkflow.invest, copied, id=f"investment-{copied.investment_id}")
+            assert isinstance(refused.value.cause, ApplicationError) and refused.value.cause.type == "NotThisLoan"
+        # The loan took nothing of it; nobody's money moved.
         snapshot = await wait_for_status(sealed, "funding")
         assert snapshot.funded_amount == 0
         assert balance_of(session_factory, investor) == before
         with session_factory() as session:
             assert session.query(Investment).filter(Investment.loan_id == uuid.UUID(loan_id)).count() == 0
+        # And it goes on: the platform's own investment is taken, and no workflow task of the
+        # loan ever failed on what it was sent (a failing task would stop the loan for good).
+        await invest(sealed, investor, "15000.00")
+        assert balance_of(session_factory, investor).available == before.available - D("15000.00")
+        failed_tasks = [
+            event
+            async for event in sealed.fetch_history_events()
+            if event.HasField("workflow_task_failed_event_attributes")
+        ]
+        assert failed_tasks == []
         # A loan started by hand with a made-up input fails at once, before any activity.
         made_up = uuid.uuid4()
         started = await intruder.start_workflow(

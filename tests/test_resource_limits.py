@@ -283,9 +283,7 @@ def test_windows_are_fixed_and_ended_ones_are_deleted(session_factory):
 UNLIMITED_ANONYMOUS_POSTS = {
     "/v1/auth/token": "logging in has limits of its own (auth/login_limits.py)",
     "/codec/{codec_token}/decode": "a signed operator credential; the Temporal UI calls it many times a page",
-    "/codec/{codec_token}/encode": "the same",
     "/codec/local-dev/decode": "dev only, from this machine (404 for anyone else)",
-    "/codec/local-dev/encode": "the same",
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from api.client_address import forwarded_client
+from api.client_address import forwarded_client, limited_as
 from api.main import create_app
 from auth.login_limits import begin_attempt, finish_attempt, growing_delay
 from core.db import unit_of_work
@@ -184,6 +184,10 @@ def test_the_client_behind_a_trusted_proxy_is_the_rightmost_untrusted_hop():
     assert forwarded_client("198.51.100.1", ["203.0.113.5"], trusted) == "198.51.100.1"  # not our proxy
     assert forwarded_client("10.0.0.2", [], trusted) == "10.0.0.2"
     assert forwarded_client("10.0.0.2", ["203.0.113.5"], ()) == "10.0.0.2"  # no proxies trusted
+    # an IPv6 subscriber rotating through their /64 is one address to the limits
+    assert limited_as("2001:db8:1:2::1") == limited_as("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert limited_as("2001:db8:1:3::1") != limited_as("2001:db8:1:2::1")
+    assert limited_as("::ffff:203.0.113.5") == "203.0.113.5" and limited_as("203.0.113.5") == "203.0.113.5"
 
 
 def test_proxies_named_in_the_setting_give_the_clients_address(settings):
@@ -233,6 +237,7 @@ def test_guessing_spread_over_many_addresses_is_bounded_but_spares_the_owners_ad
 
 
 def test_each_wait_doubles_and_ends(session_factory, settings):
+    settings = settings.model_copy(update={"LOGIN_FIRST_DELAY_SECONDS": 2})  # (every `now` is given here)
     email, address = f"{uuid.uuid4().hex[:8]}@example.com", "192.0.2.1"
     start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     free, first = settings.LOGIN_FREE_FAILURES, settings.LOGIN_FIRST_DELAY_SECONDS

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         LoanNotFunding,
         LoanRefusal,
         NotAwaitingReview,
+        NotThisLoan,
         TryAgain,
     )
     from domain.schedule import ScheduleError, build_schedule
@@ -322,8 +323,14 @@ class LoanWorkflow:
         await workflow.wait_condition(lambda: not self._awaiting_review and self._state.status != LoanStatus.scoring)
         return ApprovalResult(status=self._state.status)
 
+    def _check_for_this_loan(self, named: uuid.UUID | None) -> None:
+        # (validators do not run on replay: histories with requests that name no loan replay as they ran)
+        if named != self._input.loan_id:
+            raise _failure(NotThisLoan(f"the request is for loan {named}, not this one"))
+
     @decide.validator
     def _validate_decision(self, decision: ApprovalDecision) -> None:
+        self._check_for_this_loan(decision.loan_id)
         if not self._awaiting_review or self._approval is not None:
             raise _failure(NotAwaitingReview(f"the loan is {self._state.status}, not awaiting an operator's decision"))
 
@@ -474,6 +481,7 @@ class LoanWorkflow:
 
     @invest.validator
     def _validate_investment(self, request: InvestmentRequest) -> None:
+        self._check_for_this_loan(request.loan_id)
         if self._earlier_answer(request) is None:
             self._check_investment(request)
 
@@ -839,8 +847,13 @@ class LoanWorkflow:
         await self._transition(LoanStatus.repaid, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.repaid]))
 
     @workflow.signal
-    def funds_arrived(self, event: FundsArrived) -> None:
+    def funds_arrived(self, event: FundsArrived | None = None) -> None:
         """Money arrived in the borrower's wallet: try to collect what is overdue."""
+        if event is None:
+            # A signal with no input at all: no payload, so no seal to check. The platform
+            # always sends one; this came from someone at the Temporal frontend: dropped.
+            workflow.logger.warning("a funds_arrived signal without its input was dropped")
+            return
         self._funds_arrived = True
         arrived = min(event.at, workflow.now()) if event.at else workflow.now()
         state = self._state
@@ -895,6 +908,7 @@ class LoanWorkflow:
 
     @repay_early.validator
     def _validate_early_repayment(self, request: EarlyRepaymentRequest) -> None:
+        self._check_for_this_loan(request.loan_id)
         if self._state.status != LoanStatus.active:
             raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
 

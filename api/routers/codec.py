@@ -1,8 +1,11 @@
 """The codec server: lets operators read encrypted Temporal payloads in the Temporal UI or
 CLI, and nobody else.
 
-Temporal's codec-server protocol: POST {endpoint}/decode (or /encode) with
+Temporal's codec-server protocol: POST {endpoint}/decode with
 {"payloads": [{"metadata": {name: base64}, "data": base64}]}, answered in the same shape.
+There is no /encode: sealing is what makes the worker accept a payload (core/payload_codec.py),
+so nothing outside the platform's own processes may seal; loans change through the API's
+rules only, never by a signal or an update typed into the UI or the CLI.
 Two ways in, both for active operators only:
 - `Authorization: Bearer <operator access token>` on /codec/decode, as the CLI sends it
   (`temporal workflow show --codec-endpoint .../codec --codec-auth "Bearer ..."`);
@@ -103,11 +106,11 @@ def _from_protos(payloads: list[Payload]) -> CodecBody:
     )
 
 
-async def _apply(request: Request, body: CodecBody, decode: bool) -> CodecBody:
+async def _decode(request: Request, body: CodecBody) -> CodecBody:
     codec: EncryptionCodec = request.app.state.payload_codec  # built once, with the app
     protos = _to_protos(body)
     try:
-        result = await codec.decode(protos) if decode else await codec.encode(protos)
+        result = await codec.decode(protos)
     except PayloadDecryptionError as exc:
         raise InvalidRequest(str(exc)) from None
     return _from_protos(result)
@@ -138,12 +141,7 @@ def codec_endpoint(operator: OperatorUser, request: Request, settings: SettingsD
 
 @router.post("/codec/decode", response_model=CodecBody)
 async def decode_with_bearer(body: CodecBody, operator: OperatorUser, request: Request) -> CodecBody:
-    return await _apply(request, body, decode=True)
-
-
-@router.post("/codec/encode", response_model=CodecBody)
-async def encode_with_bearer(body: CodecBody, operator: OperatorUser, request: Request) -> CodecBody:
-    return await _apply(request, body, decode=False)
+    return await _decode(request, body)
 
 
 def _only_the_person_at_this_machine(request: Request, settings: SettingsDep) -> None:
@@ -175,22 +173,10 @@ LocalDevOnly = Depends(_only_the_person_at_this_machine)
 async def decode_for_local_dev(body: CodecBody, request: Request) -> CodecBody:
     """`make run` points the dev server's UI here: decoded payloads out of the box for the
     person at the machine (see _only_the_person_at_this_machine)."""
-    return await _apply(request, body, decode=True)
-
-
-@router.post("/codec/local-dev/encode", response_model=CodecBody, include_in_schema=False, dependencies=[LocalDevOnly])
-async def encode_for_local_dev(body: CodecBody, request: Request) -> CodecBody:
-    """The UI encodes what it sends (a signal's input, ...) the same way."""
-    return await _apply(request, body, decode=False)
+    return await _decode(request, body)
 
 
 @router.post("/codec/{codec_token}/decode", response_model=CodecBody)
 async def decode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
     await asyncio.to_thread(_operator_by_codec_token, request, settings, codec_token)
-    return await _apply(request, body, decode=True)
-
-
-@router.post("/codec/{codec_token}/encode", response_model=CodecBody)
-async def encode_with_link(codec_token: str, body: CodecBody, request: Request, settings: SettingsDep) -> CodecBody:
-    await asyncio.to_thread(_operator_by_codec_token, request, settings, codec_token)
-    return await _apply(request, body, decode=False)
+    return await _decode(request, body)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import BorrowerUser, CurrentUser, InvestorUser, OperatorUser, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
@@ -216,7 +217,7 @@ async def invest(
             client,
             loan.workflow_id,
             LoanWorkflow.invest,
-            InvestmentRequest(investment_id=investment_id, investor_id=user.id, amount=body.amount),
+            InvestmentRequest(investment_id=investment_id, investor_id=user.id, amount=body.amount, loan_id=loan_id),
             update_id=f"investment-{investment_id}",
             resendable=idempotency_key is not None,
         )
@@ -268,7 +269,7 @@ async def early_repayment(
         client,
         loan.workflow_id,
         LoanWorkflow.repay_early,
-        EarlyRepaymentRequest(requested_by=user.id),
+        EarlyRepaymentRequest(requested_by=user.id, loan_id=loan_id),
         update_id=f"early-repayment-{loan_id}-{idempotency_key or uuid.uuid4()}",
         resendable=idempotency_key is not None,
         answer_from_ended=True,
@@ -292,7 +293,7 @@ async def decide(
         client,
         loan.workflow_id,
         LoanWorkflow.decide,
-        ApprovalDecision(approve=body.approve, operator_id=operator.id, reason=body.reason),
+        ApprovalDecision(approve=body.approve, operator_id=operator.id, reason=body.reason, loan_id=loan_id),
         update_id=f"decision-{loan_id}",
         answer_from_ended=True,
     )
@@ -306,4 +307,10 @@ async def live_state(loan_id: uuid.UUID, user: CurrentUser, request: Request, te
         raise Forbidden("operators and compliance only")
     loan, _ = await in_db(request, lambda s: readable_loan(s, loan_id, user))
     client = await temporal.get()
-    return await client.get_workflow_handle(loan.workflow_id).query(LoanWorkflow.snapshot)
+    try:
+        return await client.get_workflow_handle(loan.workflow_id).query(LoanWorkflow.snapshot)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # (its start waits in the outbox: Temporal was down when it was asked for)
+        raise NotFound(f"loan {loan_id} has no running workflow yet") from None
