@@ -41,12 +41,14 @@ from core.errors import (
     PlatformError,
     ServiceUnavailable,
 )
+from core.temporal_client import UNSEALED_PAYLOAD
 from domain.refusals import (
     EarlyRepaymentUnaffordable,
     InvalidInvestment,
     LoanNotActive,
     LoanNotFunding,
     NotAwaitingReview,
+    NotThisLoan,
     OverFunding,
     TryAgain,
 )
@@ -76,6 +78,10 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
     Conflict.__name__: Conflict,
     InvalidRequest.__name__: InvalidRequest,
     IdempotencyConflict.__name__: InvalidRequest,
+    # The loan's worker cannot read the request (a key not configured there yet): nothing
+    # was done, send again once it can.
+    UNSEALED_PAYLOAD: ServiceUnavailable,
+    NotThisLoan.failure_type: Conflict,
 }
 
 _gates: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()

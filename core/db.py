@@ -30,8 +30,8 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         # A database that does not answer (a host gone, a network cut) is a 503 in seconds,
-        # not a request hanging on the kernel's TCP timeout.
-        connect_args={"connect_timeout": 5},
+        # not a request hanging on the kernel's TCP timeout (unless the URL says otherwise).
+        connect_args={} if "connect_timeout=" in url else {"connect_timeout": 5},
     )
 
 

@@ -36,9 +36,13 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
 log = logging.getLogger("payload_codec")
-# What a refused (clear-text) payload becomes, with the encoding it claimed.
+# What a refused payload becomes: the encoding it claimed, and why it was refused.
 UNSEALED_ENCODING = b"binary/unsealed-refused"
 CLAIMED_ENCODING = "claimed-encoding"
+REFUSAL = "refusal"
+# Sealed with a key this process does not have: perhaps a key not yet configured here (a
+# rotation half done), so a workflow input refused for it is retried, not failed for good.
+UNKNOWN_KEY = b"unknown-key"
 
 
 class PayloadDecryptionError(ValueError):
@@ -85,30 +89,26 @@ class EncryptionCodec(PayloadCodec):
     def open(self, payload: Payload) -> Payload:
         encoding = payload.metadata.get("encoding")
         if encoding != ENCODING:
-            if self._unsealed == "show":
-                return payload
-            return self._refused(encoding or b"<none>")
+            return payload if self._unsealed == "show" else self._refused(encoding or b"<none>", b"unsealed")
         key_id = payload.metadata.get(KEY_ID, b"").decode("utf-8", "replace")
         cipher = self._ciphers.get(key_id)
-        try:
-            if cipher is None:
-                raise PayloadDecryptionError(f"payload sealed with key {key_id!r}, which is not configured")
+        if cipher is None:
+            problem, reason = f"payload sealed with key {key_id!r}, which is not configured", UNKNOWN_KEY
+        else:
             try:
-                plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
+                return Payload.FromString(
+                    cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
+                )
             except InvalidTag:
-                raise PayloadDecryptionError(f"payload sealed with key {key_id!r} was altered or is corrupt") from None
-        except PayloadDecryptionError as exc:
-            if self._unsealed == "show":
-                raise
-            # Refused like clear text, not raised: an exception here would fail the whole
-            # workflow activation, again at every retry, and a loan sent one such signal
-            # would stop for good. (A worker missing a key refuses too: configure every key
-            # everywhere before sealing with it.)
-            log.error("refused a Temporal payload: %s", exc)
-            return self._refused(ENCODING)
-        return Payload.FromString(plain)
+                problem, reason = f"payload sealed with key {key_id!r} was altered or is corrupt", b"altered"
+        if self._unsealed == "show":
+            raise PayloadDecryptionError(problem)
+        # Refused, not raised: an exception here would fail the whole workflow activation,
+        # again at every retry, and a loan sent one such signal would stop for good.
+        log.error("refused a Temporal payload: %s", problem)
+        return self._refused(ENCODING, reason)
 
     @staticmethod
-    def _refused(claimed: bytes) -> Payload:
+    def _refused(claimed: bytes, reason: bytes) -> Payload:
         # (data dropped: nothing of a refused payload is ever parsed)
-        return Payload(metadata={"encoding": UNSEALED_ENCODING, CLAIMED_ENCODING: claimed})
+        return Payload(metadata={"encoding": UNSEALED_ENCODING, CLAIMED_ENCODING: claimed, REFUSAL: reason})

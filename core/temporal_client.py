@@ -15,7 +15,7 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.exceptions import ApplicationError
 from temporalio.service import TLSConfig
 
-from core.payload_codec import CLAIMED_ENCODING, UNSEALED_ENCODING, EncryptionCodec
+from core.payload_codec import CLAIMED_ENCODING, REFUSAL, UNKNOWN_KEY, UNSEALED_ENCODING, EncryptionCodec
 from core.settings import Settings
 
 UNSEALED_PAYLOAD = "UnsealedPayload"
@@ -39,6 +39,10 @@ class _RefuseUnsealed(EncodingPayloadConverter):
 
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
         claimed = payload.metadata.get(CLAIMED_ENCODING, b"").decode("utf-8", "replace")
+        if payload.metadata.get(REFUSAL) == UNKNOWN_KEY:
+            # Not a failure the workflow sees: a workflow input is retried (the key may be
+            # configured yet), a signal is dropped, an update rejected.
+            raise RuntimeError("refused a payload sealed with a key this process does not have")
         raise ApplicationError(
             f"refused a payload not sealed with a platform key (it claimed {claimed!r})",
             type=UNSEALED_PAYLOAD,

@@ -218,6 +218,8 @@ class FundsArrived(BaseModel):
     """Signal: money arrived in the borrower's wallet (a confirmed deposit)."""
 
     deposit_id: uuid.UUID | None = None
+    # The loan it is sent to: copied into another loan, it is dropped (None: sent before this).
+    loan_id: uuid.UUID | None = None
     # When it arrived (the confirmation): late fees stop accruing there, however late the
     # loan hears of it. None: now.
     at: AwareDatetime | None = None

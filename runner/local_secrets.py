@@ -107,7 +107,8 @@ def load_or_create(data_dir: Path) -> dict[str, str]:
     made_before = [name for name in ("postgres", "temporal") if (data_dir / name).exists()]
     if not path.exists() and made_before:
         raise LegacyDataDir(
-            f"{data_dir} was made by a version of the platform that sealed Temporal histories, and "
+            f"{data_dir} has a database and Temporal history but no {SECRETS_FILE}: it was made by a "
+            "version of the platform (or its secrets file was removed) that sealed Temporal histories, and "
             "signed tokens, with secrets published in its repository; none is accepted any more, so "
             "its loans could not go on. It holds a local sandbox only: `make clean-data` (or remove "
             f"{data_dir}) and start again."

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import update
 from temporalio.api.common.v1 import Payload
+from temporalio.exceptions import ApplicationError
 
 from api.main import create_app
 from api.routers.codec import RedactCodecLinks
@@ -65,6 +66,15 @@ async def test_rotation_reads_old_payloads_and_seals_new_ones_with_the_new_key()
         await dropped.decode(sealed_before)
     [refused] = await EncryptionCodec({"2026-11": new_key}, "2026-11").decode(sealed_before)
     assert refused.metadata["encoding"] == UNSEALED_ENCODING and refused.data == b""
+    # ... as a key not configured *yet* (a rotation half done): a plain error, so a workflow
+    # input is retried until the key is there, not failed for good; clear text is final
+    converter = encrypted_data_converter({"2026-11": new_key}, "2026-11").payload_converter
+    with pytest.raises(RuntimeError) as not_yet:
+        converter.from_payloads([refused])
+    assert not isinstance(not_yet.value, ApplicationError)
+    [clear] = await after.decode([plain])
+    with pytest.raises(ApplicationError, match="not sealed"):
+        converter.from_payloads([clear])
     # payloads written before encryption was switched on: shown to operators, refused to workers
     shown = EncryptionCodec({"2026-11": new_key, "2026-05": old_key}, "2026-11", unsealed="show")
     assert await shown.decode([plain]) == [plain]
@@ -127,6 +137,12 @@ async def test_codec_server_decodes_for_operators_only(client, settings, operato
     assert base64.b64decode(payload["metadata"]["encoding"]) == b"json/plain"
     # nobody may seal through the API, an operator neither: a sealed payload is what the worker obeys
     assert client.post("/codec/encode", json=decoded.json(), headers=operator.headers).status_code == 404
+    # a made-up seal (anyone can put one in a loan's history) does not hide the rest of it
+    fake = Payload(metadata={"encoding": ENCODING, "encryption-key-id": b"x"}, data=os.urandom(40))
+    mixed = client.post("/codec/decode", json=_codec_body([fake, *sealed]), headers=operator.headers)
+    assert mixed.status_code == 200
+    shown, opened = mixed.json()["payloads"]
+    assert base64.b64decode(shown["metadata"]["encoding"]) == ENCODING and opened == payload
 
     investor = sign_up(client, "investor")
     for headers, status in ((investor.headers, 403), (compliance.headers, 403), ({}, 401)):
@@ -270,6 +286,7 @@ async def test_clear_text_sent_straight_to_temporal_is_refused_and_reserves_noth
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.exceptions import ApplicationError
 
+    from loans.requests import workflow_input
     from models.loan_workflow import FundsArrived, InvestmentRequest
     from models.loans import Investment, LoanRequest
     from tests.loan_helpers import balance_of, invest, wait_for_status
@@ -311,6 +328,11 @@ async def test_clear_text_sent_straight_to_temporal_is_refused_and_reserves_noth
         # A sealed request copied out of another loan's history (here: sealed by the platform's
         # own client, naming another loan, or none as before loans were named): refused.
         sealed = dev_client.get_workflow_handle(f"loan-{loan_id}")
+        # Sealed signals the platform never sends: two inputs, one that is no FundsArrived, one
+        # for another loan. Dropped, not an exception (that would fail every task from then on).
+        await sealed.signal("funds_arrived", args=[FundsArrived(), FundsArrived()])
+        await sealed.signal("funds_arrived", {"at": "not a time"})
+        await sealed.signal(LoanWorkflow.funds_arrived, FundsArrived(loan_id=uuid.uuid4()))
         for elsewhere in (uuid.uuid4(), None):
             copied = request.model_copy(update={"investment_id": uuid.uuid4(), "loan_id": elsewhere})
             with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -342,4 +364,15 @@ async def test_clear_text_sent_straight_to_temporal_is_refused_and_reserves_noth
         assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.type == UNSEALED_PAYLOAD
         with session_factory() as session:
             assert session.get(LoanRequest, made_up) is None
+        # This loan's own sealed input, copied under another workflow id: a second life of the
+        # loan beside its own would rewrite its status and release its reservations. Refused.
+        with session_factory() as session:
+            own_input = workflow_input(session, session.get(LoanRequest, uuid.UUID(loan_id)), 1)
+        twin = await dev_client.start_workflow(
+            LoanWorkflow.run, own_input, id=f"loan-{uuid.uuid4()}", task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await twin.result()
+        assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.type == "NotThisLoan"
+        assert (await wait_for_status(sealed, "funding")).funded_amount == D("15000.00")
         await sealed.terminate("test over")

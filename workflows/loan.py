@@ -35,6 +35,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.documents import DocumentActivities
     from activities.loans import LoanActivities
     from core.errors import InsufficientFunds
@@ -146,6 +148,10 @@ class LoanWorkflow:
     # -- run: the lifecycle diagram ----------------------------------------------------------
     @workflow.run
     async def run(self, input: LoanWorkflowInput) -> LoanSnapshot:
+        if workflow.info().workflow_id != f"loan-{input.loan_id}":
+            # A sealed input copied into a workflow of another id would run a second life of
+            # that loan beside its own: refused before anything (every loan runs as loan-<id>).
+            raise _failure(NotThisLoan(f"loan {input.loan_id} runs only as workflow loan-{input.loan_id}"))
         if input.state is None:
             await self._register()
         if self._state.status in (LoanStatus.pending, LoanStatus.scoring):
@@ -847,12 +853,17 @@ class LoanWorkflow:
         await self._transition(LoanStatus.repaid, record=workflow.patched(RECORDED_SINCE_PATCH[LoanStatus.repaid]))
 
     @workflow.signal
-    def funds_arrived(self, event: FundsArrived | None = None) -> None:
-        """Money arrived in the borrower's wallet: try to collect what is overdue."""
+    def funds_arrived(self, *inputs: Any) -> None:
+        """Money arrived in the borrower's wallet: try to collect what is overdue.
+
+        It takes any inputs and checks them itself: a signal the platform did not send (no
+        input, which has no payload whose seal could be checked; two inputs; one that is not a
+        FundsArrived; one for another loan) is dropped, never an exception, which would fail
+        every workflow task of the loan from then on. (A clear-text or made-up-seal input
+        never gets here: refusing to convert it, the SDK drops the signal.)"""
+        event = self._funds_arrived_event(inputs)
         if event is None:
-            # A signal with no input at all: no payload, so no seal to check. The platform
-            # always sends one; this came from someone at the Temporal frontend: dropped.
-            workflow.logger.warning("a funds_arrived signal without its input was dropped")
+            workflow.logger.warning("a funds_arrived signal the platform did not send was dropped")
             return
         self._funds_arrived = True
         arrived = min(event.at, workflow.now()) if event.at else workflow.now()
@@ -861,6 +872,18 @@ class LoanWorkflow:
             return  # a late signal for money the last attempt already saw: a wake-up, no more
         if state.funds_arrived_at is None or arrived < state.funds_arrived_at:
             state.funds_arrived_at = arrived
+
+    def _funds_arrived_event(self, inputs: tuple[Any, ...]) -> FundsArrived | None:
+        if len(inputs) != 1:
+            return None
+        try:
+            event = FundsArrived.model_validate(inputs[0])
+        except ValidationError:
+            return None
+        # (signals from before loans were named in them carry no loan id: still taken)
+        if event.loan_id is not None and event.loan_id != self._input.loan_id:
+            return None
+        return event
 
     @workflow.update
     async def repay_early(self, request: EarlyRepaymentRequest) -> EarlyRepaymentResult:

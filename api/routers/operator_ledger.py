@@ -56,11 +56,11 @@ async def confirm(
         if pending:  # (a repeated confirmation wakes nobody twice; a duplicate would be harmless)
             # The wake-ups are written with the confirmation (the outbox): delivered below,
             # or by the worker's outbox round if Temporal cannot be reached right now.
-            workflow_ids = session.scalars(
-                select(LoanRequest.workflow_id).where(
+            loans = session.execute(
+                select(LoanRequest.id, LoanRequest.workflow_id).where(
                     LoanRequest.borrower_id == deposit.user_id, LoanRequest.status == LoanStatus.active
                 )
-            )
+            ).all()
             message_ids = [
                 enqueue(
                     session,
@@ -68,9 +68,13 @@ async def confirm(
                     workflow_id,
                     # When the money arrived: late fees stop there, however late the loan
                     # hears of it (a worker outage is not the borrower's cost).
-                    {"deposit_id": str(deposit.id), "at": (deposit.decided_at or datetime.now(UTC)).isoformat()},
+                    {
+                        "deposit_id": str(deposit.id),
+                        "loan_id": str(loan_id),
+                        "at": (deposit.decided_at or datetime.now(UTC)).isoformat(),
+                    },
                 )
-                for workflow_id in workflow_ids
+                for loan_id, workflow_id in loans
             ]
         return DepositOut.model_validate(deposit), message_ids
 
