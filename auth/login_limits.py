@@ -17,7 +17,7 @@ The address is the peer's, or the client's as named by a trusted proxy (api/clie
 An attempt takes its slot *before* the password is checked (Argon2 is slow on purpose), under
 advisory locks on the account and the address: a burst of parallel guesses gets no more
 tries than a slow one. A success clears that address's failures for the account and makes
-the address known; failures elsewhere stay.
+the address known, as the sign-up does for the address it came from; failures elsewhere stay.
 """
 
 from __future__ import annotations
@@ -116,6 +116,18 @@ def begin_attempt(
         return attempt.id
 
 
+def remember_address(session: Session, email: str, address: str, now: datetime) -> None:
+    """The account's owner was here (a login, or the sign-up): failures elsewhere do not slow
+    them down from this address."""
+    session.execute(
+        insert(LoginKnownAddress)
+        .values(email=email, address=address, last_login_at=now)
+        .on_conflict_do_update(
+            index_elements=[LoginKnownAddress.email, LoginKnownAddress.address], set_={"last_login_at": now}
+        )
+    )
+
+
 def finish_attempt(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -133,14 +145,7 @@ def finish_attempt(
                     LoginAttempt.email == email, LoginAttempt.address == address, LoginAttempt.succeeded.is_(False)
                 )
             )
-            session.execute(
-                insert(LoginKnownAddress)
-                .values(email=email, address=address, last_login_at=now)
-                .on_conflict_do_update(
-                    index_elements=[LoginKnownAddress.email, LoginKnownAddress.address],
-                    set_={"last_login_at": now},
-                )
-            )
+            remember_address(session, email, address, now)
             session.execute(
                 delete(LoginKnownAddress).where(
                     LoginKnownAddress.email == email,

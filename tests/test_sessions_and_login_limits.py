@@ -236,6 +236,20 @@ def test_guessing_spread_over_many_addresses_is_bounded_but_spares_the_owners_ad
         assert _login(home, owner.email, owner.password).status_code == 200
 
 
+def test_the_address_an_account_signed_up_from_is_known_before_its_first_login(settings):
+    spread = settings.model_copy(update={"LOGIN_FREE_FAILURES_PER_ACCOUNT": 3})
+    email, password = f"new-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
+    with _from(spread, "203.0.113.20") as home:
+        body = {"email": email, "password": password, "role": "investor"}
+        assert home.post("/v1/users", json=body).status_code == 201
+        for n in range(3):  # guesses from elsewhere, before the owner ever logged in
+            with _from(spread, f"198.51.100.{n + 40}") as bot:
+                assert _login(bot, email, "a guess").status_code == 401
+        with _from(spread, "198.51.100.99") as new_bot:
+            assert _login(new_bot, email, password).status_code == 429
+        assert _login(home, email, password).status_code == 200
+
+
 def test_each_wait_doubles_and_ends(session_factory, settings):
     settings = settings.model_copy(update={"LOGIN_FIRST_DELAY_SECONDS": 2})  # (every `now` is given here)
     email, address = f"{uuid.uuid4().hex[:8]}@example.com", "192.0.2.1"

@@ -7,14 +7,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from pydantic import EmailStr, Field
 from sqlalchemy import func, select
 
+from api.client_address import client_address
 from api.deps import BorrowerUser, CurrentUser, OperatorUser, SessionDep
 from api.request_limits import SignupLimit
 from api.schemas.base import StrictModel
 from api.schemas.users import BlockIn, ProfileIn, ProfileOut, UserCreate, UserOut
+from auth.login_limits import remember_address
 from auth.refresh_tokens import revoke_all_for_user
 from core.errors import Conflict, NotFound
 from core.security import hash_password
@@ -38,8 +40,12 @@ def create_user(session, email: str, password: str, role: str) -> User:
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut, dependencies=[SignupLimit])
-def register(body: UserCreate, session: SessionDep) -> User:
-    return create_user(session, str(body.email), body.password, body.role)
+def register(body: UserCreate, session: SessionDep, request: Request) -> User:
+    user = create_user(session, str(body.email), body.password, body.role)
+    # Where the owner signed up is theirs: an attacker's guesses from elsewhere do not slow
+    # their first login from here (auth/login_limits.py).
+    remember_address(session, user.email, client_address(request), datetime.now(UTC))
+    return user
 
 
 @router.get("/users/me", response_model=UserOut)
