@@ -193,6 +193,18 @@ def _payloads(message: Message, path: str = ""):
             yield from _payloads(value, where)
 
 
+async def _a_loan_in_funding(api: httpx.AsyncClient, settings, borrower: uuid.UUID) -> str:
+    """The borrower asks for 100,000 over 12 months ("roof") through the API; its id, once funding."""
+    headers = bearer(settings, borrower, "borrower")
+    created = await api.post(
+        "/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "roof"}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    loan_id: str = created.json()["id"]
+    await wait_loan_status(api, loan_id, headers, "funding")
+    return loan_id
+
+
 async def test_a_loans_stored_history_holds_no_clear_text_personal_data(
     live_settings, dev_client, session_factory, seeded, task_queue, operator
 ):
@@ -208,13 +220,7 @@ async def test_a_loans_stored_history_holds_no_clear_text_personal_data(
         running_worker(dev_client, settings, session_factory, task_queue),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
     ):
-        headers = bearer(settings, borrower, "borrower")
-        created = await api.post(
-            "/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "roof"}, headers=headers
-        )
-        assert created.status_code == 201, created.text
-        loan_id = created.json()["id"]
-        await wait_loan_status(api, loan_id, headers, "funding")
+        loan_id = await _a_loan_in_funding(api, settings, borrower)
         invested = await api.post(
             f"/v1/loans/{loan_id}/investments",
             json={"amount": "15000.00"},
@@ -301,13 +307,7 @@ async def test_clear_text_sent_straight_to_temporal_is_refused_and_reserves_noth
         running_worker(dev_client, settings, session_factory, task_queue),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
     ):
-        headers = bearer(settings, borrower, "borrower")
-        created = await api.post(
-            "/v1/loans", json={"amount": "100000.00", "term_months": 12, "purpose": "roof"}, headers=headers
-        )
-        assert created.status_code == 201, created.text
-        loan_id = created.json()["id"]
-        await wait_loan_status(api, loan_id, headers, "funding")
+        loan_id = await _a_loan_in_funding(api, settings, borrower)
         # The same converter as the platform's, without its codec: clear text.
         intruder = await Client.connect(
             dev_client.service_client.config.target_host, data_converter=pydantic_data_converter

@@ -563,24 +563,25 @@ def product_body(**changes: Any) -> dict[str, Any]:
     return {**STANDARD.model_dump(mode="json"), "code": f"p{uuid.uuid4().hex[:8]}", **changes}
 
 
+# Valid bodies, each spelled in another script one field at a time (NUMBER_FIELDS).
+CALCULATOR_BODY = {"amount": "1000.50", "rate_annual": "17.25", "term_months": 12}
+PROFILE_BODY = {"monthly_income": "250000", "monthly_obligations": "1000", "employment_months": 60}
+AUTO_INVEST_RULE = {
+    "is_active": True,
+    "max_amount_per_loan": "5000.00",
+    "min_loan_amount": "10000.00",
+    "max_loan_amount": "500000.00",
+    "allowed_grades": ["A", "B"],
+    "min_rate": "12.5",
+    "max_term_months": 24,
+    "reinvest_returns": False,
+    "max_portfolio_share_percent": "10",
+}
+
 # (role, method, path, ASCII body or None, the field to spell in another script, its ASCII value)
 NUMBER_FIELDS: list[tuple[str | None, str, str, dict[str, Any] | None, str, str]] = [
-    (
-        None,
-        "POST",
-        "/v1/calculator",
-        {"amount": "1000.50", "rate_annual": "17.25", "term_months": 12},
-        "amount",
-        "1000.50",
-    ),
-    (
-        None,
-        "POST",
-        "/v1/calculator",
-        {"amount": "1000.50", "rate_annual": "17.25", "term_months": 12},
-        "rate_annual",
-        "17.25",
-    ),
+    (None, "POST", "/v1/calculator", CALCULATOR_BODY, "amount", "1000.50"),
+    (None, "POST", "/v1/calculator", CALCULATOR_BODY, "rate_annual", "17.25"),
     ("investor", "POST", "/v1/wallets/deposits", {"amount": "5000.00"}, "amount", "5000.00"),
     (
         "borrower",
@@ -590,58 +591,10 @@ NUMBER_FIELDS: list[tuple[str | None, str, str, dict[str, Any] | None, str, str]
         "amount",
         "100000.00",
     ),
-    (
-        "borrower",
-        "PUT",
-        "/v1/users/me/profile",
-        {"monthly_income": "250000", "monthly_obligations": "1000", "employment_months": 60},
-        "monthly_income",
-        "250000",
-    ),
-    (
-        "borrower",
-        "PUT",
-        "/v1/users/me/profile",
-        {"monthly_income": "250000", "monthly_obligations": "1000", "employment_months": 60},
-        "monthly_obligations",
-        "1000",
-    ),
-    (
-        "investor",
-        "PUT",
-        "/v1/auto-invest/rule",
-        {
-            "is_active": True,
-            "max_amount_per_loan": "5000.00",
-            "min_loan_amount": "10000.00",
-            "max_loan_amount": "500000.00",
-            "allowed_grades": ["A", "B"],
-            "min_rate": "12.5",
-            "max_term_months": 24,
-            "reinvest_returns": False,
-            "max_portfolio_share_percent": "10",
-        },
-        "min_rate",
-        "12.5",
-    ),
-    (
-        "investor",
-        "PUT",
-        "/v1/auto-invest/rule",
-        {
-            "is_active": True,
-            "max_amount_per_loan": "5000.00",
-            "min_loan_amount": "10000.00",
-            "max_loan_amount": "500000.00",
-            "allowed_grades": ["A", "B"],
-            "min_rate": "12.5",
-            "max_term_months": 24,
-            "reinvest_returns": False,
-            "max_portfolio_share_percent": "10",
-        },
-        "max_portfolio_share_percent",
-        "10",
-    ),
+    ("borrower", "PUT", "/v1/users/me/profile", PROFILE_BODY, "monthly_income", "250000"),
+    ("borrower", "PUT", "/v1/users/me/profile", PROFILE_BODY, "monthly_obligations", "1000"),
+    ("investor", "PUT", "/v1/auto-invest/rule", AUTO_INVEST_RULE, "min_rate", "12.5"),
+    ("investor", "PUT", "/v1/auto-invest/rule", AUTO_INVEST_RULE, "max_portfolio_share_percent", "10"),
     ("operator", "POST", "/v1/operator/products", None, "platform_fee_percent", "1.5"),
     ("operator", "POST", "/v1/operator/products", None, "rates_by_grade.A", "14.5"),
     ("investor", "GET", "/v1/loans?status=funding&limit={}", None, "limit", "20"),
