@@ -22,6 +22,7 @@ from api.routers import (
     health,
     loans,
     operator_ledger,
+    portfolio,
     products,
     records,
     scoring,
@@ -33,6 +34,7 @@ from core.db import make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import payload_codec
 from documents.render_pool import RenderPool
+from web.app import install_web
 
 log = logging.getLogger("api")
 
@@ -95,9 +97,12 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         records,
         scoring,
         auto_invest,
+        portfolio,
         codec,
     ):
         app.include_router(module.router)
+    # The back office's pages (/app/): a client of the routes above, in this process.
+    install_web(app)
     return app
 
 

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     # Access tokens are short-lived; a refresh token (rotated on each use) gets a new one.
     ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=60)
     REFRESH_TOKEN_DAYS: int = Field(default=14, ge=1, le=90)
+    # The web back office (/app/): a session lasts at most WEB_SESSION_HOURS from its login
+    # (logging out, blocking the user or revoking their sessions ends it at once). Its cookie
+    # is Secure unless WEB_COOKIE_SECURE says otherwise; unset: Secure outside dev and test,
+    # where the browser talks plain http to localhost.
+    WEB_SESSION_HOURS: int = Field(default=8, ge=1, le=24)
+    WEB_COOKIE_SECURE: bool | None = None
     # Login limits (auth/login_limits.py): failed (or still pending) attempts in the window.
     # For one account from one address, the first LOGIN_FREE_FAILURES are free, then each
     # attempt waits twice as long as the one before (LOGIN_FIRST_DELAY_SECONDS, doubling, up to
@@ -132,6 +138,10 @@ class Settings(BaseSettings):
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233
     TEMPORAL_UI_PORT: int = 8233
+    # Where operators open the Temporal UI (links to a loan's workflow in the back office),
+    # e.g. https://temporal.example.com. Empty: the dev server's UI on this machine
+    # (http://localhost:TEMPORAL_UI_PORT) in dev and test, no link in production.
+    TEMPORAL_UI_URL: str = ""
 
     # The register of documents: PDFs stored content-addressed (sha256) under this folder.
     # Empty: DATA_DIR/documents. An S3-compatible store would replace documents/store.py.
@@ -215,6 +225,12 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def web_cookie_secure(self) -> bool:
+        if self.WEB_COOKIE_SECURE is not None:
+            return self.WEB_COOKIE_SECURE
+        return self.ENVIRONMENT == "production"
 
     @property
     def local_ui_origins(self) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import quote
 
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
@@ -96,3 +97,15 @@ async def connect_temporal(settings: Settings) -> Client:
         tls=_tls(settings),
         data_converter=data_converter(settings),
     )
+
+
+def workflow_ui_url(settings: Settings, workflow_id: str | None) -> str | None:
+    """Where an operator opens this workflow in the Temporal UI: TEMPORAL_UI_URL, or the dev
+    server's UI on this machine in dev and test. None when there is no UI to link to (production
+    without TEMPORAL_UI_URL: a guessed address would point operators at nothing) or no workflow."""
+    base = settings.TEMPORAL_UI_URL.rstrip("/")
+    if not base and settings.ENVIRONMENT in ("dev", "test"):
+        base = f"http://localhost:{settings.TEMPORAL_UI_PORT}"
+    if not base or not workflow_id:
+        return None
+    return f"{base}/namespaces/{quote(settings.TEMPORAL_NAMESPACE, safe='')}/workflows/{quote(workflow_id, safe='')}"

@@ -7,16 +7,22 @@ A loan's documents are also recorded in the loan's audit chain, in the same tran
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit, lock_loan
 from documents.store import DocumentStore
 from models.records import Document
+from models.users import User
+
+# A sha256 prefix worth looking up: shorter ones match half the register by chance.
+_SHA256_PREFIX = re.compile(r"[0-9a-fA-F]{6,64}")
 
 
 def find_document(session: Session, kind: str, subject_key: str) -> Document | None:
@@ -77,3 +83,58 @@ def register_document(
             },
         )
     return document, True
+
+
+@dataclass(frozen=True)
+class RegisterSearch:
+    documents: list[Document]  # the page asked for, newest first
+    total: int  # every document that matches, on all pages
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _matches(term: str) -> ColumnElement[bool]:
+    """What a free-text term finds: a document or loan by its id, a file by the start of its
+    sha256, a kind, or a piece of a subject key or of the owner's email (any case). The term
+    is a bound parameter, its LIKE wildcards escaped: "%" finds a "%", not everything."""
+    contains = f"%{_escape_like(term)}%"
+    conditions: list[ColumnElement[bool]] = [
+        func.lower(Document.kind) == term.lower(),
+        Document.subject_key.ilike(contains, escape="\\"),
+        User.email.ilike(contains, escape="\\"),
+    ]
+    try:
+        as_id = uuid.UUID(term)
+    except ValueError:
+        pass
+    else:
+        conditions += [Document.id == as_id, Document.loan_id == as_id]
+    if _SHA256_PREFIX.fullmatch(term):
+        conditions.append(Document.sha256.startswith(term.lower()))
+    return or_(*conditions)
+
+
+def search_register(
+    session: Session,
+    *,
+    text: str | None = None,
+    kind: str | None = None,
+    loan_id: uuid.UUID | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> RegisterSearch:
+    """The register of documents, newest first, narrowed by a free-text term (see _matches),
+    a kind and a loan; with the number of matches, for paging."""
+    query = select(Document).outerjoin(User, User.id == Document.owner_id)
+    term = (text or "").strip()
+    if term:
+        query = query.where(_matches(term))
+    if kind is not None:
+        query = query.where(Document.kind == kind)
+    if loan_id is not None:
+        query = query.where(Document.loan_id == loan_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset))
+    return RegisterSearch(documents=list(page), total=total)

@@ -104,10 +104,13 @@ def confirm_deposit(
     return deposit
 
 
-def reject_deposit(session: Session, deposit_id: uuid.UUID, operator_id: uuid.UUID) -> Deposit:
+def reject_deposit(session: Session, deposit_id: uuid.UUID, operator_id: uuid.UUID, reason: str) -> Deposit:
+    """The bank payment did not arrive (or is not the user's): nothing moves; the reason is
+    kept for the depositor. Idempotent: a repeated rejection keeps the first reason."""
     deposit, act = _decidable(session, Deposit, deposit_id, "deposit", "rejected", "rejected")
     if act:
         _record_decision(deposit, "rejected", operator_id)
+        deposit.rejection_reason = reason
         session.flush()
     return deposit
 

@@ -1,4 +1,4 @@
-"""Reports over the whole ledger: the trial balance and its self-check."""
+"""Reports over the whole ledger: the trial balance and its self-check, the reserve fund."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from domain.money import ZERO
+from ledger.accounts import platform_account_code
 from models.ledger import LedgerAccount, LedgerPosting
-from models.ledger_reports import AccountLine, TrialBalance
+from models.ledger_reports import AccountLine, ReserveFund, TrialBalance
+from models.loan_status import LoanStatus
+from models.loans import Investment, InvestmentInstallment, LoanRequest
 
 
 def trial_balance(session: Session) -> TrialBalance:
@@ -46,4 +50,51 @@ def trial_balance(session: Session) -> TrialBalance:
         mismatched_accounts=mismatched,
         totals_by_kind=by_kind,
         accounts=lines,
+    )
+
+
+def reserve_fund(session: Session, currency: str = "RUB") -> ReserveFund:
+    """The fund's balance, the cover it has paid on defaults (loans/defaults.py writes each
+    investment's share on the investment), and the investors' principal still outstanding in
+    active loans: what a default could ask the fund to cover. Read-only: a currency without a
+    fund reads as an empty one (nothing is opened)."""
+    balance = session.scalar(
+        select(LedgerAccount.balance).where(LedgerAccount.code == platform_account_code("reserve_fund", currency))
+    )
+    covered_total, covered_investments = session.execute(
+        select(func.coalesce(func.sum(Investment.reserve_cover_amount), ZERO), func.count())
+        .join(LoanRequest, LoanRequest.id == Investment.loan_id)
+        .where(Investment.reserve_cover_amount > 0, LoanRequest.currency == currency)
+    ).one()
+    # An investment's principal over the loan's life is what it lent (domain/investor_shares.py):
+    # what it is still owed is its amount less the principal it has received.
+    received = (
+        select(
+            InvestmentInstallment.investment_id,
+            func.sum(InvestmentInstallment.received_principal).label("principal"),
+        )
+        .where(InvestmentInstallment.loan_id.in_(select(LoanRequest.id).where(LoanRequest.status == LoanStatus.active)))
+        .group_by(InvestmentInstallment.investment_id)
+        .subquery()
+    )
+    outstanding, loans = session.execute(
+        select(
+            func.coalesce(func.sum(Investment.amount - func.coalesce(received.c.principal, ZERO)), ZERO),
+            func.count(func.distinct(Investment.loan_id)),
+        )
+        .join(LoanRequest, LoanRequest.id == Investment.loan_id)
+        .outerjoin(received, received.c.investment_id == Investment.id)
+        .where(
+            Investment.status == "active",
+            LoanRequest.status == LoanStatus.active,
+            LoanRequest.currency == currency,
+        )
+    ).one()
+    return ReserveFund(
+        currency=currency,
+        balance=balance if balance is not None else ZERO,
+        covered_total=covered_total,
+        covered_investments=covered_investments,
+        outstanding_principal=outstanding,
+        loans_protected=loans,
     )

@@ -122,6 +122,8 @@ class Deposit(Base):
     # The client's Idempotency-Key header, if any.
     client_key: Mapped[str | None] = mapped_column(String(200))
     bank_reference: Mapped[str | None] = mapped_column(String(200))
+    # Why an operator rejected it (required to reject), shown to the depositor.
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ledger_transaction_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ledger_transactions.id"))

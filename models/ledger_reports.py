@@ -35,3 +35,14 @@ class ReconciliationResult(BaseModel):
     total: Decimal
     accounts: int
     mismatched_accounts: list[str]
+
+
+class ReserveFund(BaseModel):
+    """The reserve fund beside what it has paid and what it stands behind."""
+
+    currency: str
+    balance: Decimal  # what the fund holds now
+    covered_total: Decimal  # what it has paid investors of defaulted loans, so far
+    covered_investments: int  # how many investments it paid
+    outstanding_principal: Decimal  # what the borrowers of running loans still owe investors of principal
+    loans_protected: int  # how many running loans that is

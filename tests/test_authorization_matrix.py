@@ -77,6 +77,8 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/v1/auth/logout"): _PUBLIC,
     ("GET", "/v1/users/me"): _ANY_USER,
     ("PUT", "/v1/users/me/profile"): _BORROWERS,
+    # borrower_b has not filled theirs in
+    ("GET", "/v1/users/me/profile"): {"anonymous": 401, "borrower_a": OK, "borrower_b": 404, "others": 403},
     ("POST", "/v1/operator/users"): _OPERATOR,
     ("POST", "/v1/operator/users/{user_id}/block"): _OPERATOR,
     ("POST", "/v1/operator/users/{user_id}/unblock"): _OPERATOR,
@@ -115,6 +117,7 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("POST", "/v1/operator/withdrawals/{withdrawal_id}/pay"): _OPERATOR,
     ("POST", "/v1/operator/withdrawals/{withdrawal_id}/reject"): _OPERATOR,
     ("GET", "/v1/operator/ledger/trial-balance"): _STAFF,
+    ("GET", "/v1/operator/ledger/reserve-fund"): _STAFF,
     ("GET", "/v1/products"): _PUBLIC,
     ("GET", "/v1/products/{code}"): _PUBLIC,
     ("GET", "/v1/operator/products/{code}/versions"): _STAFF,
@@ -150,6 +153,8 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     },
     ("POST", "/v1/operator/loans/{loan_id}/decision"): _OPERATOR,
     ("GET", "/v1/operator/loans/{loan_id}/live"): _STAFF,
+    ("GET", "/v1/operator/loans/{loan_id}/overview"): _STAFF,
+    ("GET", "/v1/operator/reviews"): _STAFF,
     ("GET", "/v1/loans/{loan_id}/documents"): {
         "anonymous": 401,
         "borrower_a": OK,
@@ -159,6 +164,7 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
         "others": 404,
     },
     ("GET", "/v1/users/me/documents"): _ANY_USER,
+    ("GET", "/v1/register"): _STAFF,
     # investor_a's agreement with borrower_a: both are parties to it
     ("GET", "/v1/documents/{document_id}"): {
         "anonymous": 401,
@@ -209,6 +215,7 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("PUT", "/v1/auto-invest/rule"): _INVESTORS,
     ("GET", "/v1/auto-invest/allocations"): _INVESTORS,
     ("GET", "/v1/investors/me/annual-limit"): _INVESTORS,
+    ("GET", "/v1/investors/me/portfolio"): _INVESTORS,
     ("GET", "/v1/operator/codec-endpoint"): _OPERATOR,
     ("POST", "/codec/decode"): _OPERATOR,
     # a codec link is its own credential; a made-up one is refused whoever sends it
@@ -221,6 +228,7 @@ BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/v1/loans/{loan_id}/investments"): {"amount": "1000.00"},
     ("POST", "/v1/operator/users/{user_id}/block"): {"reason": "matrix test"},
     ("POST", "/v1/operator/withdrawals/{withdrawal_id}/reject"): {"reason": "matrix test"},
+    ("POST", "/v1/operator/deposits/{deposit_id}/reject"): {"reason": "matrix test"},
     ("POST", "/v1/auth/refresh"): {"refresh_token": "x" * 43},
     ("POST", "/v1/auth/logout"): {"refresh_token": "x" * 43},
     ("POST", "/codec/{codec_token}/decode"): {"payloads": []},

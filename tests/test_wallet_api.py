@@ -31,7 +31,11 @@ def test_deposit_is_pending_until_an_operator_confirms(client, operator):
     assert client.post(url, headers=operator.headers).status_code == 200  # idempotent: no second credit
     wallet = client.get("/v1/wallets/me", headers=investor.headers).json()
     assert wallet == {**wallet, "balance": "1500.50", "reserved": "0.00", "available": "1500.50"}
-    rejected = client.post(f"/v1/operator/deposits/{created.json()['id']}/reject", headers=operator.headers)
+    rejected = client.post(
+        f"/v1/operator/deposits/{created.json()['id']}/reject",
+        json={"reason": "no such payment"},
+        headers=operator.headers,
+    )
     assert rejected.status_code == 409
 
 

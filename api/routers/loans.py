@@ -4,31 +4,49 @@ workflow (updates answer synchronously); reads come from the read side in Postgr
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import BorrowerUser, CurrentUser, InvestorUser, OperatorUser, TemporalDep, in_db
+from api.deps import (
+    BorrowerUser,
+    CurrentUser,
+    InvestorUser,
+    OperatorOrCompliance,
+    OperatorUser,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    in_db,
+)
 from api.idempotency import IdempotencyGuard
 from api.schemas.loans import (
     DecisionIn,
     DecisionOut,
     EarlyRepaymentOut,
     InvestmentIn,
+    InvestmentLineOut,
     InvestmentOut,
+    LateFeesOut,
     LoanCreate,
     LoanCreated,
     LoanOut,
+    LoanOverviewOut,
+    LoanReserveOut,
     ScheduleRowOut,
 )
 from api.workflow_calls import execute_loan_update
+from compliance.need_to_know import People, Reader
 from core.errors import Conflict, Forbidden, NotFound
+from core.temporal_client import workflow_ui_url
 from investing.precheck import check_investor_can_pay
+from loans.overview import loan_money
 from loans.requests import create_loan_request, workflow_input
 from models.loan_status import LoanStatus
 from models.loan_workflow import (
@@ -47,6 +65,8 @@ from workflows.loan import LoanWorkflow
 router = APIRouter(prefix="/v1", tags=["loans"])
 
 INVESTMENT_NAMESPACE = uuid.UUID("6f1c2d0e-4a51-4f43-9a43-6d1c1e0b7a55")
+
+RiskGrade = Literal["A", "B", "C", "D", "E"]
 
 
 def _loan_out(session: Session, loan: LoanRequest, with_purpose: bool) -> LoanOut:
@@ -129,11 +149,25 @@ async def list_loans(
     user: CurrentUser,
     request: Request,
     loan_status: Annotated[LoanStatus | None, Query(alias="status")] = None,
+    grade: Annotated[RiskGrade | None, Query(description="risk grade, A to E")] = None,
+    product: Annotated[str | None, Query(max_length=50, description="product code, e.g. standard")] = None,
+    borrower: Annotated[
+        str | None,
+        Query(
+            max_length=320,
+            description="the borrower's email (exact, any case) or user id; operators and compliance only",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> list[LoanOut]:
     """Borrowers: their loans. Investors: loans open for investment (status=funding, the
-    default) or those they invested in. Operators and compliance: all, by status."""
+    default) or those they invested in. Operators and compliance: all, by status. Grade and
+    product narrow what the caller sees anyway; an unknown product or borrower finds nothing.
+    Filtering by borrower is for operators and compliance (403 otherwise): the answer, even an
+    empty one, would tell anyone else who borrows what."""
+    if borrower is not None and user.role not in (Role.operator.value, Role.compliance.value):
+        raise Forbidden("filtering by borrower is for operators and compliance")
 
     def read(session: Session) -> list[LoanOut]:
         query = select(LoanRequest)
@@ -147,6 +181,13 @@ async def list_loans(
                 query = query.where(LoanRequest.id.in_(mine))
         if loan_status:
             query = query.where(LoanRequest.status == loan_status)
+        if grade:
+            query = query.where(LoanRequest.risk_grade == grade)
+        if product is not None:
+            # every version of the product: a loan keeps the version it was made under
+            query = query.where(LoanRequest.product_id.in_(select(LoanProduct.id).where(LoanProduct.code == product)))
+        if borrower is not None:
+            query = query.where(LoanRequest.borrower_id.in_(_borrower_ids(borrower)))
         rows = session.scalars(
             query.order_by(LoanRequest.created_at.desc(), LoanRequest.id).limit(limit).offset(offset)
         )
@@ -154,6 +195,15 @@ async def list_loans(
         return [_loan_out(session, loan, full) for loan in rows]
 
     return await in_db(request, read)
+
+
+def _borrower_ids(borrower: str) -> Select[uuid.UUID]:
+    """The user a borrower filter names: by id when it is one, else by email, ignoring case."""
+    text = borrower.strip()
+    try:
+        return select(User.id).where(User.id == uuid.UUID(text))
+    except ValueError:
+        return select(User.id).where(User.email == text.lower())  # (stored lower case)
 
 
 @router.get("/loans/{loan_id}", response_model=LoanOut)
@@ -298,6 +348,32 @@ async def decide(
         answer_from_ended=True,
     )
     return DecisionOut(status=result.status)
+
+
+@router.get("/operator/loans/{loan_id}/overview", response_model=LoanOverviewOut, tags=["operator"])
+def loan_overview(
+    loan_id: uuid.UUID, user: OperatorOrCompliance, session: SessionDep, settings: SettingsDep
+) -> LoanOverviewOut:
+    """The loan's money in one answer for the back office, from the read side: each
+    investment's receipts, outstanding principal, cover and loss; the late fees; the
+    installments by status; and a link to its workflow in the Temporal UI."""
+    loan, _ = readable_loan(session, loan_id, user)
+    money = loan_money(session, loan.id)
+    people = People(session, Reader.of(user, settings), [line.investor_id for line in money.investments])
+    return LoanOverviewOut(
+        loan_id=loan.id,
+        workflow_id=loan.workflow_id,
+        temporal_ui_url=workflow_ui_url(settings, loan.workflow_id),
+        investments=[
+            InvestmentLineOut(**asdict(line), investor_email=people.email(line.investor_id))
+            for line in money.investments
+        ],
+        late_fees=LateFeesOut(
+            accrued=money.late_fees_accrued, paid=money.late_fees_paid, outstanding=money.late_fees_outstanding
+        ),
+        reserve=LoanReserveOut(covered=money.reserve_covered, losses=money.losses),
+        installments_by_status=money.installments_by_status,
+    )
 
 
 @router.get("/operator/loans/{loan_id}/live", response_model=LoanSnapshot, tags=["operator"])

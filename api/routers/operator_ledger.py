@@ -1,4 +1,5 @@
-"""The back office's side of money: confirming bank payments, paying out, the trial balance."""
+"""The back office's side of money: confirming bank payments, paying out, the trial balance,
+the reserve fund."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from api.deps import OperatorOrCompliance, OperatorUser, SessionDep, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
-from api.schemas.wallets import DecisionIn, DepositOut, RejectionIn, TrialBalanceOut, WithdrawalOut
+from api.schemas.wallets import DecisionIn, DepositOut, RejectionIn, ReserveFundOut, TrialBalanceOut, WithdrawalOut
 from ledger.cash import confirm_deposit, pay_withdrawal, reject_deposit, reject_withdrawal
-from ledger.reports import trial_balance
+from ledger.reports import reserve_fund, trial_balance
 from models.ledger import Deposit, Withdrawal
 from models.loan_status import LoanStatus
 from models.loans import LoanRequest
@@ -86,9 +87,15 @@ async def confirm(
 
 @router.post("/deposits/{deposit_id}/reject", response_model=DepositOut)
 def reject(
-    deposit_id: uuid.UUID, operator: OperatorUser, session: SessionDep, idempotency_key: IdempotencyGuard
+    deposit_id: uuid.UUID,
+    body: RejectionIn,
+    operator: OperatorUser,
+    session: SessionDep,
+    idempotency_key: IdempotencyGuard,
 ) -> Deposit:
-    return reject_deposit(session, deposit_id, operator.id)
+    """The bank payment will not be credited. The reason is required (the depositor reads it
+    on their deposit); a repeated rejection keeps the first one."""
+    return reject_deposit(session, deposit_id, operator.id, body.reason)
 
 
 @router.get("/withdrawals", response_model=list[WithdrawalOut])
@@ -131,3 +138,14 @@ def reject_payout(
 def get_trial_balance(user: OperatorOrCompliance, session: SessionDep) -> TrialBalanceOut:
     """Every account against its postings; `total` is "0.00" when the books balance."""
     return TrialBalanceOut.model_validate(trial_balance(session).model_dump())
+
+
+@router.get("/ledger/reserve-fund", response_model=ReserveFundOut)
+def get_reserve_fund(
+    user: OperatorOrCompliance,
+    session: SessionDep,
+    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "RUB",
+) -> ReserveFundOut:
+    """What the reserve fund holds, what it has covered on defaults so far, and the principal
+    investors still have outstanding in active loans: what it stands behind."""
+    return ReserveFundOut.model_validate(reserve_fund(session, currency).model_dump())

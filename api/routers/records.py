@@ -11,17 +11,19 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, in_db
+from api.deps import CurrentUser, OperatorOrCompliance, SessionDep, SettingsDep, TemporalDep, in_db
 from api.routers.loans import readable_loan
 from api.schemas.records import (
     ChainCheckOut,
     DocumentCheckOut,
     DocumentOut,
+    RegisterPage,
     TrailOut,
     TrailStepOut,
     TrailVerificationOut,
@@ -30,6 +32,7 @@ from compliance.need_to_know import People, Reader
 from compliance.trail import Trail, check_documents, join_history, read_trail
 from core.errors import Conflict, Forbidden, NotFound
 from core.settings import Settings
+from documents.register import search_register
 from documents.store import DocumentStore
 from models.loans import LoanRequest
 from models.records import Document
@@ -48,6 +51,7 @@ def _document_out(document: Document, people: People) -> DocumentOut:
         loan_id=document.loan_id,
         owner_id=people.id(document.owner_id),
         owner_pseudonym=people.name(document.owner_id),
+        owner_email=people.email(document.owner_id),
         sha256=document.sha256,
         size_bytes=document.size_bytes,
         content_type=document.content_type,
@@ -93,6 +97,30 @@ def my_documents(user: CurrentUser, session: SessionDep, settings: SettingsDep) 
         .limit(500)
     )
     return _documents_out(session, list(rows), user, settings)
+
+
+@router.get("/register", response_model=RegisterPage, tags=["operator"])
+def register(
+    user: OperatorOrCompliance,
+    session: SessionDep,
+    settings: SettingsDep,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="a document or loan id, the start of a sha256 (6+ hex digits), a kind, "
+            "or part of a subject key or of the owner's email (any case)",
+        ),
+    ] = None,
+    kind: Annotated[str | None, Query(max_length=40)] = None,
+    loan_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> RegisterPage:
+    """The register of documents, newest first, searchable: for operators and compliance, who
+    see every owner (need to know still decides what each item shows)."""
+    found = search_register(session, text=q, kind=kind, loan_id=loan_id, limit=limit, offset=offset)
+    return RegisterPage(items=_documents_out(session, found.documents, user, settings), total=found.total)
 
 
 @router.get(

@@ -8,25 +8,35 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.deps import BorrowerUser, CurrentUser, OperatorOrCompliance, OperatorUser, SessionDep, SettingsDep
-from api.routers.loans import readable_loan
+from api.routers.loans import _loan_out, readable_loan
 from api.schemas.scoring import (
     LoanScoringOut,
     PointsEntryOut,
     PointsOut,
+    ReviewOut,
     RulesChangeIn,
     RulesVersionOut,
     ScoringFactorOut,
 )
 from compliance.need_to_know import People, Reader
 from core.errors import Forbidden
+from core.settings import Settings
 from domain.money import format_rate
+from models.loan_status import LoanStatus
+from models.loans import LoanRequest
 from models.scoring import ScoringRulesVersion
+from models.users import User
 from scoring.points import payment_history, points_entries
 from scoring.rules import all_versions, change_rules, current_rules, rules_version
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
+
+# What workflows/loan.py writes in a loan's scoring details while it waits for an operator.
+AWAITING_REVIEW = "operator review"
 
 
 @router.get("/operator/scoring-rules", response_model=RulesVersionOut, tags=["operator"])
@@ -57,14 +67,9 @@ def put_rules(body: RulesChangeIn, operator: OperatorUser, session: SessionDep) 
     return change_rules(session, body.rules, operator.id, body.note)
 
 
-@router.get("/loans/{loan_id}/scoring", response_model=LoanScoringOut)
-def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> LoanScoringOut:
-    """Why the loan got its score, grade and decision: each factor's points in words, and the
-    rules version used. For the borrower, operators and compliance; the borrower is told who
-    decided by role and pseudonym ("operator-5c0e19a4"), not by id."""
-    loan, full = readable_loan(session, loan_id, user)
-    if not full:
-        raise Forbidden("a loan's scoring is for its borrower, operators and compliance")
+def scoring_out(session: Session, loan: LoanRequest, user: User, settings: Settings) -> LoanScoringOut:
+    """A loan's scoring as this reader may see it: people named by need to know (the borrower
+    reads who decided by role and pseudonym, staff by id). Callers check the reader may read it."""
     stored = loan.scoring_details or {}
     details = People(session, Reader.of(user, settings), stored).redact(stored)
     return LoanScoringOut(
@@ -79,6 +84,45 @@ def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep, set
         rejection_reason=loan.rejection_reason,
         operator_decision=details.get("operator_decision"),
     )
+
+
+@router.get("/loans/{loan_id}/scoring", response_model=LoanScoringOut)
+def loan_scoring(loan_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> LoanScoringOut:
+    """Why the loan got its score, grade and decision: each factor's points in words, and the
+    rules version used. For the borrower, operators and compliance; the borrower is told who
+    decided by role and pseudonym ("operator-5c0e19a4"), not by id."""
+    loan, full = readable_loan(session, loan_id, user)
+    if not full:
+        raise Forbidden("a loan's scoring is for its borrower, operators and compliance")
+    return scoring_out(session, loan, user, settings)
+
+
+@router.get("/operator/reviews", response_model=list[ReviewOut], tags=["operator"])
+def awaiting_review(
+    user: OperatorOrCompliance,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> list[ReviewOut]:
+    """Loans waiting for an operator's decision (POST /v1/operator/loans/{id}/decision), oldest
+    first, each with the scoring that sent it to review. The workflow marks them so on the
+    read side when it starts to wait (workflows/loan.py, `_await_review`); a decision or the
+    review's timeout moves them on."""
+    loans = session.scalars(
+        select(LoanRequest)
+        .where(
+            LoanRequest.status == LoanStatus.scoring,
+            LoanRequest.scoring_details["awaiting"].astext == AWAITING_REVIEW,
+        )
+        .order_by(LoanRequest.created_at, LoanRequest.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        ReviewOut(loan=_loan_out(session, loan, True), scoring=scoring_out(session, loan, user, settings))
+        for loan in loans
+    ]
 
 
 @router.get("/users/me/points", response_model=PointsOut, tags=["users"])

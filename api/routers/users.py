@@ -53,6 +53,15 @@ def me(user: CurrentUser) -> User:
     return user
 
 
+@router.get("/users/me/profile", response_model=ProfileOut)
+def get_profile(user: BorrowerUser, session: SessionDep) -> BorrowerProfile:
+    """What scoring will read; 404 until the borrower has filled it in."""
+    profile = session.get(BorrowerProfile, user.id)
+    if profile is None:
+        raise NotFound("no profile yet: PUT /v1/users/me/profile")
+    return profile
+
+
 @router.put("/users/me/profile", response_model=ProfileOut)
 def put_profile(body: ProfileIn, user: BorrowerUser, session: SessionDep) -> BorrowerProfile:
     profile = session.get(BorrowerProfile, user.id, with_for_update=True)

@@ -90,3 +90,43 @@ class DecisionIn(StrictModel):
 
 class DecisionOut(ResponseModel):
     status: LoanStatus
+
+
+class InvestmentLineOut(ResponseModel):
+    id: uuid.UUID
+    investor_id: uuid.UUID
+    investor_email: str | None
+    amount: Money
+    status: str
+    received_principal: Money
+    received_interest: Money
+    received_fees: Money
+    outstanding_principal: Money = Field(
+        description="principal the borrower still owes this investment while the loan runs (otherwise 0.00)"
+    )
+    loss_amount: Money | None = Field(description="what the investor lost on default (null unless defaulted)")
+    reserve_cover_amount: Money | None = Field(
+        description="what the reserve fund paid this investment on default (null unless defaulted)"
+    )
+    created_at: datetime
+
+
+class LateFeesOut(ResponseModel):
+    accrued: Money
+    paid: Money
+    outstanding: Money = Field(description="accrued less paid")
+
+
+class LoanReserveOut(ResponseModel):
+    covered: Money = Field(description="what the reserve fund paid the loan's investors on default")
+    losses: Money = Field(description="what the investors lost beyond the cover")
+
+
+class LoanOverviewOut(ResponseModel):
+    loan_id: uuid.UUID
+    workflow_id: str | None
+    temporal_ui_url: str | None = Field(description="the loan's workflow in the Temporal UI (null: no UI configured)")
+    investments: list[InvestmentLineOut]
+    late_fees: LateFeesOut
+    reserve: LoanReserveOut
+    installments_by_status: dict[str, int]

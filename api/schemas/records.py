@@ -22,11 +22,17 @@ class DocumentOut(BaseModel):
     loan_id: uuid.UUID | None
     owner_id: uuid.UUID | None = Field(description="null unless the reader may know the owner (themselves; staff)")
     owner_pseudonym: str | None = Field(description='the owner\'s role and pseudonym: "investor-3f9a2c1d"')
+    owner_email: str | None = Field(description="null unless the reader may know the owner (themselves; staff)")
     sha256: str
     size_bytes: int
     content_type: str
     created_at: datetime
     url: str
+
+
+class RegisterPage(BaseModel):
+    items: list[DocumentOut]
+    total: int = Field(description="documents that match, on every page")
 
 
 class HistoryRefOut(BaseModel):

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from api.schemas.base import ResponseModel, StrictModel
+from api.schemas.loans import LoanOut
 from models.loan_status import LoanStatus
 from models.scoring_rules import ScoringRules
 
@@ -62,3 +63,10 @@ class PointsOut(BaseModel):
     loans_repaid: int
     loans_defaulted: int
     history: list[PointsEntryOut]
+
+
+class ReviewOut(BaseModel):
+    """A loan awaiting an operator's decision, with the scoring that sent it to review."""
+
+    loan: LoanOut
+    scoring: LoanScoringOut

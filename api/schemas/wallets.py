@@ -51,6 +51,7 @@ class DepositOut(ResponseModel):
     status: str
     amount: Money
     bank_reference: str | None
+    rejection_reason: str | None = Field(description="why an operator rejected it (null unless rejected)")
     created_at: datetime
     decided_at: datetime | None
 
@@ -87,3 +88,14 @@ class TrialBalanceOut(ResponseModel):
     mismatched_accounts: list[str]
     totals_by_kind: dict[str, Money]
     accounts: list[AccountLineOut]
+
+
+class ReserveFundOut(ResponseModel):
+    currency: str
+    balance: Money = Field(description="what the reserve fund holds now")
+    covered_total: Money = Field(description="what it has paid investors of defaulted loans so far")
+    covered_investments: int = Field(description="how many investments it paid")
+    outstanding_principal: Money = Field(
+        description="the investors' principal still outstanding in active loans: what the fund protects"
+    )
+    loans_protected: int = Field(description="how many active loans that is")

@@ -1,0 +1,261 @@
+"""The web back office under /app/: logging in and out, each role's home, the error pages,
+and installing it all into the API's FastAPI app (same process, same accounts)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auth.refresh_tokens import revoke_family
+from core.db import unit_of_work
+from core.errors import PlatformError
+from core.security import decode_access_token
+from models.access import RefreshToken
+from web import borrower_pages, compliance_pages, investor_pages, operator_pages
+from web.forms import FormState, see_other
+from web.guards import AnySession, CsrfRefused, LoginRequired, web_router
+from web.platform_api import ApiProblem, PlatformApi
+from web.rendering import ROLE_HOMES, render
+from web.session import (
+    LOGIN_NONCE_COOKIE,
+    csrf_token_for,
+    end_session,
+    load_session,
+    login_nonce,
+    session_claims,
+    set_cookie,
+    start_session,
+)
+
+router = web_router("/app")
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class BackOfficeHeaders:
+    """Pages under /app/: no framing, no scripts, nothing cached by the browser or a proxy."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/app"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in SECURITY_HEADERS if n not in names]
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def safe_next(target: str | None, role: str) -> str:
+    """Only a back-office path of this site (no //host, no scheme)."""
+    if target and target.startswith("/app/") and not target.startswith("//") and "\\" not in target:
+        if not target.startswith("/app/login"):
+            return target
+    return ROLE_HOMES.get(role, "/app/login")
+
+
+def _login_page(request: Request, form: FormState, status_code: int = 200) -> Response:
+    nonce, new = login_nonce(request)
+    response = render(
+        request,
+        "login.html",
+        None,
+        status_code=status_code,
+        csrf_token=csrf_token_for(request.app.state.settings, f"login|{nonce}"),
+        form=form,
+        next=request.query_params.get("next") or form.value("next"),
+    )
+    if new:
+        set_cookie(request.app.state.settings, response, LOGIN_NONCE_COOKIE, nonce, 3600)
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    session = await asyncio.to_thread(load_session, request)
+    if session is not None:
+        return RedirectResponse(ROLE_HOMES[session.role], status_code=303)
+    return _login_page(request, FormState())
+
+
+def _family_of(request: Request, refresh_token: str) -> uuid.UUID:
+    digest = hashlib.sha256(refresh_token.encode()).hexdigest()
+    with unit_of_work(request.app.state.sessionmaker) as db:
+        return db.scalars(select(RefreshToken.family_id).where(RefreshToken.token_hash == digest)).one()
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Logs in through the API (its login limits, its known addresses): a new session each
+    time, so a session id planted before login is worth nothing."""
+    form = FormState(values={"email": email, "next": next})
+    if not email or not password:
+        form.errors = {
+            name: f"enter your {name}" for name, value in (("email", email), ("password", password)) if not value
+        }
+        return _login_page(request, form, 422)
+    try:
+        tokens = (
+            await PlatformApi(request, None).call(
+                "POST",
+                "/v1/auth/token",
+                data={
+                    "username": email,
+                    "password": password,
+                },
+            )
+        ).json()
+    except ApiProblem as problem:
+        form.message = problem.detail
+        if problem.status == 429:
+            form.message = f"Too many failed logins: wait {problem.retry_after or 'a while'} seconds and try again."
+        return _login_page(request, form, problem.status if problem.status in (401, 429) else 400)
+    settings = request.app.state.settings
+    claims = decode_access_token(settings, tokens["access_token"])
+    family_id = await asyncio.to_thread(_family_of, request, tokens["refresh_token"])
+    response = RedirectResponse(safe_next(next, claims.role), status_code=303)
+    start_session(settings, response, claims.user_id, claims.token_version, family_id)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """Ends this session's login for good (its family is revoked), whatever else holds the cookie."""
+    claims = session_claims(request.app.state.settings, request)
+    if claims is not None:
+
+        def revoke() -> None:
+            with unit_of_work(request.app.state.sessionmaker) as db:
+                revoke_family(db, claims.family_id, datetime.now(UTC))
+
+        await asyncio.to_thread(revoke)
+    response = see_other("/app/login", "logged-out")
+    end_session(response)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+@router.get("", response_class=HTMLResponse, include_in_schema=False)
+async def home(session: AnySession) -> Response:
+    return RedirectResponse(ROLE_HOMES[session.role], status_code=303)
+
+
+@router.get("/documents/{document_id}")
+async def document(document_id: uuid.UUID, request: Request, session: AnySession) -> Response:
+    """A document, if the API lets this user read it (the same rule as GET /v1/documents/{id})."""
+    response = await PlatformApi(request, session.user).call("GET", f"/v1/documents/{document_id}")
+    return Response(
+        response.content,
+        media_type=response.headers.get("content-type", "application/pdf"),
+        headers={"Content-Disposition": response.headers.get("content-disposition", "attachment")},
+    )
+
+
+def _error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
+    session = load_session(request) if status_code != 401 else None
+    return render(request, "error.html", session, status_code=status_code, title=title, detail=detail)
+
+
+ERROR_TITLES = {
+    403: "Not for your role",
+    404: "Not found",
+    405: "Not allowed",
+    409: "Not possible now",
+    422: "Invalid request",
+    503: "Try again shortly",
+}
+
+
+def install_web(app: FastAPI) -> None:
+    """The back office's routes, its static CSS and its HTML error pages (the API's own
+    paths keep their problem+json)."""
+    app.mount("/app/static", StaticFiles(directory=str(STATIC_DIR)), name="web-static")
+    for module in (operator_pages, compliance_pages, investor_pages, borrower_pages):
+        app.include_router(module.router)
+    app.include_router(router)
+
+    @app.get("/app/{rest:path}", include_in_schema=False)
+    async def unknown_page(request: Request, rest: str) -> Response:
+        return await asyncio.to_thread(_error_page, request, 404, "Not found", "There is no such page.")
+
+    def for_pages(exc_class: type[Exception]) -> None:
+        api_handler = app.exception_handlers.get(exc_class)
+
+        async def handler(request: Request, exc: Exception) -> Response:
+            if not request.url.path.startswith("/app"):
+                if api_handler is None:
+                    raise exc
+                return await api_handler(request, exc)  # type: ignore[no-any-return]
+            status_code = getattr(exc, "status_code", None) or getattr(exc, "status", 500)
+            if isinstance(exc, RequestValidationError):
+                status_code = 404  # an id that is not an id: no such page
+            if status_code == 401:
+                return RedirectResponse(f"/app/login?next={quote(request.url.path)}", status_code=303)
+            detail = getattr(exc, "detail", None) or "Something went wrong."
+            if status_code == 404:
+                detail = "There is no such page, or it is not yours to see."
+            return await asyncio.to_thread(
+                _error_page, request, status_code, ERROR_TITLES.get(status_code, "Error"), str(detail)
+            )
+
+        app.add_exception_handler(exc_class, handler)
+
+    for exc_class in (PlatformError, StarletteHTTPException, RequestValidationError, ApiProblem):
+        for_pages(exc_class)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        response = RedirectResponse(f"/app/login?next={quote(request.url.path)}", status_code=303)
+        end_session(response)
+        return response
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(request: Request, exc: CsrfRefused) -> Response:
+        return await asyncio.to_thread(
+            _error_page,
+            request,
+            403,
+            "Form refused",
+            "This form did not come from this site or its session has ended: reload the page and send it again.",
+        )
+
+    app.add_middleware(BackOfficeHeaders)

@@ -1,0 +1,184 @@
+"""The investor's dashboard: wallet (deposit, withdraw), portfolio by status and grade,
+expected cash flow by month, realised return and losses, the 259-FZ limit, the auto-invest
+rule, loans open for funding with an invest form, and their documents."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+
+from web.borrower_pages import amount_text, post_deposit
+from web.charts import bar_chart
+from web.forms import FormState, posted_key, read_form, refused, see_other, whole_number
+from web.guards import InvestorSession, web_router
+from web.platform_api import ApiProblem, PlatformApi
+from web.rendering import render
+from web.session import WebSession
+
+router = web_router("/app/investor")
+
+GRADES = ("A", "B", "C", "D", "E")
+RULE_DEFAULTS = {
+    "max_amount_per_loan": "5000.00",
+    "min_loan_amount": "10000.00",
+    "max_loan_amount": "1000000.00",
+    "min_rate": "10.0000",
+    "max_term_months": "36",
+}
+
+
+async def _rule(api: PlatformApi) -> dict[str, Any] | None:
+    try:
+        return dict(await api.get("/v1/auto-invest/rule"))
+    except ApiProblem as problem:
+        if problem.status == 404:
+            return None
+        raise
+
+
+def _rule_form(rule: dict[str, Any] | None) -> FormState:
+    if rule is None:
+        return FormState(values={**RULE_DEFAULTS, "grades": "A B C"})
+    values = {name: str(rule[name]) for name in RULE_DEFAULTS}
+    values["grades"] = " ".join(rule["allowed_grades"])
+    values["is_active"] = "on" if rule["is_active"] else ""
+    values["reinvest_returns"] = "on" if rule["reinvest_returns"] else ""
+    values["max_portfolio_share_percent"] = str(rule.get("max_portfolio_share_percent") or "")
+    return FormState(values=values)
+
+
+async def _dashboard(
+    request: Request,
+    session: WebSession,
+    *,
+    deposit: FormState | None = None,
+    withdrawal: FormState | None = None,
+    rule_form: FormState | None = None,
+    invest: tuple[str, FormState] | None = None,
+    status: int = 200,
+) -> Response:
+    api = PlatformApi(request, session.user)
+    wallet, portfolio, limit, rule, open_loans, documents = await asyncio.gather(
+        api.get("/v1/wallets/me"),
+        api.get("/v1/investors/me/portfolio"),
+        api.get("/v1/investors/me/annual-limit"),
+        _rule(api),
+        api.get("/v1/loans", status="funding", limit=50),
+        api.get("/v1/users/me/documents"),
+    )
+    flow = portfolio["expected_cash_flow"]
+    cash_flow_chart = bar_chart(
+        "cash-flow",
+        "Expected cash flow by month",
+        [row["month"] for row in flow],
+        [
+            ("principal", [Decimal(row["principal"]) for row in flow]),
+            ("interest", [Decimal(row["interest"]) for row in flow]),
+        ],
+        unit="RUB",
+    )
+    invest_forms = {loan["id"]: FormState() for loan in open_loans}
+    if invest is not None:
+        invest_forms[invest[0]] = invest[1]
+    return render(
+        request,
+        "investor_home.html",
+        session,
+        status_code=status,
+        title="Investor dashboard",
+        wallet=wallet,
+        portfolio=portfolio,
+        cash_flow_chart=cash_flow_chart,
+        limit=limit,
+        rule=rule,
+        rule_form=rule_form or _rule_form(rule),
+        grades=GRADES,
+        open_loans=open_loans,
+        invest_forms=invest_forms,
+        documents=documents,
+        deposit=deposit or FormState(),
+        withdrawal=withdrawal or FormState(),
+    )
+
+
+@router.get("", response_class=HTMLResponse)
+async def investor_home(request: Request, session: InvestorSession) -> Response:
+    return await _dashboard(request, session)
+
+
+async def _home_with_deposit(request: Request, session: WebSession, deposit: FormState, status: int) -> Response:
+    return await _dashboard(request, session, deposit=deposit, status=status)
+
+
+@router.post("/deposits")
+async def announce_deposit(request: Request, session: InvestorSession) -> Response:
+    return await post_deposit(request, session, "/app/investor", _home_with_deposit)
+
+
+@router.post("/withdrawals")
+async def request_withdrawal(request: Request, session: InvestorSession) -> Response:
+    values = await read_form(request)
+    key = posted_key(values)
+    try:
+        await PlatformApi(request, session.user).post(
+            "/v1/wallets/withdrawals", {"amount": amount_text(values.get("amount", ""))}, idempotency_key=key
+        )
+    except ApiProblem as problem:
+        if problem.status in (401, 403, 404):
+            raise
+        return await _dashboard(
+            request, session, withdrawal=refused(problem, values, key, ("amount",)), status=problem.status
+        )
+    return see_other("/app/investor", "withdrawal-requested")
+
+
+@router.post("/loans/{loan_id}/investments")
+async def invest(loan_id: uuid.UUID, request: Request, session: InvestorSession) -> Response:
+    """The same form sent twice invests once (its Idempotency-Key)."""
+    values = await read_form(request)
+    key = posted_key(values)
+    try:
+        await PlatformApi(request, session.user).post(
+            f"/v1/loans/{loan_id}/investments", {"amount": amount_text(values.get("amount", ""))}, idempotency_key=key
+        )
+    except ApiProblem as problem:
+        if problem.status in (401, 403, 404):
+            raise
+        return await _dashboard(
+            request, session, invest=(str(loan_id), refused(problem, values, key, ("amount",))), status=problem.status
+        )
+    return see_other("/app/investor", "invested")
+
+
+@router.post("/auto-invest")
+async def save_rule(request: Request, session: InvestorSession) -> Response:
+    form = await request.form()
+    values = await read_form(request)
+    grades = [g for g in form.getlist("grades") if isinstance(g, str) and g in GRADES]
+    values["grades"] = " ".join(grades)
+    body: dict[str, Any] = {
+        "is_active": values.get("is_active") == "on",
+        "reinvest_returns": values.get("reinvest_returns") == "on",
+        "allowed_grades": grades,
+        "max_amount_per_loan": amount_text(values.get("max_amount_per_loan", "")),
+        "min_loan_amount": amount_text(values.get("min_loan_amount", "")),
+        "max_loan_amount": amount_text(values.get("max_loan_amount", "")),
+        "min_rate": amount_text(values.get("min_rate", "")),
+        "max_term_months": whole_number(values.get("max_term_months", "")),
+        "max_portfolio_share_percent": amount_text(values.get("max_portfolio_share_percent", "")) or None,
+    }
+    try:
+        await PlatformApi(request, session.user).put("/v1/auto-invest/rule", body)
+    except ApiProblem as problem:
+        if problem.status in (401, 403):
+            raise
+        state = refused(problem, values, "", (*RULE_DEFAULTS, "allowed_grades", "max_portfolio_share_percent"))
+        if "allowed_grades" in state.errors:
+            state.errors["grades"] = state.errors.pop("allowed_grades")
+        return await _dashboard(request, session, rule_form=state, status=problem.status)
+    return see_other("/app/investor", "rule-saved")
