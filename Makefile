@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run demo test bench clean-data
+.PHONY: install browser run demo test bench clean-data
 
 install: $(INSTALLED)
 
@@ -24,9 +24,21 @@ run: install
 demo: install
 	$(BIN)/python -m runner.demo
 
-# Lint, format and type checks, then the whole test suite against a throwaway PostgreSQL and
-# Temporal's real server binaries.
-test: install
+# The back office's browser tests drive Debian's Chromium through Playwright (Playwright's own
+# browser download cannot work here): installed with apt-get once, when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the browser tests need Chromium: sudo apt-get install -y chromium (Debian/Ubuntu), then make test" >&2; \
+	    exit 2; \
+	  fi; }
+
+# Lint, format and type checks, then the whole test suite against a throwaway PostgreSQL,
+# Temporal's real server binaries and a real browser.
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -158,6 +158,7 @@ class Supervisor:
         s = get_settings()
         host = "localhost" if s.API_HOST in ("127.0.0.1", "0.0.0.0") else s.API_HOST
         say("the platform is up:")
+        say(f"  Back office (web):   http://{host}:{s.API_PORT}/app/")
         say(f"  API docs (OpenAPI):  http://{host}:{s.API_PORT}/docs")
         say(f"  Health:              http://{host}:{s.API_PORT}/health")
         if self.temporal:
