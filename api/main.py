@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.body_limit import BodySizeLimit
 from api.idempotency import install_idempotency
@@ -37,6 +39,20 @@ from documents.render_pool import RenderPool
 from web.app import install_web
 
 log = logging.getLogger("api")
+
+
+class CodecOnlyCORS:
+    """CORS headers on /codec/... only; every other path answers as if CORS did not exist."""
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/codec/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, temporal: TemporalClientHolder | None = None) -> FastAPI:
@@ -77,9 +93,10 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         BodySizeLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES, max_codec_bytes=settings.MAX_CODEC_BODY_BYTES
     )
     install_openapi(app)
-    # The Temporal UI runs in operators' browsers and calls the codec endpoint from there.
+    # The Temporal UI runs in operators' browsers and calls the codec endpoint from there:
+    # CORS for the codec's paths only (no other origin's script reads the API or the pages).
     app.add_middleware(
-        CORSMiddleware,
+        CodecOnlyCORS,
         allow_origins=settings.CODEC_CORS_ORIGINS + (settings.local_ui_origins if settings.LOCAL_DEV_CODEC else []),
         allow_credentials=True,
         allow_methods=["GET", "POST"],

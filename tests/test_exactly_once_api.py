@@ -113,8 +113,9 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
         assert "same Idempotency-Key" in lost.json()["detail"]
         async with running_worker(dev_client, settings, session_factory, task_queue):
             investment_id = uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{investor}:inv-1")
-            # the admitted update runs once the worker is back, without anyone resending it
-            for _ in range(300):
+            # the admitted update runs once the worker is back, without anyone resending it (its
+            # task waits out the dead worker's sticky queue first, 10 s, longer on a loaded machine)
+            for _ in range(1200):
                 snapshot: LoanSnapshot = await handle.query(LoanWorkflow.snapshot)
                 if snapshot.funded_amount:
                     break

@@ -331,7 +331,9 @@ async def test_operator_review_live_view_and_a_deposit_that_wakes_an_overdue_loa
         # Temporal answers an update whose id already completed in this run with that
         # outcome, without running it again. So a second decision (here the opposite one) is
         # answered 200 with the first one's result, and the loan stays approved.
-        again = await api.post(f"/v1/operator/loans/{loan_id}/decision", json={"approve": False}, headers=ops)
+        again = await api.post(
+            f"/v1/operator/loans/{loan_id}/decision", json={"approve": False, "reason": "changed my mind"}, headers=ops
+        )
         assert (again.status_code, again.json()) == (200, {"status": "approved"})
         await wait_loan_status(api, loan_id, mine, "funding")
         for investor in investors:

@@ -58,17 +58,18 @@ def serving(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     )
     thread = threading.Thread(target=server.run, name="web-under-test", daemon=True)
     thread.start()
-    for _ in range(300):
-        if server.started:
-            break
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        threading.Event().wait(0.05)
     try:
+        for _ in range(600):
+            if server.started or not thread.is_alive():
+                break
+            threading.Event().wait(0.05)
+        if not server.started:
+            raise RuntimeError("uvicorn did not start within 30 s")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        assert not thread.is_alive(), "the test's uvicorn did not stop"
 
 
 @asynccontextmanager
@@ -97,6 +98,25 @@ async def log_in(browser, base: str, account):  # type: ignore[no-untyped-def]
     await page.get_by_label("Email").fill(account.email)
     await page.get_by_label("Password").fill(account.password)
     await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(re.compile(rf"/app/{account.role}$"))
+    return page
+
+
+async def log_in_by_keyboard(browser, base: str, account):  # type: ignore[no-untyped-def]
+    """Tab from the top of the page: the skip link, the email, the password; Enter sends."""
+    context = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    page = await context.new_page()
+    await page.goto("/app/login")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "email"
+    await page.keyboard.type(account.email)
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "password"
+    await page.keyboard.type(account.password)
+    await page.keyboard.press("Enter")
     await page.wait_for_url(re.compile(rf"/app/{account.role}$"))
     return page
 
@@ -205,10 +225,14 @@ async def test_the_back_office_in_chromium_through_a_loans_life(
                 await op.goto("/app/operator")
                 await op.screenshot(path=str(shots / "operator.png"), full_page=True)
 
-                # Compliance: the trail is intact, and its PDF downloads.
-                cp = await log_in(browser, base, compliance)
+                # Compliance logs in with the keyboard alone, then: the trail is intact, and its
+                # PDF downloads.
+                cp = await log_in_by_keyboard(browser, base, compliance)
                 await cp.screenshot(path=str(shots / "compliance.png"), full_page=True)
-                await cp.get_by_role("link", name=re.compile(f"Open the trail of loan {loan_id[:8]}")).click()
+                trail_link = cp.get_by_role("link", name=re.compile(f"Open the trail of loan {loan_id[:8]}"))
+                await trail_link.focus()
+                await cp.keyboard.press("Enter")
+                await cp.wait_for_url(re.compile(f"/app/compliance/loans/{loan_id}$"))
                 assert (await cp.locator("#verify").inner_text()).strip() == "Intact"
                 async with cp.expect_download() as download_info:
                     await cp.get_by_role("link", name="Download the trail as PDF").click()

@@ -4,18 +4,23 @@ same pages in Chromium through the whole loan lifecycle."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
+from api.main import create_app
+from compliance.audit import append_audit
 from core.db import unit_of_work
+from documents.register import register_document
+from documents.store import DocumentStore
 from models.ledger import Deposit
 from models.loans import LoanRequest
 from models.products import LoanProduct
-from models.users import User
+from models.records import AuditRecord
 from tests.api_helpers import sign_up
 from tests.loan_helpers import active_loan_in_db
 from tests.web_helpers import csrf_of, keys_of, text_of, web_login
@@ -82,10 +87,25 @@ def test_login_lands_each_role_on_its_home_and_sets_a_strict_http_only_cookie(cl
         assert home.status_code == 200 and account.email in home.text
 
 
-def test_the_session_cookie_is_secure_outside_dev_and_test(settings):
+def test_the_session_cookie_is_secure_outside_dev_and_test(settings, people):
     assert settings.model_copy(update={"ENVIRONMENT": "production"}).web_cookie_secure
     assert not settings.web_cookie_secure
-    assert settings.model_copy(update={"WEB_COOKIE_SECURE": True}).web_cookie_secure
+    secure = TestClient(
+        create_app(settings.model_copy(update={"WEB_COOKIE_SECURE": True})), base_url="https://testserver"
+    )
+    form = secure.get("/app/login")
+    assert "secure" in form.headers["set-cookie"].lower()  # the login nonce's cookie too
+    answer = secure.post(
+        "/app/login",
+        data={
+            "email": people["investor"].email,
+            "password": people["investor"].password,
+            "csrf_token": csrf_of(form.text),
+        },
+        follow_redirects=False,
+    )
+    cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith(f"{SESSION_COOKIE}="))
+    assert "secure" in cookie.lower() and "httponly" in cookie.lower()
 
 
 def test_a_wrong_password_shows_the_error_and_starts_no_session(client, people):
@@ -180,7 +200,9 @@ def test_unknown_pages_are_html_404_and_the_api_keeps_problem_json(client, peopl
     b, _ = logged_in(client, people["investor"])
     page = b.get("/app/no/such/page")
     assert page.status_code == 404 and "text/html" in page.headers["content-type"]
-    assert b.get("/app/operator/loans/not-a-uuid").status_code in (403, 404)
+    operator, _ = logged_in(client, people["operator"])
+    assert operator.get("/app/operator/loans/not-a-uuid").status_code == 404
+    assert operator.get(f"/app/operator/loans/{uuid.uuid4()}").status_code == 404
     api = b.get("/v1/no/such/route")
     assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
 
@@ -304,9 +326,7 @@ def test_an_operator_changes_a_product_and_sees_the_diff(client, people, session
     assert "The first version." in page
     values = {
         name: value
-        for name, value in __import__("re").findall(
-            r'<input id="[^"]*" name="([a-z_A-E]+)" type="text" value="([^"]*)"', page
-        )
+        for name, value in re.findall(r'<input id="[^"]*" name="([a-z_A-E]+)" type="text" value="([^"]*)"', page)
     }
     assert values["rate_B"] and values["min_amount"]
     values.update(
@@ -357,21 +377,60 @@ def test_the_operator_loan_page_shows_lifecycle_schedule_and_investors(client, p
     assert str(loan_id) not in b.get("/app/operator/loans", params={"status": "repaid"}).text
 
 
-def test_compliance_reads_the_trail_and_the_register(client, people, session_factory):
+def _tamper(session_factory, sql: str, **params) -> None:
+    """What someone with the database owner's rights could do: switch the guard off."""
+    with unit_of_work(session_factory) as session:
+        session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER trg_audit_log_append_only"))
+        session.execute(text(sql), params)
+        session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER trg_audit_log_append_only"))
+
+
+def test_compliance_reads_the_trail_and_the_register(client, people, session_factory, settings):
     borrower = uuid.UUID(people["borrower"].id)
     investor = uuid.UUID(people["investor"].id)
     loan_id = active_loan_in_db(session_factory, borrower, [investor])
+    with unit_of_work(session_factory) as session:
+        for step in ("one", "two", "three"):
+            append_audit(session, loan_id, f"web-test:{step}", "loan.noted", note=f"step {step}")
+        document, _ = register_document(
+            session,
+            DocumentStore(settings.documents_dir),
+            kind="investment_agreement",
+            subject_key=f"investment:web-test-{loan_id}",
+            loan_id=loan_id,
+            owner_id=investor,
+            render=lambda: b"%PDF-1.4 an agreement",
+        )
+        document_id = document.id
     b, _ = logged_in(client, people["compliance"])
     page = b.get(f"/app/compliance/loans/{loan_id}")
     assert page.status_code == 200
-    assert 'id="verify"' in page.text
+    assert ">Intact</span>" in page.text and "First bad record" not in page.text
+    assert text_of(page.text).count("loan.noted") == 3
     pdf = b.get(f"/app/compliance/loans/{loan_id}/trail.pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    register = b.get("/app/compliance/register", params={"q": str(loan_id)})
-    assert register.status_code == 200
+    found = b.get("/app/compliance/register", params={"q": str(loan_id)}).text
+    assert f"investment:web-test-{loan_id}" in found and people["investor"].email in found
+    assert f"/app/documents/{document_id}" in found
+    assert b.get(f"/app/documents/{document_id}").content == b"%PDF-1.4 an agreement"
+    assert "No document matches." in b.get("/app/compliance/register", params={"q": str(uuid.uuid4())}).text
+
+    # One record altered behind the platform's back: the badge says so and points at it.
+    with session_factory() as session:
+        target = session.scalars(
+            select(AuditRecord).where(AuditRecord.loan_id == loan_id, AuditRecord.event_key == "web-test:two")
+        ).one()
+    _tamper(session_factory, "UPDATE audit_log SET note = 'rewritten' WHERE id = :id", id=target.id)
+    page = b.get(f"/app/compliance/loans/{loan_id}").text
+    assert ">Not intact</span>" in page and "First bad record" in page
+    seq = re.search(r'<li id="step-(\d+)" class="broken"', page)
+    assert seq is not None and f'href="#step-{seq.group(1)}"' in page
+
     # Staff's pages are not the borrower's: the borrower is refused, not shown less.
     borrower_browser, _ = logged_in(client, people["borrower"])
     assert borrower_browser.get(f"/app/compliance/loans/{loan_id}").status_code == 403
+    assert borrower_browser.get(f"/app/documents/{document_id}").status_code == 200  # a party to it
+    assert logged_in(client, sign_up(client, "investor"))[0].get(f"/app/documents/{document_id}").status_code == 404
 
 
 def test_the_borrower_calculator_saves_a_simulation(client, people):
@@ -405,5 +464,189 @@ def test_the_investor_dashboard_shows_holdings_and_the_annual_limit(client, peop
     page = b.get("/app/investor").text
     assert f'data-loan="{loan_id}"' in page
     assert 'id="limit-left"' in page and "Expected cash flow by month" in page
+    # the two installments' shares, by month, in the chart's table (14,000 + 1,800 in all)
+    table = text_of(page).replace("\u202f", " ")
+    assert "2026-01 7 000.00 900.00 7 900.00" in table and "2026-02 7 000.00 900.00 7 900.00" in table
+    assert page.count('class="bar"') == 4  # 2 months x (principal, interest)
+
+
+def test_a_withdrawal_sent_twice_reserves_once_and_a_refusal_says_why(client, people, session_factory):
+    from ledger.cash import confirm_deposit, request_deposit
+    from models.ledger import Withdrawal
+
+    investor = uuid.UUID(people["investor"].id)
+    with unit_of_work(session_factory) as session:
+        deposit, _ = request_deposit(session, investor, D("1000.00"))
+        confirm_deposit(session, deposit.id, uuid.UUID(people["operator"].id), None)
+    b, csrf = logged_in(client, people["investor"])
+    key = str(uuid.uuid4())
+    for _ in range(2):
+        answer = b.post(
+            "/app/investor/withdrawals",
+            data={"amount": "600.00", "idempotency_key": key, "csrf_token": csrf},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303
+    too_much = b.post(
+        "/app/investor/withdrawals", data={"amount": "600.00", "idempotency_key": str(uuid.uuid4()), "csrf_token": csrf}
+    )
+    assert too_much.status_code == 409 and 'role="alert"' in too_much.text
+    assert 'value="600.00"' in too_much.text  # what was typed is still there
     with session_factory() as session:
-        assert session.get(User, investor) is not None
+        amounts = session.scalars(select(Withdrawal.amount).where(Withdrawal.user_id == investor)).all()
+    assert amounts == [D("600.00")]
+
+
+def loan_awaiting_review(session_factory, borrower: uuid.UUID) -> uuid.UUID:
+    from api.routers.scoring import AWAITING_REVIEW
+    from loans.requests import create_loan_request
+
+    with unit_of_work(session_factory) as session:
+        loan, _ = create_loan_request(
+            session,
+            borrower,
+            product_code="standard",
+            amount=D("30000.00"),
+            term_months=6,
+            purpose="a review",
+            simulation_id=None,
+            client_key=None,
+        )
+        loan.status = "scoring"
+        loan.scoring_score = 520
+        loan.scoring_details = {
+            "decision": "review",
+            "awaiting": AWAITING_REVIEW,
+            "reasons": [{"factor": "employment", "points": 40, "reason": "eight months with the employer"}],
+        }
+        return loan.id
+
+
+def test_a_review_is_rejected_only_with_a_reason_and_the_errors_sit_beside_their_fields(
+    client, people, session_factory
+):
+    loan_id = loan_awaiting_review(session_factory, uuid.UUID(people["borrower"].id))
+    b, csrf = logged_in(client, people["operator"])
+    page = b.get("/app/operator/reviews").text
+    assert str(loan_id) in page and "eight months with the employer" in page
+    url = f"/app/operator/reviews/{loan_id}"
+    no_choice = b.post(url, data={"reason": "", "idempotency_key": str(uuid.uuid4()), "csrf_token": csrf})
+    assert no_choice.status_code == 422 and '<span class="error">' in no_choice.text
+    no_reason = b.post(
+        url, data={"decision": "reject", "reason": "", "idempotency_key": str(uuid.uuid4()), "csrf_token": csrf}
+    )
+    assert no_reason.status_code == 422
+    assert f'id="reason-{loan_id}-reason-error"' in no_reason.text and "needs a reason" in no_reason.text
+    with session_factory() as session:
+        assert session.get(LoanRequest, loan_id).status == "scoring"  # nothing reached the loan
+
+
+def test_a_payment_another_operator_decided_is_said_at_the_top(client, people, session_factory):
+    investor, investor_csrf = logged_in(client, people["investor"])
+    investor.post(
+        "/app/investor/deposits",
+        data={"amount": "70.00", "idempotency_key": str(uuid.uuid4()), "csrf_token": investor_csrf},
+    )
+    deposit = deposits_of(session_factory, people["investor"].id)[0]
+    operator, csrf = logged_in(client, people["operator"])
+    assert people["investor"].email in operator.get("/app/operator/payments").text  # whose deposit it is
+    first = operator.post(
+        f"/app/operator/deposits/{deposit.id}/confirm",
+        data={"idempotency_key": str(uuid.uuid4()), "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert first.status_code == 303
+    late = operator.post(
+        f"/app/operator/deposits/{deposit.id}/reject",
+        data={"reason": "duplicate", "idempotency_key": str(uuid.uuid4()), "csrf_token": csrf},
+    )
+    assert late.status_code == 409
+    assert 'id="page-error"' in late.text and "Not done:" in late.text and "duplicate" in late.text
+    assert deposits_of(session_factory, people["investor"].id)[0].status == "confirmed"
+
+
+def test_an_operator_creates_a_product_through_the_form(client, people, session_factory):
+    b, csrf = logged_in(client, people["operator"])
+    form = b.get("/app/operator/products/standard").text
+    values = dict(re.findall(r'<input id="[^"]*" name="([a-z_A-E]+)" type="text" value="([^"]*)"', form))
+    values.update(
+        {"code": "tractors", "name": "Tractors", "rate_C": "abc", "amortization_method": "annuity", "csrf_token": csrf}
+    )
+    bad = b.post("/app/operator/products/new", data=values)
+    assert bad.status_code == 422 and 'id="rate_C-error"' in bad.text and 'id="rate_A-error"' not in bad.text
+    values["rate_C"] = "21"
+    created = b.post("/app/operator/products/new", data=values, follow_redirects=False)
+    assert created.status_code == 303, re.findall(r'class="(?:error|form-error)"[^>]*>([^<]*)', created.text)
+    assert (
+        created.status_code == 303
+        and created.headers["location"] == "/app/operator/products/tractors?notice=product-created"
+    )
+    with session_factory() as session:
+        product = session.scalars(select(LoanProduct).where(LoanProduct.code == "tractors")).one()
+    assert product.rate_for_grade("C") == D("21")
+
+
+def test_an_overlong_login_is_a_form_error_not_a_missing_page(client, people):
+    b = browser(client)
+    form = b.get("/app/login")
+    answer = b.post(
+        "/app/login",
+        data={"email": people["investor"].email, "password": "x" * 201, "csrf_token": csrf_of(form.text)},
+    )
+    assert answer.status_code == 422 and 'id="password-error"' in answer.text
+    assert f'value="{people["investor"].email}"' in answer.text
+
+
+def test_a_token_of_the_login_form_is_not_a_sessions_and_back(client, people):
+    b = browser(client)
+    login_token = csrf_of(b.get("/app/login").text)
+    csrf = web_login(b, people["investor"].email, people["investor"].password)
+    assert b.post("/app/logout", data={"csrf_token": login_token}).status_code == 403
+    assert b.get("/app/investor").status_code == 200  # still logged in
+    assert b.post("/app/login", data={"email": "x@example.com", "password": "y", "csrf_token": csrf}).status_code == 403
+
+
+def test_no_other_origin_may_read_the_pages(client, people):
+    b, _ = logged_in(client, people["investor"])
+    for origin in ("http://localhost:8233", "http://evil.example"):
+        answer = b.get("/app/investor", headers={"Origin": origin})
+        assert "access-control-allow-origin" not in answer.headers
+        api = b.get("/v1/products", headers={"Origin": origin})
+        assert "access-control-allow-origin" not in api.headers
+
+
+def test_an_unknown_outcome_keeps_the_forms_key(client, people, session_factory, monkeypatch):
+    """The API failed after the form was sent (here: its deposit service blew up): the page
+    says the outcome is unknown and gives the form back with the same key, which does it once."""
+    import api.routers.wallets as wallets
+
+    real = wallets.request_deposit
+    monkeypatch.setattr(wallets, "request_deposit", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    b, csrf = logged_in(client, people["investor"])
+    key = str(uuid.uuid4())
+    sent = {"amount": "42.00", "idempotency_key": key, "csrf_token": csrf}
+    failed = b.post("/app/investor/deposits", data=sent)
+    assert failed.status_code == 500 and "text/html" in failed.headers["content-type"]
+    assert "send the form again as it is" in failed.text
+    assert keys_of(failed.text)[0] == key and 'value="42.00"' in failed.text
+    monkeypatch.setattr(wallets, "request_deposit", real)
+    for _ in range(2):
+        again = b.post("/app/investor/deposits", data=sent, follow_redirects=False)
+        assert again.status_code == 303
+    assert [d.amount for d in deposits_of(session_factory, people["investor"].id)] == [D("42.00")]
+
+
+def test_when_the_page_itself_cannot_be_drawn_the_form_comes_back_as_sent(client, people, monkeypatch):
+    """Even the page's own reads fail (the API answers 500 to everything): the error page offers
+    the form exactly as it was posted, its key included."""
+    import api.routers.wallets as wallets
+
+    b, csrf = logged_in(client, people["investor"])
+    broken = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+    monkeypatch.setattr(wallets, "request_deposit", broken)
+    monkeypatch.setattr(wallets, "wallet_balance", broken)  # the dashboard cannot be drawn again
+    key = str(uuid.uuid4())
+    failed = b.post("/app/investor/deposits", data={"amount": "42.00", "idempotency_key": key, "csrf_token": csrf})
+    assert failed.status_code == 500 and "Send it again" in failed.text
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', failed.text))
+    assert fields["idempotency_key"] == key and fields["amount"] == "42.00" and fields["csrf_token"] == csrf

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,7 +25,7 @@ from core.errors import PlatformError
 from core.security import decode_access_token
 from models.access import RefreshToken
 from web import borrower_pages, compliance_pages, investor_pages, operator_pages
-from web.forms import FormState, see_other
+from web.forms import KEY_FIELD, FormState, read_form, see_other
 from web.guards import AnySession, CsrfRefused, LoginRequired, web_router
 from web.platform_api import ApiProblem, PlatformApi
 from web.rendering import ROLE_HOMES, render
@@ -39,6 +39,8 @@ from web.session import (
     set_cookie,
     start_session,
 )
+
+log = logging.getLogger("api")
 
 router = web_router("/app")
 
@@ -118,41 +120,47 @@ def _family_of(request: Request, refresh_token: str) -> uuid.UUID:
         return db.scalars(select(RefreshToken.family_id).where(RefreshToken.token_hash == digest)).one()
 
 
+LOGIN_FIELD_LIMITS = {"email": 320, "password": 200, "next": 500}
+
+
+def _revoke(request: Request, family_id: uuid.UUID) -> None:
+    with unit_of_work(request.app.state.sessionmaker) as db:
+        revoke_family(db, family_id, datetime.now(UTC))
+
+
 @router.post("/login", response_class=HTMLResponse)
-async def login(
-    request: Request,
-    email: Annotated[str, Form(max_length=320)] = "",
-    password: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=500)] = "",
-) -> Response:
+async def login(request: Request) -> Response:
     """Logs in through the API (its login limits, its known addresses): a new session each
-    time, so a session id planted before login is worth nothing."""
-    form = FormState(values={"email": email, "next": next})
-    if not email or not password:
-        form.errors = {
-            name: f"enter your {name}" for name, value in (("email", email), ("password", password)) if not value
-        }
+    time, so a session id planted before login is worth nothing; the login this browser held
+    before, if any, ends."""
+    values = await read_form(request)
+    email, next_page = values.get("email", ""), values.get("next", "")
+    password = str((await request.form()).get("password") or "")  # (not trimmed: a password is as typed)
+    form = FormState(values={"email": email, "next": next_page})
+    for name, value in (("email", email), ("password", password)):
+        if not value:
+            form.errors[name] = f"enter your {name}"
+        elif len(value) > LOGIN_FIELD_LIMITS[name]:
+            form.errors[name] = f"at most {LOGIN_FIELD_LIMITS[name]} characters"
+    if form.errors:
         return _login_page(request, form, 422)
     try:
-        tokens = (
-            await PlatformApi(request, None).call(
-                "POST",
-                "/v1/auth/token",
-                data={
-                    "username": email,
-                    "password": password,
-                },
-            )
-        ).json()
+        answer = await PlatformApi(request, None).call(
+            "POST", "/v1/auth/token", data={"username": email, "password": password}
+        )
     except ApiProblem as problem:
         form.message = problem.detail
         if problem.status == 429:
             form.message = f"Too many failed logins: wait {problem.retry_after or 'a while'} seconds and try again."
         return _login_page(request, form, problem.status if problem.status in (401, 429) else 400)
+    tokens = answer.json()
     settings = request.app.state.settings
     claims = decode_access_token(settings, tokens["access_token"])
     family_id = await asyncio.to_thread(_family_of, request, tokens["refresh_token"])
-    response = RedirectResponse(safe_next(next, claims.role), status_code=303)
+    before = session_claims(settings, request)
+    if before is not None and before.family_id != family_id:
+        await asyncio.to_thread(_revoke, request, before.family_id)
+    response = RedirectResponse(safe_next(next_page[: LOGIN_FIELD_LIMITS["next"]], claims.role), status_code=303)
     start_session(settings, response, claims.user_id, claims.token_version, family_id)
     return response
 
@@ -162,12 +170,7 @@ async def logout(request: Request) -> Response:
     """Ends this session's login for good (its family is revoked), whatever else holds the cookie."""
     claims = session_claims(request.app.state.settings, request)
     if claims is not None:
-
-        def revoke() -> None:
-            with unit_of_work(request.app.state.sessionmaker) as db:
-                revoke_family(db, claims.family_id, datetime.now(UTC))
-
-        await asyncio.to_thread(revoke)
+        await asyncio.to_thread(_revoke, request, claims.family_id)
     response = see_other("/app/login", "logged-out")
     end_session(response)
     return response
@@ -190,9 +193,23 @@ async def document(document_id: uuid.UUID, request: Request, session: AnySession
     )
 
 
-def _error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
-    session = load_session(request) if status_code != 401 else None
-    return render(request, "error.html", session, status_code=status_code, title=title, detail=detail)
+def _error_page(
+    request: Request, status_code: int, title: str, detail: str, resend: list[tuple[str, str]] | None = None
+) -> Response:
+    try:
+        session = load_session(request) if status_code != 401 else None
+    except Exception:  # the database is what failed: the page is still shown, without the menu
+        session = None
+    return render(
+        request,
+        "error.html",
+        session,
+        status_code=status_code,
+        title=title,
+        detail=detail,
+        resend=resend,
+        resend_action=request.url.path,
+    )
 
 
 ERROR_TITLES = {
@@ -201,8 +218,18 @@ ERROR_TITLES = {
     405: "Not allowed",
     409: "Not possible now",
     422: "Invalid request",
+    500: "Something went wrong",
     503: "Try again shortly",
 }
+
+
+def _resendable(request: Request, status_code: int) -> list[tuple[str, str]] | None:
+    """A form whose outcome is unknown (a 5xx) comes back as it was sent, its Idempotency-Key
+    and all: sending it again does it at most once and learns what happened."""
+    fields: list[tuple[str, str]] = getattr(request.state, "posted_fields", None) or []
+    if request.method != "POST" or status_code < 500:
+        return None
+    return fields if any(k == KEY_FIELD for k, _ in fields) else None
 
 
 def install_web(app: FastAPI) -> None:
@@ -225,21 +252,27 @@ def install_web(app: FastAPI) -> None:
                 if api_handler is None:
                     raise exc
                 return await api_handler(request, exc)  # type: ignore[no-any-return]
-            status_code = getattr(exc, "status_code", None) or getattr(exc, "status", 500)
+            status_code = getattr(exc, "status_code", None) or getattr(exc, "status", None) or 500
+            detail = str(getattr(exc, "detail", None) or "Something went wrong; nothing was half-done.")
             if isinstance(exc, RequestValidationError):
-                status_code = 404  # an id that is not an id: no such page
+                # an id in the path that is not an id: no such page; anything else: a bad form
+                in_path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
+                status_code, detail = (404, "") if in_path else (422, "Some of what was sent is not valid.")
             if status_code == 401:
                 return RedirectResponse(f"/app/login?next={quote(request.url.path)}", status_code=303)
-            detail = getattr(exc, "detail", None) or "Something went wrong."
             if status_code == 404:
                 detail = "There is no such page, or it is not yours to see."
+            if status_code >= 500 and not isinstance(exc, (PlatformError, ApiProblem)):
+                log.exception("back office page %s %s failed", request.method, request.url.path)
+                detail = "Something went wrong on our side; nothing was half-done."
+            resend = _resendable(request, status_code)
             return await asyncio.to_thread(
-                _error_page, request, status_code, ERROR_TITLES.get(status_code, "Error"), str(detail)
+                _error_page, request, status_code, ERROR_TITLES.get(status_code, "Error"), detail, resend
             )
 
         app.add_exception_handler(exc_class, handler)
 
-    for exc_class in (PlatformError, StarletteHTTPException, RequestValidationError, ApiProblem):
+    for exc_class in (PlatformError, StarletteHTTPException, RequestValidationError, ApiProblem, Exception):
         for_pages(exc_class)
 
     @app.exception_handler(LoginRequired)

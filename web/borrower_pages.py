@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from web.charts import bar_chart, line_chart
-from web.forms import FormState, new_key, posted_key, read_form, refused, see_other, whole_number
+from web.forms import FormState, posted_key, read_form, refused, see_other, unshown, whole_number
 from web.guards import BorrowerSession, web_router
 from web.platform_api import ApiProblem, PlatformApi
 from web.rendering import money, render
@@ -39,6 +39,14 @@ def next_payment(schedule: list[dict[str, Any]]) -> dict[str, Any] | None:
         if row["status"] in ("pending", "overdue"):
             return row
     return None
+
+
+def principal_left(schedule: list[dict[str, Any]]) -> Decimal:
+    """What an early repayment pays back as principal (interest to today and fees come on top)."""
+    return sum(
+        (Decimal(row["principal"]) - Decimal(row["paid_principal"]) for row in schedule if row["status"] != "paid"),
+        Decimal("0.00"),
+    )
 
 
 def schedule_charts(chart_id: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
@@ -80,6 +88,7 @@ async def _home(
     session: WebSession,
     deposit: FormState | None = None,
     profile_form: FormState | None = None,
+    early: tuple[str, FormState] | None = None,
     status: int = 200,
 ) -> Response:
     api = PlatformApi(request, session.user)
@@ -90,12 +99,18 @@ async def _home(
         *(api.get(f"/v1/loans/{loan['id']}/schedule") for loan in loans if loan["status"] in WITH_SCHEDULE)
     )
     by_loan = dict(zip([loan["id"] for loan in loans if loan["status"] in WITH_SCHEDULE], schedules))
+    early_forms = {loan["id"]: FormState() for loan in loans if loan["status"] == "active"}
+    page_error = None
+    if early is not None:
+        page_error = unshown({early[0]: early[1]}, set(early_forms))
+        early_forms[early[0]] = early[1]
     rows = [
         {
             "loan": loan,
             "schedule": by_loan.get(loan["id"], []),
             "next": next_payment(by_loan.get(loan["id"], [])),
-            "early_key": new_key(),
+            "early": early_forms.get(loan["id"]),
+            "principal_left": principal_left(by_loan.get(loan["id"], [])),
         }
         for loan in loans
     ]
@@ -105,6 +120,7 @@ async def _home(
         session,
         status_code=status,
         title="My loans",
+        page_error=page_error,
         wallet=wallet,
         loans=rows,
         documents=documents,
@@ -165,6 +181,7 @@ async def save_profile(request: Request, session: BorrowerSession) -> Response:
 
 @router.post("/loans/{loan_id}/early-repayment")
 async def repay_early(loan_id: uuid.UUID, request: Request, session: BorrowerSession) -> Response:
+    """Repays the whole loan today; the same form sent again repays once."""
     values = await read_form(request)
     key = posted_key(values)
     try:
@@ -172,14 +189,8 @@ async def repay_early(loan_id: uuid.UUID, request: Request, session: BorrowerSes
     except ApiProblem as problem:
         if problem.status in (401, 403, 404):
             raise
-        return render(
-            request,
-            "error.html",
-            session,
-            status_code=problem.status,
-            title="Early repayment not done",
-            detail=refused(problem, values, key, ()).message or problem.detail,
-        )
+        state = refused(problem, values, key, ())
+        return await _home(request, session, early=(str(loan_id), state), status=problem.status)
     return see_other("/app/borrower", "repaid-early")
 
 
@@ -198,7 +209,6 @@ async def loan_page(loan_id: uuid.UUID, request: Request, session: BorrowerSessi
         schedule=schedule,
         next=next_payment(schedule),
         documents=documents,
-        early=FormState(),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
+from core.temporal_client import workflow_ui_url
 from models.loan_status import LoanStatus
 from web.forms import FormState, refused
 from web.guards import StaffSession, web_router
@@ -50,6 +51,9 @@ async def trail_page(loan_id: uuid.UUID, request: Request, session: StaffSession
     trail, verification = await asyncio.gather(
         api.get(f"/v1/loans/{loan_id}/trail"), api.get(f"/v1/loans/{loan_id}/trail/verify")
     )
+    broken_id = verification["chain"].get("first_broken_id")
+    broken_step = next((step for step in trail["steps"] if step["id"] == broken_id), None)
+    workflow_page = workflow_ui_url(request.app.state.settings, trail.get("workflow_id"))
     return render(
         request,
         "compliance_trail.html",
@@ -57,6 +61,8 @@ async def trail_page(loan_id: uuid.UUID, request: Request, session: StaffSession
         title=f"Trail of loan {str(loan_id)[:8]}",
         trail=trail,
         verification=verification,
+        broken_step=broken_step,
+        workflow_page=workflow_page,
     )
 
 

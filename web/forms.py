@@ -65,17 +65,44 @@ def posted_key(values: dict[str, str]) -> str:
     return key if _KEY_PATTERN.match(key) else new_key()
 
 
-def refused(problem: ApiProblem, values: dict[str, str], key: str, fields: tuple[str, ...]) -> FormState:
+def refused(
+    problem: ApiProblem,
+    values: dict[str, str],
+    key: str,
+    fields: tuple[str, ...],
+    aliases: dict[str, str] | None = None,
+) -> FormState:
     """The form again after the API said no: each error beside its field when the API named
-    one of the form's `fields`, the rest (or the refusal's detail) above the form."""
-    errors = {name: message for name, message in problem.field_errors.items() if name in fields}
-    unplaced = [f"{name}: {message}" for name, message in problem.field_errors.items() if name not in fields]
+    one of the form's `fields` (by its path in the body: "allowed_grades.0" is the field
+    "allowed_grades"; `aliases` name the form field of a path that differs), the rest (or the
+    refusal's detail) above the form."""
+    errors: dict[str, str] = {}
+    unplaced: list[str] = []
+    for path, message in problem.field_errors.items():
+        name = (aliases or {}).get(path, path)
+        if name not in fields:
+            name = name.split(".")[0]
+        if name in fields:
+            errors.setdefault(name, message)
+        else:
+            unplaced.append(message if path == "body" else f"{path}: {message}")
     message = "; ".join(unplaced) if unplaced else (None if errors else problem.detail)
     if problem.outcome_unknown:
         message = f"{problem.detail} Nothing will be done twice: send the form again as it is to learn what happened."
     elif problem.status == 429:
         message = f"{problem.detail} (wait {problem.retry_after or 'a minute'} seconds)"
     return FormState(values=values, errors=errors, message=message, key=key if problem.outcome_unknown else new_key())
+
+
+def unshown(forms: dict[str, FormState], shown: set[str]) -> str | None:
+    """The refusal of a form whose item is no longer on the page (a loan filled up, a deposit
+    another operator decided): said at the top of the page, with what was typed."""
+    for name, state in forms.items():
+        if name not in shown and (state.message or state.errors):
+            typed = ", ".join(f"{k} {v}" for k, v in state.values.items() if v and k not in ("idempotency_key",))
+            said = state.message or "; ".join(state.errors.values())
+            return f"Not done: {said}" + (f" (you sent: {typed})" if typed else "")
+    return None
 
 
 def see_other(path: str, notice: str | None = None) -> RedirectResponse:

@@ -37,6 +37,8 @@ async def csrf_guard(request: Request) -> None:
     if origin and origin != "null" and origin.split("://", 1)[-1] != request.headers.get("host", ""):
         raise CsrfRefused()
     form = await request.form()
+    # Kept on the request's scope: an error page may offer the same form again (web/app.py).
+    request.state.posted_fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     token = form.get(CSRF_FIELD)
     if not isinstance(token, str) or not csrf_ok(request.app.state.settings, request, token):
         raise CsrfRefused()

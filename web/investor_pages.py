@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from web.borrower_pages import amount_text, post_deposit
 from web.charts import bar_chart
-from web.forms import FormState, posted_key, read_form, refused, see_other, whole_number
+from web.forms import FormState, posted_key, read_form, refused, see_other, unshown, whole_number
 from web.guards import InvestorSession, web_router
 from web.platform_api import ApiProblem, PlatformApi
 from web.rendering import render
@@ -83,7 +83,9 @@ async def _dashboard(
         unit="RUB",
     )
     invest_forms = {loan["id"]: FormState() for loan in open_loans}
+    page_error = None
     if invest is not None:
+        page_error = unshown({invest[0]: invest[1]}, set(invest_forms))
         invest_forms[invest[0]] = invest[1]
     return render(
         request,
@@ -91,6 +93,7 @@ async def _dashboard(
         session,
         status_code=status,
         title="Investor dashboard",
+        page_error=page_error,
         wallet=wallet,
         portfolio=portfolio,
         cash_flow_chart=cash_flow_chart,

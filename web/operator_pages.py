@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
@@ -16,7 +17,7 @@ from models.loan_status import LoanStatus
 from products.diff import TermChange, diff_terms
 from web.borrower_pages import amount_text
 from web.charts import lifecycle_diagram
-from web.forms import FormState, posted_key, read_form, refused, see_other
+from web.forms import FormState, posted_key, read_form, refused, see_other, unshown
 from web.guards import OperatorSession, web_router
 from web.platform_api import ApiProblem, PlatformApi
 from web.rendering import render
@@ -41,7 +42,7 @@ async def operator_home(request: Request, session: OperatorSession) -> Response:
     deposits, withdrawals, reviews, balance = await asyncio.gather(
         api.get("/v1/operator/deposits", status="pending", limit=200),
         api.get("/v1/operator/withdrawals", status="pending", limit=200),
-        api.get("/v1/operator/reviews"),
+        api.get("/v1/operator/reviews", limit=200),
         api.get("/v1/operator/ledger/trial-balance"),
     )
     return render(
@@ -68,15 +69,17 @@ async def _payments(
         api.get("/v1/operator/withdrawals", status="pending", limit=200),
     )
     forms = forms or {}
-    for item in (*deposits, *withdrawals):
-        for action in ("confirm", "reject"):
-            forms.setdefault(f"{action}-{item['id']}", FormState())
+    shown = {f"{action}-{item['id']}" for item in (*deposits, *withdrawals) for action in ("confirm", "reject")}
+    page_error = unshown(forms, shown)
+    for name in shown:
+        forms.setdefault(name, FormState())
     return render(
         request,
         "operator_payments.html",
         session,
         status_code=status,
         title="Payments",
+        page_error=page_error,
         deposits=deposits,
         withdrawals=withdrawals,
         forms=forms,
@@ -116,10 +119,8 @@ async def decide_payment(
         if problem.status in (401, 403):
             raise
         form_name = f"{'confirm' if action in ('confirm', 'pay') else 'reject'}-{payment_id}"
-        state = refused(problem, values, key, fields)
-        if "body" in problem.field_errors and "reason" in fields:  # no body at all: the reason is missing
-            state.errors["reason"] = "give the reason"
-            state.message = None
+        # no body at all (nothing typed): the reason is what is missing
+        state = refused(problem, values, key, fields, {"body": "reason"} if "reason" in fields else None)
         return await _payments(request, session, {form_name: state}, problem.status)
     return see_other("/app/operator/payments", notice)
 
@@ -130,12 +131,20 @@ async def decide_payment(
 async def _reviews(
     request: Request, session: WebSession, forms: dict[str, FormState] | None = None, status: int = 200
 ) -> Response:
-    reviews = await PlatformApi(request, session.user).get("/v1/operator/reviews")
+    reviews = await PlatformApi(request, session.user).get("/v1/operator/reviews", limit=200)
     forms = forms or {}
+    page_error = unshown(forms, {review["loan"]["id"] for review in reviews})
     for review in reviews:
         forms.setdefault(review["loan"]["id"], FormState())
     return render(
-        request, "operator_reviews.html", session, status_code=status, title="Reviews", reviews=reviews, forms=forms
+        request,
+        "operator_reviews.html",
+        session,
+        status_code=status,
+        title="Reviews",
+        reviews=reviews,
+        forms=forms,
+        page_error=page_error,
     )
 
 
@@ -146,16 +155,10 @@ async def reviews(request: Request, session: OperatorSession) -> Response:
 
 @router.post("/reviews/{loan_id}")
 async def decide_review(loan_id: uuid.UUID, request: Request, session: OperatorSession) -> Response:
+    """Approve or reject (the API requires the reason of a rejection); decided once."""
     values = await read_form(request)
     key = posted_key(values)
-    approve = values.get("decision") == "approve"
-    if values.get("decision") not in ("approve", "reject"):
-        return await _reviews(
-            request, session, {str(loan_id): FormState(values, {"decision": "choose approve or reject"})}, 422
-        )
-    if not approve and len(values.get("reason", "")) < 3:
-        state = FormState(values, {"reason": "give the borrower a reason for the rejection"}, key=key)
-        return await _reviews(request, session, {str(loan_id): state}, 422)
+    approve = {"approve": True, "reject": False}.get(values.get("decision", ""))
     try:
         await PlatformApi(request, session.user).post(
             f"/v1/operator/loans/{loan_id}/decision",
@@ -165,9 +168,8 @@ async def decide_review(loan_id: uuid.UUID, request: Request, session: OperatorS
     except ApiProblem as problem:
         if problem.status in (401, 403, 404):
             raise
-        return await _reviews(
-            request, session, {str(loan_id): refused(problem, values, key, ("reason",))}, problem.status
-        )
+        state = refused(problem, values, key, ("decision", "reason"), {"approve": "decision", "body": "reason"})
+        return await _reviews(request, session, {str(loan_id): state}, problem.status)
     return see_other("/app/operator/reviews", "loan-approved" if approve else "loan-rejected")
 
 
@@ -234,10 +236,8 @@ def product_body(values: dict[str, str]) -> dict[str, Any]:
 
 
 def _product_errors(problem: ApiProblem, values: dict[str, str]) -> FormState:
-    state = refused(problem, values, "", (*PRODUCT_FIELDS, "rates_by_grade"))
-    if "rates_by_grade" in state.errors:
-        state.errors["rate_A"] = state.errors.pop("rates_by_grade")
-    return state
+    rates = {f"rates_by_grade.{grade}": f"rate_{grade}" for grade in GRADES}
+    return refused(problem, values, "", (*PRODUCT_FIELDS, *rates.values()), rates)
 
 
 @router.get("/products", response_class=HTMLResponse)
@@ -256,7 +256,7 @@ def _version_changes(versions: list[dict[str, Any]]) -> list[tuple[dict[str, Any
 async def _product_page(
     request: Request, session: WebSession, code: str, form: FormState | None = None, status: int = 200
 ) -> Response:
-    versions = await PlatformApi(request, session.user).get(f"/v1/operator/products/{code}/versions")
+    versions = await PlatformApi(request, session.user).get(f"/v1/operator/products/{quote(code, safe='')}/versions")
     current = max(versions, key=lambda v: v["version"])
     return render(
         request,
@@ -298,7 +298,7 @@ async def create_product(request: Request, session: OperatorSession) -> Response
             grades=GRADES,
             new=True,
         )
-    return see_other(f"/app/operator/products/{created['code']}", "product-created")
+    return see_other(f"/app/operator/products/{quote(created['code'], safe='')}", "product-created")
 
 
 @router.get("/products/{code}", response_class=HTMLResponse)
@@ -312,18 +312,23 @@ async def change_product(code: str, request: Request, session: OperatorSession) 
     values = await read_form(request)
     values["code"] = code
     try:
-        response = await PlatformApi(request, session.user).put(f"/v1/operator/products/{code}", product_body(values))
+        response = await PlatformApi(request, session.user).put(
+            f"/v1/operator/products/{quote(code, safe='')}", product_body(values)
+        )
     except ApiProblem as problem:
         if problem.status in (401, 403, 404):
             raise
         return await _product_page(request, session, code, _product_errors(problem, values), problem.status)
     created = response.headers.get("x-product-version-created") == "true"
-    return see_other(f"/app/operator/products/{code}", "product-changed" if created else "product-unchanged")
+    return see_other(
+        f"/app/operator/products/{quote(code, safe='')}", "product-changed" if created else "product-unchanged"
+    )
 
 
 # Loans
 
 FILTERS = ("status", "grade", "product", "borrower")
+LOANS_SHOWN = 200
 
 
 @router.get("/loans", response_class=HTMLResponse)
@@ -334,7 +339,9 @@ async def loans(request: Request, session: OperatorSession) -> Response:
     found: list[dict[str, Any]] = []
     status = 200
     try:
-        found, products = await asyncio.gather(api.get("/v1/loans", limit=200, **values), api.get("/v1/products"))
+        found, products = await asyncio.gather(
+            api.get("/v1/loans", limit=LOANS_SHOWN, **values), api.get("/v1/products")
+        )
     except ApiProblem as problem:
         if problem.status in (401, 403):
             raise
@@ -349,6 +356,7 @@ async def loans(request: Request, session: OperatorSession) -> Response:
         title="Loans",
         form=form,
         loans=found,
+        limit=LOANS_SHOWN,
         status_options=[("", "any status"), *[(s.value, s.value) for s in LoanStatus]],
         grade_options=[("", "any grade"), *[(g, g) for g in GRADES]],
         product_options=[("", "any product"), *[(p["code"], p["code"]) for p in products]],

@@ -40,8 +40,9 @@ class ApiProblem(Exception):
 
     @property
     def outcome_unknown(self) -> bool:
-        """The request may have been done (or is being done): only the same key may resend it."""
-        return self.status == 503 or (self.status == 409 and "still being processed" in self.detail)
+        """The request may have been done, or is being done: only the same key may send it
+        again (the API keeps only successful answers, so keeping the key never costs anything)."""
+        return self.status >= 500 or str(self.body.get("type", "")).endswith("/idempotency-key-in-flight")
 
 
 def _problem(response: httpx.Response) -> ApiProblem:
@@ -54,8 +55,8 @@ def _problem(response: httpx.Response) -> ApiProblem:
     errors: dict[str, str] = {}
     for error in body.get("errors") or []:
         if isinstance(error, dict):
-            # "amount", "allowed_grades.0" -> the form field; a whole-body error -> "body"
-            name = str(error.get("field") or "").split(".")[0] or "body"
+            # the field's path in the body ("amount", "rates_by_grade.B"); a whole-body error: "body"
+            name = str(error.get("field") or "") or "body"
             errors.setdefault(name, str(error.get("message") or "invalid value"))
     return ApiProblem(
         status=response.status_code,
@@ -95,7 +96,11 @@ class PlatformApi:
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
-        transport = httpx.ASGITransport(app=self._request.app, client=(client_address(self._request), 0))
+        # An unhandled error in the API comes back as its 500 answer (not raised through the
+        # page), so the page can say the outcome is unknown and keep the form's key.
+        transport = httpx.ASGITransport(
+            app=self._request.app, client=(client_address(self._request), 0), raise_app_exceptions=False
+        )
         async with httpx.AsyncClient(transport=transport, base_url=INTERNAL_BASE_URL) as client:
             response = await client.request(
                 method,

@@ -3,7 +3,7 @@ redirect may name (a fixed table: nothing a URL carries is ever shown as text)."
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,9 @@ def when(value: Any) -> str:
             except ValueError:
                 return value
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M UTC")
+        # (a naive time is the platform's UTC; an aware one is converted, whatever the server's zone)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return value.isoformat()
 
 

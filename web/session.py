@@ -159,16 +159,17 @@ def login_nonce(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
+LOGIN_PATH = "/app/login"
+
+
 def csrf_bindings(settings: Settings, request: Request) -> list[str]:
-    """What a posted form's token may be bound to: this request's session, or its login nonce."""
-    bindings = []
+    """What a posted form's token must be bound to: the login form's nonce on the login form,
+    this request's session everywhere else (a token of one never passes for the other)."""
+    if request.url.path == LOGIN_PATH:
+        nonce = request.cookies.get(LOGIN_NONCE_COOKIE)
+        return [f"login|{nonce}"] if nonce else []
     claims = session_claims(settings, request)
-    if claims is not None:
-        bindings.append(str(claims.family_id))
-    nonce = request.cookies.get(LOGIN_NONCE_COOKIE)
-    if nonce:
-        bindings.append(f"login|{nonce}")
-    return bindings
+    return [str(claims.family_id)] if claims is not None else []
 
 
 def csrf_ok(settings: Settings, request: Request, token: str | None) -> bool:

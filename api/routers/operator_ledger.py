@@ -13,28 +13,47 @@ from sqlalchemy.orm import Session
 
 from api.deps import OperatorOrCompliance, OperatorUser, SessionDep, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
-from api.schemas.wallets import DecisionIn, DepositOut, RejectionIn, ReserveFundOut, TrialBalanceOut, WithdrawalOut
+from api.schemas.wallets import (
+    DecisionIn,
+    DepositOut,
+    OperatorDepositOut,
+    OperatorWithdrawalOut,
+    RejectionIn,
+    ReserveFundOut,
+    TrialBalanceOut,
+    WithdrawalOut,
+)
 from ledger.cash import confirm_deposit, pay_withdrawal, reject_deposit, reject_withdrawal
 from ledger.reports import reserve_fund, trial_balance
 from models.ledger import Deposit, Withdrawal
 from models.loan_status import LoanStatus
 from models.loans import LoanRequest
+from models.users import User
 from outbox.delivery import deliver
 from outbox.messages import enqueue
 
 router = APIRouter(prefix="/v1/operator", tags=["operator"])
 
 
-@router.get("/deposits", response_model=list[DepositOut])
+@router.get("/deposits", response_model=list[OperatorDepositOut])
 def list_deposits(
     operator: OperatorUser,
     session: SessionDep,
     status: Literal["pending", "confirmed", "rejected"] = "pending",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> list[Deposit]:
-    return list(
-        session.scalars(select(Deposit).where(Deposit.status == status).order_by(Deposit.created_at).limit(limit))
-    )
+) -> list[OperatorDepositOut]:
+    """Oldest first, each with its owner (the operator matches it with the bank payment)."""
+    rows = session.execute(
+        select(Deposit, User.email)
+        .join(User, User.id == Deposit.user_id)
+        .where(Deposit.status == status)
+        .order_by(Deposit.created_at)
+        .limit(limit)
+    ).all()
+    return [
+        OperatorDepositOut(**DepositOut.model_validate(d).model_dump(), user_id=d.user_id, user_email=email)
+        for d, email in rows
+    ]
 
 
 @router.post("/deposits/{deposit_id}/confirm", response_model=DepositOut)
@@ -98,18 +117,25 @@ def reject(
     return reject_deposit(session, deposit_id, operator.id, body.reason)
 
 
-@router.get("/withdrawals", response_model=list[WithdrawalOut])
+@router.get("/withdrawals", response_model=list[OperatorWithdrawalOut])
 def list_withdrawals(
     operator: OperatorUser,
     session: SessionDep,
     status: Literal["pending", "paid", "rejected"] = "pending",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> list[Withdrawal]:
-    return list(
-        session.scalars(
-            select(Withdrawal).where(Withdrawal.status == status).order_by(Withdrawal.created_at).limit(limit)
-        )
-    )
+) -> list[OperatorWithdrawalOut]:
+    """Oldest first, each with its owner."""
+    rows = session.execute(
+        select(Withdrawal, User.email)
+        .join(User, User.id == Withdrawal.user_id)
+        .where(Withdrawal.status == status)
+        .order_by(Withdrawal.created_at)
+        .limit(limit)
+    ).all()
+    return [
+        OperatorWithdrawalOut(**WithdrawalOut.model_validate(w).model_dump(), user_id=w.user_id, user_email=email)
+        for w, email in rows
+    ]
 
 
 @router.post("/withdrawals/{withdrawal_id}/pay", response_model=WithdrawalOut)

@@ -65,6 +65,20 @@ class WithdrawalOut(ResponseModel):
     decided_at: datetime | None
 
 
+class OperatorDepositOut(DepositOut):
+    """A deposit in the operators' queue: whose it is, to match it with the bank payment."""
+
+    user_id: uuid.UUID
+    user_email: str
+
+
+class OperatorWithdrawalOut(WithdrawalOut):
+    """A withdrawal in the operators' queue: whose it is, to pay the right account."""
+
+    user_id: uuid.UUID
+    user_email: str
+
+
 class DecisionIn(StrictModel):
     bank_reference: str | None = Field(default=None, max_length=200)
 
