@@ -5,30 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.idempotency import StoredAnswer
 from auth.refresh_tokens import revoke_family
 from core.db import unit_of_work
-from core.errors import PlatformError
 from core.security import decode_access_token
 from models.access import RefreshToken
 from web import borrower_pages, compliance_pages, investor_pages, operator_pages
 from web.forms import KEY_FIELD, FormState, read_form, see_other
 from web.guards import AnySession, CsrfRefused, LoginRequired, web_router
 from web.platform_api import ApiProblem, PlatformApi
-from web.rendering import ROLE_HOMES, render
+from web.rendering import ROLE_HOMES, SECURITY_HEADERS, render
 from web.session import (
     LOGIN_NONCE_COOKIE,
     csrf_token_for,
@@ -40,22 +39,9 @@ from web.session import (
     start_session,
 )
 
-log = logging.getLogger("api")
-
 router = web_router("/app")
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        b"frame-ancestors 'none'; base-uri 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
-]
 
 
 class BackOfficeHeaders:
@@ -152,7 +138,8 @@ async def login(request: Request) -> Response:
         form.message = problem.detail
         if problem.status == 429:
             form.message = f"Too many failed logins: wait {problem.retry_after or 'a while'} seconds and try again."
-        return _login_page(request, form, problem.status if problem.status in (401, 429) else 400)
+        passed_on = problem.status in (401, 429) or problem.status >= 500
+        return _login_page(request, form, problem.status if passed_on else 400)
     tokens = answer.json()
     settings = request.app.state.settings
     claims = decode_access_token(settings, tokens["access_token"])
@@ -212,6 +199,14 @@ def _error_page(
     )
 
 
+def _detail_of(answer: Response) -> str:
+    try:
+        detail = json.loads(bytes(answer.body)).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail or "Something went wrong on our side; nothing was half-done.")
+
+
 ERROR_TITLES = {
     403: "Not for your role",
     404: "Not found",
@@ -245,6 +240,9 @@ def install_web(app: FastAPI) -> None:
         return await asyncio.to_thread(_error_page, request, 404, "Not found", "There is no such page.")
 
     def for_pages(exc_class: type[Exception]) -> None:
+        """The API's handler for this error, with HTML for the pages: the API decides what the
+        error is (its status and words: a database outage is a 503, a bug a 500, logged once),
+        the page shows it."""
         api_handler = app.exception_handlers.get(exc_class)
 
         async def handler(request: Request, exc: Exception) -> Response:
@@ -252,19 +250,21 @@ def install_web(app: FastAPI) -> None:
                 if api_handler is None:
                     raise exc
                 return await api_handler(request, exc)  # type: ignore[no-any-return]
-            status_code = getattr(exc, "status_code", None) or getattr(exc, "status", None) or 500
-            detail = str(getattr(exc, "detail", None) or "Something went wrong; nothing was half-done.")
-            if isinstance(exc, RequestValidationError):
+            if isinstance(exc, ApiProblem):
+                status_code, detail = exc.status, exc.detail
+            elif isinstance(exc, RequestValidationError):
                 # an id in the path that is not an id: no such page; anything else: a bad form
                 in_path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
                 status_code, detail = (404, "") if in_path else (422, "Some of what was sent is not valid.")
+            elif api_handler is not None:
+                answer = await api_handler(request, exc)
+                status_code, detail = answer.status_code, _detail_of(answer)
+            else:
+                raise exc
             if status_code == 401:
                 return RedirectResponse(f"/app/login?next={quote(request.url.path)}", status_code=303)
             if status_code == 404:
                 detail = "There is no such page, or it is not yours to see."
-            if status_code >= 500 and not isinstance(exc, (PlatformError, ApiProblem)):
-                log.exception("back office page %s %s failed", request.method, request.url.path)
-                detail = "Something went wrong on our side; nothing was half-done."
             resend = _resendable(request, status_code)
             return await asyncio.to_thread(
                 _error_page, request, status_code, ERROR_TITLES.get(status_code, "Error"), detail, resend
@@ -272,8 +272,11 @@ def install_web(app: FastAPI) -> None:
 
         app.add_exception_handler(exc_class, handler)
 
-    for exc_class in (PlatformError, StarletteHTTPException, RequestValidationError, ApiProblem, Exception):
-        for_pages(exc_class)
+    # Every error the API has a handler for (the database's, Temporal's, its own, any other),
+    # and the API's refusals as the pages receive them.
+    for exc_class in [*app.exception_handlers, ApiProblem]:
+        if isinstance(exc_class, type) and exc_class not in (StoredAnswer, WebSocketRequestValidationError):
+            for_pages(exc_class)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:

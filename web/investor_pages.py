@@ -150,8 +150,10 @@ async def invest(loan_id: uuid.UUID, request: Request, session: InvestorSession)
             f"/v1/loans/{loan_id}/investments", {"amount": amount_text(values.get("amount", ""))}, idempotency_key=key
         )
     except ApiProblem as problem:
-        if problem.status in (401, 403, 404):
+        if problem.status in (401, 403):
             raise
+        if problem.status == 404:  # it left funding meanwhile: an investor no longer sees it
+            problem.detail = "the loan is no longer open for investment"
         return await _dashboard(
             request, session, invest=(str(loan_id), refused(problem, values, key, ("amount",))), status=problem.status
         )

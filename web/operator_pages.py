@@ -110,7 +110,8 @@ async def decide_payment(
     suffix, fields, notice = PAYMENT_ACTIONS[(kind, action)]
     values = await read_form(request)
     key = posted_key(values)
-    body = {name: values[name] for name in fields if values.get(name)}
+    # a reason is always sent (the API says when it is missing or too short); a reference when typed
+    body = {name: values.get(name, "") for name in fields if name == "reason" or values.get(name)}
     try:
         await PlatformApi(request, session.user).post(
             f"/v1/operator/{kind}/{payment_id}/{suffix}", body or None, idempotency_key=key
@@ -119,8 +120,7 @@ async def decide_payment(
         if problem.status in (401, 403):
             raise
         form_name = f"{'confirm' if action in ('confirm', 'pay') else 'reject'}-{payment_id}"
-        # no body at all (nothing typed): the reason is what is missing
-        state = refused(problem, values, key, fields, {"body": "reason"} if "reason" in fields else None)
+        state = refused(problem, values, key, fields)
         return await _payments(request, session, {form_name: state}, problem.status)
     return see_other("/app/operator/payments", notice)
 
@@ -160,7 +160,7 @@ async def decide_review(loan_id: uuid.UUID, request: Request, session: OperatorS
     key = posted_key(values)
     approve = {"approve": True, "reject": False}.get(values.get("decision", ""))
     try:
-        await PlatformApi(request, session.user).post(
+        answer = await PlatformApi(request, session.user).post(
             f"/v1/operator/loans/{loan_id}/decision",
             {"approve": approve, "reason": values.get("reason", "")},
             idempotency_key=key,
@@ -168,8 +168,15 @@ async def decide_review(loan_id: uuid.UUID, request: Request, session: OperatorS
     except ApiProblem as problem:
         if problem.status in (401, 403, 404):
             raise
-        state = refused(problem, values, key, ("decision", "reason"), {"approve": "decision", "body": "reason"})
+        state = refused(problem, values, key, ("decision", "reason"), {"approve": "decision"})
+        if "decision" in state.errors:
+            state.errors["decision"] = "choose approve or reject"
         return await _reviews(request, session, {str(loan_id): state}, problem.status)
+    # A loan is decided once: a second decision is answered with the first one's outcome.
+    decided = answer["status"]
+    if (decided == "rejected") == bool(approve):
+        said = FormState(values, message=f"the loan was already decided: it is {decided}")
+        return await _reviews(request, session, {str(loan_id): said}, 409)
     return see_other("/app/operator/reviews", "loan-approved" if approve else "loan-rejected")
 
 

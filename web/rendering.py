@@ -16,6 +16,21 @@ from web.session import CSRF_FIELD, WebSession
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
+# Every page: no script, no framing, no sniffing, never cached. Set on each rendered page (an
+# error page drawn by Starlette's outermost error handler passes no middleware) and by
+# web/app.py's middleware on everything else under /app.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
 NOTICES = {
     "logged-out": "You are logged out.",
     "deposit-confirmed": "The deposit is confirmed: the money is in the wallet.",
@@ -114,7 +129,7 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    return templates.TemplateResponse(
+    response = templates.TemplateResponse(
         request,
         template,
         {
@@ -128,3 +143,7 @@ def render(
         },
         status_code=status_code,
     )
+    for name, value in SECURITY_HEADERS:
+        response.headers[name.decode()] = value.decode()
+    response.headers["cache-control"] = "no-store"
+    return response

@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from api.schemas.base import Amount, Money, Rate, ResponseModel, StrictModel, TermMonths
 from models.loan_status import LoanStatus
@@ -85,13 +85,17 @@ class EarlyRepaymentOut(ResponseModel):
 
 class DecisionIn(StrictModel):
     approve: bool
-    reason: str = Field(default="", max_length=500, description="required to reject: the borrower is told it")
+    # (validated when left out too: a rejection without one is refused)
+    reason: str = Field(
+        default="", max_length=500, validate_default=True, description="required to reject: the borrower is told it"
+    )
 
-    @model_validator(mode="after")
-    def _rejection_has_a_reason(self) -> DecisionIn:
-        if not self.approve and len(self.reason.strip()) < 3:
+    @field_validator("reason")
+    @classmethod
+    def _rejection_has_a_reason(cls, reason: str, info: ValidationInfo) -> str:
+        if info.data.get("approve") is False and len(reason.strip()) < 3:
             raise ValueError("a rejection needs a reason (3 characters or more): the borrower is told it")
-        return self
+        return reason
 
 
 class DecisionOut(ResponseModel):
