@@ -15,11 +15,15 @@ from temporalio import activity
 
 from activities.errors import business_errors_are_final
 from core.db import unit_of_work
+from core.pseudonyms import pseudonym
 from core.settings import Settings
 from documents.agreements import plan_agreements, register_agreement
+from documents.assignments import register_assignment_agreements
 from documents.statements import generate_investor_statement, investors_to_statement
 from documents.store import DocumentStore
+from investing.market import trade_facts
 from models.documents_io import LoanAgreementsInput, LoanAgreementsResult, StatementsBatch, StatementsResult
+from models.loan_workflow import TradeDocumentsInput
 
 
 def _heartbeat(*details) -> None:
@@ -44,6 +48,23 @@ class DocumentActivities:
                 register_agreement(session, self._store, self._settings, input.loan_id, subject, plan.shares)
             _heartbeat(done)
         return LoanAgreementsResult(documents=len(plan.subjects))
+
+    @activity.defn(name="register_trade_documents")
+    @business_errors_are_final
+    def register_trade_documents(self, input: TradeDocumentsInput) -> int:
+        """The assignment agreement of a settled trade, one copy for the seller and one for the
+        buyer, in the register; a retry registers nothing twice."""
+        with unit_of_work(self._session_factory) as session:
+            facts = trade_facts(session, input.trade_id)
+            documents = register_assignment_agreements(
+                session,
+                self._store,
+                facts,
+                self._settings,
+                pseudonym("investor", facts.seller_id, self._settings),
+                pseudonym("investor", facts.buyer_id, self._settings),
+            )
+        return len(documents)
 
     @activity.defn(name="generate_investor_statements")
     @business_errors_are_final

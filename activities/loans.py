@@ -25,6 +25,7 @@ from core.errors import Conflict
 from domain.money import ZERO
 from domain.schedule import ScheduleError, build_schedule
 from domain.scoring import ScoringInput, score_request
+from investing import market
 from investing.annual_limit import count_investment, give_back, limit_year
 from ledger.accounts import wallet_accounts, wallet_of_user
 from ledger.postings import lock_accounts
@@ -47,7 +48,9 @@ from models.loan_workflow import (
     ReserveInvestmentInput,
     ScoreLoanInput,
     ScoreLoanResult,
+    SettleTradeInput,
     StatusChange,
+    TradeSettled,
 )
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.users import BorrowerProfile, User
@@ -365,6 +368,21 @@ class LoanActivities:
             act=lambda session: collections.collect_installments(session, input),
         )
 
+    @activity.defn(name="settle_trade")
+    @business_errors_are_final
+    @heartbeating
+    def settle_trade(self, input: SettleTradeInput) -> TradeSettled:
+        """A secondary-market trade: the money, the claim and the listing move together, once
+        per trade id (a retry or a stalled attempt gets the first answer)."""
+        return run_once(
+            self._session_factory,
+            key=f"market:trade:{input.trade_id}",
+            loan_id=input.loan_id,
+            operation="settle_trade",
+            result_type=TradeSettled,
+            act=lambda session: market.settle_trade(session, input),
+        )
+
     @activity.defn(name="mark_installment_overdue")
     @business_errors_are_final
     @heartbeating
@@ -380,6 +398,7 @@ class LoanActivities:
                 )
                 .values(status="overdue")
             )
+            market.close_listings_if_untradeable(session, notice.loan_id)
             award_points(
                 session,
                 notice.borrower_id,
@@ -444,6 +463,7 @@ class LoanActivities:
         loan = loan_row(session, input.loan_id, lock=True)
         loan.closed_at = input.at
         loan.updated_at = input.at
+        market.close_listings(session, loan.id, "the loan is repaid")
         award_points(
             session,
             loan.borrower_id,

@@ -49,6 +49,7 @@ from domain.refusals import (
     LoanNotFunding,
     NotAwaitingReview,
     NotThisLoan,
+    NotTradeable,
     OverFunding,
     TryAgain,
 )
@@ -71,6 +72,7 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
     OverFunding.failure_type: Conflict,
     LoanNotActive.failure_type: Conflict,
     NotAwaitingReview.failure_type: Conflict,
+    NotTradeable.failure_type: Conflict,
     InvalidInvestment.failure_type: InvalidRequest,
     # the early repayment's refusal, and the ledger's inside reserve_investment (the investor's answer)
     EarlyRepaymentUnaffordable.failure_type: InsufficientFunds,

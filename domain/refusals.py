@@ -79,3 +79,10 @@ REFUSALS: dict[str, type[LoanRefusal]] = {
         EarlyRepaymentUnaffordable,
     )
 }
+
+
+class NotTradeable(LoanRefusal):
+    """A secondary-market trade the loan cannot take now: an installment overdue, or the loan
+    on its last installment (a trade of a loan that is not active is LoanNotActive)."""
+
+    non_retryable = True

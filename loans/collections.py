@@ -16,6 +16,7 @@ from compliance.audit import append_audit
 from core.errors import InsufficientFunds
 from domain.collection import collection_waterfall, total_of
 from domain.money import ZERO
+from investing.market import close_listings_if_untradeable
 from ledger.postings import Leg, find_posted, lock_accounts, merge_legs, post_transaction
 from loans.common import available_account_of, investments_of
 from loans.investor_shares import pay_investments
@@ -76,6 +77,8 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
             },
         )
     _apply_to_schedule(session, input, paid)
+    # (a collection that leaves the loan on its last installment, or repaid, ends its listings)
+    close_listings_if_untradeable(session, input.loan_id)
     append_audit(
         session,
         input.loan_id,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from compliance.audit import append_audit
 from core.errors import Conflict
 from domain.default_cover import DefaultSplit, reserve_cover, split_default
+from investing.market import close_listings
 from ledger.accounts import platform_account
 from ledger.postings import Leg, lock_accounts, merge_legs, post_transaction
 from loans.common import available_account_of, investments_of, loan_row, notify
@@ -39,6 +40,7 @@ def default_loan(session: Session, input: DefaultInput) -> DefaultResult:
     covered = split.covered
     _record_losses(session, input, investments, split)
     _write_off(session, input)
+    close_listings(session, input.loan_id, "the loan defaulted")
     loan = loan_row(session, input.loan_id, lock=True)
     loan.closed_at = input.at
     loan.updated_at = input.at

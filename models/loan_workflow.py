@@ -230,6 +230,46 @@ class EarlyRepaymentRequest(BaseModel):
     loan_id: uuid.UUID | None = None  # (as InvestmentRequest.loan_id)
 
 
+class TradeRequest(BaseModel):
+    """The `trade` update: a buyer takes `principal` of an open listing of this loan."""
+
+    trade_id: uuid.UUID
+    listing_id: uuid.UUID
+    buyer_id: uuid.UUID
+    principal: Decimal
+    loan_id: uuid.UUID
+
+
+class SettleTradeInput(BaseModel):
+    """The settle_trade activity: the trade on the loan's own date."""
+
+    trade_id: uuid.UUID
+    listing_id: uuid.UUID
+    buyer_id: uuid.UUID
+    principal: Decimal
+    loan_id: uuid.UUID
+    on: date
+    traded_at: AwareDatetime
+
+
+class TradeSettled(BaseModel):
+    trade_id: uuid.UUID
+    listing_id: uuid.UUID
+    buyer_investment_id: uuid.UUID
+    principal: Decimal
+    price: Decimal
+    accrued_interest: Decimal
+    fee: Decimal
+    buyer_pays: Decimal
+    seller_gets: Decimal
+    listing_remaining: Decimal
+
+
+class TradeDocumentsInput(BaseModel):
+    trade_id: uuid.UUID
+    loan_id: uuid.UUID
+
+
 class EarlyRepaymentResult(BaseModel):
     paid: Decimal
     principal: Decimal

@@ -74,6 +74,7 @@ class Investment(Base):
     __table_args__ = (
         CheckConstraint("status IN ('pending','active','repaid','defaulted','released')", name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("sold_principal >= 0 AND sold_principal <= amount", name="sold_within_amount"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -88,6 +89,10 @@ class Investment(Base):
     # The calendar year whose 259-FZ total this investment counts in (None: a qualified
     # investor, no limit); a released reservation gives it back to that year.
     counted_year: Mapped[int | None] = mapped_column(Integer)
+    # The secondary market: the principal this holding sold (its amount stays what it lent or
+    # bought), and when a bought holding was acquired (None: at the loan's disbursement).
+    sold_principal: Mapped[Money] = mapped_column(nullable=False, server_default="0")
+    acquired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SentInvestment(Base):

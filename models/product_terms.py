@@ -54,6 +54,18 @@ class ProductTerms(BaseModel):
         description="the monthly payment plus existing obligations may take at most this % of monthly income",
     )
 
+    # The secondary market (README "Secondary market"): the price range a listing may ask, in %
+    # of the principal sold; the platform's fee on a trade, % of the price, paid by the seller;
+    # how many days a holding is kept before it may be listed.
+    market_min_price_percent: AsciiDecimal = Field(
+        default=Decimal("90.00"), gt=0, le=1000, max_digits=7, decimal_places=2
+    )
+    market_max_price_percent: AsciiDecimal = Field(
+        default=Decimal("110.00"), gt=0, le=1000, max_digits=7, decimal_places=2
+    )
+    market_fee_percent: AsciiDecimal = Field(default=Decimal("1.000"), ge=0, lt=100, max_digits=7, decimal_places=3)
+    market_min_holding_days: int = Field(default=30, ge=0, le=3650)
+
     @model_validator(mode="after")
     def _consistent(self) -> ProductTerms:
         if self.max_amount < self.min_amount:
@@ -69,6 +81,8 @@ class ProductTerms(BaseModel):
             raise ValueError("platform fee and reserve contribution together must stay below 100%")
         if self.min_investment > self.max_amount:
             raise ValueError("min_investment must not exceed max_amount")
+        if self.market_max_price_percent < self.market_min_price_percent:
+            raise ValueError("market_max_price_percent must not be below market_min_price_percent")
         if self.interest_only_months >= self.min_term_months:
             raise ValueError("interest_only_months must be shorter than the shortest term")
         return self

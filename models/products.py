@@ -67,6 +67,13 @@ class LoanProduct(Base):
     requires_manual_approval: Mapped[bool] = mapped_column(Boolean, nullable=False)
     # Monthly payment + existing obligations may take at most this % of monthly income.
     max_debt_to_income_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="50")
+    # The secondary market: prices a listing may ask (% of the principal sold), the platform's
+    # fee on a trade (% of the price, paid by the seller), how long a holding is kept before it
+    # may be listed.
+    market_min_price_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="90")
+    market_max_price_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="110")
+    market_fee_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="1")
+    market_min_holding_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="30")
     created_at: Mapped[datetime] = created_at_column()
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
 

@@ -6,6 +6,7 @@ from models import (  # noqa: F401
     auto_invest,
     ledger,
     loans,
+    market,
     outbox,
     outcomes,
     products,

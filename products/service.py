@@ -39,6 +39,10 @@ def terms_of(product: LoanProduct) -> ProductTerms:
         default_after_days_overdue=product.default_after_days_overdue,
         requires_manual_approval=product.requires_manual_approval,
         max_debt_to_income_percent=product.max_debt_to_income_percent,
+        market_min_price_percent=product.market_min_price_percent,
+        market_max_price_percent=product.market_max_price_percent,
+        market_fee_percent=product.market_fee_percent,
+        market_min_holding_days=product.market_min_holding_days,
     )
 
 

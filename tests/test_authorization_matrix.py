@@ -38,6 +38,7 @@ from ledger.cash import confirm_deposit, request_deposit, request_withdrawal
 from ledger.wallets import reserve
 from loans.requests import create_loan_request
 from models.loans import Investment, LoanRequest
+from models.market import MarketListing
 from models.products import LoanProduct
 from models.users import BorrowerProfile, User
 from tests.api_helpers import login
@@ -216,6 +217,17 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/v1/auto-invest/allocations"): _INVESTORS,
     ("GET", "/v1/investors/me/annual-limit"): _INVESTORS,
     ("GET", "/v1/investors/me/portfolio"): _INVESTORS,
+    ("POST", "/v1/market/listings"): _INVESTORS,
+    ("GET", "/v1/market/listings"): _INVESTORS,
+    # the seller's own; another investor is told no such listing
+    ("DELETE", "/v1/market/listings/{listing_id}"): {
+        "anonymous": 401,
+        "investor_a": OK,
+        "investor_b": 404,
+        "others": 403,
+    },
+    # any investor may buy (investor_a's own is refused 409: "allowed" past authorization)
+    ("POST", "/v1/market/listings/{listing_id}/purchase"): _INVESTORS,
     ("GET", "/v1/operator/codec-endpoint"): _OPERATOR,
     ("POST", "/codec/decode"): _OPERATOR,
     # a codec link is its own credential; a made-up one is refused whoever sends it
@@ -367,7 +379,20 @@ def _build_world(client, session_factory, settings) -> World:
             except NotFound:  # operators and compliance have no wallet
                 pass
 
+        # investor_a offers half of the holding on the secondary market
+        listing = MarketListing(
+            investment_id=investment.id,
+            loan_id=loan.id,
+            seller_id=users["investor_a"],
+            principal=D("6.17"),
+            remaining_principal=D("6.17"),
+            price_percent=D("100.00"),
+            status="open",
+        )
+        session.add(listing)
+        session.flush()
         ids = {
+            "listing_id": str(listing.id),
             "loan_id": str(loan.id),
             "deposit_id": str(pending.id),
             "withdrawal_id": str(withdrawal.id),

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         LoanRefusal,
         NotAwaitingReview,
         NotThisLoan,
+        NotTradeable,
         TryAgain,
     )
     from domain.schedule import ScheduleError, build_schedule
@@ -83,7 +84,11 @@ with workflow.unsafe.imports_passed_through():
         ReserveInvestmentInput,
         ScheduledInstallment,
         ScoreLoanInput,
+        SettleTradeInput,
         StatusChange,
+        TradeDocumentsInput,
+        TradeRequest,
+        TradeSettled,
     )
     from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT, RISK_GRADE
 
@@ -934,6 +939,59 @@ class LoanWorkflow:
         self._check_for_this_loan(request.loan_id)
         if self._state.status != LoanStatus.active:
             raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
+
+    # -- the secondary market -------------------------------------------------------------------
+    @workflow.update
+    async def trade(self, request: TradeRequest) -> TradeSettled:
+        """A buyer takes part of an investor's claim (investing/market.py): settled under the
+        loan's lock, so never in the middle of a collection; every installment after it is
+        split by the holdings' agreed parts. Then the assignment agreement is registered."""
+        state, input = self._state, self._input
+        state.updates_this_run += 1
+        async with self._lock:
+            self._check_tradeable()  # again: a collection may have run meanwhile
+            try:
+                settled = await self._call(
+                    LoanActivities.settle_trade,
+                    SettleTradeInput(
+                        trade_id=request.trade_id,
+                        listing_id=request.listing_id,
+                        buyer_id=request.buyer_id,
+                        principal=request.principal,
+                        loan_id=input.loan_id,
+                        on=self._today(),
+                        traded_at=workflow.now(),
+                    ),
+                    summary=f"settle a trade of {request.principal:.2f} of a holding",
+                )
+            except ActivityError as error:
+                cause = error.cause
+                if isinstance(cause, ApplicationError):  # the market's or the ledger's refusal
+                    raise ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True) from None
+                raise
+        await workflow.execute_activity_method(
+            DocumentActivities.register_trade_documents,
+            TradeDocumentsInput(trade_id=request.trade_id, loan_id=input.loan_id),
+            start_to_close_timeout=AGREEMENTS_TIMEOUT,
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=DB_RETRY,
+            summary="register the assignment agreement",
+        )
+        return settled
+
+    @trade.validator
+    def _validate_trade(self, request: TradeRequest) -> None:
+        self._check_for_this_loan(request.loan_id)
+        self._check_tradeable()
+
+    def _check_tradeable(self) -> None:
+        if self._state.status != LoanStatus.active:
+            raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
+        unsettled = self._unsettled()
+        if any(i.status == "overdue" for i in unsettled):
+            raise _failure(NotTradeable("an installment of the loan is overdue"))
+        if len(unsettled) < 2:
+            raise _failure(NotTradeable("the loan is on its last installment"))
 
     # -- reads ----------------------------------------------------------------------------------
     @workflow.query

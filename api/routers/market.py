@@ -1,0 +1,179 @@
+"""The secondary market: an investor lists all or part of a holding, another buys it. A
+purchase is settled by the loan's own workflow (the `trade` update), serialized with its
+collections. Rules: domain/market.py and README "Secondary market"."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from sqlalchemy.orm import Session
+
+from api.deps import InvestorUser, SessionDep, TemporalDep, in_db
+from api.idempotency import IdempotencyGuard
+from api.schemas.market import ListingIn, ListingOut, MarketListingOut, PurchaseIn, TradeOut
+from api.workflow_calls import execute_loan_update
+from core.errors import NotFound
+from investing.market import ListingView, cancel_listing, check_purchase, create_listing, open_listings, quote_listing
+from investing.precheck import check_investor_can_pay
+from models.loan_workflow import TradeRequest, TradeSettled
+from models.loans import LoanRequest
+from models.market import MarketListing, MarketTrade
+from models.users import User
+from workflows.loan import LoanWorkflow
+
+router = APIRouter(prefix="/v1/market", tags=["market"])
+
+TRADE_NAMESPACE = uuid.UUID("0b7f8f0e-2d1a-4a55-9c59-1f4a2f7c3e11")
+
+
+def today() -> datetime:
+    return datetime.now(UTC)
+
+
+def _listing_out(listing: MarketListing, user: User) -> ListingOut:
+    mine = listing.seller_id == user.id
+    return ListingOut(
+        id=listing.id,
+        loan_id=listing.loan_id,
+        investment_id=listing.investment_id if mine else None,
+        status=listing.status,
+        principal=listing.principal,
+        remaining_principal=listing.remaining_principal,
+        price_percent=listing.price_percent,
+        close_reason=listing.close_reason,
+        created_at=listing.created_at,
+        mine=mine,
+    )
+
+
+def _market_out(view: ListingView, user: User) -> MarketListingOut:
+    return MarketListingOut(
+        **_listing_out(view.listing, user).model_dump(),
+        risk_grade=view.grade,
+        rate_annual=view.rate_annual,
+        remaining_installments=view.remaining_installments,
+        price=view.quote.price,
+        accrued_interest=view.quote.accrued,
+        buyer_pays=view.quote.buyer_pays,
+        yield_to_maturity_percent=view.yield_percent,
+    )
+
+
+@router.post("/listings", status_code=status.HTTP_201_CREATED, response_model=ListingOut)
+def list_holding(
+    body: ListingIn, user: InvestorUser, session: SessionDep, response: Response, idempotency_key: IdempotencyGuard
+) -> ListingOut:
+    """201 the listing; 409 when the holding cannot be listed now (the reason says why: the
+    loan not active, an installment overdue, its last installment, held too briefly, already
+    listed); 422 for terms the product does not allow (the part, the price range)."""
+    listing, created = create_listing(
+        session, user, body.investment_id, body.principal, body.price_percent, idempotency_key, today().date()
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _listing_out(listing, user)
+
+
+@router.get("/listings", response_model=list[MarketListingOut])
+def market(
+    user: InvestorUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> list[MarketListingOut]:
+    """Open listings, oldest first, each priced today for all that is still offered."""
+    return [_market_out(view, user) for view in open_listings(session, today().date(), limit, offset)]
+
+
+@router.delete("/listings/{listing_id}", response_model=ListingOut)
+def cancel(listing_id: uuid.UUID, user: InvestorUser, session: SessionDep) -> ListingOut:
+    """The seller takes the listing off the market (what was sold stays sold)."""
+    return _listing_out(cancel_listing(session, user, listing_id), user)
+
+
+@router.post("/listings/{listing_id}/purchase", status_code=status.HTTP_201_CREATED, response_model=TradeOut)
+async def purchase(
+    listing_id: uuid.UUID,
+    request: Request,
+    user: InvestorUser,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyGuard,
+    body: PurchaseIn | None = None,
+) -> TradeOut:
+    """201 the trade. 409: the listing sold, cancelled or closed, your own, not enough money,
+    past the 259-FZ annual limit (a purchase counts toward it), or the loan can no longer be
+    traded (overdue, its last installment). 422: a part below the product's minimum. The same
+    Idempotency-Key gives the same trade."""
+    trade_id = (
+        uuid.uuid5(TRADE_NAMESPACE, f"{listing_id}:{user.id}:{idempotency_key}") if idempotency_key else uuid.uuid4()
+    )
+
+    def prepare(session: Session) -> tuple[TradeRequest, str, TradeOut | None]:
+        listing = session.get(MarketListing, listing_id)
+        if listing is None:
+            raise NotFound(f"no listing {listing_id}")
+        loan = session.get_one(LoanRequest, listing.loan_id)
+        done = session.get(MarketTrade, trade_id)
+        if done is not None:  # a resend whose first answer was lost
+            return (
+                _trade_request(listing, user, done.principal, trade_id),
+                str(loan.workflow_id),
+                _trade_out(done, listing),
+            )
+        principal = (body.principal if body and body.principal else None) or listing.remaining_principal
+        check_purchase(session, user, listing, principal)
+        # What the wallet and the annual limit cannot cover never reaches the loan (the
+        # settlement checks again, under the locks, at the loan's own date).
+        quote, *_ = quote_listing(session, listing, principal, today().date())
+        check_investor_can_pay(session, user, quote.buyer_pays)
+        return _trade_request(listing, user, principal, trade_id), str(loan.workflow_id), None
+
+    trade_request, workflow_id, done = await in_db(request, prepare)
+    if done is not None:
+        return done
+    client = await temporal.get()
+    settled: TradeSettled = await execute_loan_update(
+        client,
+        workflow_id,
+        LoanWorkflow.trade,
+        trade_request,
+        update_id=f"trade-{trade_id}",
+        resendable=idempotency_key is not None,
+    )
+    return TradeOut(
+        id=settled.trade_id,
+        listing_id=settled.listing_id,
+        loan_id=trade_request.loan_id,
+        investment_id=settled.buyer_investment_id,
+        principal=settled.principal,
+        price=settled.price,
+        accrued_interest=settled.accrued_interest,
+        fee=settled.fee,
+        buyer_pays=settled.buyer_pays,
+        listing_remaining=settled.listing_remaining,
+    )
+
+
+def _trade_request(listing: MarketListing, buyer: User, principal: Decimal, trade_id: uuid.UUID) -> TradeRequest:
+    return TradeRequest(
+        trade_id=trade_id, listing_id=listing.id, buyer_id=buyer.id, principal=principal, loan_id=listing.loan_id
+    )
+
+
+def _trade_out(trade: MarketTrade, listing: MarketListing) -> TradeOut:
+    return TradeOut(
+        id=trade.id,
+        listing_id=trade.listing_id,
+        loan_id=trade.loan_id,
+        investment_id=trade.buyer_investment_id,
+        principal=trade.principal,
+        price=trade.price,
+        accrued_interest=trade.accrued_interest,
+        fee=trade.fee,
+        buyer_pays=trade.buyer_pays,
+        listing_remaining=listing.remaining_principal,
+    )
