@@ -314,6 +314,10 @@ def open_listings(session: Session, today: date, limit: int = 100, offset: int =
         .limit(limit)
         .offset(offset)
     ):
+        facts = holding_facts(session, session.get_one(Investment, listing.investment_id), today)
+        refusal = _refusal_to_list(facts, listing.remaining_principal, listing.price_percent)
+        if refusal is not None and refusal.kind == "not_eligible":
+            continue  # (closed by the loan's next event; not for sale meanwhile)
         quote, ytm, facts, _ = quote_listing(session, listing, listing.remaining_principal, today)
         views.append(
             ListingView(
@@ -342,6 +346,20 @@ def check_purchase(session: Session, buyer: User, listing: MarketListing, princi
         _raise(refusal)
 
 
+def quote_purchase(
+    session: Session, buyer: User, listing: MarketListing, principal: Decimal, on: date
+) -> tuple[Settlement, HoldingFacts, list[ShareRow]]:
+    """A purchase checked (the listing, the part, the loan still tradeable) and priced on `on`."""
+    check_purchase(session, buyer, listing, principal)
+    investment = session.get_one(Investment, listing.investment_id)
+    facts = holding_facts(session, investment, on)
+    refusal = _refusal_to_list(facts, principal, listing.price_percent)
+    if refusal is not None and refusal.kind == "not_eligible":
+        _raise(refusal)
+    quote, _, facts, sold = quote_listing(session, listing, principal, on)
+    return quote, facts, sold
+
+
 def settle_trade(session: Session, input: SettleTradeInput) -> TradeSettled:
     """The trade, in the caller's transaction, under the loan's lock (run once per trade id by
     loans/exactly_once.py). Refusals are PlatformErrors (recorded for good under the key)."""
@@ -350,12 +368,8 @@ def settle_trade(session: Session, input: SettleTradeInput) -> TradeSettled:
     if listing is None or listing.loan_id != loan.id:
         raise NotFound(f"no listing {input.listing_id} on this loan")
     buyer = session.get_one(User, input.buyer_id)
-    check_purchase(session, buyer, listing, input.principal)
     seller_investment = session.get_one(Investment, listing.investment_id, with_for_update=True)
-    quote, _, facts, sold = quote_listing(session, listing, input.principal, input.on)
-    refusal = _refusal_to_list(facts, input.principal, listing.price_percent)
-    if refusal is not None and refusal.kind == "not_eligible":
-        _raise(refusal)
+    quote, facts, sold = quote_purchase(session, buyer, listing, input.principal, input.on)
     year = input.traded_at.year
     counted_year = count_investment(session, buyer, quote.buyer_pays, year)
     seller_account = available_account_of(session, listing.seller_id)

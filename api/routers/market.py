@@ -17,7 +17,7 @@ from api.idempotency import IdempotencyGuard
 from api.schemas.market import ListingIn, ListingOut, MarketListingOut, PurchaseIn, TradeOut
 from api.workflow_calls import execute_loan_update
 from core.errors import NotFound
-from investing.market import ListingView, cancel_listing, check_purchase, create_listing, open_listings, quote_listing
+from investing.market import ListingView, cancel_listing, create_listing, open_listings, quote_purchase
 from investing.precheck import check_investor_can_pay
 from models.loan_workflow import TradeRequest, TradeSettled
 from models.loans import LoanRequest
@@ -125,10 +125,9 @@ async def purchase(
                 _trade_out(done, listing),
             )
         principal = (body.principal if body and body.principal else None) or listing.remaining_principal
-        check_purchase(session, user, listing, principal)
         # What the wallet and the annual limit cannot cover never reaches the loan (the
-        # settlement checks again, under the locks, at the loan's own date).
-        quote, *_ = quote_listing(session, listing, principal, today().date())
+        # settlement checks everything again, under the locks, on the loan's own date).
+        quote, _, _ = quote_purchase(session, user, listing, principal, today().date())
         check_investor_can_pay(session, user, quote.buyer_pays)
         return _trade_request(listing, user, principal, trade_id), str(loan.workflow_id), None
 
