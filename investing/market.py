@@ -298,7 +298,10 @@ def quote_listing(
     _, sold = split_holding(facts.share_rows, principal)
     start, end, next_num = facts.period_of_next()
     next_interest = next((r.interest for r in sold if r.payment_num == next_num), ZERO)
-    accrued = accrued_interest(next_interest, start, end, today)
+    if start < end:
+        accrued = accrued_interest(next_interest, start, end, today)
+    else:  # (a schedule whose first due date is not after the disbursement: nothing to spread)
+        accrued = next_interest if today >= end else ZERO
     quote = settlement(principal, listing.price_percent, accrued, facts.product.market_fee_percent)
     due = {i.payment_num: i.due_date for i in facts.unpaid}
     flows = [(due[r.payment_num], r.principal + r.interest) for r in sold if due[r.payment_num] >= today]

@@ -1,6 +1,8 @@
 """The investor's dashboard: wallet (deposit, withdraw), portfolio by status and grade,
 expected cash flow by month, realised return and losses, the 259-FZ limit, the auto-invest
-rule, loans open for funding with an invest form, and their documents."""
+rule, loans open for funding with an invest form, the secondary market (sell a holding,
+one's own listings with a cancel button, others' listings with a buy form), and their
+documents."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from web.session import WebSession
 router = web_router("/app/investor")
 
 GRADES = ("A", "B", "C", "D", "E")
+MARKET_LIMIT = 200  # the open listings shown (the API's page size at most)
+SELL_FIELDS = ("principal", "price_percent")
 RULE_DEFAULTS = {
     "max_amount_per_loan": "5000.00",
     "min_loan_amount": "10000.00",
@@ -39,6 +43,34 @@ async def _rule(api: PlatformApi) -> dict[str, Any] | None:
         if problem.status == 404:
             return None
         raise
+
+
+def _market(holdings: list[dict[str, Any]], listings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The secondary market's part of the dashboard: the holdings that may be offered (in an
+    active loan, with principal still owed: the API decides the rest and says why not), one's
+    own open listings, the others' with a buy form."""
+    sellable = [h for h in holdings if h["loan_status"] == "active" and Decimal(h["outstanding_principal"]) > 0]
+    mine = [listing for listing in listings if listing["mine"]]
+    offered = [listing for listing in listings if not listing["mine"]]
+    return {
+        "sellable": sellable,
+        "sell_forms": {h["investment_id"]: FormState(values={"principal": h["outstanding_principal"]}) for h in sellable},
+        "listed": {listing["investment_id"]: listing for listing in mine},
+        "my_listings": mine,
+        "offered": offered,
+        "buy_forms": {listing["id"]: FormState() for listing in offered},
+    }
+
+
+def _terms_beside_fields(problem: ApiProblem, fields: tuple[str, ...]) -> ApiProblem:
+    """The market's own 422 (terms the product does not allow) names no field: its reason is
+    about the price ("the price must be ...") or else the principal; put it beside that one."""
+    if problem.status == 422 and not problem.field_errors and str(problem.body.get("type", "")).endswith(
+        "/invalid-request"
+    ):
+        name = "price_percent" if problem.detail.startswith("the price") and "price_percent" in fields else "principal"
+        problem.field_errors = {name: problem.detail}
+    return problem
 
 
 def _rule_form(rule: dict[str, Any] | None) -> FormState:
@@ -60,15 +92,19 @@ async def _dashboard(
     withdrawal: FormState | None = None,
     rule_form: FormState | None = None,
     invest: tuple[str, FormState] | None = None,
+    sell: tuple[str, FormState] | None = None,
+    buy: tuple[str, FormState] | None = None,
+    market_error: str | None = None,
     status: int = 200,
 ) -> Response:
     api = PlatformApi(request, session.user)
-    wallet, portfolio, limit, rule, open_loans, documents = await asyncio.gather(
+    wallet, portfolio, limit, rule, open_loans, listings, documents = await asyncio.gather(
         api.get("/v1/wallets/me"),
         api.get("/v1/investors/me/portfolio"),
         api.get("/v1/investors/me/annual-limit"),
         _rule(api),
         api.get("/v1/loans", status="funding", limit=50),
+        api.get("/v1/market/listings", limit=MARKET_LIMIT),
         api.get("/v1/users/me/documents"),
     )
     flow = portfolio["expected_cash_flow"]
@@ -83,10 +119,15 @@ async def _dashboard(
         unit="RUB",
     )
     invest_forms = {loan["id"]: FormState() for loan in open_loans}
-    page_error = None
+    page_error = market_error
     if invest is not None:
         page_error = unshown({invest[0]: invest[1]}, set(invest_forms))
         invest_forms[invest[0]] = invest[1]
+    market = _market(portfolio["holdings"], listings)
+    for forms, posted in ((market["sell_forms"], sell), (market["buy_forms"], buy)):
+        if posted is not None:
+            page_error = page_error or unshown({posted[0]: posted[1]}, set(forms))
+            forms[posted[0]] = posted[1]
     return render(
         request,
         "investor_home.html",
@@ -104,6 +145,7 @@ async def _dashboard(
         open_loans=open_loans,
         invest_forms=invest_forms,
         documents=documents,
+        **market,
         deposit=deposit or FormState(),
         withdrawal=withdrawal or FormState(),
     )
@@ -187,3 +229,69 @@ async def save_rule(request: Request, session: InvestorSession) -> Response:
             state.errors["grades"] = state.errors.pop("allowed_grades")
         return await _dashboard(request, session, rule_form=state, status=problem.status)
     return see_other("/app/investor", "rule-saved")
+
+
+def _percent_text(raw: str) -> str:
+    """A typed price ("98,5 %") as the API's decimal string."""
+    return amount_text(raw.replace("%", ""))
+
+
+@router.post("/market/listings")
+async def list_holding(request: Request, session: InvestorSession) -> Response:
+    """Offers all or part of a holding on the secondary market. The same form sent twice lists
+    once (its Idempotency-Key)."""
+    values = await read_form(request)
+    key = posted_key(values)
+    investment_id = values.get("investment_id", "")
+    body = {
+        "investment_id": investment_id,
+        "principal": amount_text(values.get("principal", "")),
+        "price_percent": _percent_text(values.get("price_percent", "")),
+    }
+    try:
+        await PlatformApi(request, session.user).post("/v1/market/listings", body, idempotency_key=key)
+    except ApiProblem as problem:
+        if problem.status in (401, 403):
+            raise
+        if problem.status == 404:  # not (or no longer) one of this investor's holdings
+            problem.detail = "this holding is not yours to sell"
+        state = refused(_terms_beside_fields(problem, SELL_FIELDS), values, key, SELL_FIELDS)
+        return await _dashboard(request, session, sell=(investment_id, state), status=problem.status)
+    return see_other("/app/investor", "listed")
+
+
+@router.post("/market/listings/{listing_id}/cancel")
+async def cancel_listing(listing_id: uuid.UUID, request: Request, session: InvestorSession) -> Response:
+    """The seller takes the listing off the market; anyone else gets the API's 404."""
+    try:
+        await PlatformApi(request, session.user).call("DELETE", f"/v1/market/listings/{listing_id}")
+    except ApiProblem as problem:
+        if problem.status in (401, 403, 404):
+            raise
+        return await _dashboard(
+            request, session, market_error=f"Not cancelled: {problem.detail}", status=problem.status
+        )
+    return see_other("/app/investor", "listing-cancelled")
+
+
+@router.post("/market/listings/{listing_id}/purchase")
+async def buy_listing(listing_id: uuid.UUID, request: Request, session: InvestorSession) -> Response:
+    """Buys all of a listing (the principal left empty) or a part. The same form sent twice
+    buys once (its Idempotency-Key: the API gives the same trade)."""
+    values = await read_form(request)
+    key = posted_key(values)
+    principal = amount_text(values.get("principal", ""))
+    try:
+        await PlatformApi(request, session.user).post(
+            f"/v1/market/listings/{listing_id}/purchase",
+            {"principal": principal} if principal else {},
+            idempotency_key=key,
+        )
+    except ApiProblem as problem:
+        if problem.status in (401, 403):
+            raise
+        if problem.status == 404:  # cancelled and gone, or never there
+            problem.detail = "the listing is no longer on the market"
+        state = refused(_terms_beside_fields(problem, ("principal",)), values, key, ("principal",))
+        return await _dashboard(request, session, buy=(str(listing_id), state), status=problem.status)
+    return see_other("/app/investor", "bought")

@@ -32,6 +32,7 @@ from compliance.need_to_know import People, Reader
 from compliance.trail import Trail, check_documents, join_history, read_trail
 from core.errors import Conflict, Forbidden, NotFound
 from core.settings import Settings
+from documents.assignments import ASSIGNMENT_AGREEMENT
 from documents.register import search_register
 from documents.store import DocumentStore
 from models.loans import LoanRequest
@@ -41,6 +42,8 @@ from models.users import Role, User
 router = APIRouter(prefix="/v1", tags=["documents and trail"])
 
 OVERSIGHT = (Role.operator.value, Role.compliance.value)
+# Documents between investors only: their parties, operators and compliance read them.
+INVESTORS_ONLY = (ASSIGNMENT_AGREEMENT,)
 
 
 def _document_out(document: Document, people: People) -> DocumentOut:
@@ -63,8 +66,9 @@ def _document_out(document: Document, people: People) -> DocumentOut:
 def _may_read_document(session: Session, document: Document, user: User) -> bool:
     if user.role in OVERSIGHT or document.owner_id == user.id:
         return True
-    if document.loan_id is not None:
-        # The borrower is a party to every agreement of their loan.
+    if document.loan_id is not None and document.kind not in INVESTORS_ONLY:
+        # The borrower is a party to every agreement of their loan (not to the investors'
+        # assignments of their claims between themselves).
         loan = session.get(LoanRequest, document.loan_id)
         return loan is not None and loan.borrower_id == user.id
     return False
@@ -83,6 +87,8 @@ def loan_documents(
     query = select(Document).where(Document.loan_id == loan.id)
     if user.role not in OVERSIGHT and loan.borrower_id != user.id:
         query = query.where(Document.owner_id == user.id)
+    elif user.role not in OVERSIGHT:  # the borrower: not the investors' assignments between themselves
+        query = query.where((Document.kind.not_in(INVESTORS_ONLY)) | (Document.owner_id == user.id))
     documents = list(session.scalars(query.order_by(Document.created_at, Document.id)))
     return _documents_out(session, documents, user, settings)
 
