@@ -14,6 +14,18 @@ Fairness, when the investors ask for more than the loan still needs:
    the investors in a rotation: the order by investor id, starting at an offset that moves
    on with every run. No investor is always first.
 Each allocation says, in words, why the investor got what they got.
+
+The secondary market (a rule with `buy_on_market`): an open listing is matched like a loan
+open for funding (grade, rate, the loan's amount, and its remaining installments as the
+term), and its price must be at most 100 % + the rule's `max_market_premium_percent` (a
+discount is always accepted); an investor's own listing never matches. What an investor asks
+for is principal of the listing, limited as for a funding loan (the rule's maximum per loan
+and the product's cap per investor count what the investor already holds in that loan), but
+the money limits (the budget and the 259-FZ annual limit) count what the purchase costs: the
+price plus the interest accrued on the part (what settlement charges and counts). A listing
+wanted by more than it offers is shared by the same fair rule as a funding loan; every part
+is at least the minimum investment (or all of the listing) and the listing is left with
+nothing or at least the minimum investment, as a purchase must leave it.
 """
 
 from __future__ import annotations
@@ -22,7 +34,8 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
-from domain.money import format_rate
+from domain.market import price_of
+from domain.money import format_rate, round_money
 
 ZERO = Decimal("0.00")
 RUBLE = Decimal("1")
@@ -52,6 +65,10 @@ class AutoInvestRule:
     min_rate: Decimal
     max_term_months: int
     max_portfolio_share_percent: Decimal | None = None
+    # The secondary market: whether the rule buys listed claims, and the highest premium
+    # over par it pays (2.00: a price up to 102 %; 0: never above par).
+    buy_on_market: bool = False
+    max_market_premium_percent: Decimal = ZERO
 
 
 @dataclass
@@ -117,10 +134,16 @@ def allocate(
     minimum investment). Returns {investor: (amount, why)}; amounts sum to what was
     allocated: all of the demand when it fits, else exactly what the loan needed (as far as
     the minimum investment allows)."""
-    remaining = loan.remaining
+    return share(loan.remaining, loan.min_investment, demand, rotation, "the loan")
+
+
+def share(
+    remaining: Decimal, min_investment: Decimal, demand: dict[uuid.UUID, Decimal], rotation: int, what: str
+) -> dict[uuid.UUID, tuple[Decimal, str]]:
+    """The fair sharing (the module's docstring) of `remaining` of `what` (a loan, a listing)."""
     total = sum(demand.values(), ZERO)
     if total <= remaining:
-        return {i: (a, "the loan had room for everything asked") for i, a in demand.items()}
+        return {i: (a, f"{what} had room for everything asked") for i, a in demand.items()}
     order = sorted(demand)
     start = rotation % len(order)
     order = order[start:] + order[:start]
@@ -128,7 +151,7 @@ def allocate(
     while True:
         asked_total = sum(active.values(), ZERO)
         shares = {i: min(_whole(remaining * a / asked_total), a) for i, a in active.items()}
-        too_small = {i for i, s in shares.items() if s < loan.min_investment}
+        too_small = {i for i, s in shares.items() if s < min_investment}
         if not too_small or len(too_small) == len(active):
             break
         for i in too_small:
@@ -138,7 +161,7 @@ def allocate(
     for i in dropped:
         result[i] = (
             ZERO,
-            f"the pro-rata share of what was left fell below the minimum investment {loan.min_investment:.2f}",
+            f"the pro-rata share of what was left fell below the minimum investment {min_investment:.2f}",
         )
     if too_small and len(too_small) == len(active):  # nobody reaches the minimum: nobody invests
         for i in active:
@@ -173,11 +196,16 @@ def allocate(
 
 @dataclass(frozen=True)
 class PlannedInvestment:
+    """An investment in a funding loan, or (listing_id set) a purchase of a listing's
+    principal: `asked` and `amount` are then principal, `cost` what it is planned to cost."""
+
     loan_id: uuid.UUID
     investor_id: uuid.UUID
     asked: Decimal
     amount: Decimal
     reason: str
+    listing_id: uuid.UUID | None = None
+    cost: Decimal | None = None
 
 
 def plan(

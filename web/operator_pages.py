@@ -202,6 +202,10 @@ PRODUCT_FIELDS = (
     "late_fee_percent_per_day",
     "default_after_days_overdue",
     "max_debt_to_income_percent",
+    "market_min_price_percent",
+    "market_max_price_percent",
+    "market_fee_percent",
+    "market_min_holding_days",
 )
 DECIMAL_FIELDS = {
     "min_amount",
@@ -212,6 +216,9 @@ DECIMAL_FIELDS = {
     "max_investor_share_percent",
     "late_fee_percent_per_day",
     "max_debt_to_income_percent",
+    "market_min_price_percent",
+    "market_max_price_percent",
+    "market_fee_percent",
 }
 OPTIONAL_FIELDS = {"funding_window_minutes"}
 

@@ -1,0 +1,277 @@
+"""The secondary market on the investor's dashboard, over HTTP (no browser): a holding offered
+through its form, shown to its seller under "My listings" and to other investors under
+"Listings you can buy"; refusals beside their field (422) or above the form (409); cancel,
+by the seller only; the same form sent twice lists once; a purchase refused before it
+reaches the loan. (A settled purchase needs the loan's workflow: tests/test_market.py.)"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from core.db import unit_of_work
+from models.loans import Investment
+from models.market import MarketListing
+from products.service import change_product, current_product, terms_of
+from tests.api_helpers import Account, sign_up
+from tests.loan_helpers import active_loan_in_db
+from tests.web_helpers import csrf_of, keys_of, text_of, web_login
+
+D = Decimal
+
+
+def browser(client: TestClient) -> TestClient:
+    """Another browser on the same app: its own cookies."""
+    return TestClient(client.app)
+
+
+def logged_in(client: TestClient, account: Account) -> tuple[TestClient, str]:
+    b = browser(client)
+    return b, web_login(b, account.email, account.password)
+
+
+def _tradeable_at_once(session_factory) -> None:
+    """The product lets a holding be listed the day it is bought (a test cannot wait 30 days).
+    A new version of the product: only loans created after it have its terms."""
+    with unit_of_work(session_factory) as session:
+        terms = terms_of(current_product(session, "standard"))
+        change_product(session, "standard", terms.model_copy(update={"market_min_holding_days": 0}))
+
+
+@pytest.fixture
+def people(client, seeded):
+    borrower = sign_up(client, "borrower")
+    profile = {"monthly_income": "150000.00", "monthly_obligations": "0.00", "employment_months": 36}
+    assert client.put("/v1/users/me/profile", json=profile, headers=borrower.headers).status_code == 200
+    return {"seller": sign_up(client, "investor"), "buyer": sign_up(client, "investor"), "borrower": borrower}
+
+
+def _holding(session_factory, people, *, tradeable: bool = True) -> tuple[uuid.UUID, uuid.UUID]:
+    """An active loan of 14,000 (two installments still pending) held wholly by the seller:
+    (loan id, the seller's investment id)."""
+    if tradeable:
+        _tradeable_at_once(session_factory)
+    seller = uuid.UUID(people["seller"].id)
+    loan_id = active_loan_in_db(session_factory, uuid.UUID(people["borrower"].id), [seller])
+    with session_factory() as session:
+        investment = session.scalars(select(Investment).where(Investment.loan_id == loan_id)).one()
+    return loan_id, investment.id
+
+
+def _sell_row(page: str, investment_id: uuid.UUID) -> str:
+    found = re.search(rf'<tr data-investment="{investment_id}">(.*?)</tr>', page, re.S)
+    assert found, "the holding has no sell form"
+    return found.group(1)
+
+
+def _section(page: str, table_id: str) -> str:
+    found = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.S)
+    return found.group(1) if found else ""
+
+
+def _sell(b: TestClient, csrf: str, investment_id: uuid.UUID, key: str, principal: str, price: str):
+    return b.post(
+        "/app/investor/market/listings",
+        data={
+            "csrf_token": csrf,
+            "idempotency_key": key,
+            "investment_id": str(investment_id),
+            "principal": principal,
+            "price_percent": price,
+        },
+        follow_redirects=False,
+    )
+
+
+def _key_of_row(row: str) -> str:
+    (key,) = keys_of(row)
+    return key
+
+
+def _open_listings(session_factory, investment_id: uuid.UUID) -> list[MarketListing]:
+    with session_factory() as session:
+        return list(
+            session.scalars(
+                select(MarketListing).where(
+                    MarketListing.investment_id == investment_id, MarketListing.status == "open"
+                )
+            )
+        )
+
+
+def test_a_holding_listed_through_the_form_is_mine_to_cancel_and_others_to_buy(client, people, session_factory):
+    loan_id, investment_id = _holding(session_factory, people)
+    seller, csrf = logged_in(client, people["seller"])
+    home = seller.get("/app/investor").text
+    row = _sell_row(home, investment_id)
+    # Labelled fields, all of the holding offered unless changed, a fresh key for the form.
+    assert 'for="sell-' in row and "Price (% of the principal)" in row and 'value="14000.00"' in row
+    assert "<caption>Holdings you can offer</caption>" in home
+    assert "You have nothing on the market." in text_of(home)
+
+    answer = _sell(seller, csrf, investment_id, _key_of_row(row), "14000.00", "99,5 %")
+    assert answer.status_code == 303 and answer.headers["location"] == "/app/investor?notice=listed"
+    page = seller.get(answer.headers["location"]).text
+    assert "Listed: your offer is on the secondary market" in page
+    mine = _section(page, "my-listings")
+    assert "<caption>My open listings</caption>" in mine
+    (listing,) = _open_listings(session_factory, investment_id)
+    assert listing.price_percent == D("99.50") and listing.principal == D("14000.00")
+    assert f'data-listing="{listing.id}"' in mine and "99.50 %" in mine and "13\u202f930.00" in mine
+    assert f"/app/investor/market/listings/{listing.id}/cancel" in mine
+    assert str(listing.id) not in _section(page, "offered")  # never offered to its own seller
+    assert "14 000.00 at 99.50 %" in text_of(_sell_row(page, investment_id))
+
+    buyer, _ = logged_in(client, people["buyer"])
+    market = buyer.get("/app/investor").text
+    offered = _section(market, "offered")
+    assert "<caption>Listings you can buy, priced today</caption>" in offered
+    assert f'data-listing="{listing.id}"' in offered and str(loan_id)[:8] in offered
+    for heading in ("Grade", "Rate", "Installments left", "Principal offered", "Price %", "Accrued interest"):
+        assert f">{heading}</th>" in offered
+    assert "Total to pay" in offered and "Yield" in offered
+    assert "13\u202f930.00" in offered and "99.50 %" in offered
+    assert f'action="/app/investor/market/listings/{listing.id}/purchase"' in offered
+    assert f'<label for="buy-{listing.id}-principal">' in offered
+    assert "<caption>My open listings</caption>" not in market  # the buyer has no listing of its own
+    assert "/cancel" not in market
+
+    # Only the seller may cancel: anyone else gets "no such page" and the listing stays.
+    other = buyer.post(
+        f"/app/investor/market/listings/{listing.id}/cancel", data={"csrf_token": csrf_of(market)}
+    )
+    assert other.status_code == 404
+    assert len(_open_listings(session_factory, investment_id)) == 1
+
+    cancelled = seller.post(
+        f"/app/investor/market/listings/{listing.id}/cancel", data={"csrf_token": csrf}, follow_redirects=False
+    )
+    assert cancelled.status_code == 303 and cancelled.headers["location"] == "/app/investor?notice=listing-cancelled"
+    after = seller.get(cancelled.headers["location"]).text
+    assert "The listing is cancelled" in after and str(listing.id) not in after
+    assert not _open_listings(session_factory, investment_id)
+    assert str(listing.id) not in buyer.get("/app/investor").text
+
+
+def test_a_bad_price_is_shown_beside_the_price_field_with_what_was_typed(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people)
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    prefix = f"sell-{investment_id}-"
+    for price, said in (("150", "between 90.00% and 110.00%"), ("a lot", "price_percent" and "")):
+        answer = _sell(seller, csrf, investment_id, key, "5000.00", price)
+        assert answer.status_code == 422, answer.text
+        row = _sell_row(answer.text, investment_id)
+        error = re.search(rf'<span class="error" id="{prefix}price_percent-error">([^<]+)</span>', row)
+        assert error, row
+        assert said in error.group(1)
+        assert f'id="{prefix}price_percent" name="price_percent" type="text" value="{price}"' in row
+        assert 'aria-invalid="true"' in row and f'aria-describedby="{prefix}price_percent-error"' in row
+        assert 'value="5000.00"' in row and f"{prefix}principal-error" not in row  # the principal was fine
+        assert _key_of_row(row) != key  # refused: a new key for the next try
+    assert not _open_listings(session_factory, investment_id)
+
+    # A part the product does not allow is said beside the principal.
+    answer = _sell(seller, csrf, investment_id, key, "13500.00", "100")
+    assert answer.status_code == 422
+    row = _sell_row(answer.text, investment_id)
+    assert f'id="{prefix}principal-error"' in row and "leaves at least 1000.00" in row
+    assert f"{prefix}price_percent-error" not in row
+
+
+def test_a_refusal_of_the_holding_is_said_above_its_form(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people, tradeable=False)  # held 0 of 30 days
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    answer = _sell(seller, csrf, investment_id, key, "14000.00", "100")
+    assert answer.status_code == 409
+    row = _sell_row(answer.text, investment_id)
+    assert re.search(r'<p class="form-error" role="alert">[^<]*held 30 days; this one has been held 0', row), row
+    assert 'value="100"' in row and _key_of_row(row) != key
+    assert not _open_listings(session_factory, investment_id)
+
+
+def test_listing_twice_says_why_and_the_same_form_sent_twice_lists_once(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people)
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    # A double click: the same form (its key) twice, one listing, both answered alike.
+    first = _sell(seller, csrf, investment_id, key, "7000.00", "101")
+    again = _sell(seller, csrf, investment_id, key, "7000.00", "101")
+    assert first.status_code == again.status_code == 303
+    assert again.headers["location"] == first.headers["location"]
+    assert len(_open_listings(session_factory, investment_id)) == 1
+
+    # A new form for the same holding: the API's reason above the form, what was typed kept.
+    page = seller.get("/app/investor").text
+    twice = _sell(seller, csrf, investment_id, _key_of_row(_sell_row(page, investment_id)), "3000.00", "95")
+    assert twice.status_code == 409
+    row = _sell_row(twice.text, investment_id)
+    assert re.search(r'<p class="form-error" role="alert">this holding is already listed: cancel that listing', row)
+    assert 'value="3000.00"' in row and 'value="95"' in row
+    assert len(_open_listings(session_factory, investment_id)) == 1
+
+
+def test_someone_elses_holding_cannot_be_listed(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people)
+    buyer, csrf = logged_in(client, people["buyer"])
+    answer = _sell(buyer, csrf, investment_id, str(uuid.uuid4()), "14000.00", "100")
+    assert answer.status_code == 404
+    assert "Not done: this holding is not yours to sell" in text_of(answer.text)
+    assert not _open_listings(session_factory, investment_id)
+
+
+def test_a_purchase_refused_before_it_reaches_the_loan(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people)
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    assert _sell(seller, csrf, investment_id, key, "14000.00", "100").status_code == 303
+    (listing,) = _open_listings(session_factory, investment_id)
+
+    buyer, buyer_csrf = logged_in(client, people["buyer"])
+    page = buyer.get("/app/investor").text
+    found = re.search(rf'<tr data-listing="{listing.id}">(.*?)</tr>', page, re.S)
+    assert found
+    buy_key = _key_of_row(found.group(1))
+    url = f"/app/investor/market/listings/{listing.id}/purchase"
+    prefix = f"buy-{listing.id}-"
+
+    # A part above what is offered: beside the principal, as typed.
+    too_much = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": "20000"})
+    assert too_much.status_code == 422
+    assert re.search(rf'<span class="error" id="{prefix}principal-error">the principal 20000.00 is more', too_much.text)
+    assert f'id="{prefix}principal" name="principal" type="text" value="20000"' in too_much.text
+
+    # All of it (the field left empty) with an empty wallet: the reason above the buy form.
+    poor = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": ""})
+    assert poor.status_code == 409
+    row = re.search(rf'<tr data-listing="{listing.id}">(.*?)</tr>', poor.text, re.S).group(1)
+    assert '<p class="form-error" role="alert">' in row and "insufficient" in row.lower() or "not enough" in row.lower()
+
+    # Its own listing is not offered to the seller: said at the top of the page.
+    own = seller.post(url, data={"csrf_token": csrf, "idempotency_key": str(uuid.uuid4())})
+    assert own.status_code == 409
+    assert "Not done: this is your own listing" in text_of(own.text)
+    assert len(_open_listings(session_factory, investment_id)) == 1
+
+
+def test_a_cancelled_listing_cannot_be_bought_and_the_page_says_so(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people)
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    assert _sell(seller, csrf, investment_id, key, "14000.00", "100").status_code == 303
+    (listing,) = _open_listings(session_factory, investment_id)
+    buyer, buyer_csrf = logged_in(client, people["buyer"])
+    buyer.get("/app/investor")
+    assert seller.post(f"/app/investor/market/listings/{listing.id}/cancel", data={"csrf_token": csrf}).status_code
+    gone = buyer.post(
+        f"/app/investor/market/listings/{listing.id}/purchase",
+        data={"csrf_token": buyer_csrf, "idempotency_key": str(uuid.uuid4()), "principal": "14000"},
+    )
+    assert gone.status_code == 409
+    assert "Not done: the listing is cancelled (you sent: principal 14000)" in text_of(gone.text)
