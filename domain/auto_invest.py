@@ -247,3 +247,188 @@ def plan(
                     position.annual_left -= amount
                 position.in_loan[loan.loan_id] = position.in_loan.get(loan.loan_id, ZERO) + amount
     return planned
+
+
+# -- the secondary market -------------------------------------------------------------------------
+# What a part's cost may exceed its estimate by: the estimate shares the listing's accrued
+# interest pro rata; settlement splits the holding's next interest by largest remainder and
+# rounds again, a few kopecks apart at most (tests/test_auto_invest_market.py checks it).
+COST_MARGIN = Decimal("0.05")
+
+
+@dataclass(frozen=True)
+class ListingOffer:
+    """An open listing as the planner sees it: priced today for all it still offers."""
+
+    listing_id: uuid.UUID
+    loan_id: uuid.UUID
+    seller_id: uuid.UUID
+    loan_amount: Decimal
+    available: Decimal  # principal still offered
+    price_percent: Decimal
+    accrued: Decimal  # interest accrued on all of `available` today, paid by the buyer on top
+    rate_annual: Decimal
+    grade: str
+    remaining_installments: int
+    min_investment: Decimal
+    # The product's cap on one investor's part of a loan, in money.
+    max_per_investor: Decimal
+
+
+def listing_mismatch(rule: AutoInvestRule, offer: ListingOffer) -> str | None:
+    """Why the rule does not buy the listing, or None when it does: the rule buys on the
+    market, the listing is not the investor's own, the loan matches as a funding loan would
+    (its remaining installments as the term), and the price is within the rule's premium."""
+    if not rule.buy_on_market:
+        return "the rule does not buy on the market"
+    if offer.seller_id == rule.investor_id:
+        return "the investor's own listing"
+    why = mismatch(
+        rule,
+        FundingLoan(
+            loan_id=offer.loan_id,
+            amount=offer.loan_amount,
+            remaining=offer.available,
+            rate_annual=offer.rate_annual,
+            grade=offer.grade,
+            term_months=offer.remaining_installments,
+            min_investment=offer.min_investment,
+            max_per_investor=offer.max_per_investor,
+        ),
+    )
+    if why is not None:
+        return why.replace("term ", "remaining term ", 1) if why.startswith("term ") else why
+    highest = 100 + rule.max_market_premium_percent
+    if offer.price_percent > highest:
+        return (
+            f"price {offer.price_percent:.2f}% is above the rule's maximum {highest:.2f}% "
+            f"(a premium of at most {rule.max_market_premium_percent:.2f}%)"
+        )
+    return None
+
+
+def purchase_cost(offer: ListingOffer, principal: Decimal) -> Decimal:
+    """What `principal` of the listing costs today, as planned: its price plus its pro-rata
+    part of the accrued interest (exact for all of the listing: the quote's buyer_pays)."""
+    if principal == offer.available:
+        return price_of(principal, offer.price_percent) + offer.accrued
+    return price_of(principal, offer.price_percent) + round_money(offer.accrued * principal / offer.available)
+
+
+def cost_bound(offer: ListingOffer, principal: Decimal) -> Decimal:
+    """The most the part may cost at settlement on the same day: what budgets and the annual
+    limit are charged while planning, so that the plan never spends more than they allow."""
+    if principal <= 0:
+        return ZERO
+    if principal == offer.available:
+        return purchase_cost(offer, principal)
+    return purchase_cost(offer, principal) + COST_MARGIN
+
+
+def affordable(offer: ListingOffer, money: Decimal) -> Decimal:
+    """The most principal of the listing `money` buys: all of it if it covers its cost, else
+    whole roubles (zero when not even one)."""
+    if money <= 0:
+        return ZERO
+    if cost_bound(offer, offer.available) <= money:
+        return offer.available
+    per_rouble = offer.price_percent / 100 + offer.accrued / offer.available
+    principal = max(min(_whole((money - COST_MARGIN) / per_rouble), _whole(offer.available)), ZERO)
+    while principal > 0 and cost_bound(offer, principal) > money:
+        principal -= RUBLE
+    while principal + RUBLE < offer.available and cost_bound(offer, principal + RUBLE) <= money:
+        principal += RUBLE
+    return principal
+
+
+def asked_on_market(rule: AutoInvestRule, offer: ListingOffer, position: InvestorPosition) -> tuple[Decimal, str]:
+    """How much principal of the listing the investor asks for (whole roubles, or all of it)
+    and what limited it. Principal limits as for a funding loan; money limits by cost."""
+    already = position.in_loan.get(offer.loan_id, ZERO)
+    limits = [
+        (rule.max_amount_per_loan - already, "the rule's maximum per loan"),
+        (affordable(offer, position.budget), "the money available to auto-invest"),
+        (offer.max_per_investor - already, "the product's cap per investor"),
+        (offer.available, "what the listing offers"),
+    ]
+    if position.annual_left is not None:
+        limits.append((affordable(offer, position.annual_left), "the 259-FZ annual limit left"))
+    if rule.max_portfolio_share_percent is not None:
+        cap = position.portfolio_value * rule.max_portfolio_share_percent / 100
+        limits.append((cap - already, f"{rule.max_portfolio_share_percent}% of the portfolio"))
+    amount, why = min(limits, key=lambda item: item[0])
+    amount = max(_whole(amount), ZERO) if amount != offer.available else amount
+    return amount, why
+
+
+def allocate_listing(
+    offer: ListingOffer, demand: dict[uuid.UUID, Decimal], rotation: int
+) -> dict[uuid.UUID, tuple[Decimal, str]]:
+    """Shares the listing among the investors asking, by the same rule as a funding loan.
+    A purchase must leave the listing empty or with at least the minimum investment: when
+    sharing all of it would leave less, all but the minimum is shared instead."""
+    result = share(offer.available, offer.min_investment, demand, rotation, "the listing")
+    left = offer.available - sum((a for a, _ in result.values()), ZERO)
+    if not 0 < left < offer.min_investment:
+        return result
+    capacity = offer.available - offer.min_investment
+    note = (
+        f"; sharing all of the listing would have left {left:.2f}, below the minimum investment "
+        f"{offer.min_investment:.2f}, so {max(capacity, ZERO):.2f} was shared"
+    )
+    if capacity < offer.min_investment:
+        return {i: (ZERO, f"no part fits the listing{note}") for i in demand}
+    return {
+        i: (amount, why + note)
+        for i, (amount, why) in share(capacity, offer.min_investment, demand, rotation, "the listing").items()
+    }
+
+
+def plan_market(
+    offers: list[ListingOffer],
+    rules: list[AutoInvestRule],
+    positions: dict[uuid.UUID, InvestorPosition],
+    rotation: int,
+) -> list[PlannedInvestment]:
+    """Listing by listing (in the order given: the caller puts the oldest first), as `plan`
+    does for funding loans: the matching rules ask, the listing is shared, and each
+    investor's position is charged the part's cost bound (budget, annual limit) and its
+    principal (held in the loan). Only investors asking at least the minimum investment (or
+    all of the listing) take part."""
+    planned: list[PlannedInvestment] = []
+    for n, offer in enumerate(offers):
+        demand: dict[uuid.UUID, Decimal] = {}
+        why: dict[uuid.UUID, str] = {}
+        for rule in rules:
+            if listing_mismatch(rule, offer) is not None:
+                continue
+            amount, limited_by = asked_on_market(rule, offer, positions[rule.investor_id])
+            if amount <= 0 or (amount < offer.min_investment and amount != offer.available):
+                continue
+            demand[rule.investor_id] = amount
+            why[rule.investor_id] = limited_by
+        if not demand:
+            continue
+        for investor_id, (amount, reason) in allocate_listing(offer, demand, rotation + n).items():
+            cost = purchase_cost(offer, amount) if amount > 0 else ZERO
+            planned.append(
+                PlannedInvestment(
+                    offer.loan_id,
+                    investor_id,
+                    demand[investor_id],
+                    amount,
+                    f"market: asked {demand[investor_id]:.2f} of the {offer.available:.2f} listed at "
+                    f"{offer.price_percent:.2f}% (limited by {why[investor_id]}); {reason}"
+                    + (f"; costs about {cost:.2f} with the accrued interest" if amount > 0 else ""),
+                    listing_id=offer.listing_id,
+                    cost=cost,
+                )
+            )
+            if amount > 0:
+                position = positions[investor_id]
+                charged = cost_bound(offer, amount)
+                position.budget -= charged
+                if position.annual_left is not None:
+                    position.annual_left -= charged
+                position.in_loan[offer.loan_id] = position.in_loan.get(offer.loan_id, ZERO) + amount
+    return planned

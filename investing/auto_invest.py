@@ -2,20 +2,29 @@
 for funding, each investor's budget and limits), and the record of every allocation.
 
 The rules of matching and fair sharing are in domain/auto_invest.py. Nothing here creates
-an investment: a run's plan is placed through each loan workflow's `invest` update.
+an investment: a run's plan is placed through each loan workflow's `invest` update (a
+market purchase: its `trade` update).
 
 reinvest_returns, precisely: with it on, auto-invest may spend all the available money.
 With it off, it spends only money the investor deposited and has never lent:
     deposits confirmed - withdrawals requested (not rejected) - investments (not released),
 never more than what is available. Money that came back from loans (installments, early
-repayments, reserve-fund cover) is left for the investor to withdraw or invest by hand; a
-manual investment counts against the deposited money first.
+repayments, reserve-fund cover, what a sale on the market brought) is left for the investor
+to withdraw or invest by hand; a manual investment counts against the deposited money first.
+A holding bought on the market counts as lent what its purchase cost (price + accrued
+interest), not its principal.
+
+The secondary market: a run over every funding loan (the Schedule's) also plans over every
+open listing, after the funding loans, with the same budgets; its purchases go through each
+loan workflow's `trade` update, under a trade id decided from the run, the listing and the
+investor, so a retried placement never buys twice.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -24,17 +33,29 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from domain.auto_invest import AutoInvestRule, FundingLoan, InvestorPosition, PlannedInvestment, plan
+from domain.auto_invest import (
+    AutoInvestRule,
+    FundingLoan,
+    InvestorPosition,
+    ListingOffer,
+    PlannedInvestment,
+    plan,
+    plan_market,
+)
 from domain.money import ZERO, round_money
 from investing.annual_limit import ANNUAL_LIMIT, limit_year
+from investing.market import listing_view
 from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow, AutoInvestRun, InvestorYearTotal
 from models.ledger import Deposit, LedgerAccount, Wallet, Withdrawal
 from models.loan_status import LoanStatus
 from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.market import MarketListing, MarketTrade
 from models.products import LoanProduct
 from models.users import User
 
 ALLOCATION_NAMESPACE = uuid.UUID("0b6f4d1e-2c39-4d7a-8f43-5a9e3c1d2b77")
+# The most open listings one run plans over (oldest first); the next run sees the rest.
+MAX_LISTINGS_PER_RUN = 2000
 
 
 def get_rule(session: Session, investor_id: uuid.UUID) -> AutoInvestRuleRow:
@@ -91,6 +112,50 @@ def funding_loans(session: Session, loan_ids: list[uuid.UUID] | None) -> tuple[l
     return loans, workflows
 
 
+def market_offers(
+    session: Session, listing_ids: list[uuid.UUID] | None, at: datetime
+) -> tuple[list[ListingOffer], dict[uuid.UUID, str]]:
+    """Open listings that can be bought today, oldest first, each priced for all it still
+    offers, and their loans' workflow ids. `listing_ids` None: every open listing."""
+    today = at.astimezone(UTC).date()
+    query = (
+        select(MarketListing)
+        .where(MarketListing.status == "open", MarketListing.remaining_principal > 0)
+        .order_by(MarketListing.created_at, MarketListing.id)
+        .limit(MAX_LISTINGS_PER_RUN)
+    )
+    if listing_ids is not None:
+        query = query.where(MarketListing.id.in_(listing_ids))
+    offers, workflows = [], {}
+    for listing in session.scalars(query).all():
+        try:
+            view = listing_view(session, listing, today)
+        except ValueError:  # (the listing offers more than the seller still holds: not for sale)
+            continue
+        if view is None or view.grade is None or view.rate_annual is None:
+            continue
+        loan = session.get_one(LoanRequest, listing.loan_id)
+        product = session.get_one(LoanProduct, loan.product_id)
+        offers.append(
+            ListingOffer(
+                listing_id=listing.id,
+                loan_id=loan.id,
+                seller_id=listing.seller_id,
+                loan_amount=loan.amount,
+                available=listing.remaining_principal,
+                price_percent=listing.price_percent,
+                accrued=view.quote.accrued,
+                rate_annual=view.rate_annual,
+                grade=view.grade,
+                remaining_installments=view.remaining_installments,
+                min_investment=product.min_investment,
+                max_per_investor=round_money(loan.amount * product.max_investor_share_percent / 100),
+            )
+        )
+        workflows[loan.id] = loan.workflow_id
+    return offers, workflows
+
+
 def active_rules(session: Session) -> tuple[list[AutoInvestRule], dict[uuid.UUID, bool]]:
     rows = session.scalars(
         select(AutoInvestRuleRow).where(AutoInvestRuleRow.is_active).order_by(AutoInvestRuleRow.investor_id)
@@ -107,6 +172,8 @@ def active_rules(session: Session) -> tuple[list[AutoInvestRule], dict[uuid.UUID
                 min_rate=row.min_rate,
                 max_term_months=row.max_term_months,
                 max_portfolio_share_percent=row.max_portfolio_share_percent,
+                buy_on_market=row.buy_on_market,
+                max_market_premium_percent=row.max_market_premium_percent,
             )
         )
         reinvest[row.investor_id] = row.reinvest_returns
@@ -125,7 +192,8 @@ def positions(
     at: datetime,
 ) -> dict[uuid.UUID, InvestorPosition]:
     """Each investor's budget, portfolio value, annual limit left and holdings in the loans
-    being planned, in a handful of aggregate queries."""
+    being planned (what each lent or bought there, less what it sold), in a handful of
+    aggregate queries."""
     ids = list(investor_ids)
     if not ids:
         return {}
@@ -151,8 +219,14 @@ def positions(
     lent = _sums(
         session,
         select(Investment.investor_id, func.sum(Investment.amount))
-        .where(Investment.investor_id.in_(ids), Investment.status != "released")
+        .where(Investment.investor_id.in_(ids), Investment.status != "released", Investment.acquired_at.is_(None))
         .group_by(Investment.investor_id),
+    )
+    bought = _sums(  # a holding bought on the market: what it cost, not its principal
+        session,
+        select(MarketTrade.buyer_id, func.sum(MarketTrade.buyer_pays))
+        .where(MarketTrade.buyer_id.in_(ids))
+        .group_by(MarketTrade.buyer_id),
     )
     outstanding_by_loan = (
         select(
@@ -184,7 +258,7 @@ def positions(
     in_loans: dict[uuid.UUID, dict[uuid.UUID, Decimal]] = {}
     if loan_ids:
         for investor_id, loan_id, amount in session.execute(
-            select(Investment.investor_id, Investment.loan_id, func.sum(Investment.amount))
+            select(Investment.investor_id, Investment.loan_id, func.sum(Investment.amount - Investment.sold_principal))
             .where(
                 Investment.investor_id.in_(ids),
                 Investment.loan_id.in_(loan_ids),
@@ -200,7 +274,10 @@ def positions(
         budget = available
         if not reinvest.get(investor_id, True):
             never_lent = (
-                deposited.get(investor_id, ZERO) - withdrawn.get(investor_id, ZERO) - lent.get(investor_id, ZERO)
+                deposited.get(investor_id, ZERO)
+                - withdrawn.get(investor_id, ZERO)
+                - lent.get(investor_id, ZERO)
+                - bought.get(investor_id, ZERO)
             )
             budget = max(min(available, never_lent), ZERO)
         value = available + wallet.get("wallet_reserved", ZERO) + outstanding.get(investor_id, ZERO)
@@ -219,7 +296,16 @@ class RunPlan:
     run_no: int
     planned: list[PlannedInvestment]
     workflows: dict[uuid.UUID, str]
+    # (loan, investor) -> the investment's id, for investments in funding loans
     investment_ids: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID]
+    # (listing, investor) -> the trade's id, for purchases on the market
+    trade_ids: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = field(default_factory=dict)
+
+
+def trade_id_of(run_no: int, listing_id: uuid.UUID, investor_id: uuid.UUID) -> uuid.UUID:
+    """The trade an auto-invest purchase places: the same for the same run, listing and
+    investor (one rule per investor), so a retried placement is the same trade."""
+    return uuid.uuid5(ALLOCATION_NAMESPACE, f"{run_no}:market:{listing_id}:{investor_id}")
 
 
 def _planned_before(session: Session, run_no: int) -> RunPlan:
@@ -228,16 +314,36 @@ def _planned_before(session: Session, run_no: int) -> RunPlan:
     ).all()
     return RunPlan(
         run_no,
-        [PlannedInvestment(r.loan_id, r.investor_id, r.asked, r.allocated, r.reason) for r in rows],
+        [
+            PlannedInvestment(
+                r.loan_id,
+                r.investor_id,
+                r.asked,
+                r.allocated,
+                r.reason,
+                listing_id=r.listing_id,
+                cost=Decimal(r.details["cost"]) if "cost" in r.details else None,
+            )
+            for r in rows
+        ],
         {r.loan_id: r.details["workflow_id"] for r in rows},
-        {(r.loan_id, r.investor_id): r.investment_id for r in rows},
+        {(r.loan_id, r.investor_id): r.investment_id for r in rows if r.kind == "primary" and r.investment_id},
+        {(r.listing_id, r.investor_id): r.trade_id for r in rows if r.kind == "market" and r.listing_id and r.trade_id},
     )
 
 
-def plan_run(session: Session, run_key: str, loan_ids: list[uuid.UUID] | None, at: datetime) -> RunPlan:
+def plan_run(
+    session: Session,
+    run_key: str,
+    loan_ids: list[uuid.UUID] | None,
+    at: datetime,
+    listing_ids: Sequence[uuid.UUID] | None = (),
+) -> RunPlan:
     """Plans a run and records every allocation (asked, allocated, why) before anything is
-    placed. The run number is the rotation's starting point: it moves on with each run.
-    The same run_key again returns the plan already recorded."""
+    placed: the funding loans first, then the open listings (`listing_ids` None: every open
+    listing; empty: none), each investor's budget and limits spent once across them all.
+    The run number is the rotation's starting point: it moves on with each run. The same
+    run_key again returns the plan already recorded."""
     run_no = session.execute(
         pg_insert(AutoInvestRun)
         .values(run_key=run_key)
@@ -250,44 +356,78 @@ def plan_run(session: Session, run_key: str, loan_ids: list[uuid.UUID] | None, a
         )
     loans, workflows = funding_loans(session, loan_ids)
     rules, reinvest = active_rules(session)
-    if not loans or not rules:
+    offers: list[ListingOffer] = []
+    if listing_ids is None or listing_ids:
+        if any(rule.buy_on_market for rule in rules):
+            offers, market_workflows = market_offers(session, None if listing_ids is None else list(listing_ids), at)
+            workflows.update(market_workflows)
+    if not (loans or offers) or not rules:
         return RunPlan(run_no, [], workflows, {})
-    held = positions(session, [r.investor_id for r in rules], reinvest, [loan.loan_id for loan in loans], at)
+    loan_ids_held = [loan.loan_id for loan in loans] + [offer.loan_id for offer in offers]
+    held = positions(session, [r.investor_id for r in rules], reinvest, loan_ids_held, at)
     planned = plan(loans, rules, held, rotation=run_no)
+    purchases = plan_market(offers, rules, held, rotation=run_no)
     ids = {
         (item.loan_id, item.investor_id): uuid.uuid5(
             ALLOCATION_NAMESPACE, f"{run_no}:{item.loan_id}:{item.investor_id}"
         )
         for item in planned
     }
-    if planned:  # one multi-row insert: a run may plan tens of thousands
-        session.execute(
-            insert(AutoInvestAllocation),
-            [
-                {
-                    "run_no": run_no,
-                    "loan_id": item.loan_id,
-                    "investor_id": item.investor_id,
-                    "asked": item.asked,
-                    "allocated": item.amount,
-                    "reason": item.reason,
-                    "investment_id": ids[(item.loan_id, item.investor_id)],
-                    "details": {"workflow_id": workflows[item.loan_id]},
-                    "outcome": "planned" if item.amount > 0 else "not_allocated",
-                }
-                for item in planned
-            ],
-        )
-    return RunPlan(run_no, planned, workflows, ids)
+    trade_ids = {
+        (item.listing_id, item.investor_id): trade_id_of(run_no, item.listing_id, item.investor_id)
+        for item in purchases
+        if item.listing_id is not None
+    }
+    rows = [
+        {
+            "run_no": run_no,
+            "kind": "primary",
+            "loan_id": item.loan_id,
+            "investor_id": item.investor_id,
+            "asked": item.asked,
+            "allocated": item.amount,
+            "reason": item.reason,
+            "investment_id": ids[(item.loan_id, item.investor_id)],
+            "details": {"workflow_id": workflows[item.loan_id]},
+            "outcome": "planned" if item.amount > 0 else "not_allocated",
+        }
+        for item in planned
+    ] + [
+        {
+            "run_no": run_no,
+            "kind": "market",
+            "loan_id": item.loan_id,
+            "listing_id": item.listing_id,
+            "trade_id": trade_ids[(item.listing_id, item.investor_id)],
+            "investor_id": item.investor_id,
+            "asked": item.asked,
+            "allocated": item.amount,
+            "reason": item.reason,
+            "investment_id": None,
+            "details": {"workflow_id": workflows[item.loan_id], "cost": f"{item.cost or ZERO:.2f}"},
+            "outcome": "planned" if item.amount > 0 else "not_allocated",
+        }
+        for item in purchases
+        if item.listing_id is not None
+    ]
+    if rows:  # one multi-row insert: a run may plan tens of thousands
+        session.execute(insert(AutoInvestAllocation), rows)
+    return RunPlan(run_no, planned + purchases, workflows, ids, trade_ids)
 
 
 @dataclass(frozen=True)
 class PlannedPlacement:
-    investment_id: uuid.UUID
+    """One allocation to place: an investment (`invest` update) or, with a listing, a
+    purchase (`trade` update)."""
+
+    allocation_id: int
+    investment_id: uuid.UUID | None
     loan_id: uuid.UUID
     workflow_id: str
     investor_id: uuid.UUID
     amount: Decimal
+    listing_id: uuid.UUID | None = None
+    trade_id: uuid.UUID | None = None
 
 
 def planned_placements(session: Session, run_no: int) -> list[PlannedPlacement]:
@@ -298,16 +438,43 @@ def planned_placements(session: Session, run_no: int) -> list[PlannedPlacement]:
         .order_by(AutoInvestAllocation.id)
     )
     return [
-        PlannedPlacement(r.investment_id, r.loan_id, r.details["workflow_id"], r.investor_id, r.allocated) for r in rows
+        PlannedPlacement(
+            r.id,
+            r.investment_id,
+            r.loan_id,
+            r.details["workflow_id"],
+            r.investor_id,
+            r.allocated,
+            listing_id=r.listing_id,
+            trade_id=r.trade_id,
+        )
+        for r in rows
     ]
 
 
-def record_outcomes(session: Session, outcomes: list[tuple[uuid.UUID, str, str | None]]) -> None:
-    for investment_id, outcome, detail in outcomes:
+def settled_trades(session: Session, trade_ids: list[uuid.UUID]) -> dict[uuid.UUID, MarketTrade]:
+    """The trades among these that already settled (a placement whose answer was lost)."""
+    if not trade_ids:
+        return {}
+    return {t.id: t for t in session.scalars(select(MarketTrade).where(MarketTrade.id.in_(trade_ids)))}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    allocation_id: int
+    outcome: str
+    detail: str | None = None
+    # a market purchase's holding, once bought
+    investment_id: uuid.UUID | None = None
+
+
+def record_outcomes(session: Session, outcomes: list[Outcome]) -> None:
+    for item in outcomes:
+        values: dict[str, object] = {"outcome": item.outcome, "outcome_detail": item.detail}
+        if item.investment_id is not None:
+            values["investment_id"] = item.investment_id
         session.execute(
-            update(AutoInvestAllocation)
-            .where(AutoInvestAllocation.investment_id == investment_id)
-            .values(outcome=outcome, outcome_detail=detail)
+            update(AutoInvestAllocation).where(AutoInvestAllocation.id == item.allocation_id).values(**values)
         )
 
 

@@ -317,22 +317,28 @@ def open_listings(session: Session, today: date, limit: int = 100, offset: int =
         .limit(limit)
         .offset(offset)
     ):
-        facts = holding_facts(session, session.get_one(Investment, listing.investment_id), today)
-        refusal = _refusal_to_list(facts, listing.remaining_principal, listing.price_percent)
-        if refusal is not None and refusal.kind == "not_eligible":
-            continue  # (closed by the loan's next event; not for sale meanwhile)
-        quote, ytm, facts, _ = quote_listing(session, listing, listing.remaining_principal, today)
-        views.append(
-            ListingView(
-                listing=listing,
-                grade=facts.loan.risk_grade,
-                rate_annual=facts.loan.rate_annual,
-                remaining_installments=len(facts.unpaid),
-                quote=quote,
-                yield_percent=ytm,
-            )
-        )
+        view = listing_view(session, listing, today)
+        if view is not None:
+            views.append(view)
     return views
+
+
+def listing_view(session: Session, listing: MarketListing, today: date) -> ListingView | None:
+    """An open listing priced today for all it still offers; None while its loan cannot be
+    traded (closed by the loan's next event; not for sale meanwhile)."""
+    facts = holding_facts(session, session.get_one(Investment, listing.investment_id), today)
+    refusal = _refusal_to_list(facts, listing.remaining_principal, listing.price_percent)
+    if refusal is not None and refusal.kind == "not_eligible":
+        return None
+    quote, ytm, facts, _ = quote_listing(session, listing, listing.remaining_principal, today)
+    return ListingView(
+        listing=listing,
+        grade=facts.loan.risk_grade,
+        rate_annual=facts.loan.rate_annual,
+        remaining_installments=len(facts.unpaid),
+        quote=quote,
+        yield_percent=ytm,
+    )
 
 
 def check_purchase(session: Session, buyer: User, listing: MarketListing, principal: Decimal) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,6 +38,9 @@ class AutoInvestRuleRow(Base):
             "max_portfolio_share_percent IS NULL OR max_portfolio_share_percent BETWEEN 1 AND 100",
             name="portfolio_share",
         ),
+        CheckConstraint(
+            "max_market_premium_percent >= 0 AND max_market_premium_percent <= 100", name="market_premium"
+        ),
     )
 
     investor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
@@ -49,6 +53,10 @@ class AutoInvestRuleRow(Base):
     max_term_months: Mapped[int] = mapped_column(Integer, nullable=False)
     reinvest_returns: Mapped[bool] = mapped_column(Boolean, nullable=False)
     max_portfolio_share_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    # The secondary market: whether the rule buys listings, and the highest premium over par
+    # it pays (2.00: up to 102 % of the principal; 0: never above par).
+    buy_on_market: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    max_market_premium_percent: Mapped[Decimal] = mapped_column(Numeric(5, 2), nullable=False, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
@@ -64,10 +72,22 @@ class AutoInvestRun(Base):
 
 
 class AutoInvestAllocation(Base):
-    """What one auto-invest run gave one investor in one loan, why, and what came of it."""
+    """What one auto-invest run gave one investor in one loan, why, and what came of it.
+
+    kind "primary": an investment in a loan open for funding (investment_id is the
+    investment's id, decided when planned). kind "market": a purchase of part of a listing
+    (`allocated` is principal; trade_id is the trade's id, decided when planned; the
+    investment is the holding bought, known once the trade settles)."""
 
     __tablename__ = "auto_invest_allocations"
-    __table_args__ = (CheckConstraint("outcome IN ('planned','placed','refused','not_allocated')", name="outcome"),)
+    __table_args__ = (
+        CheckConstraint("outcome IN ('planned','placed','refused','not_allocated')", name="outcome"),
+        CheckConstraint(
+            "(kind = 'primary' AND investment_id IS NOT NULL AND listing_id IS NULL AND trade_id IS NULL)"
+            " OR (kind = 'market' AND listing_id IS NOT NULL AND trade_id IS NOT NULL)",
+            name="kind",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     run_no: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
@@ -76,7 +96,10 @@ class AutoInvestAllocation(Base):
     asked: Mapped[Money] = mapped_column(nullable=False)
     allocated: Mapped[Money] = mapped_column(nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
-    investment_id: Mapped[uuid.UUID] = mapped_column(nullable=False, unique=True)
+    investment_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False, server_default="primary")
+    listing_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("market_listings.id"))
+    trade_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
     outcome: Mapped[str] = mapped_column(String(20), nullable=False)
     outcome_detail: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")

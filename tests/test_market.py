@@ -5,23 +5,34 @@ money is exact to the kopek; two buyers race for one listing: one trade, one 409
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from decimal import Decimal
 
 import httpx
+import pypdf
 from sqlalchemy import select
 
 from api.main import create_app
 from compliance.audit import loan_records, verify_chain
 from core.db import unit_of_work
 from documents.assignments import ASSIGNMENT_AGREEMENT
+from documents.render import _money
+from documents.store import DocumentStore
 from ledger.accounts import platform_account
 from models.loans import Investment, InvestmentInstallment
 from models.market import MarketListing, MarketTrade
 from models.records import Document
 from products.service import change_product, current_product, terms_of
 from tests.ledger_helpers import assert_books_balance
-from tests.loan_helpers import balance_of, give_money, make_borrower, make_investor, running_worker
+from tests.loan_helpers import (
+    balance_of,
+    give_money,
+    make_borrower,
+    make_investor,
+    replay_and_maybe_record,
+    running_worker,
+)
 from tests.test_loan_api import bearer, fund_through_the_api, wait_loan_status
 
 D = Decimal
@@ -157,7 +168,8 @@ async def test_a_holding_sold_in_two_parts_mid_life_then_repaid_pays_everyone_ex
 
         final = await wait_loan_status(api, loan_id, mine, "repaid", "defaulted", timeout=180)
         assert final["status"] == "repaid"
-        await dev_client.get_workflow_handle(f"loan-{loan_id}").result()
+        handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
+        await handle.result()
 
     with session_factory() as session:
         trades = list(session.scalars(select(MarketTrade).where(MarketTrade.loan_id == uuid.UUID(loan_id))))
@@ -211,3 +223,13 @@ async def test_a_holding_sold_in_two_parts_mid_life_then_repaid_pays_everyone_ex
         assert all(r.details.get("ledger_transaction_id") for r in records if r.action == "market.traded")
         assert verify_chain(records).intact
         assert_books_balance(session)
+        # What each buyer received is what its copy of the agreement says it buys.
+        store = DocumentStore(settings.documents_dir)
+        for trade in trades:
+            (copy,) = [d for d in documents if d.subject_key == f"trade:{trade.id}:buyer"]
+            text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(store.read(copy.sha256))).pages)
+            bought = [r for r in _rows(session_factory, trade.buyer_investment_id)]
+            total = sum((r.received_principal + r.received_interest for r in bought), D(0))
+            assert _money(total) in " ".join(text.split()), (total, text[-800:])
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(handle, "loan_with_market_trades")

@@ -54,7 +54,9 @@ def _market(holdings: list[dict[str, Any]], listings: list[dict[str, Any]]) -> d
     offered = [listing for listing in listings if not listing["mine"]]
     return {
         "sellable": sellable,
-        "sell_forms": {h["investment_id"]: FormState(values={"principal": h["outstanding_principal"]}) for h in sellable},
+        "sell_forms": {
+            h["investment_id"]: FormState(values={"principal": h["outstanding_principal"]}) for h in sellable
+        },
         "listed": {listing["investment_id"]: listing for listing in mine},
         "my_listings": mine,
         "offered": offered,
@@ -65,8 +67,10 @@ def _market(holdings: list[dict[str, Any]], listings: list[dict[str, Any]]) -> d
 def _terms_beside_fields(problem: ApiProblem, fields: tuple[str, ...]) -> ApiProblem:
     """The market's own 422 (terms the product does not allow) names no field: its reason is
     about the price ("the price must be ...") or else the principal; put it beside that one."""
-    if problem.status == 422 and not problem.field_errors and str(problem.body.get("type", "")).endswith(
-        "/invalid-request"
+    if (
+        problem.status == 422
+        and not problem.field_errors
+        and str(problem.body.get("type", "")).endswith("/invalid-request")
     ):
         name = "price_percent" if problem.detail.startswith("the price") and "price_percent" in fields else "principal"
         problem.field_errors = {name: problem.detail}

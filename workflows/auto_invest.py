@@ -1,8 +1,9 @@
-"""An auto-invest run: plan (match rules, share oversubscribed loans fairly), place each
-investment through its loan workflow's `invest` update, record the outcomes.
+"""An auto-invest run: plan (match rules, share oversubscribed loans and listings fairly),
+place each investment through its loan workflow's `invest` update and each market purchase
+through its `trade` update, record the outcomes.
 
-Started every 15 minutes by the `auto-invest` Schedule for every loan open for funding, and
-at once by a loan entering funding (for that loan alone)."""
+Started every 15 minutes by the `auto-invest` Schedule for every loan open for funding and
+every open listing, and at once by a loan entering funding (for that loan alone)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class AutoInvestWorkflow:
                 run_key=f"{workflow.info().workflow_id}/{workflow.info().run_id}",
                 loan_ids=input.loan_ids,
                 at=workflow.now(),
+                listing_ids=input.listings_planned(),
             ),
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RETRY,

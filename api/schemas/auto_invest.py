@@ -26,6 +26,17 @@ class AutoInvestRuleIn(StrictModel):
     reinvest_returns: bool
     # Optional diversification: at most this % of the investor's portfolio in any one loan.
     max_portfolio_share_percent: AsciiDecimal | None = Field(default=None, ge=1, le=100, max_digits=5, decimal_places=2)
+    # The secondary market (off unless asked for, so older clients keep primary funding only).
+    buy_on_market: bool = Field(default=False, description="also buy listed claims on the secondary market")
+    max_market_premium_percent: AsciiDecimal = Field(
+        default=Decimal("0"),
+        ge=0,
+        le=100,
+        max_digits=5,
+        decimal_places=2,
+        description="the highest premium over par paid on the market: 2.00 accepts a price up to 102 % "
+        "of the principal; 0 never pays above par; a discount is always accepted",
+    )
 
     @field_validator("allowed_grades")
     @classmethod
@@ -51,18 +62,27 @@ class AutoInvestRuleOut(ResponseModel):
     max_term_months: int
     reinvest_returns: bool
     max_portfolio_share_percent: Decimal | None
+    buy_on_market: bool
+    max_market_premium_percent: Decimal
     updated_at: datetime
 
 
 class AllocationOut(ResponseModel):
     run_no: int
+    kind: Literal["primary", "market"] = Field(
+        description="primary: an investment in a loan open for funding; market: a purchase of part of a listing"
+    )
     loan_id: uuid.UUID
-    asked: Money
-    allocated: Money
+    listing_id: uuid.UUID | None = Field(description="the listing bought from (market purchases)")
+    trade_id: uuid.UUID | None = Field(description="the trade's id (market purchases)")
+    asked: Money = Field(description="the amount asked (for a market purchase: principal)")
+    allocated: Money = Field(description="the amount allocated (for a market purchase: principal)")
     reason: str
     outcome: str
     outcome_detail: str | None
-    investment_id: uuid.UUID
+    investment_id: uuid.UUID | None = Field(
+        description="the investment (for a market purchase: the holding bought, once the trade settled)"
+    )
     created_at: datetime
 
 

@@ -9,6 +9,11 @@ it. A trade is a record (append-only: the app's role may not change or remove on
 changes state (open -> sold, cancelled or closed by the loan's own events). A holding keeps
 its original amount; what it sold is `sold_principal`, and a bought holding remembers its
 trade and when it was acquired.
+
+Auto-invest buys on the market too: a rule says whether it does (`buy_on_market`) and the
+highest premium over par it pays; an allocation says whether it was a primary investment or
+a market purchase (then its listing and its trade id; its investment is the holding bought,
+known once the trade settles).
 """
 
 from __future__ import annotations
@@ -81,8 +86,32 @@ def upgrade() -> None:
     op.create_index('ix_market_trades_listing_id', 'market_trades', ['listing_id'])
     op.execute(f"REVOKE UPDATE, DELETE ON market_trades FROM {APP_ROLE}")
 
+    op.add_column('auto_invest_rules', sa.Column('buy_on_market', sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column('auto_invest_rules', sa.Column('max_market_premium_percent', sa.Numeric(5, 2), nullable=False, server_default='0'))
+    op.create_check_constraint(op.f('ck_auto_invest_rules_market_premium'), 'auto_invest_rules', 'max_market_premium_percent >= 0 AND max_market_premium_percent <= 100')
+    op.add_column('auto_invest_allocations', sa.Column('kind', sa.String(10), nullable=False, server_default='primary'))
+    op.add_column('auto_invest_allocations', sa.Column('listing_id', postgresql.UUID(as_uuid=True), sa.ForeignKey('market_listings.id', name=op.f('fk_auto_invest_allocations_listing_id_market_listings')), nullable=True))
+    op.add_column('auto_invest_allocations', sa.Column('trade_id', postgresql.UUID(as_uuid=True), nullable=True))
+    op.create_unique_constraint(op.f('uq_auto_invest_allocations_trade_id'), 'auto_invest_allocations', ['trade_id'])
+    op.alter_column('auto_invest_allocations', 'investment_id', nullable=True)
+    op.create_check_constraint(
+        op.f('ck_auto_invest_allocations_kind'),
+        'auto_invest_allocations',
+        "(kind = 'primary' AND investment_id IS NOT NULL AND listing_id IS NULL AND trade_id IS NULL)"
+        " OR (kind = 'market' AND listing_id IS NOT NULL AND trade_id IS NOT NULL)",
+    )
+
 
 def downgrade() -> None:
+    op.execute("DELETE FROM auto_invest_allocations WHERE kind = 'market'")
+    op.drop_constraint(op.f('ck_auto_invest_allocations_kind'), 'auto_invest_allocations', type_='check')
+    op.alter_column('auto_invest_allocations', 'investment_id', nullable=False)
+    op.drop_constraint(op.f('uq_auto_invest_allocations_trade_id'), 'auto_invest_allocations', type_='unique')
+    for column in ('trade_id', 'listing_id', 'kind'):
+        op.drop_column('auto_invest_allocations', column)
+    op.drop_constraint(op.f('ck_auto_invest_rules_market_premium'), 'auto_invest_rules', type_='check')
+    op.drop_column('auto_invest_rules', 'max_market_premium_percent')
+    op.drop_column('auto_invest_rules', 'buy_on_market')
     op.drop_table('market_trades')
     op.drop_table('market_listings')
     op.drop_constraint(op.f('ck_investments_sold_within_amount'), 'investments', type_='check')
