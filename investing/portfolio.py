@@ -16,7 +16,9 @@ Released reservations (a loan that was not funded) are no holdings at all and ar
 
 The realised return (`realised_flows`, then domain/xirr.py, actual/365) counts, per holding:
 - the amount lent, out, on the day the loan was paid out (`disbursed_at`); holdings in loans
-  not paid out yet lend nothing yet and are left out of the return;
+  not paid out yet lend nothing yet and are left out of the return; a holding bought on the
+  secondary market: what it cost (price + accrued interest), out, the day it was bought;
+- what a sale on the secondary market brought in (after the fee), in, the day of the trade;
 - every receipt (principal, interest and late fee of each installment), in, on the day the
   collection that settled the installment ran (`repayment_schedule.paid_at`: the same
   collection pays the investors). Parts paid before the installment was settled (partial
@@ -51,6 +53,7 @@ from ledger.accounts import wallet_of_user
 from loans.investor_shares import HOLDING_STATUSES, agreed_shares_of
 from models.loan_status import LoanStatus
 from models.loans import Investment, InvestmentInstallment, LoanRequest, RepaymentInstallment
+from models.market import MarketTrade
 
 PERCENT = Decimal("0.01")
 # Installments nothing more will be collected on.
@@ -97,6 +100,10 @@ class Holding:
     created_at: datetime
     disbursed_at: datetime | None
     closed_at: datetime | None
+    # The secondary market: a bought holding's cost and when it was bought (its money out,
+    # instead of the loan's disbursement), and what its sales brought in, when.
+    bought: tuple[datetime, Decimal] | None = None
+    sales: tuple[tuple[datetime, Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,11 +170,38 @@ def investor_portfolio(session: Session, investor_id: uuid.UUID, *, now: datetim
     by_investment: dict[uuid.UUID, list[Part]] = {}
     for part in parts:
         by_investment.setdefault(part.investment_id, []).append(part)
+    bought, sales = _trades(session, mine)
     holdings = [
-        _holding(investment, _Loan(status, grade, rate, disbursed_at, closed_at), by_investment.get(investment.id, []))
+        _holding(
+            investment,
+            _Loan(status, grade, rate, disbursed_at, closed_at),
+            by_investment.get(investment.id, []),
+            bought.get(investment.id),
+            tuple(sales.get(investment.id, ())),
+        )
         for investment, status, grade, rate, disbursed_at, closed_at in rows
     ]
     return summarise(currency, holdings, parts, today=day_of(now, time_zone), time_zone=time_zone)
+
+
+def _trades(
+    session: Session, investment_ids: set[uuid.UUID]
+) -> tuple[dict[uuid.UUID, tuple[datetime, Decimal]], dict[uuid.UUID, list[tuple[datetime, Decimal]]]]:
+    """What each of these holdings cost on the market, and what each sale of them brought in."""
+    bought: dict[uuid.UUID, tuple[datetime, Decimal]] = {}
+    sales: dict[uuid.UUID, list[tuple[datetime, Decimal]]] = {}
+    if not investment_ids:
+        return bought, sales
+    for trade in session.scalars(
+        select(MarketTrade).where(
+            MarketTrade.buyer_investment_id.in_(investment_ids) | MarketTrade.seller_investment_id.in_(investment_ids)
+        )
+    ):
+        if trade.buyer_investment_id in investment_ids:
+            bought[trade.buyer_investment_id] = (trade.traded_at, trade.buyer_pays)
+        if trade.seller_investment_id in investment_ids:
+            sales.setdefault(trade.seller_investment_id, []).append((trade.traded_at, trade.seller_gets))
+    return bought, sales
 
 
 def _stored_parts(session: Session, investor_id: uuid.UUID) -> list[Part]:
@@ -259,8 +293,16 @@ class _Loan:
     closed_at: datetime | None
 
 
-def _holding(investment: Investment, loan: _Loan, own: Sequence[Part]) -> Holding:
+def _holding(
+    investment: Investment,
+    loan: _Loan,
+    own: Sequence[Part],
+    bought: tuple[datetime, Decimal] | None = None,
+    sales: tuple[tuple[datetime, Decimal], ...] = (),
+) -> Holding:
     received_principal = sum((p.received_principal for p in own), ZERO)
+    # (what it sold on the market is no longer its to receive)
+    owed = investment.amount - investment.sold_principal - received_principal
     return Holding(
         investment_id=investment.id,
         loan_id=investment.loan_id,
@@ -269,7 +311,7 @@ def _holding(investment: Investment, loan: _Loan, own: Sequence[Part]) -> Holdin
         rate_annual=loan.rate_annual,
         amount=investment.amount,
         investment_status=investment.status,
-        outstanding_principal=investment.amount - received_principal if investment.status == "active" else ZERO,
+        outstanding_principal=owed if investment.status == "active" else ZERO,
         received_principal=received_principal,
         received_interest=sum((p.received_interest for p in own), ZERO),
         received_fees=sum((p.received_fee for p in own), ZERO),
@@ -278,6 +320,8 @@ def _holding(investment: Investment, loan: _Loan, own: Sequence[Part]) -> Holdin
         created_at=investment.created_at,
         disbursed_at=loan.disbursed_at,
         closed_at=loan.closed_at,
+        bought=bought,
+        sales=sales,
     )
 
 
@@ -316,9 +360,14 @@ def realised_flows(
         by_investment.setdefault(part.investment_id, []).append(part)
     flows: list[tuple[date, Decimal]] = []
     for holding in holdings:
-        if holding.disbursed_at is None:
+        if holding.bought is not None:  # bought on the market: its cost, the day it was bought
+            flows.append((day_of(holding.bought[0], time_zone), -holding.bought[1]))
+        elif holding.disbursed_at is None:
             continue  # not lent yet
-        flows.append((day_of(holding.disbursed_at, time_zone), -holding.amount))
+        else:
+            flows.append((day_of(holding.disbursed_at, time_zone), -holding.amount))
+        for sold_at, proceeds in holding.sales:  # what its sales brought in
+            flows.append((day_of(sold_at, time_zone), proceeds))
         closed = day_of(holding.closed_at, time_zone) if holding.closed_at is not None else today
         for part in by_investment.get(holding.investment_id, []):
             if part.received:

@@ -67,7 +67,7 @@ def reserve_fund(session: Session, currency: str = "RUB") -> ReserveFund:
         .where(Investment.reserve_cover_amount > 0, LoanRequest.currency == currency)
     ).one()
     # An investment's principal over the loan's life is what it lent (domain/investor_shares.py):
-    # what it is still owed is its amount less the principal it has received.
+    # what it is still owed is its amount less what it sold and the principal it has received.
     received = (
         select(
             InvestmentInstallment.investment_id,
@@ -79,7 +79,10 @@ def reserve_fund(session: Session, currency: str = "RUB") -> ReserveFund:
     )
     outstanding, loans = session.execute(
         select(
-            func.coalesce(func.sum(Investment.amount - func.coalesce(received.c.principal, ZERO)), ZERO),
+            func.coalesce(
+                func.sum(Investment.amount - Investment.sold_principal - func.coalesce(received.c.principal, ZERO)),
+                ZERO,
+            ),
             func.count(func.distinct(Investment.loan_id)),
         )
         .join(LoanRequest, LoanRequest.id == Investment.loan_id)

@@ -85,7 +85,10 @@ def loan_money(session: Session, loan_id: uuid.UUID) -> LoanMoney:
             received_principal=principal,
             received_interest=interest,
             received_fees=fees,
-            outstanding_principal=investment.amount - principal if investment.status == "active" else ZERO,
+            # (what it sold on the secondary market is no longer its to receive)
+            outstanding_principal=investment.amount - investment.sold_principal - principal
+            if investment.status == "active"
+            else ZERO,
             loss_amount=investment.loss_amount,
             reserve_cover_amount=investment.reserve_cover_amount,
             created_at=investment.created_at,
