@@ -125,14 +125,7 @@ class AutoInvestActivities:
                 try:
                     pending.append(await send(item))
                 except WorkflowUpdateFailedError as error:
-                    cause = error.cause
-                    pending.append(
-                        Outcome(
-                            item.allocation_id,
-                            "refused",
-                            f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}",
-                        )
-                    )
+                    pending.append(Outcome(item.allocation_id, "refused", _refusal(error.cause)))
                 except RPCError as error:  # the loan's workflow is gone (it moved on)
                     pending.append(Outcome(item.allocation_id, "refused", f"{error.status.name}: {error.message}"))
                 done += 1
@@ -154,3 +147,10 @@ class AutoInvestActivities:
 def _paid(trade: TradeSettled | MarketTrade) -> str:
     """A market purchase's outcome detail: what it cost."""
     return f"bought for {trade.buyer_pays:.2f}: price {trade.price:.2f} + accrued interest {trade.accrued_interest:.2f}"
+
+
+def _refusal(cause: BaseException | None) -> str:
+    """Why the loan refused: the refusal's type, then its message (once, if it starts with it)."""
+    kind = getattr(cause, "type", None) or type(cause).__name__
+    text = str(cause)
+    return text if text.startswith(f"{kind}:") else f"{kind}: {text}"

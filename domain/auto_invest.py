@@ -347,12 +347,16 @@ def asked_on_market(rule: AutoInvestRule, offer: ListingOffer, position: Investo
     already = position.in_loan.get(offer.loan_id, ZERO)
     limits = [
         (rule.max_amount_per_loan - already, "the rule's maximum per loan"),
-        (affordable(offer, position.budget), "the money available to auto-invest"),
         (offer.max_per_investor - already, "the product's cap per investor"),
         (offer.available, "what the listing offers"),
     ]
+    money = [(position.budget, "the money available to auto-invest")]
     if position.annual_left is not None:
-        limits.append((affordable(offer, position.annual_left), "the 259-FZ annual limit left"))
+        money.append((position.annual_left, "the 259-FZ annual limit left"))
+    for left, what in money:  # (a limit only where it buys less than all of the listing)
+        principal = affordable(offer, left)
+        if principal < offer.available:
+            limits.append((principal, what))
     if rule.max_portfolio_share_percent is not None:
         cap = position.portfolio_value * rule.max_portfolio_share_percent / 100
         limits.append((cap - already, f"{rule.max_portfolio_share_percent}% of the portfolio"))
@@ -369,7 +373,7 @@ def allocate_listing(
     sharing all of it would leave less, all but the minimum is shared instead."""
     result = share(offer.available, offer.min_investment, demand, rotation, "the listing")
     left = offer.available - sum((a for a, _ in result.values()), ZERO)
-    if not 0 < left < offer.min_investment:
+    if not 0 < left < offer.min_investment or left == offer.available:
         return result
     capacity = offer.available - offer.min_investment
     note = (

@@ -67,6 +67,13 @@ class EarlyRepaymentUnaffordable(LoanRefusal):
     failure_type = "InsufficientFunds"
 
 
+class NotTradeable(LoanRefusal):
+    """A secondary-market trade the loan cannot take now: an installment overdue, or the loan
+    on its last installment (a trade of a loan that is not active is LoanNotActive)."""
+
+    non_retryable = True
+
+
 REFUSALS: dict[str, type[LoanRefusal]] = {
     cls.failure_type: cls
     for cls in (
@@ -77,12 +84,6 @@ REFUSALS: dict[str, type[LoanRefusal]] = {
         NotAwaitingReview,
         LoanNotActive,
         EarlyRepaymentUnaffordable,
+        NotTradeable,
     )
 }
-
-
-class NotTradeable(LoanRefusal):
-    """A secondary-market trade the loan cannot take now: an installment overdue, or the loan
-    on its last installment (a trade of a loan that is not active is LoanNotActive)."""
-
-    non_retryable = True

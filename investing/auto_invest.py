@@ -48,7 +48,7 @@ from investing.market import listing_view
 from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow, AutoInvestRun, InvestorYearTotal
 from models.ledger import Deposit, LedgerAccount, Wallet, Withdrawal
 from models.loan_status import LoanStatus
-from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.loans import Investment, InvestmentInstallment, LoanRequest
 from models.market import MarketListing, MarketTrade
 from models.products import LoanProduct
 from models.users import User
@@ -228,22 +228,25 @@ def positions(
         .where(MarketTrade.buyer_id.in_(ids))
         .group_by(MarketTrade.buyer_id),
     )
-    outstanding_by_loan = (
+    # A holding's principal still owed: what it lent or bought, less what it sold and the
+    # principal it has received (its agreed parts; as ledger/reports.py counts it).
+    received = (
         select(
-            RepaymentInstallment.loan_id,
-            func.sum(RepaymentInstallment.principal - RepaymentInstallment.paid_principal).label("outstanding"),
+            InvestmentInstallment.investment_id,
+            func.sum(InvestmentInstallment.received_principal).label("principal"),
         )
-        .where(RepaymentInstallment.status != "written_off")
-        .group_by(RepaymentInstallment.loan_id)
+        .join(Investment, Investment.id == InvestmentInstallment.investment_id)
+        .where(Investment.investor_id.in_(ids), Investment.status == "active")
+        .group_by(InvestmentInstallment.investment_id)
         .subquery()
     )
     outstanding = _sums(
         session,
         select(
-            Investment.investor_id, func.sum(Investment.amount * outstanding_by_loan.c.outstanding / LoanRequest.amount)
+            Investment.investor_id,
+            func.sum(Investment.amount - Investment.sold_principal - func.coalesce(received.c.principal, ZERO)),
         )
-        .join(LoanRequest, LoanRequest.id == Investment.loan_id)
-        .join(outstanding_by_loan, outstanding_by_loan.c.loan_id == Investment.loan_id)
+        .outerjoin(received, received.c.investment_id == Investment.id)
         .where(Investment.investor_id.in_(ids), Investment.status == "active")
         .group_by(Investment.investor_id),
     )
@@ -388,6 +391,8 @@ def plan_run(
             "allocated": item.amount,
             "reason": item.reason,
             "investment_id": ids[(item.loan_id, item.investor_id)],
+            "listing_id": None,
+            "trade_id": None,
             "details": {"workflow_id": workflows[item.loan_id]},
             "outcome": "planned" if item.amount > 0 else "not_allocated",
         }

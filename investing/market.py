@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
 from core.errors import Conflict, InvalidRequest, NotFound
+from core.settings import PLATFORM_TIME_ZONE
 from documents.assignments import TradeFacts
+from domain.calendar import day_of
 from domain.market import (
     Refusal,
     Settlement,
@@ -32,9 +34,9 @@ from domain.market import (
     yield_to_maturity,
 )
 from domain.money import ZERO
-from investing.annual_limit import count_investment
+from investing.annual_limit import count_investment, limit_year
 from ledger.accounts import platform_account
-from ledger.postings import Leg, post_transaction
+from ledger.postings import Leg, lock_accounts, post_transaction
 from loans.common import available_account_of, loan_row
 from loans.investor_shares import store_agreed_shares
 from models.loan_workflow import SettleTradeInput, TradeSettled
@@ -61,6 +63,7 @@ class HoldingFacts:
     unpaid: list[RepaymentInstallment]
     rows: list[InvestmentInstallment]  # its agreed parts of the unpaid installments
     held_days: int
+    time_zone: str
 
     @property
     def has_overdue(self) -> bool:
@@ -82,21 +85,23 @@ class HoldingFacts:
         disbursement) to its own due date."""
         upcoming = self.unpaid[0]
         earlier = [i.due_date for i in self.schedule if i.payment_num < upcoming.payment_num]
-        start = max(earlier) if earlier else _disbursed_on(self.loan)
+        start = max(earlier) if earlier else _disbursed_on(self.loan, self.time_zone)
         return start, upcoming.due_date, upcoming.payment_num
 
     schedule: list[RepaymentInstallment]
 
 
-def _disbursed_on(loan: LoanRequest) -> date:
-    return (loan.disbursed_at or loan.created_at).astimezone(UTC).date()
+def _disbursed_on(loan: LoanRequest, time_zone: str) -> date:
+    return day_of(loan.disbursed_at or loan.created_at, time_zone)
 
 
-def holding_facts(session: Session, investment: Investment, today: date) -> HoldingFacts:
+def holding_facts(
+    session: Session, investment: Investment, today: date, time_zone: str = PLATFORM_TIME_ZONE
+) -> HoldingFacts:
+    """Reads only: the agreed parts as stored (a loan paid out before they were stored has
+    them from its next collection, or from a settlement, which stores them under the lock)."""
     loan = session.get_one(LoanRequest, investment.loan_id)
     product = session.get_one(LoanProduct, loan.product_id)
-    if loan.status == "active":
-        store_agreed_shares(session, loan.id)  # (stored at disbursement; here for older loans)
     schedule = list(
         session.scalars(
             select(RepaymentInstallment)
@@ -122,7 +127,8 @@ def holding_facts(session: Session, investment: Investment, today: date) -> Hold
         product=product,
         unpaid=unpaid,
         rows=rows,
-        held_days=(today - acquired.astimezone(UTC).date()).days,
+        held_days=(today - day_of(acquired, time_zone)).days,
+        time_zone=time_zone,
         schedule=schedule,
     )
     return facts
@@ -152,6 +158,7 @@ def create_listing(
     price_percent: Decimal,
     client_key: str | None,
     today: date,
+    time_zone: str = PLATFORM_TIME_ZONE,
 ) -> tuple[MarketListing, bool]:
     """Lists `principal` of the seller's holding at `price_percent`. (listing, created)."""
     if client_key:
@@ -160,16 +167,20 @@ def create_listing(
         ).first()
         if earlier is not None:
             return earlier, False
-    investment = session.get(Investment, investment_id, with_for_update=True)
-    if investment is None or investment.investor_id != seller.id:
+    found = session.get(Investment, investment_id)
+    if found is None or found.investor_id != seller.id:
         raise NotFound(f"no holding {investment_id}")
+    loan_row(session, found.loan_id, lock=True)  # the lock order (ledger/postings.py): the loan first
+    investment = session.get_one(Investment, investment_id, with_for_update=True)
     if investment.status != "active":
         raise Conflict(f"this holding is {investment.status}: only a holding in an active loan may be listed")
     if session.scalar(
         select(MarketListing.id).where(MarketListing.investment_id == investment.id, MarketListing.status == "open")
     ):
         raise Conflict("this holding is already listed: cancel that listing first")
-    facts = holding_facts(session, investment, today)
+    facts = holding_facts(session, investment, today, time_zone)
+    if investment.sold_principal >= investment.amount or not facts.outstanding:
+        raise Conflict("nothing of this holding is left to sell")
     refusal = _refusal_to_list(facts, principal, price_percent)
     if refusal is not None:
         _raise(refusal)
@@ -205,18 +216,22 @@ def create_listing(
 
 
 def cancel_listing(session: Session, seller: User, listing_id: uuid.UUID) -> MarketListing:
-    listing = session.get(MarketListing, listing_id, with_for_update=True)
-    if listing is None or listing.seller_id != seller.id:
+    found = session.get(MarketListing, listing_id)
+    if found is None or found.seller_id != seller.id:
         raise NotFound(f"no listing {listing_id}")
+    loan_row(session, found.loan_id, lock=True)  # the lock order: the loan first
+    listing = session.get_one(MarketListing, listing_id, with_for_update=True)
     if listing.status == "cancelled":
         return listing
     if listing.status != "open":
         raise Conflict(f"the listing is {listing.status}")
-    _close(session, listing, "cancelled", "cancelled by the seller")
+    _close(session, listing, "cancelled", "cancelled by the seller", actor_id=seller.id)
     return listing
 
 
-def _close(session: Session, listing: MarketListing, status: str, reason: str) -> None:
+def _close(
+    session: Session, listing: MarketListing, status: str, reason: str, actor_id: uuid.UUID | None = None
+) -> None:
     listing.status = status
     listing.close_reason = reason
     listing.closed_at = datetime.now(UTC)
@@ -225,6 +240,8 @@ def _close(session: Session, listing: MarketListing, status: str, reason: str) -
         listing.loan_id,
         f"market:listing:{listing.id}:{status}",
         f"market.listing_{status}",
+        actor_id=actor_id,
+        actor_role="investor" if actor_id else "system",
         details={"listing_id": str(listing.id), "remaining_principal": f"{listing.remaining_principal:.2f}"},
         note=reason,
     )
@@ -253,12 +270,35 @@ def close_listings_if_untradeable(session: Session, loan_id: uuid.UUID) -> int:
     )
     if loan.status != "active":
         reason = f"the loan is {loan.status}"
+    elif not statuses:
+        reason = "the loan is repaid"
     elif "overdue" in statuses:
         reason = "an installment of the loan is overdue"
     elif len(statuses) < 2:
         reason = "the loan is on its last installment"
     else:
-        return 0
+        # Still tradeable: a listing its holding can no longer honour (a collection paid part
+        # of what it offered, so less is owed than it offers, or selling it would leave the
+        # seller under the minimum) closes; the seller may list again.
+        product = session.get_one(LoanProduct, loan.product_id)
+        closed = 0
+        for listing in open_listings:
+            owed = sum(
+                (
+                    r.principal - r.received_principal
+                    for r in session.scalars(
+                        select(InvestmentInstallment).where(
+                            InvestmentInstallment.investment_id == listing.investment_id
+                        )
+                    )
+                ),
+                ZERO,
+            )
+            left = owed - listing.remaining_principal
+            if left < 0 or 0 < left < product.min_investment:
+                _close(session, listing, "closed", "a collection paid part of the holding: list it again")
+                closed += 1
+        return closed
     return close_listings(session, loan_id, reason, open_listings)
 
 
@@ -290,11 +330,11 @@ class ListingView:
 
 
 def quote_listing(
-    session: Session, listing: MarketListing, principal: Decimal, today: date
+    session: Session, listing: MarketListing, principal: Decimal, today: date, time_zone: str = PLATFORM_TIME_ZONE
 ) -> tuple[Settlement, Decimal | None, HoldingFacts, list[ShareRow]]:
     """What `principal` of the listing costs today, its yield, and the parts it buys."""
     investment = session.get_one(Investment, listing.investment_id)
-    facts = holding_facts(session, investment, today)
+    facts = holding_facts(session, investment, today, time_zone)
     _, sold = split_holding(facts.share_rows, principal)
     start, end, next_num = facts.period_of_next()
     next_interest = next((r.interest for r in sold if r.payment_num == next_num), ZERO)
@@ -308,7 +348,9 @@ def quote_listing(
     return quote, yield_to_maturity(quote.buyer_pays, today, flows), facts, sold
 
 
-def open_listings(session: Session, today: date, limit: int = 100, offset: int = 0) -> list[ListingView]:
+def open_listings(
+    session: Session, today: date, time_zone: str = PLATFORM_TIME_ZONE, limit: int = 100, offset: int = 0
+) -> list[ListingView]:
     views = []
     for listing in session.scalars(
         select(MarketListing)
@@ -317,20 +359,21 @@ def open_listings(session: Session, today: date, limit: int = 100, offset: int =
         .limit(limit)
         .offset(offset)
     ):
-        view = listing_view(session, listing, today)
+        view = listing_view(session, listing, today, time_zone)
         if view is not None:
             views.append(view)
     return views
 
 
-def listing_view(session: Session, listing: MarketListing, today: date) -> ListingView | None:
+def listing_view(
+    session: Session, listing: MarketListing, today: date, time_zone: str = PLATFORM_TIME_ZONE
+) -> ListingView | None:
     """An open listing priced today for all it still offers; None while its loan cannot be
     traded (closed by the loan's next event; not for sale meanwhile)."""
-    facts = holding_facts(session, session.get_one(Investment, listing.investment_id), today)
-    refusal = _refusal_to_list(facts, listing.remaining_principal, listing.price_percent)
-    if refusal is not None and refusal.kind == "not_eligible":
-        return None
-    quote, ytm, facts, _ = quote_listing(session, listing, listing.remaining_principal, today)
+    facts = holding_facts(session, session.get_one(Investment, listing.investment_id), today, time_zone)
+    if _refusal_to_list(facts, listing.remaining_principal, listing.price_percent) is not None:
+        return None  # (any rule it no longer meets: its holding was paid in part, the loan moved on)
+    quote, ytm, facts, _ = quote_listing(session, listing, listing.remaining_principal, today, time_zone)
     return ListingView(
         listing=listing,
         grade=facts.loan.risk_grade,
@@ -347,6 +390,8 @@ def check_purchase(session: Session, buyer: User, listing: MarketListing, princi
         raise Conflict(f"the listing is {listing.status}")
     if listing.seller_id == buyer.id:
         raise Conflict("this is your own listing")
+    if principal > listing.remaining_principal:  # (others bought meanwhile)
+        raise Conflict(f"only {listing.remaining_principal:.2f} of this listing is left")
     product = session.get_one(LoanProduct, session.get_one(LoanRequest, listing.loan_id).product_id)
     refusal = purchase_refusal(
         listed_principal=listing.remaining_principal, principal=principal, min_investment=product.min_investment
@@ -356,16 +401,22 @@ def check_purchase(session: Session, buyer: User, listing: MarketListing, princi
 
 
 def quote_purchase(
-    session: Session, buyer: User, listing: MarketListing, principal: Decimal, on: date
+    session: Session,
+    buyer: User,
+    listing: MarketListing,
+    principal: Decimal,
+    on: date,
+    time_zone: str = PLATFORM_TIME_ZONE,
 ) -> tuple[Settlement, HoldingFacts, list[ShareRow]]:
-    """A purchase checked (the listing, the part, the loan still tradeable) and priced on `on`."""
+    """A purchase checked (the listing, the part, the loan still tradeable, the listing still
+    one its holding can honour) and priced on `on`."""
     check_purchase(session, buyer, listing, principal)
     investment = session.get_one(Investment, listing.investment_id)
-    facts = holding_facts(session, investment, on)
-    refusal = _refusal_to_list(facts, principal, listing.price_percent)
-    if refusal is not None and refusal.kind == "not_eligible":
-        _raise(refusal)
-    quote, _, facts, sold = quote_listing(session, listing, principal, on)
+    facts = holding_facts(session, investment, on, time_zone)
+    refusal = _refusal_to_list(facts, listing.remaining_principal, listing.price_percent)
+    if refusal is not None:  # the loan or the holding moved on since it was listed: 409
+        raise Conflict(refusal.reason)
+    quote, _, facts, sold = quote_listing(session, listing, principal, on, time_zone)
     return quote, facts, sold
 
 
@@ -377,15 +428,19 @@ def settle_trade(session: Session, input: SettleTradeInput) -> TradeSettled:
     if listing is None or listing.loan_id != loan.id:
         raise NotFound(f"no listing {input.listing_id} on this loan")
     buyer = session.get_one(User, input.buyer_id)
+    store_agreed_shares(session, loan.id)  # (stored at disbursement; here for older loans)
     seller_investment = session.get_one(Investment, listing.investment_id, with_for_update=True)
-    quote, facts, sold = quote_purchase(session, buyer, listing, input.principal, input.on)
-    year = input.traded_at.year
-    counted_year = count_investment(session, buyer, quote.buyer_pays, year)
+    quote, facts, sold = quote_purchase(session, buyer, listing, input.principal, input.on, input.time_zone)
     seller_account = available_account_of(session, listing.seller_id)
     buyer_account = available_account_of(session, buyer.id)
+    fees_account = platform_account(session, "platform_fees", loan.currency)
+    # The lock order (ledger/postings.py): the loan, the accounts, then the 259-FZ year row
+    # (whose year is Moscow's, as for an investment).
+    lock_accounts(session, {buyer_account.id, seller_account.id, fees_account.id})
+    counted_year = count_investment(session, buyer, quote.buyer_pays, limit_year(input.traded_at))
     legs = [Leg(buyer_account.id, -quote.buyer_pays), Leg(seller_account.id, quote.seller_gets)]
     if quote.fee:
-        legs.append(Leg(platform_account(session, "platform_fees", loan.currency).id, quote.fee))
+        legs.append(Leg(fees_account.id, quote.fee))
     posted = post_transaction(
         session,
         key=f"market:trade:{input.trade_id}",
@@ -443,6 +498,15 @@ def settle_trade(session: Session, input: SettleTradeInput) -> TradeSettled:
         buyer_pays=quote.buyer_pays,
         seller_gets=quote.seller_gets,
         traded_at=input.traded_at,
+        sold_parts=[
+            {
+                "payment_num": part.payment_num,
+                "due_date": next(i.due_date for i in facts.unpaid if i.payment_num == part.payment_num).isoformat(),
+                "principal": f"{part.principal:.2f}",
+                "interest": f"{part.interest:.2f}",
+            }
+            for part in sold
+        ],
     )
     session.add(trade)
     session.flush()
@@ -489,15 +553,6 @@ def trade_facts(session: Session, trade_id: uuid.UUID) -> TradeFacts:
     if trade is None:
         raise NotFound(f"no trade {trade_id}")
     loan = session.get_one(LoanRequest, trade.loan_id)
-    due = {
-        i.payment_num: i.due_date
-        for i in session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.id))
-    }
-    rows = session.scalars(
-        select(InvestmentInstallment)
-        .where(InvestmentInstallment.investment_id == trade.buyer_investment_id)
-        .order_by(InvestmentInstallment.payment_num)
-    )
     return TradeFacts(
         trade_id=trade.id,
         loan_id=loan.id,
@@ -515,11 +570,11 @@ def trade_facts(session: Session, trade_id: uuid.UUID) -> TradeFacts:
         loan_rate_annual=loan.rate_annual or ZERO,
         remaining_installments=[
             {
-                "payment_num": r.payment_num,
-                "due_date": due[r.payment_num],
-                "principal": r.principal,
-                "interest": r.interest,
+                "payment_num": part["payment_num"],
+                "due_date": part["due_date"],
+                "principal": Decimal(part["principal"]),
+                "interest": Decimal(part["interest"]),
             }
-            for r in rows
+            for part in trade.sold_parts
         ],
     )

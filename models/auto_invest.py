@@ -38,9 +38,7 @@ class AutoInvestRuleRow(Base):
             "max_portfolio_share_percent IS NULL OR max_portfolio_share_percent BETWEEN 1 AND 100",
             name="portfolio_share",
         ),
-        CheckConstraint(
-            "max_market_premium_percent >= 0 AND max_market_premium_percent <= 100", name="market_premium"
-        ),
+        CheckConstraint("max_market_premium_percent >= 0 AND max_market_premium_percent <= 100", name="market_premium"),
     )
 
     investor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)

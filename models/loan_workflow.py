@@ -250,6 +250,8 @@ class SettleTradeInput(BaseModel):
     loan_id: uuid.UUID
     on: date
     traded_at: AwareDatetime
+    # the loan's time zone: its calendar days (the 259-FZ year is always Moscow's)
+    time_zone: str
 
 
 class TradeSettled(BaseModel):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Money, created_at_column, uuid_pk
@@ -70,3 +72,6 @@ class MarketTrade(Base):
     buyer_pays: Mapped[Money] = mapped_column(nullable=False)
     seller_gets: Mapped[Money] = mapped_column(nullable=False)
     traded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # What the buyer bought of each unpaid installment, as the trade split it: the assignment
+    # agreement's schedule (the holding's own rows may change later, if it is sold on).
+    sold_parts: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)

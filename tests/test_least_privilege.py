@@ -22,6 +22,7 @@ APPEND_ONLY = {
     "scoring_rules",
     "borrower_points",
     "operation_outcomes",
+    "market_trades",
 }
 # Only the owner's: which migrations ran.
 OWNER_ONLY_WRITES = {"alembic_version"}

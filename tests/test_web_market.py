@@ -361,3 +361,16 @@ async def test_buying_through_the_form_settles_once_and_moves_the_claim(
         seller_home = (await seller.get("/app/investor")).text
         assert "You have nothing on the market." in text_of(seller_home)  # sold: no longer listed
         assert 'value="15000.00"' in _sell_row(seller_home, holding.id)  # what the seller kept
+
+
+def test_cancelling_a_listing_already_closed_says_why_at_the_top(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people)
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    assert _sell(seller, csrf, investment_id, key, "14000.00", "100").status_code == 303
+    (listing,) = _open_listings(session_factory, investment_id)
+    with unit_of_work(session_factory) as session:  # the loan's next event closed it meanwhile
+        session.get_one(MarketListing, listing.id).status = "closed"
+    answer = seller.post(f"/app/investor/market/listings/{listing.id}/cancel", data={"csrf_token": csrf})
+    assert answer.status_code == 409
+    assert '<p class="form-error" role="alert" id="page-error">Not cancelled: the listing is closed</p>' in answer.text

@@ -961,6 +961,7 @@ class LoanWorkflow:
                         loan_id=input.loan_id,
                         on=self._today(),
                         traded_at=workflow.now(),
+                        time_zone=self._time_zone(),
                     ),
                     summary=f"settle a trade of {request.principal:.2f} of a holding",
                 )
@@ -985,6 +986,8 @@ class LoanWorkflow:
         self._check_tradeable()
 
     def _check_tradeable(self) -> None:
+        if self._draining:
+            raise _failure(TryAgain("the loan is moving to a new run; send again"))
         if self._state.status != LoanStatus.active:
             raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
         unsettled = self._unsettled()

@@ -5,18 +5,20 @@ collections. Rules: domain/market.py and README "Secondary market"."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
-from api.deps import InvestorUser, SessionDep, TemporalDep, in_db
+from api.deps import InvestorUser, SessionDep, SettingsDep, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
 from api.schemas.market import ListingIn, ListingOut, MarketListingOut, PurchaseIn, TradeOut
 from api.workflow_calls import execute_loan_update
 from core.errors import NotFound
+from core.settings import Settings
+from domain.calendar import day_of
 from investing.market import ListingView, cancel_listing, create_listing, open_listings, quote_purchase
 from investing.precheck import check_investor_can_pay
 from models.loan_workflow import TradeRequest, TradeSettled
@@ -30,8 +32,9 @@ router = APIRouter(prefix="/v1/market", tags=["market"])
 TRADE_NAMESPACE = uuid.UUID("0b7f8f0e-2d1a-4a55-9c59-1f4a2f7c3e11")
 
 
-def today() -> datetime:
-    return datetime.now(UTC)
+def platform_today(settings: Settings) -> date:
+    """The day it is in the platform's time zone (a loan's due dates are days there)."""
+    return day_of(datetime.now(UTC), settings.PLATFORM_TIME_ZONE)
 
 
 def _listing_out(listing: MarketListing, user: User) -> ListingOut:
@@ -65,13 +68,25 @@ def _market_out(view: ListingView, user: User) -> MarketListingOut:
 
 @router.post("/listings", status_code=status.HTTP_201_CREATED, response_model=ListingOut)
 def list_holding(
-    body: ListingIn, user: InvestorUser, session: SessionDep, response: Response, idempotency_key: IdempotencyGuard
+    body: ListingIn,
+    user: InvestorUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyGuard,
 ) -> ListingOut:
     """201 the listing; 409 when the holding cannot be listed now (the reason says why: the
     loan not active, an installment overdue, its last installment, held too briefly, already
     listed); 422 for terms the product does not allow (the part, the price range)."""
     listing, created = create_listing(
-        session, user, body.investment_id, body.principal, body.price_percent, idempotency_key, today().date()
+        session,
+        user,
+        body.investment_id,
+        body.principal,
+        body.price_percent,
+        idempotency_key,
+        platform_today(settings),
+        settings.PLATFORM_TIME_ZONE,
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -82,11 +97,13 @@ def list_holding(
 def market(
     user: InvestorUser,
     session: SessionDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> list[MarketListingOut]:
     """Open listings, oldest first, each priced today for all that is still offered."""
-    return [_market_out(view, user) for view in open_listings(session, today().date(), limit, offset)]
+    views = open_listings(session, platform_today(settings), settings.PLATFORM_TIME_ZONE, limit, offset)
+    return [_market_out(view, user) for view in views]
 
 
 @router.delete("/listings/{listing_id}", response_model=ListingOut)
@@ -127,7 +144,10 @@ async def purchase(
         principal = (body.principal if body and body.principal else None) or listing.remaining_principal
         # What the wallet and the annual limit cannot cover never reaches the loan (the
         # settlement checks everything again, under the locks, on the loan's own date).
-        quote, _, _ = quote_purchase(session, user, listing, principal, today().date())
+        settings = request.app.state.settings
+        quote, _, _ = quote_purchase(
+            session, user, listing, principal, platform_today(settings), settings.PLATFORM_TIME_ZONE
+        )
         check_investor_can_pay(session, user, quote.buyer_pays)
         return _trade_request(listing, user, principal, trade_id), str(loan.workflow_id), None
 

@@ -63,7 +63,7 @@ class AutoInvestRuleOut(ResponseModel):
     reinvest_returns: bool
     max_portfolio_share_percent: Decimal | None
     buy_on_market: bool
-    max_market_premium_percent: Decimal
+    max_market_premium_percent: Money  # (a percent, with two decimals as money is: "2.00")
     updated_at: datetime
 
 

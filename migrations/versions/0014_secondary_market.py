@@ -31,8 +31,8 @@ APP_ROLE = "crowdlending_app"
 
 
 def upgrade() -> None:
-    op.add_column('loan_products', sa.Column('market_min_price_percent', sa.Numeric(7, 2), nullable=False, server_default='90.00'))
-    op.add_column('loan_products', sa.Column('market_max_price_percent', sa.Numeric(7, 2), nullable=False, server_default='110.00'))
+    op.add_column('loan_products', sa.Column('market_min_price_percent', sa.Numeric(7, 3), nullable=False, server_default='90.00'))
+    op.add_column('loan_products', sa.Column('market_max_price_percent', sa.Numeric(7, 3), nullable=False, server_default='110.00'))
     op.add_column('loan_products', sa.Column('market_fee_percent', sa.Numeric(7, 3), nullable=False, server_default='1.000'))
     op.add_column('loan_products', sa.Column('market_min_holding_days', sa.Integer(), nullable=False, server_default='30'))
     op.add_column('investments', sa.Column('sold_principal', sa.Numeric(15, 2), nullable=False, server_default='0'))
@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.CheckConstraint("status IN ('open','sold','cancelled','closed')", name=op.f('ck_market_listings_status')),
         sa.CheckConstraint('principal > 0 AND remaining_principal >= 0 AND remaining_principal <= principal', name=op.f('ck_market_listings_principal')),
         sa.CheckConstraint('price_percent > 0', name=op.f('ck_market_listings_price')),
-        sa.UniqueConstraint('seller_id', 'client_key', name=op.f('uq_market_listings_seller_id')),
+        sa.UniqueConstraint('seller_id', 'client_key', name=op.f('uq_market_listings_seller_id_client_key')),
     )
     op.create_index('ix_market_listings_loan_id', 'market_listings', ['loan_id'])
     # One open listing per holding.
@@ -79,6 +79,8 @@ def upgrade() -> None:
         sa.Column('buyer_pays', sa.Numeric(15, 2), nullable=False),
         sa.Column('seller_gets', sa.Numeric(15, 2), nullable=False),
         sa.Column('traded_at', sa.DateTime(timezone=True), nullable=False),
+        # the parts of each installment the buyer bought: its assignment agreement's schedule
+        sa.Column('sold_parts', postgresql.JSONB(), nullable=False),
         sa.CheckConstraint('principal > 0 AND price > 0 AND accrued_interest >= 0 AND fee >= 0', name=op.f('ck_market_trades_amounts')),
         sa.CheckConstraint('buyer_pays = price + accrued_interest AND seller_gets = buyer_pays - fee', name=op.f('ck_market_trades_settlement')),
     )
