@@ -61,6 +61,7 @@ def test_refusals_keep_the_types_loan_histories_carry():
         "NotAwaitingReview",
         "LoanNotActive",
         "InsufficientFunds",
+        "NotTradeable",  # (the secondary market's trade update)
     }
 
 

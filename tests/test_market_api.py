@@ -200,3 +200,27 @@ def test_an_assignment_is_read_by_its_parties_and_staff_not_the_borrower(
     assert client.get(url, headers=market["borrower"].headers).status_code == 404
     listed = client.get(f"/v1/loans/{market['loan']}/documents", headers=market["borrower"].headers).json()
     assert str(document.id) not in {d["id"] for d in listed}
+
+
+def test_a_listing_larger_than_what_is_still_owed_is_not_sold_and_closes(client, market, session_factory):
+    """Listed whole, then a collection pays part of the holding: the listing offers more than is
+    owed. Buyers no longer see it, a purchase is a 409 (never a crash), and the loan's next
+    collection closes it."""
+    from models.loans import InvestmentInstallment
+
+    listing = _list(client, market, principal="14000.00").json()["id"]
+    with unit_of_work(session_factory) as session:
+        session.execute(
+            update(InvestmentInstallment)
+            .where(InvestmentInstallment.investment_id == market["holding"], InvestmentInstallment.payment_num == 1)
+            .values(received_principal=D("1000.00"))
+        )
+    assert client.get("/v1/market/listings", headers=market["buyer"].headers).json() == []
+    give_money(session_factory, uuid.UUID(market["buyer"].id), "20000")
+    bought = client.post(f"/v1/market/listings/{listing}/purchase", json={}, headers=market["buyer"].headers)
+    assert bought.status_code == 409, bought.text
+    with unit_of_work(session_factory) as session:
+        assert close_listings_if_untradeable(session, market["loan"]) == 1
+    with session_factory() as session:
+        closed = session.get_one(MarketListing, uuid.UUID(listing))
+        assert closed.status == "closed" and "list it again" in (closed.close_reason or "")
