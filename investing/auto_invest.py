@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
+from core.settings import PLATFORM_TIME_ZONE
 from domain.auto_invest import (
     AutoInvestRule,
     FundingLoan,
@@ -42,6 +43,7 @@ from domain.auto_invest import (
     plan,
     plan_market,
 )
+from domain.calendar import day_of
 from domain.money import ZERO, round_money
 from investing.annual_limit import ANNUAL_LIMIT, limit_year
 from investing.market import listing_view
@@ -117,7 +119,8 @@ def market_offers(
 ) -> tuple[list[ListingOffer], dict[uuid.UUID, str]]:
     """Open listings that can be bought today, oldest first, each priced for all it still
     offers, and their loans' workflow ids. `listing_ids` None: every open listing."""
-    today = at.astimezone(UTC).date()
+    # The platform's calendar day (the loan settles on its own: the cost may differ by a day's interest).
+    today = day_of(at, PLATFORM_TIME_ZONE)
     query = (
         select(MarketListing)
         .where(MarketListing.status == "open", MarketListing.remaining_principal > 0)
@@ -128,10 +131,7 @@ def market_offers(
         query = query.where(MarketListing.id.in_(listing_ids))
     offers, workflows = [], {}
     for listing in session.scalars(query).all():
-        try:
-            view = listing_view(session, listing, today)
-        except ValueError:  # (the listing offers more than the seller still holds: not for sale)
-            continue
+        view = listing_view(session, listing, today)  # (None: not for sale today, by any rule)
         if view is None or view.grade is None or view.rate_annual is None:
             continue
         loan = session.get_one(LoanRequest, listing.loan_id)

@@ -243,11 +243,20 @@ def test_a_purchase_refused_before_it_reaches_the_loan(client, people, session_f
     url = f"/app/investor/market/listings/{listing.id}/purchase"
     prefix = f"buy-{listing.id}-"
 
-    # A part above what is offered: beside the principal, as typed.
+    # A part the product does not allow (below its minimum): beside the principal, as typed.
+    too_little = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": "500"})
+    assert too_little.status_code == 422
+    error = re.search(rf'<span class="error" id="{prefix}principal-error">([^<]+)</span>', too_little.text)
+    assert error and error.group(1).startswith("take all of the 14000.00 listed"), too_little.text
+    assert f'id="{prefix}principal" name="principal" type="text" value="500"' in too_little.text
+    assert f'aria-describedby="{prefix}principal-error"' in too_little.text
+
+    # More than is left (others may have bought meanwhile): the API's 409, above the form.
     too_much = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": "20000"})
-    assert too_much.status_code == 422
-    assert re.search(rf'<span class="error" id="{prefix}principal-error">the principal 20000.00 is more', too_much.text)
-    assert f'id="{prefix}principal" name="principal" type="text" value="20000"' in too_much.text
+    assert too_much.status_code == 409
+    row = re.search(rf'<tr data-listing="{listing.id}">(.*?)</tr>', too_much.text, re.S).group(1)
+    assert '<p class="form-error" role="alert">only 14000.00 of this listing is left</p>' in row
+    assert 'value="20000"' in row and f"{prefix}principal-error" not in row
 
     # All of it (the field left empty) with an empty wallet: the reason above the buy form.
     poor = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": ""})
