@@ -84,9 +84,14 @@ def revoke_family(session: Session, family_id: uuid.UUID, now: datetime) -> None
     )
 
 
+def family_of(session: Session, token: str) -> uuid.UUID | None:
+    """The login (family) a refresh token belongs to, if it is one of ours."""
+    return session.scalar(select(RefreshToken.family_id).where(RefreshToken.token_hash == _hash(token)))
+
+
 def revoke_token_family(session: Session, token: str, now: datetime) -> None:
     """Logout: the family of this token ends. An unknown token changes nothing (no oracle)."""
-    family = session.scalar(select(RefreshToken.family_id).where(RefreshToken.token_hash == _hash(token)))
+    family = family_of(session, token)
     if family is not None:
         revoke_family(session, family, now)
 

@@ -4,7 +4,6 @@ and installing it all into the API's FastAPI app (same process, same accounts)."
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -15,14 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.idempotency import StoredAnswer
-from auth.refresh_tokens import revoke_family
+from auth.refresh_tokens import family_of, revoke_family
 from core.db import unit_of_work
 from core.security import decode_access_token
-from models.access import RefreshToken
 from web import borrower_pages, compliance_pages, investor_pages, operator_pages
 from web.forms import KEY_FIELD, FormState, read_form, see_other
 from web.guards import AnySession, CsrfRefused, LoginRequired, web_router
@@ -101,9 +98,10 @@ async def login_form(request: Request) -> Response:
 
 
 def _family_of(request: Request, refresh_token: str) -> uuid.UUID:
-    digest = hashlib.sha256(refresh_token.encode()).hexdigest()
     with unit_of_work(request.app.state.sessionmaker) as db:
-        return db.scalars(select(RefreshToken.family_id).where(RefreshToken.token_hash == digest)).one()
+        family = family_of(db, refresh_token)
+    assert family is not None, "the API just issued this refresh token"
+    return family
 
 
 LOGIN_FIELD_LIMITS = {"email": 320, "password": 200, "next": 500}

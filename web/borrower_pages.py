@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from web.charts import bar_chart, line_chart
-from web.forms import FormState, posted_key, read_form, refused, see_other, unshown, whole_number
+from web.forms import FormState, amount_text, posted_key, read_form, refused, see_other, unshown, whole_number
 from web.guards import BorrowerSession, web_router
 from web.platform_api import ApiProblem, PlatformApi
 from web.rendering import money, render
@@ -24,14 +24,6 @@ router = web_router("/app/borrower")
 GRADES = ("A", "B", "C", "D", "E")
 # Loans whose schedule exists (it is written when the loan is disbursed).
 WITH_SCHEDULE = ("active", "repaid", "defaulted")
-
-
-def amount_text(raw: str) -> str:
-    """What people type for money ("100 000", "1500,50") as the API's decimal string."""
-    text = raw.replace("\u202f", "").replace("\xa0", "").replace(" ", "").replace("_", "")
-    if "," in text and "." not in text:
-        text = text.replace(",", ".")
-    return text
 
 
 def next_payment(schedule: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -50,6 +50,14 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v.strip() for k, v in form.items() if isinstance(v, str) and k != CSRF_FIELD}
 
 
+def amount_text(raw: str) -> str:
+    """What people type for money ("100 000", "1500,50") as the API's decimal string."""
+    text = raw.replace("\u202f", "").replace("\xa0", "").replace(" ", "").replace("_", "")
+    if "," in text and "." not in text:
+        text = text.replace(",", ".")
+    return text
+
+
 def whole_number(raw: str) -> int | str | None:
     """A typed count ("12") as the number the API expects; anything else as typed (the API
     then says what is wrong with it), nothing as nothing."""

@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from web.borrower_pages import amount_text, post_deposit
+from web.borrower_pages import post_deposit
 from web.charts import bar_chart
-from web.forms import FormState, posted_key, read_form, refused, see_other, unshown, whole_number
+from web.forms import FormState, amount_text, posted_key, read_form, refused, see_other, unshown, whole_number
 from web.guards import InvestorSession, web_router
 from web.platform_api import ApiProblem, PlatformApi
 from web.rendering import render

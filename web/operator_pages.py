@@ -15,9 +15,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from models.loan_status import LoanStatus
 from products.diff import TermChange, diff_terms
-from web.borrower_pages import amount_text
 from web.charts import lifecycle_diagram
-from web.forms import FormState, posted_key, read_form, refused, see_other, unshown
+from web.forms import FormState, amount_text, posted_key, read_form, refused, see_other, unshown
 from web.guards import OperatorSession, web_router
 from web.platform_api import ApiProblem, PlatformApi
 from web.rendering import render

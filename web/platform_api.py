@@ -73,15 +73,17 @@ class PlatformApi:
 
     def __init__(self, request: Request, user: User | None) -> None:
         self._request = request
-        self._user = user
+        # One short-lived token for all of this page's calls.
+        self._token = (
+            issue_access_token(request.app.state.settings, user.id, user.role, user.token_version)[0]
+            if user is not None
+            else None
+        )
 
     def _headers(self, idempotency_key: str | None) -> dict[str, str]:
         headers: dict[str, str] = {}
-        if self._user is not None:
-            token, _ = issue_access_token(
-                self._request.app.state.settings, self._user.id, self._user.role, self._user.token_version
-            )
-            headers["Authorization"] = f"Bearer {token}"
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         return headers

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
@@ -35,6 +35,19 @@ from outbox.messages import enqueue
 router = APIRouter(prefix="/v1/operator", tags=["operator"])
 
 
+def _queue(session: Session, payment: type[Deposit] | type[Withdrawal], status: str, limit: int) -> list[Any]:
+    """Deposits or withdrawals in one state, oldest first, each with its owner's email."""
+    return list(
+        session.execute(
+            select(payment, User.email)
+            .join(User, User.id == payment.user_id)
+            .where(payment.status == status)
+            .order_by(payment.created_at)
+            .limit(limit)
+        ).all()
+    )
+
+
 @router.get("/deposits", response_model=list[OperatorDepositOut])
 def list_deposits(
     operator: OperatorUser,
@@ -43,16 +56,9 @@ def list_deposits(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[OperatorDepositOut]:
     """Oldest first, each with its owner (the operator matches it with the bank payment)."""
-    rows = session.execute(
-        select(Deposit, User.email)
-        .join(User, User.id == Deposit.user_id)
-        .where(Deposit.status == status)
-        .order_by(Deposit.created_at)
-        .limit(limit)
-    ).all()
     return [
         OperatorDepositOut(**DepositOut.model_validate(d).model_dump(), user_id=d.user_id, user_email=email)
-        for d, email in rows
+        for d, email in _queue(session, Deposit, status, limit)
     ]
 
 
@@ -125,16 +131,9 @@ def list_withdrawals(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[OperatorWithdrawalOut]:
     """Oldest first, each with its owner."""
-    rows = session.execute(
-        select(Withdrawal, User.email)
-        .join(User, User.id == Withdrawal.user_id)
-        .where(Withdrawal.status == status)
-        .order_by(Withdrawal.created_at)
-        .limit(limit)
-    ).all()
     return [
         OperatorWithdrawalOut(**WithdrawalOut.model_validate(w).model_dump(), user_id=w.user_id, user_email=email)
-        for w, email in rows
+        for w, email in _queue(session, Withdrawal, status, limit)
     ]
 
 
