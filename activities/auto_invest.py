@@ -12,11 +12,12 @@ import asyncio
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import business_errors_are_final
 from core.db import unit_of_work
+from core.errors import PlatformError, ServiceUnavailable
 from investing.auto_invest import (
     Outcome,
     PlannedPlacement,
@@ -34,6 +35,8 @@ from models.market import MarketTrade
 PLACING_CONCURRENCY = 8
 # Outcomes are written to the database in batches of this many.
 RECORD_EVERY = 200
+# Well inside the activity's heartbeat timeout (workflows/auto_invest.py).
+HEARTBEAT_EVERY_SECONDS = 10
 
 
 class AutoInvestActivities:
@@ -72,17 +75,22 @@ class AutoInvestActivities:
     @activity.defn(name="place_auto_investments")
     async def place_auto_investments(self, input: PlaceAutoInvestmentsInput) -> PlacementCounts:
         """Sends each planned investment to its loan workflow's `invest` update, and each
-        planned purchase to its `trade` update. The update id is the investment's (the
-        trade's), so a retried activity never invests (buys) twice; the workflow's validator,
-        the market's checks and the ledger refuse what no longer fits (the loan filled up,
-        the listing sold, the loan can no longer be traded, the money went elsewhere, the
-        annual limit). Database work runs on threads, off the loop."""
+        planned purchase to its `trade` update, as the API sends a manual one
+        (api/workflow_calls.py: a busy server or a loan moving to a new run is waited out).
+        The update id is the investment's (the trade's), so a retried activity never invests
+        (buys) twice. What the loan refuses (it filled up, the listing sold, the loan can no
+        longer be traded, the money went elsewhere, the annual limit, the share of the loan)
+        is recorded as refused; an outcome still unknown (Temporal did not answer) stays
+        planned, and the activity fails after recording the rest, so its retry sends just
+        those again under the same ids. Database work runs on threads, off the loop."""
         # (imported here: the loan workflow starts auto-invest runs, whose module imports this one)
+        from api.workflow_calls import execute_loan_update
         from workflows.loan import LoanWorkflow
 
         placements, settled = await asyncio.to_thread(self._planned, input.run_no)
         gate = asyncio.Semaphore(PLACING_CONCURRENCY)
         pending: list[Outcome] = list(settled)
+        unknown: list[str] = []
         done = 0
 
         async def flush() -> None:
@@ -92,9 +100,10 @@ class AutoInvestActivities:
                 await asyncio.to_thread(self._record, batch)
 
         async def send(item: PlannedPlacement) -> Outcome:
-            handle = self._client.get_workflow_handle(item.workflow_id)
             if item.listing_id is not None and item.trade_id is not None:
-                traded: TradeSettled = await handle.execute_update(
+                traded: TradeSettled = await execute_loan_update(
+                    self._client,
+                    item.workflow_id,
                     LoanWorkflow.trade,
                     TradeRequest(
                         trade_id=item.trade_id,
@@ -103,11 +112,14 @@ class AutoInvestActivities:
                         principal=item.amount,
                         loan_id=item.loan_id,
                     ),
-                    id=f"trade-{item.trade_id}",
+                    update_id=f"trade-{item.trade_id}",
+                    answer_from_ended=True,
                 )
                 return Outcome(item.allocation_id, "placed", _paid(traded), traded.buyer_investment_id)
             assert item.investment_id is not None
-            await handle.execute_update(
+            await execute_loan_update(
+                self._client,
+                item.workflow_id,
                 LoanWorkflow.invest,
                 InvestmentRequest(
                     investment_id=item.investment_id,
@@ -115,7 +127,7 @@ class AutoInvestActivities:
                     amount=item.amount,
                     loan_id=item.loan_id,
                 ),
-                id=f"investment-{item.investment_id}",
+                update_id=f"investment-{item.investment_id}",
             )
             return Outcome(item.allocation_id, "placed")
 
@@ -124,20 +136,44 @@ class AutoInvestActivities:
             async with gate:
                 try:
                     pending.append(await send(item))
-                except WorkflowUpdateFailedError as error:
-                    pending.append(Outcome(item.allocation_id, "refused", _refusal(error.cause)))
-                except RPCError as error:  # the loan's workflow is gone (it moved on)
-                    pending.append(Outcome(item.allocation_id, "refused", f"{error.status.name}: {error.message}"))
+                except ServiceUnavailable as error:  # busy past the wait, or the outcome unknown
+                    unknown.append(f"{item.allocation_id}: {error.detail}")
+                except PlatformError as error:  # the loan's refusal, or its workflow ended
+                    pending.append(await asyncio.to_thread(self._refused, item, error))
                 done += 1
-                activity.heartbeat(done)
                 if len(pending) >= RECORD_EVERY:
                     await flush()
 
-        await asyncio.gather(*(place(p) for p in placements))
-        await flush()
+        async def keep_alive() -> None:  # (an update may wait out a busy server for minutes)
+            while True:
+                activity.heartbeat(done)
+                await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
+
+        beat = asyncio.create_task(keep_alive())
+        try:
+            await asyncio.gather(*(place(p) for p in placements))
+        finally:
+            beat.cancel()
+            await flush()
+        if unknown:
+            raise ApplicationError(
+                f"{len(unknown)} placement(s) without an answer yet, sent again on retry: " + "; ".join(unknown[:5]),
+                type="PlacementOutcomeUnknown",
+            )
         # From the database: the whole run's outcomes, earlier attempts included.
         totals = await asyncio.to_thread(self._counts, input.run_no)
         return PlacementCounts(placed=totals.get("placed", 0), refused=totals.get("refused", 0))
+
+    def _refused(self, item: PlannedPlacement, error: PlatformError) -> Outcome:
+        """A refusal's outcome; but a purchase whose loan's workflow has ended may have
+        settled before it did (its answer lost): the database says."""
+        if item.trade_id is not None:
+            with self._session_factory() as session:
+                trade = settled_trades(session, [item.trade_id]).get(item.trade_id)
+            if trade is not None:
+                return Outcome(item.allocation_id, "placed", _paid(trade), trade.buyer_investment_id)
+        kind = error.extra.get("reason") or type(error).__name__
+        return Outcome(item.allocation_id, "refused", f"{kind}: {error.detail}")
 
     def _counts(self, run_no: int) -> dict[str, int]:
         with self._session_factory() as session:
@@ -147,10 +183,3 @@ class AutoInvestActivities:
 def _paid(trade: TradeSettled | MarketTrade) -> str:
     """A market purchase's outcome detail: what it cost."""
     return f"bought for {trade.buyer_pays:.2f}: price {trade.price:.2f} + accrued interest {trade.accrued_interest:.2f}"
-
-
-def _refusal(cause: BaseException | None) -> str:
-    """Why the loan refused: the refusal's type, then its message (once, if it starts with it)."""
-    kind = getattr(cause, "type", None) or type(cause).__name__
-    text = str(cause)
-    return text if text.startswith(f"{kind}:") else f"{kind}: {text}"

@@ -10,7 +10,8 @@ The rules, for a seller, a buyer and an auditor alike:
   A refusal says whether the holding cannot be sold now (409: the state of the loan or the
   holding) or the terms asked are wrong (422: the principal or the price).
 - What may be bought (`purchase_refusal`): all of a listing or a part of it, by the same
-  minimum rule on both sides.
+  minimum rule on both sides; and no more than keeps the buyer within the product's share of
+  the loan (`share_refusal`), the cap of primary funding.
 - The price (`price_of`) is principal x percent / 100, rounded half up to the kopek.
 - The buyer also pays the interest the part sold has earned since the last due date (or the
   disbursement) (`accrued_interest`): the next installment's interest on that part, by
@@ -45,6 +46,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from domain.allocation import split_pro_rata
+from domain.investment_rules import investor_cap
 from domain.money import KOPEK, ZERO, has_at_most_two_decimals, round_money
 from domain.xirr import xirr
 
@@ -155,6 +157,23 @@ def purchase_refusal(*, listed_principal: Decimal, principal: Decimal, min_inves
     kopecks, no more than listed, and all of it or at least the minimum leaving at least the
     minimum. Every refusal here is `bad_terms` (422)."""
     return _part_refusal(available=listed_principal, principal=principal, min_investment=min_investment, what="listed")
+
+
+def share_refusal(
+    *, held: Decimal, principal: Decimal, loan_amount: Decimal, max_share_percent: Decimal
+) -> Refusal | None:
+    """None when a buyer who holds `held` of the loan (what each holding was lent or bought
+    for, less what it sold: as primary funding and the auto-invest planner count it) may buy
+    `principal` more: the total stays within the product's share of the loan's amount, the
+    same cap as primary funding (domain/investment_rules.py). A refusal is `not_eligible`."""
+    cap = investor_cap(loan_amount, max_share_percent)
+    if held + principal <= cap:
+        return None
+    percent = f"{max_share_percent.normalize():f}"
+    return _not_eligible(
+        f"one investor may hold at most {percent}% of this loan ({cap:.2f}); you hold {held:.2f}, "
+        f"so at most {max(cap - held, ZERO):.2f} more"
+    )
 
 
 def price_of(principal: Decimal, price_percent: Decimal) -> Decimal:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
@@ -30,6 +30,7 @@ from domain.market import (
     listing_refusal,
     purchase_refusal,
     settlement,
+    share_refusal,
     split_holding,
     yield_to_maturity,
 )
@@ -420,6 +421,41 @@ def quote_purchase(
     return quote, facts, sold
 
 
+def check_buyer_limits(
+    session: Session,
+    buyer: User,
+    facts: HoldingFacts,
+    principal: Decimal,
+    buyer_pays: Decimal,
+    max_buyer_pays: Decimal | None,
+) -> None:
+    """409 when the purchase costs more than the buyer accepted, or would take the buyer past
+    the product's share of the loan (checked again under the loan's lock at settlement)."""
+    if max_buyer_pays is not None and buyer_pays > max_buyer_pays:
+        raise Conflict(
+            f"it costs {buyer_pays:.2f} today (price and accrued interest), more than the {max_buyer_pays:.2f} "
+            "you accept to pay"
+        )
+    held = (
+        session.scalar(
+            select(func.sum(Investment.amount - Investment.sold_principal)).where(
+                Investment.investor_id == buyer.id,
+                Investment.loan_id == facts.loan.id,
+                Investment.status.in_(("pending", "active")),
+            )
+        )
+        or ZERO
+    )
+    refusal = share_refusal(
+        held=held,
+        principal=principal,
+        loan_amount=facts.loan.amount,
+        max_share_percent=facts.product.max_investor_share_percent,
+    )
+    if refusal is not None:
+        _raise(refusal)
+
+
 def settle_trade(session: Session, input: SettleTradeInput) -> TradeSettled:
     """The trade, in the caller's transaction, under the loan's lock (run once per trade id by
     loans/exactly_once.py). Refusals are PlatformErrors (recorded for good under the key)."""
@@ -431,6 +467,7 @@ def settle_trade(session: Session, input: SettleTradeInput) -> TradeSettled:
     store_agreed_shares(session, loan.id)  # (stored at disbursement; here for older loans)
     seller_investment = session.get_one(Investment, listing.investment_id, with_for_update=True)
     quote, facts, sold = quote_purchase(session, buyer, listing, input.principal, input.on, input.time_zone)
+    check_buyer_limits(session, buyer, facts, input.principal, quote.buyer_pays, input.max_buyer_pays)
     seller_account = available_account_of(session, listing.seller_id)
     buyer_account = available_account_of(session, buyer.id)
     fees_account = platform_account(session, "platform_fees", loan.currency)

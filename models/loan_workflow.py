@@ -238,6 +238,9 @@ class TradeRequest(BaseModel):
     buyer_id: uuid.UUID
     principal: Decimal
     loan_id: uuid.UUID
+    # The most the buyer accepts to pay (price + accrued interest): the price moves with the
+    # day's accrued interest, and an auto-invest budget was planned for a cost.
+    max_buyer_pays: Decimal | None = None
 
 
 class SettleTradeInput(BaseModel):
@@ -252,6 +255,7 @@ class SettleTradeInput(BaseModel):
     traded_at: AwareDatetime
     # the loan's time zone: its calendar days (the 259-FZ year is always Moscow's)
     time_zone: str
+    max_buyer_pays: Decimal | None = None
 
 
 class TradeSettled(BaseModel):

@@ -219,6 +219,8 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/v1/investors/me/portfolio"): _INVESTORS,
     ("POST", "/v1/market/listings"): _INVESTORS,
     ("GET", "/v1/market/listings"): _INVESTORS,
+    ("GET", "/v1/market/listings/mine"): _INVESTORS,
+    ("GET", "/v1/market/trades"): _INVESTORS,
     # the seller's own; another investor is told no such listing
     ("DELETE", "/v1/market/listings/{listing_id}"): {
         "anonymous": 401,

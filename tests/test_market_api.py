@@ -224,3 +224,93 @@ def test_a_listing_larger_than_what_is_still_owed_is_not_sold_and_closes(client,
     with session_factory() as session:
         closed = session.get_one(MarketListing, uuid.UUID(listing))
         assert closed.status == "closed" and "list it again" in (closed.close_reason or "")
+
+
+def _settle(session_factory, m, listing_id: str, principal: str, max_buyer_pays: str | None = None):
+    """The trade as the loan's workflow settles it (its activity's body), today."""
+    from investing.market import settle_trade
+    from models.loan_workflow import SettleTradeInput
+
+    now = datetime.now(UTC)
+    with unit_of_work(session_factory) as session:
+        return settle_trade(
+            session,
+            SettleTradeInput(
+                trade_id=uuid.uuid4(),
+                listing_id=uuid.UUID(listing_id),
+                buyer_id=uuid.UUID(m["buyer"].id),
+                principal=D(principal),
+                loan_id=m["loan"],
+                on=now.date(),
+                traded_at=now,
+                time_zone="UTC",
+                max_buyer_pays=None if max_buyer_pays is None else D(max_buyer_pays),
+            ),
+        )
+
+
+def test_a_purchase_past_the_share_one_investor_may_hold_is_409(client, market, session_factory):
+    """The product's cap on one investor's share of a loan (50% of 14,000) holds on the market
+    as in primary funding: refused before the loan is asked, and again at settlement."""
+    from core.errors import Conflict
+
+    listing = _list(client, market, principal="14000.00").json()["id"]
+    give_money(session_factory, uuid.UUID(market["buyer"].id), "20000")
+    url = f"/v1/market/listings/{listing}/purchase"
+    whole = client.post(url, json={}, headers=market["buyer"].headers)
+    assert whole.status_code == 409, whole.text
+    assert "at most 50% of this loan (7000.00); you hold 0.00, so at most 7000.00 more" in whole.json()["detail"]
+    with pytest.raises(Conflict, match="at most 50% of this loan"):
+        _settle(session_factory, market, listing, "14000.00")
+    settled = _settle(session_factory, market, listing, "7000.00")  # exactly the cap: taken
+    assert settled.principal == D("7000.00")
+    with pytest.raises(Conflict, match="you hold 7000.00, so at most 0.00 more"):
+        _settle(session_factory, market, listing, "7000.00")
+    with session_factory() as session:
+        assert session.get_one(MarketListing, uuid.UUID(listing)).remaining_principal == D("7000.00")
+
+
+def test_a_purchase_costing_more_than_the_buyer_accepts_is_409_and_moves_nothing(client, market, session_factory):
+    listing = _list(client, market).json()["id"]
+    give_money(session_factory, uuid.UUID(market["buyer"].id), "10000")
+    (seen,) = client.get("/v1/market/listings", headers=market["buyer"].headers).json()
+    cost = D(seen["buyer_pays"])
+    url = f"/v1/market/listings/{listing}/purchase"
+    dear = client.post(url, json={"max_buyer_pays": f"{cost - D('0.01'):.2f}"}, headers=market["buyer"].headers)
+    assert dear.status_code == 409, dear.text
+    assert f"it costs {cost:.2f} today" in dear.json()["detail"]
+    from core.errors import Conflict
+
+    with pytest.raises(Conflict, match="more than the"):
+        _settle(session_factory, market, listing, "5000.00", max_buyer_pays=f"{cost - D('0.01'):.2f}")
+    assert _settle(session_factory, market, listing, "5000.00", max_buyer_pays=f"{cost:.2f}").buyer_pays == cost
+    wallet = client.get("/v1/wallets/me", headers=market["buyer"].headers).json()
+    assert D(wallet["available"]) == D("10000") - cost  # paid once, for the one trade
+
+
+def test_each_investor_sees_their_own_listings_in_any_status_and_their_trades(client, market, session_factory):
+    first = _list(client, market).json()["id"]
+    assert client.delete(f"/v1/market/listings/{first}", headers=market["seller"].headers).status_code == 200
+    second = _list(client, market, principal="6000.00", price="101.00").json()["id"]
+    give_money(session_factory, uuid.UUID(market["buyer"].id), "10000")
+    settled = _settle(session_factory, market, second, "2000.00")
+
+    mine = client.get("/v1/market/listings/mine", headers=market["seller"].headers).json()
+    assert [(m["id"], m["status"]) for m in mine] == [(second, "open"), (first, "cancelled")]  # newest first
+    assert mine[1]["close_reason"] == "cancelled by the seller" and mine[1]["closed_at"] is not None
+    assert mine[0]["remaining_principal"] == "4000.00" and mine[0]["investment_id"] == str(market["holding"])
+    only_open = client.get("/v1/market/listings/mine?status=open", headers=market["seller"].headers).json()
+    assert [m["id"] for m in only_open] == [second]
+    assert client.get("/v1/market/listings/mine", headers=market["buyer"].headers).json() == []
+    assert client.get("/v1/market/listings/mine?status=gone", headers=market["seller"].headers).status_code == 422
+
+    (sold,) = client.get("/v1/market/trades", headers=market["seller"].headers).json()
+    (bought,) = client.get("/v1/market/trades", headers=market["buyer"].headers).json()
+    assert sold["id"] == bought["id"] == str(settled.trade_id)
+    assert (sold["side"], sold["investment_id"]) == ("sold", str(market["holding"]))
+    assert (bought["side"], bought["investment_id"]) == ("bought", str(settled.buyer_investment_id))
+    assert D(sold["seller_gets"]) == settled.seller_gets and D(bought["buyer_pays"]) == settled.buyer_pays
+    assert D(sold["seller_gets"]) + D(sold["fee"]) == D(sold["buyer_pays"])
+    stranger = sign_up(client, "investor")
+    assert client.get("/v1/market/trades", headers=stranger.headers).json() == []
+    assert client.get("/v1/market/trades", headers=market["borrower"].headers).status_code == 403

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from api.main import create_app
 from core.db import unit_of_work
+from models.auto_invest import AutoInvestRuleRow
 from models.loans import Investment
 from models.market import MarketListing, MarketTrade
 from products.service import change_product, current_product, terms_of
@@ -116,14 +117,15 @@ def test_a_holding_listed_through_the_form_is_mine_to_cancel_and_others_to_buy(c
     # Labelled fields, all of the holding offered unless changed, a fresh key for the form.
     assert 'for="sell-' in row and "Price (% of the principal)" in row and 'value="14000.00"' in row
     assert "<caption>Holdings you can offer</caption>" in home
-    assert "You have nothing on the market." in text_of(home)
+    assert "You have listed nothing on the market." in text_of(home)
+    assert "No trades yet." in text_of(home)
 
     answer = _sell(seller, csrf, investment_id, _key_of_row(row), "14000.00", "99,5 %")
     assert answer.status_code == 303 and answer.headers["location"] == "/app/investor?notice=listed"
     page = seller.get(answer.headers["location"]).text
     assert "Listed: your offer is on the secondary market" in page
     mine = _section(page, "my-listings")
-    assert "<caption>My open listings</caption>" in mine
+    assert "<caption>My listings, newest first: the open ones priced today, the closed ones with why</caption>" in mine
     (listing,) = _open_listings(session_factory, investment_id)
     assert listing.price_percent == D("99.50") and listing.principal == D("14000.00")
     assert f'data-listing="{listing.id}"' in mine and "99.50 %" in mine and "13\u202f930.00" in mine
@@ -142,7 +144,7 @@ def test_a_holding_listed_through_the_form_is_mine_to_cancel_and_others_to_buy(c
     assert "13\u202f930.00" in offered and "99.50 %" in offered
     assert f'action="/app/investor/market/listings/{listing.id}/purchase"' in offered
     assert f'<label for="buy-{listing.id}-principal">' in offered
-    assert "<caption>My open listings</caption>" not in market  # the buyer has no listing of its own
+    assert "You have listed nothing on the market." in text_of(market)  # the buyer has no listing of its own
     assert "/cancel" not in market
 
     # Only the seller may cancel: anyone else gets "no such page" and the listing stays.
@@ -155,7 +157,11 @@ def test_a_holding_listed_through_the_form_is_mine_to_cancel_and_others_to_buy(c
     )
     assert cancelled.status_code == 303 and cancelled.headers["location"] == "/app/investor?notice=listing-cancelled"
     after = seller.get(cancelled.headers["location"]).text
-    assert "The listing is cancelled" in after and str(listing.id) not in after
+    assert "The listing is cancelled" in after and str(listing.id) not in _section(after, "offered")
+    # Still among the seller's listings, said cancelled and why, with nothing left to press.
+    gone = re.search(rf'<tr data-listing="{listing.id}" data-status="cancelled">(.*?)</tr>', after, re.S)
+    assert gone and "cancelled: cancelled by the seller" in text_of(gone.group(1))
+    assert "/cancel" not in gone.group(1)
     assert not _open_listings(session_factory, investment_id)
     assert str(listing.id) not in buyer.get("/app/investor").text
 
@@ -258,11 +264,17 @@ def test_a_purchase_refused_before_it_reaches_the_loan(client, people, session_f
     assert '<p class="form-error" role="alert">only 14000.00 of this listing is left</p>' in row
     assert 'value="20000"' in row and f"{prefix}principal-error" not in row
 
-    # All of it (the field left empty) with an empty wallet: the reason above the buy form.
-    poor = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": ""})
+    # All of it (the field left empty): more of the loan than one investor may hold.
+    whole = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": ""})
+    assert whole.status_code == 409
+    row = re.search(rf'<tr data-listing="{listing.id}">(.*?)</tr>', whole.text, re.S).group(1)
+    assert '<p class="form-error" role="alert">one investor may hold at most 50% of this loan (7000.00)' in row
+
+    # Half of it with an empty wallet: the reason above the buy form.
+    poor = buyer.post(url, data={"csrf_token": buyer_csrf, "idempotency_key": buy_key, "principal": "7000.00"})
     assert poor.status_code == 409
     row = re.search(rf'<tr data-listing="{listing.id}">(.*?)</tr>', poor.text, re.S).group(1)
-    assert re.search(r'<p class="form-error" role="alert">not enough money[^<]*14900.00 needed', row), row
+    assert re.search(r'<p class="form-error" role="alert">not enough money[^<]*7450.00 needed', row), row
     assert f"{prefix}principal-error" not in row
 
     # Its own listing is not offered to the seller: said at the top of the page.
@@ -367,8 +379,15 @@ async def test_buying_through_the_form_settles_once_and_moves_the_claim(
         # The bought claim is the buyer's holding, and the buyer may offer it in turn.
         assert f'<tr data-loan="{loan_id}">' in _section(home, "holdings")
         assert "10\u202f000.00" in _sell_row(home, new_holding.id)
+        bought_row = re.search(rf'<tr data-trade="{trade.id}" data-side="bought">(.*?)</tr>', home, re.S)
+        assert bought_row and f"paid {_money(trade.buyer_pays)}" in text_of(bought_row.group(1))
         seller_home = (await seller.get("/app/investor")).text
-        assert "You have nothing on the market." in text_of(seller_home)  # sold: no longer listed
+        sold = re.search(rf'<tr data-listing="{listing.id}" data-status="sold">(.*?)</tr>', seller_home, re.S)
+        assert sold and "sold: sold" in text_of(sold.group(1)) and "/cancel" not in sold.group(1)
+        sold_row = re.search(rf'<tr data-trade="{trade.id}" data-side="sold">(.*?)</tr>', seller_home, re.S)
+        assert sold_row, seller_home
+        assert f"received {_money(trade.seller_gets)}" in text_of(sold_row.group(1))
+        assert _money(trade.fee) in text_of(sold_row.group(1))
         assert 'value="15000.00"' in _sell_row(seller_home, holding.id)  # what the seller kept
 
 
@@ -383,3 +402,75 @@ def test_cancelling_a_listing_already_closed_says_why_at_the_top(client, people,
     answer = seller.post(f"/app/investor/market/listings/{listing.id}/cancel", data={"csrf_token": csrf})
     assert answer.status_code == 409
     assert '<p class="form-error" role="alert" id="page-error">Not cancelled: the listing is closed</p>' in answer.text
+
+
+def _money(amount: Decimal) -> str:
+    """An amount as the pages show it, after text_of folds its thin space: 13 930.00."""
+    return f"{amount:,.2f}".replace(",", " ")
+
+
+def _rule_form_values(page: str) -> list[tuple[str, str]]:
+    """What the browser sends for the auto-invest form as drawn: its text fields' values and
+    its ticked boxes."""
+    form = re.search(r'<form method="post" action="/app/investor/auto-invest".*?</form>', page, re.S)
+    assert form, page
+    sent = []
+    for tag in re.findall(r"<input[^>]*>", form.group(0)):
+        name = re.search(r'name="([^"]+)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if name is None:
+            continue
+        if 'type="checkbox"' in tag:
+            if " checked" in tag:
+                sent.append((name.group(1), value.group(1) if value else "on"))
+        else:
+            sent.append((name.group(1), value.group(1) if value else ""))
+    return sent
+
+
+def _as_form(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    form: dict[str, list[str]] = {}
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def test_the_rule_form_sets_and_keeps_buying_on_the_market(client, people, session_factory):
+    investor, _ = logged_in(client, people["buyer"])
+    page = investor.get("/app/investor").text
+    assert 'name="buy_on_market" ' in page and "Highest premium over par on the market" in page
+    form = dict(_rule_form_values(page))
+    assert "buy_on_market" not in form and form["max_market_premium_percent"] == "0.00"
+
+    sent = [(k, v) for k, v in _rule_form_values(page) if k != "max_market_premium_percent"]
+    sent += [("buy_on_market", "on"), ("max_market_premium_percent", "2,5 %"), ("is_active", "on")]
+    saved = investor.post("/app/investor/auto-invest", data=_as_form(sent), follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    with session_factory() as session:
+        rule = session.get_one(AutoInvestRuleRow, uuid.UUID(people["buyer"].id))
+        assert rule.buy_on_market and rule.max_market_premium_percent == D("2.50")
+
+    # Saved again as drawn (another field changed): the market settings are kept, not reset.
+    drawn = _rule_form_values(investor.get("/app/investor").text)
+    assert ("buy_on_market", "on") in drawn and ("max_market_premium_percent", "2.50") in drawn
+    changed = [(k, "7000.00" if k == "max_amount_per_loan" else v) for k, v in drawn]
+    assert investor.post("/app/investor/auto-invest", data=_as_form(changed), follow_redirects=False).status_code == 303
+    with session_factory() as session:
+        rule = session.get_one(AutoInvestRuleRow, uuid.UUID(people["buyer"].id))
+        assert rule.buy_on_market and rule.max_market_premium_percent == D("2.50")
+        assert rule.max_amount_per_loan == D("7000.00")
+
+    # A premium the API refuses is said beside its field, with what was typed.
+    bad = [(k, "150" if k == "max_market_premium_percent" else v) for k, v in changed]
+    answer = investor.post("/app/investor/auto-invest", data=_as_form(bad), follow_redirects=False)
+    assert answer.status_code == 422
+    assert re.search(r'<span class="error" id="max_market_premium_percent-error">[^<]+</span>', answer.text)
+    assert 'id="max_market_premium_percent" name="max_market_premium_percent" type="text" value="150"' in answer.text
+    with session_factory() as session:
+        assert session.get_one(AutoInvestRuleRow, uuid.UUID(people["buyer"].id)).max_market_premium_percent == D("2.50")
+
+    # Ticked off: the rule no longer buys on the market.
+    off = [(k, v) for k, v in changed if k != "buy_on_market"]
+    assert investor.post("/app/investor/auto-invest", data=_as_form(off), follow_redirects=False).status_code == 303
+    with session_factory() as session:
+        assert not session.get_one(AutoInvestRuleRow, uuid.UUID(people["buyer"].id)).buy_on_market

@@ -26,6 +26,7 @@ router = web_router("/app/investor")
 
 GRADES = ("A", "B", "C", "D", "E")
 MARKET_LIMIT = 200  # the open listings shown (the API's page size at most)
+MY_MARKET_LIMIT = 100  # one's own listings and trades shown, newest first
 SELL_FIELDS = ("principal", "price_percent")
 RULE_DEFAULTS = {
     "max_amount_per_loan": "5000.00",
@@ -45,22 +46,29 @@ async def _rule(api: PlatformApi) -> dict[str, Any] | None:
         raise
 
 
-def _market(holdings: list[dict[str, Any]], listings: list[dict[str, Any]]) -> dict[str, Any]:
+def _market(
+    holdings: list[dict[str, Any]],
+    listings: list[dict[str, Any]],
+    mine: list[dict[str, Any]],
+    trades: list[dict[str, Any]],
+) -> dict[str, Any]:
     """The secondary market's part of the dashboard: the holdings that may be offered (in an
     active loan, with principal still owed: the API decides the rest and says why not), one's
-    own open listings, the others' with a buy form."""
+    own listings in any status (the open ones priced today when they are for sale, a closed
+    one with why it closed), the others' with a buy form, and one's trades on both sides."""
     sellable = [h for h in holdings if h["loan_status"] == "active" and Decimal(h["outstanding_principal"]) > 0]
-    mine = [listing for listing in listings if listing["mine"]]
+    priced = {listing["id"]: listing for listing in listings if listing["mine"]}
     offered = [listing for listing in listings if not listing["mine"]]
     return {
         "sellable": sellable,
         "sell_forms": {
             h["investment_id"]: FormState(values={"principal": h["outstanding_principal"]}) for h in sellable
         },
-        "listed": {listing["investment_id"]: listing for listing in mine},
-        "my_listings": mine,
+        "listed": {listing["investment_id"]: listing for listing in mine if listing["status"] == "open"},
+        "my_listings": [{**listing, "today": priced.get(listing["id"])} for listing in mine],
         "offered": offered,
         "buy_forms": {listing["id"]: FormState() for listing in offered},
+        "trades": trades,
     }
 
 
@@ -79,12 +87,14 @@ def _terms_beside_fields(problem: ApiProblem, fields: tuple[str, ...]) -> ApiPro
 
 def _rule_form(rule: dict[str, Any] | None) -> FormState:
     if rule is None:
-        return FormState(values={**RULE_DEFAULTS, "grades": "A B C"})
+        return FormState(values={**RULE_DEFAULTS, "grades": "A B C", "max_market_premium_percent": "0.00"})
     values = {name: str(rule[name]) for name in RULE_DEFAULTS}
     values["grades"] = " ".join(rule["allowed_grades"])
     values["is_active"] = "on" if rule["is_active"] else ""
     values["reinvest_returns"] = "on" if rule["reinvest_returns"] else ""
     values["max_portfolio_share_percent"] = str(rule.get("max_portfolio_share_percent") or "")
+    values["buy_on_market"] = "on" if rule.get("buy_on_market") else ""
+    values["max_market_premium_percent"] = str(rule.get("max_market_premium_percent") or "0.00")
     return FormState(values=values)
 
 
@@ -102,13 +112,16 @@ async def _dashboard(
     status: int = 200,
 ) -> Response:
     api = PlatformApi(request, session.user)
-    wallet, portfolio, limit, rule, open_loans, listings, documents = await asyncio.gather(
+    wallet, portfolio, limit, rule, open_loans, listings, mine, trades, documents = await asyncio.gather(
         api.get("/v1/wallets/me"),
         api.get("/v1/investors/me/portfolio"),
         api.get("/v1/investors/me/annual-limit"),
         _rule(api),
         api.get("/v1/loans", status="funding", limit=50),
         api.get("/v1/market/listings", limit=MARKET_LIMIT),
+        # (separately: one's own open listings may be anywhere in the market's order)
+        api.get("/v1/market/listings/mine", limit=MY_MARKET_LIMIT),
+        api.get("/v1/market/trades", limit=MY_MARKET_LIMIT),
         api.get("/v1/users/me/documents"),
     )
     flow = portfolio["expected_cash_flow"]
@@ -127,7 +140,7 @@ async def _dashboard(
     if invest is not None:
         page_error = unshown({invest[0]: invest[1]}, set(invest_forms))
         invest_forms[invest[0]] = invest[1]
-    market = _market(portfolio["holdings"], listings)
+    market = _market(portfolio["holdings"], listings, mine, trades)
     for forms, posted in ((market["sell_forms"], sell), (market["buy_forms"], buy)):
         if posted is not None:
             page_error = page_error or unshown({posted[0]: posted[1]}, set(forms))
@@ -222,13 +235,20 @@ async def save_rule(request: Request, session: InvestorSession) -> Response:
         "min_rate": amount_text(values.get("min_rate", "")),
         "max_term_months": whole_number(values.get("max_term_months", "")),
         "max_portfolio_share_percent": amount_text(values.get("max_portfolio_share_percent", "")) or None,
+        "buy_on_market": values.get("buy_on_market") == "on",
+        "max_market_premium_percent": _percent_text(values.get("max_market_premium_percent", "")) or "0",
     }
     try:
         await PlatformApi(request, session.user).put("/v1/auto-invest/rule", body)
     except ApiProblem as problem:
         if problem.status in (401, 403):
             raise
-        state = refused(problem, values, "", (*RULE_DEFAULTS, "allowed_grades", "max_portfolio_share_percent"))
+        state = refused(
+            problem,
+            values,
+            "",
+            (*RULE_DEFAULTS, "allowed_grades", "max_portfolio_share_percent", "max_market_premium_percent"),
+        )
         if "allowed_grades" in state.errors:
             state.errors["grades"] = state.errors.pop("allowed_grades")
         return await _dashboard(request, session, rule_form=state, status=problem.status)

@@ -962,6 +962,7 @@ class LoanWorkflow:
                         on=self._today(),
                         traded_at=workflow.now(),
                         time_zone=self._time_zone(),
+                        max_buyer_pays=request.max_buyer_pays,
                     ),
                     summary=f"settle a trade of {request.principal:.2f} of a holding",
                 )

@@ -7,19 +7,27 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.deps import InvestorUser, SessionDep, SettingsDep, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
-from api.schemas.market import ListingIn, ListingOut, MarketListingOut, PurchaseIn, TradeOut
+from api.schemas.market import ListingIn, ListingOut, MarketListingOut, MyTradeOut, PurchaseIn, TradeOut
 from api.workflow_calls import execute_loan_update
 from core.errors import NotFound
 from core.settings import Settings
 from domain.calendar import day_of
-from investing.market import ListingView, cancel_listing, create_listing, open_listings, quote_purchase
+from investing.market import (
+    ListingView,
+    cancel_listing,
+    check_buyer_limits,
+    create_listing,
+    open_listings,
+    quote_purchase,
+)
 from investing.precheck import check_investor_can_pay
 from models.loan_workflow import TradeRequest, TradeSettled
 from models.loans import LoanRequest
@@ -49,6 +57,7 @@ def _listing_out(listing: MarketListing, user: User) -> ListingOut:
         price_percent=listing.price_percent,
         close_reason=listing.close_reason,
         created_at=listing.created_at,
+        closed_at=listing.closed_at,
         mine=mine,
     )
 
@@ -106,6 +115,60 @@ def market(
     return [_market_out(view, user) for view in views]
 
 
+@router.get("/listings/mine", response_model=list[ListingOut])
+def my_listings(
+    user: InvestorUser,
+    session: SessionDep,
+    status_: Annotated[Literal["open", "sold", "cancelled", "closed"] | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> list[ListingOut]:
+    """Your listings in any status (or the one asked), newest first: a closed one says why it
+    closed (cancelled by you, sold, or the loan could no longer be traded)."""
+    query = select(MarketListing).where(MarketListing.seller_id == user.id)
+    if status_ is not None:
+        query = query.where(MarketListing.status == status_)
+    rows = session.scalars(
+        query.order_by(MarketListing.created_at.desc(), MarketListing.id).limit(limit).offset(offset)
+    )
+    return [_listing_out(listing, user) for listing in rows]
+
+
+@router.get("/trades", response_model=list[MyTradeOut])
+def my_trades(
+    user: InvestorUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> list[MyTradeOut]:
+    """Your trades, bought and sold, newest first."""
+    rows = session.scalars(
+        select(MarketTrade)
+        .where(or_(MarketTrade.buyer_id == user.id, MarketTrade.seller_id == user.id))
+        .order_by(MarketTrade.traded_at.desc(), MarketTrade.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        MyTradeOut(
+            id=trade.id,
+            side="bought" if trade.buyer_id == user.id else "sold",
+            listing_id=trade.listing_id,
+            loan_id=trade.loan_id,
+            investment_id=trade.buyer_investment_id if trade.buyer_id == user.id else trade.seller_investment_id,
+            principal=trade.principal,
+            price_percent=trade.price_percent,
+            price=trade.price,
+            accrued_interest=trade.accrued_interest,
+            fee=trade.fee,
+            buyer_pays=trade.buyer_pays,
+            seller_gets=trade.seller_gets,
+            traded_at=trade.traded_at,
+        )
+        for trade in rows
+    ]
+
+
 @router.delete("/listings/{listing_id}", response_model=ListingOut)
 def cancel(listing_id: uuid.UUID, user: InvestorUser, session: SessionDep) -> ListingOut:
     """The seller takes the listing off the market (what was sold stays sold)."""
@@ -123,7 +186,8 @@ async def purchase(
 ) -> TradeOut:
     """201 the trade. 409: the listing sold, cancelled or closed, your own, not enough money,
     past the 259-FZ annual limit (a purchase counts toward it), or the loan can no longer be
-    traded (overdue, its last installment). 422: a part below the product's minimum. The same
+    traded (overdue, its last installment), more than `max_buyer_pays`, or past the product's
+    share of the loan one investor may hold (as in primary funding). 422: a part below the product's minimum. The same
     Idempotency-Key gives the same trade."""
     trade_id = (
         uuid.uuid5(TRADE_NAMESPACE, f"{listing_id}:{user.id}:{idempotency_key}") if idempotency_key else uuid.uuid4()
@@ -145,11 +209,13 @@ async def purchase(
         # What the wallet and the annual limit cannot cover never reaches the loan (the
         # settlement checks everything again, under the locks, on the loan's own date).
         settings = request.app.state.settings
-        quote, _, _ = quote_purchase(
+        quote, facts, _ = quote_purchase(
             session, user, listing, principal, platform_today(settings), settings.PLATFORM_TIME_ZONE
         )
+        max_buyer_pays = body.max_buyer_pays if body else None
+        check_buyer_limits(session, user, facts, principal, quote.buyer_pays, max_buyer_pays)
         check_investor_can_pay(session, user, quote.buyer_pays)
-        return _trade_request(listing, user, principal, trade_id), str(loan.workflow_id), None
+        return _trade_request(listing, user, principal, trade_id, max_buyer_pays), str(loan.workflow_id), None
 
     trade_request, workflow_id, done = await in_db(request, prepare)
     if done is not None:
@@ -177,9 +243,20 @@ async def purchase(
     )
 
 
-def _trade_request(listing: MarketListing, buyer: User, principal: Decimal, trade_id: uuid.UUID) -> TradeRequest:
+def _trade_request(
+    listing: MarketListing,
+    buyer: User,
+    principal: Decimal,
+    trade_id: uuid.UUID,
+    max_buyer_pays: Decimal | None = None,
+) -> TradeRequest:
     return TradeRequest(
-        trade_id=trade_id, listing_id=listing.id, buyer_id=buyer.id, principal=principal, loan_id=listing.loan_id
+        trade_id=trade_id,
+        listing_id=listing.id,
+        buyer_id=buyer.id,
+        principal=principal,
+        loan_id=listing.loan_id,
+        max_buyer_pays=max_buyer_pays,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import Field
 
@@ -30,6 +31,7 @@ class ListingOut(ResponseModel):
     price_percent: Decimal
     close_reason: str | None
     created_at: datetime
+    closed_at: datetime | None = None
     mine: bool = Field(description="whether you listed it")
 
 
@@ -47,6 +49,10 @@ class MarketListingOut(ListingOut):
 
 class PurchaseIn(StrictModel):
     principal: Amount | None = Field(default=None, description="a part of the listing; all of it when left out")
+    max_buyer_pays: Amount | None = Field(
+        default=None,
+        description="the most you accept to pay (price + accrued interest); 409 if it costs more at settlement",
+    )
 
 
 class TradeOut(ResponseModel):
@@ -60,3 +66,21 @@ class TradeOut(ResponseModel):
     fee: Money = Field(description="the platform's fee, paid by the seller")
     buyer_pays: Money
     listing_remaining: Money
+
+
+class MyTradeOut(ResponseModel):
+    """A trade of yours, bought or sold, as your statement shows it."""
+
+    id: uuid.UUID
+    side: Literal["bought", "sold"]
+    listing_id: uuid.UUID
+    loan_id: uuid.UUID
+    investment_id: uuid.UUID = Field(description="your holding: the one bought, or the one sold from")
+    principal: Money
+    price_percent: Decimal
+    price: Money
+    accrued_interest: Money
+    fee: Money = Field(description="the platform's fee, paid by the seller")
+    buyer_pays: Money
+    seller_gets: Money
+    traded_at: datetime

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('seller_id', 'client_key', name=op.f('uq_market_listings_seller_id_client_key')),
     )
     op.create_index('ix_market_listings_loan_id', 'market_listings', ['loan_id'])
+    op.create_index('ix_market_listings_seller_id', 'market_listings', ['seller_id'])
     # One open listing per holding.
     op.create_index('uq_market_listings_open_investment', 'market_listings', ['investment_id'], unique=True, postgresql_where=sa.text("status = 'open'"))
 
@@ -86,6 +87,8 @@ def upgrade() -> None:
     )
     op.create_index('ix_market_trades_loan_id', 'market_trades', ['loan_id'])
     op.create_index('ix_market_trades_listing_id', 'market_trades', ['listing_id'])
+    op.create_index('ix_market_trades_seller_id', 'market_trades', ['seller_id'])
+    op.create_index('ix_market_trades_buyer_id', 'market_trades', ['buyer_id'])
     op.execute(f"REVOKE UPDATE, DELETE ON market_trades FROM {APP_ROLE}")
 
     op.add_column('auto_invest_rules', sa.Column('buy_on_market', sa.Boolean(), nullable=False, server_default=sa.false()))
