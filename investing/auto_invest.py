@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -56,7 +56,7 @@ from models.products import LoanProduct
 from models.users import User
 
 ALLOCATION_NAMESPACE = uuid.UUID("0b6f4d1e-2c39-4d7a-8f43-5a9e3c1d2b77")
-# The most open listings one run plans over (oldest first); the next run sees the rest.
+# The most open listings one run plans over (oldest first); the next run's window starts after it.
 MAX_LISTINGS_PER_RUN = 2000
 
 
@@ -115,22 +115,25 @@ def funding_loans(session: Session, loan_ids: list[uuid.UUID] | None) -> tuple[l
 
 
 def market_offers(
-    session: Session, listing_ids: list[uuid.UUID] | None, at: datetime
+    session: Session, listing_ids: list[uuid.UUID] | None, at: datetime, rotation: int = 0
 ) -> tuple[list[ListingOffer], dict[uuid.UUID, str]]:
     """Open listings that can be bought today, oldest first, each priced for all it still
-    offers, and their loans' workflow ids. `listing_ids` None: every open listing."""
+    offers, and their loans' workflow ids. `listing_ids` None: every open listing, at most
+    MAX_LISTINGS_PER_RUN of them: a window that moves on with `rotation` (the run number), so
+    that listings no rule wants at the head of the market never hide the rest."""
     # The platform's calendar day (the loan settles on its own: the cost may differ by a day's interest).
     today = day_of(at, PLATFORM_TIME_ZONE)
     query = (
         select(MarketListing)
         .where(MarketListing.status == "open", MarketListing.remaining_principal > 0)
         .order_by(MarketListing.created_at, MarketListing.id)
-        .limit(MAX_LISTINGS_PER_RUN)
     )
     if listing_ids is not None:
-        query = query.where(MarketListing.id.in_(listing_ids))
+        chosen = list(session.scalars(query.where(MarketListing.id.in_(listing_ids)).limit(MAX_LISTINGS_PER_RUN)))
+    else:
+        chosen = _window(session, query, rotation)
     offers, workflows = [], {}
-    for listing in session.scalars(query).all():
+    for listing in chosen:
         view = listing_view(session, listing, today)  # (None: not for sale today, by any rule)
         if view is None or view.grade is None or view.rate_annual is None:
             continue
@@ -154,6 +157,19 @@ def market_offers(
         )
         workflows[loan.id] = loan.workflow_id
     return offers, workflows
+
+
+def _window(session: Session, query: Select[tuple[MarketListing]], rotation: int) -> list[MarketListing]:
+    """MAX_LISTINGS_PER_RUN of the ordered listings from the `rotation`-th window on,
+    wrapping around to the oldest."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    if total <= MAX_LISTINGS_PER_RUN:
+        return list(session.scalars(query))
+    start = (rotation * MAX_LISTINGS_PER_RUN) % total
+    window = list(session.scalars(query.offset(start).limit(MAX_LISTINGS_PER_RUN)))
+    if len(window) < MAX_LISTINGS_PER_RUN:  # the end of the market reached: on from its start
+        window += list(session.scalars(query.limit(min(MAX_LISTINGS_PER_RUN - len(window), start))))
+    return window
 
 
 def active_rules(session: Session) -> tuple[list[AutoInvestRule], dict[uuid.UUID, bool]]:
@@ -362,7 +378,9 @@ def plan_run(
     offers: list[ListingOffer] = []
     if listing_ids is None or listing_ids:
         if any(rule.buy_on_market for rule in rules):
-            offers, market_workflows = market_offers(session, None if listing_ids is None else list(listing_ids), at)
+            offers, market_workflows = market_offers(
+                session, None if listing_ids is None else list(listing_ids), at, rotation=run_no
+            )
             workflows.update(market_workflows)
     if not (loans or offers) or not rules:
         return RunPlan(run_no, [], workflows, {})

@@ -40,6 +40,7 @@ from investing.auto_invest import plan_run, positions, trade_id_of
 from investing.market import cancel_listing
 from models.auto_invest import AutoInvestAllocation
 from models.auto_invest_io import AutoInvestInput, AutoInvestResult, PlaceAutoInvestmentsInput
+from models.loan_workflow import TradeRequest
 from models.loans import Investment
 from models.market import MarketListing, MarketTrade
 from models.users import User
@@ -49,6 +50,7 @@ from tests.test_auto_invest import give_rule
 from tests.test_loan_api import bearer, fund_through_the_api, wait_loan_status
 from tests.test_market import _holding, _tradeable_at_once
 from workflows.auto_invest import AutoInvestWorkflow
+from workflows.loan import LoanWorkflow
 
 D = Decimal
 SELLER = uuid.UUID(int=99)
@@ -456,6 +458,48 @@ def test_a_run_plans_funding_loans_then_listings_with_one_budget_and_records_eac
     assert outcomes == {"primary": ("placed", rows["primary"].investment_id), "market": ("placed", bought)}
 
 
+def test_the_listings_a_run_plans_over_move_on_with_each_run(session_factory, seeded, monkeypatch):
+    """Past the most listings one run plans over, the window moves on with the run number and
+    wraps around: listings at the head of the market no rule wants never hide the rest."""
+    import investing.auto_invest as auto_invest
+    from investing.market import create_listing
+    from models.loans import LoanRequest, RepaymentInstallment
+    from tests.loan_helpers import active_loan_in_db
+
+    _tradeable_at_once(session_factory)
+    sellers = [make_investor(session_factory, "0") for _ in range(5)]
+    loan_id = active_loan_in_db(session_factory, make_borrower(session_factory), sellers)
+    now = datetime.now(UTC)
+    with unit_of_work(session_factory) as session:
+        loan = session.get_one(LoanRequest, loan_id)
+        loan.risk_grade, loan.rate_annual, loan.disbursed_at = "B", D("17.00"), now - timedelta(days=10)
+        for row in session.scalars(select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan_id)):
+            row.due_date = (now + timedelta(days=20 + 30 * (row.payment_num - 1))).date()
+    listed = []
+    for seller in sellers:  # one listing per holding, oldest first
+        with unit_of_work(session_factory) as session:
+            holding = session.scalars(select(Investment).where(Investment.investor_id == seller)).one()
+            listing, _ = create_listing(
+                session, session.get_one(User, seller), holding.id, holding.amount, D("100.00"), None, now.date()
+            )
+            listed.append(listing.id)
+
+    with session_factory() as session:
+        everything, _ = auto_invest.market_offers(session, None, now, rotation=7)
+        assert [o.listing_id for o in everything] == listed  # all of them fit in one run: oldest first
+        monkeypatch.setattr(auto_invest, "MAX_LISTINGS_PER_RUN", 2)
+        windows = [
+            [o.listing_id for o in auto_invest.market_offers(session, None, now, rotation=run)[0]] for run in range(5)
+        ]
+    assert windows == [
+        [listed[0], listed[1]],
+        [listed[2], listed[3]],
+        [listed[4], listed[0]],  # the end reached: on from the oldest
+        [listed[1], listed[2]],
+        [listed[3], listed[4]],
+    ]
+
+
 # -- on the dev server: a run buys a listing through the loan workflow's `trade` update ---------------------
 async def test_a_run_buys_a_listing_for_two_rules_fairly_and_never_twice(
     live_settings, dev_client, session_factory, seeded, task_queue
@@ -586,6 +630,27 @@ async def test_a_run_buys_a_listing_for_two_rules_fairly_and_never_twice(
         with session_factory() as session:
             assert len(session.scalars(select(MarketTrade)).all()) == 2
             assert balance_of(session_factory, a).balance == D("30000.00") - trades[a].buyer_pays
+        # The same purchase sent to the loan again, past every check before it: under its own
+        # update id (Temporal's answer) and under another one (the settlement's, by trade id),
+        # the same trade comes back and nothing moves twice.
+        (row_a,) = [r for r in rows if r.investor_id == a]
+        resent = TradeRequest(
+            trade_id=trades[a].id,
+            listing_id=listing_id,
+            buyer_id=a,
+            principal=row_a.allocated,
+            loan_id=uuid.UUID(loan_id),
+        )
+        handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
+        for update_id in (f"trade-{trades[a].id}", f"trade-{trades[a].id}-resent"):
+            answer = await handle.execute_update(LoanWorkflow.trade, resent, id=update_id)
+            assert (answer.trade_id, answer.buyer_investment_id) == (trades[a].id, trades[a].buyer_investment_id)
+            assert answer.buyer_pays == trades[a].buyer_pays
+        with session_factory() as session:
+            assert len(session.scalars(select(MarketTrade)).all()) == 2
+            assert balance_of(session_factory, a).balance == D("30000.00") - trades[a].buyer_pays
+            assert session.get_one(Investment, sold_holding.id).sold_principal == D("20000.00")
+            assert_books_balance(session)
 
         # A purchase the loan refuses (the listing was cancelled after the plan) is recorded
         # like a refused investment.
@@ -622,3 +687,65 @@ async def test_a_run_buys_a_listing_for_two_rules_fairly_and_never_twice(
             assert len(session.scalars(select(MarketTrade)).all()) == 2
             assert_books_balance(session)
         await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")
+
+
+async def test_a_purchase_whose_loan_does_not_answer_stays_planned_and_settles_once_later(
+    dev_client, live_settings, session_factory, seeded, task_queue, monkeypatch
+):
+    """The loan's worker is down while a run places its purchase: the update waits, no answer
+    comes, and the placement is not recorded as refused (the loan may still take it): it stays
+    planned and the activity fails, to be retried. The worker back, the retry gets the one
+    trade, however many times the update was sent."""
+    from temporalio.exceptions import ApplicationError
+
+    _tradeable_at_once(session_factory)
+    borrower = make_borrower(session_factory)
+    seller, other = make_investor(session_factory, "25000"), make_investor(session_factory, "25000")
+    buyer = make_investor(session_factory, "10000")
+    app = create_app(live_settings)
+    activities = AutoInvestActivities(session_factory, dev_client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        async with running_worker(dev_client, live_settings, session_factory, task_queue):
+            loan_id = await fund_through_the_api(api, live_settings, borrower, [seller, other])
+            await wait_loan_status(api, loan_id, bearer(live_settings, borrower, "borrower"), "active")
+            listed = await api.post(
+                "/v1/market/listings",
+                json={
+                    "investment_id": str(_holding(session_factory, loan_id, seller).id),
+                    "principal": "5000.00",
+                    "price_percent": "100.00",
+                },
+                headers=bearer(live_settings, seller, "investor"),
+            )
+            assert listed.status_code == 201, listed.text
+            listing_id = uuid.UUID(listed.json()["id"])
+        give_rule(session_factory, buyer, max_amount_per_loan=D("5000.00"), buy_on_market=True)
+        with unit_of_work(session_factory) as session:
+            run = plan_run(session, f"test-{uuid.uuid4()}", [], datetime.now(UTC), [listing_id])
+        assert [(p.investor_id, p.amount) for p in run.planned] == [(buyer, D("5000.00"))]
+
+        # No worker: the loan takes the update but cannot answer it within the wait.
+        monkeypatch.setattr("api.workflow_calls.BUSY_RETRY_SECONDS", 3.0)
+        with pytest.raises(ApplicationError, match="without an answer yet"):
+            await ActivityEnvironment().run(
+                activities.place_auto_investments, PlaceAutoInvestmentsInput(run_no=run.run_no)
+            )
+        with session_factory() as session:
+            (row,) = session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.run_no == run.run_no))
+            assert (row.outcome, row.outcome_detail) == ("planned", None)
+            assert not session.scalars(select(MarketTrade)).all()
+
+        monkeypatch.setattr("api.workflow_calls.BUSY_RETRY_SECONDS", 120.0)
+        async with running_worker(dev_client, live_settings, session_factory, task_queue):
+            placed = await ActivityEnvironment().run(
+                activities.place_auto_investments, PlaceAutoInvestmentsInput(run_no=run.run_no)
+            )
+            assert (placed.placed, placed.refused) == (1, 0)
+            with session_factory() as session:
+                (trade,) = session.scalars(select(MarketTrade))
+                (row,) = session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.run_no == run.run_no))
+                assert (row.outcome, row.investment_id, trade.id) == ("placed", trade.buyer_investment_id, row.trade_id)
+                assert trade.buyer_id == buyer and trade.principal == D("5000.00")
+                assert balance_of(session_factory, buyer).balance == D("10000.00") - trade.buyer_pays
+                assert_books_balance(session)
+            await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")

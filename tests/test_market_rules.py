@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from domain.investment_rules import investor_cap
 from domain.investor_shares import ScheduledAmounts, agreed_shares
 from domain.market import (
     Refusal,
@@ -22,6 +23,7 @@ from domain.market import (
     price_of,
     purchase_refusal,
     settlement,
+    share_refusal,
     split_holding,
     yield_to_maturity,
 )
@@ -549,3 +551,33 @@ def test_a_sale_of_part_of_a_holding_end_to_end() -> None:
     flows = [(schedule.installments[s.payment_num - 1].due_date, s.principal + s.interest) for s in sold]
     ytm = yield_to_maturity(deal.buyer_pays, on, flows)
     assert ytm is not None and ytm > effective_percent(D("18"))  # bought below par
+
+
+@given(
+    loan_amount=kopecks(100_000, 500_000_000),
+    share=percents("0.01", "100"),
+    held_kopecks=st.integers(0, 10**11),
+    principal=kopecks(1, 10**11),
+)
+def test_a_buyer_never_holds_more_than_the_products_share(
+    loan_amount: Decimal, share: Decimal, held_kopecks: int, principal: Decimal
+) -> None:
+    """The same cap as primary funding: taken exactly when the total stays within it, and a
+    refusal says how much more may be bought."""
+    cap = investor_cap(loan_amount, share)
+    held = min(D(held_kopecks) * KOPEK, cap + 1)
+    refusal = share_refusal(held=held, principal=principal, loan_amount=loan_amount, max_share_percent=share)
+    if held + principal <= cap:
+        assert refusal is None
+    else:
+        assert refusal is not None and refusal.kind == "not_eligible" and refusal.http_status == 409
+        assert f"({cap:.2f}); you hold {held:.2f}, so at most {max(cap - held, ZERO):.2f} more" in refusal.reason
+
+
+def test_share_examples() -> None:
+    rule = {"loan_amount": D("14000.00"), "max_share_percent": D("50.000")}
+    assert share_refusal(held=ZERO, principal=D("7000.00"), **rule) is None
+    refused = share_refusal(held=ZERO, principal=D("7000.01"), **rule)
+    assert refused is not None and refused.reason.startswith("one investor may hold at most 50% of this loan (7000.00)")
+    assert share_refusal(held=D("6000.00"), principal=D("1000.00"), **rule) is None
+    assert share_refusal(held=D("6000.00"), principal=D("1000.01"), **rule) is not None

@@ -125,7 +125,7 @@ def test_a_holding_listed_through_the_form_is_mine_to_cancel_and_others_to_buy(c
     page = seller.get(answer.headers["location"]).text
     assert "Listed: your offer is on the secondary market" in page
     mine = _section(page, "my-listings")
-    assert "<caption>My listings, newest first: the open ones priced today, the closed ones with why</caption>" in mine
+    assert "<caption>My listings: the open ones priced today, then the closed ones with why, newest first</caption>" in mine
     (listing,) = _open_listings(session_factory, investment_id)
     assert listing.price_percent == D("99.50") and listing.principal == D("14000.00")
     assert f'data-listing="{listing.id}"' in mine and "99.50 %" in mine and "13\u202f930.00" in mine

@@ -26,7 +26,7 @@ router = web_router("/app/investor")
 
 GRADES = ("A", "B", "C", "D", "E")
 MARKET_LIMIT = 200  # the open listings shown (the API's page size at most)
-MY_MARKET_LIMIT = 100  # one's own listings and trades shown, newest first
+MY_MARKET_LIMIT = 100  # one's own closed listings and trades shown, newest first
 SELL_FIELDS = ("principal", "price_percent")
 RULE_DEFAULTS = {
     "max_amount_per_loan": "5000.00",
@@ -112,14 +112,16 @@ async def _dashboard(
     status: int = 200,
 ) -> Response:
     api = PlatformApi(request, session.user)
-    wallet, portfolio, limit, rule, open_loans, listings, mine, trades, documents = await asyncio.gather(
+    wallet, portfolio, limit, rule, open_loans, listings, my_open, my_recent, trades, documents = await asyncio.gather(
         api.get("/v1/wallets/me"),
         api.get("/v1/investors/me/portfolio"),
         api.get("/v1/investors/me/annual-limit"),
         _rule(api),
         api.get("/v1/loans", status="funding", limit=50),
         api.get("/v1/market/listings", limit=MARKET_LIMIT),
-        # (separately: one's own open listings may be anywhere in the market's order)
+        # (separately: one's own open listings may be anywhere in the market's order, and
+        # anywhere among one's own: at most one per holding, all of them shown)
+        api.get("/v1/market/listings/mine", status="open", limit=200),
         api.get("/v1/market/listings/mine", limit=MY_MARKET_LIMIT),
         api.get("/v1/market/trades", limit=MY_MARKET_LIMIT),
         api.get("/v1/users/me/documents"),
@@ -140,6 +142,7 @@ async def _dashboard(
     if invest is not None:
         page_error = unshown({invest[0]: invest[1]}, set(invest_forms))
         invest_forms[invest[0]] = invest[1]
+    mine = my_open + [listing for listing in my_recent if listing["status"] != "open"]
     market = _market(portfolio["holdings"], listings, mine, trades)
     for forms, posted in ((market["sell_forms"], sell), (market["buy_forms"], buy)):
         if posted is not None:
