@@ -134,8 +134,9 @@ class LoanState(BaseModel):
     installments: list[InstallmentState] = Field(default_factory=list)
     collection_seq: int = 0
     # Updates admitted in this run (refused ones included: the server counts them too), and
-    # investments accepted in it. A run ends (continue-as-new) after updates_per_run accepted
-    # investments, or near the server's own limit of updates per run.
+    # investments accepted in it. A funding run ends (continue-as-new) after updates_per_run
+    # accepted investments, or near the server's own limit of updates per run; a repaying run
+    # after updates_per_run updates of any kind (trades, early repayment asks).
     updates_this_run: int = 0
     accepted_this_run: int = 0
     # Every investment the loan accepted while funding, by investment id, with its first

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from datetime import date
 from decimal import Decimal
 
 import httpx
@@ -233,3 +234,98 @@ async def test_a_holding_sold_in_two_parts_mid_life_then_repaid_pays_everyone_ex
             assert _money(total) in " ".join(text.split()), (total, text[-800:])
     # saved (RECORD_HISTORIES) only once the test's own checks have passed
     await replay_and_maybe_record(handle, "loan_with_market_trades")
+
+
+async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_exactly(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
+    """A repaying loan's run ends once it has taken its budget of updates (here 2), not only at
+    a due date: two trades, and the loan continues as new; a third trade goes to the new run.
+    The loan then repays, every holding paid exactly its parts. Its history is saved
+    (RECORD_HISTORIES): it holds the `repaying-run-full` patch."""
+    from api.workflow_calls import execute_loan_update
+    from investing.market import create_listing
+    from models.loan_workflow import LoanSnapshot, TradeRequest
+    from models.users import User
+    from tests.loan_helpers import invest, start_loan, wait_for_status
+    from workflows.loan import LoanWorkflow
+
+    _tradeable_at_once(session_factory)
+    borrower = make_borrower(session_factory)
+    seller, other = make_investor(session_factory, "10000"), make_investor(session_factory, "10000")
+    buyers = [make_investor(session_factory, "5000") for _ in range(3)]
+    async with running_worker(dev_client, live_settings, session_factory, task_queue):
+        loan = await start_loan(
+            dev_client,
+            session_factory,
+            task_queue,
+            borrower,
+            "20000.00",
+            6,
+            time_scale=MONTH_PER_10_SECONDS,
+            updates_per_run=2,
+        )
+        await wait_for_status(loan.handle, "funding", timeout=60)
+        await invest(loan.handle, seller, "10000.00")
+        await invest(loan.handle, other, "10000.00")
+        give_money(session_factory, borrower, "5000")
+        latest = dev_client.get_workflow_handle(loan.handle.id, result_type=LoanSnapshot)
+        await wait_for_status(latest, "active", timeout=60)
+        holding = _holding(session_factory, str(loan.loan_id), seller)
+        with unit_of_work(session_factory) as session:
+            listing, _ = create_listing(
+                session, session.get_one(User, seller), holding.id, D("6000.00"), D("100.00"), None, date.today()
+            )
+
+        async def buy(buyer: uuid.UUID, principal: str):
+            trade_id = uuid.uuid4()
+            return await execute_loan_update(
+                dev_client,
+                loan.handle.id,
+                LoanWorkflow.trade,
+                TradeRequest(
+                    trade_id=trade_id,
+                    listing_id=listing.id,
+                    buyer_id=buyer,
+                    principal=D(principal),
+                    loan_id=loan.loan_id,
+                ),
+                update_id=f"trade-{trade_id}",
+            )
+
+        await buy(buyers[0], "2000.00")
+        run_of_the_trades = (await latest.describe()).run_id
+        await buy(buyers[1], "2000.00")
+        # The run's budget is spent: the loan continues as new, well before its next due date.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while (await latest.describe()).run_id == run_of_the_trades:
+            assert loop.time() < deadline, "the run took its budget of updates and went on"
+            await asyncio.sleep(0.1)
+        third = await buy(buyers[2], "2000.00")
+        assert third.listing_remaining == D("0.00")
+        final = await asyncio.wait_for(latest.result(), 180)
+        assert final.status == "repaid"
+
+    with session_factory() as session:
+        trades = list(session.scalars(select(MarketTrade).where(MarketTrade.loan_id == loan.loan_id)))
+        assert sorted(t.buyer_id for t in trades) == sorted(buyers)
+        holdings = list(session.scalars(select(Investment).where(Investment.loan_id == loan.loan_id)))
+        for h in holdings:
+            rows = _rows(session_factory, h.id)
+            for row in rows:
+                assert (row.received_principal, row.received_interest) == (row.principal, row.interest), row
+        principal_of = {h.id: sum((r.principal for r in _rows(session_factory, h.id)), D(0)) for h in holdings}
+        assert sum(principal_of.values()) == D("20000.00")
+        assert principal_of[holding.id] == D("4000.00")
+        for trade in trades:
+            assert principal_of[trade.buyer_investment_id] == D("2000.00")
+            received = sum(
+                (r.received_principal + r.received_interest for r in _rows(session_factory, trade.buyer_investment_id)),
+                D(0),
+            )
+            assert balance_of(session_factory, trade.buyer_id).balance == D("5000.00") - trade.buyer_pays + received
+        assert_books_balance(session)
+        assert verify_chain(loan_records(session, loan.loan_id)).intact
+    # saved (RECORD_HISTORIES) only once the test's own checks have passed
+    await replay_and_maybe_record(loan.handle, "loan_market_trades_continued_as_new")

@@ -80,6 +80,13 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
         "test_loan_api: through the API, search attributes on: "
         "approved, funded, overdue, woken by a deposit, repaid early",
     ),
+    "loan_with_market_trades": ("repaid", None, "test_market: a holding sold in two parts mid-life, then repaid"),
+    "loan_market_trades_continued_as_new": (
+        "repaid",
+        None,
+        "test_market: trades past a repaying run's budget of updates continue the loan as new "
+        "(patch repaying-run-full)",
+    ),
     # the borrower's time (patch borrowers-time)
     "loan_outage_with_money": ("repaid", None, "test_borrowers_time: due dates passed while away, money there"),
     "loan_outage_without_money": (

@@ -617,6 +617,19 @@ class LoanWorkflow:
 
     async def _repay(self) -> None:
         state, input = self._state, self._input
+        # A run of an active loan also ends once it has taken its budget of updates (trades on
+        # the secondary market, early repayment asks) or grown long, not only at a due date:
+        # the server refuses updates past its limit, and a month may hold many trades.
+        ends_when_full = workflow.patched("repaying-run-full")
+
+        def run_is_full() -> bool:
+            info = workflow.info()
+            return ends_when_full and (
+                state.updates_this_run >= input.updates_per_run
+                or info.is_continue_as_new_suggested()
+                or info.get_current_history_length() > input.history_events_per_run
+            )
+
         while state.status == LoanStatus.active:
             self._funds_arrived = False
             async with self._lock:
@@ -635,7 +648,7 @@ class LoanWorkflow:
             self._show_waiting_for(f"{why}, or money in the borrower's wallet")
             try:
                 await workflow.wait_condition(
-                    lambda: self._funds_arrived or state.status != LoanStatus.active,
+                    lambda: self._funds_arrived or state.status != LoanStatus.active or run_is_full(),
                     timeout=self._real_delay_until(wake),
                     timeout_summary=why,
                 )
@@ -643,7 +656,9 @@ class LoanWorkflow:
                 pass
             info = workflow.info()
             if state.status == LoanStatus.active and (
-                info.is_continue_as_new_suggested() or info.get_current_history_length() > input.history_events_per_run
+                run_is_full()
+                or info.is_continue_as_new_suggested()
+                or info.get_current_history_length() > input.history_events_per_run
             ):
                 await self._continue_as_new()
 
