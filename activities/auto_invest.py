@@ -111,6 +111,7 @@ class AutoInvestActivities:
                         buyer_id=item.investor_id,
                         principal=item.amount,
                         loan_id=item.loan_id,
+                        max_buyer_pays=item.max_cost,
                     ),
                     update_id=f"trade-{item.trade_id}",
                     answer_from_ended=True,

@@ -206,6 +206,9 @@ class PlannedInvestment:
     reason: str
     listing_id: uuid.UUID | None = None
     cost: Decimal | None = None
+    # The most the purchase may cost at settlement (what budgets and the annual limit were
+    # charged): the loan refuses it dearer, so a plan never spends more than it was allowed.
+    max_cost: Decimal | None = None
 
 
 def plan(
@@ -426,6 +429,7 @@ def plan_market(
                     + (f"; costs about {cost:.2f} with the accrued interest" if amount > 0 else ""),
                     listing_id=offer.listing_id,
                     cost=cost,
+                    max_cost=cost_bound(offer, amount) if amount > 0 else None,
                 )
             )
             if amount > 0:

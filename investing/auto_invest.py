@@ -427,7 +427,11 @@ def plan_run(
             "allocated": item.amount,
             "reason": item.reason,
             "investment_id": None,
-            "details": {"workflow_id": workflows[item.loan_id], "cost": f"{item.cost or ZERO:.2f}"},
+            "details": {
+                "workflow_id": workflows[item.loan_id],
+                "cost": f"{item.cost or ZERO:.2f}",
+                "max_cost": f"{item.max_cost or ZERO:.2f}",
+            },
             "outcome": "planned" if item.amount > 0 else "not_allocated",
         }
         for item in purchases
@@ -451,6 +455,8 @@ class PlannedPlacement:
     amount: Decimal
     listing_id: uuid.UUID | None = None
     trade_id: uuid.UUID | None = None
+    # a purchase's most accepted cost (the planned bound)
+    max_cost: Decimal | None = None
 
 
 def planned_placements(session: Session, run_no: int) -> list[PlannedPlacement]:
@@ -470,6 +476,7 @@ def planned_placements(session: Session, run_no: int) -> list[PlannedPlacement]:
             r.allocated,
             listing_id=r.listing_id,
             trade_id=r.trade_id,
+            max_cost=Decimal(r.details["max_cost"]) if r.details.get("max_cost") else None,
         )
         for r in rows
     ]

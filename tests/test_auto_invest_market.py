@@ -36,7 +36,7 @@ from domain.auto_invest import (
     purchase_cost,
 )
 from domain.market import ShareRow, accrued_interest, price_of, settlement, split_holding
-from investing.auto_invest import plan_run, positions, trade_id_of
+from investing.auto_invest import plan_run, planned_placements, positions, trade_id_of
 from investing.market import cancel_listing
 from models.auto_invest import AutoInvestAllocation
 from models.auto_invest_io import AutoInvestInput, AutoInvestResult, PlaceAutoInvestmentsInput
@@ -748,4 +748,37 @@ async def test_a_purchase_whose_loan_does_not_answer_stays_planned_and_settles_o
                 assert trade.buyer_id == buyer and trade.principal == D("5000.00")
                 assert balance_of(session_factory, buyer).balance == D("10000.00") - trade.buyer_pays
                 assert_books_balance(session)
+
+            # A purchase that costs more at settlement than the plan charged the budget (here:
+            # its price rose after the plan) is refused by the loan, not paid.
+            late = make_investor(session_factory, "10000")
+            give_rule(session_factory, late, max_amount_per_loan=D("5000.00"), buy_on_market=True)
+            relisted = await api.post(
+                "/v1/market/listings",
+                json={
+                    "investment_id": str(_holding(session_factory, loan_id, seller).id),
+                    "principal": "5000.00",
+                    "price_percent": "100.00",
+                },
+                headers=bearer(live_settings, seller, "investor"),
+            )
+            assert relisted.status_code == 201, relisted.text
+            dearer_id = uuid.UUID(relisted.json()["id"])
+            with unit_of_work(session_factory) as session:
+                dearer = plan_run(session, f"test-{uuid.uuid4()}", [], datetime.now(UTC), [dearer_id])
+                (planned,) = planned_placements(session, dearer.run_no)
+                assert planned.investor_id == late and planned.max_cost is not None
+                session.get_one(MarketListing, dearer_id).price_percent = D("101.00")
+            counts = await ActivityEnvironment().run(
+                activities.place_auto_investments, PlaceAutoInvestmentsInput(run_no=dearer.run_no)
+            )
+            assert (counts.placed, counts.refused) == (0, 1)
+            with session_factory() as session:
+                (row,) = session.scalars(
+                    select(AutoInvestAllocation).where(AutoInvestAllocation.run_no == dearer.run_no)
+                )
+                assert row.outcome == "refused"
+                assert f"more than the {planned.max_cost:.2f} you accept to pay" in (row.outcome_detail or "")
+                assert not session.scalars(select(MarketTrade).where(MarketTrade.buyer_id == late)).all()
+            assert balance_of(session_factory, late).balance == D("10000.00")
             await dev_client.get_workflow_handle(f"loan-{loan_id}").terminate("test over")
