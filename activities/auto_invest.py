@@ -141,6 +141,9 @@ class AutoInvestActivities:
                     unknown.append(f"{item.allocation_id}: {error.detail}")
                 except PlatformError as error:  # the loan's refusal, or its workflow ended
                     pending.append(await asyncio.to_thread(self._refused, item, error))
+                except Exception as error:  # anything else: not known to be refused, so sent again
+                    # (caught here, so the other placements finish and are recorded first)
+                    unknown.append(f"{item.allocation_id}: {type(error).__name__}: {error}")
                 done += 1
                 if len(pending) >= RECORD_EVERY:
                     await flush()

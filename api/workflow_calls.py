@@ -37,6 +37,7 @@ from core.errors import (
     IdempotencyConflict,
     InsufficientFunds,
     InvalidRequest,
+    NotFound,
     OutcomeUnknown,
     PlatformError,
     ServiceUnavailable,
@@ -84,6 +85,8 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
     # was done, send again once it can.
     UNSEALED_PAYLOAD: ServiceUnavailable,
     NotThisLoan.failure_type: Conflict,
+    # the market's settlement: the listing is not this loan's (or gone)
+    NotFound.__name__: NotFound,
 }
 
 _gates: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -56,7 +56,7 @@ from models.products import LoanProduct
 from models.users import User
 
 ALLOCATION_NAMESPACE = uuid.UUID("0b6f4d1e-2c39-4d7a-8f43-5a9e3c1d2b77")
-# The most open listings one run plans over (oldest first); the next run's window starts after it.
+# The most open listings one run plans over; the next run's window starts after its last.
 MAX_LISTINGS_PER_RUN = 2000
 
 
@@ -114,13 +114,17 @@ def funding_loans(session: Session, loan_ids: list[uuid.UUID] | None) -> tuple[l
     return loans, workflows
 
 
+MarketCursor = tuple[datetime, uuid.UUID]
+
+
 def market_offers(
-    session: Session, listing_ids: list[uuid.UUID] | None, at: datetime, rotation: int = 0
-) -> tuple[list[ListingOffer], dict[uuid.UUID, str]]:
-    """Open listings that can be bought today, oldest first, each priced for all it still
-    offers, and their loans' workflow ids. `listing_ids` None: every open listing, at most
-    MAX_LISTINGS_PER_RUN of them: a window that moves on with `rotation` (the run number), so
-    that listings no rule wants at the head of the market never hide the rest."""
+    session: Session, listing_ids: list[uuid.UUID] | None, at: datetime, after: MarketCursor | None = None
+) -> tuple[list[ListingOffer], dict[uuid.UUID, str], MarketCursor | None]:
+    """Open listings that can be bought today, each priced for all it still offers, their
+    loans' workflow ids, and where the window ended. `listing_ids` None: every open listing,
+    at most MAX_LISTINGS_PER_RUN of them, in the market's order (oldest first) from just after
+    `after` (the last run's end), wrapping around to the oldest: listings no rule wants at the
+    head of the market never hide the rest, and a listing closing between runs moves nothing."""
     # The platform's calendar day (the loan settles on its own: the cost may differ by a day's interest).
     today = day_of(at, PLATFORM_TIME_ZONE)
     query = (
@@ -128,10 +132,13 @@ def market_offers(
         .where(MarketListing.status == "open", MarketListing.remaining_principal > 0)
         .order_by(MarketListing.created_at, MarketListing.id)
     )
+    cursor = None
     if listing_ids is not None:
         chosen = list(session.scalars(query.where(MarketListing.id.in_(listing_ids)).limit(MAX_LISTINGS_PER_RUN)))
     else:
-        chosen = _window(session, query, rotation)
+        chosen = _window(session, query, after)
+        if chosen:
+            cursor = (chosen[-1].created_at, chosen[-1].id)
     offers, workflows = [], {}
     for listing in chosen:
         view = listing_view(session, listing, today)  # (None: not for sale today, by any rule)
@@ -156,19 +163,23 @@ def market_offers(
             )
         )
         workflows[loan.id] = loan.workflow_id
-    return offers, workflows
+    return offers, workflows, cursor
 
 
-def _window(session: Session, query: Select[tuple[MarketListing]], rotation: int) -> list[MarketListing]:
-    """MAX_LISTINGS_PER_RUN of the ordered listings from the `rotation`-th window on,
-    wrapping around to the oldest."""
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    if total <= MAX_LISTINGS_PER_RUN:
-        return list(session.scalars(query))
-    start = (rotation * MAX_LISTINGS_PER_RUN) % total
-    window = list(session.scalars(query.offset(start).limit(MAX_LISTINGS_PER_RUN)))
+def _window(session: Session, query: Select[tuple[MarketListing]], after: MarketCursor | None) -> list[MarketListing]:
+    """MAX_LISTINGS_PER_RUN of the ordered listings from just after `after`, then from the
+    oldest, each once (a keyset, not an offset: listings closing between runs shift nothing)."""
+    if after is None:
+        return list(session.scalars(query.limit(MAX_LISTINGS_PER_RUN)))
+    key = tuple_(MarketListing.created_at, MarketListing.id)
+    window = list(session.scalars(query.where(key > tuple_(*after)).limit(MAX_LISTINGS_PER_RUN)))
     if len(window) < MAX_LISTINGS_PER_RUN:  # the end of the market reached: on from its start
-        window += list(session.scalars(query.limit(min(MAX_LISTINGS_PER_RUN - len(window), start))))
+        taken = {listing.id for listing in window}
+        window += [
+            listing
+            for listing in session.scalars(query.where(key <= tuple_(*after)).limit(MAX_LISTINGS_PER_RUN - len(window)))
+            if listing.id not in taken
+        ]
     return window
 
 
@@ -378,10 +389,25 @@ def plan_run(
     offers: list[ListingOffer] = []
     if listing_ids is None or listing_ids:
         if any(rule.buy_on_market for rule in rules):
-            offers, market_workflows = market_offers(
-                session, None if listing_ids is None else list(listing_ids), at, rotation=run_no
+            after = None
+            if listing_ids is None:  # the Schedule's run: on from where the last one's window ended
+                last = session.execute(
+                    select(AutoInvestRun.market_after_created_at, AutoInvestRun.market_after_id)
+                    .where(AutoInvestRun.market_after_id.is_not(None))
+                    .order_by(AutoInvestRun.run_no.desc())
+                    .limit(1)
+                ).first()
+                after = (last[0], last[1]) if last is not None else None
+            offers, market_workflows, cursor = market_offers(
+                session, None if listing_ids is None else list(listing_ids), at, after
             )
             workflows.update(market_workflows)
+            if cursor is not None:
+                session.execute(
+                    update(AutoInvestRun)
+                    .where(AutoInvestRun.run_no == run_no)
+                    .values(market_after_created_at=cursor[0], market_after_id=cursor[1])
+                )
     if not (loans or offers) or not rules:
         return RunPlan(run_no, [], workflows, {})
     loan_ids_held = [loan.loan_id for loan in loans] + [offer.loan_id for offer in offers]

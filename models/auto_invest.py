@@ -67,6 +67,10 @@ class AutoInvestRun(Base):
     run_no: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     run_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
     created_at: Mapped[datetime] = created_at_column()
+    # Where this run's window over the open listings ended (the last listing it took, in the
+    # market's order): the next run's window starts after it.
+    market_after_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    market_after_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 class AutoInvestAllocation(Base):

@@ -459,10 +459,12 @@ def test_a_run_plans_funding_loans_then_listings_with_one_budget_and_records_eac
 
 
 def test_the_listings_a_run_plans_over_move_on_with_each_run(session_factory, seeded, monkeypatch):
-    """Past the most listings one run plans over, the window moves on with the run number and
-    wraps around: listings at the head of the market no rule wants never hide the rest."""
+    """Past the most listings one run plans over, each Schedule run's window starts just after
+    the last one's (kept on the run) and wraps around: listings at the head of the market no
+    rule wants never hide the rest, and a listing closing between runs shifts nothing."""
     import investing.auto_invest as auto_invest
     from investing.market import create_listing
+    from models.auto_invest import AutoInvestRun
     from models.loans import LoanRequest, RepaymentInstallment
     from tests.loan_helpers import active_loan_in_db
 
@@ -485,19 +487,33 @@ def test_the_listings_a_run_plans_over_move_on_with_each_run(session_factory, se
             listed.append(listing.id)
 
     with session_factory() as session:
-        everything, _ = auto_invest.market_offers(session, None, now, rotation=7)
+        everything, _, _ = auto_invest.market_offers(session, None, now)
         assert [o.listing_id for o in everything] == listed  # all of them fit in one run: oldest first
-        monkeypatch.setattr(auto_invest, "MAX_LISTINGS_PER_RUN", 2)
-        windows = [
-            [o.listing_id for o in auto_invest.market_offers(session, None, now, rotation=run)[0]] for run in range(5)
-        ]
-    assert windows == [
-        [listed[0], listed[1]],
-        [listed[2], listed[3]],
-        [listed[4], listed[0]],  # the end reached: on from the oldest
-        [listed[1], listed[2]],
-        [listed[3], listed[4]],
-    ]
+    monkeypatch.setattr(auto_invest, "MAX_LISTINGS_PER_RUN", 2)
+    give_rule(session_factory, make_investor(session_factory, "0"), buy_on_market=True)  # (a run plans the market)
+
+    def schedule_run() -> list[uuid.UUID]:
+        """A Schedule run's plan, and the listings its window took (the last one kept on it)."""
+        with unit_of_work(session_factory) as session:
+            run = plan_run(session, f"schedule-{uuid.uuid4()}", None, now, None)
+            kept = session.get_one(AutoInvestRun, run.run_no)
+            with_cursor = (kept.market_after_created_at, kept.market_after_id)
+            offers, _, cursor = auto_invest.market_offers(session, None, now, previous[-1] if previous else None)
+            assert cursor == with_cursor  # the run kept where its window ended
+            previous.append(cursor)
+            return [o.listing_id for o in offers]
+
+    previous: list = []
+    assert schedule_run() == [listed[0], listed[1]]
+    assert schedule_run() == [listed[2], listed[3]]
+    assert schedule_run() == [listed[4], listed[0]]  # the end reached: on from the oldest
+    # A run for one loan entering funding plans no listing and moves nothing.
+    with unit_of_work(session_factory) as session:
+        plan_run(session, f"loan-{uuid.uuid4()}", [], now, ())
+    with unit_of_work(session_factory) as session:  # listing 1 closes: the window goes on from listing 0
+        cancel_listing(session, session.get_one(User, sellers[1]), listed[1])
+    assert schedule_run() == [listed[2], listed[3]]
+    assert schedule_run() == [listed[4], listed[0]]
 
 
 # -- on the dev server: a run buys a listing through the loan workflow's `trade` update ---------------------

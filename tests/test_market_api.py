@@ -299,8 +299,16 @@ def test_each_investor_sees_their_own_listings_in_any_status_and_their_trades(cl
     assert [(m["id"], m["status"]) for m in mine] == [(second, "open"), (first, "cancelled")]  # newest first
     assert mine[1]["close_reason"] == "cancelled by the seller" and mine[1]["closed_at"] is not None
     assert mine[0]["remaining_principal"] == "4000.00" and mine[0]["investment_id"] == str(market["holding"])
+    assert (mine[0]["for_sale_today"], mine[1]["for_sale_today"]) == (True, False)
+    (seen,) = client.get("/v1/market/listings", headers=market["buyer"].headers).json()
+    assert (mine[0]["price"], mine[0]["buyer_pays"]) == (seen["price"], seen["buyer_pays"])  # as buyers see it
+    assert mine[1]["price"] is None
     only_open = client.get("/v1/market/listings/mine?status=open", headers=market["seller"].headers).json()
     assert [m["id"] for m in only_open] == [second]
+    closed = client.get(
+        "/v1/market/listings/mine?status=sold&status=cancelled&status=closed", headers=market["seller"].headers
+    ).json()
+    assert [m["id"] for m in closed] == [first]
     assert client.get("/v1/market/listings/mine", headers=market["buyer"].headers).json() == []
     assert client.get("/v1/market/listings/mine?status=gone", headers=market["seller"].headers).status_code == 422
 

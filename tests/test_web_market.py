@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 from decimal import Decimal
 
 import httpx
@@ -125,7 +126,10 @@ def test_a_holding_listed_through_the_form_is_mine_to_cancel_and_others_to_buy(c
     page = seller.get(answer.headers["location"]).text
     assert "Listed: your offer is on the secondary market" in page
     mine = _section(page, "my-listings")
-    assert "<caption>My listings: the open ones priced today, then the closed ones with why, newest first</caption>" in mine
+    assert (
+        "<caption>My listings: the open ones priced today, then the closed ones with why, newest first</caption>"
+        in mine
+    )
     (listing,) = _open_listings(session_factory, investment_id)
     assert listing.price_percent == D("99.50") and listing.principal == D("14000.00")
     assert f'data-listing="{listing.id}"' in mine and "99.50 %" in mine and "13\u202f930.00" in mine
@@ -474,3 +478,59 @@ def test_the_rule_form_sets_and_keeps_buying_on_the_market(client, people, sessi
     assert investor.post("/app/investor/auto-invest", data=_as_form(off), follow_redirects=False).status_code == 303
     with session_factory() as session:
         assert not session.get_one(AutoInvestRuleRow, uuid.UUID(people["buyer"].id)).buy_on_market
+
+
+def test_buying_all_never_pays_more_than_the_page_showed(client, people, session_factory):
+    _, investment_id = _holding(session_factory, people)
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    assert _sell(seller, csrf, investment_id, key, "7000.00", "100").status_code == 303
+    (listing,) = _open_listings(session_factory, investment_id)
+    buyer, buyer_csrf = logged_in(client, people["buyer"])
+    give_money(session_factory, uuid.UUID(people["buyer"].id), "10000")
+    page = buyer.get("/app/investor").text
+    row = re.search(rf'<tr data-listing="{listing.id}">(.*?)</tr>', page, re.S).group(1)
+    shown = re.search(r'name="max_buyer_pays" value="([0-9.]+)"', row)
+    assert shown and f"{D(shown.group(1)):,.2f}".replace(",", "\u202f") in row  # the total shown is the cap sent
+    # The total grew since the page was drawn (here: the form says less than it costs now).
+    dear = buyer.post(
+        f"/app/investor/market/listings/{listing.id}/purchase",
+        data={
+            "csrf_token": buyer_csrf,
+            "idempotency_key": _key_of_row(row),
+            "principal": "",
+            "max_buyer_pays": f"{D(shown.group(1)) - D('0.01'):.2f}",
+        },
+    )
+    assert dear.status_code == 409
+    refused_row = re.search(rf'<tr data-listing="{listing.id}">(.*?)</tr>', dear.text, re.S).group(1)
+    assert f"it costs {shown.group(1)} today" in text_of(refused_row)
+    with session_factory() as session:
+        assert not session.scalars(select(MarketTrade)).all()
+
+
+def test_own_open_listings_are_priced_even_past_the_markets_page(client, people, session_factory, monkeypatch):
+    """The market shows the oldest listings first, a page of them; one's own open listing
+    after that page is still shown priced, not as "not for sale"."""
+    import web.investor_pages
+
+    _, investment_id = _holding(session_factory, people)
+    earlier = make_investor(session_factory, "0")
+    other_loan = active_loan_in_db(session_factory, uuid.UUID(people["borrower"].id), [earlier])
+    from investing.market import create_listing
+    from models.users import User
+
+    with unit_of_work(session_factory) as session:  # someone else's listing, older
+        holding = session.scalars(select(Investment).where(Investment.loan_id == other_loan)).one()
+        create_listing(
+            session, session.get_one(User, earlier), holding.id, holding.amount, D("100.00"), None, date.today()
+        )
+    seller, csrf = logged_in(client, people["seller"])
+    key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))
+    assert _sell(seller, csrf, investment_id, key, "14000.00", "99.50").status_code == 303
+    (listing,) = _open_listings(session_factory, investment_id)
+    monkeypatch.setattr(web.investor_pages, "MARKET_LIMIT", 1)  # the market's page: the older listing only
+    page = seller.get("/app/investor").text
+    mine = re.search(rf'<tr data-listing="{listing.id}" data-status="open">(.*?)</tr>', page, re.S)
+    assert mine, page
+    assert "not for sale today" not in mine.group(1) and "13\u202f930.00" in mine.group(1)

@@ -46,6 +46,16 @@ async def _rule(api: PlatformApi) -> dict[str, Any] | None:
         raise
 
 
+async def _my_open_listings(api: PlatformApi) -> list[dict[str, Any]]:
+    """All of one's open listings (at most one per holding), page by page."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = await api.get("/v1/market/listings/mine", status="open", limit=200, offset=len(found))
+        found += page
+        if len(page) < 200:
+            return found
+
+
 def _market(
     holdings: list[dict[str, Any]],
     listings: list[dict[str, Any]],
@@ -54,10 +64,9 @@ def _market(
 ) -> dict[str, Any]:
     """The secondary market's part of the dashboard: the holdings that may be offered (in an
     active loan, with principal still owed: the API decides the rest and says why not), one's
-    own listings in any status (the open ones priced today when they are for sale, a closed
-    one with why it closed), the others' with a buy form, and one's trades on both sides."""
+    own listings (all the open ones, priced today while for sale, then the newest closed ones
+    with why they closed), the others' with a buy form, and one's trades on both sides."""
     sellable = [h for h in holdings if h["loan_status"] == "active" and Decimal(h["outstanding_principal"]) > 0]
-    priced = {listing["id"]: listing for listing in listings if listing["mine"]}
     offered = [listing for listing in listings if not listing["mine"]]
     return {
         "sellable": sellable,
@@ -65,7 +74,7 @@ def _market(
             h["investment_id"]: FormState(values={"principal": h["outstanding_principal"]}) for h in sellable
         },
         "listed": {listing["investment_id"]: listing for listing in mine if listing["status"] == "open"},
-        "my_listings": [{**listing, "today": priced.get(listing["id"])} for listing in mine],
+        "my_listings": mine,
         "offered": offered,
         "buy_forms": {listing["id"]: FormState() for listing in offered},
         "trades": trades,
@@ -119,10 +128,9 @@ async def _dashboard(
         _rule(api),
         api.get("/v1/loans", status="funding", limit=50),
         api.get("/v1/market/listings", limit=MARKET_LIMIT),
-        # (separately: one's own open listings may be anywhere in the market's order, and
-        # anywhere among one's own: at most one per holding, all of them shown)
-        api.get("/v1/market/listings/mine", status="open", limit=200),
-        api.get("/v1/market/listings/mine", limit=MY_MARKET_LIMIT),
+        # (separately: one's own open listings may be anywhere in the market's order)
+        _my_open_listings(api),
+        api.get("/v1/market/listings/mine", status=["sold", "cancelled", "closed"], limit=MY_MARKET_LIMIT),
         api.get("/v1/market/trades", limit=MY_MARKET_LIMIT),
         api.get("/v1/users/me/documents"),
     )
@@ -142,7 +150,7 @@ async def _dashboard(
     if invest is not None:
         page_error = unshown({invest[0]: invest[1]}, set(invest_forms))
         invest_forms[invest[0]] = invest[1]
-    mine = my_open + [listing for listing in my_recent if listing["status"] != "open"]
+    mine = my_open + my_recent
     market = _market(portfolio["holdings"], listings, mine, trades)
     for forms, posted in ((market["sell_forms"], sell), (market["buy_forms"], buy)):
         if posted is not None:
@@ -308,11 +316,13 @@ async def buy_listing(listing_id: uuid.UUID, request: Request, session: Investor
     values = await read_form(request)
     key = posted_key(values)
     principal = amount_text(values.get("principal", ""))
+    # All of it at the total the page showed, and not a kopek more (the accrued interest
+    # grows by the day: a click after midnight is told the new price instead of paying it).
+    shown = amount_text(values.get("max_buyer_pays", ""))
+    body = {"principal": principal} if principal else ({"max_buyer_pays": shown} if shown else {})
     try:
         await PlatformApi(request, session.user).post(
-            f"/v1/market/listings/{listing_id}/purchase",
-            {"principal": principal} if principal else {},
-            idempotency_key=key,
+            f"/v1/market/listings/{listing_id}/purchase", body, idempotency_key=key
         )
     except ApiProblem as problem:
         if problem.status in (401, 403):

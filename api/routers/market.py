@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from api.deps import InvestorUser, SessionDep, SettingsDep, TemporalDep, in_db
 from api.idempotency import IdempotencyGuard
-from api.schemas.market import ListingIn, ListingOut, MarketListingOut, MyTradeOut, PurchaseIn, TradeOut
+from api.schemas.market import (
+    ListingIn,
+    ListingOut,
+    MarketListingOut,
+    MyListingOut,
+    MyTradeOut,
+    PurchaseIn,
+    TradeOut,
+)
 from api.workflow_calls import execute_loan_update
 from core.errors import NotFound
 from core.settings import Settings
@@ -25,6 +33,7 @@ from investing.market import (
     cancel_listing,
     check_buyer_limits,
     create_listing,
+    listing_view,
     open_listings,
     quote_purchase,
 )
@@ -115,23 +124,41 @@ def market(
     return [_market_out(view, user) for view in views]
 
 
-@router.get("/listings/mine", response_model=list[ListingOut])
+@router.get("/listings/mine", response_model=list[MyListingOut])
 def my_listings(
     user: InvestorUser,
     session: SessionDep,
-    status_: Annotated[Literal["open", "sold", "cancelled", "closed"] | None, Query(alias="status")] = None,
+    settings: SettingsDep,
+    status_: Annotated[
+        list[Literal["open", "sold", "cancelled", "closed"]] | None,
+        Query(alias="status", description="one or more (repeat the parameter); all when left out"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
-) -> list[ListingOut]:
-    """Your listings in any status (or the one asked), newest first: a closed one says why it
-    closed (cancelled by you, sold, or the loan could no longer be traded)."""
+) -> list[MyListingOut]:
+    """Your listings in any status (or the one asked), newest first: an open one priced today
+    while it is for sale, a closed one with why it closed (cancelled by you, sold, or the loan
+    could no longer be traded)."""
     query = select(MarketListing).where(MarketListing.seller_id == user.id)
-    if status_ is not None:
-        query = query.where(MarketListing.status == status_)
+    if status_:
+        query = query.where(MarketListing.status.in_(status_))
     rows = session.scalars(
         query.order_by(MarketListing.created_at.desc(), MarketListing.id).limit(limit).offset(offset)
-    )
-    return [_listing_out(listing, user) for listing in rows]
+    ).all()
+    today = platform_today(settings)
+    answers = []
+    for listing in rows:
+        view = listing_view(session, listing, today, settings.PLATFORM_TIME_ZONE) if listing.status == "open" else None
+        answers.append(
+            MyListingOut(
+                **_listing_out(listing, user).model_dump(),
+                for_sale_today=view is not None,
+                price=view.quote.price if view else None,
+                accrued_interest=view.quote.accrued if view else None,
+                buyer_pays=view.quote.buyer_pays if view else None,
+            )
+        )
+    return answers
 
 
 @router.get("/trades", response_model=list[MyTradeOut])

@@ -68,6 +68,16 @@ class TradeOut(ResponseModel):
     listing_remaining: Money
 
 
+class MyListingOut(ListingOut):
+    """One of your listings. An open one is priced today, as buyers see it, while it is for
+    sale (its loan can still be traded and its holding still honours it)."""
+
+    for_sale_today: bool = Field(description="an open listing buyers can buy today")
+    price: Money | None = None
+    accrued_interest: Money | None = None
+    buyer_pays: Money | None = None
+
+
 class MyTradeOut(ResponseModel):
     """A trade of yours, bought or sold, as your statement shows it."""
 

@@ -99,6 +99,9 @@ def upgrade() -> None:
     op.add_column('auto_invest_allocations', sa.Column('trade_id', postgresql.UUID(as_uuid=True), nullable=True))
     op.create_unique_constraint(op.f('uq_auto_invest_allocations_trade_id'), 'auto_invest_allocations', ['trade_id'])
     op.alter_column('auto_invest_allocations', 'investment_id', nullable=True)
+    # Where the last run's window over the open listings ended: the next one goes on from there.
+    op.add_column('auto_invest_runs', sa.Column('market_after_created_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('auto_invest_runs', sa.Column('market_after_id', postgresql.UUID(as_uuid=True), nullable=True))
     op.create_check_constraint(
         op.f('ck_auto_invest_allocations_kind'),
         'auto_invest_allocations',
@@ -109,6 +112,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM auto_invest_allocations WHERE kind = 'market'")
+    op.drop_column('auto_invest_runs', 'market_after_id')
+    op.drop_column('auto_invest_runs', 'market_after_created_at')
     op.drop_constraint(op.f('ck_auto_invest_allocations_kind'), 'auto_invest_allocations', type_='check')
     op.alter_column('auto_invest_allocations', 'investment_id', nullable=False)
     op.drop_constraint(op.f('uq_auto_invest_allocations_trade_id'), 'auto_invest_allocations', type_='unique')
