@@ -155,10 +155,15 @@ class AutoInvestActivities:
 
         beat = asyncio.create_task(keep_alive())
         try:
-            await asyncio.gather(*(place(p) for p in placements))
+            # Every placement runs to its end even if another fails (a database error while
+            # recording): none is left sending updates behind a failed attempt.
+            outcomes = await asyncio.gather(*(place(p) for p in placements), return_exceptions=True)
+            failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         finally:
             beat.cancel()
             await flush()
+        if failures:
+            raise failures[0]
         if unknown:
             raise ApplicationError(
                 f"{len(unknown)} placement(s) without an answer yet, sent again on retry: " + "; ".join(unknown[:5]),

@@ -137,8 +137,9 @@ def market_offers(
         chosen = list(session.scalars(query.where(MarketListing.id.in_(listing_ids)).limit(MAX_LISTINGS_PER_RUN)))
     else:
         chosen = _window(session, query, after)
-        if chosen:
+        if chosen:  # where this window ended, in the rotation; then planned oldest first
             cursor = (chosen[-1].created_at, chosen[-1].id)
+            chosen.sort(key=lambda listing: (listing.created_at, listing.id))
     offers, workflows = [], {}
     for listing in chosen:
         view = listing_view(session, listing, today)  # (None: not for sale today, by any rule)
@@ -168,7 +169,9 @@ def market_offers(
 
 def _window(session: Session, query: Select[tuple[MarketListing]], after: MarketCursor | None) -> list[MarketListing]:
     """MAX_LISTINGS_PER_RUN of the ordered listings from just after `after`, then from the
-    oldest, each once (a keyset, not an offset: listings closing between runs shift nothing)."""
+    oldest, each once (a keyset, not an offset: listings closing between runs shift nothing).
+    (A listing's created_at is its transaction's start: one committed while a run reads may
+    sort behind the cursor and wait a cycle; it is late, never lost.)"""
     if after is None:
         return list(session.scalars(query.limit(MAX_LISTINGS_PER_RUN)))
     key = tuple_(MarketListing.created_at, MarketListing.id)

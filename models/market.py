@@ -32,6 +32,8 @@ class MarketListing(Base):
             unique=True,
             postgresql_where=text("status = 'open'"),
         ),
+        # the market's order (the buyers' page, auto-invest's keyset window)
+        Index("ix_market_listings_open_order", "created_at", "id", postgresql_where=text("status = 'open'")),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

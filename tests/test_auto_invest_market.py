@@ -377,8 +377,10 @@ def test_the_rule_buys_on_the_market_only_when_asked_and_old_clients_keep_workin
 
 
 # -- a run's plan in the database: funding loans first, then listings, one budget --------------------------
-def test_a_run_plans_funding_loans_then_listings_with_one_budget_and_records_each_kind(session_factory, seeded):
-    from investing.auto_invest import Outcome, planned_placements, record_outcomes
+def _loans_for_a_mixed_run(session_factory) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID]:
+    """A loan open for funding (100,000) and an active loan with 5,000 of a holding listed at
+    par; a buyer with 12,000 and a rule buying on the market too, and the seller with a rule
+    but no money: (funding loan, active loan, listing, buyer, seller)."""
     from investing.market import create_listing
     from loans.requests import create_loan_request
     from models.loans import LoanRequest, RepaymentInstallment
@@ -413,7 +415,14 @@ def test_a_run_plans_funding_loans_then_listings_with_one_budget_and_records_eac
     buyer = make_investor(session_factory, "12000")
     give_rule(session_factory, buyer, max_amount_per_loan=D("10000.00"), buy_on_market=True)
     give_rule(session_factory, seller, buy_on_market=True)  # it has no money; and the listing is its own
+    return funding_id, active_id, listing_id, buyer, seller
 
+
+def test_a_run_plans_funding_loans_then_listings_with_one_budget_and_records_each_kind(session_factory, seeded):
+    from investing.auto_invest import Outcome, planned_placements, record_outcomes
+
+    funding_id, active_id, listing_id, buyer, seller = _loans_for_a_mixed_run(session_factory)
+    now = datetime.now(UTC)
     with unit_of_work(session_factory) as session:
         run = plan_run(session, "mixed", None, now, None)
     by_kind = {p.listing_id is None: p for p in run.planned if p.investor_id == buyer}
@@ -458,6 +467,52 @@ def test_a_run_plans_funding_loans_then_listings_with_one_budget_and_records_eac
     assert outcomes == {"primary": ("placed", rows["primary"].investment_id), "market": ("placed", bought)}
 
 
+async def test_a_placement_failing_unexpectedly_leaves_the_others_placed_and_itself_planned(
+    session_factory, seeded, monkeypatch
+):
+    """One placement meets an error nobody mapped (a bug, an outage): the others still finish
+    and are recorded (here: the purchase refused by the loan), the failed one stays planned, and
+    the attempt fails so that its retry sends just that one again."""
+    from temporalio.exceptions import ApplicationError
+
+    import api.workflow_calls
+    from core.errors import Conflict
+
+    _loans_for_a_mixed_run(session_factory)
+    with unit_of_work(session_factory) as session:
+        run = plan_run(session, "mixed", None, datetime.now(UTC), None)
+    sent: list[str] = []
+
+    async def loan_answers(client, workflow_id, update, arg, *, update_id, **_):
+        sent.append(update_id)
+        if update_id.startswith("investment-"):
+            raise RuntimeError("the connection broke")
+        raise Conflict("the listing is cancelled", reason="Conflict")
+
+    monkeypatch.setattr(api.workflow_calls, "execute_loan_update", loan_answers)
+    activities = AutoInvestActivities(session_factory, client=None)  # (the loan is answered above)
+    with pytest.raises(ApplicationError, match="1 placement\\(s\\) without an answer yet.*the connection broke"):
+        await ActivityEnvironment().run(activities.place_auto_investments, PlaceAutoInvestmentsInput(run_no=run.run_no))
+    assert sorted(u.split("-")[0] for u in sent) == ["investment", "trade"]
+    with session_factory() as session:
+        rows = {
+            r.kind: (r.outcome, r.outcome_detail)
+            for r in session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.run_no == run.run_no))
+            if r.allocated > 0
+        }
+    assert rows == {"primary": ("planned", None), "market": ("refused", "Conflict: the listing is cancelled")}
+
+
+def test_a_settlement_not_finding_its_listing_is_the_callers_404():
+    from temporalio.exceptions import ApplicationError
+
+    from api.workflow_calls import business_error
+    from core.errors import NotFound
+
+    mapped = business_error(ApplicationError("no listing x on this loan", type="NotFound", non_retryable=True))
+    assert isinstance(mapped, NotFound) and mapped.detail == "no listing x on this loan"
+
+
 def test_the_listings_a_run_plans_over_move_on_with_each_run(session_factory, seeded, monkeypatch):
     """Past the most listings one run plans over, each Schedule run's window starts just after
     the last one's (kept on the run) and wraps around: listings at the head of the market no
@@ -489,6 +544,9 @@ def test_the_listings_a_run_plans_over_move_on_with_each_run(session_factory, se
     with session_factory() as session:
         everything, _, _ = auto_invest.market_offers(session, None, now)
         assert [o.listing_id for o in everything] == listed  # all of them fit in one run: oldest first
+        middle = session.get_one(MarketListing, listed[2])
+        rotated, _, _ = auto_invest.market_offers(session, None, now, (middle.created_at, middle.id))
+        assert [o.listing_id for o in rotated] == listed  # from wherever the last run ended: still oldest first
     monkeypatch.setattr(auto_invest, "MAX_LISTINGS_PER_RUN", 2)
     give_rule(session_factory, make_investor(session_factory, "0"), buy_on_market=True)  # (a run plans the market)
 
@@ -506,14 +564,14 @@ def test_the_listings_a_run_plans_over_move_on_with_each_run(session_factory, se
     previous: list = []
     assert schedule_run() == [listed[0], listed[1]]
     assert schedule_run() == [listed[2], listed[3]]
-    assert schedule_run() == [listed[4], listed[0]]  # the end reached: on from the oldest
+    assert schedule_run() == [listed[0], listed[4]]  # the end reached: on from the oldest (planned oldest first)
     # A run for one loan entering funding plans no listing and moves nothing.
     with unit_of_work(session_factory) as session:
         plan_run(session, f"loan-{uuid.uuid4()}", [], now, ())
     with unit_of_work(session_factory) as session:  # listing 1 closes: the window goes on from listing 0
         cancel_listing(session, session.get_one(User, sellers[1]), listed[1])
     assert schedule_run() == [listed[2], listed[3]]
-    assert schedule_run() == [listed[4], listed[0]]
+    assert schedule_run() == [listed[0], listed[4]]
 
 
 # -- on the dev server: a run buys a listing through the loan workflow's `trade` update ---------------------

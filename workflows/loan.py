@@ -952,6 +952,9 @@ class LoanWorkflow:
     @repay_early.validator
     def _validate_early_repayment(self, request: EarlyRepaymentRequest) -> None:
         self._check_for_this_loan(request.loan_id)
+        # (refused, not admitted: the next run takes it; a validator's refusal leaves no event)
+        if self._draining:
+            raise _failure(TryAgain("the loan is moving to a new run; send again"))
         if self._state.status != LoanStatus.active:
             raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
 

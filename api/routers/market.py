@@ -136,7 +136,7 @@ def my_listings(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> list[MyListingOut]:
-    """Your listings in any status (or the one asked), newest first: an open one priced today
+    """Your listings in any status (or those asked), newest first: an open one priced today
     while it is for sale, a closed one with why it closed (cancelled by you, sold, or the loan
     could no longer be traded)."""
     query = select(MarketListing).where(MarketListing.seller_id == user.id)

@@ -62,6 +62,8 @@ def upgrade() -> None:
     op.create_index('ix_market_listings_seller_id', 'market_listings', ['seller_id'])
     # One open listing per holding.
     op.create_index('uq_market_listings_open_investment', 'market_listings', ['investment_id'], unique=True, postgresql_where=sa.text("status = 'open'"))
+    # The market's order: the buyers' page and auto-invest's keyset window.
+    op.create_index('ix_market_listings_open_order', 'market_listings', ['created_at', 'id'], postgresql_where=sa.text("status = 'open'"))
 
     op.create_table(
         'market_trades',
