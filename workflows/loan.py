@@ -145,6 +145,8 @@ class LoanWorkflow:
         self._awaiting_review = False
         self._approval: ApprovalDecision | None = None
         self._draining = False
+        # Updates of a repaying loan (trades, early repayment asks) taken by this run.
+        self._repaying_updates = 0
         self._waiting_for = ""
         # Decided once per run, before any handler: a run of a loan started before the patch
         # keeps the old rules until it continues as new.
@@ -625,7 +627,9 @@ class LoanWorkflow:
         def run_is_full() -> bool:
             info = workflow.info()
             return ends_when_full and (
-                state.updates_this_run >= input.updates_per_run
+                # (the repaying updates only: the funding phase had its own budget)
+                self._repaying_updates >= input.updates_per_run
+                or state.updates_this_run >= UPDATES_PER_RUN_LIMIT
                 or info.is_continue_as_new_suggested()
                 or info.get_current_history_length() > input.history_events_per_run
             )
@@ -911,6 +915,7 @@ class LoanWorkflow:
         anything overdue with its late fees, at once; the loan ends repaid."""
         state, input = self._state, self._input
         state.updates_this_run += 1
+        self._repaying_updates += 1
         async with self._lock:
             if state.status != LoanStatus.active:
                 raise _failure(LoanNotActive(f"the loan is {state.status}, not active"))
@@ -966,6 +971,7 @@ class LoanWorkflow:
         split by the holdings' agreed parts. Then the assignment agreement is registered."""
         state, input = self._state, self._input
         state.updates_this_run += 1
+        self._repaying_updates += 1
         async with self._lock:
             self._check_tradeable()  # again: a collection may have run meanwhile
             try:
