@@ -779,9 +779,9 @@ async def test_a_purchase_whose_loan_does_not_answer_stays_planned_and_settles_o
     app = create_app(live_settings)
     activities = AutoInvestActivities(session_factory, dev_client)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
-        async with running_worker(dev_client, live_settings, session_factory, task_queue):
-            loan_id = await fund_through_the_api(api, live_settings, borrower, [seller, other])
-            await wait_loan_status(api, loan_id, bearer(live_settings, borrower, "borrower"), "active")
+
+        async def list_5000_at_par() -> uuid.UUID:
+            """The seller offers 5,000.00 of its holding at par through the API."""
             listed = await api.post(
                 "/v1/market/listings",
                 json={
@@ -792,7 +792,12 @@ async def test_a_purchase_whose_loan_does_not_answer_stays_planned_and_settles_o
                 headers=bearer(live_settings, seller, "investor"),
             )
             assert listed.status_code == 201, listed.text
-            listing_id = uuid.UUID(listed.json()["id"])
+            return uuid.UUID(listed.json()["id"])
+
+        async with running_worker(dev_client, live_settings, session_factory, task_queue):
+            loan_id = await fund_through_the_api(api, live_settings, borrower, [seller, other])
+            await wait_loan_status(api, loan_id, bearer(live_settings, borrower, "borrower"), "active")
+            listing_id = await list_5000_at_par()
         give_rule(session_factory, buyer, max_amount_per_loan=D("5000.00"), buy_on_market=True)
         with unit_of_work(session_factory) as session:
             run = plan_run(session, f"test-{uuid.uuid4()}", [], datetime.now(UTC), [listing_id])
@@ -827,17 +832,7 @@ async def test_a_purchase_whose_loan_does_not_answer_stays_planned_and_settles_o
             # its price rose after the plan) is refused by the loan, not paid.
             late = make_investor(session_factory, "10000")
             give_rule(session_factory, late, max_amount_per_loan=D("5000.00"), buy_on_market=True)
-            relisted = await api.post(
-                "/v1/market/listings",
-                json={
-                    "investment_id": str(_holding(session_factory, loan_id, seller).id),
-                    "principal": "5000.00",
-                    "price_percent": "100.00",
-                },
-                headers=bearer(live_settings, seller, "investor"),
-            )
-            assert relisted.status_code == 201, relisted.text
-            dearer_id = uuid.UUID(relisted.json()["id"])
+            dearer_id = await list_5000_at_par()
             with unit_of_work(session_factory) as session:
                 dearer = plan_run(session, f"test-{uuid.uuid4()}", [], datetime.now(UTC), [dearer_id])
                 (planned,) = planned_placements(session, dearer.run_no)
