@@ -32,6 +32,7 @@ from activities.auto_invest import AutoInvestActivities
 from activities.documents import DocumentActivities
 from activities.ledger_checks import LedgerCheckActivities
 from activities.loans import LoanActivities
+from activities.plans import PlanActivities
 from core.db import make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
@@ -42,9 +43,11 @@ from models.documents_io import InvestorStatementsInput
 from models.ledger_reports import ReconciliationInput
 from outbox.delivery import drain_forever
 from workflows.auto_invest import AUTO_INVEST_SCHEDULE_ID, AutoInvestWorkflow
+from workflows.award_event import AwardEventWorkflow
 from workflows.investor_statements import STATEMENTS_SCHEDULE_ID, InvestorStatementsWorkflow
 from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID, LedgerReconciliationWorkflow
 from workflows.loan import LoanWorkflow
+from workflows.purchase_plan import PurchasePlanWorkflow
 
 log = logging.getLogger("worker")
 
@@ -78,10 +81,18 @@ def build_worker(
     loans = LoanActivities(session_factory)
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     auto_invest = AutoInvestActivities(session_factory, client)
+    plans = PlanActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.TASK_QUEUE,
-        workflows=[LedgerReconciliationWorkflow, LoanWorkflow, InvestorStatementsWorkflow, AutoInvestWorkflow],
+        workflows=[
+            LedgerReconciliationWorkflow,
+            LoanWorkflow,
+            InvestorStatementsWorkflow,
+            AutoInvestWorkflow,
+            PurchasePlanWorkflow,
+            AwardEventWorkflow,
+        ],
         activities=_with_stand_ins(
             [
                 auto_invest.plan_auto_investments,
@@ -101,6 +112,12 @@ def build_worker(
                 loans.default_loan,
                 loans.settle_trade,
                 loans.complete_loan,
+                plans.start_plan,
+                plans.collect_contribution,
+                plans.mark_contribution_overdue,
+                plans.cancel_plan,
+                plans.award_plan,
+                plans.hold_award_event,
             ],
             stand_ins,
         ),

@@ -10,8 +10,6 @@ worker's attempt is retried within seconds.
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +21,7 @@ from compliance.audit import append_audit
 from core.db import unit_of_work
 from core.errors import Conflict
 from domain.money import ZERO
-from domain.schedule import ScheduleError, build_schedule
+from domain.schedule import ScheduleError
 from domain.scoring import ScoringInput, score_request
 from investing import market
 from investing.annual_limit import count_investment, give_back, limit_year
@@ -31,8 +29,10 @@ from ledger.accounts import wallet_accounts, wallet_of_user
 from ledger.postings import lock_accounts
 from ledger.wallets import release, reserve
 from loans import collections, defaults, disbursement
+from loans.award_credit import asset_facts, return_escrow
 from loans.common import investments_of, loan_row, notify
 from loans.exactly_once import run_once
+from models.loan_status import LoanStatus
 from models.loan_workflow import (
     CollectInput,
     CollectResult,
@@ -54,6 +54,7 @@ from models.loan_workflow import (
 )
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.users import BorrowerProfile, User
+from products.service import judged_starts, schedule_of
 from scoring.points import award_points, payment_history
 from scoring.rules import current_rules
 
@@ -103,6 +104,7 @@ class LoanActivities:
                     "amount": f"{input.amount:.2f}",
                     "term_months": input.term_months,
                     "product_id": input.product_id,
+                    **asset_facts(session.get_one(LoanRequest, input.loan_id)),
                 },
             )
 
@@ -131,6 +133,11 @@ class LoanActivities:
             loan.updated_at = change.at
             if change.status.is_final:
                 loan.closed_at = loan.closed_at or change.at  # (the repayment's or default's own moment)
+            if change.status == LoanStatus.rejected:
+                # An award credit that will never pay out: the down payment back to the borrower.
+                return_escrow(
+                    session, loan, change.rejection_reason or loan.rejection_reason or "the loan was rejected"
+                )
             if change.notify_borrower:
                 notify(
                     session,
@@ -176,17 +183,14 @@ class LoanActivities:
             return ScoreLoanResult.refused("no borrower profile: PUT /v1/users/me/profile first", version)
         # The DTI test uses the most the borrower could owe in a month: the dearest grade's
         # rate, and the highest installment under the product's method (a differentiated
-        # loan's first payment is above the annuity's).
+        # loan's first payment is above the annuity's; a seasonal plan's harvest payment is
+        # spread over the months it pays for, at the worst month to start in).
         worst_rate = max(input.terms.rates_by_grade.values())
         try:
-            payment = build_schedule(
-                input.amount,
-                worst_rate,
-                input.term_months,
-                date(2000, 1, 1),  # the amounts do not depend on the dates
-                input.terms.amortization_method,
-                input.terms.interest_only_months,
-            ).highest_payment
+            payment = max(
+                schedule_of(input.terms, input.amount, worst_rate, input.term_months, start).highest_monthly_burden
+                for start in judged_starts(input.terms)
+            )
         except ScheduleError as error:  # (requests are checked when made; this is the last guard)
             return ScoreLoanResult.refused(f"no schedule: {error}", version)
         result = score_request(

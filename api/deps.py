@@ -91,6 +91,6 @@ def require_roles(*roles: Role) -> Callable[[User], User]:
 
 OperatorUser = Annotated[User, Depends(require_roles(Role.operator))]
 OperatorOrCompliance = Annotated[User, Depends(require_roles(Role.operator, Role.compliance))]
-WalletOwner = Annotated[User, Depends(require_roles(Role.borrower, Role.investor))]
+WalletOwner = Annotated[User, Depends(require_roles(Role.borrower, Role.investor, Role.seller))]
 BorrowerUser = Annotated[User, Depends(require_roles(Role.borrower))]
 InvestorUser = Annotated[User, Depends(require_roles(Role.investor))]

@@ -87,6 +87,8 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
     NotThisLoan.failure_type: Conflict,
     # the market's settlement: the listing is not this loan's (or gone)
     NotFound.__name__: NotFound,
+    # a plan cancelled once awarded or cancelled (workflows/purchase_plan.py)
+    "PlanNotSaving": Conflict,
 }
 
 _gates: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()

@@ -33,16 +33,17 @@ Pure functions, no I/O: imported by the API, activities and (deterministically) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, localcontext
 from typing import Literal
 
 from dateutil.relativedelta import relativedelta
 
 from domain.money import KOPEK, ZERO, round_money
 
-Method = Literal["annuity", "differentiated"]
+Method = Literal["annuity", "differentiated", "seasonal"]
 
 # Rates are priced to a ten-thousandth of a percent (9.4822% a year), as lenders price them.
 RATE_STEP = Decimal("0.0001")
@@ -76,6 +77,9 @@ class Schedule:
     # Annuity: the level payment. Differentiated: the first (largest) amortizing payment.
     payment: Decimal
     installments: tuple[Installment, ...]
+    # The seasonal plan (domain/seasonal_schedule.py): its paying months and grace.
+    paying_months: tuple[int, ...] = ()
+    grace_months: int = 0
 
     @property
     def total_interest(self) -> Decimal:
@@ -90,6 +94,20 @@ class Schedule:
         """The most the borrower will owe in any one month (a differentiated loan's first
         amortizing payment; an annuity's level payment or, by a few kopecks, its last)."""
         return max(i.total for i in self.installments)
+
+    @property
+    def highest_monthly_burden(self) -> Decimal:
+        """The most any one month carries: the highest payment, or for a seasonal plan each
+        payment spread over the months since the one before (a harvest pays for the months
+        that led to it), rounded up to the kopek. What a debt-to-income test weighs."""
+        if self.method != "seasonal":
+            return self.highest_payment
+        burden, previous = ZERO, 0
+        for item in self.installments:
+            k = months_between(self.start_date, item.due_date)
+            burden = max(burden, (item.total / (k - previous)).quantize(KOPEK, rounding=ROUND_UP))
+            previous = k
+        return burden
 
 
 class ScheduleError(ValueError):
@@ -114,6 +132,11 @@ def annuity_payment(amount: Decimal, rate_annual: Decimal, periods: int) -> Deci
         growth = (1 + r) ** periods
         payment = amount * r * growth / (growth - 1)
     return payment.quantize(KOPEK, rounding=ROUND_HALF_UP)
+
+
+def months_between(start_date: date, later: date) -> int:
+    """The k with due_date(start_date, k) == later (whole calendar months)."""
+    return (later.year - start_date.year) * 12 + later.month - start_date.month
 
 
 def due_date(start_date: date, payment_num: int) -> date:
@@ -321,9 +344,30 @@ def build_schedule(
     method: Method = "annuity",
     interest_only_months: int = 0,
     legacy_rounding: bool = False,
+    paying_months: Sequence[int] = (),
+    grace_months: int = 0,
 ) -> Schedule:
     """The schedule. `legacy_rounding`: the rules before the patch borrowers-time, for loan
-    workflows disbursed under them (they rebuild the schedule when they replay)."""
+    workflows disbursed under them (they rebuild the schedule when they replay). `seasonal`:
+    payments only in `paying_months` after `grace_months` (domain/seasonal_schedule.py)."""
+    if method == "seasonal":
+        from domain.seasonal_schedule import build_seasonal_schedule  # (it builds on this module)
+
+        if interest_only_months:
+            raise ScheduleError("a seasonal plan has grace months, not interest-only months")
+        seasonal = build_seasonal_schedule(amount, rate_annual, term_months, start_date, paying_months, grace_months)
+        return Schedule(
+            method=method,
+            amount=amount,
+            rate_annual=rate_annual,
+            term_months=term_months,
+            interest_only_months=0,
+            start_date=start_date,
+            payment=seasonal.payment,
+            installments=seasonal.installments,
+            paying_months=seasonal.paying_months,
+            grace_months=grace_months,
+        )
     _validate(amount, rate_annual, term_months, interest_only_months)
     rate = rate_annual
     amortizing = term_months - interest_only_months
@@ -341,7 +385,7 @@ def build_schedule(
         installments = _amortize(amount, rate, term_months, start_date, interest_only_months, None, level_principal)
         payment = installments[interest_only_months].total
     else:
-        raise ScheduleError(f"unknown method {method!r}: annuity or differentiated")
+        raise ScheduleError(f"unknown method {method!r}: annuity, differentiated or seasonal")
     return Schedule(
         method=method,
         amount=amount,

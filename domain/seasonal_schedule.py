@@ -4,8 +4,10 @@
 The rules, for a farmer and an auditor alike:
 - The paying dates are the loan's monthly anniversaries (the start date plus k calendar
   months, as every schedule counts them, so dates never drift) that fall in a paying month,
-  after the grace months: k in (grace_months, term_months]. The term must end on a paying
-  month (the last anniversary is the last payment) and at least one date must be left.
+  after the grace months: k in (grace_months, term_months]. The term is the longest the loan
+  runs: its last payment is the last paying anniversary within it, so any term works whatever
+  day the loan is paid out on (funding takes days; the request is checked for every starting
+  month), as long as at least one paying date is left after the grace.
 - Interest accrues exactly between two paying dates: balance x annual rate x months / 12,
   rounded half up to kopecks, where months is the number of months since the previous paying
   date (or since the disbursement for the first). Each month is a twelfth of a year, as in
@@ -95,12 +97,6 @@ def paying_dates(
         raise ScheduleError("the term is a whole number of months, at least 1")
     if isinstance(grace_months, bool) or not isinstance(grace_months, int) or not 0 <= grace_months < term_months:
         raise ScheduleError("the grace months must be zero or more and fewer than the term")
-    last = due_date(start_date, term_months)
-    if last.month not in months:
-        raise ScheduleError(
-            f"a seasonal term must end in a paying month ({month_names(months)}): this one ends in "
-            f"{MONTH_NAMES[last.month - 1]}"
-        )
     dates: list[PayingDate] = []
     previous = 0
     for k in range(grace_months + 1, term_months + 1):
@@ -108,6 +104,10 @@ def paying_dates(
         if due.month in months:
             dates.append(PayingDate(len(dates) + 1, k, k - previous, due))
             previous = k
+    if not dates:
+        raise ScheduleError(
+            f"no paying month ({month_names(months)}) falls in this term after its {grace_months} grace month(s)"
+        )
     return dates
 
 

@@ -47,6 +47,14 @@ def open_wallet(session: Session, user_id: uuid.UUID, wallet_type: str, currency
     return wallet
 
 
+def escrow_account(session: Session, owner: str, owner_id: uuid.UUID, currency: str = "RUB") -> LedgerAccount:
+    """The escrow account of a plan (its contributions) or of an award credit (its down
+    payment and withholding until the payout): `owner` is "plan" or "loan"."""
+    if owner not in ("plan", "loan"):
+        raise ValueError(f"no escrow for {owner}")
+    return _ensure_account(session, f"escrow:{owner}:{owner_id}", "escrow", currency)
+
+
 def ensure_platform_accounts(session: Session, currency: str = "RUB") -> None:
     for kind in PLATFORM_ACCOUNT_KINDS:
         _ensure_account(session, platform_account_code(kind, currency), kind, currency)

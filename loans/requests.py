@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, IdempotencyConflict, InvalidRequest
 from core.settings import PLATFORM_TIME_ZONE
+from loans.award_credit import Asset, asset_columns, check_asset, check_seller, hold_down_payment
 from models.loan_workflow import LoanTerms, LoanWorkflowInput
 from models.loans import LoanRequest
 from models.products import LoanProduct
@@ -56,9 +57,12 @@ def create_loan_request(
     purpose: str,
     simulation_id: uuid.UUID | None,
     client_key: str | None,
+    asset: Asset | None = None,
 ) -> tuple[LoanRequest, bool]:
     """Returns (loan, created). With a client key, a repeat of the same request returns the
-    first loan; the same key for another request is an error."""
+    first loan; the same key for another request is an error. An award credit product's
+    request names its asset and seller (the amount is then the price less the down payment)
+    and holds the down payment from the wallet (loans/award_credit.py)."""
     if simulation_id is not None:
         simulation = session.get(Simulation, simulation_id)
         if simulation is None or simulation.owner_id != borrower_id:
@@ -76,6 +80,22 @@ def create_loan_request(
         if amount is None or term_months is None:
             raise InvalidRequest("give amount and term_months, or a simulation_id")
         product = current_product(session, product_code or "standard")
+    if product.modality == "programmed_purchase":
+        raise InvalidRequest(
+            f"product {product.code!r} is a programmed purchase: ask for a plan (POST /v1/plans)", field="product"
+        )
+    if product.modality == "award_credit":
+        if asset is None:
+            raise InvalidRequest(
+                f"product {product.code!r} is an award credit: name the asset and its seller", field="asset"
+            )
+        if amount is not None and amount != asset.price - asset.down_payment:
+            raise InvalidRequest("the amount must be the asset's price less the down payment", field="amount")
+        amount = asset.price - asset.down_payment
+    elif asset is not None:
+        raise InvalidRequest(
+            f"product {product.code!r} lends to the borrower's wallet: it names no asset", field="asset"
+        )
     if client_key:
         existing = session.scalars(
             select(LoanRequest).where(LoanRequest.borrower_id == borrower_id, LoanRequest.client_key == client_key)
@@ -87,6 +107,10 @@ def create_loan_request(
     check_request_fits(product, amount, term_months)
     if session.get(BorrowerProfile, borrower_id) is None:
         raise InvalidRequest("complete your profile first (PUT /v1/users/me/profile): scoring needs it")
+    if asset is not None:
+        assert amount is not None
+        check_asset(product, asset, amount)
+        check_seller(session, asset.seller_id)
     loan_id = uuid.uuid4()
     loan = LoanRequest(
         id=loan_id,
@@ -100,7 +124,10 @@ def create_loan_request(
         workflow_id=workflow_id_for(loan_id),
         client_key=client_key,
         simulation_id=simulation_id,
+        **(asset_columns(asset) if asset is not None else {}),
     )
     session.add(loan)
     session.flush()
+    if asset is not None:
+        hold_down_payment(session, loan, product)
     return loan, True

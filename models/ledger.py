@@ -27,14 +27,16 @@ from models.base import Base, Money, created_at_column, uuid_pk
 # wallets, the reserve fund and platform fees hold positive balances (what the platform
 # owes or earns); the nominal account is the mirror of money held at the bank, so it is
 # negative by exactly the total the platform holds. All balances together sum to zero.
-ACCOUNT_KINDS = ("wallet_available", "wallet_reserved", "reserve_fund", "platform_fees", "nominal")
+# An escrow account holds a borrower's money for one purpose until it is paid out: a plan's
+# contributions, an award credit's down payment (README "Financing modalities").
+ACCOUNT_KINDS = ("wallet_available", "wallet_reserved", "reserve_fund", "platform_fees", "nominal", "escrow")
 
 
 class Wallet(Base):
     __tablename__ = "wallets"
     __table_args__ = (
         UniqueConstraint("user_id", "type"),
-        CheckConstraint("type IN ('investor','borrower')", name="type"),
+        CheckConstraint("type IN ('investor','borrower','seller')", name="type"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

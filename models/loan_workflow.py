@@ -26,7 +26,7 @@ class LoanTerms(BaseModel):
     product_code: str
     product_version: int
     currency: str
-    amortization_method: Literal["annuity", "differentiated"]
+    amortization_method: Literal["annuity", "differentiated", "seasonal"]
     interest_only_months: int
     rates_by_grade: dict[str, Decimal]
     platform_fee_percent: Decimal
@@ -41,6 +41,10 @@ class LoanTerms(BaseModel):
     requires_manual_approval: bool
     # Default for loans started before products had a cap.
     max_debt_to_income_percent: Decimal = Decimal("50")
+    # Financing modalities (defaults: loans started before them).
+    modality: Literal["loan", "award_credit", "programmed_purchase"] = "loan"
+    paying_months: list[int] | None = None
+    grace_months: int = 0
 
 
 class InstallmentAmounts(BaseModel):

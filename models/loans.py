@@ -40,6 +40,12 @@ class LoanRequest(Base):
         CheckConstraint("risk_grade IS NULL OR risk_grade IN ('A','B','C','D','E')", name="risk_grade"),
         CheckConstraint("scoring_score IS NULL OR scoring_score BETWEEN 0 AND 1000", name="scoring_score"),
         UniqueConstraint("borrower_id", "client_key"),
+        CheckConstraint(
+            "(seller_id IS NULL AND asset_price IS NULL AND down_payment IS NULL AND asset_kind IS NULL)"
+            " OR (seller_id IS NOT NULL AND asset_kind IS NOT NULL AND asset_description IS NOT NULL"
+            " AND down_payment >= 0 AND asset_price = amount + down_payment)",
+            name="asset",
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -67,6 +73,14 @@ class LoanRequest(Base):
     disbursed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An award credit: the asset it buys, its seller (paid at disbursement: the loan and the
+    # down payment, price = amount + down_payment) and the plan it was awarded from, if any.
+    seller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    asset_kind: Mapped[str | None] = mapped_column(String(50))
+    asset_description: Mapped[str | None] = mapped_column(Text)
+    asset_price: Mapped[Money | None] = mapped_column()
+    down_payment: Mapped[Money | None] = mapped_column()
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("purchase_plans.id"))
 
 
 class Investment(Base):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column
 
-OUTBOX_KINDS = ("start_loan_workflow", "funds_arrived")
+OUTBOX_KINDS = ("start_loan_workflow", "funds_arrived", "start_plan_workflow", "plan_funds_arrived")
 
 
 class OutboxMessage(Base):

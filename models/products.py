@@ -22,7 +22,14 @@ class LoanProduct(Base):
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("min_amount > 0 AND max_amount >= min_amount", name="amount_range"),
         CheckConstraint("min_term_months >= 1 AND max_term_months >= min_term_months", name="term_range"),
-        CheckConstraint("amortization_method IN ('annuity','differentiated')", name="amortization_method"),
+        CheckConstraint("amortization_method IN ('annuity','differentiated','seasonal')", name="amortization_method"),
+        CheckConstraint("modality IN ('loan','award_credit','programmed_purchase')", name="modality"),
+        CheckConstraint("grace_months >= 0", name="grace_months"),
+        CheckConstraint(
+            "(modality = 'programmed_purchase') = (award_rule IS NOT NULL)"
+            " AND (award_rule IS NULL OR award_rule IN ('share_reached','draw','bid'))",
+            name="award_rule",
+        ),
         CheckConstraint("platform_fee_percent >= 0 AND platform_fee_percent < 100", name="platform_fee"),
         CheckConstraint("reserve_fund_percent >= 0 AND reserve_fund_percent < 100", name="reserve_fund"),
         CheckConstraint("platform_fee_percent + reserve_fund_percent < 100", name="withholding_below_amount"),
@@ -74,6 +81,21 @@ class LoanProduct(Base):
     market_max_price_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="110")
     market_fee_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="1")
     market_min_holding_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="30")
+    # Financing modalities (README "Financing modalities"): what the product finances and how.
+    modality: Mapped[str] = mapped_column(String(30), nullable=False, server_default="loan")
+    # The seasonal plan: the months payments fall in (1..12) and the months before the first.
+    paying_months: Mapped[list[int] | None] = mapped_column(JSONB)
+    grace_months: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # Award credit: the least down payment (% of the asset's price) and the kinds of asset.
+    min_down_payment_percent: Mapped[Percent] = mapped_column(nullable=False, server_default="0")
+    asset_kinds: Mapped[list[str] | None] = mapped_column(JSONB)
+    # Programmed purchase: how a plan is awarded, the share of the price that awards it
+    # (share_reached), what a cancelled plan gets back (% of its contributions) and the award
+    # credit product its remainder is lent under.
+    award_rule: Mapped[str | None] = mapped_column(String(20))
+    award_share_percent: Mapped[Percent | None] = mapped_column()
+    cancellation_refund_percent: Mapped[Percent | None] = mapped_column()
+    award_credit_product: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[datetime] = created_at_column()
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
 

@@ -9,6 +9,7 @@ from models import (  # noqa: F401
     market,
     outbox,
     outcomes,
+    plans,
     products,
     records,
     request_limits,

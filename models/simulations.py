@@ -21,7 +21,7 @@ class Simulation(Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("term_months >= 1", name="term_positive"),
-        CheckConstraint("method IN ('annuity','differentiated')", name="method"),
+        CheckConstraint("method IN ('annuity','differentiated','seasonal','contributions')", name="method"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -34,6 +34,9 @@ class Simulation(Base):
     term_months: Mapped[int] = mapped_column(Integer, nullable=False)
     method: Mapped[str] = mapped_column(String(20), nullable=False)
     interest_only_months: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # The seasonal plan's paying months and grace.
+    paying_months: Mapped[list[int] | None] = mapped_column(JSONB)
+    grace_months: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     start_date: Mapped[date] = mapped_column(Date, nullable=False)
     result: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = created_at_column()

@@ -15,12 +15,14 @@ class Role(str, enum.Enum):  # noqa: UP042 (its str() and format() are relied on
     investor = "investor"
     operator = "operator"
     compliance = "compliance"
+    # A registered seller of assets (a dealer): an award credit pays it (README "Financing modalities").
+    seller = "seller"
 
 
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint("role IN ('borrower','investor','operator','compliance')", name="role"),
+        CheckConstraint("role IN ('borrower','investor','operator','compliance','seller')", name="role"),
         CheckConstraint("email = lower(email)", name="email_lowercase"),
     )
 

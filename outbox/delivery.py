@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.db import unit_of_work
 from core.errors import PlatformError
 from models.loan_workflow import FundsArrived, LoanWorkflowInput
+from models.plan_workflow import PlanFundsArrived, PlanWorkflowInput
 from models.search_attributes import BORROWER_ID, LOAN_STATUS, PRODUCT
 from outbox.messages import Claimed, claim, mark_delivered, put_back
 
@@ -87,7 +88,51 @@ async def _funds_arrived(client: Client, message: Claimed) -> None:
         # The loan's workflow has ended (repaid, defaulted): nobody to wake.
 
 
-DELIVER: dict[str, Callable] = {"start_loan_workflow": _start_loan, "funds_arrived": _funds_arrived}
+def start_plan_payload(workflow_input: PlanWorkflowInput, task_queue: str) -> dict:
+    return {"input": workflow_input.model_dump(mode="json"), "task_queue": task_queue}
+
+
+async def _start_plan(client: Client, message: Claimed) -> None:
+    from workflows.purchase_plan import PurchasePlanWorkflow
+
+    wf_input = PlanWorkflowInput.model_validate(message.payload["input"])
+    try:
+        await client.start_workflow(
+            PurchasePlanWorkflow.run,
+            wf_input,
+            id=message.workflow_id,
+            task_queue=message.payload["task_queue"],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"Programmed purchase: {wf_input.contribution_months} contributions of "
+            f"{wf_input.monthly_contribution:.2f} toward {wf_input.asset_price:.2f} {wf_input.terms.currency}, "
+            f"product {wf_input.terms.product_code} v{wf_input.terms.product_version}",
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+async def _plan_funds_arrived(client: Client, message: Claimed) -> None:
+    from workflows.purchase_plan import PurchasePlanWorkflow
+
+    try:
+        await client.get_workflow_handle(message.workflow_id).signal(
+            PurchasePlanWorkflow.funds_arrived,
+            PlanFundsArrived.model_validate(message.payload),
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+DELIVER: dict[str, Callable] = {
+    "start_loan_workflow": _start_loan,
+    "funds_arrived": _funds_arrived,
+    "start_plan_workflow": _start_plan,
+    "plan_funds_arrived": _plan_funds_arrived,
+}
 
 
 async def deliver(

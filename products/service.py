@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, InvalidRequest, NotFound
 from domain.money import format_rate
-from domain.schedule import ScheduleError, build_schedule, check_schedulable_with_margin
+from domain.schedule import Schedule, ScheduleError, build_schedule, check_schedulable_with_margin
 from models.product_terms import ProductTerms
 from models.products import LoanProduct
 
@@ -43,6 +44,15 @@ def terms_of(product: LoanProduct) -> ProductTerms:
         market_max_price_percent=product.market_max_price_percent,
         market_fee_percent=product.market_fee_percent,
         market_min_holding_days=product.market_min_holding_days,
+        modality=product.modality,  # type: ignore[arg-type]
+        paying_months=product.paying_months,
+        grace_months=product.grace_months,
+        min_down_payment_percent=product.min_down_payment_percent,
+        asset_kinds=product.asset_kinds,
+        award_rule=product.award_rule,  # type: ignore[arg-type]
+        award_share_percent=product.award_share_percent,
+        cancellation_refund_percent=product.cancellation_refund_percent,
+        award_credit_product=product.award_credit_product,
     )
 
 
@@ -66,26 +76,66 @@ def product_versions(session: Session, code: str) -> list[LoanProduct]:
     return list(session.scalars(select(LoanProduct).where(LoanProduct.code == code).order_by(LoanProduct.version)))
 
 
-def check_limits_schedulable(terms: ProductTerms) -> None:
+# The dates a product's rules are judged at: an ordinary schedule's rounding does not depend
+# on them; a seasonal one's does, through the month it starts in (funding takes days, so a
+# request must schedule whatever month it is paid out in).
+ANY_START = (date(2000, 1, 1),)
+EVERY_START_MONTH = tuple(date(2000, month, 1) for month in range(1, 13))
+
+
+class ScheduleRules(Protocol):
+    amortization_method: str
+    interest_only_months: int
+    paying_months: list[int] | None
+    grace_months: int
+
+
+def schedule_of(rules: ScheduleRules, amount: Decimal, rate: Decimal, term_months: int, start: date) -> Schedule:
+    """The schedule a product (its terms or a stored version) gives a loan: ScheduleError if none."""
+    return build_schedule(
+        amount,
+        rate,
+        term_months,
+        start,
+        rules.amortization_method,  # type: ignore[arg-type]
+        rules.interest_only_months,
+        paying_months=rules.paying_months or (),
+        grace_months=rules.grace_months,
+    )
+
+
+def judged_starts(rules: ScheduleRules) -> tuple[date, ...]:
+    return EVERY_START_MONTH if rules.amortization_method == "seasonal" else ANY_START
+
+
+def check_limits_schedulable(session: Session, terms: ProductTerms) -> None:
     """A product's limits must not admit a loan its schedule would refuse (domain/schedule.py:
     no last installment far above the others). Judged with a margin (two kopecks' moves of
     the last installment), a rule that only gets harder as the amount falls and the term
     grows: the smallest amount over the longest term, at each of the product's rates,
     answers for every loan the limits allow. (Checked when a product is created or changed,
-    not when a stored version is read back.)"""
+    not when a stored version is read back.) A programmed purchase's limits are the asset's
+    price and the contribution months; its award credit product must exist and be one."""
+    if terms.modality == "programmed_purchase":
+        assert terms.award_credit_product is not None
+        credit = session.scalars(
+            select(LoanProduct).where(LoanProduct.code == terms.award_credit_product, LoanProduct.is_current)
+        ).first()
+        if credit is None or credit.modality != "award_credit":
+            raise InvalidRequest(
+                f"award_credit_product {terms.award_credit_product!r} is not an award credit product",
+                field="award_credit_product",
+            )
+        return
     for grade, rate in sorted(terms.rates_by_grade.items()):
         try:
             if terms.amortization_method == "annuity":
                 check_schedulable_with_margin(terms.min_amount, rate, terms.max_term_months, terms.interest_only_months)
             else:
-                build_schedule(
-                    terms.min_amount,
-                    rate,
-                    terms.max_term_months,
-                    date(2000, 1, 1),
-                    terms.amortization_method,
-                    terms.interest_only_months,
-                )
+                for start in judged_starts(terms):
+                    schedule_of(terms, terms.min_amount, rate, terms.max_term_months, start)
+                    if terms.amortization_method == "seasonal":  # a seasonal term may start too late for a harvest
+                        schedule_of(terms, terms.min_amount, rate, terms.min_term_months, start)
         except ScheduleError as error:
             raise InvalidRequest(
                 f"{terms.min_amount:.2f} over {terms.max_term_months} months at grade {grade}'s "
@@ -95,7 +145,7 @@ def check_limits_schedulable(terms: ProductTerms) -> None:
 
 
 def create_product(session: Session, terms: ProductTerms, created_by: uuid.UUID | None = None) -> LoanProduct:
-    check_limits_schedulable(terms)
+    check_limits_schedulable(session, terms)
     if session.scalars(select(LoanProduct.id).where(LoanProduct.code == terms.code)).first():
         raise Conflict(f"product {terms.code!r} exists; change it with PUT to make a new version")
     product = _row(terms, 1, created_by)
@@ -114,7 +164,7 @@ def change_product(
     current = current_product(session, code, lock=True)
     if terms_of(current) == terms:
         return current
-    check_limits_schedulable(terms)
+    check_limits_schedulable(session, terms)
     session.execute(update(LoanProduct).where(LoanProduct.id == current.id).values(is_current=False))
     product = _row(terms, current.version + 1, created_by)
     session.add(product)
@@ -145,17 +195,14 @@ def check_request_fits(product: LoanProduct, amount, term_months: int) -> None:
             f"{product.min_term_months} to {product.max_term_months} months",
             field="term_months",
         )
-    # Whatever grade scoring gives it, the loan's schedule must exist (domain/schedule.py's
-    # rules: no last installment far above the others): refused now, not after funding.
+    if product.modality == "programmed_purchase":
+        return  # a plan's price and months; its award credit is checked at the award
+    # Whatever grade scoring gives it, and whatever month it is paid out in, the loan's
+    # schedule must exist (domain/schedule.py's rules: no last installment far above the
+    # others): refused now, not after funding.
     for grade in sorted(product.rates_by_grade):
-        try:
-            build_schedule(
-                Decimal(amount),
-                product.rate_for_grade(grade),
-                term_months,
-                date(2000, 1, 1),  # the rounding does not depend on the dates
-                product.amortization_method,  # type: ignore[arg-type]
-                product.interest_only_months,
-            )
-        except ScheduleError as error:
-            raise InvalidRequest(f"at grade {grade}'s rate: {error}", field="term_months") from None
+        for start in judged_starts(product):
+            try:
+                schedule_of(product, Decimal(amount), product.rate_for_grade(grade), term_months, start)
+            except ScheduleError as error:
+                raise InvalidRequest(f"at grade {grade}'s rate: {error}", field="term_months") from None

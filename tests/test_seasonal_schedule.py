@@ -27,10 +27,9 @@ def seasonal_terms(draw: st.DrawFn) -> dict:
     start = draw(st.dates(min_value=date(2024, 1, 1), max_value=date(2030, 12, 31)))
     months = draw(st.sets(st.integers(1, 12), min_size=1, max_size=6))
     grace = draw(st.integers(0, 11))
-    # a term that ends on a paying month, with at most five years of them
-    ends = [k for k in range(grace + 1, 61) if due_date(start, k).month in months]
-    assume(ends)
-    term = draw(st.sampled_from(ends))
+    # any term of up to five years with a paying month after the grace (it need not end on one)
+    term = draw(st.integers(grace + 1, 60))
+    assume(any(due_date(start, k).month in months for k in range(grace + 1, term + 1)))
     return {
         "amount": D(draw(st.integers(1_000_000, 1_000_000_000))) * KOPEK,
         "rate_annual": D(draw(st.integers(0, 400_000))) / 10_000,
@@ -53,10 +52,17 @@ def test_a_seasonal_schedule_is_exact_to_the_kopek(terms: dict) -> None:
     items = schedule.installments
     dates = paying_dates(terms["start_date"], terms["term_months"], terms["paying_months"], terms["grace_months"])
     assert [i.due_date for i in items] == [d.due_date for d in dates]
-    # payments only in the paying months, after the grace, the last on the term's end, no drift
+    # payments only in the paying months, after the grace, the last on the last paying
+    # anniversary within the term, no drift
     assert all(i.due_date.month in terms["paying_months"] for i in items)
     assert all(d.months_from_start > terms["grace_months"] for d in dates)
-    assert items[-1].due_date == due_date(terms["start_date"], terms["term_months"])
+    last_k = max(
+        k
+        for k in range(terms["grace_months"] + 1, terms["term_months"] + 1)
+        if due_date(terms["start_date"], k).month in terms["paying_months"]
+    )
+    assert items[-1].due_date == due_date(terms["start_date"], last_k)
+    assert dates[-1].months_from_start == last_k
     # the principal sums to the amount, the balance ends at zero and falls at every payment
     assert sum((i.principal for i in items), ZERO) == terms["amount"]
     assert items[-1].balance_after == ZERO
@@ -117,7 +123,8 @@ def test_a_zero_rate_seasonal_plan_splits_the_amount() -> None:
         ({"paying_months": []}, "at least one paying month"),
         ({"paying_months": [13]}, "numbered 1"),
         ({"paying_months": [3, 3]}, "named once"),
-        ({"term_months": 13}, "must end in a paying month"),
+        ({"term_months": 5}, "no paying month"),
+        ({"term_months": 7, "grace_months": 6}, "no paying month"),
         ({"grace_months": 12}, "fewer than the term"),
         ({"amount": D("0.01"), "term_months": 24}, "under a kopek"),
         ({"amount": D("100.001")}, "two decimals"),
@@ -136,3 +143,11 @@ def test_what_a_seasonal_schedule_refuses(changes: dict, message: str) -> None:
     } | changes
     with pytest.raises(ScheduleError, match=message):
         build_seasonal_schedule(**terms)
+
+
+def test_a_term_that_does_not_end_in_a_paying_month_ends_on_the_last_one_within_it() -> None:
+    # paid out on 10 January, harvests in January and July: a 14-month term (to 10 March of
+    # the next year) pays on 10 July and 10 January, and nothing after
+    schedule = build_seasonal_schedule(D("500000.00"), D("20.0000"), 14, date(2027, 1, 10), paying_months=[1, 7])
+    assert [i.due_date for i in schedule.installments] == [date(2027, 7, 10), date(2028, 1, 10)]
+    assert sum((i.principal for i in schedule.installments), ZERO) == D("500000.00")

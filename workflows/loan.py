@@ -541,6 +541,8 @@ class LoanWorkflow:
             terms.interest_only_months,
             # a loan disbursed before the patch rebuilds its schedule as it was fixed then
             legacy_rounding=not self._on_borrowers_time,
+            paying_months=terms.paying_months or (),
+            grace_months=terms.grace_months,
         )
         return [
             ScheduledInstallment(

@@ -27,6 +27,7 @@ from api.deps import (
 )
 from api.idempotency import IdempotencyGuard
 from api.schemas.loans import (
+    AssetOut,
     DecisionIn,
     DecisionOut,
     EarlyRepaymentOut,
@@ -46,6 +47,7 @@ from compliance.need_to_know import People, Reader
 from core.errors import Conflict, Forbidden, NotFound
 from core.temporal_client import workflow_ui_url
 from investing.precheck import check_investor_can_pay
+from loans.award_credit import Asset
 from loans.overview import loan_money
 from loans.requests import create_loan_request, workflow_input
 from models.loan_status import LoanStatus
@@ -89,6 +91,16 @@ def _loan_out(session: Session, loan: LoanRequest, with_purpose: bool) -> LoanOu
         disbursed_at=loan.disbursed_at,
         closed_at=loan.closed_at,
         created_at=loan.created_at,
+        asset=AssetOut(
+            kind=loan.asset_kind,
+            description=loan.asset_description or "",
+            price=loan.asset_price,
+            down_payment=loan.down_payment or 0,
+            seller_id=loan.seller_id,
+            plan_id=loan.plan_id,
+        )
+        if loan.seller_id is not None and loan.asset_kind is not None and loan.asset_price is not None
+        else None,
     )
 
 
@@ -127,6 +139,15 @@ async def create_loan(
             purpose=body.purpose,
             simulation_id=body.simulation_id,
             client_key=idempotency_key,
+            asset=Asset(
+                kind=body.asset.kind,
+                description=body.asset.description,
+                price=body.asset.price,
+                down_payment=Decimal(body.asset.down_payment),
+                seller_id=body.asset.seller_id,
+            )
+            if body.asset is not None
+            else None,
         )
         if created:
             payload = start_loan_payload(

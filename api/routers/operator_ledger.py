@@ -28,6 +28,7 @@ from ledger.reports import reserve_fund, trial_balance
 from models.ledger import Deposit, Withdrawal
 from models.loan_status import LoanStatus
 from models.loans import LoanRequest
+from models.plans import PurchasePlan
 from models.users import User
 from outbox.delivery import deliver
 from outbox.messages import enqueue
@@ -101,6 +102,21 @@ async def confirm(
                     },
                 )
                 for loan_id, workflow_id in loans
+            ]
+            # ... and their plans saving toward an asset (an overdue contribution)
+            plans = session.execute(
+                select(PurchasePlan.id, PurchasePlan.workflow_id).where(
+                    PurchasePlan.borrower_id == deposit.user_id, PurchasePlan.status == "saving"
+                )
+            ).all()
+            message_ids += [
+                enqueue(
+                    session,
+                    "plan_funds_arrived",
+                    workflow_id,
+                    {"plan_id": str(plan_id), "at": (deposit.decided_at or datetime.now(UTC)).isoformat()},
+                )
+                for plan_id, workflow_id in plans
             ]
         return DepositOut.model_validate(deposit), message_ids
 

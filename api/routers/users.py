@@ -34,7 +34,7 @@ def create_user(session, email: str, password: str, role: str) -> User:
     user = User(email=email, password_hash=hash_password(password), role=role)
     session.add(user)
     session.flush()
-    if role in ("borrower", "investor"):
+    if role in ("borrower", "investor", "seller"):
         open_wallet(session, user.id, role)
     return user
 

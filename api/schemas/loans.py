@@ -10,6 +10,27 @@ from api.schemas.base import Amount, Money, Rate, ResponseModel, StrictModel, Te
 from models.loan_status import LoanStatus
 
 
+class AssetIn(StrictModel):
+    """An award credit's asset: what it buys, from whom, and the borrower's down payment."""
+
+    kind: str = Field(min_length=1, max_length=50, examples=["tractor"])
+    description: str = Field(min_length=1, max_length=500, examples=["Belarus 82.1, 2024, new"])
+    price: Amount
+    down_payment: Amount | Literal[0] = Field(
+        description="paid from the wallet when asking; at least the product's share"
+    )
+    seller_id: uuid.UUID = Field(description="a registered seller (GET /v1/sellers): paid the price at disbursement")
+
+
+class AssetOut(ResponseModel):
+    kind: str
+    description: str
+    price: Money
+    down_payment: Money
+    seller_id: uuid.UUID
+    plan_id: uuid.UUID | None = None
+
+
 class LoanCreate(StrictModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -22,6 +43,9 @@ class LoanCreate(StrictModel):
     term_months: TermMonths | None = None
     purpose: str = Field(min_length=1, max_length=500)
     simulation_id: uuid.UUID | None = Field(default=None, description="ask for the loan a saved simulation priced")
+    asset: AssetIn | None = Field(
+        default=None, description="award credit products: the asset (the amount is its price less the down payment)"
+    )
 
 
 class LoanCreated(ResponseModel):
@@ -48,6 +72,7 @@ class LoanOut(ResponseModel):
     disbursed_at: datetime | None
     closed_at: datetime | None
     created_at: datetime
+    asset: AssetOut | None = None
 
 
 class ScheduleRowOut(ResponseModel):
