@@ -1,5 +1,6 @@
-"""What `make run` puts in an empty database: platform accounts, the `standard` product, the
-default scoring rules (version 1), and the operator from OPERATOR_EMAIL / OPERATOR_PASSWORD. Safe to run again."""
+"""What `make run` puts in an empty database: platform accounts, the catalog's products
+(`standard` and the financing modalities'), the default scoring rules (version 1), and the
+operator from OPERATOR_EMAIL / OPERATOR_PASSWORD. Safe to run again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from core.security import hash_password
 from core.settings import Settings
 from ledger.accounts import ensure_platform_accounts
 from models.users import User
-from products.catalog import STANDARD
+from products.catalog import CATALOG
 from products.service import ensure_product
 from scoring.rules import ensure_default_rules
 
@@ -18,8 +19,9 @@ from scoring.rules import ensure_default_rules
 def seed(session: Session, settings: Settings) -> list[str]:
     done: list[str] = []
     ensure_platform_accounts(session, "RUB")
-    product = ensure_product(session, STANDARD)
-    done.append(f"product {product.code} v{product.version}")
+    for terms in CATALOG:
+        product = ensure_product(session, terms)
+        done.append(f"product {product.code} v{product.version}")
     ensure_default_rules(session)
     if settings.OPERATOR_EMAIL and settings.OPERATOR_PASSWORD:
         email = settings.OPERATOR_EMAIL.strip().lower()

@@ -212,7 +212,9 @@ def test_new_product_and_duplicate(client, seeded, operator):
     assert created.json()["rates_by_grade"]["A"] == "9.4822"
     assert client.post("/v1/operator/products", json=body, headers=operator.headers).status_code == 409
     codes = [p["code"] for p in client.get("/v1/products").json()]
-    assert codes == ["agro", "standard"]
+    from products.catalog import CATALOG
+
+    assert codes == sorted(["agro", *(terms.code for terms in CATALOG)])
 
 
 def test_simulations_are_saved_for_their_owner_only(client, seeded):
