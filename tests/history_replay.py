@@ -58,7 +58,9 @@ from temporalio.worker import (
 )
 
 from tests.codec_keys import test_data_converter
+from workflows.award_event import AwardEventWorkflow
 from workflows.loan import LoanWorkflow
+from workflows.purchase_plan import PurchasePlanWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -165,7 +167,9 @@ async def replay(history: WorkflowHistory) -> Replayed:
     what it did."""
     recording = _Recording()
     replayer = Replayer(
-        workflows=[LoanWorkflow], data_converter=test_data_converter(unsealed="show"), interceptors=[recording]
+        workflows=[LoanWorkflow, PurchasePlanWorkflow, AwardEventWorkflow],
+        data_converter=test_data_converter(unsealed="show"),
+        interceptors=[recording],
     )
     with _commands_of(recording.seen):
         await replayer.replay_workflow(history)
