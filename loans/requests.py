@@ -77,7 +77,7 @@ def create_loan_request(
             raise InvalidRequest("amount and term come from the simulation; leave them out or make them match")
         amount, term_months = simulation.amount, simulation.term_months
     else:
-        if amount is None or term_months is None:
+        if (amount is None and asset is None) or term_months is None:
             raise InvalidRequest("give amount and term_months, or a simulation_id")
         product = current_product(session, product_code or "standard")
     if product.modality == "programmed_purchase":
@@ -92,6 +92,8 @@ def create_loan_request(
         if amount is not None and amount != asset.price - asset.down_payment:
             raise InvalidRequest("the amount must be the asset's price less the down payment", field="amount")
         amount = asset.price - asset.down_payment
+        if amount <= 0:
+            raise InvalidRequest("the down payment must leave something to lend", field="asset.down_payment")
     elif asset is not None:
         raise InvalidRequest(
             f"product {product.code!r} lends to the borrower's wallet: it names no asset", field="asset"
@@ -104,6 +106,8 @@ def create_loan_request(
             if (existing.amount, existing.term_months, existing.product_id) != (amount, term_months, product.id):
                 raise IdempotencyConflict(f"Idempotency-Key {client_key!r} was used for another loan request")
             return existing, False
+    if amount is None or term_months is None:
+        raise InvalidRequest("give amount and term_months, or a simulation_id")
     check_request_fits(product, amount, term_months)
     if session.get(BorrowerProfile, borrower_id) is None:
         raise InvalidRequest("complete your profile first (PUT /v1/users/me/profile): scoring needs it")

@@ -43,6 +43,9 @@ class PlanWorkflowInput(BaseModel):
     # The sandbox clock (as a loan's): plan time runs this many times faster than real time.
     time_scale: int = 1
     time_zone: str = "Europe/Moscow"
+    # The award credit's loan keeps the platform's search attributes (off on test servers
+    # that have none registered).
+    search_attributes: bool = True
     # Carried over by continue-as-new (None: a new plan).
     state: PlanState | None = None
 

@@ -58,7 +58,7 @@ from temporalio.worker import (
 )
 
 from tests.codec_keys import test_data_converter
-from workflows.award_event import AwardEventWorkflow
+from workflows.award_event import AwardEventWorkflow, award_event_workflow_id
 from workflows.loan import LoanWorkflow
 from workflows.purchase_plan import PurchasePlanWorkflow
 
@@ -248,12 +248,17 @@ async def written(history: WorkflowHistory) -> Written:
 
 
 async def load_history(text: str) -> WorkflowHistory:
-    """A saved history under its real workflow id (`loan-<id>`, from its own input): the
-    workflow reads its id, and what it does with it is checked like the rest."""
+    """A saved history under its real workflow id (`loan-<id>`, `plan-<id>`, or an award
+    event's, from its own input): the workflow reads its id, and what it does with it is
+    checked like the rest."""
     history = WorkflowHistory.from_json("unknown", text)
     started = history.events[0].workflow_execution_started_event_attributes
-    loan_id = (await _decoded(started.input.payloads))[0]["loan_id"]
-    return WorkflowHistory(f"loan-{loan_id}", history.events)
+    arg = (await _decoded(started.input.payloads))[0]
+    if "loan_id" in arg:
+        return WorkflowHistory(f"loan-{arg['loan_id']}", history.events)
+    if "plan_id" in arg:
+        return WorkflowHistory(f"plan-{arg['plan_id']}", history.events)
+    return WorkflowHistory(award_event_workflow_id(arg["product_code"], arg["period"]), history.events)
 
 
 # -- comparing ---------------------------------------------------------------------------------------

@@ -87,6 +87,19 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
         "test_market: trades past a repaying run's budget of updates continue the loan as new "
         "(patch repaying-run-full)",
     ),
+    # financing modalities: an award credit, a programmed purchase's plan and award event
+    "award_credit_repaid": ("repaid", None, "test_financing_modalities: an award credit paid to its seller, repaid"),
+    "award_credit_from_a_plan_repaid": (
+        "repaid",
+        None,
+        "test_financing_modalities: the award credit a plan's award started, as its child, repaid",
+    ),
+    "plan_awarded_with_a_late_contribution": (
+        "awarded",
+        "contributions reached",
+        "test_financing_modalities: a plan with a late contribution reaches its award share",
+    ),
+    "plan_cancelled": ("cancelled", "cancelled by the borrower", "test_financing_modalities: the cancel update"),
     # the borrower's time (patch borrowers-time)
     "loan_outage_with_money": ("repaid", None, "test_borrowers_time: due dates passed while away, money there"),
     "loan_outage_without_money": (

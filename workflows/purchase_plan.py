@@ -165,7 +165,7 @@ class PurchasePlanWorkflow:
             StartPlanInput(
                 plan_id=input.plan_id,
                 started_on=state.started_on,
-                contributions=state.contributions,
+                contributions=[c.model_copy() for c in state.contributions],
                 at=workflow.now(),
             ),
             summary=f"fix {len(state.contributions)} contributions of {input.monthly_contribution:.2f}",
@@ -263,7 +263,7 @@ class PurchasePlanWorkflow:
             state.status, state.reason, state.refunded = "cancelled", result.refused, result.refunded
             return
         state.status, state.reason, state.award_loan_id = "awarded", why, result.loan.loan_id
-        await self._start_award_credit(result.loan)
+        await self._start_award_credit(result.loan.model_copy(update={"search_attributes": input.search_attributes}))
 
     async def _start_award_credit(self, loan: LoanWorkflowInput) -> None:
         """The award credit's own loan workflow, started once and left to run on its own."""
@@ -281,7 +281,9 @@ class PurchasePlanWorkflow:
                         SearchAttributePair(BORROWER_ID, str(loan.borrower_id)),
                         SearchAttributePair(PRODUCT, loan.terms.product_code),
                     ]
-                ),
+                )
+                if loan.search_attributes
+                else None,
                 static_summary=f"Award credit {loan.amount:.2f} {loan.terms.currency}, {loan.term_months} months, "
                 f"from plan {self._input.plan_id}",
             )
