@@ -30,6 +30,7 @@ from domain.money import ZERO, format_rate
 from ledger.postings import find_posted
 from loans.investor_shares import agreed_shares_of
 from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.plans import Seller
 from models.products import LoanProduct
 from models.records import Document
 from models.users import User
@@ -51,6 +52,8 @@ class _LoanFacts:
     product: LoanProduct
     installments: list[RepaymentInstallment]
     investments: list[Investment]
+    # An award credit's seller (README "Financing modalities"); None for a loan to the wallet.
+    seller: Seller | None = None
 
 
 def _loan_facts(session: Session, loan_id: uuid.UUID) -> _LoanFacts:
@@ -79,6 +82,7 @@ def _loan_facts(session: Session, loan_id: uuid.UUID) -> _LoanFacts:
         session.get_one(LoanProduct, loan.product_id),
         installments,
         investments,
+        session.get(Seller, loan.seller_id) if loan.seller_id else None,
     )
 
 
@@ -94,6 +98,23 @@ def _loan_context(facts: _LoanFacts, settings: Settings) -> dict[str, Any]:
         "risk_grade": loan.risk_grade,
         # the platform's day, as the schedule's (its due dates count from it)
         "disbursed_on": day_of(loan.disbursed_at, settings.PLATFORM_TIME_ZONE).isoformat(),
+        "asset": _asset_context(facts),
+    }
+
+
+def _asset_context(facts: _LoanFacts) -> dict[str, Any] | None:
+    """An award credit's asset and seller: what the loan bought, and who was paid for it."""
+    loan = facts.loan
+    if loan.seller_id is None:
+        return None
+    return {
+        "kind": loan.asset_kind,
+        "description": loan.asset_description,
+        "price": loan.asset_price,
+        "down_payment": loan.down_payment,
+        "seller": facts.seller.legal_name if facts.seller else "",
+        "seller_id": loan.seller_id,
+        "plan_id": loan.plan_id,
     }
 
 

@@ -7,6 +7,7 @@ sleeps the environment (or waits for a result), so each month is stepped through
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -14,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from core.db import unit_of_work
+from documents.store import DocumentStore
 from domain.fees import accrue_late_fee
 from domain.purchase_plan import AwardEntry, award_credit_for, decide_award, event_seed, withholding
 from ledger.accounts import escrow_account, open_wallet, platform_account
@@ -22,7 +24,7 @@ from loans.requests import create_loan_request, workflow_input
 from models.ledger import LedgerAccount
 from models.plan_workflow import AwardEventInput, CancelPlanRequest, PlanFundsArrived, PlanSnapshot
 from models.plans import AwardEvent, PlanContribution, PurchasePlan, Seller
-from models.records import AuditRecord
+from models.records import AuditRecord, Document
 from plans.requests import PlanAsk, create_plan, plan_workflow_input
 from plans.trail import plan_records, verify_plan_chain
 from tests.history_replay import replay_and_maybe_record
@@ -36,6 +38,7 @@ from tests.loan_helpers import (
     running_worker,
     wait_for_status,
 )
+from tests.test_documents_and_trail import pdf_text
 from workflows.award_event import AwardEventWorkflow, award_event_workflow_id
 from workflows.loan import LoanWorkflow
 from workflows.purchase_plan import PurchasePlanWorkflow
@@ -171,6 +174,13 @@ async def test_an_award_credit_is_paid_to_the_seller_and_the_ledger_balances(
         )
         disbursed = trail["loan.disbursed"]
         assert disbursed.details["to_seller"] == "500000.00" and "paid to the seller" in (disbursed.note or "")
+        # the borrower's agreement names the asset, its price, the down payment and the seller
+        document = session.scalars(
+            select(Document).where(Document.loan_id == loan.id, Document.owner_id == borrower)
+        ).one()
+        text = re.sub(r"\s+", " ", pdf_text(DocumentStore(settings.documents_dir).read(document.sha256)))
+        for said in ("KAMAZ 65115, 2025", "500 000.00", "100 000.00", "Dealer LLC", "Paid to the seller"):
+            assert said in text, said
     await replay_and_maybe_record(handle, "award_credit_repaid")
 
 
