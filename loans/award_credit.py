@@ -83,7 +83,7 @@ def check_asset(product: LoanProduct, asset: Asset, loan_amount: Decimal) -> Non
     least = (asset.price * product.min_down_payment_percent / 100).quantize(Decimal("0.01"))
     if asset.down_payment < least:
         raise InvalidRequest(
-            f"the down payment must be at least {product.min_down_payment_percent.normalize()}% of the price: "
+            f"the down payment must be at least {product.min_down_payment_percent.normalize():f}% of the price: "
             f"{least:.2f}",
             field="asset.down_payment",
         )

@@ -77,7 +77,7 @@ def create_loan_request(
             raise InvalidRequest("amount and term come from the simulation; leave them out or make them match")
         amount, term_months = simulation.amount, simulation.term_months
     else:
-        if (amount is None and asset is None) or term_months is None:
+        if term_months is None:
             raise InvalidRequest("give amount and term_months, or a simulation_id")
         product = current_product(session, product_code or "standard")
     if product.modality == "programmed_purchase":

@@ -27,7 +27,7 @@ from loans.common import available_account_of, notify
 from models.plan_workflow import AwardEventInput, AwardEventResult
 from models.plans import AwardBid, AwardEvent, PlanContribution, PurchasePlan
 from models.products import LoanProduct
-from plans.requests import award_credit_product
+from plans.requests import award_credit_lendable, award_credit_product
 from plans.trail import append_plan_record, lock_plan
 from products.service import current_product
 
@@ -72,8 +72,16 @@ def hold_award_event(session: Session, input: AwardEventInput, at: datetime) -> 
     if product.modality != "programmed_purchase" or product.award_rule not in ("draw", "bid"):
         raise Conflict(f"product {product.code!r} awards no plan by event (its rule: {product.award_rule})")
     plans = [lock_plan(session, plan_id) for plan_id in _eligible_plan_ids(session, product.code)]
-    # (re-checked under the locks: a plan may have changed between the query and its lock)
-    plans = [p for p in plans if p.status == "saving" and p.award_event_id is None]
+    # (re-checked under the locks: a plan may have changed between the query and its lock),
+    # and only plans whose contributions can already pay for their award credit
+    credit = award_credit_product(session, product)
+    plans = [
+        p
+        for p in plans
+        if p.status == "saving"
+        and p.award_event_id is None
+        and award_credit_lendable(credit, p.asset_price, p.contributed)
+    ]
     bids = {
         b.plan_id: b.amount
         for b in session.scalars(

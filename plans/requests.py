@@ -80,6 +80,21 @@ def award_credit_product(session: Session, product: LoanProduct) -> LoanProduct:
     return credit
 
 
+def award_credit_lendable(credit: LoanProduct, price: Decimal, contributed: Decimal) -> bool:
+    """Whether a plan with these contributions can be awarded now: they pay the award credit's
+    withholding, and the credit is within its product's amounts."""
+    try:
+        loan = award_credit_for(price, contributed, credit.platform_fee_percent, credit.reserve_fund_percent)
+    except PlanRuleError:
+        return False
+    return credit.min_amount <= loan.loan_amount <= credit.max_amount
+
+
+def earliest_award(credit: LoanProduct, price: Decimal, monthly: Decimal, months: int) -> int | None:
+    """The first contribution after which an award event may award the plan."""
+    return next((n for n in range(1, months + 1) if award_credit_lendable(credit, price, monthly * n)), None)
+
+
 def check_plan_fits(
     session: Session,
     product: LoanProduct,
@@ -109,13 +124,21 @@ def check_plan_fits(
         at_share = contributions_to_share(price, monthly, product.award_share_percent)
         if at_share > months:
             raise InvalidRequest(
-                f"{months} contributions of {monthly:.2f} never reach the {product.award_share_percent.normalize()}% "
+                f"{months} contributions of {monthly:.2f} never reach the {product.award_share_percent.normalize():f}% "
                 f"of the price that awards the plan ({at_share} would)",
                 field="monthly_contribution",
             )
         award_points = [at_share]
     else:
-        award_points = [1, months]
+        # an event may award the plan once its contributions can pay its award credit's
+        # withholding and leave a credit its product lends: the plan must get there
+        first = earliest_award(credit, price, monthly, months)
+        if first is None:
+            raise InvalidRequest(
+                f"{months} contributions of {monthly:.2f} never leave an award credit product {credit.code!r} lends",
+                field="monthly_contribution",
+            )
+        award_points = [first, months]
     for paid in award_points:
         contributed = monthly * paid
         try:
@@ -128,7 +151,7 @@ def check_plan_fits(
             raise InvalidRequest(
                 f"awarded after {paid} contribution(s), the award credit of {loan.loan_amount:.2f} would not fit "
                 f"product {credit.code!r}: {error.detail}",
-                field="monthly_contribution" if error.field == "amount" else "loan_term_months",
+                field="monthly_contribution" if error.extra.get("field") == "amount" else "loan_term_months",
             ) from None
 
 

@@ -133,7 +133,8 @@ def fit_plan(
             price = largest_amount_for(
                 payment,
                 lambda p: burden(p, months),
-                product.min_amount,
+                # a price the contributions leave at least the least award credit of
+                min(product.max_amount, max(product.min_amount, payment * months + credit.min_amount)),
                 product.max_amount,
                 # no price fits whose credit the payments over its term could not repay
                 months + loan_term_months,

@@ -39,8 +39,10 @@ from ledger.wallets import reserve
 from loans.requests import create_loan_request
 from models.loans import Investment, LoanRequest
 from models.market import MarketListing
+from models.plans import AwardEvent, Seller
 from models.products import LoanProduct
 from models.users import BorrowerProfile, User
+from plans.requests import PlanAsk, create_plan
 from tests.api_helpers import login
 
 D = Decimal
@@ -68,6 +70,7 @@ _WALLET_OWNERS = {
     "others": 403,
 }
 _BORROWERS = {"anonymous": 401, "borrower_a": OK, "borrower_b": OK, "others": 403}
+_OWNER_AND_STAFF = {"anonymous": 401, "borrower_a": OK, "operator": OK, "compliance": OK, "others": 404}
 _INVESTORS = {"anonymous": 401, "investor_a": OK, "investor_b": OK, "others": 403}
 
 EXPECTED: dict[tuple[str, str], dict[str, object]] = {
@@ -230,6 +233,20 @@ EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     },
     # any investor may buy (investor_a's own is refused 409: "allowed" past authorization)
     ("POST", "/v1/market/listings/{listing_id}/purchase"): _INVESTORS,
+    # financing modalities: plans are their borrower's (and staff's to read); sellers are
+    # registered by operators and listed to everyone signed in; award events are held by
+    # operators and read by staff (an entrant reads the event on its plan's trail)
+    ("POST", "/v1/plans"): _BORROWERS,
+    ("GET", "/v1/plans"): _ANY_USER,
+    ("GET", "/v1/plans/{plan_id}"): {**_OWNER_AND_STAFF},
+    ("GET", "/v1/plans/{plan_id}/trail"): {**_OWNER_AND_STAFF},
+    ("POST", "/v1/plans/{plan_id}/cancel"): {"anonymous": 401, "borrower_a": OK, "borrower_b": 404, "others": 403},
+    ("POST", "/v1/plans/{plan_id}/bids"): {"anonymous": 401, "borrower_a": OK, "borrower_b": 404, "others": 403},
+    ("GET", "/v1/sellers"): _ANY_USER,
+    ("POST", "/v1/operator/sellers"): _OPERATOR,
+    ("POST", "/v1/operator/award-events"): _OPERATOR,
+    ("GET", "/v1/award-events/{event_id}"): _STAFF,
+    ("POST", "/v1/calculator/fit"): _PUBLIC,
     ("GET", "/v1/operator/codec-endpoint"): _OPERATOR,
     ("POST", "/codec/decode"): _OPERATOR,
     # a codec link is its own credential; a made-up one is refused whoever sends it
@@ -248,6 +265,14 @@ BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/codec/{codec_token}/decode"): {"payloads": []},
     ("POST", "/codec/decode"): {"payloads": []},
     ("GET", "/v1/loans/{loan_id}/documents"): {},
+    ("POST", "/v1/plans/{plan_id}/bids"): {"period": "2027-01", "amount": "1000.00"},
+    ("POST", "/v1/operator/sellers"): {
+        "email": "matrix-seller@example.com",
+        "password": "matrix password 123",
+        "legal_name": "Matrix Dealer",
+    },
+    ("POST", "/v1/operator/award-events"): {"product": "standard", "period": "2027-01"},
+    ("POST", "/v1/calculator/fit"): {"payment": "10000.00", "term_months": 12},
 }
 
 
@@ -393,7 +418,32 @@ def _build_world(client, session_factory, settings) -> World:
         )
         session.add(listing)
         session.flush()
+        # borrower_a saves toward a truck (a programmed purchase); one award event was held
+        seller = create_user(session, f"seller-{uuid.uuid4().hex[:6]}@example.com", password, "seller")
+        session.add(Seller(user_id=seller.id, legal_name="Matrix Dealer LLC"))
+        session.flush()
+        plan, _ = create_plan(
+            session,
+            users["borrower_a"],
+            PlanAsk(
+                product_code="vehicle-plan",
+                asset_kind="truck",
+                asset_description="a truck",
+                asset_price=D("600000.00"),
+                seller_id=seller.id,
+                monthly_contribution=D("20000.00"),
+                contribution_months=12,
+                loan_term_months=12,
+            ),
+            simulation_id=None,
+            client_key=None,
+        )
+        event = AwardEvent(product_code="vehicle-plan", period="2026-12", rule="draw", seed="0" * 64, entries=[])
+        session.add(event)
+        session.flush()
         ids = {
+            "plan_id": str(plan.id),
+            "event_id": str(event.id),
             "listing_id": str(listing.id),
             "loan_id": str(loan.id),
             "deposit_id": str(pending.id),

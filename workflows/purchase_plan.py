@@ -223,7 +223,7 @@ class PurchasePlanWorkflow:
         if input.terms.award_rule == "share_reached":
             assert input.terms.award_share_percent is not None
             if share_reached(state.contributed, input.asset_price, input.terms.award_share_percent):
-                return f"contributions reached {input.terms.award_share_percent.normalize()}% of the price"
+                return f"contributions reached {input.terms.award_share_percent.normalize():f}% of the price"
         if all(c.status == "paid" for c in state.contributions):
             return "last contribution paid"
         return None
@@ -303,7 +303,7 @@ class PurchasePlanWorkflow:
                 actor_role=actor_role or request.actor_role,
                 at=workflow.now(),
             ),
-            summary=f"cancel the plan ({request.reason}): {refund_percent.normalize()}% of the contributions back",
+            summary=f"cancel the plan ({request.reason}): {refund_percent.normalize():f}% of the contributions back",
         )
         state.status, state.reason, state.refunded = "cancelled", request.reason, result.refunded
         for item in state.contributions:
