@@ -145,7 +145,11 @@ def test_a_plan_is_asked_from_its_simulation(client, seeded, operator):
     # the simulation's result is the award credit's schedule; its plan, the contributions
     price = D(planned["award_credit_amount"]) + D(planned["down_payment"])
     assert simulation.json()["result"]["amount"] == planned["award_credit_amount"]
-    assert (D(plan["asset_price"]), plan["monthly_contribution"], plan["contribution_months"]) == (price, "20000.00", 24)
+    assert (D(plan["asset_price"]), plan["monthly_contribution"], plan["contribution_months"]) == (
+        price,
+        "20000.00",
+        24,
+    )
     assert plan["status"] == "saving" and plan["award_rule"] == "draw"
     again = client.post(
         "/v1/plans",

@@ -4,6 +4,7 @@ same pages in Chromium through the whole loan lifecycle."""
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from decimal import Decimal
@@ -725,3 +726,29 @@ def test_a_page_that_fails_is_an_html_500_with_the_pages_headers(client, people,
     assert page.headers["cache-control"] == "no-store"
     api = b2.get("/v1/no/such/route")
     assert api.headers["content-type"] == "application/problem+json"
+
+
+def test_an_operator_changes_a_programmed_purchase_and_its_modality_survives_the_form(client, people, session_factory):
+    from products.service import current_product, terms_of
+
+    b, csrf = logged_in(client, people["operator"])
+    page = b.get("/app/operator/products/vehicle-plan").text
+    values = {
+        name: html.unescape(value)
+        for name, value in re.findall(r'<input id="[^"]*" name="([a-z_A-E]+)" type="text" value="([^"]*)"', page)
+    }
+    assert values["asset_kinds"] == "car, motorcycle, truck, tractor, combine"
+    assert values["cancellation_refund_percent"] and values["award_credit_product"] == "vehicle-award-credit"
+    selected = dict(re.findall(r'<select id="[^"]*" name="([a-z_]+)".*?<option value="([^"]*)" selected', page, re.S))
+    assert selected["modality"] == "programmed_purchase" and selected["award_rule"] == "draw"
+    values.update({**selected, "cancellation_refund_percent": "85", "paying_months": "", "csrf_token": csrf})
+    answer = b.post("/app/operator/products/vehicle-plan", data=values, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].endswith("notice=product-changed"), answer.text
+    with session_factory() as session:
+        terms = terms_of(current_product(session, "vehicle-plan"))
+    assert (terms.modality, terms.award_rule, terms.cancellation_refund_percent) == (
+        "programmed_purchase",
+        "draw",
+        Decimal("85.000"),
+    )
+    assert terms.asset_kinds == ["car", "motorcycle", "truck", "tractor", "combine"]

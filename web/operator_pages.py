@@ -205,6 +205,15 @@ PRODUCT_FIELDS = (
     "market_max_price_percent",
     "market_fee_percent",
     "market_min_holding_days",
+    "modality",
+    "paying_months",
+    "grace_months",
+    "min_down_payment_percent",
+    "asset_kinds",
+    "award_rule",
+    "award_share_percent",
+    "cancellation_refund_percent",
+    "award_credit_product",
 )
 DECIMAL_FIELDS = {
     "min_amount",
@@ -218,14 +227,28 @@ DECIMAL_FIELDS = {
     "market_min_price_percent",
     "market_max_price_percent",
     "market_fee_percent",
+    "min_down_payment_percent",
+    "award_share_percent",
+    "cancellation_refund_percent",
 }
-OPTIONAL_FIELDS = {"funding_window_minutes"}
+OPTIONAL_FIELDS = {
+    "funding_window_minutes",
+    "award_rule",
+    "award_share_percent",
+    "cancellation_refund_percent",
+    "award_credit_product",
+}
+# Lists, written comma-separated in the form: the paying months (numbers), the asset kinds.
+LIST_FIELDS = {"paying_months": int, "asset_kinds": str}
+DEFAULTS = {"modality": "loan", "grace_months": "0", "min_down_payment_percent": "0"}
 
 
 def product_form(product: dict[str, Any] | None) -> FormState:
     if product is None:
-        return FormState(values={"currency": "RUB", "amortization_method": "annuity"})
+        return FormState(values={"currency": "RUB", "amortization_method": "annuity", **DEFAULTS})
     values = {name: "" if product.get(name) is None else str(product[name]) for name in PRODUCT_FIELDS}
+    for name in LIST_FIELDS:
+        values[name] = ", ".join(str(item) for item in product.get(name) or [])
     for grade in GRADES:
         values[f"rate_{grade}"] = str(product["rates_by_grade"][grade])
     values["requires_manual_approval"] = "on" if product.get("requires_manual_approval") else ""
@@ -236,8 +259,13 @@ def product_body(values: dict[str, str]) -> dict[str, Any]:
     """The form as ProductTerms' JSON; the API validates every field."""
     body: dict[str, Any] = {}
     for name in PRODUCT_FIELDS:
-        raw = values.get(name, "")
-        if name in OPTIONAL_FIELDS and raw == "":
+        raw = values.get(name, "").strip() or DEFAULTS.get(name, "")
+        if name in LIST_FIELDS:
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+            convert = LIST_FIELDS[name]
+            # (a number that is not one goes to the API as written: it names the field)
+            body[name] = [convert(item) if convert is str or item.isdigit() else item for item in items] or None
+        elif name in OPTIONAL_FIELDS and raw == "":
             body[name] = None
         elif name in DECIMAL_FIELDS:
             body[name] = amount_text(raw)
