@@ -1,5 +1,6 @@
 """`make demo`: the platform on the sandbox clock, and four loans living whole lives in a
-minute or two, to watch in the Temporal UI (repaid; late then paid; defaulted; unfunded).
+minute or two, to watch in the Temporal UI (repaid; late then paid; defaulted; unfunded),
+and a programmed purchase saving until its award, its award credit paid to the seller.
 
 It starts everything as `make run` does (data in data/demo, LOAN_TIME_SCALE=2592000: a month
 of loan time per second), drives the loans through the public API like a client would, prints
@@ -128,6 +129,13 @@ class LoanStory:
             return (
                 f"funding: {asked:,.2f} RUB asked at {loan['rate_annual']}% (grade {loan['risk_grade']}); "
                 f"in the Temporal UI: loan-{loan['id']}"
+            )
+        if status == "active" and loan.get("asset"):  # an award credit: the seller is paid
+            asset = loan["asset"]
+            return (
+                f"active: {Decimal(asset['price']):,.2f} paid to the seller for the {asset['kind']} "
+                f"({Decimal(loan['amount']):,.2f} lent, {Decimal(asset['down_payment']):,.2f} down payment), "
+                f"{len(self.investors)} investor(s)"
             )
         if status == "active":
             paid_out = self._paid_out()
@@ -274,6 +282,97 @@ def scenario_unfunded(demo: DemoClient) -> dict:
     return story.finish()
 
 
+def scenario_programmed_purchase(demo: DemoClient) -> dict:
+    """A programmed purchase (README "Financing modalities"): a truck of 300,000 on the
+    `vehicle-plan-share` product, 30,000 a month until the contributions reach 30% of the
+    price, then the award: the rest becomes an award credit, funded by two investors and paid
+    to the seller with the contributions, and repaid."""
+    label = "plan"
+    http = demo.http
+
+    def tell(line: str) -> None:
+        say(f"{label:<11} {line}")
+
+    seller_email = f"demo-seller-{uuid.uuid4().hex[:6]}@example.com"
+    seller = http.post(
+        "/v1/operator/sellers",
+        json={"email": seller_email, "password": PASSWORD, "legal_name": "Demo Trucks LLC"},
+        headers=demo.operator,
+    )
+    seller.raise_for_status()
+    borrower = demo.user("borrower")
+    demo.deposit(borrower, "95000.00")
+    simulation = http.post(
+        "/v1/simulations",
+        json={
+            "product": "vehicle-plan-share",
+            "payment": "30000.00",
+            "amount": "300000.00",
+            "loan_term_months": 12,
+        },
+        headers=borrower,
+    )
+    simulation.raise_for_status()
+    planned = simulation.json()["plan"]
+    tell(
+        f"I can pay 30,000.00 a month for a truck of 300,000.00: {planned['contribution_months']} contributions, "
+        f"then an award credit of {Decimal(planned['award_credit_amount']):,.2f} over 12 months"
+    )
+    created = http.post(
+        "/v1/plans",
+        json={
+            "simulation_id": simulation.json()["id"],
+            "loan_term_months": 12,
+            "asset": {"kind": "truck", "description": "KAMAZ 65115, 2025", "seller_id": seller.json()["id"]},
+        },
+        headers=borrower,
+    )
+    created.raise_for_status()
+    plan_id = created.json()["id"]
+    tell(f"saving: in the Temporal UI: plan-{plan_id}")
+    told: set[int] = set()
+    deadline = time.monotonic() + 120
+    while not STOP.is_set():
+        plan = http.get(f"/v1/plans/{plan_id}", headers=borrower).json()
+        for row in plan["contributions"]:
+            if row["status"] == "paid" and row["number"] not in told:
+                told.add(row["number"])
+                tell(f"contribution {row['number']} (due {row['due_date']}) paid: {Decimal(row['amount']):,.2f}")
+        if plan["status"] != "saving":
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"plan {plan_id} is still saving")
+        time.sleep(0.1)
+    if plan["status"] != "awarded":
+        raise RuntimeError(f"plan {plan_id} ended {plan['status']}: {plan['status_reason']}")
+    tell(f"awarded ({plan['status_reason']}): contributed {Decimal(plan['contributed']):,.2f}")
+    story = LoanStory(demo, label, borrower)
+    story.loan_id = plan["award_loan_id"]
+    story.wait("funding")
+    loan = http.get(f"/v1/loans/{story.loan_id}", headers=borrower).json()
+    amount = Decimal(loan["amount"])
+    tell(
+        f"award credit {amount:,.2f} for the rest of the price, down payment "
+        f"{Decimal(loan['asset']['down_payment']):,.2f} from the contributions; "
+        f"in the Temporal UI: loan-{story.loan_id}"
+    )
+    half = (amount / 2).quantize(Decimal("0.01"))
+    for share in (half, amount - half):
+        investor = demo.user("investor")
+        demo.deposit(investor, f"{share:.2f}")
+        http.post(
+            f"/v1/loans/{story.loan_id}/investments", json={"amount": f"{share:.2f}"}, headers=investor
+        ).raise_for_status()
+        story.investors.append((investor, share))
+    story.wait("active")
+    seller_wallet = http.get("/v1/wallets/me", headers=demo.login(seller_email, PASSWORD)).json()
+    tell(f"the seller was paid {Decimal(seller_wallet['available']):,.2f}: the award credit and the down payment")
+    demo.deposit(borrower, f"{amount + Decimal('40000.00'):.2f}")  # every installment of the award credit
+    final = story.wait("repaid", "defaulted")
+    tell(f"the award credit is {final['status']}")
+    return {"plan": plan_id, "loan": story.loan_id, "status": final["status"]}
+
+
 SUMMARY_COLUMNS = ("loan", "status", "amount", "principal", "interest", "late_fees", "cover", "loss")
 
 
@@ -290,11 +389,13 @@ def summary_table(rows: list[dict]) -> list[str]:
 def run_scenarios(settings: Settings) -> None:
     demo = DemoClient(settings)
     ensure_short_window_product(demo)
-    say("four loans start now; a month of loan time passes every second")
+    say("four loans and a programmed purchase start now; a month of loan time passes every second")
     scenarios = (scenario_repaid, scenario_late_then_paid, scenario_defaulted, scenario_unfunded)
-    pool = ThreadPoolExecutor(len(scenarios))
+    pool = ThreadPoolExecutor(len(scenarios) + 1)
     try:
+        purchase = pool.submit(scenario_programmed_purchase, demo)
         rows = list(pool.map(lambda scenario: scenario(demo), scenarios))
+        purchase.result()
     except BaseException:
         STOP.set()
         raise

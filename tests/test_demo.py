@@ -102,6 +102,12 @@ def test_the_demo_narrates_each_loan_and_its_figures_add_up(tmp_path):
     assert any(
         "reservation of 10,000.00 released: 10,000.00 available again, 0.00 reserved" in line for line in unfunded
     )
+    # the programmed purchase: contributions until its award, its award credit paid to the seller
+    plan = told("plan")
+    assert sum("contribution" in line and "paid" in line for line in plan) == 3
+    assert any(line.startswith("awarded (contributions reached 30% of the price)") for line in plan)
+    assert any("the seller was paid 300,000.00" in line for line in plan)
+    assert plan[-1] == "the award credit is repaid"
     # the summary: each loan's figures
     header = next(
         i
