@@ -23,6 +23,9 @@ APPEND_ONLY = {
     "borrower_points",
     "operation_outcomes",
     "market_trades",
+    # a plan's trail and the award events held (financing modalities)
+    "plan_records",
+    "award_events",
 }
 # Only the owner's: which migrations ran.
 OWNER_ONLY_WRITES = {"alembic_version"}
