@@ -1,9 +1,11 @@
 """The customer's question, "I can pay X a month": the largest amount that fits X for a term,
 or the shortest term that fits X for an amount, under any schedule the platform builds.
 
-"Fits" means the schedule's highest payment (an annuity's level payment or its last, a
-differentiated loan's first amortizing payment, a seasonal plan's harvest payment) is at most
-X: the borrower never owes more than they said they can pay. The answers are exact: the
+"Fits" means the measure the caller gives (products/fitting.py: a schedule's highest monthly
+burden: an annuity's level payment or its last, a differentiated loan's first amortizing
+payment, a seasonal plan's harvest payment spread over the months it pays for) is at most X:
+the borrower never owes more a month than they said they can pay. The measure must grow with
+the amount (and fall as the term grows, for the term's answer to be the shortest). The answers are exact: the
 amount found fits and one kopek more does not; the term found fits and the one before it (of
 those the plan allows) does not. Schedules whose terms cannot be built (ScheduleError) do not
 fit.

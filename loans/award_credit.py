@@ -135,6 +135,9 @@ def payout_legs(
         raise Conflict(f"the escrow holds {held:.2f}; the payout needs {needed:.2f} from it")
     to_seller = amount + loan.down_payment
     change = held - needed
+    seller = session.get(User, loan.seller_id)
+    if seller is None or not seller.is_active:
+        raise Conflict("the seller is no longer an active registered seller")
     try:
         seller_account = available_account_of(session, loan.seller_id)
     except NotFound:
@@ -166,6 +169,8 @@ def return_escrow(session: Session, loan: LoanRequest, why: str) -> Decimal:
         legs=[Leg(escrow.id, -held), Leg(available_account_of(session, loan.borrower_id).id, held)],
         description=f"the down payment back to the borrower: {why}",
     )
+    if loan.plan_id is not None:
+        _tell_the_plan(session, loan, held, why, posted.id)
     append_audit(
         session,
         loan.id,
@@ -175,3 +180,28 @@ def return_escrow(session: Session, loan: LoanRequest, why: str) -> Decimal:
         details={"ledger_transaction_id": posted.id, "amount": f"{held:.2f}"},
     )
     return held
+
+
+def _tell_the_plan(session: Session, loan: LoanRequest, returned: Decimal, why: str, transaction_id: uuid.UUID) -> None:
+    """A plan's award credit that never paid out: the plan's trail says so, and what came back.
+    (The plan stays awarded: its award could not be lent, and its contributions are returned
+    in full, as when the award credit product can no longer lend it.)"""
+    from plans.trail import append_plan_record, lock_plan
+
+    assert loan.plan_id is not None
+    plan = lock_plan(session, loan.plan_id)
+    plan.status_reason = f"its award credit was not paid out ({why}): the contributions were returned"
+    plan.refunded = returned
+    append_plan_record(
+        session,
+        plan.id,
+        f"award-credit:{loan.id}:failed",
+        "plan.award_credit_failed",
+        note=f"the award credit {loan.id} was not paid out ({why}): {returned:.2f} went back to the wallet",
+        details={
+            "loan_id": loan.id,
+            "reason": why,
+            "returned": f"{returned:.2f}",
+            "ledger_transaction_id": transaction_id,
+        },
+    )

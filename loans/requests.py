@@ -103,7 +103,14 @@ def create_loan_request(
             select(LoanRequest).where(LoanRequest.borrower_id == borrower_id, LoanRequest.client_key == client_key)
         ).first()
         if existing is not None:
-            if (existing.amount, existing.term_months, existing.product_id) != (amount, term_months, product.id):
+            asked = (asset.seller_id, asset.kind, asset.price, asset.down_payment) if asset else (None,) * 4
+            stored = (existing.seller_id, existing.asset_kind, existing.asset_price, existing.down_payment)
+            if (existing.amount, existing.term_months, existing.product_id, stored) != (
+                amount,
+                term_months,
+                product.id,
+                asked,
+            ):
                 raise IdempotencyConflict(f"Idempotency-Key {client_key!r} was used for another loan request")
             return existing, False
     if amount is None or term_months is None:

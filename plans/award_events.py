@@ -72,38 +72,44 @@ def hold_award_event(session: Session, input: AwardEventInput, at: datetime) -> 
     if product.modality != "programmed_purchase" or product.award_rule not in ("draw", "bid"):
         raise Conflict(f"product {product.code!r} awards no plan by event (its rule: {product.award_rule})")
     plans = [lock_plan(session, plan_id) for plan_id in _eligible_plan_ids(session, product.code)]
-    # (re-checked under the locks: a plan may have changed between the query and its lock),
-    # and only plans whose contributions can already pay for their award credit
+    # (re-checked under the locks: a plan may have changed between the query and its lock)
+    plans = [p for p in plans if p.status == "saving" and p.award_event_id is None]
     credit = award_credit_product(session, product)
-    plans = [
-        p
-        for p in plans
-        if p.status == "saving"
-        and p.award_event_id is None
-        and award_credit_lendable(credit, p.asset_price, p.contributed)
-    ]
     bids = {
         b.plan_id: b.amount
         for b in session.scalars(
             select(AwardBid).where(AwardBid.period == input.period, AwardBid.plan_id.in_([p.id for p in plans]))
         )
     }
+    if product.award_rule != "bid":
+        bids = {}
+    wallets = {p.id: available_account_of(session, p.borrower_id) for p in plans if p.id in bids}
+    escrows = {p.id: escrow_account(session, "plan", p.id, p.currency) for p in plans if p.id in bids}
+    if wallets:  # every account a winning bid may move, in one ascending lock (ledger/postings.py)
+        lock_accounts(session, {w.id for w in wallets.values()} | {e.id for e in escrows.values()})
     entries: list[AwardEntry] = []
     records: list[dict[str, str]] = []
-    wallets = {p.id: available_account_of(session, p.borrower_id) for p in plans if p.id in bids}
-    if wallets:
-        lock_accounts(session, {w.id for w in wallets.values()})
+    entrants: list[PurchasePlan] = []
     for plan in plans:
         bid = bids.get(plan.id, Decimal("0.00"))
         record_note: dict[str, str] = {}
         if bid:
             session.refresh(wallets[plan.id])
             if wallets[plan.id].balance < bid:
-                record_note = {"bid_not_counted": f"the wallet did not hold the bid of {bid:.2f}"}
+                record_note = {"bid_not_counted": "the wallet did not hold it"}
                 bid = Decimal("0.00")
-        entry = AwardEntry(str(plan.id), plan.asset_price, bid if product.award_rule == "bid" else Decimal("0.00"))
+            elif not award_credit_lendable(credit, plan.asset_price, plan.contributed + bid):
+                record_note = {"bid_not_counted": "with it the award credit would not be one its product lends"}
+                bid = Decimal("0.00")
+        # Only plans whose contributions (with the bid they pay if they win) already pay for
+        # their award credit (its withholding and least down payment) enter.
+        if not award_credit_lendable(credit, plan.asset_price, plan.contributed + bid):
+            continue
+        entry = AwardEntry(str(plan.id), plan.asset_price, bid)
         entries.append(entry)
         records.append({**entry.as_record(), **record_note})
+        entrants.append(plan)
+    plans = entrants
     seed = event_seed(product.code, input.period, entries)
     winner = decide_award(product.award_rule, seed, entries)
     event = AwardEvent(
@@ -125,7 +131,7 @@ def hold_award_event(session: Session, input: AwardEventInput, at: datetime) -> 
         plan = by_id[winner.plan_id]
         plan.award_event_id = event.id
         if winner.bid:
-            escrow = escrow_account(session, "plan", plan.id, plan.currency)
+            escrow = escrows[plan.id]
             post_transaction(
                 session,
                 key=f"award-event:{event.id}:bid",
@@ -215,7 +221,7 @@ def place_bid(session: Session, plan_id: uuid.UUID, borrower_id: uuid.UUID, peri
     append_plan_record(
         session,
         plan.id,
-        f"bid:{period}:{amount:.2f}",
+        f"bid:{period}:{uuid.uuid4()}",
         "plan.bid",
         actor_id=borrower_id,
         actor_role="borrower",

@@ -42,7 +42,7 @@ from models.plan_workflow import (
 )
 from models.plans import PlanContribution, PurchasePlan
 from models.products import LoanProduct
-from plans.requests import award_credit_product
+from plans.requests import award_credit_lendable, award_credit_product
 from plans.trail import append_plan_record, lock_plan
 from products.service import check_request_fits
 
@@ -174,6 +174,9 @@ def cancel_plan(session: Session, input: CancelPlanInput) -> CancelPlanResult:
         )
     if plan.status == "awarded":
         raise Conflict("the plan was awarded: its award credit is under way")
+    if plan.award_event_id is not None:
+        # won an award event (its bid, if any, is in the plan): the award goes on
+        raise Conflict("the plan won an award event: its award is under way")
     escrow = escrow_account(session, "plan", plan.id, plan.currency)
     wallet = available_account_of(session, plan.borrower_id)
     fees = platform_account(session, "platform_fees", plan.currency)
@@ -251,12 +254,20 @@ def award_plan(session: Session, input: AwardPlanInput) -> AwardPlanResult:
         return AwardPlanResult(refused=plan.status_reason or "cancelled", refunded=plan.refunded)
     escrow = escrow_account(session, "plan", plan.id, plan.currency)
     session.refresh(escrow)
+    if escrow.balance != plan.contributed:
+        raise Conflict(f"the plan's escrow holds {escrow.balance:.2f}, its contributions {plan.contributed:.2f}")
     try:
         credit = award_credit_product(session, session.get_one(LoanProduct, plan.product_id))
         amounts = award_credit_for(
             plan.asset_price, escrow.balance, credit.platform_fee_percent, credit.reserve_fund_percent
         )
         check_request_fits(credit, amounts.loan_amount, plan.loan_term_months)
+        if not award_credit_lendable(credit, plan.asset_price, escrow.balance):
+            raise InvalidRequest(
+                f"the contributions do not pay product {credit.code!r}'s least down payment and withholding"
+            )
+        if plan.asset_kind not in (credit.asset_kinds or []):
+            raise InvalidRequest(f"product {credit.code!r} no longer finances a {plan.asset_kind}")
     except (Conflict, InvalidRequest, PlanRuleError) as error:
         reason = f"award credit unavailable: {getattr(error, 'detail', str(error))}"
         result = cancel_plan(

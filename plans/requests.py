@@ -80,14 +80,21 @@ def award_credit_product(session: Session, product: LoanProduct) -> LoanProduct:
     return credit
 
 
+def least_down_payment(credit: LoanProduct, price: Decimal) -> Decimal:
+    return (price * credit.min_down_payment_percent / 100).quantize(Decimal("0.01"))
+
+
 def award_credit_lendable(credit: LoanProduct, price: Decimal, contributed: Decimal) -> bool:
     """Whether a plan with these contributions can be awarded now: they pay the award credit's
-    withholding, and the credit is within its product's amounts."""
+    withholding and at least its product's down payment, and the credit is within its
+    product's amounts."""
     try:
         loan = award_credit_for(price, contributed, credit.platform_fee_percent, credit.reserve_fund_percent)
     except PlanRuleError:
         return False
-    return credit.min_amount <= loan.loan_amount <= credit.max_amount
+    return credit.min_amount <= loan.loan_amount <= credit.max_amount and loan.down_payment >= least_down_payment(
+        credit, price
+    )
 
 
 def earliest_award(credit: LoanProduct, price: Decimal, monthly: Decimal, months: int) -> int | None:
@@ -141,6 +148,13 @@ def check_plan_fits(
         award_points = [first, months]
     for paid in award_points:
         contributed = monthly * paid
+        if not award_credit_lendable(credit, price, contributed) and product.award_rule == "share_reached":
+            raise InvalidRequest(
+                f"at the award share the contributions would not pay product {credit.code!r}'s least down "
+                f"payment ({credit.min_down_payment_percent.normalize():f}% of the price) and withholding, "
+                "or leave a credit it lends",
+                field="monthly_contribution",
+            )
         try:
             loan = award_credit_for(price, contributed, credit.platform_fee_percent, credit.reserve_fund_percent)
         except PlanRuleError as error:
@@ -192,14 +206,18 @@ def create_plan(
             select(PurchasePlan).where(PurchasePlan.borrower_id == borrower_id, PurchasePlan.client_key == client_key)
         ).first()
         if existing is not None:
-            if (existing.asset_price, existing.monthly_contribution, existing.contribution_months) != (
-                price,
-                monthly,
-                months,
-            ):
+            if (
+                existing.asset_price,
+                existing.monthly_contribution,
+                existing.contribution_months,
+                existing.loan_term_months,
+                existing.seller_id,
+                existing.asset_kind,
+            ) != (price, monthly, months, ask.loan_term_months, ask.seller_id, ask.asset_kind):
                 raise IdempotencyConflict(f"Idempotency-Key {client_key!r} was used for another plan")
             return existing, False
-    if ask.asset_kind not in (product.asset_kinds or []):
+    credit_kinds = award_credit_product(session, product).asset_kinds or []
+    if ask.asset_kind not in (product.asset_kinds or []) or ask.asset_kind not in credit_kinds:
         raise InvalidRequest(
             f"product {product.code!r} finances {', '.join(product.asset_kinds or [])}, not {ask.asset_kind!r}",
             field="asset.kind",

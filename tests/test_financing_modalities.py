@@ -331,10 +331,12 @@ async def test_an_award_draw_is_decided_again_from_its_trail(
     async with running_worker(client, settings, session_factory, task_queue):
         for _ in range(3):
             borrower = make_borrower(session_factory)
-            give_money(session_factory, borrower, "20000")
+            give_money(session_factory, borrower, "40000")
+            # after one contribution of 40,000 the award credit (~268,000) leaves a down payment
+            # above the credit product's least 10% of the price: eligible from the first
             plan_id, handle = await start_plan(
                 client, session_factory, task_queue, borrower, seller,
-                product="vehicle-plan", price="600000.00", monthly="20000.00", months=12,
+                product="vehicle-plan", price="300000.00", monthly="40000.00", months=5,
             )  # fmt: skip
             plans[plan_id] = handle
         await env.sleep(MONTH)

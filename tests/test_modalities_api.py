@@ -298,12 +298,12 @@ def test_a_bid_event_awards_the_highest_bid_its_wallet_holds(session_factory, se
     plans = []
     for bid, money_for_bid in (("60000.00", "0"), ("30000.00", "30000")):
         borrower = make_borrower(session_factory)
-        give_money(session_factory, borrower, str(D("20000") + D(money_for_bid)))
+        give_money(session_factory, borrower, str(D("40000") + D(money_for_bid)))
         with unit_of_work(session_factory) as session:
             plan, _ = create_plan(
                 session,
                 borrower,
-                PlanAsk("vehicle-plan-bid", "truck", "a truck", D("600000.00"), seller_id, D("20000.00"), 12, 36),
+                PlanAsk("vehicle-plan-bid", "truck", "a truck", D("300000.00"), seller_id, D("20000.00"), 12, 36),
                 simulation_id=None,
                 client_key=None,
             )
@@ -322,13 +322,18 @@ def test_a_bid_event_awards_the_highest_bid_its_wallet_holds(session_factory, se
                     plan_id=plan.id, started_on=date(2027, 1, 1), contributions=planned, at=datetime.now(UTC)
                 ),
             )
-            paid = money.collect_contribution(
-                session,
-                CollectContributionInput(
-                    plan_id=plan.id, number=1, amount=D("20000.00"), late_fee=D("0.00"), paid_on=date(2027, 2, 1)
-                ),
-            )
-            assert paid.paid
+            for number in (1, 2):  # two contributions: enough to pay for the award credit
+                paid = money.collect_contribution(
+                    session,
+                    CollectContributionInput(
+                        plan_id=plan.id,
+                        number=number,
+                        amount=D("20000.00"),
+                        late_fee=D("0.00"),
+                        paid_on=date(2027, 1 + number, 1),
+                    ),
+                )
+                assert paid.paid
             award_events.place_bid(session, plan.id, borrower, "2027-02", D(bid))
         plans.append((plan.id, borrower))
     (dear_plan, _), (cheap_plan, cheap_borrower) = plans
@@ -342,14 +347,23 @@ def test_a_bid_event_awards_the_highest_bid_its_wallet_holds(session_factory, se
     assert balance_of(session_factory, cheap_borrower).available == D("0.00")  # the bid was paid in
     with session_factory() as session:
         plan = session.get_one(PurchasePlan, cheap_plan)
-        assert plan.contributed == D("50000.00") and plan.award_event_id == held.event_id
+        assert plan.contributed == D("70000.00") and plan.award_event_id == held.event_id
         record = next(r for r in plan_records(session, dear_plan) if r.action == "plan.award_event")
         dear = next(e for e in record.details["entries"] if e["plan_id"] == str(dear_plan))
-        assert dear["bid"] == "0.00" and "did not hold the bid" in dear["bid_not_counted"]
+        assert dear["bid"] == "0.00" and "did not hold it" in dear["bid_not_counted"]
         entries = [AwardEntry.from_record(e) for e in record.details["entries"]]
         seed = event_seed("vehicle-plan-bid", "2027-02", entries)
         assert seed == record.details["seed"]
         assert decide_award("bid", seed, entries).plan_id == str(cheap_plan)
+    # the winner cannot be cancelled any more: its award (with its bid) goes on
+    with unit_of_work(session_factory) as session, pytest.raises(Exception, match="won an award event"):
+        from datetime import UTC, datetime
+
+        from models.plan_workflow import CancelPlanInput
+
+        money.cancel_plan(
+            session, CancelPlanInput(plan_id=cheap_plan, reason="test", refund_percent=D("90"), at=datetime.now(UTC))
+        )
     # a bid for a month already held is refused
     with unit_of_work(session_factory) as session, pytest.raises(Exception, match="was held"):
         award_events.place_bid(session, dear_plan, plans[0][1], "2027-02", D("1000.00"))

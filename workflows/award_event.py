@@ -36,9 +36,14 @@ class AwardEventWorkflow:
             summary=f"hold the {input.period} award event of {input.product_code}",
         )
         if result.winner_plan_id is not None and result.winner_workflow_id is not None:
-            await workflow.get_external_workflow_handle(result.winner_workflow_id).signal(
-                "award", AwardSignal(plan_id=result.winner_plan_id, award_event_id=result.event_id)
-            )
+            try:
+                await workflow.get_external_workflow_handle(result.winner_workflow_id).signal(
+                    "award", AwardSignal(plan_id=result.winner_plan_id, award_event_id=result.event_id)
+                )
+            except Exception:
+                # The winner's workflow ended meanwhile (awarded at its last contribution, which
+                # took this event's bid with it): the event is held all the same.
+                workflow.logger.warning("the winner's plan workflow %s has ended", result.winner_workflow_id)
             workflow.set_current_details(f"{result.entries} entries; plan {result.winner_plan_id} won")
         else:
             workflow.set_current_details(f"{result.entries} entries; nobody won")

@@ -5,7 +5,7 @@ cancellation. The rules are domain/purchase_plan.py's (README "Financing modalit
     saving -> awarded    (the product's rule: the share reached, an award event won, or the
                           last contribution paid; the rest of the price becomes an award
                           credit, started here as the loan's own workflow)
-           -> cancelled  (by the borrower or an operator, or for a contribution unpaid for the
+           -> cancelled  (by the borrower, or for a contribution unpaid for the
                           product's default days; contributions refunded per the product)
 
 A timer per contribution: on its due day the plan collects it from the wallet. Lateness as
@@ -33,7 +33,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -105,10 +105,13 @@ class PurchasePlanWorkflow:
                     if why is not None:
                         await self._award(why)
                     elif self._default_due():
-                        await self._cancel(
-                            CancelPlanRequest(reason="a contribution unpaid past the product's default days"),
-                            actor_role="system",
-                        )
+                        try:
+                            await self._cancel(
+                                CancelPlanRequest(reason="a contribution unpaid past the product's default days"),
+                                actor_role="system",
+                            )
+                        except ApplicationError:
+                            pass  # it won an award event meanwhile: its signal is on the way
             if state.status != "saving":
                 break
             wake, why = self._next_wake()
@@ -291,9 +294,25 @@ class PurchasePlanWorkflow:
             pass  # (started before: one loan per award)
 
     async def _cancel(self, request: CancelPlanRequest, actor_role: str | None = None) -> CancelPlanResult:
-        state, input = self._state, self._input
+        state = self._state
+        try:
+            result = await self._cancel_in_db(request, actor_role)
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                # refused for good (the plan won an award event the workflow has not heard of yet)
+                raise ApplicationError(cause.message, type=PlanNotSaving.__name__, non_retryable=True) from None
+            raise
+        state.status, state.reason, state.refunded = "cancelled", request.reason, result.refunded
+        for item in state.contributions:
+            if item.status in ("pending", "overdue"):
+                item.status = "cancelled"
+        return result
+
+    async def _cancel_in_db(self, request: CancelPlanRequest, actor_role: str | None) -> CancelPlanResult:
+        input = self._input
         refund_percent = input.terms.cancellation_refund_percent
-        result = await self._call(
+        return await self._call(
             PlanActivities.cancel_plan,
             CancelPlanInput(
                 plan_id=input.plan_id,
@@ -305,11 +324,6 @@ class PurchasePlanWorkflow:
             ),
             summary=f"cancel the plan ({request.reason}): {refund_percent.normalize():f}% of the contributions back",
         )
-        state.status, state.reason, state.refunded = "cancelled", request.reason, result.refunded
-        for item in state.contributions:
-            if item.status in ("pending", "overdue"):
-                item.status = "cancelled"
-        return result
 
     # -- handlers -----------------------------------------------------------------------------------
     @workflow.update

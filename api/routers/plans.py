@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -40,7 +42,8 @@ from api.schemas.plans import (
     SellerOut,
 )
 from api.workflow_calls import execute_loan_update
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidRequest, NotFound
+from domain.calendar import day_of
 from models.plan_workflow import AwardEventInput, CancelPlanRequest, CancelPlanResult
 from models.plans import AwardEvent, PurchasePlan, Seller
 from models.products import LoanProduct
@@ -168,11 +171,28 @@ def plan_trail(plan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Pl
     award events (entries, seed, outcome), the award or the cancellation."""
     plan = _readable_plan(session, plan_id, user)
     records = plan_records(session, plan.id)
-    return PlanTrailOut(
-        plan_id=plan.id,
-        intact=verify_plan_chain(records).intact,
-        records=[PlanRecordOut.model_validate(r) for r in records],
-    )
+    shown = [PlanRecordOut.model_validate(r) for r in records]
+    if user.role not in STAFF:
+        shown = [_others_masked(r, plan.id) for r in shown]
+    return PlanTrailOut(plan_id=plan.id, intact=verify_plan_chain(records).intact, records=shown)
+
+
+def _others_masked(record: PlanRecordOut, plan_id: uuid.UUID) -> PlanRecordOut:
+    """A borrower reads an award event's other entries by a pseudonym, without what their
+    wallets held (need to know); staff read them whole and decide the event again from them."""
+    if record.action != "plan.award_event":
+        return record
+    details = dict(record.details)
+    entries = []
+    for entry in details.get("entries", []):
+        if entry.get("plan_id") != str(plan_id):
+            pseudonym = hashlib.sha256(f"{details.get('award_event_id')}:{entry['plan_id']}".encode()).hexdigest()[:12]
+            entry = {"plan_id": f"entrant-{pseudonym}", "price": entry.get("price"), "bid": entry.get("bid")}
+        entries.append(entry)
+    details["entries"] = entries
+    if details.get("winner_plan_id") not in (None, str(plan_id)):
+        details["winner_plan_id"] = "another plan"
+    return record.model_copy(update={"details": details})
 
 
 @router.post("/plans/{plan_id}/cancel", response_model=PlanCancelled)
@@ -261,6 +281,11 @@ async def hold_award_event(
     """Holds a product's award event for a month (draw or bid), once: asking again answers
     with the event already held. The winner's plan is awarded by its workflow."""
     check_period(body.period)
+    settings = request.app.state.settings
+    this_month = f"{day_of(datetime.now(UTC), settings.PLATFORM_TIME_ZONE):%Y-%m}"
+    if body.period != this_month:
+        # (no event held ahead or for a past month: the month's eligible plans are today's)
+        raise InvalidRequest(f"an award event is held for the current month, {this_month}", field="period")
 
     def product_rule(session: Session) -> str | None:
         product = session.scalars(
@@ -273,7 +298,6 @@ async def hold_award_event(
     if await in_db(request, product_rule) not in ("draw", "bid"):
         raise Conflict(f"product {body.product!r} awards no plan by event")
     client = await temporal.get()
-    settings = request.app.state.settings
     try:
         handle = await client.start_workflow(
             AwardEventWorkflow.run,
