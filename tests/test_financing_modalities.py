@@ -378,3 +378,33 @@ async def test_an_award_draw_is_decided_again_from_its_trail(
         assert escrow_account(session, "plan", held.winner_plan_id).balance == D("0.00")
         assert_books_balance(session)
     await replay_and_maybe_record(event_handle, "award_event_draw")
+
+
+async def test_an_award_credit_nobody_funds_gives_the_plan_its_contributions_back(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
+    env = time_skipping_env
+    client = env.client
+    borrower, seller = make_borrower(session_factory), make_seller(session_factory)
+    give_money(session_factory, borrower, "90000")
+    async with running_worker(client, settings, session_factory, task_queue):
+        plan_id, handle = await start_plan(
+            client, session_factory, task_queue, borrower, seller,
+            product="vehicle-plan-share", price="300000.00", monthly="30000.00", months=5,
+        )  # fmt: skip
+        await env.sleep(MONTH * 3)
+        snapshot = await plan_reaches(handle, lambda s: s.status == "awarded")
+        loan_handle = client.get_workflow_handle_for(LoanWorkflow.run, f"loan-{snapshot.award_loan_id}")
+        async with env.time_skipping_unlocked():
+            loan_result = await loan_handle.result()  # nobody invests: the funding window closes
+    assert loan_result.status == "rejected"
+    # the contributions come back in full; the plan's trail says why
+    assert balance_of(session_factory, borrower).available == D("90000.00")
+    assert balance_of(session_factory, seller).available == D("0.00")
+    assert escrow_balance(session_factory, "loan", snapshot.award_loan_id) == D("0.00")
+    with session_factory() as session:
+        assert_books_balance(session)
+        plan = session.get_one(PurchasePlan, plan_id)
+        assert plan.refunded == D("90000.00") and "not paid out" in (plan.status_reason or "")
+        records = plan_records(session, plan_id)
+        assert records[-1].action == "plan.award_credit_failed" and verify_plan_chain(records).intact
