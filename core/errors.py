@@ -49,6 +49,10 @@ class InvalidRequest(PlatformError):
     title = "Invalid request"
 
 
+class PlanWonAwardEvent(Conflict):
+    """A plan that won an award event is awarded, not cancelled (`award_event_id` says which)."""
+
+
 class InsufficientFunds(Conflict):
     """Not enough available money. A posting refused for it stores nothing: the same key may be posted later.
     A loan's money operation records it as its answer for its key (loans/exactly_once.py)."""

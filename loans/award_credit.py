@@ -161,6 +161,10 @@ def return_escrow(session: Session, loan: LoanRequest, why: str) -> Decimal:
     if escrow.balance <= 0:
         return ZERO
     held = escrow.balance
+    if loan.plan_id is not None:  # (the plan's row before any ledger account: the lock order)
+        from plans.trail import lock_plan
+
+        lock_plan(session, loan.plan_id)
     posted = post_transaction(
         session,
         key=f"loan:{loan.id}:down-payment:return",

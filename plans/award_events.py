@@ -73,7 +73,8 @@ def hold_award_event(session: Session, input: AwardEventInput, at: datetime) -> 
         raise Conflict(f"product {product.code!r} awards no plan by event (its rule: {product.award_rule})")
     plans = [lock_plan(session, plan_id) for plan_id in _eligible_plan_ids(session, product.code)]
     # (re-checked under the locks: a plan may have changed between the query and its lock)
-    plans = [p for p in plans if p.status == "saving" and p.award_event_id is None]
+    still = set(_eligible_plan_ids(session, product.code))
+    plans = [p for p in plans if p.id in still and p.status == "saving" and p.award_event_id is None]
     credit = award_credit_product(session, product)
     bids = {
         b.plan_id: b.amount

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from compliance.audit import append_audit
-from core.errors import Conflict, InsufficientFunds, InvalidRequest
+from core.errors import Conflict, InsufficientFunds, InvalidRequest, PlanWonAwardEvent
 from domain.money import ZERO
 from domain.purchase_plan import PlanRuleError, award_credit_for, cancellation_refund
 from ledger.accounts import escrow_account, platform_account
@@ -162,7 +162,19 @@ def mark_contribution_overdue(session: Session, input: ContributionOverdue) -> N
 
 
 def cancel_plan(session: Session, input: CancelPlanInput) -> CancelPlanResult:
+    """The borrower's (or the default's) cancellation: refused once the plan won an award
+    event (its award, with the bid it paid, goes on)."""
     plan = lock_plan(session, input.plan_id)
+    if plan.status == "saving" and plan.award_event_id is not None:
+        raise PlanWonAwardEvent(
+            "the plan won an award event: its award is under way", award_event_id=str(plan.award_event_id)
+        )
+    return _refund(session, plan, input)
+
+
+def _refund(session: Session, plan: PurchasePlan, input: CancelPlanInput) -> CancelPlanResult:
+    """The plan ends cancelled, `input.refund_percent` of its contributions back (the caller
+    holds the plan's lock)."""
     key = f"plan:{plan.id}:cancel"
     if plan.status == "cancelled":
         done = find_posted(session, key)
@@ -174,16 +186,14 @@ def cancel_plan(session: Session, input: CancelPlanInput) -> CancelPlanResult:
         )
     if plan.status == "awarded":
         raise Conflict("the plan was awarded: its award credit is under way")
-    if plan.award_event_id is not None:
-        # won an award event (its bid, if any, is in the plan): the award goes on
-        raise Conflict("the plan won an award event: its award is under way")
     escrow = escrow_account(session, "plan", plan.id, plan.currency)
     wallet = available_account_of(session, plan.borrower_id)
     fees = platform_account(session, "platform_fees", plan.currency)
     lock_accounts(session, {escrow.id, wallet.id, fees.id})
     session.refresh(escrow)
     if escrow.balance != plan.contributed:
-        raise Conflict(f"the plan's escrow holds {escrow.balance:.2f}, its contributions {plan.contributed:.2f}")
+        # (never expected: retried, and an operator sees it in the workflow, rather than refused)
+        raise RuntimeError(f"the plan's escrow holds {escrow.balance:.2f}, its contributions {plan.contributed:.2f}")
     refund, fee = cancellation_refund(plan.contributed, input.refund_percent)
     transaction_id = None
     if plan.contributed:
@@ -255,7 +265,8 @@ def award_plan(session: Session, input: AwardPlanInput) -> AwardPlanResult:
     escrow = escrow_account(session, "plan", plan.id, plan.currency)
     session.refresh(escrow)
     if escrow.balance != plan.contributed:
-        raise Conflict(f"the plan's escrow holds {escrow.balance:.2f}, its contributions {plan.contributed:.2f}")
+        # (never expected: retried, and an operator sees it in the workflow, rather than refused)
+        raise RuntimeError(f"the plan's escrow holds {escrow.balance:.2f}, its contributions {plan.contributed:.2f}")
     try:
         credit = award_credit_product(session, session.get_one(LoanProduct, plan.product_id))
         amounts = award_credit_for(
@@ -270,8 +281,9 @@ def award_plan(session: Session, input: AwardPlanInput) -> AwardPlanResult:
             raise InvalidRequest(f"product {credit.code!r} no longer finances a {plan.asset_kind}")
     except (Conflict, InvalidRequest, PlanRuleError) as error:
         reason = f"award credit unavailable: {getattr(error, 'detail', str(error))}"
-        result = cancel_plan(
-            session, CancelPlanInput(plan_id=plan.id, reason=reason, refund_percent=Decimal(100), at=input.at)
+        # (everything back, the award event it may have won notwithstanding)
+        result = _refund(
+            session, plan, CancelPlanInput(plan_id=plan.id, reason=reason, refund_percent=Decimal(100), at=input.at)
         )
         return AwardPlanResult(refused=reason, refunded=result.refunded)
     loan_id = uuid.uuid4()

@@ -216,12 +216,13 @@ def create_plan(
             ) != (price, monthly, months, ask.loan_term_months, ask.seller_id, ask.asset_kind):
                 raise IdempotencyConflict(f"Idempotency-Key {client_key!r} was used for another plan")
             return existing, False
-    credit_kinds = award_credit_product(session, product).asset_kinds or []
-    if ask.asset_kind not in (product.asset_kinds or []) or ask.asset_kind not in credit_kinds:
-        raise InvalidRequest(
-            f"product {product.code!r} finances {', '.join(product.asset_kinds or [])}, not {ask.asset_kind!r}",
-            field="asset.kind",
-        )
+    credit = award_credit_product(session, product)
+    for financing in (product, credit):
+        if ask.asset_kind not in (financing.asset_kinds or []):
+            raise InvalidRequest(
+                f"product {financing.code!r} finances {', '.join(financing.asset_kinds or [])}, not {ask.asset_kind!r}",
+                field="asset.kind",
+            )
     check_plan_fits(session, product, price, monthly, months, ask.loan_term_months)
     check_seller(session, ask.seller_id)
     if session.get(BorrowerProfile, borrower_id) is None:

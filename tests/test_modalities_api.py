@@ -23,6 +23,7 @@ from plans.trail import plan_records
 from products.catalog import VEHICLE_PLAN
 from products.service import create_product, current_product, schedule_of
 from tests.api_helpers import sign_up
+from tests.ledger_helpers import assert_books_balance
 from tests.loan_helpers import balance_of, give_money, make_borrower
 
 D = Decimal
@@ -364,6 +365,28 @@ def test_a_bid_event_awards_the_highest_bid_its_wallet_holds(session_factory, se
         money.cancel_plan(
             session, CancelPlanInput(plan_id=cheap_plan, reason="test", refund_percent=D("90"), at=datetime.now(UTC))
         )
+    # the credit product changes before the winner is awarded: it cannot lend the award any
+    # more, so the plan ends with everything back, its bid included
+    with unit_of_work(session_factory) as session:
+        from datetime import UTC, datetime
+
+        from models.plan_workflow import AwardPlanInput
+        from products.catalog import VEHICLE_AWARD_CREDIT
+        from products.service import change_product
+
+        change_product(
+            session,
+            "vehicle-award-credit",
+            VEHICLE_AWARD_CREDIT.model_copy(update={"max_amount": D("100000.00"), "min_amount": D("50000.00")}),
+        )
+        refused = money.award_plan(
+            session, AwardPlanInput(plan_id=cheap_plan, reason="award event won", at=datetime.now(UTC))
+        )
+    assert refused.loan is None and refused.refunded == D("70000.00") and "award credit unavailable" in refused.refused
+    assert balance_of(session_factory, cheap_borrower).available == D("70000.00")
+    with session_factory() as session:
+        assert session.get_one(PurchasePlan, cheap_plan).status == "cancelled"
+        assert_books_balance(session)
     # a bid for a month already held is refused
     with unit_of_work(session_factory) as session, pytest.raises(Exception, match="was held"):
         award_events.place_bid(session, dear_plan, plans[0][1], "2027-02", D("1000.00"))

@@ -22,6 +22,7 @@ passes `time_scale` times faster than workflow time from the plan's start.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import TypeVar
@@ -105,13 +106,13 @@ class PurchasePlanWorkflow:
                     if why is not None:
                         await self._award(why)
                     elif self._default_due():
-                        try:
-                            await self._cancel(
-                                CancelPlanRequest(reason="a contribution unpaid past the product's default days"),
-                                actor_role="system",
-                            )
-                        except ApplicationError:
-                            pass  # it won an award event meanwhile: its signal is on the way
+                        won = await self._cancel_unless_awarded(
+                            CancelPlanRequest(reason="a contribution unpaid past the product's default days"),
+                            actor_role="system",
+                        )
+                        if won is not None:  # it won an award event meanwhile: awarded at once
+                            state.award_event_id = won
+                            await self._award("award event won")
             if state.status != "saving":
                 break
             wake, why = self._next_wake()
@@ -293,16 +294,31 @@ class PurchasePlanWorkflow:
         except WorkflowAlreadyStartedError:
             pass  # (started before: one loan per award)
 
+    @staticmethod
+    def _won_award_event(error: ActivityError) -> uuid.UUID | None:
+        """The award event a cancellation was refused for (the plan won it), if that was why."""
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type == "PlanWonAwardEvent" and cause.details:
+            details = cause.details[0]
+            if isinstance(details, dict) and details.get("award_event_id"):
+                return uuid.UUID(str(details["award_event_id"]))
+        return None
+
+    async def _cancel_unless_awarded(self, request: CancelPlanRequest, actor_role: str) -> uuid.UUID | None:
+        """Cancels; or, if the plan won an award event the workflow has not heard of yet, the
+        event's id (any other refusal fails loudly)."""
+        try:
+            await self._cancel(request, actor_role)
+        except ActivityError as error:
+            won = self._won_award_event(error)
+            if won is None:
+                raise
+            return won
+        return None
+
     async def _cancel(self, request: CancelPlanRequest, actor_role: str | None = None) -> CancelPlanResult:
         state = self._state
-        try:
-            result = await self._cancel_in_db(request, actor_role)
-        except ActivityError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable:
-                # refused for good (the plan won an award event the workflow has not heard of yet)
-                raise ApplicationError(cause.message, type=PlanNotSaving.__name__, non_retryable=True) from None
-            raise
+        result = await self._cancel_in_db(request, actor_role)
         state.status, state.reason, state.refunded = "cancelled", request.reason, result.refunded
         for item in state.contributions:
             if item.status in ("pending", "overdue"):
@@ -330,7 +346,20 @@ class PurchasePlanWorkflow:
     async def cancel(self, request: CancelPlanRequest) -> CancelPlanResult:
         async with self._lock:
             self._check_cancellable()
-            return await self._cancel(request)
+            try:
+                return await self._cancel(request)
+            except ActivityError as error:
+                cause = error.cause
+                if self._won_award_event(error) is not None:
+                    # the plan won an award event the workflow has not heard of yet
+                    raise ApplicationError(
+                        "the plan won an award event: its award is under way",
+                        type=PlanNotSaving.__name__,
+                        non_retryable=True,
+                    ) from None
+                if isinstance(cause, ApplicationError) and cause.non_retryable:
+                    raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+                raise
 
     @cancel.validator
     def _validate_cancel(self, request: CancelPlanRequest) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -20,6 +19,7 @@ from api.deps import (
     OperatorOrCompliance,
     OperatorUser,
     SessionDep,
+    SettingsDep,
     TemporalDep,
     in_db,
 )
@@ -43,6 +43,8 @@ from api.schemas.plans import (
 )
 from api.workflow_calls import execute_loan_update
 from core.errors import Conflict, InvalidRequest, NotFound
+from core.pseudonyms import pseudonym
+from core.settings import Settings
 from domain.calendar import day_of
 from models.plan_workflow import AwardEventInput, CancelPlanRequest, CancelPlanResult
 from models.plans import AwardEvent, PurchasePlan, Seller
@@ -166,18 +168,22 @@ def get_plan(plan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Plan
 
 
 @router.get("/plans/{plan_id}/trail", response_model=PlanTrailOut)
-def plan_trail(plan_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> PlanTrailOut:
+def plan_trail(plan_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> PlanTrailOut:
     """The plan's trail, step by step, with its hash chain checked: contributions, lateness,
     award events (entries, seed, outcome), the award or the cancellation."""
     plan = _readable_plan(session, plan_id, user)
     records = plan_records(session, plan.id)
     shown = [PlanRecordOut.model_validate(r) for r in records]
     if user.role not in STAFF:
-        shown = [_others_masked(r, plan.id) for r in shown]
+        shown = [_others_masked(r, plan.id, settings) for r in shown]
     return PlanTrailOut(plan_id=plan.id, intact=verify_plan_chain(records).intact, records=shown)
 
 
-def _others_masked(record: PlanRecordOut, plan_id: uuid.UUID) -> PlanRecordOut:
+def current_month(time_zone: str) -> str:
+    return f"{day_of(datetime.now(UTC), time_zone):%Y-%m}"
+
+
+def _others_masked(record: PlanRecordOut, plan_id: uuid.UUID, settings: Settings) -> PlanRecordOut:
     """A borrower reads an award event's other entries by a pseudonym, without what their
     wallets held (need to know); staff read them whole and decide the event again from them."""
     if record.action != "plan.award_event":
@@ -186,8 +192,11 @@ def _others_masked(record: PlanRecordOut, plan_id: uuid.UUID) -> PlanRecordOut:
     entries = []
     for entry in details.get("entries", []):
         if entry.get("plan_id") != str(plan_id):
-            pseudonym = hashlib.sha256(f"{details.get('award_event_id')}:{entry['plan_id']}".encode()).hexdigest()[:12]
-            entry = {"plan_id": f"entrant-{pseudonym}", "price": entry.get("price"), "bid": entry.get("bid")}
+            entry = {
+                "plan_id": pseudonym("entrant", uuid.UUID(entry["plan_id"]), settings),
+                "price": entry.get("price"),
+                "bid": entry.get("bid"),
+            }
         entries.append(entry)
     details["entries"] = entries
     if details.get("winner_plan_id") not in (None, str(plan_id)):
@@ -225,9 +234,11 @@ async def cancel_plan(
 
 
 @router.post("/plans/{plan_id}/bids", status_code=status.HTTP_201_CREATED, response_model=BidOut)
-def bid(plan_id: uuid.UUID, body: BidIn, user: BorrowerUser, session: SessionDep) -> BidOut:
+def bid(plan_id: uuid.UUID, body: BidIn, user: BorrowerUser, session: SessionDep, settings: SettingsDep) -> BidOut:
     """A bid for a month's award event (bid products): paid into the plan only if it wins,
     from the wallet as it is at the event. Bidding again for the month replaces the bid."""
+    if body.period < current_month(settings.PLATFORM_TIME_ZONE):
+        raise InvalidRequest("that month is over", field="period")
     placed = place_bid(session, plan_id, user.id, body.period, body.amount)
     return BidOut(plan_id=placed.plan_id, period=placed.period, amount=placed.amount)
 
@@ -282,7 +293,14 @@ async def hold_award_event(
     with the event already held. The winner's plan is awarded by its workflow."""
     check_period(body.period)
     settings = request.app.state.settings
-    this_month = f"{day_of(datetime.now(UTC), settings.PLATFORM_TIME_ZONE):%Y-%m}"
+
+    def held_before(session: Session) -> AwardEventOut | None:
+        event = _held_event(session, body.product, body.period)
+        return _event_out(event) if event is not None else None
+
+    if (answer := await in_db(request, held_before)) is not None:
+        return answer  # held once: asking again (even after the month) answers with it
+    this_month = current_month(settings.PLATFORM_TIME_ZONE)
     if body.period != this_month:
         # (no event held ahead or for a past month: the month's eligible plans are today's)
         raise InvalidRequest(f"an award event is held for the current month, {this_month}", field="period")
