@@ -752,3 +752,13 @@ def test_an_operator_changes_a_programmed_purchase_and_its_modality_survives_the
         Decimal("85.000"),
     )
     assert terms.asset_kinds == ["car", "motorcycle", "truck", "tractor", "combine"]
+
+
+def test_the_borrowers_calculator_prices_loans_to_the_wallet_standard_first(client, people):
+    b, _ = logged_in(client, people["borrower"])
+    page = b.get("/app/borrower/calculator").text
+    options = re.findall(r'<option value="([a-z0-9_-]+)"( selected)?', page)
+    codes = [code for code, _ in options]
+    assert "standard" in codes and ("standard", " selected") in options
+    # award credits and plans need an asset and a seller: the API's (README "Financing modalities")
+    assert not {"vehicle-plan", "vehicle-plan-share", "vehicle-award-credit", "agro-seasonal"} & set(codes)

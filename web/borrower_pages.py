@@ -209,7 +209,10 @@ async def loan_page(loan_id: uuid.UUID, request: Request, session: BorrowerSessi
 
 
 async def _products(api: PlatformApi) -> list[dict[str, Any]]:
-    return list(await api.get("/v1/products"))
+    """The products these pages price and ask loans of: loans to the wallet. (Award credits
+    name an asset and a seller, and programmed purchases are plans: README "Financing
+    modalities", through the API.)"""
+    return [p for p in await api.get("/v1/products") if p.get("modality", "loan") == "loan"]
 
 
 def calculator_options(products: list[dict[str, Any]]) -> dict[str, Any]:
@@ -226,6 +229,8 @@ async def calculator(request: Request, session: BorrowerSession) -> Response:
     values = {
         k: v.strip() for k, v in request.query_params.items() if k in ("product", "amount", "term_months", "grade")
     }
+    if not values.get("product") and any(p["code"] == "standard" for p in products):
+        values["product"] = "standard"
     form = FormState(values=values)
     result = None
     status = 200
@@ -248,6 +253,8 @@ async def calculator(request: Request, session: BorrowerSession) -> Response:
                         "term_months": whole_number(values.get("term_months", "")),
                         "method": product["amortization_method"],
                         "interest_only_months": product["interest_only_months"],
+                        "paying_months": product.get("paying_months"),
+                        "grace_months": product.get("grace_months", 0),
                         "product": product["code"],
                     },
                 )
