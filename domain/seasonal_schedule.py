@@ -231,9 +231,20 @@ def build_seasonal_schedule(
     while high - low > KOPEK:
         middle = ((low + high) / 2).quantize(KOPEK, rounding=ROUND_DOWN)
         low, high = (middle, high) if lasts(middle) else (low, middle)
-    installments = schedule_at(low)
-    if _sound(installments, low):
-        return _schedule(amount, rate_annual, term_months, months, grace_months, start_date, low, installments)
+    largest = low
+    if _sound(schedule_at(largest), largest):
+        # Below the largest lasting payment, a payment is sound from some smallest one on (a
+        # larger payment leaves smaller balances, so it covers every gap's interest and leaves
+        # a smaller last): that smallest one is the schedule, its last installment as near the
+        # others as the gaps allow. (When a long gap's interest is above the exact annuity,
+        # the payment is what covers it, not the annuity: README "Financing modalities".)
+        low, high = KOPEK, largest  # low is not sound (or is the kopek); high is
+        if _sound(schedule_at(low), low):
+            high = low
+        while high - low > KOPEK:
+            middle = ((low + high) / 2).quantize(KOPEK, rounding=ROUND_DOWN)
+            low, high = (low, middle) if _sound(schedule_at(middle), middle) else (middle, high)
+        return _schedule(amount, rate_annual, term_months, months, grace_months, start_date, high, schedule_at(high))
     raise ScheduleError(
         "these terms cannot be scheduled to the kopek over these paying months; "
         "choose a shorter term, a lower rate or a larger amount"

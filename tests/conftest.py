@@ -6,10 +6,12 @@ Every server a fixture starts, the same fixture stops, by the process id it star
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sys
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -208,6 +210,21 @@ def compliance(session_factory, client):
     return make_staff(session_factory, "compliance", client)
 
 
+async def _until_healthy(address: str, timeout: float = 60.0) -> None:
+    from temporalio.client import Client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client = await Client.connect(address)
+            await client.service_client.check_health()
+            return
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def temporal_dev_server() -> Iterator[str]:
     """The real Temporal dev server binary (in memory), for Schedules, search attributes and
@@ -218,6 +235,14 @@ def temporal_dev_server() -> Iterator[str]:
         server = TemporalDevServer(Path(tmp), free_port(), free_port(), persistent=False)
         server.start()
         try:
+            # Its port opens before its frontend is healthy ("Frontend is not healthy yet" on a
+            # loaded machine): the first test waits for a health check, not only the port.
+            # (its own event loop, leaving the tests' loops alone)
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(_until_healthy(f"127.0.0.1:{server.port}"))
+            finally:
+                loop.close()
             yield f"127.0.0.1:{server.port}"
         finally:
             server.stop()

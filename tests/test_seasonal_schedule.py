@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 from domain.money import KOPEK, ZERO
 from domain.schedule import ScheduleError, due_date
 from domain.seasonal_schedule import (
+    _amortize,
+    _sound,
     accrued_interest,
     build_seasonal_schedule,
+    exact_level_payment,
     last_installment_tolerance,
     paying_dates,
 )
@@ -46,8 +49,19 @@ def test_a_seasonal_schedule_is_exact_to_the_kopek(terms: dict) -> None:
     try:
         schedule = build_seasonal_schedule(**terms)
     except ScheduleError as refused:
-        # the only refusals these terms can meet: a grace the first harvest cannot pay
-        assert "grace is too long" in str(refused)
+        # the refusals these terms can meet: a grace the first harvest cannot pay, or a long
+        # gap between paying months whose interest no level payment near the exact one
+        # covers (README "Financing modalities"): then no kopek payment within a rouble of
+        # the exact level payment gives a sound schedule either
+        if "grace is too long" in str(refused):
+            return
+        assert "cannot be scheduled to the kopek" in str(refused)
+        dates = paying_dates(terms["start_date"], terms["term_months"], terms["paying_months"], terms["grace_months"])
+        exact = exact_level_payment(terms["amount"], terms["rate_annual"], dates).quantize(KOPEK)
+        for kopecks in range(-100, 101):
+            payment = exact + kopecks * KOPEK
+            if payment > 0:
+                assert not _sound(_amortize(terms["amount"], terms["rate_annual"], dates, payment), payment)
         return
     items = schedule.installments
     dates = paying_dates(terms["start_date"], terms["term_months"], terms["paying_months"], terms["grace_months"])
@@ -92,7 +106,16 @@ def test_the_level_payment_is_the_exact_annuity_over_the_paying_dates_within_kop
         return
     dates = paying_dates(terms["start_date"], terms["term_months"], terms["paying_months"], terms["grace_months"])
     exact = exact_level_payment(terms["amount"], terms["rate_annual"], dates)
-    assert abs(schedule.payment - exact) <= KOPEK * len(dates)
+    if abs(schedule.payment - exact) <= KOPEK * len(dates):
+        return
+    # Otherwise a long gap's interest is above what the exact annuity pays: at the exact
+    # payment the schedule is not sound, and the payment found is the smallest that is
+    # (a kopek less is not).
+    near = exact.quantize(KOPEK)
+    assert not _sound(_amortize(terms["amount"], terms["rate_annual"], dates, near), near)
+    less = schedule.payment - KOPEK
+    assert schedule.payment > near
+    assert not _sound(_amortize(terms["amount"], terms["rate_annual"], dates, less), less)
 
 
 def test_an_example_two_harvests_a_year_with_grace() -> None:
