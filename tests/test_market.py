@@ -21,7 +21,7 @@ from documents.assignments import ASSIGNMENT_AGREEMENT
 from documents.render import _money
 from documents.store import DocumentStore
 from ledger.accounts import platform_account
-from models.loans import Investment, InvestmentInstallment
+from models.loans import Investment, InvestmentInstallment, LoanRequest
 from models.market import MarketListing, MarketTrade
 from models.records import Document
 from products.service import change_product, current_product, terms_of
@@ -273,6 +273,15 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
         await wait_for_status(latest, "active", timeout=60)
         # (the two investments were the funding phase's budget; the repaying phase has its own)
         loop = asyncio.get_running_loop()
+        # The market reads the read side, which the workflow records by an activity just after
+        # its state turns active: wait for the record, as a seller would see it.
+        deadline = loop.time() + 30
+        while True:
+            with session_factory() as session:
+                if session.get_one(LoanRequest, loan.loan_id).status == "active":
+                    break
+            assert loop.time() < deadline, "the read side recorded the loan active"
+            await asyncio.sleep(0.05)
         holding = _holding(session_factory, str(loan.loan_id), seller)
         with unit_of_work(session_factory) as session:
             listing, _ = create_listing(
