@@ -123,6 +123,7 @@ def build_worker(
         ),
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        max_cached_workflows=settings.WORKER_MAX_CACHED_WORKFLOWS,
         # Let a database transaction in flight finish rather than interrupt it on shutdown.
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

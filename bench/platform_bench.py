@@ -9,7 +9,6 @@ them.
   done by a plain loop of database transactions, no Temporal: the seed's Celery design);
 - due-date burst: K active loans whose first installments fall due at the same instant;
 - funding burst: 200 investors investing in one loan at once through the API;
-- API latency: 32 concurrent clients on loopback;
 - worker memory with many open loans waiting on timers.
 """
 
@@ -68,6 +67,7 @@ MONTH_PER_SECOND = 2592000
 LIFECYCLE_SCALE = MONTH_PER_SECOND // 10
 MONTH_SECONDS = 10
 LOAN_AMOUNT = D("100000.00")
+CACHED_WORKFLOWS = Settings.model_fields["WORKER_MAX_CACHED_WORKFLOWS"].default
 
 
 @dataclass
@@ -113,8 +113,6 @@ async def platform(tmp: Path, *, api: bool = False):
             "LOAN_TIME_SCALE": str(MONTH_PER_SECOND),
             "DATA_DIR": str(tmp / "data"),
             "DB_POOL_SIZE": "20",
-            # The latency run sends thousands of calculator POSTs from one address.
-            "ANONYMOUS_POSTS_PER_ADDRESS_PER_MINUTE": "1000000",
         }
         settings = Settings(
             _env_file=None,
@@ -524,7 +522,7 @@ class BurstRow:
         return self.count / self.seconds
 
 
-async def due_date_burst(tmp: Path, loans: int, lead_seconds: float) -> BurstRow:
+async def due_date_burst(tmp: Path, loans: int, lead_seconds: float) -> tuple[BurstRow, BurstRow]:
     """K loans on one pinned sandbox clock: their first installments fall due at the same
     real instant. Time from that instant until every one is collected and distributed."""
     async with platform(tmp) as p:
@@ -557,7 +555,53 @@ async def due_date_burst(tmp: Path, loans: int, lead_seconds: float) -> BurstRow
         done = time.perf_counter()
         for _, workflow_id in started:
             await p.client.get_workflow_handle(workflow_id).terminate("benchmark over")
-    return BurstRow(f"due-date burst: {loans} installments due at one instant", loans, done - due_at, "installments/s")
+        floor = await due_date_floor(p, loans, lead_seconds=min(lead_seconds, 30.0))
+    return (
+        BurstRow(f"due-date burst: {loans} installments due at one instant", loans, done - due_at, "installments/s"),
+        floor,
+    )
+
+
+@workflow.defn(name="FloorDueDateWorkflow", sandboxed=False)
+class FloorDueDateWorkflow:
+    """The due-date floor: a timer to one instant, then one trivial activity."""
+
+    @workflow.run
+    async def run(self, due_at_epoch: float) -> None:
+        await workflow.sleep(max(due_at_epoch - workflow.now().timestamp(), 0))
+        await workflow.execute_activity(
+            "noop", start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3)
+        )
+
+
+async def due_date_floor(p: Platform, count: int, lead_seconds: float) -> BurstRow:
+    """The same Temporal server, the same run: `count` workflows whose timers fire at one
+    instant, each then running one no-op activity (on a worker of this process, as the
+    lifecycle's floor). Time from the instant until every one has finished."""
+    async with Worker(
+        p.client,
+        task_queue="due-date-floor",
+        workflows=[FloorDueDateWorkflow],
+        activities=[noop],
+        max_concurrent_activities=16,
+    ):
+        due_at = time.time() + lead_seconds
+        handles = await asyncio.gather(
+            *(
+                p.client.start_workflow(
+                    FloorDueDateWorkflow.run, due_at, id=f"due-floor-{n}-{uuid.uuid4()}", task_queue="due-date-floor"
+                )
+                for n in range(count)
+            )
+        )
+        await asyncio.gather(*(h.result() for h in handles))
+        done = time.time()
+    return BurstRow(
+        f"Temporal floor: {count} timers firing at one instant, one no-op activity each",
+        count,
+        done - due_at,
+        "workflows/s",
+    )
 
 
 def _token(p: Platform, user_id: uuid.UUID, role: str) -> dict[str, str]:
@@ -605,57 +649,6 @@ async def funding_burst(tmp: Path, investors: int) -> tuple[BurstRow, str]:
     ), note
 
 
-@dataclass
-class LatencyRow:
-    endpoint: str
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-
-
-async def api_latency(tmp: Path, clients: int, per_client: int) -> list[LatencyRow]:
-    async with platform(tmp, api=True) as p:
-        borrowers, investors = make_people(p.factory, 1, 1, D("1000.00"), D("1000.00"))
-        async with httpx.AsyncClient(
-            base_url=p.api_url, timeout=60, limits=httpx.Limits(max_connections=clients)
-        ) as api:
-            created = await api.post(
-                "/v1/loans",
-                json={"amount": "100000.00", "term_months": 12, "purpose": "bench"},
-                headers=_token(p, borrowers[0], "borrower"),
-            )
-            loan_id = created.json()["id"]
-            calls = {
-                "GET /v1/loans/{id}": ("GET", f"/v1/loans/{loan_id}", _token(p, borrowers[0], "borrower"), None),
-                "GET /v1/wallets/me": ("GET", "/v1/wallets/me", _token(p, investors[0], "investor"), None),
-                "POST /v1/calculator": (
-                    "POST",
-                    "/v1/calculator",
-                    {},
-                    {"amount": "300000.00", "rate_annual": "17.00", "term_months": 24, "method": "annuity"},
-                ),
-            }
-            rows = []
-            for name, (method, path, headers, body) in calls.items():
-                samples: list[float] = []
-
-                async def client_loop():
-                    for _ in range(per_client):
-                        t0 = time.perf_counter()
-                        answer = await api.request(method, path, headers=headers, json=body)
-                        samples.append(time.perf_counter() - t0)
-                        if answer.status_code != 200:
-                            raise RuntimeError(f"{name}: {answer.status_code} {answer.text[:200]}")
-
-                started = time.perf_counter()
-                await asyncio.gather(*(client_loop() for _ in range(clients)))
-                elapsed = time.perf_counter() - started
-                cuts = statistics.quantiles(samples, n=100)
-                rows.append(LatencyRow(name, len(samples), elapsed, cuts[49] * 1000, cuts[98] * 1000))
-    return rows
-
-
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -663,19 +656,24 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def worker_memory(tmp: Path, loans: int) -> tuple[float, float, float]:
-    """Worker RSS idle, then with `loans` loans open for funding (each waiting on its
-    14-day funding timer); and how long starting them took."""
+async def worker_memory(tmp: Path, loans: int, steps: int = 4) -> tuple[float, list[tuple[int, float]], float]:
+    """Worker RSS idle, then after each of `steps` equal rounds of opening loans for funding
+    (each loan then waits on its 14-day funding timer), up to `loans`; and how long opening
+    them all took. The worker keeps at most WORKER_MAX_CACHED_WORKFLOWS of them in memory."""
     async with platform(tmp) as p:
         idle = _rss_mib(p.worker.pid)
         borrowers, _ = make_people(p.factory, loans, 0, D("0"), D("0"))
         started = time.perf_counter()
-        opened = await start_loans(p, borrowers, 12)
-        await wait_status(p, [loan_id for loan_id, _ in opened], ("funding",), 3600)
+        grown: list[tuple[int, float]] = []
+        per_step = loans // steps
+        for step in range(steps):
+            opened = await start_loans(p, borrowers[step * per_step : (step + 1) * per_step], 12)
+            await wait_status(p, [loan_id for loan_id, _ in opened], ("funding",), 3600)
+            await asyncio.sleep(2)
+            grown.append(((step + 1) * per_step, _rss_mib(p.worker.pid)))
+            print("[bench] worker memory", grown[-1], flush=True)
         elapsed = time.perf_counter() - started
-        await asyncio.sleep(2)
-        busy = _rss_mib(p.worker.pid)
-    return idle, busy, elapsed
+    return idle, grown, elapsed
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -683,7 +681,6 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
     loans, term = (10, 6) if quick else (100, 12)
     burst_loans, burst_lead = (30, 60.0) if quick else (200, 240.0)
     funders = 50 if quick else 200
-    per_client = 20 if quick else 200
     open_loans = 300 if quick else 10_000
 
     def progress(*what) -> None:  # a long run: each result as soon as it is known
@@ -698,14 +695,12 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
     progress(temporal)
     database = await asyncio.to_thread(database_floor, tmp / "database-floor", loans, 2, term)
     progress(database)
-    due = await due_date_burst(tmp / "due-date-burst", burst_loans, burst_lead)
-    progress(due)
+    due, due_floor = await due_date_burst(tmp / "due-date-burst", burst_loans, burst_lead)
+    progress(due, due_floor)
     funding, funding_note = await funding_burst(tmp / "funding-burst", funders)
     progress(funding, funding_note)
-    latency = await api_latency(tmp / "api-latency", 32, per_client)
-    progress(latency)
-    idle, busy, opening = await worker_memory(tmp / "worker-memory", open_loans)
-    progress(idle, busy, opening)
+    idle, grown, opening = await worker_memory(tmp / "worker-memory", open_loans)
+    progress(idle, grown, opening)
 
     lines = [
         "| run | loans | investors each | installments | seconds | loans/min | history events per loan | "
@@ -720,19 +715,8 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
             f"{row.loans_per_minute:,.0f} | {events} | {ledger} |"
         )
     lines += ["", "| burst | count | seconds | rate |", "|---|---:|---:|---:|"]
-    for row in (due, funding):
+    for row in (due, due_floor, funding):
         lines.append(f"| {row.name} | {row.count} | {row.seconds:.2f} | {row.rate:,.1f} {row.unit} |")
-    lines += [
-        "",
-        "| API endpoint (32 concurrent clients, loopback, one uvicorn process) | requests | "
-        "requests/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for row in latency:
-        lines.append(
-            f"| {row.endpoint} | {row.requests:,} | {row.requests / row.seconds:,.0f} | "
-            f"{row.p50_ms:.1f} | {row.p99_ms:.1f} |"
-        )
     notes = [
         f"lifecycle / Temporal floor (2 investors each): {few.seconds / temporal.seconds:.2f}x the time; "
         f"lifecycle / database floor: {few.seconds / database.seconds:.2f}x the time "
@@ -747,10 +731,14 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
         f"workflow, as many as a loan's history schedules; lifecycles run a month of loan time per "
         f"{MONTH_SECONDS} s (at a month per second, 100 loans on 2 cores fell more than 3 s, that is 90 days, "
         f"behind their due dates while agreements rendered, and defaulted)",
+        f"due-date burst / its Temporal floor (the same server, the same run): "
+        f"{due.rate / due_floor.rate:.2f}x the rate",
         funding_note,
-        f"worker memory: {idle:.0f} MiB idle, {busy:.0f} MiB with {open_loans:,} loans open for funding, each "
-        f"waiting on its funding timer (opening them took {opening:.0f} s: "
-        f"{open_loans / opening:,.0f} loans/s from request to funding); the worker keeps at most its sticky "
-        f"cache of workflows in memory (the SDK's default), the rest wait on the server",
+        f"worker memory: {idle:.0f} MiB idle; with loans open for funding, each waiting on its funding timer: "
+        + ", ".join(f"{mib:.0f} MiB at {count:,}" for count, mib in grown)
+        + f" (opening {open_loans:,} took {opening:.0f} s: {open_loans / opening:,.0f} loans/s from request to "
+        f"funding); the worker keeps at most WORKER_MAX_CACHED_WORKFLOWS={CACHED_WORKFLOWS} "
+        "loans in memory (its sticky cache), the rest wait on the server and are replayed from their histories "
+        "when they wake",
     ]
     return "\n".join(lines), notes

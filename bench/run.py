@@ -14,6 +14,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 from bench import throwaway_secrets  # noqa: E402
+from bench.api_reads_bench import run_api_reads_bench, wrk_table  # noqa: E402
 from bench.api_safety_bench import run_api_safety_bench  # noqa: E402
 from bench.auto_invest_bench import matching_table, run_auto_invest_bench  # noqa: E402
 from bench.ledger_bench import run_ledger_bench  # noqa: E402
@@ -24,7 +25,7 @@ from runner.ports import free_port  # noqa: E402
 from runner.postgres import EmbeddedPostgres  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
-SECTIONS = ("ledger", "matching", "platform", "api")
+SECTIONS = ("ledger", "matching", "platform", "api", "reads")
 
 
 def table(rows) -> str:
@@ -39,7 +40,7 @@ def table(rows) -> str:
 
 def main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
-    # BENCH_ONLY=platform (or ledger, matching, api; comma-separated) runs some sections only,
+    # BENCH_ONLY=platform (or ledger, matching, api, reads; comma-separated) runs some sections only,
     # and writes results-<sections>.md: results.md always holds a whole run.
     only = set(filter(None, os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",")))
     machine = describe_machine()
@@ -99,6 +100,16 @@ def main() -> None:
                 platform_text,
                 "",
                 *[f"- {note}" for note in platform_notes],
+                "",
+            ]
+        if "reads" in only:
+            read_rows, read_notes = run_api_reads_bench(Path(tmp) / "reads", quick)
+            report += [
+                "## API reads (wrk)",
+                "",
+                wrk_table(read_rows),
+                "",
+                *[f"- {note}" for note in read_notes],
                 "",
             ]
     text = "\n".join(report)

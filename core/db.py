@@ -6,10 +6,13 @@ dependencies and routes) and in sync Temporal activities, never inside `async de
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
@@ -24,15 +27,39 @@ def normalize_database_url(url: str) -> str:
 
 
 def make_engine(url: str, pool_size: int = 10) -> Engine:
-    return create_engine(
+    connect_args: dict[str, int] = {
+        # A connection whose peer vanished without a word (a host gone, a network cut) errors
+        # within a minute rather than on the kernel's TCP timeout; checkouts then drop it.
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    if "connect_timeout=" not in url:
+        # A database that does not answer is a 503 in seconds, not a request hanging.
+        connect_args["connect_timeout"] = 5
+    engine = create_engine(
         normalize_database_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
-        # A database that does not answer (a host gone, a network cut) is a 503 in seconds,
-        # not a request hanging on the kernel's TCP timeout (unless the URL says otherwise).
-        connect_args={} if "connect_timeout=" in url else {"connect_timeout": 5},
+        connect_args=connect_args,
     )
+    event.listen(engine, "checkout", _refuse_hung_up_connection)
+    return engine
+
+
+def _refuse_hung_up_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Every checkout of a pooled connection, in place of a pre-ping: an idle connection has
+    nothing to read, so a socket that is readable, hung up or in error means the server closed
+    it (a restart, a power loss, a terminated backend) or TCP gave up on it. The pool then
+    opens a fresh one. No round trip: under load a ping per checkout cost as much as the
+    query it guarded (bench/results.md)."""
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection was closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLPRI | select.POLLRDHUP)
+    if poller.poll(0):
+        raise DisconnectionError("the server hung up on this idle connection")
 
 
 # Where a process's sessionmaker keeps its idle-in-transaction limit (sessionmaker(info=...)).
@@ -51,15 +78,21 @@ def limit_idle_in_transaction(session: Session) -> None:
     money lock (the loan's row, ledger accounts): a process frozen (SIGSTOP, a paused VM)
     while holding one does not keep a retry elsewhere waiting. Once per transaction; only
     for that transaction (set_config local), so long work elsewhere (a PDF) is not limited."""
+    limit = idle_limit_to_set(session)
+    if limit is not None:
+        session.execute(text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)"), {"ms": limit})
+
+
+def idle_limit_to_set(session: Session) -> str | None:
+    """The idle limit (milliseconds, as set_config takes it) this transaction has not set yet,
+    marked as set: the caller sets it in its next statement (ledger_post does it in the same
+    round trip as the posting). None when the transaction has it already."""
     session.connection()  # (begins the transaction if the lock is its first statement)
     transaction = session.get_transaction()
     if session.info.get("idle_limited") is transaction:
-        return
-    seconds = session.info.get(IDLE_LIMIT, DEFAULT_IDLE_LIMIT_SECONDS)
-    session.execute(
-        text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)"), {"ms": str(seconds * 1000)}
-    )
+        return None
     session.info["idle_limited"] = transaction
+    return str(session.info.get(IDLE_LIMIT, DEFAULT_IDLE_LIMIT_SECONDS) * 1000)
 
 
 @contextmanager

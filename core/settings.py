@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     API_LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
     API_ACCESS_LOG: bool = True
     API_PORT: int = 8000
+    # `make run`: API processes sharing the API's port (the kernel spreads connections over
+    # them; each is supervised), and worker processes polling the same task queue.
+    API_PROCESSES: int = Field(default=2, ge=1, le=64)
+    WORKER_PROCESSES: int = Field(default=1, ge=1, le=64)
+    # Workflows a worker keeps in memory between their tasks (its sticky cache): a loan not in
+    # it is replayed from its history when it next wakes. Bounds the worker's memory whatever
+    # the number of open loans (about 10 MiB per 100 cached loans; see bench/results.md).
+    WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233
     TEMPORAL_UI_PORT: int = 8233

@@ -25,8 +25,12 @@ pleasant to call:
   locks those rows. Two transactions therefore never wait on each other in a cycle. Locking
   a wallet's two accounts together also makes a wallet's postings ordered by id the order
   its balance changed (the statement relies on it).
-- All or nothing. The work runs in a savepoint: on any error the caller's transaction is
-  left as it was, so it can go on (or roll back).
+- All or nothing, in one round trip. The database function ledger_post (migration 0016)
+  takes the locks, looks the key up under them and inserts; the refusals above (not enough
+  money, an unknown account, two currencies, a key used for other content) undo its inserts
+  (its own subtransaction) and come back as an outcome, so the caller's transaction can go on
+  (or roll back). An unexpected database error aborts the caller's transaction, which then
+  rolls back whole.
 
 Functions take the caller's Session and never commit: the caller's unit of work does.
 """
@@ -42,20 +46,18 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import errors as pg_errors
-from sqlalchemy import insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import select, text, union
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, aliased
 
-from compliance.audit import append_audit, lock_loan
-from core.db import limit_idle_in_transaction
-from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
+from compliance.audit import append_audit
+from core.db import idle_limit_to_set, limit_idle_in_transaction
+from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest, NotFound
 from domain.money import has_at_most_two_decimals
 from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
 
 MAX_KEY_LENGTH = 200
 MAX_LEG_AMOUNT = Decimal("9999999999999.99")
-NONNEGATIVE_CONSTRAINT = "ck_ledger_accounts_balance_nonnegative"
-KEY_CONSTRAINT = "uq_ledger_transactions_idempotency_key"
 
 
 @dataclass(frozen=True)
@@ -117,21 +119,6 @@ def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> s
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
 
-def _existing(session: Session, key: str, digest: str) -> Posted | None:
-    found = session.execute(
-        select(LedgerTransaction.id, LedgerTransaction.kind, LedgerTransaction.content_hash).where(
-            LedgerTransaction.idempotency_key == key
-        )
-    ).first()
-    if found is None:
-        return None
-    if found.content_hash != digest:
-        raise IdempotencyConflict(
-            f"idempotency key {key!r} was already used for a different movement of money", idempotency_key=key
-        )
-    return Posted(id=found.id, idempotency_key=key, kind=found.kind, replayed=True)
-
-
 @dataclass(frozen=True)
 class LockedAccount:
     currency: str
@@ -142,14 +129,16 @@ def lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAc
     """Locks the accounts and their wallets' sibling accounts, in ascending id order.
     Returns the currency and code of each locked account by id."""
     limit_idle_in_transaction(session)
-    wallet_ids = (
-        select(LedgerAccount.wallet_id)
-        .where(LedgerAccount.id.in_(account_ids), LedgerAccount.wallet_id.is_not(None))
-        .scalar_subquery()
+    # By index: the accounts, and their wallets' accounts through the wallet's index (an OR of
+    # the two scanned every account of the ledger).
+    touched, sibling = aliased(LedgerAccount), aliased(LedgerAccount)
+    to_lock = union(
+        select(touched.id).where(touched.id.in_(account_ids)),
+        select(sibling.id).join(touched, sibling.wallet_id == touched.wallet_id).where(touched.id.in_(account_ids)),
     )
     rows = session.execute(
         select(LedgerAccount.id, LedgerAccount.currency, LedgerAccount.code)
-        .where(LedgerAccount.id.in_(account_ids) | LedgerAccount.wallet_id.in_(wallet_ids))
+        .where(LedgerAccount.id.in_(to_lock))
         .order_by(LedgerAccount.id)
         .with_for_update()
     ).all()
@@ -167,6 +156,12 @@ def _expire_cached_accounts(session: Session, account_ids: set[int]) -> None:
             session.expire(obj)
 
 
+_LEDGER_POST = text(
+    "SELECT ledger_post(:transaction_id, :key, :digest, :kind, :loan_id, :description, CAST(:details AS jsonb), "
+    "CAST(:accounts AS bigint[]), CAST(:amounts AS numeric[]), :idle_limit_ms)"
+)
+
+
 def post_transaction(
     session: Session,
     *,
@@ -177,82 +172,70 @@ def post_transaction(
     description: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> Posted:
-    """Posts the legs as one ledger transaction, or returns the one already posted under key."""
+    """Posts the legs as one ledger transaction, or returns the one already posted under key.
+
+    One round trip: the database function ledger_post (migration 0016) takes the locks in the
+    lock order, looks the key up under them and inserts; a movement that belongs to a loan then
+    appends to the loan's trail (append_audit), in the same database transaction."""
     _validate(key, kind, legs)
     digest = content_hash(kind, legs, loan_id)
     account_ids = {leg.account_id for leg in legs}
+    ordered = sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
+    transaction_id = uuid.uuid4()
     try:
-        with session.begin_nested():
-            if loan_id is not None:
-                lock_loan(session, loan_id)
-            locked = lock_accounts(session, account_ids)
-            if len({locked[a].currency for a in account_ids}) != 1:
-                raise InvalidRequest("a ledger transaction moves one currency")
-            # Under the locks: whoever held them before us may have posted this very key.
-            existing = _existing(session, key, digest)
-            if existing is not None:
-                return existing
-            transaction_id = uuid.uuid4()
-            session.execute(
-                insert(LedgerTransaction).values(
-                    id=transaction_id,
-                    idempotency_key=key,
-                    content_hash=digest,
-                    kind=kind,
-                    description=description,
-                    loan_id=loan_id,
-                    details=dict(details or {}),
-                )
-            )
-            # Ascending account order, same as the locks.
-            session.execute(
-                insert(LedgerPosting),
-                [
-                    {
-                        "transaction_id": transaction_id,
-                        "account_id": leg.account_id,
-                        "amount": leg.amount,
-                        "balance_after": 0,
-                        "account_version": 0,
-                    }
-                    for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
-                ],
-            )
-            if loan_id is not None:
-                # The loan's trail records the movement in the same database transaction.
-                append_audit(
-                    session,
-                    loan_id,
-                    f"ledger:{key}",
-                    f"ledger.{kind}",
-                    note=description,
-                    details={
-                        "transaction_id": transaction_id,
-                        "idempotency_key": key,
-                        "kind": kind,
-                        "currency": locked[legs[0].account_id].currency,
-                        "legs": [
-                            {"account": locked[leg.account_id].code, "amount": f"{leg.amount:.2f}"}
-                            for leg in sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
-                        ],
-                    },
-                )
-        _expire_cached_accounts(session, account_ids)
-        return Posted(id=transaction_id, idempotency_key=key, kind=kind, replayed=False)
-    except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if constraint == NONNEGATIVE_CONSTRAINT:
-            raise _insufficient(session, legs) from None
-        if constraint == KEY_CONSTRAINT:
-            # Posted concurrently by a transaction that did not share our accounts.
-            existing = _existing(session, key, digest)
-            if existing is not None:
-                return existing
-        raise
+        outcome: dict[str, Any] = session.execute(
+            _LEDGER_POST,
+            {
+                "transaction_id": transaction_id,
+                "key": key,
+                "digest": digest,
+                "kind": kind,
+                "loan_id": loan_id,
+                "description": description,
+                "details": json.dumps(dict(details or {})),
+                "accounts": [leg.account_id for leg in ordered],
+                "amounts": [leg.amount for leg in ordered],
+                "idle_limit_ms": idle_limit_to_set(session),
+            },
+        ).scalar_one()
     except DBAPIError as exc:
         if isinstance(exc.orig, pg_errors.RaiseException):
             raise InvalidRequest(str(exc.orig).splitlines()[0]) from None
         raise
+    match outcome["outcome"]:
+        case "replayed":
+            return Posted(id=uuid.UUID(outcome["id"]), idempotency_key=key, kind=outcome["kind"], replayed=True)
+        case "conflict":
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} was already used for a different movement of money", idempotency_key=key
+            )
+        case "insufficient":
+            raise _insufficient(session, legs)
+        case "unknown_accounts":
+            raise InvalidRequest(f"unknown ledger account(s): {outcome['accounts']}")
+        case "currencies":
+            raise InvalidRequest("a ledger transaction moves one currency")
+        case "no_loan":
+            raise NotFound(f"no loan {loan_id}")
+    _expire_cached_accounts(session, account_ids)
+    if loan_id is not None:
+        # The loan's trail records the movement in the same database transaction.
+        codes: dict[str, str] = outcome["codes"]
+        append_audit(
+            session,
+            loan_id,
+            f"ledger:{key}",
+            f"ledger.{kind}",
+            note=description,
+            details={
+                "transaction_id": transaction_id,
+                "idempotency_key": key,
+                "kind": kind,
+                "currency": outcome["currency"],
+                "legs": [{"account": codes[str(leg.account_id)], "amount": f"{leg.amount:.2f}"} for leg in ordered],
+            },
+        )
+    return Posted(id=transaction_id, idempotency_key=key, kind=kind, replayed=False)
 
 
 def _insufficient(session: Session, legs: Sequence[Leg]) -> InsufficientFunds:

@@ -33,7 +33,13 @@ from core.settings import PROJECT_ROOT, Settings, get_settings  # noqa: E402
 from core.temporal_client import connect_temporal  # noqa: E402
 from runner.local_secrets import LegacyDataDir, apply_local_secrets  # noqa: E402
 from runner.migrate_and_seed import migrate_and_seed  # noqa: E402
-from runner.ports import PortInUse, die_with_parent, ensure_port_free, wait_for_port  # noqa: E402
+from runner.ports import (  # noqa: E402
+    PortInUse,
+    die_with_parent,
+    ensure_port_free,
+    listening_socket,
+    wait_for_port,
+)
 from runner.postgres import APP_LOGIN_ROLE, EmbeddedPostgres  # noqa: E402
 from runner.temporal import TemporalDevServer, register_search_attributes  # noqa: E402
 
@@ -68,6 +74,7 @@ class Supervisor:
         self.postgres: EmbeddedPostgres | None = None
         self.temporal: TemporalDevServer | None = None
         self.children: list[Child] = []
+        self.api_socket: socket.socket | None = None
         self.stopping = False
 
     def check_ports(self) -> None:
@@ -125,32 +132,24 @@ class Supervisor:
         added = asyncio.run(setup_temporal())
         say(f"search attributes: {'added ' + ', '.join(added) if added else 'already registered'}")
 
-    def spawn(self, name: str, args: list[str]) -> None:
-        self.children.append(Child(name, args))
+    def spawn(self, name: str, args: list[str], pass_fds: tuple[int, ...] = ()) -> None:
+        self.children.append(Child(name, args, pass_fds))
         self.children[-1].start()
 
     def start_apps(self) -> None:
         s = get_settings()
-        self.spawn("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")])
-        self.spawn(
-            "api",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app_factory",
-                "--factory",
-                "--host",
-                s.API_HOST,
-                "--port",
-                str(s.API_PORT),
-                "--log-level",
-                s.API_LOG_LEVEL,
-                # The app reads X-Forwarded-For itself, from TRUSTED_PROXIES only.
-                "--no-proxy-headers",
-                *([] if s.API_ACCESS_LOG else ["--no-access-log"]),
-            ],
-        )
+        for _ in range(s.WORKER_PROCESSES):
+            self.spawn("worker", [sys.executable, str(PROJECT_ROOT / "worker.py")])
+        # API_PROCESSES uvicorn processes accept on one listening socket, bound here: the
+        # kernel spreads connections over them, and one that dies (and is started again on the
+        # same socket) leaves the others serving. Each is supervised like the worker.
+        self.api_socket = listening_socket(s.API_HOST, s.API_PORT)
+        for _ in range(s.API_PROCESSES):
+            self.spawn(
+                "api",
+                [sys.executable, "-m", "api.serve", "--fd", str(self.api_socket.fileno())],
+                pass_fds=(self.api_socket.fileno(),),
+            )
         if not wait_for_port(s.API_PORT, 60, "127.0.0.1" if s.API_HOST == "0.0.0.0" else s.API_HOST):
             raise RuntimeError("the API did not start listening")
 
@@ -183,6 +182,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.proc.kill()
                 child.proc.wait(10)
+        if self.api_socket is not None:
+            self.api_socket.close()
         if self.temporal:
             say("stopping Temporal dev server")
             self.temporal.stop()
@@ -230,9 +231,10 @@ HEALTHY_AFTER_SECONDS = 60.0
 class Child:
     """The worker or the API: a process of ours, started again when it dies."""
 
-    def __init__(self, name: str, args: list[str]) -> None:
+    def __init__(self, name: str, args: list[str], pass_fds: tuple[int, ...] = ()) -> None:
         self.name = name
         self.args = args
+        self.pass_fds = pass_fds
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.failures = 0
@@ -242,7 +244,9 @@ class Child:
         # The worker and the API get the app's database role only: not the owner's URL, not
         # the superuser's password (the supervisor migrates and seeds before they start).
         env = {k: v for k, v in os.environ.items() if k not in SUPERVISOR_ONLY}
-        self.proc = subprocess.Popen(self.args, env=env, start_new_session=True, preexec_fn=die_with_parent())
+        self.proc = subprocess.Popen(
+            self.args, env=env, start_new_session=True, preexec_fn=die_with_parent(), pass_fds=self.pass_fds
+        )
         self.started_at = time.monotonic()
         self.restart_at = None
 

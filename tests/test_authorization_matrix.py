@@ -75,6 +75,7 @@ _INVESTORS = {"anonymous": 401, "investor_a": OK, "investor_b": OK, "others": 40
 
 EXPECTED: dict[tuple[str, str], dict[str, object]] = {
     ("GET", "/health"): _PUBLIC,
+    ("GET", "/livez"): _PUBLIC,
     ("POST", "/v1/users"): _PUBLIC,
     ("POST", "/v1/auth/token"): _PUBLIC,
     ("POST", "/v1/auth/refresh"): {role: 401 for role in ROLES},  # a made-up refresh token

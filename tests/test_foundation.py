@@ -52,6 +52,15 @@ def test_health_reports_temporal_down(client):
     assert response.json()["checks"]["temporal"].startswith("unreachable")
 
 
+def test_livez_is_200_while_the_process_serves_even_with_temporal_down(client):
+    """Liveness is the process's own: a Temporal outage (503 on /health) must not get the API
+    restarted by its supervisor."""
+    response = client.get("/livez")
+    assert response.status_code == 200
+    assert response.json() == {"status": "alive"}
+    assert client.get("/health").status_code == 503
+
+
 def test_health_is_200_with_real_postgres_and_temporal(settings, temporal_dev_server):
     live = settings.model_copy(update={"TEMPORAL_ADDRESS": temporal_dev_server})
     with TestClient(create_app(live)) as client:

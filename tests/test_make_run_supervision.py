@@ -233,7 +233,7 @@ def _live_through_the_faults(platform: MakeRun) -> None:
                 assert answer.status_code == 201, answer.text
 
         # 1. supervision: each child killed is started again, and says so
-        for name, fragment in (("worker", "worker.py"), ("api", "uvicorn")):
+        for name, fragment in (("worker", "worker.py"), ("api", "api.serve")):
             pid = platform.pid_of(fragment)
             os.kill(pid, signal.SIGKILL)
             platform.wait_for_line(f"{name} (pid {pid}) exited with code -9; starting it again")
@@ -368,7 +368,7 @@ def _generated_secrets_refuse_forged_tokens(platform: MakeRun, demo) -> None:
 
 
 def _the_app_connects_with_least_privilege(platform: MakeRun) -> None:
-    for fragment in ("uvicorn", "worker.py"):
+    for fragment in ("api.serve", "worker.py"):
         url = platform.environment_of(fragment)["DATABASE_URL"]
         assert url.startswith("postgresql://crowdlending:"), f"{fragment} connects as {url.split('@')[0]}"
         # nor can they reach the owner's URL or the superuser's password

@@ -21,6 +21,17 @@ def _check_database(request: Request) -> None:
         session.execute(text("SELECT 1"))
 
 
+class LiveOut(BaseModel):
+    status: Literal["alive"]
+
+
+@router.get("/livez", response_model=LiveOut)
+async def livez() -> LiveOut:
+    """200 while this process serves requests, without asking PostgreSQL or Temporal (a
+    liveness probe: restart the process when it fails; /health says whether it can work)."""
+    return LiveOut(status="alive")
+
+
 @router.get(
     "/health",
     response_model=HealthOut,
