@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
@@ -41,7 +41,18 @@ async def in_db(request: Request, fn: Callable[[Session], T]) -> T:
         with unit_of_work(request.app.state.sessionmaker) as session:
             return fn(session)
 
-    return await asyncio.to_thread(work)
+    return await anyio.to_thread.run_sync(work)
+
+
+async def in_db_read(request: Request, fn: Callable[[Session], T]) -> T:
+    """For routes whose read is one statement (core/db.py, single_statement_reads): on a thread,
+    without a transaction around it."""
+
+    def work() -> T:
+        with request.app.state.reads() as session:
+            return fn(session)
+
+    return await anyio.to_thread.run_sync(work)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -63,7 +74,7 @@ def get_current_user(
     if not token:
         raise Unauthorized("this call needs a bearer token (POST /v1/auth/token)")
     claims = decode_access_token(settings, token)
-    with request.app.state.sessionmaker() as session:
+    with request.app.state.reads() as session:  # (one statement: no transaction around it)
         user = session.get(User, claims.user_id)
     # A deleted or blocked user, or one whose tokens were revoked, is refused at once.
     if not token_is_live(user, claims.token_version):

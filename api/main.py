@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -34,7 +35,7 @@ from api.routers import (
     wallets,
 )
 from api.temporal import TemporalClientHolder
-from core.db import make_engine, session_factory_for
+from core.db import make_engine, session_factory_for, single_statement_reads
 from core.settings import Settings, get_settings
 from core.temporal_client import payload_codec
 from documents.render_pool import RenderPool
@@ -63,6 +64,9 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Blocking work (sync routes and dependencies, in_db) shares one limit of threads, kept
+        # within the pool: a thread never waits for a connection, none is opened per request.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.API_THREADS
         # Connect to Temporal once; if it is not up yet, the first call that needs it
         # connects (and /health says so meanwhile).
         try:
@@ -83,6 +87,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
+    app.state.reads = single_statement_reads(engine)
     app.state.temporal = temporal or TemporalClientHolder(settings)
     # The codec endpoint shows operators histories as Temporal stores them, clear parts too.
     app.state.payload_codec = payload_codec(settings, unsealed="show")

@@ -72,6 +72,14 @@ def session_factory_for(engine: Engine, idle_in_transaction_seconds: int = DEFAU
     return sessionmaker(bind=engine, expire_on_commit=False, info={IDLE_LIMIT: idle_in_transaction_seconds})
 
 
+def single_statement_reads(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for a read that is one statement (the current user; a loan with the caller's
+    right to it): no transaction around it (autocommit, set on the client: no round trip), so
+    the read is one round trip instead of three (BEGIN, the query, COMMIT). A statement is its
+    own snapshot; two statements in such a session are two snapshots. Never for writes."""
+    return sessionmaker(bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
 def limit_idle_in_transaction(session: Session) -> None:
     """PostgreSQL ends this transaction's session if it sits idle inside it for the session's
     limit (session_factory_for; 20 s by default): its locks go, its work rolls back. Called before every

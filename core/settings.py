@@ -39,7 +39,13 @@ class Settings(BaseSettings):
     # MIGRATION_DATABASE_URL (empty: DATABASE_URL, for a database with a single role).
     DATABASE_URL: str = ""
     MIGRATION_DATABASE_URL: str = ""
-    DB_POOL_SIZE: int = Field(default=10, ge=1, le=200)
+    # Connections a process keeps open (as many again may open for a burst, then close). The
+    # default covers an API process's threads (API_THREADS and asyncio's few) and a worker's
+    # activity threads, so a loaded process does not open and close connections per request.
+    DB_POOL_SIZE: int = Field(default=24, ge=1, le=200)
+    # Threads of an API process that run blocking work (database sessions, sync routes): more
+    # than the cores, as they mostly wait on PostgreSQL; at most DB_POOL_SIZE.
+    API_THREADS: int = Field(default=16, ge=1, le=200)
     # A worker frozen inside a loan activity's transaction loses it (and the loan's lock)
     # after this many seconds idle, so the retry on another worker goes on.
     DB_IDLE_IN_TRANSACTION_SECONDS: int = Field(default=20, ge=1, le=3600)

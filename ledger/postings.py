@@ -46,7 +46,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import errors as pg_errors
-from sqlalchemy import select, text, union
+from sqlalchemy import Select, bindparam, select, text, union
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
@@ -119,6 +119,27 @@ def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> s
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
 
+def _lock_accounts_query() -> Select[tuple[int, str, str]]:
+    # By index: the accounts, and their wallets' accounts through the wallet's index (an OR of
+    # the two scanned every account of the ledger).
+    touched, sibling = aliased(LedgerAccount), aliased(LedgerAccount)
+    wanted = bindparam("account_ids", expanding=True)
+    to_lock = union(
+        select(touched.id).where(touched.id.in_(wanted)),
+        select(sibling.id).join(touched, sibling.wallet_id == touched.wallet_id).where(touched.id.in_(wanted)),
+    )
+    return (
+        select(LedgerAccount.id, LedgerAccount.currency, LedgerAccount.code)
+        .where(LedgerAccount.id.in_(to_lock))
+        .order_by(LedgerAccount.id)
+        .with_for_update()
+    )
+
+
+# Built once: building a statement with aliases costs more than running it.
+_LOCK_ACCOUNTS = _lock_accounts_query()
+
+
 @dataclass(frozen=True)
 class LockedAccount:
     currency: str
@@ -129,19 +150,7 @@ def lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAc
     """Locks the accounts and their wallets' sibling accounts, in ascending id order.
     Returns the currency and code of each locked account by id."""
     limit_idle_in_transaction(session)
-    # By index: the accounts, and their wallets' accounts through the wallet's index (an OR of
-    # the two scanned every account of the ledger).
-    touched, sibling = aliased(LedgerAccount), aliased(LedgerAccount)
-    to_lock = union(
-        select(touched.id).where(touched.id.in_(account_ids)),
-        select(sibling.id).join(touched, sibling.wallet_id == touched.wallet_id).where(touched.id.in_(account_ids)),
-    )
-    rows = session.execute(
-        select(LedgerAccount.id, LedgerAccount.currency, LedgerAccount.code)
-        .where(LedgerAccount.id.in_(to_lock))
-        .order_by(LedgerAccount.id)
-        .with_for_update()
-    ).all()
+    rows = session.execute(_LOCK_ACCOUNTS, {"account_ids": sorted(account_ids)}).all()
     found = {row.id: LockedAccount(row.currency, row.code) for row in rows}
     missing = account_ids - found.keys()
     if missing:

@@ -10,11 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, select, text
+from sqlalchemy.orm import Session, aliased
 
 from ledger.accounts import wallet_accounts
 from ledger.postings import Leg, Posted, post_transaction
+from models.ledger import LedgerAccount, Wallet
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,44 @@ def wallet_balance(session: Session, wallet_id: uuid.UUID) -> WalletBalance:
     return WalletBalance(
         wallet_id=wallet_id, currency=available.currency, available=available.balance, reserved=reserved.balance
     )
+
+
+@dataclass(frozen=True)
+class OwnWallet:
+    """A user's wallet with its balances, as one read."""
+
+    wallet_type: str
+    balance: WalletBalance
+
+
+def _own_wallet_query() -> Select[tuple[uuid.UUID, str, str, Decimal, Decimal]]:
+    available, reserved = aliased(LedgerAccount), aliased(LedgerAccount)
+    return (
+        select(
+            Wallet.id,
+            Wallet.type,
+            Wallet.currency,
+            available.balance.label("available"),
+            reserved.balance.label("reserved"),
+        )
+        .join(available, (available.wallet_id == Wallet.id) & (available.kind == "wallet_available"))
+        .join(reserved, (reserved.wallet_id == Wallet.id) & (reserved.kind == "wallet_reserved"))
+        .where(Wallet.user_id == bindparam("user_id"))
+        .order_by(Wallet.created_at)
+        .limit(1)
+    )
+
+
+# Built once: building a statement with aliases costs more than running it.
+_OWN_WALLET = _own_wallet_query()
+
+
+def own_wallet(session: Session, user_id: uuid.UUID) -> OwnWallet | None:
+    """The user's wallet and its two accounts' balances, in one query (None: no wallet)."""
+    row = session.execute(_OWN_WALLET, {"user_id": user_id}).first()
+    if row is None:
+        return None
+    return OwnWallet(row.type, WalletBalance(row.id, row.currency, row.available, row.reserved))
 
 
 def reserve(

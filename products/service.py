@@ -62,6 +62,25 @@ def _row(terms: ProductTerms, version: int, created_by: uuid.UUID | None) -> Loa
     return LoanProduct(**data, version=version, is_current=True, created_by=created_by)
 
 
+# A product version's code and number never change (a change is a new version, change_product):
+# remembered per process, so a page of loans does not ask for them again.
+_LABELS: dict[uuid.UUID, tuple[str, int]] = {}
+_LABELS_KEPT = 10_000
+
+
+def product_labels(session: Session, product_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
+    """(code, version) of each product version: from memory, else in one query."""
+    missing = product_ids - _LABELS.keys()
+    if missing:
+        if len(_LABELS) > _LABELS_KEPT:
+            _LABELS.clear()
+        rows = session.execute(
+            select(LoanProduct.id, LoanProduct.code, LoanProduct.version).where(LoanProduct.id.in_(missing))
+        )
+        _LABELS.update({row.id: (row.code, row.version) for row in rows})
+    return {product_id: _LABELS[product_id] for product_id in product_ids}
+
+
 def current_product(session: Session, code: str, *, lock: bool = False) -> LoanProduct:
     query = select(LoanProduct).where(LoanProduct.code == code, LoanProduct.is_current)
     if lock:

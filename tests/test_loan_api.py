@@ -191,7 +191,8 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(
 ):
     """LOAN_TIME_SCALE=2592000: a month of loan time per second on the real dev server; the
     schedule still shows real calendar dates."""
-    from datetime import date
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
 
     from dateutil.relativedelta import relativedelta
 
@@ -214,7 +215,8 @@ async def test_sandbox_clock_runs_a_year_of_repayments_in_seconds(
         # started by the API as production starts loans: search attributes on
         handle = dev_client.get_workflow_handle(f"loan-{loan_id}")
         await handle.result()
-    disbursed = date.fromisoformat(final["disbursed_at"][:10])
+    # (the loan's calendar is the platform's time zone: after 21:00 UTC, Moscow is a day ahead)
+    disbursed = datetime.fromisoformat(final["disbursed_at"]).astimezone(ZoneInfo(settings.PLATFORM_TIME_ZONE)).date()
     assert [r["due_date"] for r in schedule] == [(disbursed + relativedelta(months=n)).isoformat() for n in range(1, 7)]
     assert {r["status"] for r in schedule} == {"paid"}
     with session_factory() as session:

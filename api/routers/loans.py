@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Row, Select, bindparam, exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
@@ -24,6 +24,7 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
     in_db,
+    in_db_read,
 )
 from api.idempotency import IdempotencyGuard
 from api.schemas.loans import (
@@ -62,6 +63,7 @@ from models.products import LoanProduct
 from models.users import Role, User
 from outbox.delivery import deliver, start_loan_payload
 from outbox.messages import enqueue, undelivered_ids
+from products.service import product_labels
 from workflows.loan import LoanWorkflow
 
 router = APIRouter(prefix="/v1", tags=["loans"])
@@ -71,8 +73,62 @@ INVESTMENT_NAMESPACE = uuid.UUID("6f1c2d0e-4a51-4f43-9a43-6d1c1e0b7a55")
 RiskGrade = Literal["A", "B", "C", "D", "E"]
 
 
-def _loan_out(session: Session, loan: LoanRequest, with_purpose: bool) -> LoanOut:
-    product = session.get_one(LoanProduct, loan.product_id)
+# What a loan's answer (LoanOut) shows, and who may read it: read as columns (loading the whole
+# row as an object cost more than the query).
+_LOAN_OUT_COLUMNS = (
+    LoanRequest.id,
+    LoanRequest.status,
+    LoanRequest.amount,
+    LoanRequest.currency,
+    LoanRequest.funded_amount,
+    LoanRequest.rate_annual,
+    LoanRequest.risk_grade,
+    LoanRequest.scoring_score,
+    LoanRequest.term_months,
+    LoanRequest.product_id,
+    LoanRequest.purpose,
+    LoanRequest.rejection_reason,
+    LoanRequest.funding_deadline,
+    LoanRequest.disbursed_at,
+    LoanRequest.closed_at,
+    LoanRequest.created_at,
+    LoanRequest.asset_kind,
+    LoanRequest.asset_description,
+    LoanRequest.asset_price,
+    LoanRequest.down_payment,
+    LoanRequest.seller_id,
+    LoanRequest.plan_id,
+    LoanRequest.borrower_id,
+)
+
+
+def _loan_view_query() -> Select[Any]:
+    invested = exists().where(Investment.loan_id == LoanRequest.id, Investment.investor_id == bindparam("user_id"))
+    return select(*_LOAN_OUT_COLUMNS, invested.label("invested")).where(LoanRequest.id == bindparam("loan_id"))
+
+
+# Built once: the loan, and whether the reader holds a part of it, in one statement.
+_LOAN_VIEW = _loan_view_query()
+
+
+def reader_sees_all(user: User, borrower_id: uuid.UUID, status: LoanStatus, invested: bool) -> bool | None:
+    """The one rule of who reads a loan: None when this user may not (404, no existence leak);
+    otherwise whether they see everything (the purpose). Staff and the borrower see all; an
+    investor sees a loan open for funding or one they hold a part of."""
+    if user.role in (Role.operator.value, Role.compliance.value) or borrower_id == user.id:
+        return True
+    if user.role == Role.investor.value and (invested or status == LoanStatus.funding):
+        return False
+    return None
+
+
+def _loan_out(
+    session: Session,
+    loan: LoanRequest | Row[Any],
+    with_purpose: bool,
+    products: dict[uuid.UUID, tuple[str, int]] | None = None,
+) -> LoanOut:
+    code, version = (products or product_labels(session, {loan.product_id}))[loan.product_id]
     return LoanOut(
         id=loan.id,
         status=loan.status,
@@ -83,8 +139,8 @@ def _loan_out(session: Session, loan: LoanRequest, with_purpose: bool) -> LoanOu
         risk_grade=loan.risk_grade,
         scoring_score=loan.scoring_score,
         term_months=loan.term_months,
-        product=product.code,
-        product_version=product.version,
+        product=code,
+        product_version=version,
         purpose=loan.purpose if with_purpose else None,
         rejection_reason=loan.rejection_reason,
         funding_deadline=loan.funding_deadline,
@@ -105,17 +161,15 @@ def _loan_out(session: Session, loan: LoanRequest, with_purpose: bool) -> LoanOu
 
 
 def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[LoanRequest, bool]:
-    """The loan if this user may read it, and whether they see everything (purpose). Others: 404."""
-    loan = session.get(LoanRequest, loan_id)
-    if loan is not None:
-        if user.role in (Role.operator.value, Role.compliance.value) or loan.borrower_id == user.id:
-            return loan, True
-        if user.role == Role.investor.value:
-            invested = session.scalar(
-                select(exists().where(Investment.loan_id == loan.id, Investment.investor_id == user.id))
-            )
-            if invested or loan.status == LoanStatus.funding:
-                return loan, False
+    """The loan if this user may read it, and whether they see everything (purpose). Others: 404.
+    (One query: the loan, and whether this user holds a part of it.)"""
+    invested = exists().where(Investment.loan_id == LoanRequest.id, Investment.investor_id == user.id)
+    found = session.execute(select(LoanRequest, invested.label("invested")).where(LoanRequest.id == loan_id)).first()
+    if found is not None:
+        loan, has_invested = found._tuple()
+        full = reader_sees_all(user, loan.borrower_id, loan.status, has_invested)
+        if full is not None:
+            return loan, full
     raise NotFound(f"no loan {loan_id}")
 
 
@@ -191,7 +245,7 @@ async def list_loans(
         raise Forbidden("filtering by borrower is for operators and compliance")
 
     def read(session: Session) -> list[LoanOut]:
-        query = select(LoanRequest)
+        query = select(*_LOAN_OUT_COLUMNS)
         if user.role == Role.borrower.value:
             query = query.where(LoanRequest.borrower_id == user.id)
         elif user.role == Role.investor.value:
@@ -209,13 +263,14 @@ async def list_loans(
             query = query.where(LoanRequest.product_id.in_(select(LoanProduct.id).where(LoanProduct.code == product)))
         if borrower is not None:
             query = query.where(LoanRequest.borrower_id.in_(_borrower_ids(borrower)))
-        rows = session.scalars(
+        loans = session.execute(
             query.order_by(LoanRequest.created_at.desc(), LoanRequest.id).limit(limit).offset(offset)
-        )
+        ).all()
         full = user.role != Role.investor.value
-        return [_loan_out(session, loan, full) for loan in rows]
+        products = product_labels(session, {loan.product_id for loan in loans})
+        return [_loan_out(session, loan, full, products) for loan in loans]
 
-    return await in_db(request, read)
+    return await in_db_read(request, read)  # (one statement; the product labels do not change)
 
 
 def _borrower_ids(borrower: str) -> Select[uuid.UUID]:
@@ -230,10 +285,13 @@ def _borrower_ids(borrower: str) -> Select[uuid.UUID]:
 @router.get("/loans/{loan_id}", response_model=LoanOut)
 async def get_loan(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> LoanOut:
     def read(session: Session) -> LoanOut:
-        loan, full = readable_loan(session, loan_id, user)
+        loan = session.execute(_LOAN_VIEW, {"loan_id": loan_id, "user_id": user.id}).first()
+        full = None if loan is None else reader_sees_all(user, loan.borrower_id, loan.status, loan.invested)
+        if loan is None or full is None:
+            raise NotFound(f"no loan {loan_id}")
         return _loan_out(session, loan, full)
 
-    return await in_db(request, read)
+    return await in_db_read(request, read)  # (one statement; the product labels do not change)
 
 
 @router.get("/loans/{loan_id}/schedule", response_model=list[ScheduleRowOut])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import select
 
-from api.deps import CurrentUser, SessionDep, WalletOwner
+from api.deps import CurrentUser, SessionDep, WalletOwner, in_db_read
 from api.idempotency import IdempotencyGuard
 from api.schemas.wallets import (
     DepositIn,
@@ -22,7 +22,7 @@ from api.schemas.wallets import (
 from core.errors import NotFound
 from ledger.accounts import wallet_of_user
 from ledger.cash import request_deposit, request_withdrawal
-from ledger.wallets import wallet_balance, wallet_statement
+from ledger.wallets import own_wallet, wallet_balance, wallet_statement
 from models.ledger import Deposit, Wallet, Withdrawal
 from models.users import Role
 
@@ -44,8 +44,18 @@ def _wallet_out(session, wallet: Wallet) -> WalletOut:
 
 
 @router.get("/me", response_model=WalletOut)
-def my_wallet(user: WalletOwner, session: SessionDep) -> WalletOut:
-    return _wallet_out(session, wallet_of_user(session, user.id))
+async def my_wallet(user: WalletOwner, request: Request) -> WalletOut:
+    mine = await in_db_read(request, lambda session: own_wallet(session, user.id))  # (one statement)
+    if mine is None:
+        raise NotFound("this user has no wallet (operators and compliance have none)")
+    return WalletOut(
+        id=mine.balance.wallet_id,
+        type=mine.wallet_type,
+        currency=mine.balance.currency,
+        balance=mine.balance.balance,
+        reserved=mine.balance.reserved,
+        available=mine.balance.available,
+    )
 
 
 @router.get("/me/transactions", response_model=StatementPage)
