@@ -26,6 +26,9 @@ def main() -> None:
     config = uvicorn.Config(
         "api.main:app_factory",
         factory=True,
+        # (the socket decides where it listens; these only name it in uvicorn's first line)
+        host=settings.API_HOST,
+        port=settings.API_PORT,
         log_level=settings.API_LOG_LEVEL,
         access_log=settings.API_ACCESS_LOG,
         # The app reads X-Forwarded-For itself, from TRUSTED_PROXIES only.

@@ -14,7 +14,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 from bench import throwaway_secrets  # noqa: E402
-from bench.api_reads_bench import run_api_reads_bench, wrk_table  # noqa: E402
+from bench.api_reads_bench import ensure_wrk, run_api_reads_bench, wrk_table  # noqa: E402
 from bench.api_safety_bench import run_api_safety_bench  # noqa: E402
 from bench.auto_invest_bench import matching_table, run_auto_invest_bench  # noqa: E402
 from bench.ledger_bench import run_ledger_bench  # noqa: E402
@@ -43,6 +43,8 @@ def main() -> None:
     # BENCH_ONLY=platform (or ledger, matching, api, reads; comma-separated) runs some sections only,
     # and writes results-<sections>.md: results.md always holds a whole run.
     only = set(filter(None, os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",")))
+    if "reads" in only:
+        ensure_wrk()  # (before hours of the other parts: a missing wrk is said at once)
     machine = describe_machine()
     report = ["# Benchmarks", "", f"Machine: {machine}", ""]
     partial = only != set(SECTIONS)

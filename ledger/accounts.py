@@ -67,7 +67,9 @@ def platform_account(session: Session, kind: str, currency: str = "RUB") -> Ledg
 
 
 def wallet_of_user(session: Session, user_id: uuid.UUID) -> Wallet:
-    wallet = session.scalars(select(Wallet).where(Wallet.user_id == user_id)).first()
+    wallet = session.scalars(
+        select(Wallet).where(Wallet.user_id == user_id).order_by(Wallet.created_at, Wallet.id)
+    ).first()
     if wallet is None:
         raise NotFound("this user has no wallet (operators and compliance have none)")
     return wallet

@@ -26,11 +26,13 @@ pleasant to call:
   a wallet's two accounts together also makes a wallet's postings ordered by id the order
   its balance changed (the statement relies on it).
 - All or nothing, in one round trip. The database function ledger_post (migration 0016)
-  takes the locks, looks the key up under them and inserts; the refusals above (not enough
-  money, an unknown account, two currencies, a key used for other content) undo its inserts
-  (its own subtransaction) and come back as an outcome, so the caller's transaction can go on
-  (or roll back). An unexpected database error aborts the caller's transaction, which then
-  rolls back whole.
+  takes the locks, looks the key up under them, checks under them that the legs fit, and only
+  then inserts: the refusals above (not enough money, an unknown account, two currencies, a
+  key used for other content) come back as an outcome before anything is written, so the
+  caller's transaction can go on (or roll back). The locks taken stay held until the caller's
+  transaction ends (a caller that locks more after a refusal keeps to the lock order). An
+  unexpected database error aborts the caller's transaction, which then rolls back whole. A
+  movement of a loan then appends to the loan's trail (append_audit): more round trips.
 
 Functions take the caller's Session and never commit: the caller's unit of work does.
 """
@@ -191,6 +193,9 @@ def post_transaction(
     account_ids = {leg.account_id for leg in legs}
     ordered = sorted(legs, key=lambda leg: (leg.account_id, leg.amount))
     transaction_id = uuid.uuid4()
+    # (a text statement does not autoflush: rows the caller added, a loan or an account, must
+    # be in the database before the function looks for them)
+    session.flush()
     try:
         outcome: dict[str, Any] = session.execute(
             _LEDGER_POST,
@@ -226,6 +231,10 @@ def post_transaction(
             raise InvalidRequest("a ledger transaction moves one currency")
         case "no_loan":
             raise NotFound(f"no loan {loan_id}")
+        case "posted":
+            pass
+        case unexpected:
+            raise RuntimeError(f"ledger_post answered {unexpected!r}")
     _expire_cached_accounts(session, account_ids)
     if loan_id is not None:
         # The loan's trail records the movement in the same database transaction.

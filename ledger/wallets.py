@@ -59,7 +59,7 @@ def _own_wallet_query() -> Select[tuple[uuid.UUID, str, str, Decimal, Decimal]]:
         .join(available, (available.wallet_id == Wallet.id) & (available.kind == "wallet_available"))
         .join(reserved, (reserved.wallet_id == Wallet.id) & (reserved.kind == "wallet_reserved"))
         .where(Wallet.user_id == bindparam("user_id"))
-        .order_by(Wallet.created_at)
+        .order_by(Wallet.created_at, Wallet.id)
         .limit(1)
     )
 

@@ -70,15 +70,18 @@ _LABELS_KEPT = 10_000
 
 def product_labels(session: Session, product_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
     """(code, version) of each product version: from memory, else in one query."""
-    missing = product_ids - _LABELS.keys()
+    found = {product_id: label for product_id in product_ids if (label := _LABELS.get(product_id)) is not None}
+    missing = product_ids - found.keys()
     if missing:
-        if len(_LABELS) > _LABELS_KEPT:
-            _LABELS.clear()
         rows = session.execute(
             select(LoanProduct.id, LoanProduct.code, LoanProduct.version).where(LoanProduct.id.in_(missing))
         )
-        _LABELS.update({row.id: (row.code, row.version) for row in rows})
-    return {product_id: _LABELS[product_id] for product_id in product_ids}
+        fetched = {row.id: (row.code, row.version) for row in rows}
+        if len(_LABELS) > _LABELS_KEPT:
+            _LABELS.clear()
+        _LABELS.update(fetched)
+        found.update(fetched)
+    return found
 
 
 def current_product(session: Session, code: str, *, lock: bool = False) -> LoanProduct:

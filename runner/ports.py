@@ -66,6 +66,25 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def wait_for_http(url: str, timeout: float) -> bool:
+    """Until GET url answers 200 (each try gives up after a second)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # (straight to our own port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
     import time
 

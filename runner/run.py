@@ -38,7 +38,7 @@ from runner.ports import (  # noqa: E402
     die_with_parent,
     ensure_port_free,
     listening_socket,
-    wait_for_port,
+    wait_for_http,
 )
 from runner.postgres import APP_LOGIN_ROLE, EmbeddedPostgres  # noqa: E402
 from runner.temporal import TemporalDevServer, register_search_attributes  # noqa: E402
@@ -150,8 +150,9 @@ class Supervisor:
                 [sys.executable, "-m", "api.serve", "--fd", str(self.api_socket.fileno())],
                 pass_fds=(self.api_socket.fileno(),),
             )
-        if not wait_for_port(s.API_PORT, 60, "127.0.0.1" if s.API_HOST == "0.0.0.0" else s.API_HOST):
-            raise RuntimeError("the API did not start listening")
+        # The socket is ours and accepts at once: the API is up when a process answers on it.
+        if not wait_for_http(f"http://{'127.0.0.1' if s.API_HOST == '0.0.0.0' else s.API_HOST}:{s.API_PORT}/livez", 60):
+            raise RuntimeError("the API did not start answering")
 
     def print_urls(self) -> None:
         s = get_settings()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-from datetime import date
 from decimal import Decimal
 
 import httpx
@@ -243,6 +242,7 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
     a due date: two trades, and the loan continues as new; a third trade goes to the new run.
     The loan then repays, every holding paid exactly its parts. Its history is saved
     (RECORD_HISTORIES): it holds the `repaying-run-full` patch."""
+    from api.routers.market import platform_today
     from api.workflow_calls import execute_loan_update
     from investing.market import create_listing
     from models.loan_workflow import LoanSnapshot, TradeRequest
@@ -285,7 +285,13 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
         holding = _holding(session_factory, str(loan.loan_id), seller)
         with unit_of_work(session_factory) as session:
             listing, _ = create_listing(
-                session, session.get_one(User, seller), holding.id, D("6000.00"), D("100.00"), None, date.today()
+                session,
+                session.get_one(User, seller),
+                holding.id,
+                D("6000.00"),
+                D("100.00"),
+                None,
+                platform_today(live_settings),  # (the platform's day: after 21:00 UTC, Moscow's tomorrow)
             )
 
         async def buy(buyer: uuid.UUID, principal: str):

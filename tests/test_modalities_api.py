@@ -22,7 +22,7 @@ from plans.requests import PlanAsk, create_plan
 from plans.trail import plan_records
 from products.catalog import VEHICLE_PLAN
 from products.service import create_product, current_product, schedule_of
-from tests.api_helpers import sign_up
+from tests.api_helpers import login, sign_up
 from tests.ledger_helpers import assert_books_balance
 from tests.loan_helpers import balance_of, give_money, make_borrower
 
@@ -264,6 +264,44 @@ def test_sellers_are_registered_by_operators_and_hold_a_wallet(client, seeded, o
         from ledger.accounts import wallet_of_user
 
         assert wallet_of_user(session, uuid.UUID(seller)).type == "seller"
+
+
+def test_a_seller_reads_no_loans_not_even_the_award_credit_naming_it(client, seeded, operator):
+    """A seller is paid for an asset; it is not a party to the loan: the list is empty for it,
+    as each loan is 404 (not the purposes of every loan on the platform)."""
+    email = f"seller-{uuid.uuid4().hex[:6]}@example.com"
+    answer = client.post(
+        "/v1/operator/sellers",
+        json={"email": email, "password": "seller password 123", "legal_name": "Dealer LLC"},
+        headers=operator.headers,
+    )
+    assert answer.status_code == 201, answer.text
+    seller = {"Authorization": f"Bearer {login(client, email, 'seller password 123')}"}
+    borrower = borrower_with_profile(client)
+    fund_wallet(client, operator, borrower, "120000.00")
+    asked = client.post(
+        "/v1/loans",
+        json={
+            "product": "vehicle-award-credit",
+            "term_months": 24,
+            "purpose": "a tractor for the farm",
+            "asset": {
+                "kind": "tractor",
+                "description": "Belarus 82.1",
+                "price": "500000.00",
+                "down_payment": "100000.00",
+                "seller_id": answer.json()["id"],
+            },
+        },
+        headers=borrower.headers,
+    )
+    assert asked.status_code == 201, asked.text
+    assert client.get("/v1/loans", headers=borrower.headers).json() != []
+    for status in (None, "pending", "scoring", "funding"):
+        params = {"status": status} if status else {}
+        listed = client.get("/v1/loans", params=params, headers=seller)
+        assert listed.status_code == 200 and listed.json() == [], (status, listed.text)
+    assert client.get(f"/v1/loans/{asked.json()['id']}", headers=seller).status_code == 404
 
 
 def test_products_with_modalities_are_checked(client, seeded, operator):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
 from decimal import Decimal
 
 import httpx
@@ -517,13 +516,20 @@ def test_own_open_listings_are_priced_even_past_the_markets_page(client, people,
     _, investment_id = _holding(session_factory, people)
     earlier = make_investor(session_factory, "0")
     other_loan = active_loan_in_db(session_factory, uuid.UUID(people["borrower"].id), [earlier])
+    from api.routers.market import platform_today
     from investing.market import create_listing
     from models.users import User
 
     with unit_of_work(session_factory) as session:  # someone else's listing, older
         holding = session.scalars(select(Investment).where(Investment.loan_id == other_loan)).one()
         create_listing(
-            session, session.get_one(User, earlier), holding.id, holding.amount, D("100.00"), None, date.today()
+            session,
+            session.get_one(User, earlier),
+            holding.id,
+            holding.amount,
+            D("100.00"),
+            None,
+            platform_today(client.app.state.settings),  # (the platform's day: after 21:00 UTC, Moscow's tomorrow)
         )
     seller, csrf = logged_in(client, people["seller"])
     key = _key_of_row(_sell_row(seller.get("/app/investor").text, investment_id))

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import Row, Select, bindparam, exists, select
+from sqlalchemy import Row, Select, bindparam, exists, false, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
@@ -254,6 +254,9 @@ async def list_loans(
                 query = query.where(LoanRequest.status == LoanStatus.funding)
             else:
                 query = query.where(LoanRequest.id.in_(mine))
+        elif user.role not in (Role.operator.value, Role.compliance.value):
+            # Anyone else (a seller) reads no loan here, as GET /v1/loans/{id} says 404 to them.
+            query = query.where(false())
         if loan_status:
             query = query.where(LoanRequest.status == loan_status)
         if grade:

@@ -90,7 +90,7 @@ def upgrade() -> None:
             IF found_accounts < cardinality(ARRAY(SELECT DISTINCT unnest(p_accounts))) THEN
                 RETURN jsonb_build_object(
                     'outcome', 'unknown_accounts',
-                    'accounts', (SELECT jsonb_agg(a ORDER BY a) FROM unnest(p_accounts) AS a
+                    'accounts', (SELECT jsonb_agg(DISTINCT a ORDER BY a) FROM unnest(p_accounts) AS a
                                   WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts WHERE id = a)));
             END IF;
             IF currencies <> 1 THEN
