@@ -353,6 +353,7 @@ async def test_a_pinned_clock_origin_sets_the_loans_start_date(
     """The benchmarks pin many loans to one clock origin so their installments fall due at
     the same instant: the schedule then starts from the origin's date, not the payout's."""
     from datetime import datetime
+    from zoneinfo import ZoneInfo
 
     from dateutil.relativedelta import relativedelta
 
@@ -367,4 +368,6 @@ async def test_a_pinned_clock_origin_sets_the_loans_start_date(
             await invest(loan.handle, investor, "50000.00")
         snapshot = await wait_for_status(loan.handle, "active")
         await loan.handle.terminate("test over")
-    assert [i.due_date for i in snapshot.installments] == [origin.date() + relativedelta(months=n) for n in (1, 2, 3)]
+    # (the origin's day in the platform's time zone: after 21:00 UTC, Moscow's tomorrow)
+    start = origin.astimezone(ZoneInfo(settings.PLATFORM_TIME_ZONE)).date()
+    assert [i.due_date for i in snapshot.installments] == [start + relativedelta(months=n) for n in (1, 2, 3)]

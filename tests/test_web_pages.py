@@ -658,6 +658,7 @@ def test_when_the_page_itself_cannot_be_drawn_the_form_comes_back_as_sent(client
     broken = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
     monkeypatch.setattr(wallets, "request_deposit", broken)
     monkeypatch.setattr(wallets, "wallet_balance", broken)  # the dashboard cannot be drawn again
+    monkeypatch.setattr(wallets, "own_wallet", broken)  # (GET /v1/wallets/me)
     key = str(uuid.uuid4())
     failed = b.post("/app/investor/deposits", data={"amount": "42.00", "idempotency_key": key, "csrf_token": csrf})
     assert failed.status_code == 500 and "Send it again" in failed.text
