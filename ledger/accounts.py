@@ -66,12 +66,15 @@ def platform_account(session: Session, kind: str, currency: str = "RUB") -> Ledg
     return _ensure_account(session, platform_account_code(kind, currency), kind, currency)
 
 
+NO_WALLET = "this user has no wallet (operators and compliance have none)"
+
+
 def wallet_of_user(session: Session, user_id: uuid.UUID) -> Wallet:
     wallet = session.scalars(
         select(Wallet).where(Wallet.user_id == user_id).order_by(Wallet.created_at, Wallet.id)
     ).first()
     if wallet is None:
-        raise NotFound("this user has no wallet (operators and compliance have none)")
+        raise NotFound(NO_WALLET)
     return wallet
 
 

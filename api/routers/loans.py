@@ -102,9 +102,13 @@ _LOAN_OUT_COLUMNS = (
 )
 
 
+def _holds_a_part(investor: Any) -> Any:
+    """Whether `investor` (an id, or a bound parameter) holds a part of the loan of the row."""
+    return exists().where(Investment.loan_id == LoanRequest.id, Investment.investor_id == investor).label("invested")
+
+
 def _loan_view_query() -> Select[Any]:
-    invested = exists().where(Investment.loan_id == LoanRequest.id, Investment.investor_id == bindparam("user_id"))
-    return select(*_LOAN_OUT_COLUMNS, invested.label("invested")).where(LoanRequest.id == bindparam("loan_id"))
+    return select(*_LOAN_OUT_COLUMNS, _holds_a_part(bindparam("user_id"))).where(LoanRequest.id == bindparam("loan_id"))
 
 
 # Built once: the loan, and whether the reader holds a part of it, in one statement.
@@ -163,8 +167,7 @@ def _loan_out(
 def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[LoanRequest, bool]:
     """The loan if this user may read it, and whether they see everything (purpose). Others: 404.
     (One query: the loan, and whether this user holds a part of it.)"""
-    invested = exists().where(Investment.loan_id == LoanRequest.id, Investment.investor_id == user.id)
-    found = session.execute(select(LoanRequest, invested.label("invested")).where(LoanRequest.id == loan_id)).first()
+    found = session.execute(select(LoanRequest, _holds_a_part(user.id)).where(LoanRequest.id == loan_id)).first()
     if found is not None:
         loan, has_invested = found._tuple()
         full = reader_sees_all(user, loan.borrower_id, loan.status, has_invested)

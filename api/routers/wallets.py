@@ -20,9 +20,9 @@ from api.schemas.wallets import (
     WithdrawalOut,
 )
 from core.errors import NotFound
-from ledger.accounts import wallet_of_user
+from ledger.accounts import NO_WALLET, wallet_of_user
 from ledger.cash import request_deposit, request_withdrawal
-from ledger.wallets import own_wallet, wallet_balance, wallet_statement
+from ledger.wallets import WalletBalance, own_wallet, wallet_balance, wallet_statement
 from models.ledger import Deposit, Wallet, Withdrawal
 from models.users import Role
 
@@ -32,11 +32,14 @@ MAX_PAGE = 200
 
 
 def _wallet_out(session, wallet: Wallet) -> WalletOut:
-    balance = wallet_balance(session, wallet.id)
+    return _wallet_answer(wallet.type, wallet_balance(session, wallet.id))
+
+
+def _wallet_answer(wallet_type: str, balance: WalletBalance) -> WalletOut:
     return WalletOut(
-        id=wallet.id,
-        type=wallet.type,
-        currency=wallet.currency,
+        id=balance.wallet_id,
+        type=wallet_type,
+        currency=balance.currency,
         balance=balance.balance,
         reserved=balance.reserved,
         available=balance.available,
@@ -47,15 +50,8 @@ def _wallet_out(session, wallet: Wallet) -> WalletOut:
 async def my_wallet(user: WalletOwner, request: Request) -> WalletOut:
     mine = await in_db_read(request, lambda session: own_wallet(session, user.id))  # (one statement)
     if mine is None:
-        raise NotFound("this user has no wallet (operators and compliance have none)")
-    return WalletOut(
-        id=mine.balance.wallet_id,
-        type=mine.wallet_type,
-        currency=mine.balance.currency,
-        balance=mine.balance.balance,
-        reserved=mine.balance.reserved,
-        available=mine.balance.available,
-    )
+        raise NotFound(NO_WALLET)
+    return _wallet_answer(mine.wallet_type, mine.balance)
 
 
 @router.get("/me/transactions", response_model=StatementPage)
