@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
@@ -22,7 +22,9 @@ T = TypeVar("T")
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that only read the request are `async def`: FastAPI runs a plain `def` one on a
+# thread, a hop that costs more than what it does.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -45,37 +47,35 @@ async def in_db(request: Request, fn: Callable[[Session], T]) -> T:
 
 
 async def in_db_read(request: Request, fn: Callable[[Session], T]) -> T:
-    """For routes whose read is one statement (core/db.py, single_statement_reads): on a thread,
-    without a transaction around it."""
-
-    def work() -> T:
-        with request.app.state.reads() as session:
-            return fn(session)
-
-    return await anyio.to_thread.run_sync(work)
+    """For routes whose read is one statement (core/db.py, single_statement_reads): on the
+    event loop (`fn` is the same sync code, run by the async session: its statements await the
+    database, nothing else in `fn` may block), without a transaction around it."""
+    async with request.app.state.reads() as session:
+        return await session.run_sync(fn)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
-def get_temporal(request: Request) -> TemporalClientHolder:
+async def get_temporal(request: Request) -> TemporalClientHolder:
     return request.app.state.temporal
 
 
 TemporalDep = Annotated[TemporalClientHolder, Depends(get_temporal)]
 
 
-def get_current_user(
+async def get_current_user(
     request: Request, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
-    """Loaded in a short session of its own: async routes then hold no database connection
-    while they wait on Temporal (a funding rush would otherwise drain the pool)."""
+    """Loaded in a short session of its own, on the event loop: async routes then hold no
+    database connection while they wait on Temporal (a funding rush would otherwise drain the
+    pool), and no thread is taken for it."""
     if not token:
         raise Unauthorized("this call needs a bearer token (POST /v1/auth/token)")
     claims = decode_access_token(settings, token)
-    with request.app.state.reads() as session:  # (one statement: no transaction around it)
-        user = session.get(User, claims.user_id)
+    async with request.app.state.reads() as session:  # (one statement: no transaction around it)
+        user = await session.get(User, claims.user_id)
     # A deleted or blocked user, or one whose tokens were revoked, is refused at once.
     if not token_is_live(user, claims.token_version):
         raise Unauthorized("the access token is no longer valid")
@@ -93,8 +93,8 @@ def check_role(user: User, roles: tuple[Role, ...]) -> User:
     return user
 
 
-def require_roles(*roles: Role) -> Callable[[User], User]:
-    def check(user: CurrentUser) -> User:
+def require_roles(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    async def check(user: CurrentUser) -> User:
         return check_role(user, roles)
 
     return check

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
@@ -26,35 +27,55 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def _connect_args(url: str) -> dict[str, int]:
     # A connection whose peer vanished without a word (a host gone, a network cut) errors
     # within a minute rather than on the kernel's TCP timeout; checkouts then drop it. A
     # database that does not answer is a 503 in seconds, not a request hanging. (What the URL
     # says wins.)
     defaults = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
     defaults["connect_timeout"] = 5
-    connect_args = {name: value for name, value in defaults.items() if f"{name}=" not in url}
+    return {name: value for name, value in defaults.items() if f"{name}=" not in url}
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
     engine = create_engine(
         normalize_database_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args=connect_args,
+        connect_args=_connect_args(url),
     )
     event.listen(engine, "checkout", _refuse_hung_up_connection)
     return engine
 
 
-def _refuse_hung_up_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+def make_read_engine(url: str, pool_size: int) -> AsyncEngine:
+    """The API's engine for reads that are one statement (the current user; a loan, a wallet,
+    a list with the caller's right to it): asyncio (psycopg's async connections), so such a
+    read runs on the event loop with no thread hop; autocommit (below). At most `pool_size`
+    connections: a burst of reads waits for one on the loop, it does not open more."""
+    engine = create_async_engine(
+        normalize_database_url(url),
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args=_connect_args(url),
+        isolation_level="AUTOCOMMIT",
+    )
+    event.listen(engine.sync_engine, "checkout", _refuse_hung_up_connection)
+    return engine
+
+
+def _refuse_hung_up_connection(_dbapi_connection: Any, _record: Any, proxy: Any) -> None:
     """Every checkout of a pooled connection, in place of a pre-ping: an idle connection has
     nothing to read, so a socket that is readable, hung up or in error means the server closed
     it (a restart, a power loss, a terminated backend) or TCP gave up on it. The pool then
     opens a fresh one. No round trip: under load a ping per checkout cost as much as the
-    query it guarded (bench/results.md)."""
-    if dbapi_connection.closed:
+    query it guarded (bench/results.md). (The driver's own connection: psycopg's, sync or async.)"""
+    connection = proxy.driver_connection
+    if connection.closed:
         raise DisconnectionError("the connection was closed")
     poller = select.poll()
     hung_up = getattr(select, "POLLRDHUP", 0)  # (Linux)
-    poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLPRI | hung_up)
+    poller.register(connection.pgconn.socket, select.POLLIN | select.POLLPRI | hung_up)
     if poller.poll(0):
         raise DisconnectionError("the server hung up on this idle connection")
 
@@ -69,12 +90,12 @@ def session_factory_for(engine: Engine, idle_in_transaction_seconds: int = DEFAU
     return sessionmaker(bind=engine, expire_on_commit=False, info={IDLE_LIMIT: idle_in_transaction_seconds})
 
 
-def single_statement_reads(engine: Engine) -> sessionmaker[Session]:
+def single_statement_reads(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions for a read that is one statement (the current user; a loan with the caller's
     right to it): no transaction around it (autocommit, set on the client: no round trip), so
     the read is one round trip instead of three (BEGIN, the query, COMMIT). A statement is its
     own snapshot; two statements in such a session are two snapshots. Never for writes."""
-    return sessionmaker(bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    return async_sessionmaker(bind=engine, expire_on_commit=False)
 
 
 def limit_idle_in_transaction(session: Session) -> None:

@@ -64,6 +64,16 @@ def _decode(
     settings: Settings, token: str, *, typ: str, required: list[str], invalid: str, expired: str, wrong_type: str
 ) -> TokenClaims:
     """The claims of a token of our own of this type, or 401 with the message that fits."""
+    claims, _ = _decode_with_expiry(
+        settings, token, typ=typ, required=required, invalid=invalid, expired=expired, wrong_type=wrong_type
+    )
+    return claims
+
+
+def _decode_with_expiry(
+    settings: Settings, token: str, *, typ: str, required: list[str], invalid: str, expired: str, wrong_type: str
+) -> tuple[TokenClaims, int]:
+    """_decode, and the token's expiry (seconds since the epoch; every token of ours has one)."""
     try:
         claims = jwt.decode(
             token,
@@ -80,21 +90,42 @@ def _decode(
     try:
         return TokenClaims(
             user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role", "")), token_version=int(claims.get("tv", 0))
-        )
+        ), int(claims["exp"])
     except (ValueError, TypeError):
         raise Unauthorized(invalid) from None
 
 
+# Access tokens whose signature this process has verified, with their expiry: a client sends
+# the same token on every call for its lifetime, and checking an HMAC signature and parsing
+# the JSON again cost more than a whole read. Keyed by the secret and the algorithm too (a
+# rotated secret verifies nothing anew). The expiry is checked on every use, as jwt.decode
+# would; whether the user is still live is the caller's check, every time (token_is_live).
+_VERIFIED_ACCESS: dict[tuple[str, str, str], tuple[TokenClaims, int]] = {}
+_VERIFIED_ACCESS_MAX = 10_000
+_ACCESS_EXPIRED = "the access token has expired; ask for a new one"
+
+
 def decode_access_token(settings: Settings, token: str) -> TokenClaims:
-    return _decode(
+    key = (settings.JWT_SECRET.get_secret_value(), settings.JWT_ALGORITHM, token)
+    known = _VERIFIED_ACCESS.get(key)
+    if known is not None:
+        claims, expires = known
+        if expires <= datetime.now(UTC).timestamp():  # (jwt.decode's rule, no leeway)
+            raise Unauthorized(_ACCESS_EXPIRED)
+        return claims
+    claims, expires = _decode_with_expiry(
         settings,
         token,
         typ="access",
         required=["sub", "exp", "iat", "role", "typ"],
         invalid="the access token is not valid",
-        expired="the access token has expired; ask for a new one",
+        expired=_ACCESS_EXPIRED,
         wrong_type="not an access token",
     )
+    if len(_VERIFIED_ACCESS) >= _VERIFIED_ACCESS_MAX:
+        _VERIFIED_ACCESS.clear()  # (simple and thread-safe: the next uses verify again)
+    _VERIFIED_ACCESS[key] = (claims, expires)
+    return claims
 
 
 def token_is_live(user: User | None, token_version: int) -> bool:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Threads of an API process that run blocking work (database sessions, sync routes): more
     # than the cores, as they mostly wait on PostgreSQL; at most DB_POOL_SIZE.
     API_THREADS: int = Field(default=16, ge=1, le=200)
+    # An API process's connections for reads that are one statement (the current user, a loan,
+    # a wallet, the funding list), on its event loop: more reads at once wait for one of these.
+    DB_READ_POOL_SIZE: int = Field(default=16, ge=1, le=200)
     # A worker frozen inside a loan activity's transaction loses it (and the loan's lock)
     # after this many seconds idle, so the retry on another worker goes on.
     DB_IDLE_IN_TRANSACTION_SECONDS: int = Field(default=20, ge=1, le=3600)
@@ -238,6 +241,13 @@ class Settings(BaseSettings):
             problems.append("LOAN_TIME_SCALE is a sandbox clock and is refused in production")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _threads_within_the_pool(self) -> Settings:
+        # A thread that waits for a connection holds its request for the pool's timeout.
+        if self.API_THREADS > self.DB_POOL_SIZE:
+            raise ValueError(f"API_THREADS ({self.API_THREADS}) must be at most DB_POOL_SIZE ({self.DB_POOL_SIZE})")
         return self
 
     @property

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import pytest
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from core.security import issue_access_token
+from core.errors import Unauthorized
+from core.security import decode_access_token, issue_access_token
 from models.ledger import LedgerAccount, Wallet
 from models.users import User
 from tests.api_helpers import login, sign_up
@@ -102,6 +107,31 @@ def test_token_signed_with_another_secret_is_refused(client, settings):
         algorithm="HS256",
     )
     assert client.get("/v1/users/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+
+
+def test_a_token_verified_once_is_still_refused_when_it_expires(client, settings):
+    """The process remembers tokens it has verified (core/security.py); the expiry is checked
+    on every use all the same."""
+    account = sign_up(client, "investor")
+    lifetime = timedelta(minutes=settings.ACCESS_TOKEN_MINUTES)
+    token, _ = issue_access_token(
+        settings, account.id, "investor", 0, now=datetime.now(UTC) - lifetime + timedelta(seconds=2)
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/users/me", headers=headers).status_code == 200
+    time.sleep(2.1)
+    expired = client.get("/v1/users/me", headers=headers)
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+
+
+def test_a_token_verified_under_one_secret_is_not_taken_under_another(settings):
+    """A rotated secret: what the old one verified counts for nothing under the new one."""
+    token, _ = issue_access_token(settings, uuid.uuid4(), "investor", 0)
+    assert decode_access_token(settings, token).role == "investor"
+    rotated = settings.model_copy(update={"JWT_SECRET": SecretStr("a rotated secret, a rotated secret, rotated!!")})
+    with pytest.raises(Unauthorized):
+        decode_access_token(rotated, token)
+    assert decode_access_token(settings, token).role == "investor"
 
 
 def test_blocked_user_token_stops_working(client, session_factory):

@@ -169,7 +169,7 @@ def readable_loan(session: Session, loan_id: uuid.UUID, user: User) -> tuple[Loa
     (One query: the loan, and whether this user holds a part of it.)"""
     found = session.execute(select(LoanRequest, _holds_a_part(user.id)).where(LoanRequest.id == loan_id)).first()
     if found is not None:
-        loan, has_invested = found._tuple()
+        loan, has_invested = found
         full = reader_sees_all(user, loan.borrower_id, loan.status, has_invested)
         if full is not None:
             return loan, full
