@@ -59,6 +59,21 @@ class CodecOnlyCORS:
             await self.app(scope, receive, send)
 
 
+_frozen = False
+
+
+def _freeze_start_up_objects() -> None:
+    """What start-up made (the routes, the ORM's mappers, the schemas) lives as long as the
+    process: out of the garbage collector's sight, a full collection no longer walks it while
+    requests wait (a p99 tail of 100 ms and more under load, bench/results.md). Once per
+    process, after a collection: start-up's garbage is not kept."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
+
+
 def create_app(settings: Settings | None = None, temporal: TemporalClientHolder | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.DATABASE_URL, settings.DB_POOL_SIZE)
@@ -75,10 +90,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
             await app.state.temporal.get()
         except Exception as exc:
             log.warning("Temporal not reachable at start (%s); will retry on first use", exc)
-        # What start-up made (the routes, the ORM's mappers, the schemas) lives as long as the
-        # process: out of the garbage collector's sight, a full collection no longer walks it
-        # while requests wait (a tail of 100 ms and more under load).
-        gc.freeze()
+        _freeze_start_up_objects()
         yield
         await asyncio.to_thread(app.state.render_pool.shutdown)  # no render process outlives the app
         await read_engine.dispose()
@@ -93,6 +105,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.read_engine = read_engine
     app.state.sessionmaker = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
     app.state.reads = single_statement_reads(read_engine)
     app.state.temporal = temporal or TemporalClientHolder(settings)

@@ -19,13 +19,13 @@ from bench.api_safety_bench import run_api_safety_bench  # noqa: E402
 from bench.auto_invest_bench import matching_table, run_auto_invest_bench  # noqa: E402
 from bench.ledger_bench import run_ledger_bench  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
-from bench.platform_bench import run_platform_bench  # noqa: E402
+from bench.platform_bench import run_platform_bench, run_worker_memory_bench  # noqa: E402
 from core.migrate import upgrade_to_head  # noqa: E402
 from runner.ports import free_port  # noqa: E402
 from runner.postgres import EmbeddedPostgres  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
-SECTIONS = ("ledger", "matching", "platform", "api", "reads")
+SECTIONS = ("ledger", "matching", "platform", "api", "reads", "memory")
 
 
 def table(rows) -> str:
@@ -40,7 +40,7 @@ def table(rows) -> str:
 
 def main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
-    # BENCH_ONLY=platform (or ledger, matching, api, reads; comma-separated) runs some sections only,
+    # BENCH_ONLY=platform (or ledger, matching, api, reads, memory; comma-separated) runs some sections only,
     # and writes results-<sections>.md: results.md always holds a whole run.
     only = set(filter(None, os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",")))
     if "reads" in only:
@@ -104,6 +104,9 @@ def main() -> None:
                 *[f"- {note}" for note in platform_notes],
                 "",
             ]
+        if "memory" in only:
+            memory_text, memory_notes = asyncio.run(run_worker_memory_bench(Path(tmp) / "memory", quick))
+            report += ["## Worker memory", "", memory_text, "", *[f"- {note}" for note in memory_notes], ""]
         if "reads" in only:
             read_rows, read_notes = run_api_reads_bench(Path(tmp) / "reads", quick)
             report += [

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio import activity
 
-from core.db import limit_idle_in_transaction
+from core.db import idle_limit_not_set, idle_limit_to_set, loan_lock_held, remember_loan_lock, set_idle_limit
 from core.errors import NotFound
 from models.loans import LoanRequest
 from models.records import AuditRecord
@@ -116,10 +116,18 @@ def lock_loan(session: Session, loan_id: uuid.UUID) -> uuid.UUID | None:
     """Step 1 of the lock order (ledger/postings.py): the loan's row, FOR NO KEY UPDATE, which
     does not wait on the foreign-key locks of rows being written for this loan. Returns the
     loan's id, None if there is no such loan."""
-    limit_idle_in_transaction(session)
-    return session.execute(
-        select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
-    ).scalar_one_or_none()
+    if loan_lock_held(session, loan_id):
+        return loan_id
+    query = select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
+    limit = idle_limit_to_set(session)  # (set by the locking statement itself)
+    if limit is not None:
+        query = query.add_columns(set_idle_limit(limit))
+    locked = session.execute(query).scalars().first()
+    if locked is None:
+        idle_limit_not_set(session)
+    else:
+        remember_loan_lock(session, loan_id)
+    return locked
 
 
 def append_audit(
@@ -137,14 +145,22 @@ def append_audit(
     The same event_key again returns the record already there."""
     if lock_loan(session, loan_id) is None:
         raise NotFound(f"no loan {loan_id}")
-    existing = session.scalars(
-        select(AuditRecord).where(AuditRecord.loan_id == loan_id, AuditRecord.event_key == event_key)
-    ).first()
-    if existing is not None:
-        return existing
-    prev_hash = session.scalar(
-        select(AuditRecord.record_hash).where(AuditRecord.loan_id == loan_id).order_by(AuditRecord.id.desc()).limit(1)
-    )
+    # One round trip: the record this key made already, if any, and the chain's last hash.
+    existing_id, prev_hash = session.execute(
+        select(
+            select(AuditRecord.id)
+            .where(AuditRecord.loan_id == loan_id, AuditRecord.event_key == event_key)
+            .limit(1)
+            .scalar_subquery(),
+            select(AuditRecord.record_hash)
+            .where(AuditRecord.loan_id == loan_id)
+            .order_by(AuditRecord.id.desc())
+            .limit(1)
+            .scalar_subquery(),
+        )
+    ).one()
+    if existing_id is not None:
+        return session.get_one(AuditRecord, existing_id)
     body = canonical(dict(details or {}))
     ref = workflow_ref()
     if ref is not None:

@@ -1,7 +1,9 @@
 """The database engine and the unit of work.
 
-One engine per process. Blocking SQLAlchemy code runs in FastAPI's thread pool (sync
-dependencies and routes) and in sync Temporal activities, never inside `async def`.
+One engine per process for transactions: blocking SQLAlchemy code runs in FastAPI's thread
+pool (sync dependencies and routes, in_db) and in sync Temporal activities, never inside
+`async def`. An API process has a second, asyncio engine for reads that are one statement
+(make_read_engine): those run on its event loop, through psycopg's async connections.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, func, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -100,8 +102,9 @@ def single_statement_reads(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 def limit_idle_in_transaction(session: Session) -> None:
     """PostgreSQL ends this transaction's session if it sits idle inside it for the session's
-    limit (session_factory_for; 20 s by default): its locks go, its work rolls back. Called before every
-    money lock (the loan's row, ledger accounts): a process frozen (SIGSTOP, a paused VM)
+    limit (session_factory_for; 20 s by default): its locks go, its work rolls back. Set with every
+    transaction's first money lock (the loan's row and ledger_post set it in their own
+    statement, set_idle_limit; other locks call this first): a process frozen (SIGSTOP, a paused VM)
     while holding one does not keep a retry elsewhere waiting. Once per transaction; only
     for that transaction (set_config local), so long work elsewhere (a PDF) is not limited."""
     limit = idle_limit_to_set(session)
@@ -117,8 +120,47 @@ def idle_limit_to_set(session: Session) -> str | None:
     transaction = session.get_transaction()
     if session.info.get("idle_limited") is transaction:
         return None
-    session.info["idle_limited"] = transaction
-    return str(session.info.get(IDLE_LIMIT, DEFAULT_IDLE_LIMIT_SECONDS) * 1000)
+    limit = str(session.info.get(IDLE_LIMIT, DEFAULT_IDLE_LIMIT_SECONDS) * 1000)
+    # Set inside a savepoint, the limit goes if the savepoint is rolled back: then it is not
+    # marked, and the next lock sets it again.
+    if session.get_nested_transaction() is None:
+        session.info["idle_limited"] = transaction
+    return limit
+
+
+def set_idle_limit(limit: str) -> Any:
+    """The idle limit as a column of the statement that takes the first lock: no round trip of
+    its own (limit_idle_in_transaction). It is set only if the statement returns a row: when it
+    finds none, call idle_limit_not_set."""
+    return func.set_config("idle_in_transaction_session_timeout", limit, True)
+
+
+def idle_limit_not_set(session: Session) -> None:
+    """The statement meant to set the idle limit found no row: the next lock sets it."""
+    session.info.pop("idle_limited", None)
+
+
+# Loans whose row this transaction has locked (FOR NO KEY UPDATE), outside any savepoint: the
+# audit chain and the money work of one activity lock the same row, once is enough.
+_LOCKED_LOANS = "locked_loans"
+
+
+def loan_lock_held(session: Session, loan_id: Any) -> bool:
+    held = session.info.get(_LOCKED_LOANS)
+    return held is not None and held[0] is session.get_transaction() and loan_id in held[1]
+
+
+def remember_loan_lock(session: Session, loan_id: Any) -> None:
+    """Only a lock taken outside savepoints is remembered: rolling back to a savepoint releases
+    the row locks taken after it."""
+    if session.get_nested_transaction() is not None:
+        return
+    transaction = session.get_transaction()
+    held = session.info.get(_LOCKED_LOANS)
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+        session.info[_LOCKED_LOANS] = held
+    held[1].add(loan_id)
 
 
 @contextmanager

@@ -105,6 +105,16 @@ _VERIFIED_ACCESS_MAX = 10_000
 _ACCESS_EXPIRED = "the access token has expired; ask for a new one"
 
 
+def _forget_expired_or_all(now: float) -> None:
+    """Full: the expired tokens go (the back office mints one per page); if that is not enough,
+    all (their next uses verify again). Thread-safe: a copy is walked, pop tolerates a race."""
+    for key, (_, expires) in list(_VERIFIED_ACCESS.items()):
+        if expires <= now:
+            _VERIFIED_ACCESS.pop(key, None)
+    if len(_VERIFIED_ACCESS) >= _VERIFIED_ACCESS_MAX * 9 // 10:
+        _VERIFIED_ACCESS.clear()
+
+
 def decode_access_token(settings: Settings, token: str) -> TokenClaims:
     key = (settings.JWT_SECRET.get_secret_value(), settings.JWT_ALGORITHM, token)
     known = _VERIFIED_ACCESS.get(key)
@@ -123,7 +133,7 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims:
         wrong_type="not an access token",
     )
     if len(_VERIFIED_ACCESS) >= _VERIFIED_ACCESS_MAX:
-        _VERIFIED_ACCESS.clear()  # (simple and thread-safe: the next uses verify again)
+        _forget_expired_or_all(datetime.now(UTC).timestamp())
     _VERIFIED_ACCESS[key] = (claims, expires)
     return claims
 

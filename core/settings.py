@@ -44,11 +44,15 @@ class Settings(BaseSettings):
     # activity threads, so a loaded process does not open and close connections per request.
     DB_POOL_SIZE: int = Field(default=24, ge=1, le=200)
     # Threads of an API process that run blocking work (database sessions, sync routes): more
-    # than the cores, as they mostly wait on PostgreSQL; at most DB_POOL_SIZE.
+    # than the cores, as they mostly wait on PostgreSQL; within the pool (at most twice
+    # DB_POOL_SIZE, the pool with its burst).
     API_THREADS: int = Field(default=16, ge=1, le=200)
     # An API process's connections for reads that are one statement (the current user, a loan,
-    # a wallet, the funding list), on its event loop: more reads at once wait for one of these.
-    DB_READ_POOL_SIZE: int = Field(default=16, ge=1, le=200)
+    # a wallet, the funding list), on its event loop: more reads at once wait for one of these
+    # (a read holds one for about a millisecond). An API process may so hold 2 x DB_POOL_SIZE
+    # + DB_READ_POOL_SIZE connections, a worker 2 x DB_POOL_SIZE: PostgreSQL's max_connections
+    # must cover them all (README, "Settings").
+    DB_READ_POOL_SIZE: int = Field(default=8, ge=1, le=200)
     # A worker frozen inside a loan activity's transaction loses it (and the loan's lock)
     # after this many seconds idle, so the retry on another worker goes on.
     DB_IDLE_IN_TRANSACTION_SECONDS: int = Field(default=20, ge=1, le=3600)
@@ -149,9 +153,10 @@ class Settings(BaseSettings):
     API_PROCESSES: int = Field(default=2, ge=1, le=64)
     WORKER_PROCESSES: int = Field(default=1, ge=1, le=64)
     # Workflows a worker keeps in memory between their tasks (its sticky cache): a loan not in
-    # it is replayed from its history when it next wakes. Bounds the worker's memory whatever
-    # the number of open loans (about 10 MiB per 100 cached loans; see bench/results.md).
-    WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
+    # it is replayed from its history when it next wakes (a due date, an investment: a few ms
+    # of CPU). Bounds the worker's memory whatever the number of open loans: a cached loan
+    # costs about 0.3 MiB (its sandbox), so 250 keep a worker near 200 MiB (bench/results.md).
+    WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=250, ge=0, le=100_000)
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233
     TEMPORAL_UI_PORT: int = 8233
@@ -245,9 +250,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _threads_within_the_pool(self) -> Settings:
-        # A thread that waits for a connection holds its request for the pool's timeout.
-        if self.API_THREADS > self.DB_POOL_SIZE:
-            raise ValueError(f"API_THREADS ({self.API_THREADS}) must be at most DB_POOL_SIZE ({self.DB_POOL_SIZE})")
+        # A thread that waits for a connection holds its request for the pool's timeout. (A
+        # pool opens up to DB_POOL_SIZE connections more for a burst: core/db.make_engine.)
+        if self.API_THREADS > 2 * self.DB_POOL_SIZE:
+            raise ValueError(
+                f"API_THREADS ({self.API_THREADS}) must be at most twice DB_POOL_SIZE ({self.DB_POOL_SIZE}): "
+                "more threads than connections wait for one"
+            )
         return self
 
     @property

@@ -4,9 +4,10 @@ the platform has one reserve fund, one fees account and one nominal account per 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
@@ -76,6 +77,33 @@ def wallet_of_user(session: Session, user_id: uuid.UUID) -> Wallet:
     if wallet is None:
         raise NotFound(NO_WALLET)
     return wallet
+
+
+def available_account_ids(session: Session, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each user's available account id (of their first wallet, as wallet_of_user says), in one
+    query whatever the number of users: a collection pays every investor of a loan."""
+    wanted = set(user_ids)
+    first_wallets = (
+        select(Wallet.id, Wallet.user_id)
+        .where(Wallet.user_id.in_(wanted))
+        .ext(distinct_on(Wallet.user_id))
+        .order_by(Wallet.user_id, Wallet.created_at, Wallet.id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(first_wallets.c.user_id, first_wallets.c.id, LedgerAccount.id).outerjoin(
+            LedgerAccount,
+            (LedgerAccount.wallet_id == first_wallets.c.id) & (LedgerAccount.kind == "wallet_available"),
+        )
+    ).all()
+    found: dict[uuid.UUID, int] = {}
+    for user_id, wallet_id, account_id in rows:
+        if account_id is None:
+            raise NotFound(f"wallet {wallet_id} has no ledger accounts")
+        found[user_id] = account_id
+    if wanted - found.keys():
+        raise NotFound(NO_WALLET)
+    return found
 
 
 def wallet_accounts(session: Session, wallet_id: uuid.UUID) -> tuple[LedgerAccount, LedgerAccount]:

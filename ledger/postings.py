@@ -121,7 +121,7 @@ def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> s
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
 
-def _lock_accounts_query() -> Select[tuple[int, str, str]]:
+def _lock_accounts_query() -> Select[tuple[int, str, str, Decimal]]:
     # By index: the accounts, and their wallets' accounts through the wallet's index (an OR of
     # the two scanned every account of the ledger).
     touched, sibling = aliased(LedgerAccount), aliased(LedgerAccount)
@@ -131,7 +131,7 @@ def _lock_accounts_query() -> Select[tuple[int, str, str]]:
         select(sibling.id).join(touched, sibling.wallet_id == touched.wallet_id).where(touched.id.in_(wanted)),
     )
     return (
-        select(LedgerAccount.id, LedgerAccount.currency, LedgerAccount.code)
+        select(LedgerAccount.id, LedgerAccount.currency, LedgerAccount.code, LedgerAccount.balance)
         .where(LedgerAccount.id.in_(to_lock))
         .order_by(LedgerAccount.id)
         .with_for_update()
@@ -146,14 +146,15 @@ _LOCK_ACCOUNTS = _lock_accounts_query()
 class LockedAccount:
     currency: str
     code: str
+    balance: Decimal  # (as of the lock: what the account holds until this transaction posts)
 
 
 def lock_accounts(session: Session, account_ids: set[int]) -> dict[int, LockedAccount]:
     """Locks the accounts and their wallets' sibling accounts, in ascending id order.
-    Returns the currency and code of each locked account by id."""
+    Returns the currency, code and balance of each locked account by id."""
     limit_idle_in_transaction(session)
     rows = session.execute(_LOCK_ACCOUNTS, {"account_ids": sorted(account_ids)}).all()
-    found = {row.id: LockedAccount(row.currency, row.code) for row in rows}
+    found = {row.id: LockedAccount(row.currency, row.code, row.balance) for row in rows}
     missing = account_ids - found.keys()
     if missing:
         raise InvalidRequest(f"unknown ledger account(s): {sorted(missing)}")

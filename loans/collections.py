@@ -17,10 +17,10 @@ from core.errors import InsufficientFunds
 from domain.collection import collection_waterfall, total_of
 from domain.money import ZERO
 from investing.market import close_listings_if_untradeable
+from ledger.accounts import available_account_ids
 from ledger.postings import Leg, find_posted, lock_accounts, merge_legs, post_transaction
-from loans.common import available_account_of, investments_of
+from loans.common import investments_of
 from loans.investor_shares import pay_investments
-from models.ledger import LedgerAccount
 from models.loan_workflow import CollectInput, CollectResult, InstallmentAmounts
 from models.loans import RepaymentInstallment
 from scoring.points import award_points
@@ -33,16 +33,14 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
     done = find_posted(session, input.key)
     if done is not None:  # committed before outcomes were recorded (loans/exactly_once.py)
         return CollectResult.model_validate(done.details["result"])
-    available_account = available_account_of(session, input.borrower_id)
     investments = investments_of(session, input.loan_id)
     investor_of = {i.id: i.investor_id for i in investments}
-    payees = {investor_id: available_account_of(session, investor_id).id for investor_id in set(investor_of.values())}
+    accounts = available_account_ids(session, {input.borrower_id, *investor_of.values()})  # (one query)
+    borrower_account = accounts[input.borrower_id]
+    payees = {investor_id: accounts[investor_id] for investor_id in set(investor_of.values())}
     # The lock order (ledger/postings.py): every account this collection may touch, in
     # ascending id order, before reading what the borrower's wallet holds.
-    lock_accounts(session, {available_account.id, *payees.values()})
-    available = session.execute(
-        select(LedgerAccount.balance).where(LedgerAccount.id == available_account.id)
-    ).scalar_one()
+    available = lock_accounts(session, {borrower_account, *payees.values()})[borrower_account].balance
     owed = total_of(input.items)
     if input.require_full and available < owed:
         raise InsufficientFunds(
@@ -58,7 +56,7 @@ def collect_installments(session: Session, input: CollectInput) -> CollectResult
         for investment_id, receipt in receipts.items():
             investor_id = investor_of[investment_id]
             shares[investor_id] = shares.get(investor_id, ZERO) + receipt.total
-        legs = [Leg(available_account.id, -result.total)]
+        legs = [Leg(borrower_account, -result.total)]
         legs += [Leg(payees[investor_id], share) for investor_id, share in shares.items() if share]
         post_transaction(
             session,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from core.db import limit_idle_in_transaction
+from core.db import idle_limit_not_set, idle_limit_to_set, loan_lock_held, remember_loan_lock, set_idle_limit
 from core.errors import NotFound
 from domain.allocation import Holding
 from ledger.accounts import wallet_accounts, wallet_of_user
@@ -30,9 +30,23 @@ def notify(
 def loan_row(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRequest:
     # FOR NO KEY UPDATE: the same lock the audit chain takes, and it does not wait on the
     # foreign-key locks of postings being written for this loan.
-    if lock:
-        limit_idle_in_transaction(session)
-    loan = session.get(LoanRequest, loan_id, with_for_update={"key_share": True} if lock else None)
+    loan: LoanRequest | None
+    if not lock:
+        loan = session.get(LoanRequest, loan_id)
+    elif loan_lock_held(session, loan_id):
+        # Held already (perhaps by the audit chain's lock, which reads the id only): the row as
+        # it is under the lock, not an object the session loaded before it.
+        loan = session.get(LoanRequest, loan_id, populate_existing=True)
+    else:
+        query = select(LoanRequest).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
+        limit = idle_limit_to_set(session)  # (set by the locking statement itself)
+        if limit is not None:
+            query = query.add_columns(set_idle_limit(limit))
+        loan = session.execute(query.execution_options(populate_existing=True)).scalars().first()
+        if loan is None:
+            idle_limit_not_set(session)
+        else:
+            remember_loan_lock(session, loan_id)
     if loan is None:
         raise NotFound(f"no loan {loan_id}")
     return loan

@@ -115,13 +115,27 @@ def test_a_token_verified_once_is_still_refused_when_it_expires(client, settings
     account = sign_up(client, "investor")
     lifetime = timedelta(minutes=settings.ACCESS_TOKEN_MINUTES)
     token, _ = issue_access_token(
-        settings, account.id, "investor", 0, now=datetime.now(UTC) - lifetime + timedelta(seconds=2)
+        settings, account.id, "investor", 0, now=datetime.now(UTC) - lifetime + timedelta(seconds=4)
     )
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/v1/users/me", headers=headers).status_code == 200
-    time.sleep(2.1)
+    time.sleep(max(expires - time.time(), 0) + 0.2)
     expired = client.get("/v1/users/me", headers=headers)
     assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+
+
+def test_a_token_verified_once_stops_working_when_revoked_or_blocked(client, session_factory):
+    """Remembering a verified token never skips the user's check: a revocation (token_version)
+    or a block takes effect at the next call."""
+    revoked, blocked = sign_up(client, "investor"), sign_up(client, "investor")
+    for account in (revoked, blocked):
+        assert client.get("/v1/users/me", headers=account.headers).status_code == 200
+    with session_factory.begin() as session:
+        session.execute(update(User).where(User.id == revoked.id).values(token_version=User.token_version + 1))
+        session.execute(update(User).where(User.id == blocked.id).values(is_active=False))
+    for account in (revoked, blocked):
+        assert client.get("/v1/users/me", headers=account.headers).status_code == 401
 
 
 def test_a_token_verified_under_one_secret_is_not_taken_under_another(settings):

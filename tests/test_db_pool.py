@@ -4,11 +4,12 @@ caller never sees the dead one."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy import text
 
-from core.db import make_engine
+from core.db import make_engine, make_read_engine
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_at_checkout(database_url):
@@ -36,4 +37,32 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_at_checkout(datab
             assert connection.scalar(text("SELECT pg_backend_pid()")) == second
     finally:
         engine.dispose()
+        killer.dispose()
+
+
+async def test_the_read_pool_replaces_a_connection_the_server_closed_too(database_url):
+    """The same check on the API's asyncio engine for reads (make_read_engine)."""
+    engine = make_read_engine(database_url, pool_size=1)
+    killer = make_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            first = await connection.scalar(text("SELECT pg_backend_pid()"))
+        with killer.connect() as connection:
+            assert connection.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        deadline = time.monotonic() + 10
+        while True:
+            with killer.connect() as connection:
+                gone = not connection.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": first}
+                )
+            if gone or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        async with engine.connect() as connection:
+            second = await connection.scalar(text("SELECT pg_backend_pid()"))
+        assert second != first
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT pg_backend_pid()")) == second
+    finally:
+        await engine.dispose()
         killer.dispose()

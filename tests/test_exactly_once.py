@@ -14,15 +14,18 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.loans import LoanActivities
-from core.db import unit_of_work
+from compliance.audit import lock_loan
+from core.db import loan_lock_held, unit_of_work
+from core.errors import NotFound
 from ledger.accounts import wallet_accounts, wallet_of_user
 from ledger.postings import Leg, lock_accounts, post_transaction
 from loans import collections, defaults
+from loans.common import loan_row
 from loans.requests import create_loan_request
 from models.ledger import LedgerTransaction
 from models.loan_workflow import AmountsDue, CollectInput, DefaultInput
@@ -310,3 +313,37 @@ def test_releases_and_disbursements_sharing_investors_never_deadlock(session_fac
     assert balance_of(session_factory, first).reserved == balance_of(session_factory, second).reserved == 0
     with session_factory() as session:
         assert_books_balance(session)
+
+
+def test_a_loan_lock_is_taken_once_per_transaction_and_forgotten_with_a_savepoint(session_factory, loan):
+    """The loan's row is locked once per transaction (the audit chain then skips its own lock):
+    a lock taken inside a savepoint is not remembered, since rolling back to the savepoint
+    releases it; nor is one of an earlier transaction."""
+    loan_id, _, _ = loan
+    with session_factory() as session:
+        with session.begin():
+            with session.begin_nested() as savepoint:
+                loan_row(session, loan_id, lock=True)
+                assert not loan_lock_held(session, loan_id)
+                savepoint.rollback()
+            assert not loan_lock_held(session, loan_id)
+            loan_row(session, loan_id, lock=True)
+            assert loan_lock_held(session, loan_id)
+            statements: list[str] = []
+            connection = session.connection()
+            count = lambda *args: statements.append(args[2])  # (before_cursor_execute's statement)
+            event.listen(connection, "before_cursor_execute", count)
+            try:
+                assert lock_loan(session, loan_id) == loan_id
+                assert statements == [], "the audit chain's lock is not taken twice"
+                with session.begin_nested() as savepoint:
+                    savepoint.rollback()
+                assert loan_lock_held(session, loan_id), "a savepoint rolled back keeps the locks taken before it"
+            finally:
+                event.remove(connection, "before_cursor_execute", count)
+            idle_limit = session.execute(text("SELECT current_setting('idle_in_transaction_session_timeout')")).scalar()
+            assert idle_limit != "0", "the lock's own statement set the idle limit"
+        with session.begin():
+            assert not loan_lock_held(session, loan_id)
+            with pytest.raises(NotFound):
+                loan_row(session, uuid.uuid4(), lock=True)
