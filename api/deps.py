@@ -47,7 +47,7 @@ async def in_db(request: Request, fn: Callable[[Session], T]) -> T:
 
 
 async def in_db_read(request: Request, fn: Callable[[Session], T]) -> T:
-    """For routes whose read is one statement (core/db.py, single_statement_reads): on the
+    """For routes whose read is one statement (core/db.py, SingleStatementReads): on the
     event loop (`fn` is the same sync code, run by the async session: its statements await the
     database, nothing else in `fn` may block), without a transaction around it."""
     async with request.app.state.reads() as session:

@@ -36,7 +36,7 @@ from api.routers import (
     wallets,
 )
 from api.temporal import TemporalClientHolder
-from core.db import make_engine, make_read_engine, session_factory_for, single_statement_reads
+from core.db import SingleStatementReads, make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import payload_codec
 from documents.render_pool import RenderPool
@@ -77,7 +77,7 @@ def _freeze_start_up_objects() -> None:
 def create_app(settings: Settings | None = None, temporal: TemporalClientHolder | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.DATABASE_URL, settings.DB_POOL_SIZE)
-    read_engine = make_read_engine(settings.DATABASE_URL, settings.DB_READ_POOL_SIZE)
+    reads = SingleStatementReads(settings.DATABASE_URL, settings.DB_READ_POOL_SIZE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         _freeze_start_up_objects()
         yield
         await asyncio.to_thread(app.state.render_pool.shutdown)  # no render process outlives the app
-        await read_engine.dispose()
+        await reads.dispose()
         engine.dispose()
 
     app = FastAPI(
@@ -105,9 +105,8 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.read_engine = read_engine
     app.state.sessionmaker = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
-    app.state.reads = single_statement_reads(read_engine)
+    app.state.reads = reads
     app.state.temporal = temporal or TemporalClientHolder(settings)
     # The codec endpoint shows operators histories as Temporal stores them, clear parts too.
     app.state.payload_codec = payload_codec(settings, unsealed="show")

@@ -8,6 +8,7 @@ pool (sync dependencies and routes, in_db) and in sync Temporal activities, neve
 
 from __future__ import annotations
 
+import asyncio
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, text
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
@@ -92,12 +93,44 @@ def session_factory_for(engine: Engine, idle_in_transaction_seconds: int = DEFAU
     return sessionmaker(bind=engine, expire_on_commit=False, info={IDLE_LIMIT: idle_in_transaction_seconds})
 
 
-def single_statement_reads(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+class SingleStatementReads:
     """Sessions for a read that is one statement (the current user; a loan with the caller's
     right to it): no transaction around it (autocommit, set on the client: no round trip), so
     the read is one round trip instead of three (BEGIN, the query, COMMIT). A statement is its
-    own snapshot; two statements in such a session are two snapshots. Never for writes."""
-    return async_sessionmaker(bind=engine, expire_on_commit=False)
+    own snapshot; two statements in such a session are two snapshots. Never for writes.
+
+    One read engine per event loop: an asyncio pool belongs to the loop it first waited on.
+    uvicorn runs one loop per process (one engine); a test client may run each request in a
+    loop of its own."""
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        self._url = url
+        self._pool_size = pool_size
+        self._by_loop: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
+
+    def engine(self) -> AsyncEngine:
+        loop = asyncio.get_running_loop()
+        engine = self._by_loop.get(loop)
+        if engine is None:
+            # Ended loops' engines go first: their connections are dropped (the loop that
+            # could close them politely is gone; the server sees them close).
+            for ended in [other for other in self._by_loop if other.is_closed()]:
+                self._by_loop.pop(ended).sync_engine.dispose(close=False)
+            engine = self._by_loop[loop] = make_read_engine(self._url, self._pool_size)
+        return engine
+
+    def __call__(self) -> AsyncSession:
+        return AsyncSession(bind=self.engine(), expire_on_commit=False)
+
+    async def dispose(self) -> None:
+        """Closes this loop's connections; other loops' (ended) are dropped."""
+        running = asyncio.get_running_loop()
+        for loop, engine in list(self._by_loop.items()):
+            if loop is running:
+                await engine.dispose()
+            else:
+                engine.sync_engine.dispose(close=False)
+        self._by_loop.clear()
 
 
 def limit_idle_in_transaction(session: Session) -> None:
