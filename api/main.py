@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         # Blocking work (sync routes and dependencies, in_db) shares one limit of threads, kept
         # within the pool: a thread never waits for a connection, none is opened per request.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.API_THREADS
+        reads.start()  # (this loop serves the app: its one-statement reads share a pool)
         # Connect to Temporal once; if it is not up yet, the first call that needs it
         # connects (and /health says so meanwhile).
         try:

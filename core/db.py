@@ -3,7 +3,8 @@
 One engine per process for transactions: blocking SQLAlchemy code runs in FastAPI's thread
 pool (sync dependencies and routes, in_db) and in sync Temporal activities, never inside
 `async def`. An API process has a second, asyncio engine for reads that are one statement
-(make_read_engine): those run on its event loop, through psycopg's async connections.
+(make_read_engine, SingleStatementReads): those run on its event loop, through psycopg's
+async connections.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, create_engine, event, func, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
 
@@ -99,38 +101,37 @@ class SingleStatementReads:
     the read is one round trip instead of three (BEGIN, the query, COMMIT). A statement is its
     own snapshot; two statements in such a session are two snapshots. Never for writes.
 
-    One read engine per event loop: an asyncio pool belongs to the loop it first waited on.
-    uvicorn runs one loop per process (one engine); a test client may run each request in a
-    loop of its own."""
+    An asyncio pool belongs to the event loop it first waited on: the pooled engine serves the
+    loop the app started on (start(), in the lifespan: uvicorn's one loop per process). Any
+    other loop (a test client that runs each request in a loop of its own, an app used without
+    its lifespan) gets unpooled connections, opened and closed within its own loop."""
 
     def __init__(self, url: str, pool_size: int) -> None:
         self._url = url
         self._pool_size = pool_size
-        self._by_loop: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
+        self._home: tuple[asyncio.AbstractEventLoop, AsyncEngine] | None = None
+        self._elsewhere = create_async_engine(
+            normalize_database_url(url),
+            poolclass=NullPool,
+            connect_args=_connect_args(url),
+            isolation_level="AUTOCOMMIT",
+        )
 
-    def engine(self) -> AsyncEngine:
-        loop = asyncio.get_running_loop()
-        engine = self._by_loop.get(loop)
-        if engine is None:
-            # Ended loops' engines go first: their connections are dropped (the loop that
-            # could close them politely is gone; the server sees them close).
-            for ended in [other for other in self._by_loop if other.is_closed()]:
-                self._by_loop.pop(ended).sync_engine.dispose(close=False)
-            engine = self._by_loop[loop] = make_read_engine(self._url, self._pool_size)
-        return engine
+    def start(self) -> None:
+        """The running loop is the app's: its reads share a pool (make_read_engine)."""
+        self._home = (asyncio.get_running_loop(), make_read_engine(self._url, self._pool_size))
 
     def __call__(self) -> AsyncSession:
-        return AsyncSession(bind=self.engine(), expire_on_commit=False)
+        home = self._home
+        engine = home[1] if home is not None and home[0] is asyncio.get_running_loop() else self._elsewhere
+        return AsyncSession(bind=engine, expire_on_commit=False)
 
     async def dispose(self) -> None:
-        """Closes this loop's connections; other loops' (ended) are dropped."""
-        running = asyncio.get_running_loop()
-        for loop, engine in list(self._by_loop.items()):
-            if loop is running:
-                await engine.dispose()
-            else:
-                engine.sync_engine.dispose(close=False)
-        self._by_loop.clear()
+        """Closes the pool's connections (on the loop that opened them: call it from there)."""
+        if self._home is not None:
+            _, engine = self._home
+            self._home = None
+            await engine.dispose()
 
 
 def limit_idle_in_transaction(session: Session) -> None:

@@ -66,3 +66,34 @@ async def test_the_read_pool_replaces_a_connection_the_server_closed_too(databas
     finally:
         await engine.dispose()
         killer.dispose()
+
+
+def test_reads_on_loops_other_than_the_apps_leave_no_connection_behind(settings, database_url, seeded):
+    """A test client used without its lifespan runs each request in an event loop of its own:
+    the one-statement reads there (the current user) open their connection and close it (an
+    asyncio pool would stay bound to a loop that has ended, its connections open)."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from tests.api_helpers import sign_up
+
+    app = create_app(settings)
+    browser = TestClient(app)  # (not entered: no lifespan, a loop per request)
+    watcher = make_engine(database_url, pool_size=1)
+    try:
+        account = sign_up(browser, "investor")
+        assert browser.get("/v1/users/me", headers=account.headers).status_code == 200
+
+        def connections() -> int:
+            with watcher.connect() as connection:
+                return connection.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+                )
+
+        before = connections()
+        for _ in range(6):
+            assert browser.get("/v1/users/me", headers=account.headers).status_code == 200
+        assert connections() <= before
+    finally:
+        watcher.dispose()
+        app.state.engine.dispose()
