@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio import activity
 
-from core.db import idle_limit_not_set, idle_limit_to_set, loan_lock_held, remember_loan_lock, set_idle_limit
+from core.db import loan_lock_held, lock_loan_row
 from core.errors import NotFound
 from models.loans import LoanRequest
 from models.records import AuditRecord
@@ -119,14 +119,7 @@ def lock_loan(session: Session, loan_id: uuid.UUID) -> uuid.UUID | None:
     if loan_lock_held(session, loan_id):
         return loan_id
     query = select(LoanRequest.id).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
-    limit = idle_limit_to_set(session)  # (set by the locking statement itself)
-    if limit is not None:
-        query = query.add_columns(set_idle_limit(limit))
-    locked = session.execute(query).scalars().first()
-    if locked is None:
-        idle_limit_not_set(session)
-    else:
-        remember_loan_lock(session, loan_id)
+    locked: uuid.UUID | None = lock_loan_row(session, query, loan_id)
     return locked
 
 

@@ -174,6 +174,21 @@ def idle_limit_not_set(session: Session) -> None:
     session.info.pop("idle_limited", None)
 
 
+def lock_loan_row(session: Session, query: Any, loan_id: Any) -> Any:
+    """Runs `query`, which locks the loan's row (FOR NO KEY UPDATE): the transaction's idle limit
+    is set in the same statement when it is not yet, and the lock is remembered (loan_lock_held).
+    Returns the first column of the row, None when there is no such loan."""
+    limit = idle_limit_to_set(session)
+    if limit is not None:
+        query = query.add_columns(set_idle_limit(limit))
+    found = session.execute(query).scalars().first()
+    if found is None:
+        idle_limit_not_set(session)
+    else:
+        remember_loan_lock(session, loan_id)
+    return found
+
+
 # Loans whose row this transaction has locked (FOR NO KEY UPDATE), outside any savepoint: the
 # audit chain and the money work of one activity lock the same row, once is enough.
 _LOCKED_LOANS = "locked_loans"

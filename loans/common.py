@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from core.db import idle_limit_not_set, idle_limit_to_set, loan_lock_held, remember_loan_lock, set_idle_limit
+from core.db import loan_lock_held, lock_loan_row
 from core.errors import NotFound
 from domain.allocation import Holding
 from ledger.accounts import wallet_accounts, wallet_of_user
@@ -39,14 +39,7 @@ def loan_row(session: Session, loan_id: uuid.UUID, lock: bool = False) -> LoanRe
         loan = session.get(LoanRequest, loan_id, populate_existing=True)
     else:
         query = select(LoanRequest).where(LoanRequest.id == loan_id).with_for_update(key_share=True)
-        limit = idle_limit_to_set(session)  # (set by the locking statement itself)
-        if limit is not None:
-            query = query.add_columns(set_idle_limit(limit))
-        loan = session.execute(query.execution_options(populate_existing=True)).scalars().first()
-        if loan is None:
-            idle_limit_not_set(session)
-        else:
-            remember_loan_lock(session, loan_id)
+        loan = lock_loan_row(session, query.execution_options(populate_existing=True), loan_id)
     if loan is None:
         raise NotFound(f"no loan {loan_id}")
     return loan
