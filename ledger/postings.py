@@ -14,7 +14,9 @@ pleasant to call:
 - No deadlocks: one lock order for every movement of money, everywhere in the code.
     1. the loan's row (FOR NO KEY UPDATE), when the movement belongs to a loan: every money
        operation of a loan takes it first (loans/exactly_once.py), and post_transaction
-       takes it again (a no-op then) for callers that did not;
+       (post_transactions) takes it again (a no-op then) for callers that did not. A batch
+       of postings (post_transactions) belongs to one loan at most, so no operation holds
+       two loans' rows;
     2. the ledger accounts, in ascending id order: every account the movement touches plus
        the sibling account of every wallet it touches (lock_accounts). An operation that
        must read a balance before it knows its amounts (a collection, a default's cover)
@@ -33,6 +35,11 @@ pleasant to call:
   transaction ends (a caller that locks more after a refusal keeps to the lock order). An
   unexpected database error aborts the caller's transaction, which then rolls back whole. A
   movement of a loan then appends to the loan's trail (append_audit): more round trips.
+- Batches in one round trip too (post_transactions; ledger_post_many, migration 0017): every
+  lock of every posting first, in the order above, then each posting in turn, as if posted
+  one by one; it stops at the first refusal. The postings before the refusal stay posted in
+  the caller's transaction (the refusal carries them: posted_before), the ones after it are
+  not tried, and the locks of all of them stay held.
 
 Functions take the caller's Session and never commit: the caller's unit of work does.
 """
@@ -54,7 +61,7 @@ from sqlalchemy.orm import Session, aliased
 
 from compliance.audit import append_audit
 from core.db import idle_limit_to_set, limit_idle_in_transaction
-from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest, NotFound
+from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest, NotFound, PlatformError
 from domain.money import has_at_most_two_decimals
 from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
 
@@ -64,7 +71,8 @@ MAX_LEG_AMOUNT = Decimal("9999999999999.99")
 
 @dataclass(frozen=True)
 class Posted:
-    """What post_transaction did: the ledger transaction, and whether it was posted before."""
+    """What post_transaction (or post_transactions, for each posting) did: the ledger
+    transaction, and whether it was posted before."""
 
     id: uuid.UUID
     idempotency_key: str
@@ -94,6 +102,9 @@ def _validate(key: str, kind: str, legs: Sequence[Leg]) -> None:
         raise InvalidRequest(f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters")
     if not kind or len(kind) > 40:
         raise InvalidRequest("a ledger transaction needs a kind of at most 40 characters")
+    if "\x00" in key or "\x00" in kind:
+        # (PostgreSQL's text cannot hold it: refused here, the same way in a batch and alone)
+        raise InvalidRequest("an idempotency key and a kind have no NUL character")
     if len(legs) < 2:
         raise InvalidRequest("a ledger transaction needs at least two legs")
     for leg in legs:
@@ -170,11 +181,13 @@ def _expire_cached_accounts(session: Session, account_ids: set[int]) -> None:
 
 # Sent as the driver's own SQL (exec_driver_sql): the posting is the ledger's hottest statement,
 # and a text() construct's compile and result handling cost more than its round trip.
+# (Every parameter cast: psycopg sends a str or a None untyped.)
 _LEDGER_POST = (
-    "SELECT ledger_post(%(transaction_id)s, %(key)s, %(digest)s, %(kind)s, %(loan_id)s, %(description)s, "
-    "%(details)s::jsonb, %(accounts)s::bigint[], %(amounts)s::numeric[], %(idle_limit_ms)s)"
+    "SELECT ledger_post(%(transaction_id)s::uuid, %(key)s::text, %(digest)s::text, %(kind)s::text, "
+    "%(loan_id)s::uuid, %(description)s::text, %(details)s::jsonb, %(accounts)s::bigint[], %(amounts)s::numeric[], "
+    "%(idle_limit_ms)s::text)"
 )
-_LEDGER_POST_MANY = "SELECT ledger_post_many(%(postings)s::jsonb, %(idle_limit_ms)s)"
+_LEDGER_POST_MANY = "SELECT ledger_post_many(%(postings)s::jsonb, %(idle_limit_ms)s::text)"
 
 
 @dataclass(frozen=True)
@@ -231,12 +244,16 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
     """Posts several ledger transactions in one round trip, in order: the same answers, refusals
     and stored rows as calling post_transaction for each in turn (each is its own ledger
     transaction, under its own key), for callers that move money many times in one unit of work.
+    Two differences, both stricter: every posting's input is checked (legs, key, kind) before
+    any is sent, so a malformed one posts nothing; and the postings belong to one loan at most
+    (the lock order: no operation holds two loans' rows).
 
     The database function ledger_post_many (migration 0017) first takes every lock the postings
-    need, in the lock order (the loans' rows, then all their accounts and siblings, ascending
-    id), then posts them one after the other with ledger_post and stops at the first refusal: the
-    postings before it stay posted in the caller's transaction, the refusal is raised as
-    post_transaction raises it, and the postings after it are not tried."""
+    need, in the lock order (the loan's row, then all their accounts and siblings, ascending
+    id), then posts them one after the other with ledger_post and stops at the first refusal.
+    The refusal is raised as post_transaction raises it, with `posted_before` (the Posted of
+    the postings before it, which stay posted in the caller's transaction: committing after
+    catching it commits them) and `refused_at` (its index); the postings after it are not tried."""
     if not postings:
         return []
     prepared = []
@@ -244,6 +261,9 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
         digest = _checked_digest(posting)
         ordered = _ordered_legs(posting)
         prepared.append((posting, uuid.uuid4(), digest, ordered))
+    loans = {posting.loan_id for posting in postings} - {None}
+    if len(loans) > 1:
+        raise InvalidRequest("a batch of postings moves the money of one loan at most")
     batch = [
         {
             "transaction_id": str(transaction_id),
@@ -254,7 +274,7 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
             "description": posting.description,
             "details": dict(posting.details or {}),
             "accounts": [leg.account_id for leg in ordered],
-            # (as text: a JSON number would pass through a float on the way)
+            # (as text: json.dumps takes no Decimal, and a float on the way would not be exact)
             "amounts": [f"{leg.amount:.2f}" for leg in ordered],
         }
         for posting, transaction_id, digest, ordered in prepared
@@ -264,11 +284,19 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
         _LEDGER_POST_MANY,
         {"postings": json.dumps(batch), "idle_limit_ms": idle_limit_to_set(session)},
     )
-    # One answer per posting tried: it stops at the first refusal, which _settle raises.
-    return [
-        _settle(session, posting, transaction_id, outcome)
-        for (posting, transaction_id, _, _), outcome in zip(prepared, outcomes, strict=False)
-    ]
+    # One answer per posting tried: all of them, or up to the first refusal.
+    stopped = outcomes and outcomes[-1]["outcome"] not in ("posted", "replayed")
+    if len(outcomes) > len(postings) or (len(outcomes) < len(postings) and not stopped):
+        raise RuntimeError(f"ledger_post_many answered {len(outcomes)} outcomes to {len(postings)} postings")
+    posted: list[Posted] = []
+    for index, ((posting, transaction_id, _, _), outcome) in enumerate(zip(prepared, outcomes, strict=False)):
+        try:
+            posted.append(_settle(session, posting, transaction_id, outcome))
+        except PlatformError as refused:
+            refused.posted_before = posted  # type: ignore[attr-defined]
+            refused.refused_at = index  # type: ignore[attr-defined]
+            raise
+    return posted
 
 
 def _checked_digest(posting: Posting) -> str:

@@ -91,8 +91,11 @@ def test_a_batch_stops_at_the_first_refusal_and_keeps_what_came_before(session_f
     with session_factory() as session:
         before = snapshot(session)
     with unit_of_work(session_factory) as session:
-        with pytest.raises(InsufficientFunds, match="50.00 there, 50.01 needed"):
+        with pytest.raises(InsufficientFunds, match="50.00 there, 50.01 needed") as refused:
             post_transactions(session, [move("s1", a, c, "5.00"), move("s2", b, c, "50.01"), move("s3", a, c, "1.00")])
+        # The refusal says what stays posted: committing now commits it.
+        assert refused.value.refused_at == 1
+        assert [p.idempotency_key for p in refused.value.posted_before] == ["s1"]
         # The caller's transaction goes on, as after post_transaction's refusal.
         assert stored(session, "s1") is not None
         assert stored(session, "s2") is None and stored(session, "s3") is None
@@ -133,14 +136,24 @@ def test_a_batch_of_a_loans_movements_locks_the_loan_and_appends_to_its_trail(se
     with unit_of_work(session_factory) as session:
         posted = post_transactions(session, postings)
     with session_factory() as session:
-        trail = session.scalars(
-            select(AuditRecord.event_key).where(AuditRecord.loan_id == loan_id).order_by(AuditRecord.id)
+        trail = session.execute(
+            select(AuditRecord.event_key, AuditRecord.details)
+            .where(AuditRecord.loan_id == loan_id)
+            .order_by(AuditRecord.id)
         ).all()
-        assert trail[-2:] == ["ledger:loan-move-0", "ledger:loan-move-1"]
+        assert [row.event_key for row in trail[-2:]] == ["ledger:loan-move-0", "ledger:loan-move-1"]
+        # Each record names its own ledger transaction and legs.
+        assert [row.details["transaction_id"] for row in trail[-2:]] == [str(p.id) for p in posted]
+        assert all(len(row.details["legs"]) == 2 for row in trail[-2:])
         loans = session.scalars(
             select(LedgerTransaction.loan_id).where(LedgerTransaction.id.in_([p.id for p in posted]))
         ).all()
         assert loans == [loan_id, loan_id]
+    with session_factory() as session:
+        # Two loans' rows in one batch would break the lock order (one loan's row at a time).
+        other = Posting("other-loan", "transfer", [Leg(a, -D("1")), Leg(b, D("1"))], uuid.uuid4())
+        with pytest.raises(InvalidRequest, match="one loan at most"):
+            post_transactions(session, [postings[0], other])
     with unit_of_work(session_factory) as session:
         with pytest.raises(NotFound):
             post_transactions(
@@ -149,8 +162,10 @@ def test_a_batch_of_a_loans_movements_locks_the_loan_and_appends_to_its_trail(se
 
 
 amounts = st.decimals(min_value=D("0.01"), max_value=D("120.00"), places=2)
+UNKNOWN_ACCOUNT = 987654321
 batches = st.lists(
-    st.tuples(st.integers(0, 2), st.integers(0, 2), amounts, st.integers(0, 5)).filter(lambda t: t[0] != t[1]),
+    # (target 3: an account that does not exist)
+    st.tuples(st.integers(0, 2), st.integers(0, 3), amounts, st.integers(0, 5)).filter(lambda t: t[0] != t[1]),
     min_size=1,
     max_size=8,
 )
@@ -161,14 +176,15 @@ batches = st.lists(
 def test_a_batch_is_the_same_as_posting_one_by_one(session_factory, wallets, batch):
     """Random transfers (some short of money, some keys repeated with other content): the batch
     answers and stores what post_transaction in turn does, from the same state."""
-    postings = [move(f"p{key}", wallets[s], wallets[t], f"{amount}") for s, t, amount, key in batch]
+    accounts = [*wallets, UNKNOWN_ACCOUNT]
+    postings = [move(f"p{key}", accounts[s], accounts[t], f"{amount}") for s, t, amount, key in batch]
 
     def outcome(run) -> tuple[object, object, dict[str, object]]:
         with session_factory() as session:
             try:
                 answers: object = [(p.idempotency_key, p.replayed) for p in run(session)]
             except PlatformError as refused:
-                answers = type(refused).__name__
+                answers = (type(refused).__name__, refused.detail, refused.extra, refused.refused_at)
             stored_rows = {f"p{n}": stored(session, f"p{n}") for n in range(6)}
             state = snapshot(session)
             state.pop("last_posting")  # (a sequence: the first run's ids are not given back)
@@ -176,6 +192,44 @@ def test_a_batch_is_the_same_as_posting_one_by_one(session_factory, wallets, bat
         return answers, stored_rows, state
 
     def one_by_one(session):
-        return [post_transaction(session, key=p.key, kind=p.kind, legs=p.legs) for p in postings]
+        done = []
+        for index, p in enumerate(postings):
+            try:
+                done.append(post_transaction(session, key=p.key, kind=p.kind, legs=p.legs))
+            except PlatformError as refused:
+                refused.refused_at = index
+                raise
+        return done
 
     assert outcome(lambda session: post_transactions(session, postings)) == outcome(one_by_one)
+
+
+def test_crossing_batches_at_the_same_time_do_not_deadlock(session_factory, wallets):
+    """Two clients post batches over the same accounts in opposite orders, many times at once:
+    every lock is taken up front in one order, so neither waits on the other in a cycle."""
+    import threading
+
+    a, b, c = wallets
+    errors: list[BaseException] = []
+
+    def client(name: str, order: list[tuple[int, int]]) -> None:
+        try:
+            for n in range(40):
+                with unit_of_work(session_factory) as session:
+                    post_transactions(
+                        session, [move(f"{name}:{n}:{k}", src, dst, "0.01") for k, (src, dst) in enumerate(order)]
+                    )
+        except BaseException as exc:  # (a deadlock would be DeadlockDetected, raised by PostgreSQL)
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=client, args=("x", [(a, c), (b, c), (a, b)])),
+        threading.Thread(target=client, args=("y", [(c, b), (b, a), (c, a)])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with session_factory() as session:
+        assert_books_balance(session)
