@@ -39,20 +39,32 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
+# Ports this process has handed out: free now is not free for long. Asked for several ports
+# before anything listens on them (a whole platform's settings), the random pick below gave
+# the same port twice once in a test run (PostgreSQL and Temporal on one port).
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free now, below the kernel's range of ephemeral ports: a server started on it
     again later (a supervised restart) does not find it taken as the local port of some
-    outgoing connection, which the kernel picks from that range."""
+    outgoing connection, which the kernel picks from that range. Never one this process was
+    given before."""
     import random
 
     ceiling = _ephemeral_ports_start() - 1
     for _ in range(200):
         port = random.randint(min(20000, ceiling - 1000), ceiling)
-        if _bindable(host, port):
+        if port not in _handed_out and _bindable(host, port):
+            _handed_out.add(port)
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

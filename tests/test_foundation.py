@@ -17,7 +17,7 @@ from core.settings import PUBLISHED_SECRETS, Settings
 from models.ledger_reports import ReconciliationInput
 from models.products import LoanProduct
 from models.users import User
-from runner.ports import PortInUse, ensure_port_free
+from runner.ports import PortInUse, ensure_port_free, free_port
 from runner.seed import seed
 from runner.temporal import register_search_attributes
 from tests.codec_keys import TEST_PAYLOAD_KEY_ID, TEST_PAYLOAD_KEYS
@@ -78,6 +78,14 @@ def test_port_in_use_is_a_clear_message():
         port = holder.getsockname()[1]
         with pytest.raises(PortInUse, match=f"port {port} .* already in use, so the API cannot start"):
             ensure_port_free(port, "the API")
+
+
+def test_free_port_never_hands_out_the_same_port_twice():
+    """A platform's settings ask for four ports before anything listens on them: a random pick
+    from about 12,000 gave PostgreSQL and Temporal the same port once. 600 picks from that range
+    would repeat one almost surely (the birthday bound) if nothing remembered them."""
+    ports = [free_port() for _ in range(600)]
+    assert len(set(ports)) == len(ports)
 
 
 def test_seed_is_idempotent(session_factory, settings):
