@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     # Workflows a worker keeps in memory between their tasks (its sticky cache): a loan not in
     # it is replayed from its history when it next wakes (a due date, an investment: a few ms
     # of CPU). Bounds the worker's memory whatever the number of open loans: a cached loan
-    # costs about 0.3 MiB (its sandbox). Below the number of loans busy at once it thrashes:
+    # costs about 0.4 MiB (its sandbox; bench/results.md). Below the number of loans busy at once it thrashes:
     # at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s (replays).
     WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
     EMBEDDED_POSTGRES_PORT: int = 55432
