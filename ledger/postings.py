@@ -237,7 +237,7 @@ def post_transaction(
             "idle_limit_ms": idle_limit_to_set(session),
         },
     )
-    return _settle(session, posting, transaction_id, outcome)
+    return _settle(session, posting, ordered, transaction_id, outcome)
 
 
 def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Posted]:
@@ -289,9 +289,9 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
     if len(outcomes) > len(postings) or (len(outcomes) < len(postings) and not stopped):
         raise RuntimeError(f"ledger_post_many answered {len(outcomes)} outcomes to {len(postings)} postings")
     posted: list[Posted] = []
-    for index, ((posting, transaction_id, _, _), outcome) in enumerate(zip(prepared, outcomes, strict=False)):
+    for index, ((posting, transaction_id, _, ordered), outcome) in enumerate(zip(prepared, outcomes, strict=False)):
         try:
-            posted.append(_settle(session, posting, transaction_id, outcome))
+            posted.append(_settle(session, posting, ordered, transaction_id, outcome))
         except PlatformError as refused:
             refused.posted_before = posted  # type: ignore[attr-defined]
             refused.refused_at = index  # type: ignore[attr-defined]
@@ -320,9 +320,11 @@ def _call(session: Session, statement: str, parameters: dict[str, Any]) -> Any:
         raise
 
 
-def _settle(session: Session, posting: Posting, transaction_id: uuid.UUID, outcome: dict[str, Any]) -> Posted:
+def _settle(
+    session: Session, posting: Posting, ordered: list[Leg], transaction_id: uuid.UUID, outcome: dict[str, Any]
+) -> Posted:
     """The answer to one posting from the database function's outcome: what was posted, or the
-    refusal raised."""
+    refusal raised. `ordered`: its legs as sent (_ordered_legs)."""
     key = posting.key
     match outcome["outcome"]:
         case "replayed":
@@ -358,10 +360,7 @@ def _settle(session: Session, posting: Posting, transaction_id: uuid.UUID, outco
                 "idempotency_key": key,
                 "kind": posting.kind,
                 "currency": outcome["currency"],
-                "legs": [
-                    {"account": codes[str(leg.account_id)], "amount": f"{leg.amount:.2f}"}
-                    for leg in _ordered_legs(posting)
-                ],
+                "legs": [{"account": codes[str(leg.account_id)], "amount": f"{leg.amount:.2f}"} for leg in ordered],
             },
         )
     return Posted(id=transaction_id, idempotency_key=key, kind=posting.kind, replayed=False)
