@@ -36,6 +36,7 @@ from activities.plans import PlanActivities
 from core.db import make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
+from core.workflow_code_sharing import share_compiled_workflow_code
 from documents.render import render_in_processes
 from documents.store import DocumentStore
 from models.auto_invest_io import AutoInvestInput
@@ -77,6 +78,8 @@ def build_worker(
 ) -> Worker:
     """The platform's worker. `stand_ins` (tests only): activities that replace the real ones
     of the same name."""
+    # Each cached workflow's sandbox re-imports its module: they share the compiled code.
+    share_compiled_workflow_code()
     ledger_checks = LedgerCheckActivities(session_factory)
     loans = LoanActivities(session_factory)
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
