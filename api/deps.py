@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from api.temporal import TemporalClientHolder
 from core.db import unit_of_work
+from core.direct_reads import DirectReads, ReadStatement
 from core.errors import Forbidden, Unauthorized
 from core.security import decode_access_token, token_is_live
 from core.settings import Settings
@@ -20,6 +23,19 @@ from models.users import Role, User
 T = TypeVar("T")
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+# The whole user row (routes read any of it): built once.
+_USER = ReadStatement(select(*User.__table__.columns).where(User.id == bindparam("user_id")))
+
+
+async def read_user(reads: DirectReads, user_id: uuid.UUID) -> User | None:
+    """The user, as an ORM object detached from any session (as one a closed session loaded)."""
+    row = await reads.one(_USER, {"user_id": user_id})
+    if row is None:
+        return None
+    user = User(**row._asdict())
+    make_transient_to_detached(user)
+    return user
 
 
 # Dependencies that only read the request are `async def`: FastAPI runs a plain `def` one on a
@@ -46,14 +62,6 @@ async def in_db(request: Request, fn: Callable[[Session], T]) -> T:
     return await anyio.to_thread.run_sync(work)
 
 
-async def in_db_read(request: Request, fn: Callable[[Session], T]) -> T:
-    """For routes whose read is one statement (core/db.py, SingleStatementReads): on the
-    event loop (`fn` is the same sync code, run by the async session: its statements await the
-    database, nothing else in `fn` may block), without a transaction around it."""
-    async with request.app.state.reads() as session:
-        return await session.run_sync(fn)
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
@@ -68,14 +76,13 @@ TemporalDep = Annotated[TemporalClientHolder, Depends(get_temporal)]
 async def get_current_user(
     request: Request, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
-    """Loaded in a short session of its own, on the event loop: async routes then hold no
-    database connection while they wait on Temporal (a funding rush would otherwise drain the
-    pool), and no thread is taken for it."""
+    """Read by one statement on the event loop (core/direct_reads.py), every request: async
+    routes then hold no database connection while they wait on Temporal (a funding rush would
+    otherwise drain the pool), and no thread is taken for it."""
     if not token:
         raise Unauthorized("this call needs a bearer token (POST /v1/auth/token)")
     claims = decode_access_token(settings, token)
-    async with request.app.state.reads() as session:  # (one statement: no transaction around it)
-        user = await session.get(User, claims.user_id)
+    user = await read_user(request.app.state.reads, claims.user_id)
     # A deleted or blocked user, or one whose tokens were revoked, is refused at once.
     if not token_is_live(user, claims.token_version):
         raise Unauthorized("the access token is no longer valid")

@@ -36,7 +36,8 @@ from api.routers import (
     wallets,
 )
 from api.temporal import TemporalClientHolder
-from core.db import SingleStatementReads, make_engine, session_factory_for
+from core.db import make_engine, session_factory_for
+from core.direct_reads import DirectReads
 from core.settings import Settings, get_settings
 from core.temporal_client import payload_codec
 from documents.render_pool import RenderPool
@@ -77,14 +78,14 @@ def _freeze_start_up_objects() -> None:
 def create_app(settings: Settings | None = None, temporal: TemporalClientHolder | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.DATABASE_URL, settings.DB_POOL_SIZE)
-    reads = SingleStatementReads(settings.DATABASE_URL, settings.DB_READ_POOL_SIZE)
+    reads = DirectReads(settings.DATABASE_URL, settings.DB_READ_POOL_SIZE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Blocking work (sync routes and dependencies, in_db) shares one limit of threads, kept
         # within the pool: a thread never waits for a connection, none is opened per request.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.API_THREADS
-        reads.start()  # (this loop serves the app: its one-statement reads share a pool)
+        await reads.start()  # (this loop serves the app: its one-statement reads share a pool)
         # Connect to Temporal once; if it is not up yet, the first call that needs it
         # connects (and /health says so meanwhile).
         try:
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None, temporal: TemporalClientHolder 
         _freeze_start_up_objects()
         yield
         await asyncio.to_thread(app.state.render_pool.shutdown)  # no render process outlives the app
-        await reads.dispose()
+        await reads.stop()
         engine.dispose()
 
     app = FastAPI(

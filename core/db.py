@@ -2,14 +2,12 @@
 
 One engine per process for transactions: blocking SQLAlchemy code runs in FastAPI's thread
 pool (sync dependencies and routes, in_db) and in sync Temporal activities, never inside
-`async def`. An API process has a second, asyncio engine for reads that are one statement
-(make_read_engine, SingleStatementReads): those run on its event loop, through psycopg's
-async connections.
+`async def`. An API process's reads that are one statement run on its event loop instead,
+through psycopg's async pool (core/direct_reads.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, text
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 import models.registry  # noqa: F401 - every table known to the ORM, so foreign keys resolve
 
@@ -32,7 +28,7 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _connect_args(url: str) -> dict[str, int]:
+def connect_args(url: str) -> dict[str, int]:
     # A connection whose peer vanished without a word (a host gone, a network cut) errors
     # within a minute rather than on the kernel's TCP timeout; checkouts then drop it. A
     # database that does not answer is a 503 in seconds, not a request hanging. (What the URL
@@ -47,42 +43,31 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         normalize_database_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args=_connect_args(url),
+        connect_args=connect_args(url),
     )
     event.listen(engine, "checkout", _refuse_hung_up_connection)
     return engine
 
 
-def make_read_engine(url: str, pool_size: int) -> AsyncEngine:
-    """The API's engine for reads that are one statement (the current user; a loan, a wallet,
-    a list with the caller's right to it): asyncio (psycopg's async connections), so such a
-    read runs on the event loop with no thread hop; autocommit (below). At most `pool_size`
-    connections: a burst of reads waits for one on the loop, it does not open more."""
-    engine = create_async_engine(
-        normalize_database_url(url),
-        pool_size=pool_size,
-        max_overflow=0,
-        connect_args=_connect_args(url),
-        isolation_level="AUTOCOMMIT",
-    )
-    event.listen(engine.sync_engine, "checkout", _refuse_hung_up_connection)
-    return engine
-
-
 def _refuse_hung_up_connection(_dbapi_connection: Any, _record: Any, proxy: Any) -> None:
-    """Every checkout of a pooled connection, in place of a pre-ping: an idle connection has
-    nothing to read, so a socket that is readable, hung up or in error means the server closed
-    it (a restart, a power loss, a terminated backend) or TCP gave up on it. The pool then
-    opens a fresh one. No round trip: under load a ping per checkout cost as much as the
-    query it guarded (bench/results.md). (The driver's own connection: psycopg's, sync or async.)"""
+    """Every checkout of a pooled connection, in place of a pre-ping (connection_hung_up)."""
     connection = proxy.driver_connection
     if connection.closed:
         raise DisconnectionError("the connection was closed")
+    if connection_hung_up(connection.pgconn.socket):
+        raise DisconnectionError("the server hung up on this idle connection")
+
+
+def connection_hung_up(socket: int) -> bool:
+    """Whether an idle pooled connection's socket says the server is gone: an idle connection
+    has nothing to read, so a socket that is readable, hung up or in error means the server
+    closed it (a restart, a power loss, a terminated backend) or TCP gave up on it; the pool
+    then opens a fresh one. No round trip: under load a ping per checkout cost as much as the
+    query it guarded (bench/results.md)."""
     poller = select.poll()
     hung_up = getattr(select, "POLLRDHUP", 0)  # (Linux)
-    poller.register(connection.pgconn.socket, select.POLLIN | select.POLLPRI | hung_up)
-    if poller.poll(0):
-        raise DisconnectionError("the server hung up on this idle connection")
+    poller.register(socket, select.POLLIN | select.POLLPRI | hung_up)
+    return bool(poller.poll(0))
 
 
 # Where a process's sessionmaker keeps its idle-in-transaction limit (sessionmaker(info=...)).
@@ -93,45 +78,6 @@ DEFAULT_IDLE_LIMIT_SECONDS = 20
 def session_factory_for(engine: Engine, idle_in_transaction_seconds: int = DEFAULT_IDLE_LIMIT_SECONDS):
     """The process's sessions; every transaction that takes a money lock is limited (below)."""
     return sessionmaker(bind=engine, expire_on_commit=False, info={IDLE_LIMIT: idle_in_transaction_seconds})
-
-
-class SingleStatementReads:
-    """Sessions for a read that is one statement (the current user; a loan with the caller's
-    right to it): no transaction around it (autocommit, set on the client: no round trip), so
-    the read is one round trip instead of three (BEGIN, the query, COMMIT). A statement is its
-    own snapshot; two statements in such a session are two snapshots. Never for writes.
-
-    An asyncio pool belongs to the event loop it first waited on: the pooled engine serves the
-    loop the app started on (start(), in the lifespan: uvicorn's one loop per process). Any
-    other loop (a test client that runs each request in a loop of its own, an app used without
-    its lifespan) gets unpooled connections, opened and closed within its own loop."""
-
-    def __init__(self, url: str, pool_size: int) -> None:
-        self._url = url
-        self._pool_size = pool_size
-        self._home: tuple[asyncio.AbstractEventLoop, AsyncEngine] | None = None
-        self._elsewhere = create_async_engine(
-            normalize_database_url(url),
-            poolclass=NullPool,
-            connect_args=_connect_args(url),
-            isolation_level="AUTOCOMMIT",
-        )
-
-    def start(self) -> None:
-        """The running loop is the app's: its reads share a pool (make_read_engine)."""
-        self._home = (asyncio.get_running_loop(), make_read_engine(self._url, self._pool_size))
-
-    def __call__(self) -> AsyncSession:
-        home = self._home
-        engine = home[1] if home is not None and home[0] is asyncio.get_running_loop() else self._elsewhere
-        return AsyncSession(bind=engine, expire_on_commit=False)
-
-    async def dispose(self) -> None:
-        """Closes the pool's connections (on the loop that opened them: call it from there)."""
-        if self._home is not None:
-            _, engine = self._home
-            self._home = None
-            await engine.dispose()
 
 
 def limit_idle_in_transaction(session: Session) -> None:

@@ -7,9 +7,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from core.direct_reads import DirectReads, ReadStatement
 from core.errors import Conflict, InvalidRequest, NotFound
 from domain.money import format_rate
 from domain.schedule import Schedule, ScheduleError, build_schedule, check_schedulable_with_margin
@@ -81,6 +82,24 @@ def product_labels(session: Session, product_ids: set[uuid.UUID]) -> dict[uuid.U
             _LABELS.clear()
         _LABELS.update(fetched)
         found.update(fetched)
+    return found
+
+
+_LABEL = ReadStatement(
+    select(LoanProduct.id, LoanProduct.code, LoanProduct.version).where(LoanProduct.id == bindparam("product_id"))
+)
+
+
+async def read_product_labels(reads: DirectReads, product_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
+    """product_labels for the event loop's one-statement reads: a label not yet remembered is
+    one read (a handful of product versions exist, so this is rare)."""
+    found = {product_id: label for product_id in product_ids if (label := _LABELS.get(product_id)) is not None}
+    for product_id in product_ids - found.keys():
+        row = await reads.one(_LABEL, {"product_id": product_id})
+        if row is not None:
+            if len(_LABELS) > _LABELS_KEPT:
+                _LABELS.clear()
+            _LABELS[product_id] = found[product_id] = (row.code, row.version)
     return found
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
-from core.db import make_engine, make_read_engine
+from core.db import make_engine
+from core.direct_reads import DirectReads, ReadStatement
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_at_checkout(database_url):
@@ -40,13 +41,16 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_at_checkout(datab
         killer.dispose()
 
 
+_PID = ReadStatement(select(func.pg_backend_pid().label("pid")))
+
+
 async def test_the_read_pool_replaces_a_connection_the_server_closed_too(database_url):
-    """The same check on the API's asyncio engine for reads (make_read_engine)."""
-    engine = make_read_engine(database_url, pool_size=1)
+    """The same check on the API's pool for one-statement reads (core/direct_reads.py)."""
+    reads = DirectReads(database_url, pool_size=1)
+    await reads.start()
     killer = make_engine(database_url, pool_size=1)
     try:
-        async with engine.connect() as connection:
-            first = await connection.scalar(text("SELECT pg_backend_pid()"))
+        first = (await reads.one(_PID, {})).pid
         with killer.connect() as connection:
             assert connection.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
         deadline = time.monotonic() + 10
@@ -58,42 +62,9 @@ async def test_the_read_pool_replaces_a_connection_the_server_closed_too(databas
             if gone or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
-        async with engine.connect() as connection:
-            second = await connection.scalar(text("SELECT pg_backend_pid()"))
+        second = (await reads.one(_PID, {})).pid
         assert second != first
-        async with engine.connect() as connection:
-            assert await connection.scalar(text("SELECT pg_backend_pid()")) == second
+        assert (await reads.one(_PID, {})).pid == second  # and the fresh one is kept: no churn
     finally:
-        await engine.dispose()
+        await reads.stop()
         killer.dispose()
-
-
-def test_reads_on_loops_other_than_the_apps_leave_no_connection_behind(settings, database_url, seeded):
-    """A test client used without its lifespan runs each request in an event loop of its own:
-    the one-statement reads there (the current user) open their connection and close it (an
-    asyncio pool would stay bound to a loop that has ended, its connections open)."""
-    from fastapi.testclient import TestClient
-
-    from api.main import create_app
-    from tests.api_helpers import sign_up
-
-    app = create_app(settings)
-    browser = TestClient(app)  # (not entered: no lifespan, a loop per request)
-    watcher = make_engine(database_url, pool_size=1)
-    try:
-        account = sign_up(browser, "investor")
-        assert browser.get("/v1/users/me", headers=account.headers).status_code == 200
-
-        def connections() -> int:
-            with watcher.connect() as connection:
-                return connection.scalar(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-                )
-
-        before = connections()
-        for _ in range(6):
-            assert browser.get("/v1/users/me", headers=account.headers).status_code == 200
-        assert connections() <= before
-    finally:
-        watcher.dispose()
-        app.state.engine.dispose()

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import Row, Select, bindparam, exists, false, select
+from sqlalchemy import Select, bindparam, exists, false, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
@@ -24,7 +24,6 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
     in_db,
-    in_db_read,
 )
 from api.idempotency import IdempotencyGuard
 from api.schemas.loans import (
@@ -45,6 +44,7 @@ from api.schemas.loans import (
 )
 from api.workflow_calls import execute_loan_update
 from compliance.need_to_know import People, Reader
+from core.direct_reads import ReadStatement
 from core.errors import Conflict, Forbidden, NotFound
 from core.temporal_client import workflow_ui_url
 from investing.precheck import check_investor_can_pay
@@ -63,7 +63,7 @@ from models.products import LoanProduct
 from models.users import Role, User
 from outbox.delivery import deliver, start_loan_payload
 from outbox.messages import enqueue, undelivered_ids
-from products.service import product_labels
+from products.service import read_product_labels
 from workflows.loan import LoanWorkflow
 
 router = APIRouter(prefix="/v1", tags=["loans"])
@@ -112,7 +112,7 @@ def _loan_view_query() -> Select[Any]:
 
 
 # Built once: the loan, and whether the reader holds a part of it, in one statement.
-_LOAN_VIEW = _loan_view_query()
+_LOAN_VIEW = ReadStatement(_loan_view_query())
 
 
 def reader_sees_all(user: User, borrower_id: uuid.UUID, status: LoanStatus, invested: bool) -> bool | None:
@@ -126,13 +126,9 @@ def reader_sees_all(user: User, borrower_id: uuid.UUID, status: LoanStatus, inve
     return None
 
 
-def _loan_out(
-    session: Session,
-    loan: LoanRequest | Row[Any],
-    with_purpose: bool,
-    products: dict[uuid.UUID, tuple[str, int]] | None = None,
-) -> LoanOut:
-    code, version = (products or product_labels(session, {loan.product_id}))[loan.product_id]
+def _loan_out(loan: Any, with_purpose: bool, products: dict[uuid.UUID, tuple[str, int]]) -> LoanOut:
+    """`loan`: a LoanRequest, or a row of _LOAN_OUT_COLUMNS; `products`: product_labels."""
+    code, version = products[loan.product_id]
     return LoanOut(
         id=loan.id,
         status=loan.status,
@@ -247,57 +243,85 @@ async def list_loans(
     if borrower is not None and user.role not in (Role.operator.value, Role.compliance.value):
         raise Forbidden("filtering by borrower is for operators and compliance")
 
-    def read(session: Session) -> list[LoanOut]:
-        query = select(*_LOAN_OUT_COLUMNS)
-        if user.role == Role.borrower.value:
-            query = query.where(LoanRequest.borrower_id == user.id)
-        elif user.role == Role.investor.value:
-            mine = select(Investment.loan_id).where(Investment.investor_id == user.id)
-            if loan_status in (None, LoanStatus.funding):
-                query = query.where(LoanRequest.status == LoanStatus.funding)
-            else:
-                query = query.where(LoanRequest.id.in_(mine))
-        elif user.role not in (Role.operator.value, Role.compliance.value):
-            # Anyone else (a seller) reads no loan here, as GET /v1/loans/{id} says 404 to them.
-            query = query.where(false())
-        if loan_status:
-            query = query.where(LoanRequest.status == loan_status)
-        if grade:
-            query = query.where(LoanRequest.risk_grade == grade)
-        if product is not None:
-            # every version of the product: a loan keeps the version it was made under
-            query = query.where(LoanRequest.product_id.in_(select(LoanProduct.id).where(LoanProduct.code == product)))
-        if borrower is not None:
-            query = query.where(LoanRequest.borrower_id.in_(_borrower_ids(borrower)))
-        loans = session.execute(
-            query.order_by(LoanRequest.created_at.desc(), LoanRequest.id).limit(limit).offset(offset)
-        ).all()
-        full = user.role != Role.investor.value
-        products = product_labels(session, {loan.product_id for loan in loans})
-        return [_loan_out(session, loan, full, products) for loan in loans]
+    if user.role == Role.borrower.value:
+        branch = "borrower"
+    elif user.role == Role.investor.value:
+        branch = "investor-funding" if loan_status in (None, LoanStatus.funding) else "investor-held"
+    elif user.role in (Role.operator.value, Role.compliance.value):
+        branch = "staff"
+    else:  # anyone else (a seller) reads no loan here, as GET /v1/loans/{id} says 404 to them
+        branch = "nobody"
+    borrower_by = None
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if branch in ("borrower", "investor-held"):
+        params["user_id"] = user.id
+    if loan_status:
+        params["status"] = loan_status
+    if grade:
+        params["grade"] = grade
+    if product is not None:
+        params["product"] = product
+    if borrower is not None:
+        text = borrower.strip()
+        try:
+            params["borrower"], borrower_by = uuid.UUID(text), "id"
+        except ValueError:
+            params["borrower"], borrower_by = text.lower(), "email"  # (emails are stored lower case)
+    shape = (branch, bool(loan_status), bool(grade), product is not None, borrower_by)
+    statement = _LOAN_LISTS.get(shape) or _LOAN_LISTS.setdefault(shape, _loan_list_statement(*shape))
+    reads = request.app.state.reads
+    loans = await reads.all(statement, params)
+    full = user.role != Role.investor.value
+    products = await read_product_labels(reads, {loan.product_id for loan in loans})
+    return [_loan_out(loan, full, products) for loan in loans]
 
-    return await in_db_read(request, read)  # (one statement; the product labels do not change)
+
+# The list's statement for each shape of request (which filters it has), compiled once: the
+# filters' values go as parameters.
+_LOAN_LISTS: dict[tuple[str, bool, bool, bool, str | None], ReadStatement] = {}
 
 
-def _borrower_ids(borrower: str) -> Select[uuid.UUID]:
-    """The user a borrower filter names: by id when it is one, else by email, ignoring case."""
-    text = borrower.strip()
-    try:
-        return select(User.id).where(User.id == uuid.UUID(text))
-    except ValueError:
-        return select(User.id).where(User.email == text.lower())  # (stored lower case)
+def _loan_list_statement(
+    branch: str, by_status: bool, by_grade: bool, by_product: bool, borrower_by: str | None
+) -> ReadStatement:
+    query = select(*_LOAN_OUT_COLUMNS)
+    if branch == "borrower":
+        query = query.where(LoanRequest.borrower_id == bindparam("user_id"))
+    elif branch == "investor-funding":
+        query = query.where(LoanRequest.status == LoanStatus.funding)
+    elif branch == "investor-held":
+        query = query.where(
+            LoanRequest.id.in_(select(Investment.loan_id).where(Investment.investor_id == bindparam("user_id")))
+        )
+    elif branch == "nobody":
+        query = query.where(false())
+    if by_status:
+        query = query.where(LoanRequest.status == bindparam("status"))
+    if by_grade:
+        query = query.where(LoanRequest.risk_grade == bindparam("grade"))
+    if by_product:
+        # every version of the product: a loan keeps the version it was made under
+        query = query.where(
+            LoanRequest.product_id.in_(select(LoanProduct.id).where(LoanProduct.code == bindparam("product")))
+        )
+    if borrower_by is not None:
+        named = User.id if borrower_by == "id" else User.email
+        query = query.where(LoanRequest.borrower_id.in_(select(User.id).where(named == bindparam("borrower"))))
+    return ReadStatement(
+        query.order_by(LoanRequest.created_at.desc(), LoanRequest.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
 
 
 @router.get("/loans/{loan_id}", response_model=LoanOut)
 async def get_loan(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> LoanOut:
-    def read(session: Session) -> LoanOut:
-        loan = session.execute(_LOAN_VIEW, {"loan_id": loan_id, "user_id": user.id}).first()
-        full = None if loan is None else reader_sees_all(user, loan.borrower_id, loan.status, loan.invested)
-        if loan is None or full is None:
-            raise NotFound(f"no loan {loan_id}")
-        return _loan_out(session, loan, full)
-
-    return await in_db_read(request, read)  # (one statement; the product labels do not change)
+    reads = request.app.state.reads
+    loan = await reads.one(_LOAN_VIEW, {"loan_id": loan_id, "user_id": user.id})
+    full = None if loan is None else reader_sees_all(user, loan.borrower_id, loan.status, loan.invested)
+    if loan is None or full is None:
+        raise NotFound(f"no loan {loan_id}")
+    return _loan_out(loan, full, await read_product_labels(reads, {loan.product_id}))
 
 
 @router.get("/loans/{loan_id}/schedule", response_model=list[ScheduleRowOut])

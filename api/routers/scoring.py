@@ -30,6 +30,7 @@ from models.loan_status import LoanStatus
 from models.loans import LoanRequest
 from models.scoring import ScoringRulesVersion
 from models.users import User
+from products.service import product_labels
 from scoring.points import payment_history, points_entries
 from scoring.rules import all_versions, change_rules, current_rules, rules_version
 
@@ -120,7 +121,10 @@ def awaiting_review(
         .offset(offset)
     )
     return [
-        ReviewOut(loan=_loan_out(session, loan, True), scoring=scoring_out(session, loan, user, settings))
+        ReviewOut(
+            loan=_loan_out(loan, True, product_labels(session, {loan.product_id})),
+            scoring=scoring_out(session, loan, user, settings),
+        )
         for loan in loans
     ]
 

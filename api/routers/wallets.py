@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import select
 
-from api.deps import CurrentUser, SessionDep, WalletOwner, in_db_read
+from api.deps import CurrentUser, SessionDep, WalletOwner
 from api.idempotency import IdempotencyGuard
 from api.schemas.wallets import (
     DepositIn,
@@ -48,7 +48,7 @@ def _wallet_answer(wallet_type: str, balance: WalletBalance) -> WalletOut:
 
 @router.get("/me", response_model=WalletOut)
 async def my_wallet(user: WalletOwner, request: Request) -> WalletOut:
-    mine = await in_db_read(request, lambda session: own_wallet(session, user.id))  # (one statement)
+    mine = await own_wallet(request.app.state.reads, user.id)  # (one statement, on the loop)
     if mine is None:
         raise NotFound(NO_WALLET)
     return _wallet_answer(mine.wallet_type, mine.balance)
