@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import collections
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, literal_column, select, true
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from api.temporal import TemporalClientHolder
 from core.db import unit_of_work
 from core.direct_reads import DirectReads, ReadStatement
 from core.errors import Forbidden, Unauthorized
-from core.security import decode_access_token, token_is_live
+from core.security import TokenClaims, decode_access_token, token_is_live
 from core.settings import Settings
 from models.users import Role, User
 
@@ -33,9 +34,49 @@ async def read_user(reads: DirectReads, user_id: uuid.UUID) -> User | None:
     row = await reads.one(_USER, {"user_id": user_id})
     if row is None:
         return None
-    user = User(**row._asdict())
+    return _detached_user(row._asdict())
+
+
+def _detached_user(columns: dict[str, Any]) -> User:
+    user = User(**columns)
     make_transient_to_detached(user)
     return user
+
+
+class CallerRead:
+    """A route's one-statement read together with its caller's user row: whether the caller
+    is still live and what the route reads, in one round trip instead of two (the API's most
+    frequent reads). The caller is checked by the same rule as get_current_user (live_user),
+    before the route looks at a single row.
+
+    `resource` takes the caller's id as the parameter `user_id`, if it needs it; `order_by`
+    gives its order again, over its columns (a join does not keep a subquery's order)."""
+
+    def __init__(self, resource: Select[Any], order_by: Callable[[Any], list[Any]] | None = None) -> None:
+        self._resource_keys = list(resource.selected_columns.keys())
+        found = resource.add_columns(literal_column("1").label("resource_found")).subquery("resource")
+        caller = [column.label(f"caller_{column.key}") for column in User.__table__.columns]
+        self._caller_keys = [column.key for column in User.__table__.columns]
+        query = (
+            select(*caller, *(found.c[key] for key in self._resource_keys), found.c.resource_found)
+            .select_from(User.__table__.outerjoin(found, true()))
+            .where(User.id == bindparam("user_id"))
+        )
+        if order_by is not None:
+            query = query.order_by(*order_by(found.c))
+        self._statement = ReadStatement(query)
+        self._resource_row = collections.namedtuple("Row", self._resource_keys)  # type: ignore[misc]
+
+    async def read(self, reads: DirectReads, claims: TokenClaims, params: dict[str, Any]) -> tuple[User, list[Any]]:
+        """The live caller (401 otherwise) and the resource's rows."""
+        rows = await reads.all(self._statement, {**params, "user_id": claims.user_id})
+        if not rows:
+            live_user(None, claims)
+        first = rows[0]
+        callers = len(self._caller_keys)
+        user = live_user(_detached_user(dict(zip(self._caller_keys, first[:callers], strict=True))), claims)
+        end = callers + len(self._resource_keys)
+        return user, [self._resource_row._make(row[callers:end]) for row in rows if row.resource_found is not None]
 
 
 # Dependencies that only read the request are `async def`: FastAPI runs a plain `def` one on a
@@ -73,20 +114,29 @@ async def get_temporal(request: Request) -> TemporalClientHolder:
 TemporalDep = Annotated[TemporalClientHolder, Depends(get_temporal)]
 
 
-async def get_current_user(
-    request: Request, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
+async def get_access_claims(settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> TokenClaims:
+    """The bearer token's claims (401 without one, or with one not ours, expired or of another
+    type). Not yet whether its user is still live: get_current_user, CallerRead."""
+    if not token:
+        raise Unauthorized("this call needs a bearer token (POST /v1/auth/token)")
+    return decode_access_token(settings, token)
+
+
+AccessClaims = Annotated[TokenClaims, Depends(get_access_claims)]
+
+
+def live_user(user: User | None, claims: TokenClaims) -> User:
+    """A deleted or blocked user, or one whose tokens were revoked, is refused at once."""
+    if user is None or not token_is_live(user, claims.token_version):
+        raise Unauthorized("the access token is no longer valid")
+    return user
+
+
+async def get_current_user(request: Request, claims: AccessClaims) -> User:
     """Read by one statement on the event loop (core/direct_reads.py), every request: async
     routes then hold no database connection while they wait on Temporal (a funding rush would
     otherwise drain the pool), and no thread is taken for it."""
-    if not token:
-        raise Unauthorized("this call needs a bearer token (POST /v1/auth/token)")
-    claims = decode_access_token(settings, token)
-    user = await read_user(request.app.state.reads, claims.user_id)
-    # A deleted or blocked user, or one whose tokens were revoked, is refused at once.
-    if not token_is_live(user, claims.token_version):
-        raise Unauthorized("the access token is no longer valid")
-    return user
+    return live_user(await read_user(request.app.state.reads, claims.user_id), claims)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -109,6 +159,7 @@ def require_roles(*roles: Role) -> Callable[[User], Awaitable[User]]:
 
 OperatorUser = Annotated[User, Depends(require_roles(Role.operator))]
 OperatorOrCompliance = Annotated[User, Depends(require_roles(Role.operator, Role.compliance))]
-WalletOwner = Annotated[User, Depends(require_roles(Role.borrower, Role.investor, Role.seller))]
+WALLET_OWNERS = (Role.borrower, Role.investor, Role.seller)
+WalletOwner = Annotated[User, Depends(require_roles(*WALLET_OWNERS))]
 BorrowerUser = Annotated[User, Depends(require_roles(Role.borrower))]
 InvestorUser = Annotated[User, Depends(require_roles(Role.investor))]

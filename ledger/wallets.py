@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.orm import Session, aliased
 
-from core.direct_reads import DirectReads, ReadStatement
 from ledger.accounts import wallet_accounts
 from ledger.postings import Leg, Posted, post_transaction
 from models.ledger import LedgerAccount, Wallet
@@ -47,7 +46,7 @@ class OwnWallet:
     balance: WalletBalance
 
 
-def _own_wallet_query() -> Select[tuple[uuid.UUID, str, str, Decimal, Decimal]]:
+def own_wallet_query() -> Select[tuple[uuid.UUID, str, str, Decimal, Decimal]]:
     available, reserved = aliased(LedgerAccount), aliased(LedgerAccount)
     return (
         select(
@@ -65,16 +64,8 @@ def _own_wallet_query() -> Select[tuple[uuid.UUID, str, str, Decimal, Decimal]]:
     )
 
 
-# Built once: building a statement with aliases costs more than running it.
-_OWN_WALLET = ReadStatement(_own_wallet_query())
-
-
-async def own_wallet(reads: DirectReads, user_id: uuid.UUID) -> OwnWallet | None:
-    """The user's wallet and its two accounts' balances, in one statement on the API's event
-    loop (None: no wallet)."""
-    row = await reads.one(_OWN_WALLET, {"user_id": user_id})
-    if row is None:
-        return None
+def own_wallet(row: Any) -> OwnWallet:
+    """A row of own_wallet_query as the wallet with its balances."""
     return OwnWallet(row.type, WalletBalance(row.id, row.currency, row.available, row.reserved))
 
 

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    AccessClaims,
     BorrowerUser,
+    CallerRead,
     CurrentUser,
     InvestorUser,
     OperatorOrCompliance,
@@ -44,7 +46,6 @@ from api.schemas.loans import (
 )
 from api.workflow_calls import execute_loan_update
 from compliance.need_to_know import People, Reader
-from core.direct_reads import ReadStatement
 from core.errors import Conflict, Forbidden, NotFound
 from core.temporal_client import workflow_ui_url
 from investing.precheck import check_investor_can_pay
@@ -111,8 +112,8 @@ def _loan_view_query() -> Select[Any]:
     return select(*_LOAN_OUT_COLUMNS, _holds_a_part(bindparam("user_id"))).where(LoanRequest.id == bindparam("loan_id"))
 
 
-# Built once: the loan, and whether the reader holds a part of it, in one statement.
-_LOAN_VIEW = ReadStatement(_loan_view_query())
+# Built once: the caller, the loan, and whether the caller holds a part of it, in one statement.
+_LOAN_VIEW = CallerRead(_loan_view_query())
 
 
 def reader_sees_all(user: User, borrower_id: uuid.UUID, status: LoanStatus, invested: bool) -> bool | None:
@@ -220,7 +221,7 @@ async def create_loan(
 
 @router.get("/loans", response_model=list[LoanOut])
 async def list_loans(
-    user: CurrentUser,
+    claims: AccessClaims,
     request: Request,
     loan_status: Annotated[LoanStatus | None, Query(alias="status")] = None,
     grade: Annotated[RiskGrade | None, Query(description="risk grade, A to E")] = None,
@@ -240,50 +241,56 @@ async def list_loans(
     product narrow what the caller sees anyway; an unknown product or borrower finds nothing.
     Filtering by borrower is for operators and compliance (403 otherwise): the answer, even an
     empty one, would tell anyone else who borrows what."""
-    if borrower is not None and user.role not in (Role.operator.value, Role.compliance.value):
-        raise Forbidden("filtering by borrower is for operators and compliance")
-
-    if user.role == Role.borrower.value:
-        branch = "borrower"
-    elif user.role == Role.investor.value:
-        branch = "investor-funding" if loan_status in (None, LoanStatus.funding) else "investor-held"
-    elif user.role in (Role.operator.value, Role.compliance.value):
-        branch = "staff"
-    else:  # anyone else (a seller) reads no loan here, as GET /v1/loans/{id} says 404 to them
-        branch = "nobody"
-    borrower_by = None
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    if branch in ("borrower", "investor-held"):
-        params["user_id"] = user.id
     if loan_status:
         params["status"] = loan_status
     if grade:
         params["grade"] = grade
     if product is not None:
         params["product"] = product
+    borrower_by = None
     if borrower is not None:
         text = borrower.strip()
         try:
             params["borrower"], borrower_by = uuid.UUID(text), "id"
         except ValueError:
             params["borrower"], borrower_by = text.lower(), "email"  # (emails are stored lower case)
-    shape = (branch, bool(loan_status), bool(grade), product is not None, borrower_by)
-    statement = _LOAN_LISTS.get(shape) or _LOAN_LISTS.setdefault(shape, _loan_list_statement(*shape))
     reads = request.app.state.reads
-    loans = await reads.all(statement, params)
+    # Which loans depends on the role: the token's, checked against the user's own (a role that
+    # changed since the token was issued reads again, by the user's role).
+    role = claims.role
+    while True:
+        shape = (_list_branch(role, loan_status), bool(loan_status), bool(grade), product is not None, borrower_by)
+        statement = _LOAN_LISTS.get(shape) or _LOAN_LISTS.setdefault(shape, _loan_list_statement(*shape))
+        user, loans = await statement.read(reads, claims, params)
+        if user.role == role:
+            break
+        role = user.role
+    if borrower is not None and user.role not in (Role.operator.value, Role.compliance.value):
+        raise Forbidden("filtering by borrower is for operators and compliance")
     full = user.role != Role.investor.value
     products = await read_product_labels(reads, {loan.product_id for loan in loans})
     return [_loan_out(loan, full, products) for loan in loans]
 
 
+def _list_branch(role: str, loan_status: LoanStatus | None) -> str:
+    if role == Role.borrower.value:
+        return "borrower"
+    if role == Role.investor.value:
+        return "investor-funding" if loan_status in (None, LoanStatus.funding) else "investor-held"
+    if role in (Role.operator.value, Role.compliance.value):
+        return "staff"
+    return "nobody"  # anyone else (a seller) reads no loan here, as GET /v1/loans/{id} says 404 to them
+
+
 # The list's statement for each shape of request (which filters it has), compiled once: the
 # filters' values go as parameters.
-_LOAN_LISTS: dict[tuple[str, bool, bool, bool, str | None], ReadStatement] = {}
+_LOAN_LISTS: dict[tuple[str, bool, bool, bool, str | None], CallerRead] = {}
 
 
 def _loan_list_statement(
     branch: str, by_status: bool, by_grade: bool, by_product: bool, borrower_by: str | None
-) -> ReadStatement:
+) -> CallerRead:
     query = select(*_LOAN_OUT_COLUMNS)
     if branch == "borrower":
         query = query.where(LoanRequest.borrower_id == bindparam("user_id"))
@@ -307,17 +314,19 @@ def _loan_list_statement(
     if borrower_by is not None:
         named = User.id if borrower_by == "id" else User.email
         query = query.where(LoanRequest.borrower_id.in_(select(User.id).where(named == bindparam("borrower"))))
-    return ReadStatement(
+    return CallerRead(
         query.order_by(LoanRequest.created_at.desc(), LoanRequest.id)
         .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
+        .offset(bindparam("offset")),
+        order_by=lambda loan: [loan.created_at.desc(), loan.id],
     )
 
 
 @router.get("/loans/{loan_id}", response_model=LoanOut)
-async def get_loan(loan_id: uuid.UUID, user: CurrentUser, request: Request) -> LoanOut:
+async def get_loan(loan_id: uuid.UUID, claims: AccessClaims, request: Request) -> LoanOut:
     reads = request.app.state.reads
-    loan = await reads.one(_LOAN_VIEW, {"loan_id": loan_id, "user_id": user.id})
+    user, found = await _LOAN_VIEW.read(reads, claims, {"loan_id": loan_id})
+    loan = found[0] if found else None
     full = None if loan is None else reader_sees_all(user, loan.borrower_id, loan.status, loan.invested)
     if loan is None or full is None:
         raise NotFound(f"no loan {loan_id}")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import select
 
-from api.deps import CurrentUser, SessionDep, WalletOwner
+from api.deps import WALLET_OWNERS, AccessClaims, CallerRead, CurrentUser, SessionDep, WalletOwner, check_role
 from api.idempotency import IdempotencyGuard
 from api.schemas.wallets import (
     DepositIn,
@@ -22,7 +22,7 @@ from api.schemas.wallets import (
 from core.errors import NotFound
 from ledger.accounts import NO_WALLET, wallet_of_user
 from ledger.cash import request_deposit, request_withdrawal
-from ledger.wallets import WalletBalance, own_wallet, wallet_balance, wallet_statement
+from ledger.wallets import WalletBalance, own_wallet, own_wallet_query, wallet_balance, wallet_statement
 from models.ledger import Deposit, Wallet, Withdrawal
 from models.users import Role
 
@@ -46,9 +46,15 @@ def _wallet_answer(wallet_type: str, balance: WalletBalance) -> WalletOut:
     )
 
 
+# The caller and their wallet with its balances, in one statement.
+_MY_WALLET = CallerRead(own_wallet_query())
+
+
 @router.get("/me", response_model=WalletOut)
-async def my_wallet(user: WalletOwner, request: Request) -> WalletOut:
-    mine = await own_wallet(request.app.state.reads, user.id)  # (one statement, on the loop)
+async def my_wallet(claims: AccessClaims, request: Request) -> WalletOut:
+    user, found = await _MY_WALLET.read(request.app.state.reads, claims, {})
+    check_role(user, WALLET_OWNERS)
+    mine = own_wallet(found[0]) if found else None
     if mine is None:
         raise NotFound(NO_WALLET)
     return _wallet_answer(mine.wallet_type, mine.balance)
