@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
@@ -47,12 +47,19 @@ class CallerRead:
     """A route's one-statement read together with its caller's user row: whether the caller
     is still live and what the route reads, in one round trip instead of two (the API's most
     frequent reads). The caller is checked by the same rule as get_current_user (live_user),
-    before the route looks at a single row.
+    before the route looks at a single row. A route that reads this way marks itself with
+    @checks_caller_in_route (see there).
 
-    `resource` takes the caller's id as the parameter `user_id`, if it needs it; `order_by`
-    gives its order again, over its columns (a join does not keep a subquery's order)."""
+    `resource` takes its parameters from the route, the caller's id too if it needs it (the
+    caller's own row is found by `caller_id`, which only this class sets). `order`: the
+    resource's order, as (column, descending) pairs, given to it and again to the answer (a
+    join does not keep a subquery's order); `paged`: LIMIT :limit OFFSET :offset after it."""
 
-    def __init__(self, resource: Select[Any], order_by: Callable[[Any], list[Any]] | None = None) -> None:
+    def __init__(self, resource: Select[Any], order: Sequence[tuple[Any, bool]] = (), *, paged: bool = False) -> None:
+        if order:
+            resource = resource.order_by(*(column.desc() if descending else column for column, descending in order))
+        if paged:
+            resource = resource.limit(bindparam("limit")).offset(bindparam("offset"))
         self._resource_keys = list(resource.selected_columns.keys())
         found = resource.add_columns(literal_column("1").label("resource_found")).subquery("resource")
         caller = [column.label(f"caller_{column.key}") for column in User.__table__.columns]
@@ -60,16 +67,19 @@ class CallerRead:
         query = (
             select(*caller, *(found.c[key] for key in self._resource_keys), found.c.resource_found)
             .select_from(User.__table__.outerjoin(found, true()))
-            .where(User.id == bindparam("user_id"))
+            .where(User.id == bindparam("caller_id"))
+            .order_by(
+                *(found.c[column.key].desc() if descending else found.c[column.key] for column, descending in order)
+            )
         )
-        if order_by is not None:
-            query = query.order_by(*order_by(found.c))
         self._statement = ReadStatement(query)
         self._resource_row = collections.namedtuple("Row", self._resource_keys)  # type: ignore[misc]
 
     async def read(self, reads: DirectReads, claims: TokenClaims, params: dict[str, Any]) -> tuple[User, list[Any]]:
         """The live caller (401 otherwise) and the resource's rows."""
-        rows = await reads.all(self._statement, {**params, "user_id": claims.user_id})
+        if "caller_id" in params:
+            raise ValueError("caller_id is the caller's, from the token; a resource names its own parameters")
+        rows = await reads.all(self._statement, {**params, "caller_id": claims.user_id})
         if not rows:
             live_user(None, claims)
         first = rows[0]
@@ -77,6 +87,36 @@ class CallerRead:
         user = live_user(_detached_user(dict(zip(self._caller_keys, first[:callers], strict=True))), claims)
         end = callers + len(self._resource_keys)
         return user, [self._resource_row._make(row[callers:end]) for row in rows if row.resource_found is not None]
+
+
+# Routes that check their caller in their own read (CallerRead) rather than by a dependency.
+_CHECKS_CALLER_IN_ROUTE = "__checks_caller_in_route__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checks_caller_in_route(route: F) -> F:
+    """Marks a route that takes AccessClaims and checks its caller in its own read: FastAPI
+    validates a route's parameters after its dependencies, so such a route's invalid request
+    from a caller no longer live would be answered 422 instead of 401; the validation error
+    handler asks dead_caller first for these routes (api/problems.py)."""
+    setattr(route, _CHECKS_CALLER_IN_ROUTE, True)
+    return route
+
+
+async def dead_caller(request: Request) -> Unauthorized | None:
+    """For a route marked checks_caller_in_route whose request did not validate: the 401 its
+    caller would have had from get_current_user, if any. (Its claims were decoded already: a
+    missing, invalid or expired token was answered 401 before the route's parameters.)"""
+    route = request.scope.get("route")
+    if not getattr(getattr(route, "endpoint", None), _CHECKS_CALLER_IN_ROUTE, False):
+        return None
+    try:
+        await get_current_user(
+            request, await get_access_claims(request.app.state.settings, await oauth2_scheme(request))
+        )
+    except Unauthorized as refusal:
+        return refusal
+    return None
 
 
 # Dependencies that only read the request are `async def`: FastAPI runs a plain `def` one on a

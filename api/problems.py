@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.deps import dead_caller
 from core.errors import PlatformError, ServiceUnavailable
 
 log = logging.getLogger("api")
@@ -82,6 +83,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A caller no longer live hears 401 before anything about the request's shape, as
+        # get_current_user's routes answer them, on the routes that check the caller themselves.
+        refusal = await dead_caller(request)
+        if refusal is not None:
+            return await platform_error(request, refusal)
         errors = []
         for err in exc.errors():
             loc = [str(part) for part in err.get("loc", ())]

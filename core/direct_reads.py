@@ -23,8 +23,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from core.db import connect_args, connection_hung_up
+from core.db import connect_args, connection_hung_up, normalize_database_url
 
 _DIALECT = postgresql.psycopg.dialect()  # (psycopg's parameter style, %(name)s)
 
@@ -51,9 +53,10 @@ class ReadStatement:
         # Some types' processors depend on the column's type as the server sent it (numeric's
         # OID): made at the first answer, then kept (a statement's column types do not change).
         self._result_processors: list[Callable[[Any], Any] | None] | None = None
-        self.row_type = collections.namedtuple(  # type: ignore[misc]
-            "Row", [column.key for column in statement.selected_columns]
-        )
+        keys = [column.key for column in statement.selected_columns]
+        if any(not isinstance(key, str) or not key.isidentifier() for key in keys):
+            raise ValueError(f"every column of a ReadStatement needs a name (label it): {keys}")
+        self.row_type = collections.namedtuple("Row", keys)  # type: ignore[misc]
 
     def parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
         unknown = given.keys() - self._values.keys()
@@ -85,25 +88,24 @@ class ReadStatement:
         ]
 
 
-def libpq_url(url: str) -> str:
-    """The URL as libpq (psycopg) spells it: without SQLAlchemy's +driver."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme.split('+')[0]}{sep}{rest}"
+def connection_arguments(url: str) -> dict[str, Any]:
+    """psycopg's connect() arguments for the URL, as SQLAlchemy's psycopg dialect makes them
+    (a password with / or ? in it, query options), autocommit, and the platform's timeouts."""
+    _, arguments = _DIALECT.create_connect_args(make_url(normalize_database_url(url)))
+    return {**arguments, "autocommit": True, **connect_args(url)}
 
 
-async def _refuse_hung_up(connection: psycopg.AsyncConnection[Any]) -> None:
-    """Every checkout, in place of a ping (core/db.py, connection_hung_up): a connection the
-    server closed while it sat in the pool is dropped, and the pool hands out another."""
-    if connection.closed or connection_hung_up(connection.pgconn.socket):
-        # Closed here, the pool discards it and opens another (an open one would come back).
-        await connection.close()
-        raise psycopg.OperationalError("the server hung up on this idle connection")
+# How long a read waits for a pooled connection before a 503: as long as opening one may take
+# (core/db.py's connect_timeout), so a database that is down answers in seconds, not hangs.
+CONNECTION_WAIT_SECONDS = 5.0
 
 
 class DirectReads:
     """An API process's pool for one-statement reads: at most `pool_size` connections, all
-    autocommit; a burst of reads waits for one on the loop (30 s at most, then a 503), it does
-    not open more.
+    autocommit; a burst of reads waits for one on the loop (CONNECTION_WAIT_SECONDS at most,
+    then a 503), it does not open more. psycopg's errors come out as SQLAlchemy's (DBAPIError
+    and its kinds), as from any other database work here: the same handlers answer them (a NUL
+    in a filter is a 422, a database that is down a 503).
 
     An asyncio pool belongs to the event loop it runs on: the pool serves the loop the app
     started on (start(), in the lifespan: uvicorn's one loop per process). Any other loop (a
@@ -111,8 +113,7 @@ class DirectReads:
     read, opened and closed within that loop."""
 
     def __init__(self, url: str, pool_size: int) -> None:
-        self._conninfo = libpq_url(url)
-        self._connect = {"autocommit": True, **connect_args(url)}
+        self._connect = connection_arguments(url)
         self._pool_size = pool_size
         self._home: tuple[asyncio.AbstractEventLoop, AsyncConnectionPool[Any]] | None = None
 
@@ -120,11 +121,11 @@ class DirectReads:
         """The running loop is the app's: its reads share the pool. Connections open as reads
         need them (one at first), so a database still starting does not stop the app."""
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            self._conninfo,
+            "",
             min_size=1,
             max_size=self._pool_size,
             kwargs=self._connect,
-            check=_refuse_hung_up,
+            timeout=CONNECTION_WAIT_SECONDS,
             open=False,
             name="reads",
         )
@@ -140,12 +141,32 @@ class DirectReads:
 
     async def _fetch(self, statement: ReadStatement, params: Mapping[str, Any], many: bool) -> list[Any]:
         values = statement.parameters(params)
-        home = self._home
-        if home is not None and home[0] is asyncio.get_running_loop():
-            async with home[1].connection() as connection:
+        try:
+            home = self._home
+            if home is not None and home[0] is asyncio.get_running_loop():
+                return await self._pooled(home[1], statement, values, many)
+            async with await psycopg.AsyncConnection.connect("", **self._connect) as connection:
                 return await self._run(connection, statement, values, many)
-        async with await psycopg.AsyncConnection.connect(self._conninfo, **self._connect) as connection:
-            return await self._run(connection, statement, values, many)
+        except psycopg.Error as error:
+            raise DBAPIError.instance(statement.sql, values, error, psycopg.Error) from error
+
+    async def _pooled(
+        self, pool: AsyncConnectionPool[Any], statement: ReadStatement, values: dict[str, Any], many: bool
+    ) -> list[Any]:
+        # Every checkout, in place of a ping (core/db.py, connection_hung_up): a connection the
+        # server closed while it sat idle (a restart) is closed here, so the pool drops it and
+        # opens another, and the next idle one is tried at once. After a restart every idle
+        # connection is dead: pool_size + 1 tries reach a fresh one.
+        for _ in range(self._pool_size + 1):
+            connection = await pool.getconn()
+            try:
+                if connection.closed or connection_hung_up(connection.pgconn.socket):
+                    await connection.close()
+                    continue
+                return await self._run(connection, statement, values, many)
+            finally:
+                await pool.putconn(connection)
+        raise psycopg.OperationalError("every pooled connection the database had was gone; send again")
 
     @staticmethod
     async def _run(

@@ -72,8 +72,8 @@ class SharedCodeFinder(importlib.abc.MetaPathFinder):
 
 def share_compiled_workflow_code(packages: Sequence[str] = ("workflows",)) -> SharedCodeFinder:
     """Installs the finder for `packages` (once per process; later calls return the one
-    installed). Call it before the worker starts, so that the first sandbox and the worker's
-    own import already share."""
+    installed). Call it before the worker starts: every sandbox then shares one copy (the
+    worker's own import of its workflow classes, made before, is one copy more)."""
     for finder in sys.meta_path:
         if isinstance(finder, SharedCodeFinder) and finder.packages == tuple(packages):
             return finder

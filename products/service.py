@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
 from core.direct_reads import DirectReads, ReadStatement
@@ -71,36 +74,42 @@ _LABELS_KEPT = 10_000
 
 def product_labels(session: Session, product_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
     """(code, version) of each product version: from memory, else in one query."""
-    found = {product_id: label for product_id in product_ids if (label := _LABELS.get(product_id)) is not None}
-    missing = product_ids - found.keys()
+    found, missing = _remembered_labels(product_ids)
     if missing:
-        rows = session.execute(
-            select(LoanProduct.id, LoanProduct.code, LoanProduct.version).where(LoanProduct.id.in_(missing))
-        )
-        fetched = {row.id: (row.code, row.version) for row in rows}
-        if len(_LABELS) > _LABELS_KEPT:
-            _LABELS.clear()
-        _LABELS.update(fetched)
-        found.update(fetched)
+        rows = session.execute(_LABELS_QUERY, {"product_ids": list(missing)})
+        found.update(_remember_labels(rows))
     return found
 
 
-_LABEL = ReadStatement(
-    select(LoanProduct.id, LoanProduct.code, LoanProduct.version).where(LoanProduct.id == bindparam("product_id"))
+# Built once: the labels of the product versions given, for a session and for the event
+# loop's one-statement reads alike.
+_LABELS_QUERY = select(LoanProduct.id, LoanProduct.code, LoanProduct.version).where(
+    LoanProduct.id == any_(bindparam("product_ids", type_=ARRAY(PG_UUID(as_uuid=True))))
 )
+_LABELS_READ = ReadStatement(_LABELS_QUERY)
 
 
 async def read_product_labels(reads: DirectReads, product_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
-    """product_labels for the event loop's one-statement reads: a label not yet remembered is
-    one read (a handful of product versions exist, so this is rare)."""
-    found = {product_id: label for product_id in product_ids if (label := _LABELS.get(product_id)) is not None}
-    for product_id in product_ids - found.keys():
-        row = await reads.one(_LABEL, {"product_id": product_id})
-        if row is not None:
-            if len(_LABELS) > _LABELS_KEPT:
-                _LABELS.clear()
-            _LABELS[product_id] = found[product_id] = (row.code, row.version)
+    """product_labels for the event loop's one-statement reads."""
+    found, missing = _remembered_labels(product_ids)
+    if missing:
+        found.update(_remember_labels(await reads.all(_LABELS_READ, {"product_ids": list(missing)})))
     return found
+
+
+def _remembered_labels(
+    product_ids: set[uuid.UUID],
+) -> tuple[dict[uuid.UUID, tuple[str, int]], set[uuid.UUID]]:
+    found = {product_id: label for product_id in product_ids if (label := _LABELS.get(product_id)) is not None}
+    return found, product_ids - found.keys()
+
+
+def _remember_labels(rows: Iterable[Any]) -> dict[uuid.UUID, tuple[str, int]]:
+    fetched = {row.id: (row.code, row.version) for row in rows}
+    if len(_LABELS) > _LABELS_KEPT:
+        _LABELS.clear()
+    _LABELS.update(fetched)
+    return fetched
 
 
 def current_product(session: Session, code: str, *, lock: bool = False) -> LoanProduct:

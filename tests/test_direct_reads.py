@@ -141,3 +141,70 @@ def test_a_wallet_read_is_for_wallet_owners(client, operator, seeded, session_fa
     with unit_of_work(session_factory) as session:
         session.execute(update(User).where(User.id == investor.id).values(role="compliance"))
     assert client.get("/v1/wallets/me", headers=investor.headers).status_code == 403
+
+
+def test_a_dead_caller_hears_401_before_anything_about_an_invalid_request(client, session_factory, seeded):
+    """FastAPI checks a route's parameters after its dependencies: the routes that check their
+    caller in their own read answer a revoked caller 401, not 422, as get_current_user's do."""
+    revoked = sign_up(client, "investor")
+    for url in ("/v1/loans/not-a-uuid", "/v1/loans?limit=0", "/v1/loans?status=bogus", "/v1/wallets/me?x=1"):
+        assert client.get(url, headers=revoked.headers).status_code in (200, 422), url
+    with session_factory.begin() as session:
+        session.execute(update(User).where(User.id == revoked.id).values(token_version=User.token_version + 1))
+    for url in ("/v1/loans/not-a-uuid", "/v1/loans?limit=0", "/v1/loans?status=bogus"):
+        answer = client.get(url, headers=revoked.headers)
+        assert answer.status_code == 401, (url, answer.text)
+
+
+def test_the_borrower_filter_follows_the_user_s_role_not_the_token_s(client, session_factory, seeded, operator):
+    (loan_id,) = _funding_loans(session_factory, client, 1)
+    with session_factory() as session:
+        borrower_id = session.get_one(LoanRequest, loan_id).borrower_id
+    promoted = sign_up(client, "investor")
+    assert client.get(f"/v1/loans?borrower={borrower_id}", headers=promoted.headers).status_code == 403
+    with session_factory.begin() as session:
+        session.execute(update(User).where(User.id == promoted.id).values(role="compliance"))
+    allowed = client.get(f"/v1/loans?borrower={borrower_id}", headers=promoted.headers)
+    assert allowed.status_code == 200 and [loan["id"] for loan in allowed.json()] == [str(loan_id)]
+    with session_factory.begin() as session:
+        session.execute(update(User).where(User.id == operator.id).values(role="investor"))
+    assert client.get(f"/v1/loans?borrower={borrower_id}", headers=operator.headers).status_code == 403
+
+
+async def test_a_caller_read_gives_the_route_a_session_s_types(session_factory, seeded, client, database_url, settings):
+    """What the routes get from CallerRead: the caller as a User, the rows typed as a session
+    types them (a LoanStatus, Decimals, aware datetimes)."""
+    from api.deps import CallerRead
+    from api.routers.loans import _LOAN_OUT_COLUMNS
+    from core.security import decode_access_token
+
+    loans = _funding_loans(session_factory, client, 3)
+    investor = sign_up(client, "investor")
+    claims = decode_access_token(settings, investor.token)
+    view = CallerRead(_loan_view_query())
+    listing = CallerRead(
+        select(*_LOAN_OUT_COLUMNS).where(
+            LoanRequest.id.in_(select(LoanRequest.id).where(LoanRequest.status == "funding"))
+        ),
+        order=[(LoanRequest.created_at, True), (LoanRequest.id, False)],
+        paged=True,
+    )
+    reads = DirectReads(database_url, pool_size=2)
+    user, (row,) = await view.read(reads, claims, {"loan_id": loans[0], "user_id": claims.user_id})
+    assert isinstance(user, User) and str(user.id) == investor.id and user.role == "investor"
+    assert type(row.status) is LoanStatus and type(row.amount) is D and row.created_at.tzinfo is not None
+    with session_factory() as session:
+        expected = session.execute(_loan_view_query(), {"loan_id": loans[0], "user_id": claims.user_id}).one()
+    assert tuple(row) == tuple(expected)
+    _, rows = await listing.read(reads, claims, {"limit": 200, "offset": 0})
+    with session_factory() as session:
+        expected_rows = session.execute(
+            select(*_LOAN_OUT_COLUMNS)
+            .where(LoanRequest.status == "funding")
+            .order_by(LoanRequest.created_at.desc(), LoanRequest.id)
+        ).all()
+    assert [tuple(r) for r in rows] == [tuple(r) for r in expected_rows] and len(rows) >= 3
+    _, none = await view.read(reads, claims, {"loan_id": uuid.uuid4(), "user_id": claims.user_id})
+    assert none == []
+    with pytest.raises(ValueError, match="caller_id"):
+        await view.read(reads, claims, {"loan_id": loans[0], "user_id": claims.user_id, "caller_id": uuid.uuid4()})

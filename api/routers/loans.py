@@ -25,7 +25,10 @@ from api.deps import (
     SessionDep,
     SettingsDep,
     TemporalDep,
+    checks_caller_in_route,
     in_db,
+    live_user,
+    read_user,
 )
 from api.idempotency import IdempotencyGuard
 from api.schemas.loans import (
@@ -220,6 +223,7 @@ async def create_loan(
 
 
 @router.get("/loans", response_model=list[LoanOut])
+@checks_caller_in_route
 async def list_loans(
     claims: AccessClaims,
     request: Request,
@@ -256,17 +260,26 @@ async def list_loans(
         except ValueError:
             params["borrower"], borrower_by = text.lower(), "email"  # (emails are stored lower case)
     reads = request.app.state.reads
-    # Which loans depends on the role: the token's, checked against the user's own (a role that
-    # changed since the token was issued reads again, by the user's role).
+    staff = (Role.operator.value, Role.compliance.value)
+    if borrower is not None and claims.role not in staff:
+        # Refused before any list is read (a live caller only: 401 comes first).
+        if live_user(await read_user(reads, claims.user_id), claims).role not in staff:
+            raise Forbidden("filtering by borrower is for operators and compliance")
+    # Which loans depends on the role: the token's, checked against the user's own in the same
+    # read; a role changed since the token was issued reads again, by the user's role.
     role = claims.role
-    while True:
-        shape = (_list_branch(role, loan_status), bool(loan_status), bool(grade), product is not None, borrower_by)
+    for _ in range(2):
+        branch = _list_branch(role, loan_status)
+        shape = (branch, bool(loan_status), bool(grade), product is not None, borrower_by)
         statement = _LOAN_LISTS.get(shape) or _LOAN_LISTS.setdefault(shape, _loan_list_statement(*shape))
-        user, loans = await statement.read(reads, claims, params)
+        mine = {"user_id": claims.user_id} if branch in ("borrower", "investor-held") else {}
+        user, loans = await statement.read(reads, claims, {**params, **mine})
         if user.role == role:
             break
         role = user.role
-    if borrower is not None and user.role not in (Role.operator.value, Role.compliance.value):
+    else:
+        raise Conflict("your role changed while the list was read; send again")
+    if borrower is not None and user.role not in staff:
         raise Forbidden("filtering by borrower is for operators and compliance")
     full = user.role != Role.investor.value
     products = await read_product_labels(reads, {loan.product_id for loan in loans})
@@ -314,18 +327,14 @@ def _loan_list_statement(
     if borrower_by is not None:
         named = User.id if borrower_by == "id" else User.email
         query = query.where(LoanRequest.borrower_id.in_(select(User.id).where(named == bindparam("borrower"))))
-    return CallerRead(
-        query.order_by(LoanRequest.created_at.desc(), LoanRequest.id)
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset")),
-        order_by=lambda loan: [loan.created_at.desc(), loan.id],
-    )
+    return CallerRead(query, order=[(LoanRequest.created_at, True), (LoanRequest.id, False)], paged=True)
 
 
 @router.get("/loans/{loan_id}", response_model=LoanOut)
+@checks_caller_in_route
 async def get_loan(loan_id: uuid.UUID, claims: AccessClaims, request: Request) -> LoanOut:
     reads = request.app.state.reads
-    user, found = await _LOAN_VIEW.read(reads, claims, {"loan_id": loan_id})
+    user, found = await _LOAN_VIEW.read(reads, claims, {"loan_id": loan_id, "user_id": claims.user_id})
     loan = found[0] if found else None
     full = None if loan is None else reader_sees_all(user, loan.borrower_id, loan.status, loan.invested)
     if loan is None or full is None:

@@ -8,7 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import select
 
-from api.deps import WALLET_OWNERS, AccessClaims, CallerRead, CurrentUser, SessionDep, WalletOwner, check_role
+from api.deps import (
+    WALLET_OWNERS,
+    AccessClaims,
+    CallerRead,
+    CurrentUser,
+    SessionDep,
+    WalletOwner,
+    check_role,
+    checks_caller_in_route,
+)
 from api.idempotency import IdempotencyGuard
 from api.schemas.wallets import (
     DepositIn,
@@ -51,8 +60,9 @@ _MY_WALLET = CallerRead(own_wallet_query())
 
 
 @router.get("/me", response_model=WalletOut)
+@checks_caller_in_route
 async def my_wallet(claims: AccessClaims, request: Request) -> WalletOut:
-    user, found = await _MY_WALLET.read(request.app.state.reads, claims, {})
+    user, found = await _MY_WALLET.read(request.app.state.reads, claims, {"user_id": claims.user_id})
     check_role(user, WALLET_OWNERS)
     mine = own_wallet(found[0]) if found else None
     if mine is None:
