@@ -105,6 +105,8 @@ def test_the_user_s_role_decides_not_the_token_s(client, session_factory, seeded
     with session_factory.begin() as session:
         session.execute(update(User).where(User.id == investor.id).values(role="seller"))
     assert client.get("/v1/loans", headers=investor.headers).json() == []
+    for filters in ("status=funding", "grade=A&product=standard", "status=repaid&limit=5&offset=5"):
+        assert client.get(f"/v1/loans?{filters}", headers=investor.headers).json() == [], filters
     assert client.get(f"/v1/loans/{loans[0]}", headers=investor.headers).status_code == 404
 
 

@@ -270,10 +270,15 @@ async def list_loans(
     role = claims.role
     for _ in range(2):
         branch = _list_branch(role, loan_status)
-        shape = (branch, bool(loan_status), bool(grade), product is not None, borrower_by)
+        if branch == "nobody":  # (no loan to filter: the statement is WHERE false, its only parameters the page)
+            shape: tuple[str, bool, bool, bool, str | None] = (branch, False, False, False, None)
+            values = {"limit": limit, "offset": offset}
+        else:
+            shape = (branch, bool(loan_status), bool(grade), product is not None, borrower_by)
+            mine = {"user_id": claims.user_id} if branch in ("borrower", "investor-held") else {}
+            values = {**params, **mine}
         statement = _LOAN_LISTS.get(shape) or _LOAN_LISTS.setdefault(shape, _loan_list_statement(*shape))
-        mine = {"user_id": claims.user_id} if branch in ("borrower", "investor-held") else {}
-        user, loans = await statement.read(reads, claims, {**params, **mine})
+        user, loans = await statement.read(reads, claims, values)
         if user.role == role:
             break
         role = user.role
