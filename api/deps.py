@@ -80,11 +80,9 @@ class CallerRead:
         if "caller_id" in params:
             raise ValueError("caller_id is the caller's, from the token; a resource names its own parameters")
         rows = await reads.all(self._statement, {**params, "caller_id": claims.user_id})
-        if not rows:
-            live_user(None, claims)
-        first = rows[0]
         callers = len(self._caller_keys)
-        user = live_user(_detached_user(dict(zip(self._caller_keys, first[:callers], strict=True))), claims)
+        caller = _detached_user(dict(zip(self._caller_keys, rows[0][:callers], strict=True))) if rows else None
+        user = live_user(caller, claims)  # (no row at all: no such user)
         end = callers + len(self._resource_keys)
         return user, [self._resource_row._make(row[callers:end]) for row in rows if row.resource_found is not None]
 

@@ -64,9 +64,9 @@ _MY_WALLET = CallerRead(own_wallet_query())
 async def my_wallet(claims: AccessClaims, request: Request) -> WalletOut:
     user, found = await _MY_WALLET.read(request.app.state.reads, claims, {"user_id": claims.user_id})
     check_role(user, WALLET_OWNERS)
-    mine = own_wallet(found[0]) if found else None
-    if mine is None:
+    if not found:
         raise NotFound(NO_WALLET)
+    mine = own_wallet(found[0])
     return _wallet_answer(mine.wallet_type, mine.balance)
 
 
