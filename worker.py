@@ -37,6 +37,7 @@ from core.db import make_engine, session_factory_for
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
 from core.workflow_code_sharing import share_compiled_workflow_code
+from core.workflow_runner import workflow_runner
 from documents.render import render_in_processes
 from documents.store import DocumentStore
 from models.auto_invest_io import AutoInvestInput
@@ -127,6 +128,8 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_cached_workflows=settings.WORKER_MAX_CACHED_WORKFLOWS,
+        # The sandbox, not asked for per-payload contexts the platform's converter ignores.
+        workflow_runner=workflow_runner(client.data_converter),
         # Let a database transaction in flight finish rather than interrupt it on shutdown.
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
