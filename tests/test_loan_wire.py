@@ -4,6 +4,7 @@ without building a LoanOut per loan: the bytes must be LoanOut's own, for any lo
 from __future__ import annotations
 
 import collections
+import json
 import uuid
 from datetime import UTC, timedelta, timezone
 from decimal import Decimal
@@ -18,6 +19,10 @@ from pydantic import TypeAdapter
 from api.routers.loans import _LOAN_JSON, _LOAN_OUT_COLUMNS, _LOANS_JSON, _loan_out, _loan_wire
 from api.schemas.loans import AssetOut, LoanOut
 from models.loan_status import LoanStatus
+from models.loans import LoanRequest
+from products.service import product_labels
+from tests.api_helpers import sign_up
+from tests.test_direct_reads import _funding_loans
 
 Row = collections.namedtuple("Row", [column.key for column in _LOAN_OUT_COLUMNS])  # type: ignore[misc]
 
@@ -25,9 +30,11 @@ PRODUCT = uuid.uuid4()
 PRODUCTS = {PRODUCT: ("standard", 3)}
 
 
-def _loan_out_as_a_model(loan: Any, with_purpose: bool) -> LoanOut:
+def _loan_out_as_a_model(
+    loan: Any, with_purpose: bool, products: dict[uuid.UUID, tuple[str, int]] = PRODUCTS
+) -> LoanOut:
     """LoanOut built field by field, as the routes built it before _loan_wire: the reference."""
-    code, version = PRODUCTS[loan.product_id]
+    code, version = products[loan.product_id]
     return LoanOut(
         id=loan.id,
         status=loan.status,
@@ -111,3 +118,21 @@ def test_the_reads_still_document_loan_out(client: TestClient):
     assert listed == {"type": "array", "items": {"$ref": "#/components/schemas/LoanOut"}, "title": listed["title"]}
     one = paths["/v1/loans/{loan_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert one == {"$ref": "#/components/schemas/LoanOut"}
+
+
+def test_the_routes_send_loan_outs_json(client: TestClient, session_factory, seeded):
+    """Through the routes, from the database: the same bytes as LoanOut's, as JSON."""
+    borrower_loans = _funding_loans(session_factory, client, 2)
+    investor = sign_up(client, "investor")
+    with session_factory() as session:
+        rows = {loan_id: session.get_one(LoanRequest, loan_id) for loan_id in borrower_loans}
+        labels = product_labels(session, {row.product_id for row in rows.values()})
+    for loan_id, row in rows.items():
+        answer = client.get(f"/v1/loans/{loan_id}", headers=investor.headers)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        assert answer.content == TypeAdapter(LoanOut).dump_json(_loan_out_as_a_model(row, False, labels))
+    listed = client.get("/v1/loans?status=funding&limit=200", headers=investor.headers)
+    assert listed.status_code == 200 and listed.headers["content-type"] == "application/json"
+    ours = [loan for loan in listed.json() if uuid.UUID(loan["id"]) in rows]
+    expected = [_loan_out_as_a_model(rows[uuid.UUID(loan["id"])], False, labels) for loan in ours]
+    assert json.dumps(ours, separators=(",", ":")).encode() == TypeAdapter(list[LoanOut]).dump_json(expected)

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
+from temporalio.converter import (
+    ExternalStorage,
+    PayloadCodec,
+    SerializationContext,
+    StorageDriver,
+    WithSerializationContext,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import _runner as sandbox_runner
@@ -51,10 +57,24 @@ def test_the_platforms_converter_takes_no_context_and_gets_the_context_free_sand
     assert isinstance(runner, _ContextFreeSandboxedRunner) and isinstance(runner, SandboxedWorkflowRunner)
 
 
-def test_a_converter_that_takes_contexts_keeps_the_sdks_own_sandbox():
-    signing = dataclasses.replace(_platform_converter(), payload_codec=_SigningCodec())
-    assert not takes_no_context(signing)
-    assert type(workflow_runner(signing)) is SandboxedWorkflowRunner
+class _NowhereDriver(StorageDriver):
+    def name(self) -> str:
+        return "nowhere"
+
+    async def store(self, context, payloads):
+        raise AssertionError("not stored in this test")
+
+    async def retrieve(self, context, claims):
+        raise AssertionError("not retrieved in this test")
+
+
+def test_a_converter_that_takes_contexts_or_stores_externally_keeps_the_sdks_own_sandbox():
+    platform = _platform_converter()
+    signing = dataclasses.replace(platform, payload_codec=_SigningCodec())
+    storing = dataclasses.replace(platform, external_storage=ExternalStorage(drivers=[_NowhereDriver()]))
+    for converter in (signing, storing):
+        assert not takes_no_context(converter)
+        assert type(workflow_runner(converter)) is SandboxedWorkflowRunner
 
 
 # A workflow of its own package (the sandbox imports it afresh): it runs an activity with a
@@ -160,7 +180,7 @@ async def test_workflows_on_it_stay_sandboxed_and_their_payloads_sealed(time_ski
     assert all(payload.metadata["encoding"] == ENCODING for payload in payloads)
 
 
-async def test_the_sdks_own_sandbox_asks_for_every_payload(time_skipping_env, tmp_path, monkeypatch):
+async def test_the_sdks_own_sandbox_asks_it_for_contexts(time_skipping_env, tmp_path, monkeypatch):
     # The probe can tell: on the SDK's runner, the same workflow asks the sandbox.
     module = _probe_module(tmp_path, monkeypatch)
     converter = _platform_converter()

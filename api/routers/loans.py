@@ -136,7 +136,9 @@ def _loan_wire(loan: Any, with_purpose: bool, products: dict[uuid.UUID, tuple[st
     strings, in LoanOut's field order. `loan`: a LoanRequest, or a row of _LOAN_OUT_COLUMNS;
     `products`: product_labels. The hot reads send it as JSON without building a LoanOut (a
     list of 20 built as models cost a third of its serialization); tests/test_loan_wire.py
-    holds it to LoanOut's own JSON, byte for byte."""
+    holds it to LoanOut's own JSON, byte for byte. Nothing validates the answer again on its
+    way out: its values are the table's, which PostgreSQL's types and checks already hold to
+    LoanOut's (a status of the enum, whole numbers, numeric(15, 2) money)."""
     code, version = products[loan.product_id]
     rate = loan.rate_annual
     return {
