@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     # 10,000 loans open (bench/results-memory-reads.md; the sandboxes share the workflow modules'
     # compiled code, core/workflow_code_sharing.py). Below the number of loans busy at once it
     # thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
-    WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=400, ge=0, le=100_000)
+    WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233
     TEMPORAL_UI_PORT: int = 8233
