@@ -56,11 +56,12 @@ PROBE = textwrap.dedent(
 )
 
 
-def _probe_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def _probe_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str = PROBE):
+    """`source` as the module `probe` of a package of its own (each sandbox imports it afresh)."""
     package = f"probe_{uuid.uuid4().hex[:10]}"
     (tmp_path / package).mkdir()
     (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / package / "probe.py").write_text(PROBE)
+    (tmp_path / package / "probe.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     return package, importlib.import_module(f"{package}.probe")
 
