@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from api.routers.loans import _LOAN_JSON, _LOAN_OUT_COLUMNS, _LOANS_JSON, _loan_out, _loan_wire
+from api.routers.loans import _LOAN_OUT_COLUMNS, _WIRE_JSON, _loan_out, _loan_wire
 from api.schemas.loans import AssetOut, LoanOut
 from models.loan_status import LoanStatus
 from models.loans import LoanRequest
@@ -105,10 +105,10 @@ loans = st.builds(
 @given(st.lists(loans, max_size=5), st.booleans())
 def test_the_wire_is_loan_outs_json_byte_for_byte(rows, with_purpose):
     expected = TypeAdapter(list[LoanOut]).dump_json([_loan_out_as_a_model(row, with_purpose) for row in rows])
-    assert _LOANS_JSON.dump_json([_loan_wire(row, with_purpose, PRODUCTS) for row in rows]) == expected
+    assert _WIRE_JSON.dump_json([_loan_wire(row, with_purpose, PRODUCTS) for row in rows]) == expected
     for row in rows:
         one = _loan_out_as_a_model(row, with_purpose)
-        assert _LOAN_JSON.dump_json(_loan_wire(row, with_purpose, PRODUCTS)) == one.model_dump_json().encode()
+        assert _WIRE_JSON.dump_json(_loan_wire(row, with_purpose, PRODUCTS)) == one.model_dump_json().encode()
         assert _loan_out(row, with_purpose, PRODUCTS) == one  # the model that other answers nest
 
 

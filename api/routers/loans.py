@@ -172,13 +172,13 @@ def _loan_wire(loan: Any, with_purpose: bool, products: dict[uuid.UUID, tuple[st
     }
 
 
-# Serializes _loan_wire's dicts (their values: str, int, UUID, datetime, None) as LoanOut would.
-_LOAN_JSON = TypeAdapter(dict[str, Any])
-_LOANS_JSON = TypeAdapter(list[dict[str, Any]])
+# Serializes _loan_wire's dicts, one or a list (their values: str, int, UUID, datetime, None),
+# as LoanOut would.
+_WIRE_JSON = TypeAdapter(Any)
 
 
-def _json_answer(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
+def _json_answer(wire: dict[str, Any] | list[dict[str, Any]]) -> Response:
+    return Response(_WIRE_JSON.dump_json(wire), media_type="application/json")
 
 
 def _loan_out(loan: Any, with_purpose: bool, products: dict[uuid.UUID, tuple[str, int]]) -> LoanOut:
@@ -310,7 +310,7 @@ async def list_loans(
         raise Forbidden("filtering by borrower is for operators and compliance")
     full = user.role != Role.investor.value
     products = await read_product_labels(reads, {loan.product_id for loan in loans})
-    return _json_answer(_LOANS_JSON.dump_json([_loan_wire(loan, full, products) for loan in loans]))
+    return _json_answer([_loan_wire(loan, full, products) for loan in loans])
 
 
 def _list_branch(role: str, loan_status: LoanStatus | None) -> str:
@@ -367,7 +367,7 @@ async def get_loan(loan_id: uuid.UUID, claims: AccessClaims, request: Request) -
     if loan is None or full is None:
         raise NotFound(f"no loan {loan_id}")
     products = await read_product_labels(reads, {loan.product_id})
-    return _json_answer(_LOAN_JSON.dump_json(_loan_wire(loan, full, products)))
+    return _json_answer(_loan_wire(loan, full, products))
 
 
 @router.get("/loans/{loan_id}/schedule", response_model=list[ScheduleRowOut])
