@@ -111,14 +111,16 @@ def _apply_to_schedule(session: Session, input: CollectInput, paid: list[Install
         if item.settles(due[item.payment_num]):
             if row.status == "pending" and input.purpose == "installment":
                 # Paid in full on its due date, never overdue. (Installments settled by an
-                # early repayment earn the loan's repaid bonus instead.)
-                award_points(
-                    session,
-                    input.borrower_id,
-                    input.loan_id,
-                    "on_time_installment",
-                    f"loan:{input.loan_id}:installment:{item.payment_num}:on-time",
-                    f"installment {item.payment_num} paid on time",
-                )
+                # early repayment earn the loan's repaid bonus instead.) Without an autoflush
+                # here, the row's changes go out as one UPDATE, not split around this insert.
+                with session.no_autoflush:
+                    award_points(
+                        session,
+                        input.borrower_id,
+                        input.loan_id,
+                        "on_time_installment",
+                        f"loan:{input.loan_id}:installment:{item.payment_num}:on-time",
+                        f"installment {item.payment_num} paid on time",
+                    )
             row.status = "paid"
             row.paid_at = input.at
