@@ -111,8 +111,9 @@ def _apply_to_schedule(session: Session, input: CollectInput, paid: list[Install
         if item.settles(due[item.payment_num]):
             if row.status == "pending" and input.purpose == "installment":
                 # Paid in full on its due date, never overdue. (Installments settled by an
-                # early repayment earn the loan's repaid bonus instead.) Without an autoflush
-                # here, the row's changes go out as one UPDATE, not split around this insert.
+                # early repayment earn the loan's repaid bonus instead.) award_points reads only
+                # the rules and writes only borrower_points, so the row's changes can wait for
+                # the next query's flush and go out as one UPDATE (its rules SELECT flushed half).
                 with session.no_autoflush:
                     award_points(
                         session,
