@@ -766,6 +766,7 @@ async def run_worker_memory_bench(tmp: Path, quick: bool) -> tuple[str, list[str
         "to funding: scoring, the loan's records)",
         f"the worker keeps at most WORKER_MAX_CACHED_WORKFLOWS={CACHED_WORKFLOWS} workflows in memory (its "
         "sticky cache); the rest wait on the server and are replayed from their histories when they next wake "
-        "(a due date, an investment), so memory stays flat however many loans are open",
+        "(a due date, an investment), so the loans it holds are bounded however many are open (the table "
+        "shows whether its memory is flat too)",
     ]
     return "\n".join(lines), notes

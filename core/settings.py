@@ -154,12 +154,12 @@ class Settings(BaseSettings):
     WORKER_PROCESSES: int = Field(default=1, ge=1, le=64)
     # Workflows a worker keeps in memory between their tasks (its sticky cache): a loan not in
     # it is replayed from its history when it next wakes (a due date, an investment: a few ms
-    # of CPU). Bounds the worker's memory whatever the number of open loans: 310 to 321 MiB with
-    # 7,500 to 10,000 loans open (bench/results.md; the sandboxes share the workflow modules'
-    # compiled code, core/workflow_code_sharing.py), about 240 KiB per cached loan; at 400,
-    # 297 MiB, and opening the 10,000 took 8% longer (bench/results-memory-cache-400.md). Below
-    # the number of loans busy at once
-    # it thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
+    # of CPU). Bounds the loans held in memory whatever the number of open loans: the worker held
+    # 310 to 321 MiB with 7,500 to 10,000 loans open (bench/results.md; the sandboxes share the
+    # workflow modules' compiled code, core/workflow_code_sharing.py), about 240 KiB per cached
+    # loan. An earlier run at 400 (earlier code) held 297 MiB, and opening the 10,000 took 8%
+    # longer (bench/results-memory-cache-400.md). Below the number of loans busy at once it
+    # thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
     WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233
