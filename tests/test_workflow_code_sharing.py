@@ -7,12 +7,11 @@ import importlib.util
 import sys
 import textwrap
 import uuid
-from pathlib import Path
 
-import pytest
 from temporalio.worker import Worker
 
 from core.workflow_code_sharing import SharedCodeFinder, share_compiled_workflow_code
+from tests.sandbox_probe import probe_module
 from workflows.loan import LoanWorkflow
 
 # A workflow module of its own package, written for each test: waits forever; its query
@@ -56,16 +55,6 @@ PROBE = textwrap.dedent(
 )
 
 
-def _probe_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str = PROBE):
-    """`source` as the module `probe` of a package of its own (each sandbox imports it afresh)."""
-    package = f"probe_{uuid.uuid4().hex[:10]}"
-    (tmp_path / package).mkdir()
-    (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / package / "probe.py").write_text(source)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return package, importlib.import_module(f"{package}.probe")
-
-
 async def _probe_two_runs(env, module) -> list[dict]:
     task_queue = f"probe-{uuid.uuid4().hex[:8]}"
     async with Worker(env.client, task_queue=task_queue, workflows=[module.ProbeWorkflow]):
@@ -83,7 +72,7 @@ async def _probe_two_runs(env, module) -> list[dict]:
 
 async def test_cached_runs_share_compiled_code_and_nothing_else(time_skipping_env, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # (the finder goes when the test ends)
-    package, _ = _probe_module(tmp_path, monkeypatch)
+    package, _ = probe_module(tmp_path, monkeypatch, PROBE)
     finder = share_compiled_workflow_code([package])
     assert share_compiled_workflow_code([package]) is finder, "installed once"
     module = importlib.import_module(f"{package}.probe")
@@ -96,7 +85,7 @@ async def test_cached_runs_share_compiled_code_and_nothing_else(time_skipping_en
 
 async def test_without_the_finder_each_sandbox_compiles_again(time_skipping_env, tmp_path, monkeypatch):
     # The probe can tell: without the finder, two cached runs hold two copies of the code.
-    _, module = _probe_module(tmp_path, monkeypatch)
+    _, module = probe_module(tmp_path, monkeypatch, PROBE)
     first, second = await _probe_two_runs(time_skipping_env, module)
     assert first["code"] != second["code"]
     assert first["wall_clock"] == second["wall_clock"] == "restricted"

@@ -26,7 +26,7 @@ from temporalio.worker.workflow_sandbox import _runner as sandbox_runner
 from core.payload_codec import ENCODING
 from core.temporal_client import encrypted_data_converter
 from core.workflow_runner import _ContextFreeSandboxedRunner, takes_no_context, workflow_runner
-from tests.test_workflow_code_sharing import _probe_module
+from tests.sandbox_probe import probe_module
 
 
 def _platform_converter():
@@ -149,7 +149,7 @@ async def _run_probe(env, module, converter, runner, monkeypatch: pytest.MonkeyP
 
 
 async def test_workflows_on_it_stay_sandboxed_and_their_payloads_sealed(time_skipping_env, tmp_path, monkeypatch):
-    _, module = _probe_module(tmp_path, monkeypatch, PROBE)
+    _, module = probe_module(tmp_path, monkeypatch, PROBE)
     converter = _platform_converter()
     workflow_id, asks = await _run_probe(time_skipping_env, module, converter, workflow_runner(converter), monkeypatch)
     assert asks == 0, "the sandbox was not asked for a context"
@@ -172,7 +172,7 @@ async def test_workflows_on_it_stay_sandboxed_and_their_payloads_sealed(time_ski
 
 async def test_the_sdks_own_sandbox_asks_it_for_contexts(time_skipping_env, tmp_path, monkeypatch):
     # The probe can tell: on the SDK's runner, the same workflow asks the sandbox.
-    _, module = _probe_module(tmp_path, monkeypatch, PROBE)
+    _, module = probe_module(tmp_path, monkeypatch, PROBE)
     converter = _platform_converter()
     _, asks = await _run_probe(time_skipping_env, module, converter, SandboxedWorkflowRunner(), monkeypatch)
     assert asks > 0
