@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     # longer (bench/results-memory-cache-400.md). Below the number of loans busy at once it
     # thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
     WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
+    # Processes a worker renders its PDFs in (CPU-bound: in the worker's own process they would
+    # hold its GIL). Loans' agreements render before their repayment starts: make bench's 100
+    # loans paid out together waited for 300 agreements, and the last began repaying at 86 s
+    # with one renderer, at 59 s with two (2 cores). Each renderer is a process of about 100 MiB.
+    WORKER_DOCUMENT_RENDERERS: int = Field(default=2, ge=1, le=64)
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233
     TEMPORAL_UI_PORT: int = 8233

@@ -6,6 +6,16 @@ import uuid
 
 from pydantic import BaseModel, Field
 
+# The documents' own task queue beside the platform's (worker.py runs a worker on each): a PDF
+# renders for a tenth of a second or more, and on the platform's queue the loans' agreements
+# took the activity slots that investments and collections wait for.
+DOCUMENTS_QUEUE_SUFFIX = "-documents"
+
+
+def documents_task_queue(task_queue: str) -> str:
+    """The task queue of the documents that belong to work on `task_queue`."""
+    return f"{task_queue}{DOCUMENTS_QUEUE_SUFFIX}"
+
 
 class LoanAgreementsInput(BaseModel):
     loan_id: uuid.UUID

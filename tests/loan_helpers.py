@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date
@@ -32,12 +31,11 @@ D = Decimal
 async def running_worker(
     client: Client, settings: Settings, factory: sessionmaker[Session], task_queue: str, stand_ins=()
 ):
-    from worker import ACTIVITY_THREADS, build_worker
+    from worker import platform_workers
 
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, settings, factory, executor, task_queue=task_queue, stand_ins=stand_ins)
-        async with worker:
-            yield worker
+    # (the platform's worker and the documents', as the worker process runs them)
+    async with platform_workers(client, settings, factory, task_queue=task_queue, stand_ins=stand_ins) as worker:
+        yield worker
 
 
 def make_borrower(

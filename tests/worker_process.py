@@ -1,7 +1,7 @@
 """The platform's worker (and API) in processes of their own, for tests that kill them or
 that drive them from outside (the API fuzzer over HTTP).
 
-The child is the real worker (worker.build_worker: every workflow and activity), started
+The child is the real worker (worker.platform_workers: every workflow and activity), started
 as `python -m tests.worker_process` with the test's settings in its environment. With
 CRASH_AFTER_ACTIVITY=<loan activity> it kills itself with SIGKILL right after that activity
 has committed its database transaction, before Temporal hears of the result: the crash
@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -213,17 +212,15 @@ async def main() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    with ThreadPoolExecutor(max_workers=platform_worker.ACTIVITY_THREADS) as executor:
-        worker = platform_worker.build_worker(
-            client, settings, session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS), executor
-        )
-        async with worker:
-            factory = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
-            outbox = asyncio.create_task(drain_forever(client, factory, stop))
-            sys.stdout.write(READY + "\n")
-            sys.stdout.flush()
-            await stop.wait()
-            await outbox
+    async with platform_worker.platform_workers(
+        client, settings, session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
+    ):
+        factory = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
+        outbox = asyncio.create_task(drain_forever(client, factory, stop))
+        sys.stdout.write(READY + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+        await outbox
     engine.dispose()
 
 

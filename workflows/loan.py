@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.schedule import ScheduleError, build_schedule
     from models.auto_invest_io import AutoInvestInput
-    from models.documents_io import LoanAgreementsInput
+    from models.documents_io import LoanAgreementsInput, documents_task_queue
     from models.loan_status import LoanStatus, check_transition
     from models.loan_workflow import (
         AmountsDue,
@@ -595,6 +595,7 @@ class LoanWorkflow:
         await workflow.execute_activity_method(
             DocumentActivities.generate_loan_agreements,
             LoanAgreementsInput(loan_id=self._input.loan_id),
+            task_queue=self._documents_queue(),
             start_to_close_timeout=AGREEMENTS_TIMEOUT,
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
@@ -604,6 +605,14 @@ class LoanWorkflow:
         # months of loan time at a large scale. (At scale 1 this changes nothing.)
         if self._input.clock_origin is None:
             self._state.clock_origin = workflow.now()
+
+    def _documents_queue(self) -> str | None:
+        """Where a loan's PDFs render: since the patch documents-own-queue, on the documents'
+        own task queue (worker.py), so that agreements waiting for a renderer never hold the
+        activity slots that investments and collections wait for; before it, the loan's."""
+        if workflow.patched("documents-own-queue"):
+            return documents_task_queue(workflow.info().task_queue)
+        return None
 
     # -- repayment ------------------------------------------------------------------------------
     def _loan_now(self) -> datetime:
@@ -1000,6 +1009,7 @@ class LoanWorkflow:
         await workflow.execute_activity_method(
             DocumentActivities.register_trade_documents,
             TradeDocumentsInput(trade_id=request.trade_id, loan_id=input.loan_id),
+            task_queue=self._documents_queue(),
             start_to_close_timeout=AGREEMENTS_TIMEOUT,
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
