@@ -327,6 +327,10 @@ class LifecycleRow:
     events_per_loan: float | None = None
     ledger_tx_per_loan: float | None = None
     events_after_funding: float | None = None
+    # Seconds from the start until every loan was open for funding, every investment taken,
+    # every loan repaying (its agreements rendered): where a lifecycle's time beyond its
+    # timers goes.
+    phases: tuple[float, float, float] | None = None
 
     @property
     def loans_per_minute(self) -> float:
@@ -340,8 +344,10 @@ async def lifecycle(tmp: Path, loans: int, per_loan: int, term: int, workers: in
         started = time.perf_counter()
         started_loans = await start_loans(p, borrowers, term, time_scale=LIFECYCLE_SCALE)
         ids = [loan_id for loan_id, _ in started_loans]
-        await wait_status(p, ids, ("funding",), 600)
+        open_for_funding = await wait_status(p, ids, ("funding",), 600)
         await invest_all(p, started_loans, investors, per_loan)
+        invested = time.perf_counter()
+        repaying = await wait_status(p, ids, ("active", "repaid", "defaulted"), 1800)
         finished = await wait_status(p, ids, ("repaid", "defaulted"), 1800)
         repaid = count_status(p, ids, ("repaid",))
         if repaid != loans:
@@ -361,6 +367,7 @@ async def lifecycle(tmp: Path, loans: int, per_loan: int, term: int, workers: in
         events,
         ledger / loans,
         after,
+        (open_for_funding - started, invested - started, repaying - started),
     ), activities
 
 
@@ -724,6 +731,15 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
     lines += ["", "| burst | count | seconds | rate |", "|---|---:|---:|---:|"]
     for row in (due, due_floor, funding):
         lines.append(f"| {row.name} | {row.count} | {row.seconds:.2f} | {row.rate:,.1f} {row.unit} |")
+    assert few.phases and two_workers.phases
+    phases_note = (
+        f"where the lifecycle's time went (2 investors each, one worker): every loan open for funding at "
+        f"{few.phases[0]:.1f} s (scoring), its {loans * 2} investments taken at {few.phases[1]:.1f} s, every loan "
+        f"repaying at {few.phases[2]:.1f} s (a loan repays once its 3 agreements are rendered, in "
+        f"WORKER_DOCUMENT_RENDERERS processes), all repaid at {few.seconds:.1f} s (a loan's {term} months take "
+        f"{term * MONTH_SECONDS} s of its timers once it repays); with two workers: {two_workers.phases[0]:.1f}, "
+        f"{two_workers.phases[1]:.1f}, {two_workers.phases[2]:.1f} and {two_workers.seconds:.1f} s"
+    )
     notes = [
         f"lifecycle / Temporal floor (2 investors each): {few.seconds / temporal.seconds:.2f}x the time "
         f"(goal: at most 1.3x); with two worker processes: {two_workers.seconds / temporal.seconds:.2f}x "
@@ -731,6 +747,7 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
         "two processes share the same 2 cores with PostgreSQL and Temporal); lifecycle / database floor: "
         f"{few.seconds / database.seconds:.2f}x the time (the database floor has no timers: it is the money "
         "work alone)",
+        phases_note,
         f"history events per loan with 2 and with 20 investors each: {few.events_per_loan:.0f} and "
         f"{many.events_per_loan:.0f}, of which from the disbursement to the end: {few.events_after_funding:.0f} "
         f"and {many.events_after_funding:.0f}. Funding adds one `invest` update and one `reserve_investment` "
