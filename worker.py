@@ -63,9 +63,8 @@ def document_activity_slots(settings: Settings) -> int:
     """Document activities taken at once from the documents' task queue, each on a thread of
     its own: one waiting on each renderer (WORKER_DOCUMENT_RENDERERS), and one reading the next
     loan's facts meanwhile. They used to share the ACTIVITY_THREADS slots: 100 loans paid out
-    together had every slot waiting on the one renderer, and investments and scoring queued
-    behind the PDFs (make bench's lifecycle: its 200 investments took 50 s; 11 s on their own
-    queue)."""
+    together had every slot waiting on the one renderer, and the other loans' investments and
+    scoring queued behind the PDFs."""
     return settings.WORKER_DOCUMENT_RENDERERS + 1
 
 
@@ -96,8 +95,8 @@ def build_worker(
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     auto_invest = AutoInvestActivities(session_factory, client)
     plans = PlanActivities(session_factory)
-    # (The documents' activities are here too: a loan paid out before the patch
-    # documents-beside-repayment asks for them on this queue.)
+    # (The documents' activities are here too: a run of a loan that took no patch
+    # documents-own-queue asks for them on this queue. They may go once no such run is open.)
     return Worker(
         client,
         task_queue=task_queue or settings.TASK_QUEUE,
@@ -156,7 +155,9 @@ def build_documents_worker(
     stand_ins: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
     """The documents' worker: the loans' PDFs on their own task queue and slots, so that
-    however many agreements wait for a renderer, no money activity waits behind them.
+    however many agreements wait for a renderer, no activity of the platform's queue waits for
+    a slot behind them. (What waits for a PDF still waits for it: a loan repays once its
+    agreements are rendered, a trade's update answers once its assignment agreement is.)
     `stand_ins` as build_worker's (only those of the documents' activities apply here)."""
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     activities: list[Callable[..., Any]] = [documents.generate_loan_agreements, documents.register_trade_documents]
@@ -190,7 +191,12 @@ async def platform_workers(
         worker = build_worker(client, settings, session_factory, executor, task_queue, stand_ins)
         documents = build_documents_worker(client, settings, session_factory, documents_executor, task_queue, stand_ins)
         async with worker, documents:
-            yield worker
+            try:
+                yield worker
+            finally:
+                # Both at once: one after the other, stopping could take two graceful timeouts,
+                # and the platform's worker would take new activities while the other stopped.
+                await asyncio.gather(worker.shutdown(), documents.shutdown())
 
 
 def platform_schedules(settings: Settings) -> dict[str, Schedule]:
@@ -236,7 +242,9 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = get_settings()
-    engine = make_engine(settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS))
+    engine = make_engine(
+        settings.DATABASE_URL, max(settings.DB_POOL_SIZE, ACTIVITY_THREADS + document_activity_slots(settings))
+    )
     session_factory = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
     client = await connect_temporal(settings)
     await ensure_schedules(client, settings)

@@ -162,9 +162,9 @@ class Settings(BaseSettings):
     # thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
     WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
     # Processes a worker renders its PDFs in (CPU-bound: in the worker's own process they would
-    # hold its GIL). Loans' agreements render before their repayment starts: make bench's 100
-    # loans paid out together waited for 300 agreements, and the last began repaying at 86 s
-    # with one renderer, at 59 s with two (2 cores). Each renderer is a process of about 100 MiB.
+    # hold its GIL). A loan repays once its agreements are rendered, so after a burst of payouts
+    # the loans wait for their PDFs: make bench's lifecycle gives when the last of 100 loans paid
+    # out together began repaying (bench/results-platform.md, with two).
     WORKER_DOCUMENT_RENDERERS: int = Field(default=2, ge=1, le=64)
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233

@@ -42,6 +42,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import (
@@ -71,12 +72,20 @@ class Replayed:
     """What the workflow code did while replaying one history, in order."""
 
     activities: list[tuple[str, list[Any]]] = field(default_factory=list)
+    # the task queue of each activity, in the same order, relative to the workflow's own
+    # (relative_queue: "" for its own, "-documents" for the loans' PDFs)
+    activity_queues: list[str] = field(default_factory=list)
     children: list[tuple[str, list[Any]]] = field(default_factory=list)
     updates: dict[str, tuple[str, Any]] = field(default_factory=dict)
     result: Any = None
     continued_as_new: list[Any] | None = None
     timers: list[timedelta] = field(default_factory=list)
     search_attributes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def relative_queue(queue: str, own: str) -> str:
+    """A task queue as its workflow's own names it: a replay runs on a queue of its own."""
+    return queue.removeprefix(own) if queue.startswith(own) else queue
 
 
 class _Recording(Interceptor):
@@ -92,6 +101,8 @@ class _Recording(Interceptor):
         class Outbound(WorkflowOutboundInterceptor):
             def start_activity(self, input: StartActivityInput):
                 seen.activities.append((input.activity, list(input.args)))
+                own = workflow.info().task_queue
+                seen.activity_queues.append(relative_queue(input.task_queue or own, own))
                 return super().start_activity(input)
 
             async def start_child_workflow(self, input: StartChildWorkflowInput):
@@ -200,6 +211,7 @@ def _json_of_values(values: list[Any]) -> list[Any]:
 @dataclass
 class Written:
     activities: list[tuple[str, list[Any]]] = field(default_factory=list)
+    activity_queues: list[str] = field(default_factory=list)
     children: list[tuple[str, list[Any]]] = field(default_factory=list)
     updates: dict[str, tuple[str, Any]] = field(default_factory=dict)
     outcome: str = "running"  # completed | continued_as_new | failed | terminated | ...
@@ -211,11 +223,13 @@ class Written:
 async def written(history: WorkflowHistory) -> Written:
     """The history's own record of what the code that wrote it decided, decoded."""
     out = Written()
+    own = history.events[0].workflow_execution_started_event_attributes.task_queue.name
     for event in history.events:
         kind = event.WhichOneof("attributes")
         if kind == "activity_task_scheduled_event_attributes":
             attrs = event.activity_task_scheduled_event_attributes
             out.activities.append((attrs.activity_type.name, await _decoded(attrs.input.payloads)))
+            out.activity_queues.append(relative_queue(attrs.task_queue.name, own))
         elif kind == "start_child_workflow_execution_initiated_event_attributes":
             attrs = event.start_child_workflow_execution_initiated_event_attributes
             out.children.append((attrs.workflow_type.name, await _decoded(attrs.input.payloads)))
@@ -298,6 +312,7 @@ async def check_replay(history: WorkflowHistory, expected: dict | None = None) -
     wrote = await written(history)
     name = history.workflow_id
     assert [a for a, _ in seen.activities] == [a for a, _ in wrote.activities], name
+    assert seen.activity_queues == wrote.activity_queues, f"{name}: an activity on another task queue"
     for n, ((activity, today), (_, recorded)) in enumerate(zip(seen.activities, wrote.activities)):
         assert_same(recorded, _json_of_values(today), f"{name}: activity {n} {activity} input")
     assert [c for c, _ in seen.children] == [c for c, _ in wrote.children], name

@@ -1,7 +1,7 @@
 """The loans' PDFs render on the documents' own task queue (worker.build_documents_worker), so
 agreements waiting for a renderer never hold the activity slots that investments, scoring and
-collections wait for: on one queue, 100 loans paid out together had every slot waiting on the
-one renderer (bench/results.md)."""
+collections wait for. On one queue, with the two stuck agreements below, the third loan is never
+even scored (checked on the code before the patch documents-own-queue)."""
 
 from __future__ import annotations
 
@@ -33,32 +33,35 @@ async def test_agreements_waiting_for_a_renderer_hold_up_no_investment(
         return LoanAgreementsResult(documents=0)
 
     investors = [make_investor(session_factory, "60000") for _ in range(5)]
-    async with running_worker(env.client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]):
-        paid_out = []
-        for pair in (investors[0:2], investors[2:4]):
-            loan = await start_loan(
-                env.client, session_factory, task_queue, make_borrower(session_factory), "100000.00", 6
-            )
-            await wait_for_status(loan.handle, "funding")
-            for investor in pair:
-                await invest(loan.handle, investor, "50000.00")
-            paid_out.append(loan)
-        for _ in range(600):  # both loans paid out, their agreements waiting for the renderer
-            if len(asked_on) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        assert len(asked_on) >= 2 and not renderer_free.is_set()
+    try:
+        async with running_worker(
+            env.client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]
+        ):
+            paid_out = []
+            for pair in (investors[0:2], investors[2:4]):
+                borrower = make_borrower(session_factory)
+                loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 6)
+                await wait_for_status(loan.handle, "funding")
+                for investor in pair:
+                    await invest(loan.handle, investor, "50000.00")
+                paid_out.append(loan)
+            for _ in range(600):  # both loans paid out, their agreements waiting for the renderer
+                if len(asked_on) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(asked_on) >= 2 and not renderer_free.is_set()
 
-        third = await start_loan(
-            env.client, session_factory, task_queue, make_borrower(session_factory), "100000.00", 6
-        )
-        await wait_for_status(third.handle, "funding")
-        accepted = await asyncio.wait_for(invest(third.handle, investors[4], "50000.00"), timeout=30)
-        assert accepted.funded_amount == 50000
+            borrower = make_borrower(session_factory)
+            third = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 6)
+            await wait_for_status(third.handle, "funding")
+            accepted = await asyncio.wait_for(invest(third.handle, investors[4], "50000.00"), timeout=30)
+            assert accepted.funded_amount == 50000
 
-        renderer_free.set()
-        for loan in paid_out:  # the agreements done, the loans repay
-            await wait_for_status(loan.handle, "active")
-        for loan in (*paid_out, third):
-            await loan.handle.terminate("test over")
+            renderer_free.set()
+            for loan in paid_out:  # the agreements done, the loans repay
+                await wait_for_status(loan.handle, "active")
+            for loan in (*paid_out, third):
+                await loan.handle.terminate("test over")
+    finally:
+        renderer_free.set()  # (a failure above must not leave the worker's threads waiting)
     assert set(asked_on) == {documents_task_queue(task_queue)}

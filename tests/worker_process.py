@@ -207,7 +207,9 @@ async def main() -> None:
     if crash_after:
         assert hasattr(LoanActivities, crash_after), f"no loan activity {crash_after}"
         platform_worker.LoanActivities = crashing_loan_activities(crash_after)  # type: ignore[misc]
-    engine = make_engine(settings.DATABASE_URL, platform_worker.ACTIVITY_THREADS)
+    engine = make_engine(
+        settings.DATABASE_URL, platform_worker.ACTIVITY_THREADS + platform_worker.document_activity_slots(settings)
+    )
     client = await connect_temporal(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
