@@ -2,7 +2,7 @@
 and its documents (the PDFs of loan and assignment agreements) on TASK_QUEUE-documents.
 
 Run it as many times as you like on as many machines as you like: every worker polls the
-same task queue (this is how the platform grows past one machine), and every worker drains
+same task queues (this is how the platform grows past one machine), and every worker drains
 the outbox (claims are leased, SKIP LOCKED: two workers do not claim the same message).
 """
 
@@ -62,9 +62,9 @@ ACTIVITY_THREADS = 16
 def document_activity_slots(settings: Settings) -> int:
     """Document activities taken at once from the documents' task queue, each on a thread of
     its own: one waiting on each renderer (WORKER_DOCUMENT_RENDERERS), and one reading the next
-    loan's facts meanwhile. They used to share the ACTIVITY_THREADS slots: 100 loans paid out
-    together had every slot waiting on the one renderer, and the other loans' investments and
-    scoring queued behind the PDFs."""
+    loan's facts meanwhile. They used to share the ACTIVITY_THREADS slots, where agreements
+    waiting on a renderer could hold them all: tests/test_documents_queue.py shows a loan then
+    never scored."""
     return settings.WORKER_DOCUMENT_RENDERERS + 1
 
 
@@ -189,14 +189,16 @@ async def platform_workers(
         ) as documents_executor,
     ):
         worker = build_worker(client, settings, session_factory, executor, task_queue, stand_ins)
-        documents = build_documents_worker(client, settings, session_factory, documents_executor, task_queue, stand_ins)
-        async with worker, documents:
+        documents_worker = build_documents_worker(
+            client, settings, session_factory, documents_executor, task_queue, stand_ins
+        )
+        async with worker, documents_worker:
             try:
                 yield worker
             finally:
                 # Both at once: one after the other, stopping could take two graceful timeouts,
                 # and the platform's worker would take new activities while the other stopped.
-                await asyncio.gather(worker.shutdown(), documents.shutdown())
+                await asyncio.gather(worker.shutdown(), documents_worker.shutdown())
 
 
 def platform_schedules(settings: Settings) -> dict[str, Schedule]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from datetime import UTC, datetime
 
 
@@ -27,5 +28,17 @@ def describe_machine() -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"{when}; {os.cpu_count()} CPUs ({cpu}){memory}; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}{_commit()}"
     )
+
+
+def _commit() -> str:
+    """The code that ran: its commit, and whether the working tree had changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if head.returncode != 0:
+        return ""
+    return f"; commit {head.stdout.strip()}" + (" (with uncommitted changes)" if dirty.stdout.strip() else "")

@@ -164,8 +164,9 @@ class Settings(BaseSettings):
     # Processes a worker renders its PDFs in (CPU-bound: in the worker's own process they would
     # hold its GIL). A loan repays once its agreements are rendered, so after a burst of payouts
     # the loans wait for their PDFs: make bench's lifecycle gives when the last of 100 loans paid
-    # out together began repaying (bench/results-platform.md, with two).
-    WORKER_DOCUMENT_RENDERERS: int = Field(default=2, ge=1, le=64)
+    # out within seconds of each other began repaying (bench/results-platform.md, with two).
+    # Each takes a document thread and a database connection (worker.py sizes its pool).
+    WORKER_DOCUMENT_RENDERERS: int = Field(default=2, ge=1, le=16)
     EMBEDDED_POSTGRES_PORT: int = 55432
     TEMPORAL_DEV_PORT: int = 7233
     TEMPORAL_UI_PORT: int = 8233

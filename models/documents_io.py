@@ -6,9 +6,9 @@ import uuid
 
 from pydantic import BaseModel, Field
 
-# The documents' own task queue beside the platform's (worker.py runs a worker on each): a PDF
-# renders for a tenth of a second or more, and on the platform's queue the loans' agreements
-# took the activity slots that investments and collections wait for.
+# The documents' own task queue beside the platform's (worker.py runs a worker on each): on the
+# platform's queue, agreements waiting for a renderer took the activity slots that scoring,
+# investments and collections wait for (tests/test_documents_queue.py).
 DOCUMENTS_QUEUE_SUFFIX = "-documents"
 
 

@@ -9,6 +9,10 @@ code that wrote it did, and with the outcome stored beside the history when it w
 recorded. Fields added since (with defaults) are allowed; any recorded value that changed is
 a failure.
 
+Every activity's task queue is compared too, relative to its workflow's own (a replay runs on a
+queue of its own): the loans' PDFs go to the documents' queue since patch documents-own-queue,
+and the replayer would not notice one sent elsewhere.
+
 Beyond what an interceptor sees, every timer the replay starts (its duration) and every
 search-attribute upsert (its values) are compared with the history's TimerStarted and
 UpsertWorkflowSearchAttributes events: a due date, grace period or funding window that moved
@@ -223,6 +227,7 @@ class Written:
 async def written(history: WorkflowHistory) -> Written:
     """The history's own record of what the code that wrote it decided, decoded."""
     out = Written()
+    assert history.events[0].HasField("workflow_execution_started_event_attributes"), history.workflow_id
     own = history.events[0].workflow_execution_started_event_attributes.task_queue.name
     for event in history.events:
         kind = event.WhichOneof("attributes")

@@ -33,10 +33,9 @@ async def test_agreements_waiting_for_a_renderer_hold_up_no_investment(
         return LoanAgreementsResult(documents=0)
 
     investors = [make_investor(session_factory, "60000") for _ in range(5)]
-    try:
-        async with running_worker(
-            env.client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]
-        ):
+    async with running_worker(env.client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]):
+        # (freed in here on a failure too: the workers' shutdown waits for their threads)
+        try:
             paid_out = []
             for pair in (investors[0:2], investors[2:4]):
                 borrower = make_borrower(session_factory)
@@ -56,12 +55,10 @@ async def test_agreements_waiting_for_a_renderer_hold_up_no_investment(
             await wait_for_status(third.handle, "funding")
             accepted = await asyncio.wait_for(invest(third.handle, investors[4], "50000.00"), timeout=30)
             assert accepted.funded_amount == 50000
-
+        finally:
             renderer_free.set()
-            for loan in paid_out:  # the agreements done, the loans repay
-                await wait_for_status(loan.handle, "active")
-            for loan in (*paid_out, third):
-                await loan.handle.terminate("test over")
-    finally:
-        renderer_free.set()  # (a failure above must not leave the worker's threads waiting)
+        for loan in paid_out:  # the agreements done, the loans repay
+            await wait_for_status(loan.handle, "active")
+        for loan in (*paid_out, third):
+            await loan.handle.terminate("test over")
     assert set(asked_on) == {documents_task_queue(task_queue)}
