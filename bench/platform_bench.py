@@ -736,14 +736,15 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
         lines.append(f"| {row.name} | {row.count} | {row.seconds:.2f} | {row.rate:,.1f} {row.unit} |")
     if few.phases is None or two_workers.phases is None:
         raise RuntimeError("a lifecycle row without its phases")
-    # (12 months from the payout's day are 365 or 366 days of loan time: not 12 x MONTH_SECONDS)
-    year_seconds = 365 * 86400 / LIFECYCLE_SCALE
+    # (the loan's months are calendar months from the payout's day, 365 days a year of loan time
+    # on average: not MONTH_SECONDS each)
+    term_seconds = term * 365 / 12 * 86400 / LIFECYCLE_SCALE
     phases_note = (
         f"where the lifecycle's time went (2 investors each, one worker): every loan open for funding at "
         f"{few.phases[0]:.1f} s (scoring), its {loans * 2} investments taken at {few.phases[1]:.1f} s, every loan "
         f"repaying at {few.phases[2]:.1f} s (a loan repays once its {few.investors + 1} agreements are rendered, in "
         f"WORKER_DOCUMENT_RENDERERS={DOCUMENT_RENDERERS} processes per worker), all repaid at {few.seconds:.1f} s "
-        f"(a loan's {term} months from the payout are about {year_seconds:.1f} s of its timers once it repays); "
+        f"(a loan's {term} months from the payout are about {term_seconds:.1f} s of its timers once it repays); "
         f"with two workers: {two_workers.phases[0]:.1f}, "
         f"{two_workers.phases[1]:.1f}, {two_workers.phases[2]:.1f} and {two_workers.seconds:.1f} s"
     )
