@@ -95,7 +95,7 @@ def build_worker(
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     auto_invest = AutoInvestActivities(session_factory, client)
     plans = PlanActivities(session_factory)
-    # (The documents' activities are here too: a run of a loan that took no patch
+    # (The loans' documents are here too: a run of a loan that took no patch
     # documents-own-queue asks for them on this queue. They may go once no such run is open.)
     return Worker(
         client,
@@ -113,9 +113,8 @@ def build_worker(
                 auto_invest.plan_auto_investments,
                 auto_invest.place_auto_investments,
                 ledger_checks.check_trial_balance,
-                documents.generate_loan_agreements,
+                *_loan_documents(documents),
                 documents.generate_investor_statements,
-                documents.register_trade_documents,
                 loans.register_loan_request,
                 loans.record_loan_status,
                 loans.score_loan_request,
@@ -146,6 +145,11 @@ def build_worker(
     )
 
 
+def _loan_documents(documents: DocumentActivities) -> list[Callable[..., Any]]:
+    """The loans' PDF activities: on the documents' task queue since patch documents-own-queue."""
+    return [documents.generate_loan_agreements, documents.register_trade_documents]
+
+
 def build_documents_worker(
     client: Client,
     settings: Settings,
@@ -160,7 +164,7 @@ def build_documents_worker(
     agreements are rendered, a trade's update answers once its assignment agreement is.)
     `stand_ins` as build_worker's (only those of the documents' activities apply here)."""
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
-    activities: list[Callable[..., Any]] = [documents.generate_loan_agreements, documents.register_trade_documents]
+    activities = _loan_documents(documents)
     names = {activity.__name__ for activity in activities}
     return Worker(
         client,
