@@ -774,8 +774,6 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
         "investors (each holds a part of 10 loans, as an auto-investor does): collections that pay the same "
         "investor take that investor's account lock one after the other (the ledger's lock order)",
         funding_note,
-        f"every worker here runs with the defaults: WORKER_DOCUMENT_RENDERERS={DOCUMENT_RENDERERS}, "
-        f"WORKER_MAX_CACHED_WORKFLOWS={CACHED_WORKFLOWS}, WORKER_HEAP_TRIM_SECONDS={HEAP_TRIM_SECONDS:g}",
     ]
     return "\n".join(lines), notes
 
@@ -799,7 +797,6 @@ async def run_worker_memory_bench(tmp: Path, quick: bool) -> tuple[str, list[str
         "(a due date, an investment), so the loans it holds are bounded however many are open (the table "
         "shows whether its memory is flat too)",
         f"the worker returns its heap's free pages to the system every WORKER_HEAP_TRIM_SECONDS="
-        f"{HEAP_TRIM_SECONDS:g} s (malloc_trim, core/heap_trim.py); each row is read 2 s after its round ends, "
-        "wherever that falls between two trims",
+        f"{HEAP_TRIM_SECONDS:g} s (malloc_trim, core/heap_trim.py); each row is read 2 s after its round ends",
     ]
     return "\n".join(lines), notes

@@ -162,8 +162,9 @@ class Settings(BaseSettings):
     # thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
     WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
     # Every this many seconds the worker hands the free pages of its heap back to the system
-    # (glibc's malloc_trim on a thread of its own, core/heap_trim.py): glibc otherwise keeps freed
-    # memory resident unless it sits at the top of its heap. 0: never.
+    # (glibc's malloc_trim, core/heap_trim.py): the cache's evicted workflows leave freed memory
+    # between live blocks, which glibc otherwise keeps resident. 0: never. A trim takes a few ms
+    # on a thread of its own.
     WORKER_HEAP_TRIM_SECONDS: float = Field(default=10, ge=0, le=3600)
     # Processes a worker renders its PDFs in (CPU-bound: in the worker's own process they would
     # hold its GIL). A loan repays once its agreements are rendered, so after a burst of payouts
