@@ -36,7 +36,6 @@ from activities.ledger_checks import LedgerCheckActivities
 from activities.loans import LoanActivities
 from activities.plans import PlanActivities
 from core.db import make_engine, session_factory_for
-from core.heap_trim import trimming_heap
 from core.settings import Settings, get_settings
 from core.temporal_client import connect_temporal
 from core.workflow_code_sharing import share_compiled_workflow_code
@@ -260,21 +259,19 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # (the freed memory of evicted workflows, back to the system: core/heap_trim.py)
-    with trimming_heap(settings.WORKER_HEAP_TRIM_SECONDS):
-        async with platform_workers(client, settings, session_factory):
-            log.info(
-                "worker polling task queues %r and %r on %s",
-                settings.TASK_QUEUE,
-                documents_task_queue(settings.TASK_QUEUE),
-                settings.temporal_address,
-            )
-            # Messages to Temporal written while it was unreachable (loans to start, loans
-            # to wake): delivered from here, every few seconds, until they arrive.
-            outbox = asyncio.create_task(drain_forever(client, session_factory, stop))
-            await stop.wait()
-            log.info("stopping: finishing activities in flight")
-            await outbox
+    async with platform_workers(client, settings, session_factory):
+        log.info(
+            "worker polling task queues %r and %r on %s",
+            settings.TASK_QUEUE,
+            documents_task_queue(settings.TASK_QUEUE),
+            settings.temporal_address,
+        )
+        # Messages to Temporal written while it was unreachable (loans to start, loans
+        # to wake): delivered from here, every few seconds, until they arrive.
+        outbox = asyncio.create_task(drain_forever(client, session_factory, stop))
+        await stop.wait()
+        log.info("stopping: finishing activities in flight")
+        await outbox
     engine.dispose()
 
 

@@ -69,7 +69,6 @@ MONTH_SECONDS = 10
 LOAN_AMOUNT = D("100000.00")
 DOCUMENT_RENDERERS = Settings.model_fields["WORKER_DOCUMENT_RENDERERS"].default
 CACHED_WORKFLOWS = Settings.model_fields["WORKER_MAX_CACHED_WORKFLOWS"].default
-HEAP_TRIM_SECONDS = Settings.model_fields["WORKER_HEAP_TRIM_SECONDS"].default
 
 
 @dataclass
@@ -115,10 +114,8 @@ async def platform(tmp: Path, *, api: bool = False, workers: int = 1):
             "LOAN_TIME_SCALE": str(MONTH_PER_SECOND),
             "DATA_DIR": str(tmp / "data"),
             "DB_POOL_SIZE": "20",
-            # the defaults, whatever the developer's environment or .env says (the notes print them)
+            # the default, whatever the developer's environment or .env says (the notes print it)
             "WORKER_DOCUMENT_RENDERERS": str(DOCUMENT_RENDERERS),
-            "WORKER_MAX_CACHED_WORKFLOWS": str(CACHED_WORKFLOWS),
-            "WORKER_HEAP_TRIM_SECONDS": str(HEAP_TRIM_SECONDS),
         }
         settings = Settings(
             _env_file=None,
@@ -796,7 +793,5 @@ async def run_worker_memory_bench(tmp: Path, quick: bool) -> tuple[str, list[str
         "sticky cache); the rest wait on the server and are replayed from their histories when they next wake "
         "(a due date, an investment), so the loans it holds are bounded however many are open (the table "
         "shows whether its memory is flat too)",
-        f"the worker returns its heap's free pages to the system every WORKER_HEAP_TRIM_SECONDS="
-        f"{HEAP_TRIM_SECONDS:g} s (malloc_trim, core/heap_trim.py); each row is read 2 s after its round ends",
     ]
     return "\n".join(lines), notes

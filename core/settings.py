@@ -161,11 +161,6 @@ class Settings(BaseSettings):
     # longer (bench/results-memory-cache-400.md). Below the number of loans busy at once it
     # thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
     WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
-    # Every this many seconds the worker hands the free pages of its heap back to the system
-    # (glibc's malloc_trim, core/heap_trim.py): the cache's evicted workflows leave freed memory
-    # between live blocks, which glibc otherwise keeps resident. 0: never. A trim takes a few ms
-    # on a thread of its own.
-    WORKER_HEAP_TRIM_SECONDS: float = Field(default=10, ge=0, le=3600)
     # Processes a worker renders its PDFs in (CPU-bound: in the worker's own process they would
     # hold its GIL). A loan repays once its agreements are rendered, so after a burst of payouts
     # the loans wait for their PDFs: make bench's lifecycle gives when the last of 100 loans paid

@@ -197,7 +197,6 @@ async def main() -> None:
 
     import worker as platform_worker
     from core.db import make_engine, session_factory_for
-    from core.heap_trim import trimming_heap
     from core.temporal_client import connect_temporal
     from outbox.delivery import drain_forever
 
@@ -215,17 +214,15 @@ async def main() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    # as worker.main runs it: the heap trimmed beside the two workers
-    with trimming_heap(settings.WORKER_HEAP_TRIM_SECONDS):
-        async with platform_worker.platform_workers(
-            client, settings, session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
-        ):
-            factory = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
-            outbox = asyncio.create_task(drain_forever(client, factory, stop))
-            sys.stdout.write(READY + "\n")
-            sys.stdout.flush()
-            await stop.wait()
-            await outbox
+    async with platform_worker.platform_workers(
+        client, settings, session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
+    ):
+        factory = session_factory_for(engine, settings.DB_IDLE_IN_TRANSACTION_SECONDS)
+        outbox = asyncio.create_task(drain_forever(client, factory, stop))
+        sys.stdout.write(READY + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+        await outbox
     engine.dispose()
 
 
