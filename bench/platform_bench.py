@@ -114,8 +114,9 @@ async def platform(tmp: Path, *, api: bool = False, workers: int = 1):
             "LOAN_TIME_SCALE": str(MONTH_PER_SECOND),
             "DATA_DIR": str(tmp / "data"),
             "DB_POOL_SIZE": "20",
-            # the default, whatever the developer's environment or .env says (the notes print it)
+            # the defaults, whatever the developer's environment or .env says (the notes print them)
             "WORKER_DOCUMENT_RENDERERS": str(DOCUMENT_RENDERERS),
+            "WORKER_MAX_CACHED_WORKFLOWS": str(CACHED_WORKFLOWS),
         }
         settings = Settings(
             _env_file=None,
@@ -771,6 +772,8 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
         "investors (each holds a part of 10 loans, as an auto-investor does): collections that pay the same "
         "investor take that investor's account lock one after the other (the ledger's lock order)",
         funding_note,
+        f"every worker here runs with the defaults: WORKER_DOCUMENT_RENDERERS={DOCUMENT_RENDERERS}, "
+        f"WORKER_MAX_CACHED_WORKFLOWS={CACHED_WORKFLOWS}",
     ]
     return "\n".join(lines), notes
 
