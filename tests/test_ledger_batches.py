@@ -14,7 +14,7 @@ from sqlalchemy import select
 from core.db import unit_of_work
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest, NotFound, PlatformError
 from ledger.postings import Leg, Posting, post_transaction, post_transactions
-from models.ledger import LedgerPosting, LedgerTransaction
+from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
 from models.records import AuditRecord
 from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_wallet, snapshot
 from tests.loan_helpers import active_loan_in_db, make_borrower, make_investor
@@ -210,6 +210,13 @@ def test_crossing_batches_at_the_same_time_do_not_deadlock(session_factory, wall
     import threading
 
     a, b, c = wallets
+    # y's batch takes 0.02 out of c and x's puts it back: c holds enough for all of y's batches
+    # before any of x's, so no interleaving of the two threads can run a wallet short.
+    with unit_of_work(session_factory) as session:
+        post_transaction(session, key="seed-c", kind="transfer", legs=[Leg(a, -D("1.00")), Leg(c, D("1.00"))])
+    with session_factory() as session:
+        before = {account: session.get(LedgerAccount, account).balance for account in (a, b, c)}
+    assert before == {a: D("99.00"), b: D("50.00"), c: D("1.00")}
     errors: list[BaseException] = []
 
     def client(name: str, order: list[tuple[int, int]]) -> None:
@@ -233,3 +240,12 @@ def test_crossing_batches_at_the_same_time_do_not_deadlock(session_factory, wall
     assert errors == []
     with session_factory() as session:
         assert_books_balance(session)
+        # Each batch moves every wallet's money round and back: all 240 transfers (80 batches of
+        # 3) posted once each, every balance is where it began.
+        assert {account: session.get(LedgerAccount, account).balance for account in (a, b, c)} == before
+        keys = session.scalars(
+            select(LedgerTransaction.idempotency_key).where(
+                LedgerTransaction.idempotency_key.like("x:%") | LedgerTransaction.idempotency_key.like("y:%")
+            )
+        ).all()
+    assert sorted(keys) == sorted(f"{name}:{n}:{k}" for name in "xy" for n in range(40) for k in range(3))
