@@ -14,9 +14,9 @@ from sqlalchemy import select
 from core.db import unit_of_work
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest, NotFound, PlatformError
 from ledger.postings import Leg, Posting, post_transaction, post_transactions
-from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
+from models.ledger import LedgerPosting, LedgerTransaction
 from models.records import AuditRecord
-from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_wallet, snapshot
+from tests.ledger_helpers import account_ids, assert_books_balance, balances, fund, new_wallet, snapshot
 from tests.loan_helpers import active_loan_in_db, make_borrower, make_investor
 
 D = Decimal
@@ -217,7 +217,7 @@ def test_crossing_batches_at_the_same_time_do_not_deadlock(session_factory, wall
     with unit_of_work(session_factory) as session:
         post_transactions(session, [move("seed-c", a, c, str(D("0.02") * batches))])
     with session_factory() as session:
-        before = {account: session.get(LedgerAccount, account).balance for account in (a, b, c)}
+        before = balances(session)
     errors: list[BaseException] = []
     both_ready = threading.Barrier(2)  # (the two clients start posting together)
 
@@ -244,9 +244,9 @@ def test_crossing_batches_at_the_same_time_do_not_deadlock(session_factory, wall
     with session_factory() as session:
         assert_books_balance(session)
         # x's batches move 0.02 each from a to c and y's move it back (b gives and gets 0.01 in
-        # both): after as many of each, every balance is where it began, and every transfer of
-        # both clients is posted.
-        assert {account: session.get(LedgerAccount, account).balance for account in (a, b, c)} == before
+        # both): after as many of each, every account's balance is where it began, and every
+        # transfer of both clients is posted.
+        assert balances(session) == before
         keys = session.scalars(
             select(LedgerTransaction.idempotency_key).where(
                 LedgerTransaction.idempotency_key.like("x:%") | LedgerTransaction.idempotency_key.like("y:%")
