@@ -5,18 +5,21 @@ the same Idempotency-Key learns the real outcome without doing anything twice.""
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from decimal import Decimal
 
 import httpx
 import pytest
 from sqlalchemy import func, select
+from temporalio import activity
 
 import api.workflow_calls
+from activities.loans import LoanActivities
 from api.main import create_app
 from api.routers.loans import INVESTMENT_NAMESPACE
 from core.db import unit_of_work
-from models.loan_workflow import LoanSnapshot
+from models.loan_workflow import LoanSnapshot, ReserveInvestmentInput
 from models.loans import Investment, LoanRequest
 from models.outbox import OutboxMessage
 from outbox.delivery import deliver
@@ -81,17 +84,93 @@ async def test_a_loan_requested_while_temporal_is_down_starts_once_with_its_purp
         assert session.scalar(select(func.count()).where(OutboxMessage.delivered_at.is_(None))) == 0
 
 
+def reserving_only_when_let_go(factory, let_go: threading.Event):
+    """A stand-in for the reservation: the real one, once the test lets it go (heartbeating
+    meanwhile; at most 30 s, under the loan's 60 s activity timeout, so a failing test cannot
+    hang)."""
+    real = LoanActivities(factory)
+
+    @activity.defn(name="reserve_investment")
+    def reserve_investment(input: ReserveInvestmentInput) -> None:
+        for _ in range(30):
+            if let_go.wait(timeout=1):
+                break
+            activity.heartbeat()
+        real.reserve_investment(input)
+
+    return reserve_investment
+
+
 async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resend_learns_it(
     live_settings, dev_client, session_factory, seeded, task_queue, monkeypatch
 ):
-    """The loan's worker is gone when an investment arrives: the update is admitted but its
-    answer does not come back in time. The API says "outcome unknown" (not "nothing was
-    done"); when the worker is back the investment is made; the same request with the same
+    """The loan has accepted an investment, but its answer does not come back in time (the
+    reservation is slow). The API says "outcome unknown" (not "nothing was done"); the
+    investment is then made without anyone resending it; the same request with the same
     Idempotency-Key answers 201 with that investment, and the money is reserved once."""
     settings = live_settings
     borrower = make_borrower(session_factory)
     # Exactly the amount: once the loan has reserved it, the wallet cannot pay it again, and
     # a resend checked against the wallet would be refused (409) though the investment is made.
+    investor = make_investor(session_factory, "5000")
+    app = create_app(settings)
+    monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", 3.0)
+    let_go = threading.Event()
+    slow_reservation = reserving_only_when_let_go(session_factory, let_go)
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client,
+        running_worker(dev_client, settings, session_factory, task_queue, stand_ins=[slow_reservation]),
+    ):
+        try:
+            created = await api_client.post(
+                "/v1/loans",
+                json={"amount": "20000.00", "term_months": 12, "purpose": "x"},
+                headers=bearer(settings, borrower, "borrower"),
+            )
+            loan_id = created.json()["id"]
+            handle = dev_client.get_workflow_handle(created.json()["workflow_id"])
+            await wait_for_status(handle, "funding", timeout=60)
+            headers = bearer(settings, investor, "investor") | {"Idempotency-Key": "inv-1"}
+            lost = await api_client.post(
+                f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers
+            )
+            assert lost.status_code == 503, lost.text
+            assert lost.json()["type"].endswith("outcome-unknown")
+            assert "same Idempotency-Key" in lost.json()["detail"]
+            # accepted, so in the loan's history for good: it runs on once let go
+            history = await handle.fetch_history()
+            assert [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+            assert (await handle.query(LoanWorkflow.snapshot)).funded_amount == 0
+        finally:
+            let_go.set()
+        investment_id = uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{investor}:inv-1")
+        for _ in range(600):
+            snapshot: LoanSnapshot = await handle.query(LoanWorkflow.snapshot)
+            if snapshot.funded_amount:
+                break
+            await asyncio.sleep(0.1)
+        assert snapshot.funded_amount == D("5000.00")
+        assert balance_of(session_factory, investor).available == 0
+        resent = await api_client.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers)
+        assert resent.status_code == 201, resent.text
+        assert resent.json()["id"] == str(investment_id)
+        assert (resent.json()["funded_amount"], resent.json()["remaining"]) == ("5000.00", "15000.00")
+        assert (await handle.query(LoanWorkflow.snapshot)).funded_amount == D("5000.00")
+        await handle.terminate("test over")
+    assert_one_investment(session_factory, loan_id, investment_id)
+    assert balance_of(session_factory, investor).available == 0
+
+
+async def test_an_investment_sent_while_the_worker_is_gone_is_made_once_by_the_resend(
+    live_settings, dev_client, session_factory, seeded, task_queue, monkeypatch
+):
+    """The loan's worker is gone when an investment arrives: Temporal takes the update in but
+    nothing runs it. The API says "outcome unknown". Whether the server still holds that
+    update when the worker is back (an update not yet accepted is not durable), the resend
+    with the same Idempotency-Key answers 201 with the one investment, and the money is
+    reserved once."""
+    settings = live_settings
+    borrower = make_borrower(session_factory)
     investor = make_investor(session_factory, "5000")
     app = create_app(settings)
     monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", 3.0)
@@ -110,27 +189,30 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
         lost = await api_client.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers)
         assert lost.status_code == 503, lost.text
         assert lost.json()["type"].endswith("outcome-unknown")
-        assert "same Idempotency-Key" in lost.json()["detail"]
+        assert balance_of(session_factory, investor).available == D("5000.00")
+        monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", 120.0)
         async with running_worker(dev_client, settings, session_factory, task_queue):
             investment_id = uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{investor}:inv-1")
-            # the admitted update runs once the worker is back, without anyone resending it (its
-            # task waits out the dead worker's sticky queue first, 10 s, longer on a loaded machine)
-            for _ in range(1200):
-                snapshot: LoanSnapshot = await handle.query(LoanWorkflow.snapshot)
-                if snapshot.funded_amount:
-                    break
-                await asyncio.sleep(0.1)
-            assert snapshot.funded_amount == D("5000.00")
-            assert balance_of(session_factory, investor).available == 0
+            # (the same update id: it joins the first if the server still holds it, else it is
+            # the first to run; its task may wait out the dead worker's sticky queue first)
             resent = await api_client.post(
                 f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers
             )
             assert resent.status_code == 201, resent.text
             assert resent.json()["id"] == str(investment_id)
             assert (resent.json()["funded_amount"], resent.json()["remaining"]) == ("5000.00", "15000.00")
+            again = await api_client.post(
+                f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers
+            )
+            assert again.status_code == 201 and again.json() == resent.json()
             assert (await handle.query(LoanWorkflow.snapshot)).funded_amount == D("5000.00")
             await handle.terminate("test over")
-    with session_factory() as session:
+    assert_one_investment(session_factory, loan_id, investment_id)
+    assert balance_of(session_factory, investor).available == 0
+
+
+def assert_one_investment(factory, loan_id: str, investment_id: uuid.UUID) -> None:
+    with factory() as session:
         investments = session.scalars(select(Investment).where(Investment.loan_id == uuid.UUID(loan_id))).all()
         assert [(i.id, i.amount) for i in investments] == [(investment_id, D("5000.00"))]
 
