@@ -35,6 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
+import api.request_limits
 from api.main import create_app
 from api.request_limits import ANONYMOUS_POSTS, SIGNUPS, count_request
 from api.routers.users import create_user
@@ -88,6 +89,14 @@ def token_for(settings, session_factory, role: str) -> dict[str, str]:
     with unit_of_work(session_factory) as session:
         user = create_user(session, f"{role}-{uuid.uuid4().hex[:8]}@example.com", "a long password 1", role)
         return bearer(settings, user.id, role)
+
+
+@pytest.fixture(autouse=True)
+def limits_held_mid_window(monkeypatch):
+    """The per-address limits' clock held at half past the hour and half past the minute: no
+    hourly or per-minute window can end in the middle of a test and start its count over."""
+    mid_window = datetime(2026, 11, 23, 10, 30, 30, tzinfo=UTC)
+    monkeypatch.setattr(api.request_limits, "limits_clock", lambda: mid_window)
 
 
 def request_counts(session_factory) -> list[RequestCount]:
@@ -186,7 +195,7 @@ def test_sign_ups_are_limited_per_address(settings, session_factory):
             assert client.post("/v1/users", json=sign_up_body()).status_code == 201
         refused = client.post("/v1/users", json=sign_up_body())
         body = assert_problem(refused, 429, "too-many-requests")
-        assert 1 <= int(refused.headers["retry-after"]) <= 3600
+        assert refused.headers["retry-after"] == "1770"  # the held clock's hour ends in 29 min 30 s
         assert body["retry_after_seconds"] == int(refused.headers["retry-after"])
         # A refused sign-up creates nothing; calls of other kinds are not sign-ups.
         assert client.post("/v1/users", json=sign_up_body()).status_code == 429
@@ -219,7 +228,7 @@ def test_refresh_logout_and_the_calculator_share_a_per_minute_limit_per_address(
         ):
             refused = client.post(path, json=body)
             assert_problem(refused, 429, "too-many-requests")
-            assert 1 <= int(refused.headers["retry-after"]) <= 60
+            assert refused.headers["retry-after"] == "30"  # the held clock's minute ends in 30 s
         # Logging in has limits of its own: a wrong password is still just wrong.
         login = client.post("/v1/auth/token", data={"username": "nobody@example.com", "password": "wrong one"})
         assert login.status_code == 401
