@@ -426,6 +426,60 @@ def test_documents_store_is_content_addressed(tmp_path):
     assert store.intact(digest)
 
 
+def test_a_kept_font_configuration_renders_the_same_bytes_as_a_fresh_one():
+    """A rendering thread keeps WeasyPrint's font configuration between documents: a document
+    rendered after others equals one rendered alone, byte for byte (a regenerated agreement
+    must keep its sha256)."""
+    from weasyprint import HTML
+    from weasyprint.text.fonts import FontConfiguration
+
+    from documents import render
+    from documents.render import TEMPLATES, _render_here, render_html
+
+    _render_here("investment_agreement.html", agreement_context())  # (the kept one has rendered before)
+    config = render._fonts.config
+    kept = _render_here("investment_agreement.html", agreement_context())
+    assert render._fonts.config is config
+    alone = HTML(
+        string=render_html("investment_agreement.html", agreement_context()), base_url=str(TEMPLATES)
+    ).write_pdf(font_config=FontConfiguration())
+    assert kept == alone
+
+
+def agreement_context() -> dict:
+    return {
+        "agreement_number": "ABCDEF12-12345678",
+        "platform": {"name": "Crowdlending", "details": "licence 1"},
+        "generated_at": "2026-11-25 10:00",
+        "loan": {
+            "id": uuid.UUID(int=1),
+            "amount": D("100000.00"),
+            "currency": "RUB",
+            "rate_annual": D("17"),
+            "term_months": 12,
+            "asset": None,
+            "risk_grade": "B",
+            "disbursed_on": "2026-11-25",
+        },
+        "terms": {"late_fee_percent_per_day": D("0.1"), "late_fee_grace_days": 3, "default_after_days_overdue": 90},
+        "investor": {"pseudonym": "investor-1"},
+        "borrower": {"pseudonym": "borrower-1"},
+        "investment": {"id": uuid.UUID(int=2), "amount": D("5000.00")},
+        "share_percent": "5",
+        "schedule": [
+            {
+                "payment_num": n,
+                "due_date": f"2027-{n:02d}-25",
+                "principal": D("380.12"),
+                "interest": D("70.83"),
+                "total": D("450.95"),
+            }
+            for n in range(1, 13)
+        ],
+        "totals": {"principal": D("5000.00"), "interest": D("411.40"), "total": D("5411.40")},
+    }
+
+
 async def test_statements_workflow_runs_for_an_ended_month_and_refuses_the_current_one(
     live_settings, dev_client, session_factory, seeded, task_queue
 ):
