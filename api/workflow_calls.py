@@ -62,7 +62,8 @@ Answer = TypeVar("Answer")
 log = logging.getLogger("api")
 
 IN_FLIGHT_PER_LOAN = 8
-# How long the API keeps retrying an update the server is too busy to take.
+# How long the API waits for an update's answer, retrying one the server is too busy to
+# take; past it the answer is 503 (outcome unknown if the update may have been taken in).
 BUSY_RETRY_SECONDS = 120.0
 
 
@@ -175,10 +176,15 @@ async def execute_loan_update(
     maybe_admitted = False
     async with _gate(workflow_id):
         while True:
-            left = deadline - loop.time()
+            left = max(deadline - loop.time(), 0.5)
             try:
-                return await handle.execute_update(
-                    update, arg, id=update_id, rpc_timeout=timedelta(seconds=max(left, 0.5))
+                # The deadline is the whole call's: the SDK's rpc_timeout bounds each RPC only.
+                # The server answers a long wait with the stage the update reached (admitted,
+                # accepted) after its own poll interval (about 20 s), and the SDK then sends it
+                # again, and waits for an accepted update's result with no deadline at all:
+                # without this bound, a loan whose worker is gone held the request forever.
+                return await asyncio.wait_for(
+                    handle.execute_update(update, arg, id=update_id, rpc_timeout=timedelta(seconds=left)), left
                 )
             except WorkflowUpdateFailedError as error:
                 mapped = business_error(error.cause)
@@ -188,7 +194,7 @@ async def execute_loan_update(
                     pass  # the workflow is moving to a new run: send again
                 else:
                     raise
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
+            except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
                 maybe_admitted = True  # the same update id attaches to the one already admitted
             except RPCError as error:
                 if error.status == RPCStatusCode.NOT_FOUND:

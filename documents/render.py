@@ -53,8 +53,11 @@ def render_html(template: str, context: dict[str, Any]) -> str:
 
 
 # One font configuration per rendering thread, kept: WeasyPrint otherwise loads fontconfig's
-# configuration and fonts again for every document (about 6% of a render's CPU here). The
-# bytes are the same either way. (Per thread: its pango font map is not shared across threads.)
+# configuration and fonts again for every document (7% of an agreement's CPU here). The bytes
+# are the same either way (tests/test_documents_and_trail.py). Per thread, as pango's font
+# maps are not thread-safe; the render pools start their processes by spawn, so none inherits
+# a parent's. (The templates have no @font-face: one would put font files in a temporary folder
+# that only the configuration's finalizer removes, and a render process does not run it.)
 _fonts = threading.local()
 
 

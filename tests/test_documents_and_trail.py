@@ -427,16 +427,18 @@ def test_documents_store_is_content_addressed(tmp_path):
 
 
 def test_a_kept_font_configuration_renders_the_same_bytes_as_a_fresh_one():
-    """A rendering thread keeps WeasyPrint's font configuration between documents: a document
-    rendered after others equals one rendered alone, byte for byte (a regenerated agreement
-    must keep its sha256)."""
+    """A rendering thread keeps WeasyPrint's font configuration between documents: an
+    agreement rendered after documents of other kinds equals one rendered with a fresh
+    configuration, byte for byte (a regenerated agreement must keep its sha256)."""
     from weasyprint import HTML
     from weasyprint.text.fonts import FontConfiguration
 
     from documents import render
     from documents.render import TEMPLATES, _render_here, render_html
 
-    _render_here("investment_agreement.html", agreement_context())  # (the kept one has rendered before)
+    # (what other templates leave in the kept configuration must not change the agreement)
+    _render_here("loan_trail.html", trail_context())
+    _render_here("investment_agreement.html", agreement_context())
     config = render._fonts.config
     kept = _render_here("investment_agreement.html", agreement_context())
     assert render._fonts.config is config
@@ -444,6 +446,34 @@ def test_a_kept_font_configuration_renders_the_same_bytes_as_a_fresh_one():
         string=render_html("investment_agreement.html", agreement_context()), base_url=str(TEMPLATES)
     ).write_pdf(font_config=FontConfiguration())
     assert kept == alone
+
+
+def trail_context() -> dict:
+    step = {
+        "seq": 1,
+        "at": "2026-11-25 10:00",
+        "actor_role": "system",
+        "actor_pseudonym": None,
+        "actor_email": None,
+        "action": "loan.requested",
+        "note": "asked for 100 000.00 RUB — «трактор»",
+        "record_hash": "ab" * 32,
+        "history": None,
+    }
+    return {
+        "platform": {"name": "Crowdlending", "details": "licence 1"},
+        "generated_at": "2026-11-25 10:00",
+        "loan": {
+            "id": uuid.UUID(int=1),
+            "status": "funding",
+            "amount": D("100000.00"),
+            "currency": "RUB",
+            "term_months": 12,
+            "workflow_id": "loan-1",
+        },
+        "check": {"intact": True, "head_hash": "cd" * 32},
+        "steps": [step],
+    }
 
 
 def agreement_context() -> dict:
