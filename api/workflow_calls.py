@@ -6,10 +6,11 @@
   update id, so it is never applied twice).
 - Business refusals (domain/refusals.py, raised by the workflow) map to 409/422 by one table.
 - A loan whose workflow has ended (it moved on) answers 409.
-- An update whose answer did not come back (its RPC timed out: admitted, maybe done, maybe
-  still to be done when the worker recovers) is never reported as "nothing was done": the
-  API says the outcome is unknown (503 outcome-unknown), and the same request with the same
-  Idempotency-Key (the same update id) learns the real one.
+- An update whose answer did not come back by the call's deadline (BUSY_RETRY_SECONDS, the
+  whole call's, waiting for a slot included: maybe done; if accepted, still to be done when
+  the worker recovers; if only admitted, maybe dropped) is never reported as "nothing was
+  done": the API says the outcome is unknown (503 outcome-unknown), and the same request
+  with the same Idempotency-Key (the same update id) learns the real one.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ Answer = TypeVar("Answer")
 log = logging.getLogger("api")
 
 IN_FLIGHT_PER_LOAN = 8
-# How long the API waits for an update's answer, retrying one the server is too busy to
-# take; past it the answer is 503 (outcome unknown if the update may have been taken in).
+# How long the API waits for an update's answer (a slot among the loan's in-flight updates
+# included), retrying one the server is too busy to take; past it the answer is 503 (outcome
+# unknown if the update may have been taken in).
 BUSY_RETRY_SECONDS = 120.0
 
 
@@ -125,11 +127,17 @@ def _ended() -> Conflict:
     return Conflict("the loan's workflow has ended; it no longer takes this request", reason="WorkflowEnded")
 
 
-async def _outcome_of_ended(handle: WorkflowHandle, update_id: str, update: Callable, resendable: bool) -> Any:
+async def _outcome_of_ended(
+    handle: WorkflowHandle, update_id: str, update: Callable, resendable: bool, seconds: float
+) -> Any:
     """The outcome of `update_id` in a loan whose workflow has ended; 409 if the loan never
-    took that update; outcome unknown if Temporal cannot say right now."""
+    took that update; outcome unknown if Temporal cannot say within `seconds`."""
     try:
-        return await handle.get_update_handle_for(update, update_id).result(rpc_timeout=timedelta(seconds=10))
+        return await asyncio.wait_for(
+            handle.get_update_handle_for(update, update_id).result(rpc_timeout=timedelta(seconds=seconds)), seconds
+        )
+    except TimeoutError:
+        raise _outcome_unknown(resendable) from None
     except WorkflowUpdateFailedError as error:
         mapped = business_error(error.cause)
         if mapped is not None:
@@ -174,7 +182,14 @@ async def execute_loan_update(
     deadline = loop.time() + BUSY_RETRY_SECONDS
     delay = 0.05
     maybe_admitted = False
-    async with _gate(workflow_id):
+    gate = _gate(workflow_id)
+    try:
+        # (waiting for a slot is part of the deadline: behind a loan whose worker is gone, each
+        # slot is held until its own deadline)
+        await asyncio.wait_for(gate.acquire(), max(deadline - loop.time(), 0.5))
+    except TimeoutError:
+        raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again") from None
+    try:
         while True:
             left = max(deadline - loop.time(), 0.5)
             try:
@@ -182,7 +197,7 @@ async def execute_loan_update(
                 # The server answers a long wait with the stage the update reached (admitted,
                 # accepted) after its own poll interval (about 20 s), and the SDK then sends it
                 # again, and waits for an accepted update's result with no deadline at all:
-                # without this bound, a loan whose worker is gone held the request forever.
+                # without this bound, a loan whose worker was gone held a request past 200 s.
                 return await asyncio.wait_for(
                     handle.execute_update(update, arg, id=update_id, rpc_timeout=timedelta(seconds=left)), left
                 )
@@ -201,7 +216,9 @@ async def execute_loan_update(
                     if answer_from_ended:
                         # If this very update ended it (an early repayment whose answer was
                         # lost), its outcome is in the history, and it is the answer.
-                        return await _outcome_of_ended(handle, update_id, update, resendable)
+                        return await _outcome_of_ended(
+                            handle, update_id, update, resendable, min(10.0, max(deadline - loop.time(), 0.5))
+                        )
                     raise _ended() from None
                 if not _busy(error):
                     raise
@@ -213,3 +230,5 @@ async def execute_loan_update(
                 raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again")
             await asyncio.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 1.0)
+    finally:
+        gate.release()

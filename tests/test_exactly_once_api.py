@@ -23,6 +23,7 @@ from core.db import unit_of_work
 from models.loan_workflow import LoanSnapshot, ReserveInvestmentInput
 from models.loans import Investment, LoanRequest
 from models.outbox import OutboxMessage
+from models.plans import AwardEvent
 from outbox.delivery import deliver
 from outbox.messages import enqueue
 from tests.loan_helpers import balance_of, make_borrower, make_investor, running_worker, wait_for_status
@@ -104,8 +105,8 @@ async def answered_by_the_apis_deadline(request: Awaitable[httpx.Response]) -> h
 
 def reservation_stuck_until(stopped: threading.Event, started: threading.Event):
     """A stand-in for the reservation: says it started, then waits (heartbeating) until the
-    test stops it; then this attempt fails, as one on a worker that goes away does, and
-    Temporal retries it (at once, if the test stopped it before)."""
+    test stops it; then this attempt fails, and any later one on this worker fails at once.
+    Temporal retries it after the loan's retry policy's backoff, on whichever worker polls."""
 
     @activity.defn(name="reserve_investment")
     def reserve_investment(input: ReserveInvestmentInput) -> None:
@@ -178,11 +179,14 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
                 history = await handle.fetch_history()
                 assert updates_in_history(history, f"investment-{investment_id}") == (1, 0)
                 assert (await handle.query(LoanWorkflow.snapshot)).funded_amount == 0
-                stopped.set()  # the worker goes away in the middle of the reservation
+                stopped.set()  # the attempt fails, and the worker goes away with the update in progress
         finally:
             stopped.set()
         async with running_worker(dev_client, settings, session_factory, task_queue):
-            for _ in range(600):
+            # (the retry's backoff, and the dead worker's sticky queue, 10 s, first; longer on
+            # a loaded machine)
+            until = asyncio.get_running_loop().time() + 120
+            while asyncio.get_running_loop().time() < until:
                 snapshot: LoanSnapshot = await handle.query(LoanWorkflow.snapshot)
                 if snapshot.funded_amount:
                     break
@@ -271,6 +275,43 @@ async def test_an_investment_sent_while_the_worker_is_gone_is_made_once_by_the_r
             await handle.terminate("test over")
     assert_one_investment(session_factory, loan_id, investment_id)
     assert balance_of(session_factory, investor).available == 0
+
+
+async def test_an_award_event_asked_while_the_worker_is_gone_is_503_by_the_deadline_and_held_once(
+    live_settings, dev_client, session_factory, seeded, task_queue, monkeypatch
+):
+    """An operator holds a month's award event while no worker runs: the event's workflow is
+    started but nobody runs it; the API answers 503 by its deadline (it used to wait for as
+    long as the worker was gone). Asked again once a worker is back: the one event, held once."""
+    from api.routers.plans import current_month
+    from tests.ledger_helpers import new_user
+
+    settings = live_settings
+    with unit_of_work(session_factory) as session:
+        operator = new_user(session, "operator").id
+    app = create_app(settings)
+    monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", PAST_THE_SERVERS_POLL)
+    headers = bearer(settings, operator, "operator")
+    month = current_month(settings.PLATFORM_TIME_ZONE)  # (an event is held for the current month only)
+    body = {"product": "vehicle-plan", "period": month}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client:
+        lost = await answered_by_the_apis_deadline(
+            api_client.post("/v1/operator/award-events", json=body, headers=headers)
+        )
+        assert lost.status_code == 503, lost.text
+        assert "ask again" in lost.json()["detail"]
+        with session_factory() as session:
+            assert session.scalar(select(func.count()).select_from(AwardEvent)) == 0
+        async with running_worker(dev_client, settings, session_factory, task_queue):
+            held = await api_client.post("/v1/operator/award-events", json=body, headers=headers)
+            assert held.status_code == 200, held.text
+            assert (held.json()["period"], held.json()["winner_plan_id"]) == (month, None)
+            again = await api_client.post("/v1/operator/award-events", json=body, headers=headers)
+            assert again.status_code == 200 and again.json()["id"] == held.json()["id"]
+    runs = [w async for w in dev_client.list_workflows(f"WorkflowId = 'award-event-vehicle-plan-{month}'")]
+    assert len(runs) == 1
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(AwardEvent)) == 1
 
 
 def assert_one_investment(factory, loan_id: str, investment_id: uuid.UUID) -> None:

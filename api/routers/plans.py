@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -13,6 +14,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api import workflow_calls
 from api.deps import (
     BorrowerUser,
     CurrentUser,
@@ -42,7 +44,7 @@ from api.schemas.plans import (
     SellerOut,
 )
 from api.workflow_calls import execute_loan_update
-from core.errors import Conflict, InvalidRequest, NotFound
+from core.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from core.pseudonyms import pseudonym
 from core.settings import Settings
 from domain.calendar import day_of
@@ -326,7 +328,14 @@ async def hold_award_event(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=f"Award event {body.period} of {body.product}",
         )
-        await handle.result()
+        # Bounded as loan updates are (api/workflow_calls.py): with no worker, the result
+        # would be awaited for as long as the worker is gone. Asking again is safe: the same
+        # workflow id, and a start that finds it running waits for that one.
+        await asyncio.wait_for(handle.result(), workflow_calls.BUSY_RETRY_SECONDS)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            "the award event is being held but its answer did not come back in time; ask again to learn it"
+        ) from None
     except WorkflowAlreadyStartedError:
         pass  # held before: its record is the answer
     except WorkflowFailureError as error:
