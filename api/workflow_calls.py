@@ -63,6 +63,8 @@ Answer = TypeVar("Answer")
 log = logging.getLogger("api")
 
 IN_FLIGHT_PER_LOAN = 8
+# A request that gets one of those slots with less time than this left is not sent.
+LEAST_ATTEMPT_SECONDS = 2.0
 # How long the API waits for an update's answer (a slot among the loan's in-flight updates
 # included), retrying one the server is too busy to take; past it the answer is 503 (outcome
 # unknown if the update may have been taken in).
@@ -189,6 +191,10 @@ async def execute_loan_update(
         await asyncio.wait_for(gate.acquire(), max(deadline - loop.time(), 0.5))
     except TimeoutError:
         raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again") from None
+    if deadline - loop.time() < LEAST_ATTEMPT_SECONDS:
+        # (too little time left for an answer: sent now, it would most likely be "unknown")
+        gate.release()
+        raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again")
     try:
         while True:
             left = max(deadline - loop.time(), 0.5)
@@ -228,7 +234,7 @@ async def execute_loan_update(
                 if maybe_admitted:
                     raise _outcome_unknown(resendable)
                 raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again")
-            await asyncio.sleep(delay + random.uniform(0, delay))
+            await asyncio.sleep(min(delay + random.uniform(0, delay), max(deadline - loop.time(), 0)))
             delay = min(delay * 2, 1.0)
     finally:
         gate.release()

@@ -5,6 +5,7 @@ the same Idempotency-Key learns the real outcome without doing anything twice.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import Awaitable
@@ -283,6 +284,9 @@ async def test_an_award_event_asked_while_the_worker_is_gone_is_503_by_the_deadl
     """An operator holds a month's award event while no worker runs: the event's workflow is
     started but nobody runs it; the API answers 503 by its deadline (it used to wait for as
     long as the worker was gone). Asked again once a worker is back: the one event, held once."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
     from api.routers.plans import current_month
     from tests.ledger_helpers import new_user
 
@@ -294,22 +298,33 @@ async def test_an_award_event_asked_while_the_worker_is_gone_is_503_by_the_deadl
     headers = bearer(settings, operator, "operator")
     month = current_month(settings.PLATFORM_TIME_ZONE)  # (an event is held for the current month only)
     body = {"product": "vehicle-plan", "period": month}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client:
-        lost = await answered_by_the_apis_deadline(
-            api_client.post("/v1/operator/award-events", json=body, headers=headers)
-        )
-        assert lost.status_code == 503, lost.text
-        assert "ask again" in lost.json()["detail"]
-        with session_factory() as session:
-            assert session.scalar(select(func.count()).select_from(AwardEvent)) == 0
-        async with running_worker(dev_client, settings, session_factory, task_queue):
-            held = await api_client.post("/v1/operator/award-events", json=body, headers=headers)
-            assert held.status_code == 200, held.text
-            assert (held.json()["period"], held.json()["winner_plan_id"]) == (month, None)
-            again = await api_client.post("/v1/operator/award-events", json=body, headers=headers)
-            assert again.status_code == 200 and again.json()["id"] == held.json()["id"]
+    # (the dev server is the whole session's: a run left behind by a failure would answer
+    # any later test with this id)
+    event_run = dev_client.get_workflow_handle(f"award-event-vehicle-plan-{month}")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client:
+            lost = await answered_by_the_apis_deadline(
+                api_client.post("/v1/operator/award-events", json=body, headers=headers)
+            )
+            assert lost.status_code == 503, lost.text
+            assert "ask again" in lost.json()["detail"]
+            with session_factory() as session:
+                assert session.scalar(select(func.count()).select_from(AwardEvent)) == 0
+            started = await event_run.describe()
+            assert started.status == WorkflowExecutionStatus.RUNNING  # (waiting for a worker)
+            monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", 120.0)
+            async with running_worker(dev_client, settings, session_factory, task_queue):
+                held = await api_client.post("/v1/operator/award-events", json=body, headers=headers)
+                assert held.status_code == 200, held.text
+                assert (held.json()["period"], held.json()["winner_plan_id"]) == (month, None)
+                again = await api_client.post("/v1/operator/award-events", json=body, headers=headers)
+                assert again.status_code == 200 and again.json()["id"] == held.json()["id"]
+    finally:
+        with contextlib.suppress(RPCError):  # (not found: never started)
+            if (await event_run.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await event_run.terminate("test over")
     runs = [w async for w in dev_client.list_workflows(f"WorkflowId = 'award-event-vehicle-plan-{month}'")]
-    assert len(runs) == 1
+    assert len(runs) == 1 and runs[0].status == WorkflowExecutionStatus.COMPLETED
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(AwardEvent)) == 1
 
