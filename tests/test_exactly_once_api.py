@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -121,6 +122,22 @@ def reservation_stuck_until(stopped: threading.Event, started: threading.Event):
     return reserve_investment
 
 
+async def loan_in_funding(api_client: httpx.AsyncClient, settings, borrower: uuid.UUID, client) -> tuple[str, Any]:
+    """A loan of 20,000.00 asked through the API, open for investment: its id and handle."""
+    created = await api_client.post(
+        "/v1/loans",
+        json={"amount": "20000.00", "term_months": 12, "purpose": "x"},
+        headers=bearer(settings, borrower, "borrower"),
+    )
+    handle = client.get_workflow_handle(created.json()["workflow_id"])
+    await wait_for_status(handle, "funding", timeout=60)
+    return created.json()["id"], handle
+
+
+def invest_5000(api_client: httpx.AsyncClient, loan_id: str, headers: dict[str, str]) -> Awaitable[httpx.Response]:
+    return api_client.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers)
+
+
 def updates_in_history(history, update_id: str) -> tuple[int, int]:
     """How many times `update_id` was accepted, and completed, in a workflow's history."""
     accepted = [
@@ -159,19 +176,10 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client:
         try:
             async with running_worker(dev_client, settings, session_factory, task_queue, stand_ins=[stuck_reservation]):
-                created = await api_client.post(
-                    "/v1/loans",
-                    json={"amount": "20000.00", "term_months": 12, "purpose": "x"},
-                    headers=bearer(settings, borrower, "borrower"),
-                )
-                loan_id = created.json()["id"]
-                handle = dev_client.get_workflow_handle(created.json()["workflow_id"])
-                await wait_for_status(handle, "funding", timeout=60)
+                loan_id, handle = await loan_in_funding(api_client, settings, borrower, dev_client)
                 investment_id = uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{investor}:inv-1")
                 headers = bearer(settings, investor, "investor") | {"Idempotency-Key": "inv-1"}
-                lost = await answered_by_the_apis_deadline(
-                    api_client.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers)
-                )
+                lost = await answered_by_the_apis_deadline(invest_5000(api_client, loan_id, headers))
                 assert lost.status_code == 503, lost.text
                 assert lost.json()["type"].endswith("outcome-unknown")
                 assert "same Idempotency-Key" in lost.json()["detail"]
@@ -194,9 +202,7 @@ async def test_an_update_whose_answer_is_lost_says_outcome_unknown_and_the_resen
                 await asyncio.sleep(0.1)
             assert snapshot.funded_amount == D("5000.00")
             assert balance_of(session_factory, investor).available == 0
-            resent = await api_client.post(
-                f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers
-            )
+            resent = await invest_5000(api_client, loan_id, headers)
             assert resent.status_code == 201, resent.text
             assert resent.json()["id"] == str(investment_id)
             assert (resent.json()["funded_amount"], resent.json()["remaining"]) == ("5000.00", "15000.00")
@@ -226,27 +232,16 @@ async def test_an_investment_sent_while_the_worker_is_gone_is_made_once_by_the_r
     monkeypatch.setattr(api.workflow_calls, "BUSY_RETRY_SECONDS", PAST_THE_SERVERS_POLL)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api_client:
         async with running_worker(dev_client, settings, session_factory, task_queue):
-            created = await api_client.post(
-                "/v1/loans",
-                json={"amount": "20000.00", "term_months": 12, "purpose": "x"},
-                headers=bearer(settings, borrower, "borrower"),
-            )
-            loan_id = created.json()["id"]
-            handle = dev_client.get_workflow_handle(created.json()["workflow_id"])
-            await wait_for_status(handle, "funding", timeout=60)
+            loan_id, handle = await loan_in_funding(api_client, settings, borrower, dev_client)
         # no worker now
         investment_id = uuid.uuid5(INVESTMENT_NAMESPACE, f"{loan_id}:{investor}:inv-1")
         headers = bearer(settings, investor, "investor") | {"Idempotency-Key": "inv-1"}
-        lost = await answered_by_the_apis_deadline(
-            api_client.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers)
-        )
+        lost = await answered_by_the_apis_deadline(invest_5000(api_client, loan_id, headers))
         assert lost.status_code == 503, lost.text
         assert lost.json()["type"].endswith("outcome-unknown")
         # Sent again while the worker is still gone (the same update id, maybe still held by
         # the server): again an answer by the deadline, and still nothing done.
-        again = await answered_by_the_apis_deadline(
-            api_client.post(f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers)
-        )
+        again = await answered_by_the_apis_deadline(invest_5000(api_client, loan_id, headers))
         assert again.status_code == 503 and again.json()["type"].endswith("outcome-unknown"), again.text
         assert balance_of(session_factory, investor).available == D("5000.00")
         # Which way this run goes, for the messages below: the server still holds the update
@@ -264,9 +259,7 @@ async def test_an_investment_sent_while_the_worker_is_gone_is_made_once_by_the_r
         async with running_worker(dev_client, settings, session_factory, task_queue):
             # (the same update id: it joins the first if the server still holds it, else it is
             # the first to run; its task may wait out the dead worker's sticky queue first)
-            resent = await api_client.post(
-                f"/v1/loans/{loan_id}/investments", json={"amount": "5000.00"}, headers=headers
-            )
+            resent = await invest_5000(api_client, loan_id, headers)
             assert resent.status_code == 201, f"{path}: {resent.text}"
             assert resent.json()["id"] == str(investment_id), path
             assert (resent.json()["funded_amount"], resent.json()["remaining"]) == ("5000.00", "15000.00"), path
