@@ -154,13 +154,12 @@ class Settings(BaseSettings):
     WORKER_PROCESSES: int = Field(default=1, ge=1, le=64)
     # Workflows a worker keeps in memory between their tasks (its sticky cache): a loan not in
     # it is replayed from its history when it next wakes (a due date, an investment: a few ms
-    # of CPU). Bounds the loans held in memory whatever the number of open loans: the worker held
-    # 310 to 321 MiB with 7,500 to 10,000 loans open (bench/results.md; the sandboxes share the
-    # workflow modules' compiled code, core/workflow_code_sharing.py), about 240 KiB per cached
-    # loan. An earlier run at 400 (earlier code) held 297 MiB, and opening the 10,000 took 8%
-    # longer (bench/results-memory-cache-400.md). Below the number of loans busy at once it
-    # thrashes: at 250, 2,500 loans asked within minutes made workflow tasks of more than 5 s.
-    WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=500, ge=0, le=100_000)
+    # of CPU). Sized on purpose: it bounds the loans held in memory whatever the number of open
+    # loans (about 240 KiB each; the sandboxes share the workflow modules' compiled code,
+    # core/workflow_code_sharing.py), and should hold the loans that wake at one instant (a due
+    # day's loans on this worker: make bench's due-date burst wakes 200), or each of them is
+    # replayed at every task of that instant. README's row gives the measured figures.
+    WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=250, ge=0, le=100_000)
     # Processes a worker renders its PDFs in (CPU-bound: in the worker's own process they would
     # hold its GIL). A loan repays once its agreements are rendered, so after a burst of payouts
     # the loans wait for their PDFs: make bench's lifecycle gives when the last of 100 loans paid
