@@ -125,6 +125,11 @@ def _busy(error: RPCError) -> bool:
     )
 
 
+def _too_busy() -> ServiceUnavailable:
+    """Nothing was sent (or the server refused it unadmitted): sending again is safe."""
+    return ServiceUnavailable("the loan is too busy right now; nothing was done, send again")
+
+
 def _ended() -> Conflict:
     return Conflict("the loan's workflow has ended; it no longer takes this request", reason="WorkflowEnded")
 
@@ -190,12 +195,11 @@ async def execute_loan_update(
         # slot is held until its own deadline)
         await asyncio.wait_for(gate.acquire(), max(deadline - loop.time(), 0.5))
     except TimeoutError:
-        raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again") from None
-    if deadline - loop.time() < LEAST_ATTEMPT_SECONDS:
-        # (too little time left for an answer: sent now, it would most likely be "unknown")
-        gate.release()
-        raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again")
-    try:
+        raise _too_busy() from None
+    try:  # (the slot is released in one place: this try's finally)
+        if deadline - loop.time() < LEAST_ATTEMPT_SECONDS:
+            # (too little time left for an answer: sent now, it would most likely be "unknown")
+            raise _too_busy()
         while True:
             left = max(deadline - loop.time(), 0.5)
             try:
@@ -233,7 +237,7 @@ async def execute_loan_update(
             if loop.time() > deadline:
                 if maybe_admitted:
                     raise _outcome_unknown(resendable)
-                raise ServiceUnavailable("the loan is too busy right now; nothing was done, send again")
+                raise _too_busy()
             await asyncio.sleep(min(delay + random.uniform(0, delay), max(deadline - loop.time(), 0)))
             delay = min(delay * 2, 1.0)
     finally:
