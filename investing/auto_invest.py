@@ -82,9 +82,20 @@ def put_rule(session: Session, investor_id: uuid.UUID, values: dict) -> AutoInve
 
 
 def funding_loans(session: Session, loan_ids: list[uuid.UUID] | None) -> tuple[list[FundingLoan], dict[uuid.UUID, str]]:
-    """Loans open for investment, oldest deadline first, and their workflow ids."""
+    """Loans open for investment, oldest deadline first, and their workflow ids (the columns
+    the plan needs, not whole rows: the Schedule's run reads every funding loan)."""
     query = (
-        select(LoanRequest, LoanProduct.min_investment, LoanProduct.max_investor_share_percent)
+        select(
+            LoanRequest.id,
+            LoanRequest.amount,
+            LoanRequest.funded_amount,
+            LoanRequest.rate_annual,
+            LoanRequest.risk_grade,
+            LoanRequest.term_months,
+            LoanRequest.workflow_id,
+            LoanProduct.min_investment,
+            LoanProduct.max_investor_share_percent,
+        )
         .join(LoanProduct, LoanProduct.id == LoanRequest.product_id)
         .where(
             LoanRequest.status == LoanStatus.funding,
@@ -97,20 +108,20 @@ def funding_loans(session: Session, loan_ids: list[uuid.UUID] | None) -> tuple[l
     if loan_ids is not None:
         query = query.where(LoanRequest.id.in_(loan_ids))
     loans, workflows = [], {}
-    for loan, min_investment, share in session.execute(query):
+    for row in session.execute(query):
         loans.append(
             FundingLoan(
-                loan_id=loan.id,
-                amount=loan.amount,
-                remaining=loan.amount - loan.funded_amount,
-                rate_annual=loan.rate_annual,
-                grade=loan.risk_grade,
-                term_months=loan.term_months,
-                min_investment=min_investment,
-                max_per_investor=round_money(loan.amount * share / 100),
+                loan_id=row.id,
+                amount=row.amount,
+                remaining=row.amount - row.funded_amount,
+                rate_annual=row.rate_annual,
+                grade=row.risk_grade,
+                term_months=row.term_months,
+                min_investment=row.min_investment,
+                max_per_investor=round_money(row.amount * row.max_investor_share_percent / 100),
             )
         )
-        workflows[loan.id] = loan.workflow_id
+        workflows[row.id] = row.workflow_id
     return loans, workflows
 
 
@@ -387,8 +398,12 @@ def plan_run(
         return _planned_before(
             session, session.scalars(select(AutoInvestRun.run_no).where(AutoInvestRun.run_key == run_key)).one()
         )
-    loans, workflows = funding_loans(session, loan_ids)
     rules, reinvest = active_rules(session)
+    if not rules:
+        # Nothing to plan: no funding loan or listing is read. (The Schedule's run every 15
+        # minutes read every funding loan first; with 10,000 open that alone grew the worker.)
+        return RunPlan(run_no, [], {}, {})
+    loans, workflows = funding_loans(session, loan_ids)
     offers: list[ListingOffer] = []
     if listing_ids is None or listing_ids:
         if any(rule.buy_on_market for rule in rules):

@@ -23,7 +23,7 @@ from investing.annual_limit import LIMIT_TIMEZONE, annual_limit, count_investmen
 from investing.auto_invest import positions, put_rule
 from ledger.accounts import platform_account, wallet_accounts, wallet_of_user
 from ledger.postings import Leg, post_transaction
-from models.auto_invest import AutoInvestAllocation
+from models.auto_invest import AutoInvestAllocation, AutoInvestRuleRow
 from models.loans import Investment
 from models.users import User
 from tests.ledger_helpers import assert_books_balance
@@ -440,3 +440,51 @@ def test_a_retried_plan_finds_the_plan_already_made(session_factory, seeded):
     with session_factory() as session:
         rows = session.scalars(select(AutoInvestAllocation).where(AutoInvestAllocation.run_no == first.run_no)).all()
         assert len(rows) == 1 and "limited by the rule's maximum per loan" in rows[0].reason
+
+
+def test_a_plan_with_no_active_rule_reads_no_loan(session_factory, seeded, engine):
+    """The Schedule's run every 15 minutes: with no active rule there is nothing to plan, and
+    the funding loans (10,000 of them in make bench) are not read at all. With a rule, the
+    same loans are read and planned."""
+    from sqlalchemy import event
+
+    from investing.auto_invest import plan_run
+    from loans.requests import create_loan_request
+
+    with unit_of_work(session_factory) as session:
+        loan, _ = create_loan_request(
+            session,
+            make_borrower(session_factory),
+            product_code="standard",
+            amount=D("100000.00"),
+            term_months=12,
+            purpose="test",
+            simulation_id=None,
+            client_key=None,
+        )
+        loan.status, loan.risk_grade, loan.rate_annual = "funding", "B", D("17.00")
+        loan_id = loan.id
+    investor = make_investor(session_factory, "30000")
+    give_rule(session_factory, investor, max_amount_per_loan=D("25000.00"), reinvest_returns=False)
+    with unit_of_work(session_factory) as session:
+        session.get_one(AutoInvestRuleRow, investor).is_active = False
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with unit_of_work(session_factory) as session:
+            idle = plan_run(session, "run-without-rules", None, AT)
+        read_without = [s for s in statements if "FROM loan_requests" in s]
+        with unit_of_work(session_factory) as session:
+            session.get_one(AutoInvestRuleRow, investor).is_active = True
+        statements.clear()
+        with unit_of_work(session_factory) as session:
+            planned = plan_run(session, "run-with-a-rule", None, AT)
+        read_with = [s for s in statements if "FROM loan_requests" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert idle.planned == [] and idle.workflows == {} and read_without == []
+    assert [(p.loan_id, p.amount) for p in planned.planned] == [(loan_id, D("25000.00"))] and read_with
