@@ -743,10 +743,9 @@ async def run_platform_bench(tmp: Path, quick: bool) -> tuple[str, list[str]]:
     phases_note = (
         f"where the lifecycle's time went (2 investors each, one worker): every loan open for funding at "
         f"{few.phases[0]:.1f} s (scoring), its {loans * 2} investments taken at {few.phases[1]:.1f} s, every loan "
-        f"active at {few.phases[2]:.1f} s (a loan is active once its {few.investors + 1} agreements are rendered, in "
+        f"repaying at {few.phases[2]:.1f} s (a loan repays once its {few.investors + 1} agreements are rendered, in "
         f"WORKER_DOCUMENT_RENDERERS={DOCUMENT_RENDERERS} processes per worker), all repaid at {few.seconds:.1f} s "
-        f"(a loan's {term} months are about {term_seconds:.1f} s of loan time from its payout: since the patch "
-        "sandbox-clock-from-payout they overlap its renders, as at scale 1); "
+        f"(a loan's {term} months from the payout are about {term_seconds:.1f} s of its timers once it repays); "
         f"with two workers: {two_workers.phases[0]:.1f}, "
         f"{two_workers.phases[1]:.1f}, {two_workers.phases[2]:.1f} and {two_workers.seconds:.1f} s"
     )

@@ -601,13 +601,9 @@ class LoanWorkflow:
             retry_policy=DB_RETRY,
             summary="render the loan agreements",
         )
-        # Before this patch the sandbox clock started again once the agreements were rendered,
-        # so a large scale's loan time left out the renders' seconds. Since it, loan time runs
-        # from the payout, as it does at scale 1 (where the restart changed nothing): a loan
-        # whose renders outlast a due date collects it right after, on the borrower's time
-        # (a backlog moves no fee onto a borrower who had the money), and its last due date
-        # is its term after the payout however long the renders took.
-        if not workflow.patched("sandbox-clock-from-payout") and self._input.clock_origin is None:
+        # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
+        # months of loan time at a large scale. (At scale 1 this changes nothing.)
+        if self._input.clock_origin is None:
             self._state.clock_origin = workflow.now()
 
     def _documents_queue(self) -> str | None:
