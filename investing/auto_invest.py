@@ -401,8 +401,8 @@ def plan_run(
     rules, reinvest = active_rules(session)
     if not rules:
         # Nothing to plan: no funding loan or listing is read. (The Schedule's run every 15
-        # minutes read every funding loan first, whole rows, for nothing: 10,000 of them in
-        # make bench's memory run, in the worker's memory at once.)
+        # minutes read every funding loan first, whole rows, for nothing: up to 10,000 of them
+        # in make bench's memory run, in the worker's memory at once.)
         return RunPlan(run_no, [], {}, {})
     loans, workflows = funding_loans(session, loan_ids)
     offers: list[ListingOffer] = []
