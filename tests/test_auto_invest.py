@@ -410,12 +410,10 @@ def test_the_rule_is_validated_and_only_investors_have_one(client, seeded):
     assert client.get("/v1/auto-invest/allocations", headers=investor.headers).json() == []
 
 
-def test_a_retried_plan_finds_the_plan_already_made(session_factory, seeded):
-    from investing.auto_invest import plan_run
+def open_funding_loan(session_factory) -> uuid.UUID:
+    """A scored loan of 100,000 (grade B, 17%) open for funding, as the plan reads it."""
     from loans.requests import create_loan_request
 
-    investor = make_investor(session_factory, "30000")
-    give_rule(session_factory, investor, max_amount_per_loan=D("25000.00"), reinvest_returns=False)
     with unit_of_work(session_factory) as session:
         loan, _ = create_loan_request(
             session,
@@ -428,7 +426,15 @@ def test_a_retried_plan_finds_the_plan_already_made(session_factory, seeded):
             client_key=None,
         )
         loan.status, loan.risk_grade, loan.rate_annual = "funding", "B", D("17.00")
-        loan_id = loan.id
+        return loan.id
+
+
+def test_a_retried_plan_finds_the_plan_already_made(session_factory, seeded):
+    from investing.auto_invest import plan_run
+
+    investor = make_investor(session_factory, "30000")
+    give_rule(session_factory, investor, max_amount_per_loan=D("25000.00"), reinvest_returns=False)
+    loan_id = open_funding_loan(session_factory)
     with unit_of_work(session_factory) as session:
         first = plan_run(session, "run-a", None, AT)
     with unit_of_work(session_factory) as session:
@@ -449,21 +455,8 @@ def test_a_plan_with_no_active_rule_reads_no_loan(session_factory, seeded, engin
     from sqlalchemy import event
 
     from investing.auto_invest import plan_run
-    from loans.requests import create_loan_request
 
-    with unit_of_work(session_factory) as session:
-        loan, _ = create_loan_request(
-            session,
-            make_borrower(session_factory),
-            product_code="standard",
-            amount=D("100000.00"),
-            term_months=12,
-            purpose="test",
-            simulation_id=None,
-            client_key=None,
-        )
-        loan.status, loan.risk_grade, loan.rate_annual = "funding", "B", D("17.00")
-        loan_id = loan.id
+    loan_id = open_funding_loan(session_factory)
     investor = make_investor(session_factory, "30000")
     give_rule(session_factory, investor, max_amount_per_loan=D("25000.00"), reinvest_returns=False)
     with unit_of_work(session_factory) as session:
