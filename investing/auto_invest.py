@@ -44,6 +44,7 @@ from domain.auto_invest import (
     plan_market,
 )
 from domain.calendar import day_of
+from domain.investment_rules import investor_cap
 from domain.money import ZERO, round_money
 from investing.annual_limit import ANNUAL_LIMIT, limit_year
 from investing.market import listing_view
@@ -118,7 +119,7 @@ def funding_loans(session: Session, loan_ids: list[uuid.UUID] | None) -> tuple[l
                 grade=row.risk_grade,
                 term_months=row.term_months,
                 min_investment=row.min_investment,
-                max_per_investor=round_money(row.amount * row.max_investor_share_percent / 100),
+                max_per_investor=investor_cap(row.amount, row.max_investor_share_percent),
             )
         )
         workflows[row.id] = row.workflow_id
@@ -171,7 +172,7 @@ def market_offers(
                 grade=view.grade,
                 remaining_installments=view.remaining_installments,
                 min_investment=product.min_investment,
-                max_per_investor=round_money(loan.amount * product.max_investor_share_percent / 100),
+                max_per_investor=investor_cap(loan.amount, product.max_investor_share_percent),
             )
         )
         workflows[loan.id] = loan.workflow_id
