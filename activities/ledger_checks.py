@@ -7,7 +7,7 @@ import logging
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from ledger.reports import trial_balance
+from ledger.reports import reconciliation
 from models.ledger_reports import ReconciliationInput, ReconciliationResult
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,8 @@ class LedgerCheckActivities:
     def check_trial_balance(self, input: ReconciliationInput) -> ReconciliationResult:
         """Reads every account against its postings (a read-only transaction)."""
         with self._session_factory() as session:
-            report = trial_balance(session)
-        if not report.balanced:
+            result = reconciliation(session)
+        if not result.balanced:
             # Loud on purpose: an unbalanced ledger is a defect an operator must see.
-            log.error("LEDGER OUT OF BALANCE: total=%s mismatched=%s", report.total, report.mismatched_accounts)
-        return ReconciliationResult(
-            balanced=report.balanced,
-            total=report.total,
-            accounts=len(report.accounts),
-            mismatched_accounts=report.mismatched_accounts,
-        )
+            log.error("LEDGER OUT OF BALANCE: total=%s mismatched=%s", result.total, result.mismatched_accounts)
+        return result

@@ -3,41 +3,56 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from domain.money import ZERO
 from ledger.accounts import platform_account_code
 from models.ledger import LedgerAccount, LedgerPosting
-from models.ledger_reports import AccountLine, ReserveFund, TrialBalance
+from models.ledger_reports import AccountLine, ReconciliationResult, ReserveFund, TrialBalance
 from models.loan_status import LoanStatus
 from models.loans import Investment, InvestmentInstallment, LoanRequest
 
 
-def trial_balance(session: Session) -> TrialBalance:
-    """Every account's balance beside the sum of its postings. The balances sum to zero and
-    each equals its postings' sum, or the report says which account does not."""
-    postings_sum = (
+def _postings_by_account() -> Any:
+    return (
         select(LedgerPosting.account_id, func.sum(LedgerPosting.amount).label("total"), func.count().label("count"))
         .group_by(LedgerPosting.account_id)
         .subquery()
     )
+
+
+def trial_balance(session: Session) -> TrialBalance:
+    """Every account's balance beside the sum of its postings. The balances sum to zero and
+    each equals its postings' sum, or the report says which account does not. One line per
+    account: for a reader who asked for them all (the back office); the periodic check that
+    needs only the verdict is reconciliation()."""
+    postings_sum = _postings_by_account()
     rows = session.execute(
-        select(LedgerAccount, func.coalesce(postings_sum.c.total, 0), func.coalesce(postings_sum.c.count, 0))
+        select(
+            LedgerAccount.code,
+            LedgerAccount.kind,
+            LedgerAccount.currency,
+            LedgerAccount.balance,
+            func.coalesce(postings_sum.c.total, 0),
+            func.coalesce(postings_sum.c.count, 0),
+        )
         .outerjoin(postings_sum, postings_sum.c.account_id == LedgerAccount.id)
         .order_by(LedgerAccount.id)
     ).all()
     lines = [
         AccountLine(
-            code=account.code,
-            kind=account.kind,
-            currency=account.currency,
-            balance=account.balance,
+            code=code,
+            kind=kind,
+            currency=currency,
+            balance=balance,
             postings_total=Decimal(total),
             postings=int(count),
         )
-        for account, total, count in rows
+        for code, kind, currency, balance, total, count in rows
     ]
     total = sum((line.balance for line in lines), Decimal("0.00"))
     mismatched = [line.code for line in lines if line.balance != line.postings_total]
@@ -50,6 +65,30 @@ def trial_balance(session: Session) -> TrialBalance:
         mismatched_accounts=mismatched,
         totals_by_kind=by_kind,
         accounts=lines,
+    )
+
+
+def reconciliation(session: Session) -> ReconciliationResult:
+    """The trial balance's verdict (trial_balance), as the database computes it in one
+    statement, one snapshot: the count of accounts, their total, and the codes of those whose
+    balance is not the sum of their postings. It reads one row however many accounts the ledger
+    has: the hourly check loaded every account as an object and a line, and the worker's memory
+    grew with the platform's wallets (62 MiB at its peak for 20,000 accounts)."""
+    postings_sum = _postings_by_account()
+    mismatched = LedgerAccount.balance != func.coalesce(postings_sum.c.total, 0)
+    accounts, total, codes = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(LedgerAccount.balance), ZERO),
+            func.array_agg(aggregate_order_by(LedgerAccount.code, LedgerAccount.id)).filter(mismatched),
+        ).outerjoin(postings_sum, postings_sum.c.account_id == LedgerAccount.id)
+    ).one()
+    mismatched_accounts = list(codes or [])
+    return ReconciliationResult(
+        balanced=(total == 0 and not mismatched_accounts),
+        total=total,
+        accounts=accounts,
+        mismatched_accounts=mismatched_accounts,
     )
 
 

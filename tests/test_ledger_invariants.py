@@ -281,3 +281,67 @@ def test_replaying_every_operation_changes_nothing(session_factory):
     with session_factory() as session:
         assert snapshot(session) == before
         assert_books_balance(session)
+
+
+@pytest.mark.parametrize("account", ["{a},{b}", True, 1.0])
+def test_a_leg_whose_account_is_not_an_integer_id_is_refused(session_factory, funded, account):
+    """The account ids go to the database as an array literal: a str could smuggle in accounts
+    of its own, a bool or a float is no account id."""
+    with session_factory() as session:
+        available, reserved = account_ids(session, funded)
+        bad = account.format(a=available, b=reserved) if isinstance(account, str) else account
+        before = snapshot(session)
+        with pytest.raises(InvalidRequest, match="integer account id"):
+            post_transaction(session, key="bad-id", kind="test", legs=[Leg(bad, D("-1.00")), Leg(reserved, D("1.00"))])
+        assert snapshot(session) == before
+
+
+def test_the_reconciliation_reads_one_row_and_finds_an_account_off_its_postings(session_factory, engine, funded):
+    """The hourly check (reconciliation) gives the trial balance's verdict, computed by the
+    database: one row back however many accounts there are, so the worker's memory does not
+    grow with the platform's wallets."""
+    from sqlalchemy import event, func
+
+    from ledger.reports import reconciliation, trial_balance
+    from models.ledger import LedgerAccount
+
+    with unit_of_work(session_factory) as session:
+        for _ in range(3):
+            transfer(session, *account_ids(session, funded), D("1.00"), key=f"move:{uuid.uuid4()}")
+            new_wallet(session)
+    rows_read: list[int] = []
+
+    def count_rows(_conn, cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            rows_read.append(cursor.rowcount)
+
+    def verdict(session):
+        report = trial_balance(session)
+        return report.balanced, report.total, len(report.accounts), report.mismatched_accounts
+
+    with session_factory() as session:
+        accounts = session.scalar(select(func.count()).select_from(LedgerAccount))
+        event.listen(engine, "after_cursor_execute", count_rows)
+        try:
+            result = reconciliation(session)
+        finally:
+            event.remove(engine, "after_cursor_execute", count_rows)
+        assert accounts >= 9 and rows_read == [1]
+        assert (result.balanced, result.total, result.accounts, result.mismatched_accounts) == (True, 0, accounts, [])
+        assert verdict(session) == (True, 0, accounts, [])
+    # Someone with the owner's rights moves a balance past the postings.
+    with unit_of_work(session_factory) as session:
+        available, _ = account_ids(session, funded)
+        code = session.get_one(LedgerAccount, available).code
+        session.execute(text("ALTER TABLE ledger_accounts DISABLE TRIGGER trg_ledger_accounts_guard"))
+        session.execute(text("UPDATE ledger_accounts SET balance = balance + 5 WHERE id = :id"), {"id": available})
+        session.execute(text("ALTER TABLE ledger_accounts ENABLE TRIGGER trg_ledger_accounts_guard"))
+    with session_factory() as session:
+        result = reconciliation(session)
+        assert (result.balanced, result.total, result.accounts, result.mismatched_accounts) == (
+            False,
+            D("5.00"),
+            accounts,
+            [code],
+        )
+        assert verdict(session) == (False, D("5.00"), accounts, [code])
