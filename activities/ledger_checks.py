@@ -19,7 +19,8 @@ class LedgerCheckActivities:
 
     @activity.defn(name="check_trial_balance")
     def check_trial_balance(self, input: ReconciliationInput) -> ReconciliationResult:
-        """Reads every account against its postings (a read-only transaction)."""
+        """Every account against the sum of its postings: the database's verdict, one row
+        (ledger/reports.py, reconciliation)."""
         with self._session_factory() as session:
             result = reconciliation(session)
         if not result.balanced:

@@ -32,9 +32,9 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity, workflow
-from temporalio.client import Client, ScheduleOverlapPolicy
+from temporalio.client import Client, ScheduleActionStartWorkflow
 from temporalio.common import RetryPolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from bench import throwaway_secrets
@@ -49,7 +49,7 @@ from ledger.accounts import open_wallet, platform_account, wallet_accounts, wall
 from ledger.postings import Leg, merge_legs, post_transaction
 from ledger.wallets import reserve
 from loans.requests import create_loan_request, workflow_input
-from models.ledger import LedgerTransaction
+from models.ledger import LedgerAccount, LedgerTransaction
 from models.loan_workflow import InvestmentRequest
 from models.loans import LoanRequest, RepaymentInstallment
 from models.users import BorrowerProfile, User
@@ -57,6 +57,7 @@ from runner.ports import die_with_parent, free_port, stop_process, wait_for_port
 from runner.postgres import EmbeddedPostgres
 from runner.seed import seed
 from runner.temporal import TemporalDevServer, register_search_attributes
+from worker import platform_schedules
 from workflows.auto_invest import AUTO_INVEST_SCHEDULE_ID
 from workflows.ledger_reconciliation import RECONCILIATION_SCHEDULE_ID
 from workflows.loan import LoanWorkflow
@@ -675,43 +676,49 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-# The Schedules that fire within an hour, run after each round of the memory bench: when they
-# fire on their own depends on the wall clock (the reconciliation on the hour), so a round
-# would show their memory or not by chance.
+# The Schedules that fire within an hour. The memory bench pauses them and runs each of their
+# workflows once after each round: when they fire on their own depends on the wall clock (the
+# reconciliation on the hour), so a round would show their memory or not by chance.
 HOURLY_SCHEDULES = (RECONCILIATION_SCHEDULE_ID, AUTO_INVEST_SCHEDULE_ID)
 
 
-async def run_hourly_schedules(client: Client) -> None:
-    """Triggers each of HOURLY_SCHEDULES once and waits for the run it started to end."""
+async def pause_hourly_schedules(client: Client) -> None:
     for schedule_id in HOURLY_SCHEDULES:
         handle = client.get_schedule_handle(schedule_id)
         for _ in range(600):  # (the worker creates its Schedules as it starts)
             try:
-                before = (await handle.describe()).info.num_actions
+                await handle.pause(note="the memory bench runs this Schedule's workflow after each round")
                 break
-            except RPCError:
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise
                 await asyncio.sleep(0.1)
         else:
             raise RuntimeError(f"the worker did not create the Schedule {schedule_id}")
-        await handle.trigger(overlap=ScheduleOverlapPolicy.BUFFER_ONE)
-        for _ in range(600):
-            info = (await handle.describe()).info
-            if info.num_actions > before:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError(f"the Schedule {schedule_id} did not start its run")
-        started = info.recent_actions[-1].action
-        await client.get_workflow_handle(started.workflow_id, run_id=started.first_execution_run_id).result()
 
 
-async def worker_memory(tmp: Path, loans: int, steps: int = 4) -> tuple[float, list[tuple[int, float]], float]:
+async def run_hourly_schedules(client: Client, settings: Settings) -> None:
+    """Runs the workflow of each of HOURLY_SCHEDULES once, with its Schedule's input and task
+    queue (worker.platform_schedules), and waits for it to end."""
+    schedules = platform_schedules(settings)
+    for schedule_id in HOURLY_SCHEDULES:
+        action = schedules[schedule_id].action
+        if not isinstance(action, ScheduleActionStartWorkflow):
+            raise RuntimeError(f"the Schedule {schedule_id} does not start a workflow")
+        run = client.execute_workflow(
+            action.workflow, args=action.args, id=f"{action.id}-bench-{uuid.uuid4()}", task_queue=action.task_queue
+        )
+        await asyncio.wait_for(run, timeout=600)
+
+
+async def worker_memory(tmp: Path, loans: int, steps: int = 4) -> tuple[float, list[tuple[int, float]], float, int]:
     """Worker RSS idle, then after each of `steps` equal rounds of opening loans for funding
     (each loan then waits on its 14-day funding timer) and one run of each hourly Schedule, up
     to `loans`; and how long opening them all took. The worker keeps at most
     WORKER_MAX_CACHED_WORKFLOWS of them in memory."""
     async with platform(tmp) as p:
         idle = _rss_mib(p.worker.pid)
+        await pause_hourly_schedules(p.client)
         borrowers, _ = make_people(p.factory, loans, 0, D("0"), D("0"))
         assert loans % steps == 0, "the loans open in equal rounds"
         elapsed = 0.0
@@ -722,11 +729,13 @@ async def worker_memory(tmp: Path, loans: int, steps: int = 4) -> tuple[float, l
             opened = await start_loans(p, borrowers[step * per_step : (step + 1) * per_step], 12)
             await wait_status(p, [loan_id for loan_id, _ in opened], ("funding",), 3600)
             elapsed += time.perf_counter() - started  # (the schedules and the settling pause are not opening)
-            await run_hourly_schedules(p.client)
+            await run_hourly_schedules(p.client, p.settings)
             await asyncio.sleep(2)
             grown.append(((step + 1) * per_step, _rss_mib(p.worker.pid)))
             print("[bench] worker memory", grown[-1], flush=True)
-    return idle, grown, elapsed
+        with p.factory() as session:
+            accounts = session.scalar(select(func.count()).select_from(LedgerAccount)) or 0
+    return idle, grown, elapsed, accounts
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -817,7 +826,7 @@ async def run_worker_memory_bench(tmp: Path, quick: bool) -> tuple[str, list[str
     """The worker's memory as open loans grow (its own section: opening 10,000 loans takes a
     quarter of an hour here)."""
     open_loans = 300 if quick else 10_000
-    idle, grown, opening = await worker_memory(tmp / "worker-memory", open_loans)
+    idle, grown, opening, loans_accounts = await worker_memory(tmp / "worker-memory", open_loans)
     lines = [
         "| open loans (each waiting on its funding timer) | worker RSS MiB |",
         "|---:|---:|",
@@ -827,9 +836,11 @@ async def run_worker_memory_bench(tmp: Path, quick: bool) -> tuple[str, list[str
     notes = [
         f"opening {open_loans:,} loans took {opening:.0f} s ({open_loans / opening:,.0f} loans/s from request "
         "to funding: scoring, the loan's records)",
-        "after each round, each Schedule that fires within an hour (the ledger reconciliation, auto-invest) runs "
-        "once, triggered, before the worker's memory is read: each figure includes them, whatever the clock (the "
-        "reconciliation reads every account: 2 per borrower's wallet here)",
+        "the Schedules that fire within an hour (the ledger reconciliation, auto-invest) are paused, and after "
+        "each round each of their workflows runs once before the worker's memory is read: each figure is the "
+        "resident memory they leave behind (not their peak), whatever the clock. Every borrower's wallet exists "
+        f"from the first round ({loans_accounts:,} ledger accounts): the reconciliation's database aggregates "
+        "them all each time, and the worker reads one row",
         f"the worker keeps at most WORKER_MAX_CACHED_WORKFLOWS={CACHED_WORKFLOWS} workflows in memory (its "
         "sticky cache); the rest wait on the server and are replayed from their histories when they next wake "
         "(a due date, an investment), so the loans it holds are bounded however many are open (the table "

@@ -49,7 +49,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -67,6 +67,7 @@ from models.ledger import LedgerAccount, LedgerPosting, LedgerTransaction
 
 MAX_KEY_LENGTH = 200
 MAX_LEG_AMOUNT = Decimal("9999999999999.99")
+MIN_BIGINT, MAX_BIGINT = -(2**63), 2**63 - 1  # (ledger_accounts.id)
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,20 @@ def _validate(key: str, kind: str, legs: Sequence[Leg]) -> None:
     if len(legs) < 2:
         raise InvalidRequest("a ledger transaction needs at least two legs")
     for leg in legs:
-        if type(leg.account_id) is not int:  # (not a str, not a bool: an account's id is an integer)
+        # Exactly an int and exactly a Decimal: they are written into the statement's array
+        # literals as text (_bigint_array, _numeric_array), where a str, or a subclass with a
+        # __str__ or __format__ of its own, could add elements of its own.
+        if type(leg.account_id) is not int or not MIN_BIGINT <= leg.account_id <= MAX_BIGINT:
             raise InvalidRequest("a leg's account is an integer account id")
         amount = leg.amount
-        if not isinstance(amount, Decimal) or not amount.is_finite():
+        if type(amount) is not Decimal or not amount.is_finite():
             raise InvalidRequest("leg amounts are finite Decimals")
         if amount == 0:
             raise InvalidRequest("a leg of zero moves nothing; leave it out")
+        if abs(amount) > MAX_LEG_AMOUNT:  # (first: a huge amount cannot even be rounded to kopeks)
+            raise InvalidRequest(f"{amount} is beyond what an account can hold")
         if not has_at_most_two_decimals(amount):
             raise InvalidRequest(f"{amount} has more than two decimals")
-        if abs(amount) > MAX_LEG_AMOUNT:
-            raise InvalidRequest(f"{amount} is beyond what an account can hold")
     total = sum((leg.amount for leg in legs), Decimal(0))
     if total != 0:
         raise InvalidRequest(f"the legs sum to {total}, not zero")
@@ -129,7 +133,7 @@ def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> s
     canonical = {
         "kind": kind,
         "loan_id": str(loan_id) if loan_id else None,
-        "legs": sorted([leg.account_id, f"{leg.amount:.2f}"] for leg in legs),
+        "legs": sorted([leg.account_id, amount_text(leg.amount)] for leg in legs),
     }
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
@@ -234,8 +238,8 @@ def post_transaction(
             "loan_id": str(loan_id) if loan_id else None,
             "description": description,
             "details": json.dumps(dict(details or {})),
-            "accounts": _array_literal(str(leg.account_id) for leg in ordered),
-            "amounts": _array_literal(f"{leg.amount:.2f}" for leg in ordered),
+            "accounts": _bigint_array([leg.account_id for leg in ordered]),
+            "amounts": _numeric_array([leg.amount for leg in ordered]),
             "idle_limit_ms": idle_limit_to_set(session),
         },
     )
@@ -277,7 +281,7 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
             "details": dict(posting.details or {}),
             "accounts": [leg.account_id for leg in ordered],
             # (as text: json.dumps takes no Decimal, and a float on the way would not be exact)
-            "amounts": [f"{leg.amount:.2f}" for leg in ordered],
+            "amounts": [amount_text(leg.amount) for leg in ordered],
         }
         for posting, transaction_id, digest, ordered in prepared
     ]
@@ -301,11 +305,22 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
     return posted
 
 
-def _array_literal(elements: Iterable[str]) -> str:
-    """A PostgreSQL array literal of numbers, sent as text and cast by the statement: psycopg's
-    adaptation of a Python list (finding each element's type, every call) cost more CPU than the
-    posting's own round trip. Only numbers go in (an account's int id, a validated amount)."""
-    return "{" + ",".join(elements) + "}"
+def amount_text(amount: Decimal) -> str:
+    """A leg's amount as text, exact: two decimals (a validated amount has at most two), no
+    exponent. The same text is hashed (content_hash), sent (_numeric_array) and recorded."""
+    return Decimal.__format__(amount, ".2f")
+
+
+# The posting's accounts and amounts go to ledger_post as array literals, text the statement
+# casts (::bigint[], ::numeric[]): psycopg's adaptation of a list finds each element's type
+# on every call, about 0.05 ms of a posting's 0.55 ms of Python CPU here. Only what _validate
+# let through is written: ints (exactly), and Decimals through amount_text.
+def _bigint_array(ids: Sequence[int]) -> str:
+    return "{" + ",".join(int.__str__(i) for i in ids) + "}"
+
+
+def _numeric_array(amounts: Sequence[Decimal]) -> str:
+    return "{" + ",".join(amount_text(amount) for amount in amounts) + "}"
 
 
 def _checked_digest(posting: Posting) -> str:
@@ -369,7 +384,7 @@ def _settle(
                 "idempotency_key": key,
                 "kind": posting.kind,
                 "currency": outcome["currency"],
-                "legs": [{"account": codes[str(leg.account_id)], "amount": f"{leg.amount:.2f}"} for leg in ordered],
+                "legs": [{"account": codes[str(leg.account_id)], "amount": amount_text(leg.amount)} for leg in ordered],
             },
         )
     return Posted(id=transaction_id, idempotency_key=key, kind=posting.kind, replayed=False)

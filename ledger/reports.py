@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Subquery, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -17,12 +16,18 @@ from models.loan_status import LoanStatus
 from models.loans import Investment, InvestmentInstallment, LoanRequest
 
 
-def _postings_by_account() -> Any:
+def _postings_by_account() -> Subquery:
+    """Each account's postings: their sum (total) and their count, by account_id."""
     return (
         select(LedgerPosting.account_id, func.sum(LedgerPosting.amount).label("total"), func.count().label("count"))
         .group_by(LedgerPosting.account_id)
         .subquery()
     )
+
+
+def _balanced(total: Decimal, mismatched_accounts: list[str]) -> bool:
+    """The ledger balances: its accounts sum to zero and each is the sum of its postings."""
+    return total == 0 and not mismatched_accounts
 
 
 def trial_balance(session: Session) -> TrialBalance:
@@ -61,7 +66,7 @@ def trial_balance(session: Session) -> TrialBalance:
         by_kind[line.kind] = by_kind.get(line.kind, Decimal("0.00")) + line.balance
     return TrialBalance(
         total=total,
-        balanced=(total == 0 and not mismatched),
+        balanced=_balanced(total, mismatched),
         mismatched_accounts=mismatched,
         totals_by_kind=by_kind,
         accounts=lines,
@@ -85,7 +90,7 @@ def reconciliation(session: Session) -> ReconciliationResult:
     ).one()
     mismatched_accounts = list(codes or [])
     return ReconciliationResult(
-        balanced=(total == 0 and not mismatched_accounts),
+        balanced=_balanced(total, mismatched_accounts),
         total=total,
         accounts=accounts,
         mismatched_accounts=mismatched_accounts,

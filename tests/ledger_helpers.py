@@ -57,9 +57,17 @@ def snapshot(session: Session) -> dict[str, object]:
 
 
 def assert_books_balance(session: Session) -> None:
-    from ledger.reports import trial_balance
+    from ledger.reports import reconciliation, trial_balance
 
     report = trial_balance(session)
     assert report.total == 0, report
     assert report.mismatched_accounts == [], report
     assert all(line.balance >= 0 for line in report.accounts if line.kind != "nominal"), report
+    # The hourly check's verdict (computed by the database) is the trial balance's.
+    verdict = reconciliation(session)
+    assert (verdict.balanced, str(verdict.total), verdict.accounts, verdict.mismatched_accounts) == (
+        report.balanced,
+        str(report.total),
+        len(report.accounts),
+        report.mismatched_accounts,
+    )

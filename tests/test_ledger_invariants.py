@@ -6,15 +6,16 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.db import unit_of_work
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
 from ledger.accounts import platform_account
 from ledger.postings import Leg, post_transaction
+from ledger.reports import reconciliation, trial_balance
 from ledger.wallets import release, reserve, transfer, wallet_balance
-from models.ledger import LedgerTransaction
+from models.ledger import LedgerAccount, LedgerTransaction
 from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_wallet, snapshot
 
 D = Decimal
@@ -283,65 +284,117 @@ def test_replaying_every_operation_changes_nothing(session_factory):
         assert_books_balance(session)
 
 
-@pytest.mark.parametrize("account", ["{a},{b}", True, 1.0])
-def test_a_leg_whose_account_is_not_an_integer_id_is_refused(session_factory, funded, account):
-    """The account ids go to the database as an array literal: a str could smuggle in accounts
-    of its own, a bool or a float is no account id."""
+@pytest.mark.parametrize(
+    "legs_of",
+    [
+        # every leg a str: the shape that once went to the database as text and was cast
+        lambda a, b, c: [Leg(f"{a},{c}", D("-1.00")), Leg(str(b), D("1.00"))],
+        lambda a, b, c: [Leg(True, D("-1.00")), Leg(b, D("1.00"))],
+        lambda a, b, c: [Leg(float(a), D("-1.00")), Leg(b, D("1.00"))],
+        lambda a, b, c: [Leg(2**63, D("-1.00")), Leg(b, D("1.00"))],
+    ],
+    ids=["accounts-in-a-str", "bool", "float", "beyond-bigint"],
+)
+def test_a_leg_whose_account_is_not_an_integer_id_is_refused(session_factory, funded, legs_of):
+    """The account ids go to the database as an array literal: a str could add accounts of its
+    own, a bool or a float is no id, and an id beyond bigint is none of the ledger's."""
     with session_factory() as session:
         available, reserved = account_ids(session, funded)
-        bad = account.format(a=available, b=reserved) if isinstance(account, str) else account
+        fees = platform_account(session, "platform_fees").id
         before = snapshot(session)
         with pytest.raises(InvalidRequest, match="integer account id"):
-            post_transaction(session, key="bad-id", kind="test", legs=[Leg(bad, D("-1.00")), Leg(reserved, D("1.00"))])
+            post_transaction(session, key="bad-id", kind="test", legs=legs_of(available, reserved, fees))
         assert snapshot(session) == before
 
 
-def test_the_reconciliation_reads_one_row_and_finds_an_account_off_its_postings(session_factory, engine, funded):
+def test_a_decimal_of_another_kind_or_beyond_any_account_is_refused(session_factory, funded):
+    class Shifty(Decimal):
+        def __format__(self, spec):
+            return "1,1"
+
+    with session_factory() as session:
+        available, reserved = account_ids(session, funded)
+        with pytest.raises(InvalidRequest, match="finite Decimals"):
+            post_transaction(
+                session, key="shifty", kind="test", legs=[Leg(available, Shifty("-1")), Leg(reserved, Shifty("1"))]
+            )
+        # (refused as too large, not by the rounding to kopeks that such a number breaks)
+        with pytest.raises(InvalidRequest, match="beyond"):
+            post_transaction(
+                session, key="huge", kind="test", legs=[Leg(available, D("-1E+30")), Leg(reserved, D("1E+30"))]
+            )
+
+
+def test_amounts_are_stored_exactly_whatever_their_notation(session_factory, funded):
+    """Amounts travel as text (two decimals): exponents, one decimal and thirteen digits before
+    the point are stored as the Decimal they are."""
+    cases = [D("1E+2"), D("0.5"), D("100.000"), D("0.01"), D("1234567890123.45")]
+    with unit_of_work(session_factory) as session:
+        available, _ = account_ids(session, funded)
+        bank = platform_account(session, "nominal").id  # (may go negative: money from outside)
+        posted = [transfer(session, bank, available, amount, key=f"notation:{n}") for n, amount in enumerate(cases)]
+    with session_factory() as session:
+        for amount, done in zip(cases, posted, strict=True):
+            legs = {
+                row.account_id: row.amount
+                for row in session.execute(
+                    text("SELECT account_id, amount FROM ledger_postings WHERE transaction_id = :id"), {"id": done.id}
+                )
+            }
+            assert legs == {bank: -amount, available: amount}
+            assert str(legs[available]) == f"{amount:.2f}"
+        assert_books_balance(session)
+
+
+def _verdict_of_trial_balance(session) -> tuple[bool, str, int, list[str]]:
+    report = trial_balance(session)
+    return report.balanced, str(report.total), len(report.accounts), report.mismatched_accounts
+
+
+def test_the_reconciliation_reads_one_row_and_finds_the_accounts_off_their_postings(session_factory, engine, funded):
     """The hourly check (reconciliation) gives the trial balance's verdict, computed by the
     database: one row back however many accounts there are, so the worker's memory does not
-    grow with the platform's wallets."""
-    from sqlalchemy import event, func
-
-    from ledger.reports import reconciliation, trial_balance
-    from models.ledger import LedgerAccount
-
+    grow with the platform's wallets. Mismatched accounts come in account id order, as the
+    trial balance lists them, an account without postings among them."""
     with unit_of_work(session_factory) as session:
         for _ in range(3):
             transfer(session, *account_ids(session, funded), D("1.00"), key=f"move:{uuid.uuid4()}")
-            new_wallet(session)
+        # Two accounts to break: one with postings, one without, listed by id in the other
+        # order than by code (wallet codes are random: new wallets until such a pair exists).
+        moved = session.get_one(LedgerAccount, account_ids(session, funded)[0])
+        for _ in range(50):
+            idle = session.get_one(LedgerAccount, account_ids(session, new_wallet(session))[1])
+            if (moved.id < idle.id) != (moved.code < idle.code):
+                break
+        else:
+            pytest.fail("no account to pair with the moved one")
     rows_read: list[int] = []
 
     def count_rows(_conn, cursor, statement, *_args) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             rows_read.append(cursor.rowcount)
 
-    def verdict(session):
-        report = trial_balance(session)
-        return report.balanced, report.total, len(report.accounts), report.mismatched_accounts
-
-    with session_factory() as session:
-        accounts = session.scalar(select(func.count()).select_from(LedgerAccount))
+    def reconciled(session) -> tuple[bool, str, int, list[str]]:
         event.listen(engine, "after_cursor_execute", count_rows)
         try:
             result = reconciliation(session)
         finally:
             event.remove(engine, "after_cursor_execute", count_rows)
-        assert accounts >= 9 and rows_read == [1]
-        assert (result.balanced, result.total, result.accounts, result.mismatched_accounts) == (True, 0, accounts, [])
-        assert verdict(session) == (True, 0, accounts, [])
-    # Someone with the owner's rights moves a balance past the postings.
-    with unit_of_work(session_factory) as session:
-        available, _ = account_ids(session, funded)
-        code = session.get_one(LedgerAccount, available).code
-        session.execute(text("ALTER TABLE ledger_accounts DISABLE TRIGGER trg_ledger_accounts_guard"))
-        session.execute(text("UPDATE ledger_accounts SET balance = balance + 5 WHERE id = :id"), {"id": available})
-        session.execute(text("ALTER TABLE ledger_accounts ENABLE TRIGGER trg_ledger_accounts_guard"))
+        return result.balanced, str(result.total), result.accounts, result.mismatched_accounts
+
     with session_factory() as session:
-        result = reconciliation(session)
-        assert (result.balanced, result.total, result.accounts, result.mismatched_accounts) == (
-            False,
-            D("5.00"),
-            accounts,
-            [code],
+        accounts = session.scalar(select(func.count()).select_from(LedgerAccount))
+        assert accounts >= 9
+        assert reconciled(session) == _verdict_of_trial_balance(session) == (True, "0.00", accounts, [])
+        assert rows_read == [1]
+    # Someone with the owner's rights moves two balances past their postings.
+    with unit_of_work(session_factory) as session:
+        session.execute(text("ALTER TABLE ledger_accounts DISABLE TRIGGER trg_ledger_accounts_guard"))
+        session.execute(
+            text("UPDATE ledger_accounts SET balance = balance + 5 WHERE id IN (:a, :b)"), {"a": moved.id, "b": idle.id}
         )
-        assert verdict(session) == (False, D("5.00"), accounts, [code])
+        session.execute(text("ALTER TABLE ledger_accounts ENABLE TRIGGER trg_ledger_accounts_guard"))
+    by_id = [code for _, code in sorted([(moved.id, moved.code), (idle.id, idle.code)])]
+    with session_factory() as session:
+        assert reconciled(session) == _verdict_of_trial_balance(session) == (False, "10.00", accounts, by_id)
+        assert by_id != sorted(by_id)
