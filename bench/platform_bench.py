@@ -676,14 +676,15 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-# The Schedules that fire within an hour. The memory bench pauses them and runs each of their
-# workflows once after each round: when they fire on their own depends on the wall clock (the
-# reconciliation on the hour), so a round would show their memory or not by chance.
-HOURLY_SCHEDULES = (RECONCILIATION_SCHEDULE_ID, AUTO_INVEST_SCHEDULE_ID)
+# The Schedules that fire within an hour (hourly, every 15 minutes). The memory bench pauses
+# them and runs each of their workflows once after each round: when they fire on their own
+# depends on the wall clock (the reconciliation on the hour), so a round would show their
+# memory or not by chance. (The monthly statements' Schedule fires at 02:00 UTC on the 1st.)
+FREQUENT_SCHEDULES = (RECONCILIATION_SCHEDULE_ID, AUTO_INVEST_SCHEDULE_ID)
 
 
-async def pause_hourly_schedules(client: Client) -> None:
-    for schedule_id in HOURLY_SCHEDULES:
+async def pause_frequent_schedules(client: Client) -> None:
+    for schedule_id in FREQUENT_SCHEDULES:
         handle = client.get_schedule_handle(schedule_id)
         for _ in range(600):  # (the worker creates its Schedules as it starts)
             try:
@@ -697,14 +698,23 @@ async def pause_hourly_schedules(client: Client) -> None:
             raise RuntimeError(f"the worker did not create the Schedule {schedule_id}")
 
 
-async def run_hourly_schedules(client: Client, settings: Settings) -> None:
-    """Runs the workflow of each of HOURLY_SCHEDULES once, with its Schedule's input and task
-    queue (worker.platform_schedules), and waits for it to end."""
+async def run_frequent_schedules(client: Client, settings: Settings) -> None:
+    """Runs the workflow of each of FREQUENT_SCHEDULES once, as its Schedule starts it
+    (worker.platform_schedules: the workflow, its input, its task queue), and waits for it to end."""
     schedules = platform_schedules(settings)
-    for schedule_id in HOURLY_SCHEDULES:
+    for schedule_id in FREQUENT_SCHEDULES:
         action = schedules[schedule_id].action
         if not isinstance(action, ScheduleActionStartWorkflow):
             raise RuntimeError(f"the Schedule {schedule_id} does not start a workflow")
+        # (what else a Schedule's action may set: none is, or this run would not be the Schedule's)
+        others = (action.execution_timeout, action.run_timeout, action.task_timeout, action.retry_policy, action.memo)
+        if (
+            any(other is not None for other in others)
+            or action.typed_search_attributes
+            or action.headers
+            or action.untyped_search_attributes
+        ):
+            raise RuntimeError(f"the Schedule {schedule_id} sets more than the bench passes on")
         run = client.execute_workflow(
             action.workflow, args=action.args, id=f"{action.id}-bench-{uuid.uuid4()}", task_queue=action.task_queue
         )
@@ -713,12 +723,12 @@ async def run_hourly_schedules(client: Client, settings: Settings) -> None:
 
 async def worker_memory(tmp: Path, loans: int, steps: int = 4) -> tuple[float, list[tuple[int, float]], float, int]:
     """Worker RSS idle, then after each of `steps` equal rounds of opening loans for funding
-    (each loan then waits on its 14-day funding timer) and one run of each hourly Schedule, up
+    (each loan then waits on its 14-day funding timer) and one run of each frequent Schedule, up
     to `loans`; and how long opening them all took. The worker keeps at most
     WORKER_MAX_CACHED_WORKFLOWS of them in memory."""
     async with platform(tmp) as p:
         idle = _rss_mib(p.worker.pid)
-        await pause_hourly_schedules(p.client)
+        await pause_frequent_schedules(p.client)
         borrowers, _ = make_people(p.factory, loans, 0, D("0"), D("0"))
         assert loans % steps == 0, "the loans open in equal rounds"
         elapsed = 0.0
@@ -729,10 +739,10 @@ async def worker_memory(tmp: Path, loans: int, steps: int = 4) -> tuple[float, l
             opened = await start_loans(p, borrowers[step * per_step : (step + 1) * per_step], 12)
             await wait_status(p, [loan_id for loan_id, _ in opened], ("funding",), 3600)
             elapsed += time.perf_counter() - started  # (the schedules and the settling pause are not opening)
-            await run_hourly_schedules(p.client, p.settings)
+            await run_frequent_schedules(p.client, p.settings)
             await asyncio.sleep(2)
             grown.append(((step + 1) * per_step, _rss_mib(p.worker.pid)))
-            print("[bench] worker memory", grown[-1], flush=True)
+            print("[bench] worker memory", grown[-1], datetime.now(UTC).isoformat(timespec="seconds"), flush=True)
         with p.factory() as session:
             accounts = session.scalar(select(func.count()).select_from(LedgerAccount)) or 0
     return idle, grown, elapsed, accounts
@@ -838,7 +848,7 @@ async def run_worker_memory_bench(tmp: Path, quick: bool) -> tuple[str, list[str
         "to funding: scoring, the loan's records)",
         "the Schedules that fire within an hour (the ledger reconciliation, auto-invest) are paused, and after "
         "each round each of their workflows runs once before the worker's memory is read: each figure is the "
-        "resident memory they leave behind (not their peak), whatever the clock. Every borrower's wallet exists "
+        "resident memory they leave behind (not their peak), whatever the hour. Every borrower's wallet exists "
         f"from the first round ({loans_accounts:,} ledger accounts): the reconciliation's database aggregates "
         "them all each time, and the worker reads one row",
         f"the worker keeps at most WORKER_MAX_CACHED_WORKFLOWS={CACHED_WORKFLOWS} workflows in memory (its "

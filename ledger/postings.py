@@ -133,7 +133,7 @@ def content_hash(kind: str, legs: Sequence[Leg], loan_id: uuid.UUID | None) -> s
     canonical = {
         "kind": kind,
         "loan_id": str(loan_id) if loan_id else None,
-        "legs": sorted([leg.account_id, amount_text(leg.amount)] for leg in legs),
+        "legs": sorted([leg.account_id, leg_amount_text(leg.amount)] for leg in legs),
     }
     return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
@@ -281,7 +281,7 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
             "details": dict(posting.details or {}),
             "accounts": [leg.account_id for leg in ordered],
             # (as text: json.dumps takes no Decimal, and a float on the way would not be exact)
-            "amounts": [amount_text(leg.amount) for leg in ordered],
+            "amounts": [leg_amount_text(leg.amount) for leg in ordered],
         }
         for posting, transaction_id, digest, ordered in prepared
     ]
@@ -305,7 +305,7 @@ def post_transactions(session: Session, postings: Sequence[Posting]) -> list[Pos
     return posted
 
 
-def amount_text(amount: Decimal) -> str:
+def leg_amount_text(amount: Decimal) -> str:
     """A leg's amount as text, exact: two decimals (a validated amount has at most two), no
     exponent. The same text is hashed (content_hash), sent (_numeric_array) and recorded."""
     return Decimal.__format__(amount, ".2f")
@@ -314,13 +314,13 @@ def amount_text(amount: Decimal) -> str:
 # The posting's accounts and amounts go to ledger_post as array literals, text the statement
 # casts (::bigint[], ::numeric[]): psycopg's adaptation of a list finds each element's type
 # on every call, about 0.05 ms of a posting's 0.55 ms of Python CPU here. Only what _validate
-# let through is written: ints (exactly), and Decimals through amount_text.
+# let through is written: ints (exactly), and Decimals through leg_amount_text.
 def _bigint_array(ids: Sequence[int]) -> str:
     return "{" + ",".join(int.__str__(i) for i in ids) + "}"
 
 
 def _numeric_array(amounts: Sequence[Decimal]) -> str:
-    return "{" + ",".join(amount_text(amount) for amount in amounts) + "}"
+    return "{" + ",".join(leg_amount_text(amount) for amount in amounts) + "}"
 
 
 def _checked_digest(posting: Posting) -> str:
@@ -384,7 +384,9 @@ def _settle(
                 "idempotency_key": key,
                 "kind": posting.kind,
                 "currency": outcome["currency"],
-                "legs": [{"account": codes[str(leg.account_id)], "amount": amount_text(leg.amount)} for leg in ordered],
+                "legs": [
+                    {"account": codes[str(leg.account_id)], "amount": leg_amount_text(leg.amount)} for leg in ordered
+                ],
             },
         )
     return Posted(id=transaction_id, idempotency_key=key, kind=posting.kind, replayed=False)

@@ -11,12 +11,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.db import unit_of_work
 from core.errors import IdempotencyConflict, InsufficientFunds, InvalidRequest
-from ledger.accounts import platform_account
-from ledger.postings import Leg, post_transaction
+from ledger.accounts import escrow_account, platform_account
+from ledger.postings import Leg, _bigint_array, _numeric_array, post_transaction
 from ledger.reports import reconciliation, trial_balance
 from ledger.wallets import release, reserve, transfer, wallet_balance
 from models.ledger import LedgerAccount, LedgerTransaction
-from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_wallet, snapshot
+from tests.ledger_helpers import account_ids, assert_books_balance, fund, new_wallet, snapshot, verdict_of
 
 D = Decimal
 
@@ -292,8 +292,9 @@ def test_replaying_every_operation_changes_nothing(session_factory):
         lambda a, b, c: [Leg(True, D("-1.00")), Leg(b, D("1.00"))],
         lambda a, b, c: [Leg(float(a), D("-1.00")), Leg(b, D("1.00"))],
         lambda a, b, c: [Leg(2**63, D("-1.00")), Leg(b, D("1.00"))],
+        lambda a, b, c: [Leg(-(2**63) - 1, D("-1.00")), Leg(b, D("1.00"))],
     ],
-    ids=["accounts-in-a-str", "bool", "float", "beyond-bigint"],
+    ids=["accounts-in-a-str", "bool", "float", "beyond-bigint", "below-bigint"],
 )
 def test_a_leg_whose_account_is_not_an_integer_id_is_refused(session_factory, funded, legs_of):
     """The account ids go to the database as an array literal: a str could add accounts of its
@@ -314,6 +315,7 @@ def test_a_decimal_of_another_kind_or_beyond_any_account_is_refused(session_fact
 
     with session_factory() as session:
         available, reserved = account_ids(session, funded)
+        before = snapshot(session)
         with pytest.raises(InvalidRequest, match="finite Decimals"):
             post_transaction(
                 session, key="shifty", kind="test", legs=[Leg(available, Shifty("-1")), Leg(reserved, Shifty("1"))]
@@ -323,6 +325,24 @@ def test_a_decimal_of_another_kind_or_beyond_any_account_is_refused(session_fact
             post_transaction(
                 session, key="huge", kind="test", legs=[Leg(available, D("-1E+30")), Leg(reserved, D("1E+30"))]
             )
+        assert snapshot(session) == before
+
+
+def test_amounts_travel_as_two_decimals_whatever_their_notation():
+    assert _numeric_array([D("1E+2"), D("-0.5"), D("100.000"), D("-1234567890123.45")]) == (
+        "{100.00,-0.50,100.00,-1234567890123.45}"
+    )
+    assert _bigint_array([3, 12, 9223372036854775807]) == "{3,12,9223372036854775807}"
+
+
+def test_the_same_amount_in_another_notation_replays_its_key(session_factory, funded):
+    """What a key promises is the amount, not how it was written: 1E+2 is 100.00."""
+    with unit_of_work(session_factory) as session:
+        available, reserved = account_ids(session, funded)
+        first = transfer(session, available, reserved, D("100.00"), key="notation-replay")
+    with unit_of_work(session_factory) as session:
+        again = transfer(session, available, reserved, D("1E+2"), key="notation-replay")
+    assert again.replayed and again.id == first.id
 
 
 def test_amounts_are_stored_exactly_whatever_their_notation(session_factory, funded):
@@ -346,11 +366,6 @@ def test_amounts_are_stored_exactly_whatever_their_notation(session_factory, fun
         assert_books_balance(session)
 
 
-def _verdict_of_trial_balance(session) -> tuple[bool, str, int, list[str]]:
-    report = trial_balance(session)
-    return report.balanced, str(report.total), len(report.accounts), report.mismatched_accounts
-
-
 def test_the_reconciliation_reads_one_row_and_finds_the_accounts_off_their_postings(session_factory, engine, funded):
     """The hourly check (reconciliation) gives the trial balance's verdict, computed by the
     database: one row back however many accounts there are, so the worker's memory does not
@@ -359,15 +374,13 @@ def test_the_reconciliation_reads_one_row_and_finds_the_accounts_off_their_posti
     with unit_of_work(session_factory) as session:
         for _ in range(3):
             transfer(session, *account_ids(session, funded), D("1.00"), key=f"move:{uuid.uuid4()}")
-        # Two accounts to break: one with postings, one without, listed by id in the other
-        # order than by code (wallet codes are random: new wallets until such a pair exists).
+            new_wallet(session)
+        # Two accounts to break: one with postings (a wallet's), one without, whose codes sort
+        # the other way round from their ids: an escrow opened after the wallet ("escrow:..."
+        # before "wallet:...").
         moved = session.get_one(LedgerAccount, account_ids(session, funded)[0])
-        for _ in range(50):
-            idle = session.get_one(LedgerAccount, account_ids(session, new_wallet(session))[1])
-            if (moved.id < idle.id) != (moved.code < idle.code):
-                break
-        else:
-            pytest.fail("no account to pair with the moved one")
+        idle = escrow_account(session, "plan", uuid.uuid4())
+        assert moved.id < idle.id and moved.code > idle.code
     rows_read: list[int] = []
 
     def count_rows(_conn, cursor, statement, *_args) -> None:
@@ -380,12 +393,12 @@ def test_the_reconciliation_reads_one_row_and_finds_the_accounts_off_their_posti
             result = reconciliation(session)
         finally:
             event.remove(engine, "after_cursor_execute", count_rows)
-        return result.balanced, str(result.total), result.accounts, result.mismatched_accounts
+        return verdict_of(result)
 
     with session_factory() as session:
         accounts = session.scalar(select(func.count()).select_from(LedgerAccount))
         assert accounts >= 9
-        assert reconciled(session) == _verdict_of_trial_balance(session) == (True, "0.00", accounts, [])
+        assert reconciled(session) == verdict_of(trial_balance(session)) == (True, "0.00", accounts, [])
         assert rows_read == [1]
     # Someone with the owner's rights moves two balances past their postings.
     with unit_of_work(session_factory) as session:
@@ -396,5 +409,5 @@ def test_the_reconciliation_reads_one_row_and_finds_the_accounts_off_their_posti
         session.execute(text("ALTER TABLE ledger_accounts ENABLE TRIGGER trg_ledger_accounts_guard"))
     by_id = [code for _, code in sorted([(moved.id, moved.code), (idle.id, idle.code)])]
     with session_factory() as session:
-        assert reconciled(session) == _verdict_of_trial_balance(session) == (False, "10.00", accounts, by_id)
+        assert reconciled(session) == verdict_of(trial_balance(session)) == (False, "10.00", accounts, by_id)
         assert by_id != sorted(by_id)
