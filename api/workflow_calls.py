@@ -45,6 +45,7 @@ from core.errors import (
 )
 from core.temporal_client import UNSEALED_PAYLOAD
 from domain.refusals import (
+    AgreementsPending,
     EarlyRepaymentUnaffordable,
     InvalidInvestment,
     LoanNotActive,
@@ -79,6 +80,7 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
     LoanNotActive.failure_type: Conflict,
     NotAwaitingReview.failure_type: Conflict,
     NotTradeable.failure_type: Conflict,
+    AgreementsPending.failure_type: Conflict,
     InvalidInvestment.failure_type: InvalidRequest,
     # the early repayment's refusal, and the ledger's inside reserve_investment (the investor's answer)
     EarlyRepaymentUnaffordable.failure_type: InsufficientFunds,

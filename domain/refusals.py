@@ -74,6 +74,12 @@ class NotTradeable(LoanRefusal):
     non_retryable = True
 
 
+class AgreementsPending(LoanRefusal):
+    """A secondary-market trade of a loan whose agreements are still being registered: a trade
+    changes who holds the loan's claims, and the agreements name the holders at the payout.
+    The same request succeeds once they are registered (seconds, with a renderer free)."""
+
+
 REFUSALS: dict[str, type[LoanRefusal]] = {
     cls.failure_type: cls
     for cls in (

@@ -303,6 +303,8 @@ class LoanSnapshot(BaseModel):
     # Loan-time date as of the workflow's latest step (a query does not move workflow time).
     loan_today: date | None
     installments: list[InstallmentState]
+    # The agreements are rendering beside the repayment (workflows/loan.py): trades wait.
+    agreements_pending: bool = False
 
 
 # --- activities -------------------------------------------------------------------------

@@ -143,6 +143,17 @@ async def wait_for_status(handle: WorkflowHandle, *statuses: str, timeout: float
         await asyncio.sleep(0.05)
 
 
+async def wait_for_agreements(client: Client, loan_id: uuid.UUID | str, timeout: float = 60.0) -> None:
+    """Until the loan's agreements, rendering beside its repayment, are registered: a trade
+    of the loan waits for them (AgreementsPending)."""
+    handle = client.get_workflow_handle(f"loan-{loan_id}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (await handle.query(LoanWorkflow.snapshot)).agreements_pending:
+        assert loop.time() < deadline, "the loan's agreements were never registered"
+        await asyncio.sleep(0.05)
+
+
 def loan_id_of(handle: WorkflowHandle) -> uuid.UUID:
     """The loan a workflow handle is for (its id is loan-<uuid>)."""
     return uuid.UUID(handle.id.removeprefix("loan-"))

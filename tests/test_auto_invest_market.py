@@ -45,7 +45,7 @@ from models.loans import Investment
 from models.market import MarketListing, MarketTrade
 from models.users import User
 from tests.ledger_helpers import assert_books_balance
-from tests.loan_helpers import balance_of, make_borrower, make_investor, running_worker
+from tests.loan_helpers import balance_of, make_borrower, make_investor, running_worker, wait_for_agreements
 from tests.test_auto_invest import give_rule
 from tests.test_loan_api import bearer, fund_through_the_api, wait_loan_status
 from tests.test_market import _holding, _tradeable_at_once
@@ -588,6 +588,7 @@ async def test_a_run_buys_a_listing_for_two_rules_fairly_and_never_twice(
     ):
         loan_id = await fund_through_the_api(api, live_settings, borrower, [seller, other])
         await wait_loan_status(api, loan_id, bearer(live_settings, borrower, "borrower"), "active")
+        await wait_for_agreements(dev_client, loan_id)  # (a trade waits for them)
         # Rules only now: the loan's own funding run must not have invested for them.
         a, b, no_market, low_cap = (make_investor(session_factory, "30000") for _ in range(4))
         market = {"buy_on_market": True}
@@ -797,6 +798,7 @@ async def test_a_purchase_whose_loan_does_not_answer_stays_planned_and_settles_o
         async with running_worker(dev_client, live_settings, session_factory, task_queue):
             loan_id = await fund_through_the_api(api, live_settings, borrower, [seller, other])
             await wait_loan_status(api, loan_id, bearer(live_settings, borrower, "borrower"), "active")
+            await wait_for_agreements(dev_client, loan_id)  # (a trade waits for them)
             listing_id = await list_5000_at_par()
         give_rule(session_factory, buyer, max_amount_per_loan=D("5000.00"), buy_on_market=True)
         with unit_of_work(session_factory) as session:

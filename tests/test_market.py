@@ -247,7 +247,7 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
     from investing.market import create_listing
     from models.loan_workflow import LoanSnapshot, TradeRequest
     from models.users import User
-    from tests.loan_helpers import invest, start_loan, wait_for_status
+    from tests.loan_helpers import invest, start_loan, wait_for_agreements, wait_for_status
     from workflows.loan import LoanWorkflow
 
     _tradeable_at_once(session_factory)
@@ -282,6 +282,7 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
                     break
             assert loop.time() < deadline, "the read side recorded the loan active"
             await asyncio.sleep(0.05)
+        await wait_for_agreements(dev_client, loan.loan_id)  # (a trade waits for them)
         holding = _holding(session_factory, str(loan.loan_id), seller)
         with unit_of_work(session_factory) as session:
             listing, _ = create_listing(

@@ -108,6 +108,12 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
         "test_borrowers_time: due dates passed while away, no money: overdue from the failed attempt",
     ),
     "loan_paid_later_on_the_due_day": ("repaid", None, "test_borrowers_time: money later on the due day is on time"),
+    "loan_repaid_while_its_agreements_waited": (
+        "repaid",
+        None,
+        "test_documents_queue: the renderer stuck from the payout on, every installment collected "
+        "(patch agreements-beside-repayment)",
+    ),
     "loan_defaulted_after_an_outage": (
         "defaulted",
         None,

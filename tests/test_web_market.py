@@ -23,7 +23,14 @@ from models.loans import Investment
 from models.market import MarketListing, MarketTrade
 from products.service import change_product, current_product, terms_of
 from tests.api_helpers import Account, sign_up
-from tests.loan_helpers import active_loan_in_db, give_money, make_borrower, make_investor, running_worker
+from tests.loan_helpers import (
+    active_loan_in_db,
+    give_money,
+    make_borrower,
+    make_investor,
+    running_worker,
+    wait_for_agreements,
+)
 from tests.test_loan_api import bearer, fund_through_the_api, wait_loan_status
 from tests.web_helpers import csrf_of, keys_of, text_of, web_login
 
@@ -343,6 +350,7 @@ async def test_buying_through_the_form_settles_once_and_moves_the_claim(
             api, live_settings, borrower, [seller_id, make_investor(session_factory, "25000")]
         )
         await wait_loan_status(api, loan_id, bearer(live_settings, borrower, "borrower"), "active")
+        await wait_for_agreements(dev_client, loan_id)  # (a trade waits for them)
         with session_factory() as session:
             holding = session.scalars(
                 select(Investment).where(Investment.loan_id == uuid.UUID(loan_id), Investment.investor_id == seller_id)

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.investment_rules import check_investment
     from domain.money import ZERO, round_money
     from domain.refusals import (
+        AgreementsPending,
         EarlyRepaymentUnaffordable,
         InvalidInvestment,
         LoanNotActive,
@@ -148,6 +149,9 @@ class LoanWorkflow:
         # Updates of a repaying loan (trades, early repayment asks) taken by this run.
         self._repaying_updates = 0
         self._waiting_for = ""
+        # The loan's agreements, rendering beside its repayment (this run's, if it paid out).
+        self._agreements: asyncio.Task[None] | None = None
+        self._agreements_rendering = False
         # Decided once per run, before any handler: a run of a loan started before the patch
         # keeps the old rules until it continues as new.
         self._on_borrowers_time = workflow.patched(BORROWERS_TIME)
@@ -169,6 +173,7 @@ class LoanWorkflow:
             await self._disburse()  # -> active | rejected
         if self._state.status == LoanStatus.active:
             await self._repay()  # -> repaid | defaulted
+        await self._agreements_registered()  # a loan's life ends with its agreements on record
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.snapshot()
 
@@ -512,8 +517,21 @@ class LoanWorkflow:
             return
         if not await self._pay_out(schedule):
             return
-        if workflow.patched("loan-agreements"):
-            await self._render_agreements()
+        if workflow.patched("agreements-beside-repayment"):
+            # The money is out and the schedule fixed: the agreements render on their own queue
+            # while the loan repays. A renderer's backlog or outage never holds a collection, so
+            # it never delays what investors are paid. (Their figures are fixed at the payout:
+            # the same bytes whenever they render.) Trades wait for them (_check_tradeable), and
+            # the run ends only once they are registered.
+            self._agreements_rendering = True
+            self._agreements = asyncio.create_task(self._agreements_beside_repayment())
+        elif workflow.patched("loan-agreements"):
+            await self._generate_agreements()
+            # Before the patch above, the sandbox clock started when repayment did: seconds
+            # spent rendering PDFs were months of loan time at a large scale. (At scale 1 this
+            # changes nothing.)
+            if self._input.clock_origin is None:
+                self._state.clock_origin = workflow.now()
         state.installments = [
             InstallmentState(payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest)
             for i in schedule
@@ -590,7 +608,7 @@ class LoanWorkflow:
             return False
         return True
 
-    async def _render_agreements(self) -> None:
+    async def _generate_agreements(self) -> None:
         """The schedule is fixed: the agreements (the borrower's, one per investment) follow."""
         await workflow.execute_activity_method(
             DocumentActivities.generate_loan_agreements,
@@ -601,10 +619,31 @@ class LoanWorkflow:
             retry_policy=DB_RETRY,
             summary="render the loan agreements",
         )
-        # The sandbox clock starts when repayment does: seconds spent rendering PDFs are
-        # months of loan time at a large scale. (At scale 1 this changes nothing.)
-        if self._input.clock_origin is None:
-            self._state.clock_origin = workflow.now()
+
+    async def _agreements_beside_repayment(self) -> None:
+        try:
+            await self._generate_agreements()
+        except Exception:
+            self._agreements_rendering = False  # (refused for good: _agreements_failed)
+            raise
+        self._agreements_rendering = False
+        self._show_details()  # (an operator reads in the UI that they are done)
+
+    def _agreements_pending(self) -> bool:
+        return self._agreements_rendering
+
+    def _agreements_failed(self) -> bool:
+        task = self._agreements
+        return task is not None and task.done() and not task.cancelled() and task.exception() is not None
+
+    async def _agreements_registered(self) -> None:
+        """Waits for the agreements rendering beside the repayment (if this run started them);
+        raises what refused them for good, which fails the loan as it did before the patch."""
+        if self._agreements is None:
+            return
+        if self._agreements_pending():
+            self._show_waiting_for("the loan agreements")
+        await self._agreements
 
     def _documents_queue(self) -> str | None:
         """Where a loan's PDFs render: since the patch documents-own-queue, on the documents'
@@ -663,12 +702,19 @@ class LoanWorkflow:
             self._show_waiting_for(f"{why}, or money in the borrower's wallet")
             try:
                 await workflow.wait_condition(
-                    lambda: self._funds_arrived or state.status != LoanStatus.active or run_is_full(),
+                    lambda: (
+                        self._funds_arrived
+                        or state.status != LoanStatus.active
+                        or run_is_full()
+                        or self._agreements_failed()
+                    ),
                     timeout=self._real_delay_until(wake),
                     timeout_summary=why,
                 )
             except TimeoutError:
                 pass
+            if self._agreements_failed():
+                await self._agreements_registered()  # (raises)
             info = workflow.info()
             if state.status == LoanStatus.active and (
                 run_is_full()
@@ -1027,6 +1073,8 @@ class LoanWorkflow:
             raise _failure(TryAgain("the loan is moving to a new run; send again"))
         if self._state.status != LoanStatus.active:
             raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
+        if self._agreements_pending():
+            raise _failure(AgreementsPending("the loan's agreements are still being registered; send again shortly"))
         unsettled = self._unsettled()
         if any(i.status == "overdue" for i in unsettled):
             raise _failure(NotTradeable("an installment of the loan is overdue"))
@@ -1049,6 +1097,7 @@ class LoanWorkflow:
             rejection_reason=state.rejection_reason,
             loan_today=self._today() if state.clock_origin else None,
             installments=state.installments,
+            agreements_pending=self._agreements_pending(),
         )
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -1082,6 +1131,7 @@ class LoanWorkflow:
             f"**{state.status}** · {input.amount:.2f} {input.terms.currency} · {input.term_months} months"
             + (f" · grade {state.grade}" if state.grade else "")
             + (f"\n\nwaiting for: {self._waiting_for}" if self._waiting_for and not state.status.is_final else "")
+            + ("\n\nthe agreements are rendering" if self._agreements_pending() else "")
         )
 
     def _upsert_status(self) -> None:
@@ -1093,6 +1143,7 @@ class LoanWorkflow:
         self._show_details()
 
     async def _continue_as_new(self) -> None:
+        await self._agreements_registered()  # (the next run does not know of them)
         self._draining = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
