@@ -573,8 +573,14 @@ async def due_date_burst(tmp: Path, loans: int, lead_seconds: float) -> tuple[Bu
         await wait_status(p, ids, ("funding",), lead_seconds)
         await invest_all(p, started, investors, 2)
         await wait_status(p, ids, ("active",), max(due_at - time.perf_counter(), 1))
+        # (their agreements render beside the repayment: done before the instant, so that the
+        # burst is the collections alone, as its floor is the activities alone)
+        await wait_documents(p, ids, loans * 3, max(due_at - time.perf_counter(), 1))
         if time.perf_counter() > due_at:
-            raise RuntimeError("the loans were not all active before their due instant: raise the lead time")
+            raise RuntimeError(
+                "the loans were not all active, their agreements registered, before their due instant: "
+                "raise the lead time"
+            )
         while True:
             with p.factory() as session:
                 paid = session.scalar(

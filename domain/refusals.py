@@ -91,5 +91,6 @@ REFUSALS: dict[str, type[LoanRefusal]] = {
         LoanNotActive,
         EarlyRepaymentUnaffordable,
         NotTradeable,
+        AgreementsPending,
     )
 }

@@ -11,16 +11,14 @@ import threading
 import uuid
 from decimal import Decimal
 
-import pytest
+import httpx
 from sqlalchemy import func, select
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import WorkflowExecutionStatus
 
-from domain.refusals import AgreementsPending
+from api.main import create_app
 from models.documents_io import LoanAgreementsInput, LoanAgreementsResult, documents_task_queue
-from models.loan_workflow import TradeRequest
-from models.loans import RepaymentInstallment
+from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.records import Document
 from models.users import User
 from tests.ledger_helpers import assert_books_balance
@@ -118,17 +116,38 @@ def _agreements_as_rendered_now(session_factory, settings, loan_id: uuid.UUID) -
     return {subject: hashlib.sha256(content).hexdigest() for subject, content in drawn.items()}
 
 
+def holding_of(session_factory, loan_id: uuid.UUID, investor: uuid.UUID) -> uuid.UUID:
+    with session_factory() as session:
+        return session.scalars(
+            select(Investment.id).where(Investment.loan_id == loan_id, Investment.investor_id == investor)
+        ).one()
+
+
+async def wait_read_side_status(session_factory, loan_id: uuid.UUID, status: str, timeout: float = 30) -> None:
+    """The workflow records a status by an activity just after it takes it: the market reads that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        with session_factory() as session:
+            if session.get_one(LoanRequest, loan_id).status == status:
+                return
+        assert loop.time() < deadline, f"the read side never recorded the loan {status}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_loan_repays_on_its_due_dates_while_its_agreements_wait_for_a_renderer(
     live_settings, dev_client, session_factory, seeded, task_queue
 ):
     """The agreements render beside the repayment (patch agreements-beside-repayment): with
     every renderer stuck from the payout on, the loan still collects each installment on its
-    due date and pays its investors; a trade waits (AgreementsPending); the loan's workflow
+    due date and pays its investors; a purchase on the market waits (409, AgreementsPending
+    in the workflow, nothing moved); the loan's workflow
     ends only once the agreements are registered, and they are, byte for byte, what the
     renderer would have drawn at the payout. Its history is saved (RECORD_HISTORIES)."""
     from activities.documents import DocumentActivities
     from documents.store import DocumentStore
-    from workflows.loan import LoanWorkflow
+    from tests.test_loan_api import bearer
+    from tests.test_market import _tradeable_at_once
 
     settings = live_settings
     renderer_free = threading.Event()
@@ -143,12 +162,17 @@ async def test_a_loan_repays_on_its_due_dates_while_its_agreements_wait_for_a_re
             activity.heartbeat()
         return real.generate_loan_agreements(input)
 
+    _tradeable_at_once(session_factory)
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "60000") for _ in range(2)]
-    async with running_worker(dev_client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]):
+    buyer = make_investor(session_factory, "10000")
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://api") as api,
+    ):
         try:
             loan = await start_loan(
-                dev_client, session_factory, task_queue, borrower, "100000.00", 3, time_scale=MONTH_PER_4_SECONDS
+                dev_client, session_factory, task_queue, borrower, "100000.00", 4, time_scale=MONTH_PER_4_SECONDS
             )
             await wait_for_status(loan.handle, "funding", timeout=60)
             for investor in investors:
@@ -157,19 +181,25 @@ async def test_a_loan_repays_on_its_due_dates_while_its_agreements_wait_for_a_re
             active = await wait_for_status(loan.handle, "active", timeout=60)
             assert active.agreements_pending
 
-            with pytest.raises(WorkflowUpdateFailedError) as refused:
-                await loan.handle.execute_update(
-                    LoanWorkflow.trade,
-                    TradeRequest(
-                        trade_id=uuid.uuid4(),
-                        listing_id=uuid.uuid4(),
-                        buyer_id=investors[0],
-                        principal=D("1000.00"),
-                        loan_id=loan.loan_id,
-                    ),
-                )
-            assert isinstance(refused.value.cause, ApplicationError)
-            assert refused.value.cause.type == AgreementsPending.failure_type
+            # A trade waits for the agreements: the buyer is told so, and nothing moves.
+            await wait_read_side_status(session_factory, loan.loan_id, "active")
+            listed = await api.post(
+                "/v1/market/listings",
+                json={
+                    "investment_id": str(holding_of(session_factory, loan.loan_id, investors[0])),
+                    "principal": "5000.00",
+                    "price_percent": "100.00",
+                },
+                headers=bearer(settings, investors[0], "investor"),
+            )
+            assert listed.status_code == 201, listed.text
+            bought = await api.post(
+                f"/v1/market/listings/{listed.json()['id']}/purchase",
+                json={},
+                headers=bearer(settings, buyer, "investor"),
+            )
+            assert bought.status_code == 409 and "agreements" in bought.json()["detail"], bought.text
+            assert balance_of(session_factory, buyer).available == D("10000.00")
 
             # Every installment collected on its due date, the renderer stuck all along.
             repaid = await wait_for_status(loan.handle, "repaid", timeout=90)
@@ -181,7 +211,7 @@ async def test_a_loan_repays_on_its_due_dates_while_its_agreements_wait_for_a_re
                     .where(RepaymentInstallment.loan_id == loan.loan_id)
                     .order_by(RepaymentInstallment.payment_num)
                 ).all()
-                assert [(r.status, r.late_fee_paid) for r in rows] == [("paid", D("0.00"))] * 3
+                assert [(r.status, r.late_fee_paid) for r in rows] == [("paid", D("0.00"))] * 4
             # never overdue: each collected when it fell due, and the investors paid
             assert all(i.status == "paid" and i.overdue_since is None for i in repaid.installments)
             assert all(balance_of(session_factory, i).available > D("60000.00") for i in investors)

@@ -721,7 +721,11 @@ class LoanWorkflow:
                 or info.is_continue_as_new_suggested()
                 or info.get_current_history_length() > input.history_events_per_run
             ):
-                await self._continue_as_new()
+                # The next run does not know of agreements still rendering: they go first. (An
+                # early repayment may end the loan meanwhile: then there is no next run.)
+                await self._agreements_registered()
+                if state.status == LoanStatus.active:
+                    await self._continue_as_new()
 
     # -- the borrower's time ----------------------------------------------------------------------
     def _time_zone(self) -> str:
@@ -1143,7 +1147,6 @@ class LoanWorkflow:
         self._show_details()
 
     async def _continue_as_new(self) -> None:
-        await self._agreements_registered()  # (the next run does not know of them)
         self._draining = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
