@@ -70,6 +70,9 @@ LEAST_ATTEMPT_SECONDS = 2.0
 # included), retrying one the server is too busy to take; past it the answer is 503 (outcome
 # unknown if the update may have been taken in).
 BUSY_RETRY_SECONDS = 120.0
+# How long a trade waits for its loan's agreements (rendering beside the repayment, seconds
+# with a renderer free), sent again now and then, before the answer is 409 AgreementsPending.
+AGREEMENTS_WAIT_SECONDS = 15.0
 
 
 # The one table from a loan's refusals (and the ledger's, passed on by the workflow) to the
@@ -189,6 +192,7 @@ async def execute_loan_update(
     handle = client.get_workflow_handle(workflow_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUSY_RETRY_SECONDS
+    agreements_deadline = loop.time() + AGREEMENTS_WAIT_SECONDS
     delay = 0.05
     maybe_admitted = False
     gate = _gate(workflow_id)
@@ -214,10 +218,12 @@ async def execute_loan_update(
                     handle.execute_update(update, arg, id=update_id, rpc_timeout=timedelta(seconds=left)), left
                 )
             except WorkflowUpdateFailedError as error:
-                mapped = business_error(error.cause)
-                if mapped is not None:
+                refused_as = error.cause.type if isinstance(error.cause, ApplicationError) else None
+                if refused_as == AgreementsPending.failure_type and loop.time() < agreements_deadline:
+                    pass  # (a validator's refusal: nothing was admitted) sent again in a moment
+                elif (mapped := business_error(error.cause)) is not None:
                     raise mapped from None
-                if isinstance(error.cause, ApplicationError) and error.cause.type == TryAgain.failure_type:
+                elif refused_as == TryAgain.failure_type:
                     pass  # the workflow is moving to a new run: send again
                 else:
                     raise

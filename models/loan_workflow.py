@@ -151,6 +151,9 @@ class LoanState(BaseModel):
     # arrived since (late fees stop there): carried across continue-as-new.
     last_attempt_at: datetime | None = None
     funds_arrived_at: datetime | None = None
+    # The agreements are rendering beside the repayment (workflows/loan.py): a run that
+    # continues as new meanwhile asks for them again (registering them is idempotent).
+    agreements_pending: bool = False
 
 
 class LoanWorkflowInput(BaseModel):

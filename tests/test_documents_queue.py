@@ -1,7 +1,11 @@
 """The loans' PDFs render on the documents' own task queue (worker.build_documents_worker), so
 agreements waiting for a renderer never hold the activity slots that investments, scoring and
 collections wait for. On one queue, with the two stuck agreements below, the third loan is never
-even scored (checked on the code before the patch documents-own-queue)."""
+even scored (checked on the code before the patch documents-own-queue).
+
+Since the patch agreements-beside-repayment they render beside the repayment: a stuck or
+refusing renderer holds no collection, a trade waits for them, and the loan's life ends only
+once they are registered (the tests after the first)."""
 
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ import uuid
 from decimal import Decimal
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import select
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
 
 from api.main import create_app
 from models.documents_io import LoanAgreementsInput, LoanAgreementsResult, documents_task_queue
+from models.loan_workflow import LoanSnapshot
 from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.market import MarketTrade
 from models.records import Document
 from models.users import User
 from tests.ledger_helpers import assert_books_balance
@@ -31,8 +36,10 @@ from tests.loan_helpers import (
     replay_and_maybe_record,
     running_worker,
     start_loan,
+    wait_for_agreements,
     wait_for_status,
 )
+from workflows.loan import AGREEMENTS_RETRY, LoanWorkflow
 
 D = Decimal
 
@@ -80,14 +87,15 @@ async def test_agreements_waiting_for_a_renderer_hold_up_no_investment(
             assert accepted.funded_amount == 50000
         finally:
             renderer_free.set()
-        for loan in paid_out:  # the agreements done, the loans repay
-            await wait_for_status(loan.handle, "active")
+        for loan in paid_out:  # (repaying all along) their agreements registered once the renderer is free
+            await wait_for_agreements(env.client, loan.loan_id)
         for loan in (*paid_out, third):
             await loan.handle.terminate("test over")
     assert set(asked_on) == {documents_task_queue(task_queue)}
 
 
 MONTH_PER_4_SECONDS = 2_592_000 // 4
+MONTH_PER_10_SECONDS = 2_592_000 // 10
 
 
 def _agreements_as_rendered_now(session_factory, settings, loan_id: uuid.UUID) -> dict[str, str]:
@@ -135,53 +143,80 @@ async def wait_read_side_status(session_factory, loan_id: uuid.UUID, status: str
         await asyncio.sleep(0.05)
 
 
-async def test_a_loan_repays_on_its_due_dates_while_its_agreements_wait_for_a_renderer(
-    live_settings, dev_client, session_factory, seeded, task_queue
-):
-    """The agreements render beside the repayment (patch agreements-beside-repayment): with
-    every renderer stuck from the payout on, the loan still collects each installment on its
-    due date and pays its investors; a purchase on the market waits (409, AgreementsPending
-    in the workflow, nothing moved); the loan's workflow
-    ends only once the agreements are registered, and they are, byte for byte, what the
-    renderer would have drawn at the payout. Its history is saved (RECORD_HISTORIES)."""
+def _stuck_renderer(session_factory, settings, calls: list[uuid.UUID], at_payout: dict[str, str]):
+    """A stand-in for generate_loan_agreements that waits until its event is set, then
+    renders and registers for real. Its first call notes each agreement's sha256 as drawn
+    right after the payout."""
     from activities.documents import DocumentActivities
     from documents.store import DocumentStore
-    from tests.test_loan_api import bearer
-    from tests.test_market import _tradeable_at_once
 
-    settings = live_settings
-    renderer_free = threading.Event()
-    at_payout: dict[str, str] = {}
+    free = threading.Event()
     real = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
 
     @activity.defn(name="generate_loan_agreements")
     def generate_loan_agreements(input: LoanAgreementsInput) -> LoanAgreementsResult:
-        if not at_payout:  # (the first attempt, right after the payout)
+        if not calls:
             at_payout.update(_agreements_as_rendered_now(session_factory, settings, input.loan_id))
-        while not renderer_free.wait(1):
+        calls.append(input.loan_id)
+        while not free.wait(1):
             activity.heartbeat()
         return real.generate_loan_agreements(input)
 
+    return generate_loan_agreements, free
+
+
+def _documents_of(session_factory, loan_id: uuid.UUID) -> dict[str, str]:
+    with session_factory() as session:
+        return {d.subject_key: d.sha256 for d in session.scalars(select(Document).where(Document.loan_id == loan_id))}
+
+
+async def test_a_loan_repays_while_its_agreements_wait_for_a_renderer(
+    live_settings, dev_client, session_factory, seeded, task_queue, monkeypatch
+):
+    """The agreements render beside the repayment (patch agreements-beside-repayment): with
+    every renderer stuck from the payout on, the loan collects every installment, never
+    overdue, and pays its investors, continuing as new on the way (each run asks for the
+    agreements again); a purchase on the market is refused (409 AgreementsPending, nothing
+    moved); the loan's workflow ends only once the agreements are registered, and they are,
+    byte for byte, what the renderer would have drawn at the payout. Its history is saved
+    (RECORD_HISTORIES)."""
+    import api.workflow_calls
+    from tests.test_loan_api import bearer
+    from tests.test_market import _tradeable_at_once
+
+    settings = live_settings
+    monkeypatch.setattr(api.workflow_calls, "AGREEMENTS_WAIT_SECONDS", 2.0)  # (the purchase's wait, below)
+    calls: list[uuid.UUID] = []
+    at_payout: dict[str, str] = {}
+    stuck, renderer_free = _stuck_renderer(session_factory, settings, calls, at_payout)
     _tradeable_at_once(session_factory)
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "60000") for _ in range(2)]
     buyer = make_investor(session_factory, "10000")
     async with (
-        running_worker(dev_client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]),
+        running_worker(dev_client, settings, session_factory, task_queue, stand_ins=[stuck]),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://api") as api,
     ):
         try:
             loan = await start_loan(
-                dev_client, session_factory, task_queue, borrower, "100000.00", 4, time_scale=MONTH_PER_4_SECONDS
+                dev_client,
+                session_factory,
+                task_queue,
+                borrower,
+                "100000.00",
+                4,
+                time_scale=MONTH_PER_4_SECONDS,
+                history_events_per_run=60,  # (several runs)
             )
-            await wait_for_status(loan.handle, "funding", timeout=60)
+            latest = dev_client.get_workflow_handle(loan.handle.id, result_type=LoanSnapshot)
+            await wait_for_status(latest, "funding", timeout=60)
             for investor in investors:
-                await invest(loan.handle, investor, "50000.00")
+                await invest(latest, investor, "50000.00")
             give_money(session_factory, borrower, "20000")  # with the disbursed 97,000: every installment
-            active = await wait_for_status(loan.handle, "active", timeout=60)
+            active = await wait_for_status(latest, "active", timeout=60)
             assert active.agreements_pending
 
-            # A trade waits for the agreements: the buyer is told so, and nothing moves.
+            # A purchase waits for the agreements, then is refused: nothing moves.
             await wait_read_side_status(session_factory, loan.loan_id, "active")
             listed = await api.post(
                 "/v1/market/listings",
@@ -198,36 +233,141 @@ async def test_a_loan_repays_on_its_due_dates_while_its_agreements_wait_for_a_re
                 json={},
                 headers=bearer(settings, buyer, "investor"),
             )
-            assert bought.status_code == 409 and "agreements" in bought.json()["detail"], bought.text
+            assert bought.status_code == 409, bought.text
+            assert bought.json()["reason"] == "AgreementsPending" and "agreements" in bought.json()["detail"]
             assert balance_of(session_factory, buyer).available == D("10000.00")
+            with session_factory() as session:
+                assert session.scalars(select(MarketTrade).where(MarketTrade.loan_id == loan.loan_id)).all() == []
 
-            # Every installment collected on its due date, the renderer stuck all along.
-            repaid = await wait_for_status(loan.handle, "repaid", timeout=90)
-            assert repaid.agreements_pending and not renderer_free.is_set()
-            assert (await loan.handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            # Every installment collected, the renderer stuck all along.
+            repaid = await wait_for_status(latest, "repaid", timeout=90)
+            assert (
+                repaid.agreements_pending
+                and not renderer_free.is_set()
+                and _documents_of(session_factory, loan.loan_id) == {}
+            )
+            assert all(i.status == "paid" and i.overdue_since is None for i in repaid.installments)
             with session_factory() as session:
                 rows = session.scalars(
-                    select(RepaymentInstallment)
-                    .where(RepaymentInstallment.loan_id == loan.loan_id)
-                    .order_by(RepaymentInstallment.payment_num)
+                    select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
                 ).all()
-                assert [(r.status, r.late_fee_paid) for r in rows] == [("paid", D("0.00"))] * 4
-            # never overdue: each collected when it fell due, and the investors paid
-            assert all(i.status == "paid" and i.overdue_since is None for i in repaid.installments)
+                assert sorted((r.status, r.late_fee_paid) for r in rows) == [("paid", D("0.00"))] * 4
             assert all(balance_of(session_factory, i).available > D("60000.00") for i in investors)
-            with session_factory() as session:
-                assert (
-                    session.scalar(select(func.count()).select_from(Document).where(Document.loan_id == loan.loan_id))
-                    == 0
-                )
+            assert (await latest.describe()).run_id != loan.handle.first_execution_run_id  # it continued as new
+            assert len(calls) >= 2  # and the next run asked for the agreements again
         finally:
             renderer_free.set()
-        final = await asyncio.wait_for(loan.handle.result(), 60)
+        final = await asyncio.wait_for(latest.result(), 60)
     assert final.status == "repaid" and not final.agreements_pending
+    assert len(at_payout) == 3 and _documents_of(session_factory, loan.loan_id) == at_payout
     with session_factory() as session:
-        registered = {
-            d.subject_key: d.sha256 for d in session.scalars(select(Document).where(Document.loan_id == loan.loan_id))
-        }
-        assert len(at_payout) == 3 and registered == at_payout
         assert_books_balance(session)
     await replay_and_maybe_record(loan.handle, "loan_repaid_while_its_agreements_waited")
+
+
+async def test_a_purchase_sent_while_the_agreements_render_waits_for_them_and_settles(
+    live_settings, dev_client, session_factory, seeded, task_queue
+):
+    """The API sends a refused purchase again for a while (api/workflow_calls.py
+    AGREEMENTS_WAIT_SECONDS): agreements registered meanwhile, it settles once."""
+    from tests.test_loan_api import bearer
+    from tests.test_market import _tradeable_at_once
+
+    settings = live_settings
+    calls: list[uuid.UUID] = []
+    stuck, renderer_free = _stuck_renderer(session_factory, settings, calls, {})
+    _tradeable_at_once(session_factory)
+    borrower = make_borrower(session_factory)
+    seller, other = make_investor(session_factory, "50000"), make_investor(session_factory, "50000")
+    buyer = make_investor(session_factory, "10000")
+    async with (
+        running_worker(dev_client, settings, session_factory, task_queue, stand_ins=[stuck]),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://api") as api,
+    ):
+        try:
+            loan = await start_loan(
+                dev_client, session_factory, task_queue, borrower, "100000.00", 6, time_scale=MONTH_PER_10_SECONDS
+            )
+            await wait_for_status(loan.handle, "funding", timeout=60)
+            for investor in (seller, other):
+                await invest(loan.handle, investor, "50000.00")
+            assert (await wait_for_status(loan.handle, "active", timeout=60)).agreements_pending
+            await wait_read_side_status(session_factory, loan.loan_id, "active")
+            listed = await api.post(
+                "/v1/market/listings",
+                json={
+                    "investment_id": str(holding_of(session_factory, loan.loan_id, seller)),
+                    "principal": "5000.00",
+                    "price_percent": "100.00",
+                },
+                headers=bearer(settings, seller, "investor"),
+            )
+            assert listed.status_code == 201, listed.text
+            purchase = asyncio.create_task(
+                api.post(
+                    f"/v1/market/listings/{listed.json()['id']}/purchase",
+                    json={},
+                    headers=bearer(settings, buyer, "investor") | {"Idempotency-Key": "buy-once"},
+                )
+            )
+            await asyncio.sleep(1.5)
+            assert not purchase.done()  # waiting for the agreements
+        finally:
+            renderer_free.set()
+        bought = await asyncio.wait_for(purchase, 60)
+        assert bought.status_code == 201, bought.text
+        assert not (await loan.handle.query(LoanWorkflow.snapshot)).agreements_pending
+        await loan.handle.terminate("test over")
+    with session_factory() as session:
+        (trade,) = session.scalars(select(MarketTrade).where(MarketTrade.loan_id == loan.loan_id)).all()
+        assert (trade.buyer_id, trade.principal) == (buyer, D("5000.00"))
+    # the loan's three agreements, then the trade's assignment agreement (seller's and buyer's copies)
+    subjects = sorted(k.split(":")[0] for k in _documents_of(session_factory, loan.loan_id))
+    assert subjects == ["investment", "investment", "loan", "trade", "trade"]
+
+
+async def test_agreements_refused_for_good_are_asked_again_while_the_loan_repays(
+    time_skipping_env, session_factory, settings, seeded, task_queue
+):
+    """A refusal for good of the agreements (here: a stand-in that says the loan's facts do
+    not add up, once) neither fails the loan nor holds its collections: it repays, and the
+    agreements are asked for again an hour later, and registered. Its history is saved."""
+    from activities.documents import DocumentActivities
+    from activities.errors import business_errors_are_final
+    from core.errors import Conflict
+    from documents.store import DocumentStore
+
+    env = time_skipping_env
+    real = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
+    calls: list[str] = []
+
+    @activity.defn(name="generate_loan_agreements")
+    @business_errors_are_final
+    def generate_loan_agreements(input: LoanAgreementsInput) -> LoanAgreementsResult:
+        calls.append(activity.info().workflow_run_id)
+        if len(calls) == 1:
+            raise Conflict("the loan's facts do not add up (a test's refusal)")
+        return real.generate_loan_agreements(input)
+
+    borrower = make_borrower(session_factory)
+    investors = [make_investor(session_factory, "60000") for _ in range(2)]
+    async with running_worker(env.client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]):
+        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 3)
+        await wait_for_status(loan.handle, "funding")
+        for investor in investors:
+            await invest(loan.handle, investor, "50000.00")
+        give_money(session_factory, borrower, "20000")
+        result = await loan.handle.result()
+    assert result.status == "repaid" and not result.agreements_pending
+    assert len(calls) == 2
+    assert len(_documents_of(session_factory, loan.loan_id)) == 3
+    history = await loan.handle.fetch_history()
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        for e in history.events
+        if e.HasField("timer_started_event_attributes")
+    ]
+    assert AGREEMENTS_RETRY in timers  # asked again an hour after the refusal
+    with session_factory() as session:
+        assert_books_balance(session)
+    await replay_and_maybe_record(loan.handle, "loan_repaid_after_its_agreements_were_refused")

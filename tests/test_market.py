@@ -32,6 +32,7 @@ from tests.loan_helpers import (
     make_investor,
     replay_and_maybe_record,
     running_worker,
+    wait_for_agreements,
 )
 from tests.test_loan_api import bearer, fund_through_the_api, wait_loan_status
 
@@ -99,6 +100,7 @@ async def test_a_holding_sold_in_two_parts_mid_life_then_repaid_pays_everyone_ex
         give_money(session_factory, borrower, "10000")
         await wait_loan_status(api, loan_id, mine, "active")
         await _wait_paid(api, loan_id, mine, 1)  # mid-life: the first installment is paid
+        await wait_for_agreements(dev_client, loan_id)  # (a trade waits for them)
         sold_holding = _holding(session_factory, loan_id, seller)
         fees_after_disbursement = _fees_balance(session_factory)
 
@@ -247,7 +249,7 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
     from investing.market import create_listing
     from models.loan_workflow import LoanSnapshot, TradeRequest
     from models.users import User
-    from tests.loan_helpers import invest, start_loan, wait_for_agreements, wait_for_status
+    from tests.loan_helpers import invest, start_loan, wait_for_status
     from workflows.loan import LoanWorkflow
 
     _tradeable_at_once(session_factory)

@@ -111,8 +111,13 @@ REQUIRED_PATHS: dict[str, tuple[str, str | None, str]] = {
     "loan_repaid_while_its_agreements_waited": (
         "repaid",
         None,
-        "test_documents_queue: the renderer stuck from the payout on, every installment collected "
-        "(patch agreements-beside-repayment)",
+        "test_documents_queue: the renderer stuck from the payout on, every installment collected, "
+        "continued as new on the way (patch agreements-beside-repayment)",
+    ),
+    "loan_repaid_after_its_agreements_were_refused": (
+        "repaid",
+        None,
+        "test_documents_queue: the agreements refused for good once, asked again an hour later",
     ),
     "loan_defaulted_after_an_outage": (
         "defaulted",

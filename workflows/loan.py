@@ -100,6 +100,9 @@ DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=2)
 )
 AGREEMENTS_TIMEOUT = timedelta(minutes=15)
+# Agreements refused for good are asked for again this often (workflow time), until an
+# operator has mended what they needed; the loan repays meanwhile.
+AGREEMENTS_RETRY = timedelta(hours=1)
 # The server refuses updates past 2,000 in one run, refused ones included: a run ends before.
 UPDATES_PER_RUN_LIMIT = 1900
 # Status changes that money activities used to record themselves, recorded like every other
@@ -149,9 +152,10 @@ class LoanWorkflow:
         # Updates of a repaying loan (trades, early repayment asks) taken by this run.
         self._repaying_updates = 0
         self._waiting_for = ""
-        # The loan's agreements, rendering beside its repayment (this run's, if it paid out).
+        # The loan's agreements, rendering beside its repayment (asked for by this run), and
+        # why they were refused for good, if they were.
         self._agreements: asyncio.Task[None] | None = None
-        self._agreements_rendering = False
+        self._agreements_refused: str | None = None
         # Decided once per run, before any handler: a run of a loan started before the patch
         # keeps the old rules until it continues as new.
         self._on_borrowers_time = workflow.patched(BORROWERS_TIME)
@@ -171,9 +175,11 @@ class LoanWorkflow:
             await self._fund()  # -> funded | rejected
         if self._state.status == LoanStatus.funded:
             await self._disburse()  # -> active | rejected
+        if self._state.agreements_pending and self._agreements is None:
+            self._ask_for_agreements()  # (a run continued while they rendered)
         if self._state.status == LoanStatus.active:
             await self._repay()  # -> repaid | defaulted
-        await self._agreements_registered()  # a loan's life ends with its agreements on record
+        await self._await_agreements()  # a loan's life ends with its agreements on record
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.snapshot()
 
@@ -505,8 +511,9 @@ class LoanWorkflow:
 
     # -- disbursement ---------------------------------------------------------------------------
     async def _disburse(self) -> None:
-        """funded -> active: the money to the borrower, the agreements, the repayment clock
-        started; or rejected, every reservation released, if the payout is refused for good."""
+        """funded -> active: the money to the borrower, the repayment clock started, the
+        agreements asked for (rendering beside the repayment); or rejected, every reservation
+        released, if the payout is refused for good."""
         state = self._state
         try:
             schedule = self._fix_schedule()
@@ -519,19 +526,23 @@ class LoanWorkflow:
             return
         if workflow.patched("agreements-beside-repayment"):
             # The money is out and the schedule fixed: the agreements render on their own queue
-            # while the loan repays. A renderer's backlog or outage never holds a collection, so
-            # it never delays what investors are paid. (Their figures are fixed at the payout:
-            # the same bytes whenever they render.) Trades wait for them (_check_tradeable), and
-            # the run ends only once they are registered.
-            self._agreements_rendering = True
-            self._agreements = asyncio.create_task(self._agreements_beside_repayment())
-        elif workflow.patched("loan-agreements"):
-            await self._generate_agreements()
-            # Before the patch above, the sandbox clock started when repayment did: seconds
-            # spent rendering PDFs were months of loan time at a large scale. (At scale 1 this
-            # changes nothing.)
-            if self._input.clock_origin is None:
-                self._state.clock_origin = workflow.now()
+            # while the loan repays. A renderer's backlog, outage or refusal never holds a
+            # collection, so it never delays what investors are paid. (Their figures are fixed
+            # at the payout: the same bytes whenever they render, README "How a loan lives".)
+            # Trades wait for them (_check_tradeable), and the loan's life ends only once they
+            # are registered.
+            state.agreements_pending = True
+            self._ask_for_agreements()
+            clock_restarts = True
+        else:
+            clock_restarts = workflow.patched("loan-agreements")
+            if clock_restarts:
+                await self._generate_agreements()
+        # The sandbox clock starts when repayment does: seconds spent paying out (and, before
+        # the patch above, rendering PDFs) would be days or months of loan time at a large
+        # scale, gone before the borrower could act. (At scale 1 this changes nothing.)
+        if clock_restarts and self._input.clock_origin is None:
+            state.clock_origin = workflow.now()
         state.installments = [
             InstallmentState(payment_num=i.payment_num, due_date=i.due_date, principal=i.principal, interest=i.interest)
             for i in schedule
@@ -620,28 +631,33 @@ class LoanWorkflow:
             summary="render the loan agreements",
         )
 
+    def _ask_for_agreements(self) -> None:
+        self._agreements = asyncio.create_task(self._agreements_beside_repayment())
+        self._show_details()
+
     async def _agreements_beside_repayment(self) -> None:
-        try:
-            await self._generate_agreements()
-        except Exception:
-            self._agreements_rendering = False  # (refused for good: _agreements_failed)
-            raise
-        self._agreements_rendering = False
+        """The agreements, asked for until they are registered. Refused for good (the loan's
+        facts do not add up: documents/agreements.py), they are asked for again every
+        AGREEMENTS_RETRY, and an operator reads why in the UI; the loan repays meanwhile."""
+        while True:
+            try:
+                await self._generate_agreements()
+                break
+            except ActivityError as error:
+                cause = error.cause
+                self._agreements_refused = cause.message if isinstance(cause, ApplicationError) else str(error)
+                workflow.logger.error("the loan agreements were refused: %s", self._agreements_refused)
+                self._show_details()
+                await workflow.sleep(AGREEMENTS_RETRY, summary="ask again for the refused agreements")
+        self._agreements_refused = None
+        self._state.agreements_pending = False
         self._show_details()  # (an operator reads in the UI that they are done)
 
-    def _agreements_pending(self) -> bool:
-        return self._agreements_rendering
-
-    def _agreements_failed(self) -> bool:
-        task = self._agreements
-        return task is not None and task.done() and not task.cancelled() and task.exception() is not None
-
-    async def _agreements_registered(self) -> None:
-        """Waits for the agreements rendering beside the repayment (if this run started them);
-        raises what refused them for good, which fails the loan as it did before the patch."""
+    async def _await_agreements(self) -> None:
+        """Until the agreements this run asked for are registered."""
         if self._agreements is None:
             return
-        if self._agreements_pending():
+        if self._state.agreements_pending:
             self._show_waiting_for("the loan agreements")
         await self._agreements
 
@@ -702,30 +718,19 @@ class LoanWorkflow:
             self._show_waiting_for(f"{why}, or money in the borrower's wallet")
             try:
                 await workflow.wait_condition(
-                    lambda: (
-                        self._funds_arrived
-                        or state.status != LoanStatus.active
-                        or run_is_full()
-                        or self._agreements_failed()
-                    ),
+                    lambda: self._funds_arrived or state.status != LoanStatus.active or run_is_full(),
                     timeout=self._real_delay_until(wake),
                     timeout_summary=why,
                 )
             except TimeoutError:
                 pass
-            if self._agreements_failed():
-                await self._agreements_registered()  # (raises)
             info = workflow.info()
             if state.status == LoanStatus.active and (
                 run_is_full()
                 or info.is_continue_as_new_suggested()
                 or info.get_current_history_length() > input.history_events_per_run
             ):
-                # The next run does not know of agreements still rendering: they go first. (An
-                # early repayment may end the loan meanwhile: then there is no next run.)
-                await self._agreements_registered()
-                if state.status == LoanStatus.active:
-                    await self._continue_as_new()
+                await self._continue_as_new()  # (agreements still rendering: the next run asks again)
 
     # -- the borrower's time ----------------------------------------------------------------------
     def _time_zone(self) -> str:
@@ -1077,7 +1082,7 @@ class LoanWorkflow:
             raise _failure(TryAgain("the loan is moving to a new run; send again"))
         if self._state.status != LoanStatus.active:
             raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
-        if self._agreements_pending():
+        if self._state.agreements_pending:
             raise _failure(AgreementsPending("the loan's agreements are still being registered; send again shortly"))
         unsettled = self._unsettled()
         if any(i.status == "overdue" for i in unsettled):
@@ -1101,7 +1106,7 @@ class LoanWorkflow:
             rejection_reason=state.rejection_reason,
             loan_today=self._today() if state.clock_origin else None,
             installments=state.installments,
-            agreements_pending=self._agreements_pending(),
+            agreements_pending=state.agreements_pending,
         )
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -1135,8 +1140,15 @@ class LoanWorkflow:
             f"**{state.status}** · {input.amount:.2f} {input.terms.currency} · {input.term_months} months"
             + (f" · grade {state.grade}" if state.grade else "")
             + (f"\n\nwaiting for: {self._waiting_for}" if self._waiting_for and not state.status.is_final else "")
-            + ("\n\nthe agreements are rendering" if self._agreements_pending() else "")
+            + self._agreements_details()
         )
+
+    def _agreements_details(self) -> str:
+        if self._agreements_refused is not None:
+            return f"\n\nthe agreements were refused ({self._agreements_refused}): asked again hourly; trades wait"
+        if self._state.agreements_pending:
+            return "\n\nthe agreements are rendering; trades wait"
+        return ""
 
     def _upsert_status(self) -> None:
         if self._input.search_attributes:

@@ -214,7 +214,9 @@ async def purchase(
     """201 the trade. 409: the listing sold, cancelled or closed, your own, not enough money,
     past the 259-FZ annual limit (a purchase counts toward it), or the loan can no longer be
     traded (overdue, its last installment), more than `max_buyer_pays`, or past the product's
-    share of the loan one investor may hold (as in primary funding). 422: a part below the product's minimum. The same
+    share of the loan one investor may hold (as in primary funding), or the loan's agreements
+    still being registered after AGREEMENTS_WAIT_SECONDS of waiting for them (reason
+    AgreementsPending: send again shortly). 422: a part below the product's minimum. The same
     Idempotency-Key gives the same trade."""
     trade_id = (
         uuid.uuid5(TRADE_NAMESPACE, f"{listing_id}:{user.id}:{idempotency_key}") if idempotency_key else uuid.uuid4()
