@@ -160,8 +160,9 @@ def build_documents_worker(
 ) -> Worker:
     """The documents' worker: the loans' PDFs on their own task queue and slots, so that
     however many agreements wait for a renderer, no activity of the platform's queue waits for
-    a slot behind them. (What waits for a PDF still waits for it: a loan repays once its
-    agreements are rendered, a trade's update answers once its assignment agreement is.)
+    a slot behind them. (What waits for a PDF still waits for it: a loan's trades and the end of
+    its workflow wait for its agreements, rendering beside its repayment; a trade's update
+    answers once its assignment agreement is registered.)
     `stand_ins` as build_worker's (only those of the documents' activities apply here)."""
     documents = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     activities = _loan_documents(documents)

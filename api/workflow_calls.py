@@ -46,6 +46,7 @@ from core.errors import (
 from core.temporal_client import UNSEALED_PAYLOAD
 from domain.refusals import (
     AgreementsPending,
+    AgreementsRefused,
     EarlyRepaymentUnaffordable,
     InvalidInvestment,
     LoanNotActive,
@@ -84,6 +85,7 @@ REFUSAL_PROBLEMS: dict[str, type[PlatformError]] = {
     NotAwaitingReview.failure_type: Conflict,
     NotTradeable.failure_type: Conflict,
     AgreementsPending.failure_type: Conflict,
+    AgreementsRefused.failure_type: Conflict,
     InvalidInvestment.failure_type: InvalidRequest,
     # the early repayment's refusal, and the ledger's inside reserve_investment (the investor's answer)
     EarlyRepaymentUnaffordable.failure_type: InsufficientFunds,

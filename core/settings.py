@@ -161,9 +161,9 @@ class Settings(BaseSettings):
     # replayed at every task of that instant. README's row gives the measured figures.
     WORKER_MAX_CACHED_WORKFLOWS: int = Field(default=250, ge=0, le=100_000)
     # Processes a worker renders its PDFs in (CPU-bound: in the worker's own process they would
-    # hold its GIL). A loan repays once its agreements are rendered, so after a burst of payouts
-    # the loans wait for their PDFs: make bench's lifecycle gives when the last of 100 loans paid
-    # out within seconds of each other began repaying (bench/results-platform.md, with two).
+    # hold its GIL). A loan repays while its agreements render (its trades wait for them): make
+    # bench's lifecycle gives when the last agreement of 100 loans paid out within seconds of
+    # each other was registered (bench/results-platform.md, with two).
     # Each takes a document thread and a database connection (worker.py sizes its pool).
     WORKER_DOCUMENT_RENDERERS: int = Field(default=2, ge=1, le=16)
     EMBEDDED_POSTGRES_PORT: int = 55432

@@ -1,7 +1,9 @@
 """Loan agreements: one per investment (the investor's share of the schedule) and one for
 the borrower (the full schedule), generated once the loan is disbursed and its schedule
-fixed. "Generated at" is the disbursement time, a business fact: regenerating an agreement
-gives the same bytes.
+fixed, while it repays (so possibly after collections, an early repayment or a default: hence
+the investments' statuses below). Their context is facts fixed at the payout; "generated at"
+is the disbursement time: regenerating an agreement gives the same bytes, with the same
+templates, renderer and settings (README "How a loan lives").
 
 An investment agreement is read by both its parties, so it names each by role and pseudonym
 (core/pseudonyms.py), not by email or id: the borrower has no need to know who the investor

@@ -80,6 +80,11 @@ class AgreementsPending(LoanRefusal):
     The same request succeeds once they are registered (seconds, with a renderer free)."""
 
 
+class AgreementsRefused(LoanRefusal):
+    """A secondary-market trade of a loan whose agreements were refused for good (the loan's
+    facts do not add up): no trade until an operator has mended what they need."""
+
+
 REFUSALS: dict[str, type[LoanRefusal]] = {
     cls.failure_type: cls
     for cls in (
@@ -92,5 +97,6 @@ REFUSALS: dict[str, type[LoanRefusal]] = {
         EarlyRepaymentUnaffordable,
         NotTradeable,
         AgreementsPending,
+        AgreementsRefused,
     )
 }

@@ -13,15 +13,20 @@ import asyncio
 import hashlib
 import threading
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import select
 from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from api.main import create_app
+from domain.refusals import AgreementsRefused
 from models.documents_io import LoanAgreementsInput, LoanAgreementsResult, documents_task_queue
-from models.loan_workflow import LoanSnapshot
+from models.loan_workflow import LoanSnapshot, TradeRequest
 from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.market import MarketTrade
 from models.records import Document
@@ -94,7 +99,8 @@ async def test_agreements_waiting_for_a_renderer_hold_up_no_investment(
     assert set(asked_on) == {documents_task_queue(task_queue)}
 
 
-MONTH_PER_4_SECONDS = 2_592_000 // 4
+MONTH_PER_5_SECONDS = 2_592_000 // 5
+MONTH_PER_30_MINUTES = 2_592_000 // 1800
 MONTH_PER_10_SECONDS = 2_592_000 // 10
 
 
@@ -143,7 +149,7 @@ async def wait_read_side_status(session_factory, loan_id: uuid.UUID, status: str
         await asyncio.sleep(0.05)
 
 
-def _stuck_renderer(session_factory, settings, calls: list[uuid.UUID], at_payout: dict[str, str]):
+def _stuck_renderer(session_factory, settings, calls: list[str], at_payout: dict[str, str]):
     """A stand-in for generate_loan_agreements that waits until its event is set, then
     renders and registers for real. Its first call notes each agreement's sha256 as drawn
     right after the payout."""
@@ -157,7 +163,7 @@ def _stuck_renderer(session_factory, settings, calls: list[uuid.UUID], at_payout
     def generate_loan_agreements(input: LoanAgreementsInput) -> LoanAgreementsResult:
         if not calls:
             at_payout.update(_agreements_as_rendered_now(session_factory, settings, input.loan_id))
-        calls.append(input.loan_id)
+        calls.append(activity.info().workflow_run_id)
         while not free.wait(1):
             activity.heartbeat()
         return real.generate_loan_agreements(input)
@@ -186,7 +192,7 @@ async def test_a_loan_repays_while_its_agreements_wait_for_a_renderer(
 
     settings = live_settings
     monkeypatch.setattr(api.workflow_calls, "AGREEMENTS_WAIT_SECONDS", 2.0)  # (the purchase's wait, below)
-    calls: list[uuid.UUID] = []
+    calls: list[str] = []
     at_payout: dict[str, str] = {}
     stuck, renderer_free = _stuck_renderer(session_factory, settings, calls, at_payout)
     _tradeable_at_once(session_factory)
@@ -204,8 +210,8 @@ async def test_a_loan_repays_while_its_agreements_wait_for_a_renderer(
                 task_queue,
                 borrower,
                 "100000.00",
-                4,
-                time_scale=MONTH_PER_4_SECONDS,
+                6,
+                time_scale=MONTH_PER_5_SECONDS,
                 history_events_per_run=60,  # (several runs)
             )
             latest = dev_client.get_workflow_handle(loan.handle.id, result_type=LoanSnapshot)
@@ -251,10 +257,10 @@ async def test_a_loan_repays_while_its_agreements_wait_for_a_renderer(
                 rows = session.scalars(
                     select(RepaymentInstallment).where(RepaymentInstallment.loan_id == loan.loan_id)
                 ).all()
-                assert sorted((r.status, r.late_fee_paid) for r in rows) == [("paid", D("0.00"))] * 4
+                assert sorted((r.status, r.late_fee_paid) for r in rows) == [("paid", D("0.00"))] * 6
             assert all(balance_of(session_factory, i).available > D("60000.00") for i in investors)
             assert (await latest.describe()).run_id != loan.handle.first_execution_run_id  # it continued as new
-            assert len(calls) >= 2  # and the next run asked for the agreements again
+            assert len(set(calls)) >= 2  # and a later run asked for the agreements again
         finally:
             renderer_free.set()
         final = await asyncio.wait_for(latest.result(), 60)
@@ -266,15 +272,17 @@ async def test_a_loan_repays_while_its_agreements_wait_for_a_renderer(
 
 
 async def test_a_purchase_sent_while_the_agreements_render_waits_for_them_and_settles(
-    live_settings, dev_client, session_factory, seeded, task_queue
+    live_settings, dev_client, session_factory, seeded, task_queue, monkeypatch
 ):
     """The API sends a refused purchase again for a while (api/workflow_calls.py
-    AGREEMENTS_WAIT_SECONDS): agreements registered meanwhile, it settles once."""
+    AGREEMENTS_WAIT_SECONDS): agreements registered meanwhile, it settles once, after them."""
+    import api.workflow_calls
     from tests.test_loan_api import bearer
     from tests.test_market import _tradeable_at_once
 
     settings = live_settings
-    calls: list[uuid.UUID] = []
+    monkeypatch.setattr(api.workflow_calls, "AGREEMENTS_WAIT_SECONDS", 60.0)  # (room for three real renders)
+    calls: list[str] = []
     stuck, renderer_free = _stuck_renderer(session_factory, settings, calls, {})
     _tradeable_at_once(session_factory)
     borrower = make_borrower(session_factory)
@@ -321,6 +329,12 @@ async def test_a_purchase_sent_while_the_agreements_render_waits_for_them_and_se
     with session_factory() as session:
         (trade,) = session.scalars(select(MarketTrade).where(MarketTrade.loan_id == loan.loan_id)).all()
         assert (trade.buyer_id, trade.principal) == (buyer, D("5000.00"))
+        agreements = session.scalars(
+            select(Document.created_at).where(
+                Document.loan_id == loan.loan_id, Document.subject_key.not_like("trade:%")
+            )
+        ).all()
+        assert len(agreements) == 3 and trade.traded_at >= max(agreements)  # settled after them
     # the loan's three agreements, then the trade's assignment agreement (seller's and buyer's copies)
     subjects = sorted(k.split(":")[0] for k in _documents_of(session_factory, loan.loan_id))
     assert subjects == ["investment", "investment", "loan", "trade", "trade"]
@@ -330,8 +344,10 @@ async def test_agreements_refused_for_good_are_asked_again_while_the_loan_repays
     time_skipping_env, session_factory, settings, seeded, task_queue
 ):
     """A refusal for good of the agreements (here: a stand-in that says the loan's facts do
-    not add up, once) neither fails the loan nor holds its collections: it repays, and the
-    agreements are asked for again an hour later, and registered. Its history is saved."""
+    not add up, once) neither fails the loan nor holds its collections: the first installment
+    is collected before they are asked for again an hour later (a month is 30 minutes here),
+    a trade meanwhile is refused (AgreementsRefused), and they are then registered and the
+    loan repays. Its history is saved (RECORD_HISTORIES)."""
     from activities.documents import DocumentActivities
     from activities.errors import business_errors_are_final
     from core.errors import Conflict
@@ -340,6 +356,7 @@ async def test_agreements_refused_for_good_are_asked_again_while_the_loan_repays
     env = time_skipping_env
     real = DocumentActivities(session_factory, DocumentStore(settings.documents_dir), settings)
     calls: list[str] = []
+    asked_again, go_on = threading.Event(), threading.Event()
 
     @activity.defn(name="generate_loan_agreements")
     @business_errors_are_final
@@ -347,27 +364,65 @@ async def test_agreements_refused_for_good_are_asked_again_while_the_loan_repays
         calls.append(activity.info().workflow_run_id)
         if len(calls) == 1:
             raise Conflict("the loan's facts do not add up (a test's refusal)")
+        asked_again.set()  # (time stands still on this server while an activity runs)
+        assert go_on.wait(60), "the test never let the renderer go on"
         return real.generate_loan_agreements(input)
 
     borrower = make_borrower(session_factory)
     investors = [make_investor(session_factory, "60000") for _ in range(2)]
     async with running_worker(env.client, settings, session_factory, task_queue, stand_ins=[generate_loan_agreements]):
-        loan = await start_loan(env.client, session_factory, task_queue, borrower, "100000.00", 3)
-        await wait_for_status(loan.handle, "funding")
-        for investor in investors:
-            await invest(loan.handle, investor, "50000.00")
-        give_money(session_factory, borrower, "20000")
-        result = await loan.handle.result()
+        try:
+            loan = await start_loan(
+                env.client, session_factory, task_queue, borrower, "100000.00", 3, time_scale=MONTH_PER_30_MINUTES
+            )
+            await wait_for_status(loan.handle, "funding")
+            for investor in investors:
+                await invest(loan.handle, investor, "50000.00")
+            give_money(session_factory, borrower, "20000")
+            # (this server skips time only while someone waits for a result)
+            ending = asyncio.create_task(loan.handle.result())
+            assert await asyncio.to_thread(asked_again.wait, 60)
+            asked = await loan.handle.query(LoanWorkflow.snapshot)
+            assert asked.status == "active" and asked.agreements_pending
+            assert asked.installments[0].status == "paid"  # collected meanwhile: not held
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await loan.handle.execute_update(
+                    LoanWorkflow.trade,
+                    TradeRequest(
+                        trade_id=uuid.uuid4(),
+                        listing_id=uuid.uuid4(),
+                        buyer_id=investors[0],
+                        principal=D("1000.00"),
+                        loan_id=loan.loan_id,
+                    ),
+                )
+            assert isinstance(refused.value.cause, ApplicationError)
+            assert refused.value.cause.type == AgreementsRefused.failure_type
+        finally:
+            go_on.set()
+        result = await asyncio.wait_for(ending, 60)
     assert result.status == "repaid" and not result.agreements_pending
-    assert len(calls) == 2
-    assert len(_documents_of(session_factory, loan.loan_id)) == 3
-    history = await loan.handle.fetch_history()
-    timers = [
-        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
-        for e in history.events
-        if e.HasField("timer_started_event_attributes")
-    ]
-    assert AGREEMENTS_RETRY in timers  # asked again an hour after the refusal
+    assert len(calls) == 2 and len(_documents_of(session_factory, loan.loan_id)) == 3
+    # From the history: refused, then an installment collected, then asked again an hour later.
+    events = (await loan.handle.fetch_history()).events
+    scheduled: dict[int, str] = {}
+    steps: list[tuple[str, str, datetime]] = []
+    for event in events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[event.event_id] = name
+            steps.append(("scheduled", name, event.event_time.ToDatetime()))
+        for kind in ("completed", "failed"):
+            field = f"activity_task_{kind}_event_attributes"
+            if event.HasField(field):
+                name = scheduled[getattr(event, field).scheduled_event_id]
+                steps.append((kind, name, event.event_time.ToDatetime()))
+    agreements = [(kind, at) for kind, name, at in steps if name == "generate_loan_agreements"]
+    assert [kind for kind, _ in agreements] == ["scheduled", "failed", "scheduled", "completed"]
+    failed_at, asked_again_at = agreements[1][1], agreements[2][1]
+    assert asked_again_at - failed_at >= AGREEMENTS_RETRY
+    collected = [at for kind, name, at in steps if (kind, name) == ("completed", "collect_installments")]
+    assert any(failed_at < at < asked_again_at for at in collected)
     with session_factory() as session:
         assert_books_balance(session)
     await replay_and_maybe_record(loan.handle, "loan_repaid_after_its_agreements_were_refused")

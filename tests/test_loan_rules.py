@@ -63,6 +63,7 @@ def test_refusals_keep_the_types_loan_histories_carry():
         "InsufficientFunds",
         "NotTradeable",  # (the secondary market's trade update)
         "AgreementsPending",  # (the trade update, while the agreements render beside the repayment)
+        "AgreementsRefused",  # (the trade update, while the agreements are refused for good)
     }
 
 

@@ -19,6 +19,11 @@ The borrower's time (patch borrowers-time; README "How a loan lives"): an instal
 overdue only once a collection attempt after its due day ended found the wallet short, and
 from that attempt on; a loan defaults only right after an attempt to collect everything due
 failed, once an installment has stayed overdue that long; late fees stop when money arrives.
+
+The agreements (patch agreements-beside-repayment): asked for right after the payout, they
+render beside the repayment (a task of the run, carried across continue-as-new by
+`agreements_pending`); trades wait for them, and a loan's workflow ends, repaid or defaulted,
+only once they are registered.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -47,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import ZERO, round_money
     from domain.refusals import (
         AgreementsPending,
+        AgreementsRefused,
         EarlyRepaymentUnaffordable,
         InvalidInvestment,
         LoanNotActive,
@@ -100,9 +106,11 @@ DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=2)
 )
 AGREEMENTS_TIMEOUT = timedelta(minutes=15)
-# Agreements refused for good are asked for again this often (workflow time), until an
-# operator has mended what they needed; the loan repays meanwhile.
+# Agreements refused for good are asked for again after this (workflow time), then twice as
+# long each time up to a day, until an operator has mended what they need; the loan repays
+# meanwhile. (Backing off keeps a long refusal's history small: a few events a day.)
 AGREEMENTS_RETRY = timedelta(hours=1)
+AGREEMENTS_RETRY_MAX = timedelta(days=1)
 # The server refuses updates past 2,000 in one run, refused ones included: a run ends before.
 UPDATES_PER_RUN_LIMIT = 1900
 # Status changes that money activities used to record themselves, recorded like every other
@@ -637,18 +645,23 @@ class LoanWorkflow:
 
     async def _agreements_beside_repayment(self) -> None:
         """The agreements, asked for until they are registered. Refused for good (the loan's
-        facts do not add up: documents/agreements.py), they are asked for again every
-        AGREEMENTS_RETRY, and an operator reads why in the UI; the loan repays meanwhile."""
+        facts do not add up: documents/agreements.py), they are asked for again after
+        AGREEMENTS_RETRY, backing off to AGREEMENTS_RETRY_MAX, and an operator reads why in the
+        UI and the worker's log; the loan repays meanwhile."""
+        retry = AGREEMENTS_RETRY
         while True:
             try:
                 await self._generate_agreements()
                 break
             except ActivityError as error:
                 cause = error.cause
+                if isinstance(cause, CancelledError):
+                    raise  # (the workflow is being cancelled: not a refusal)
                 self._agreements_refused = cause.message if isinstance(cause, ApplicationError) else str(error)
                 workflow.logger.error("the loan agreements were refused: %s", self._agreements_refused)
                 self._show_details()
-                await workflow.sleep(AGREEMENTS_RETRY, summary="ask again for the refused agreements")
+                await workflow.sleep(retry, summary="ask again for the refused agreements")
+                retry = min(retry * 2, AGREEMENTS_RETRY_MAX)
         self._agreements_refused = None
         self._state.agreements_pending = False
         self._show_details()  # (an operator reads in the UI that they are done)
@@ -1082,6 +1095,13 @@ class LoanWorkflow:
             raise _failure(TryAgain("the loan is moving to a new run; send again"))
         if self._state.status != LoanStatus.active:
             raise _failure(LoanNotActive(f"the loan is {self._state.status}, not active"))
+        if self._agreements_refused is not None:
+            raise _failure(
+                AgreementsRefused(
+                    f"the loan's agreements were refused ({self._agreements_refused}): "
+                    "no trade until an operator has mended them"
+                )
+            )
         if self._state.agreements_pending:
             raise _failure(AgreementsPending("the loan's agreements are still being registered; send again shortly"))
         unsettled = self._unsettled()
@@ -1144,10 +1164,16 @@ class LoanWorkflow:
         )
 
     def _agreements_details(self) -> str:
+        """What an operator reads of the agreements in the UI, whatever the loan's status (a
+        repaid loan's workflow still waits for them)."""
+        trades = "; trades wait" if self._state.status == LoanStatus.active else ""
         if self._agreements_refused is not None:
-            return f"\n\nthe agreements were refused ({self._agreements_refused}): asked again hourly; trades wait"
+            return (
+                f"\n\nthe agreements were refused ({self._agreements_refused}): asked again after an hour, "
+                f"backing off to a day{trades}"
+            )
         if self._state.agreements_pending:
-            return "\n\nthe agreements are rendering; trades wait"
+            return f"\n\nthe agreements are rendering{trades}"
         return ""
 
     def _upsert_status(self) -> None:
