@@ -118,7 +118,10 @@ async def test_worker_killed_right_after_a_money_activity_commits(
     # The first attempt's transaction is in the ledger; Temporal never heard of it.
     assert _transactions(session_factory, loan.loan_id, kind) == 1
     pending = (await loan.handle.describe()).raw_description.pending_activities
-    assert [p.activity_type.name for p in pending] == [activity_name]
+    names = [p.activity_type.name for p in pending]
+    # (and, after the payout, maybe the agreements: they render beside the repayment)
+    beside = {"generate_loan_agreements"} if activity_name == "collect_installments" else set()
+    assert names.count(activity_name) == 1 and set(names) <= {activity_name, *beside}, names
 
     async with running_worker(dev_client, settings, session_factory, task_queue):
         if activity_name == "disburse_loan":
