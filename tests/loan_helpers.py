@@ -19,7 +19,7 @@ from ledger.cash import confirm_deposit, request_deposit
 from ledger.wallets import wallet_balance
 from loans.requests import create_loan_request, workflow_input
 from models.loan_workflow import InvestmentAccepted, InvestmentRequest, LoanSnapshot
-from models.loans import Investment, RepaymentInstallment
+from models.loans import Investment, LoanRequest, RepaymentInstallment
 from models.users import BorrowerProfile
 from tests.ledger_helpers import new_user
 from workflows.loan import LoanWorkflow
@@ -151,6 +151,21 @@ async def wait_for_agreements(client: Client, loan_id: uuid.UUID | str, timeout:
     deadline = loop.time() + timeout
     while (await handle.query(LoanWorkflow.snapshot)).agreements_pending:
         assert loop.time() < deadline, "the loan's agreements were never registered"
+        await asyncio.sleep(0.05)
+
+
+async def wait_read_side_status(
+    factory: sessionmaker[Session], loan_id: uuid.UUID, status: str, timeout: float = 30
+) -> None:
+    """The workflow records a status by an activity just after it takes it: the market reads
+    the record, as a seller would see it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        with factory() as session:
+            if session.get_one(LoanRequest, loan_id).status == status:
+                return
+        assert loop.time() < deadline, f"the read side never recorded the loan {status}"
         await asyncio.sleep(0.05)
 
 

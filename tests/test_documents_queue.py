@@ -27,7 +27,7 @@ from api.main import create_app
 from domain.refusals import AgreementsRefused
 from models.documents_io import LoanAgreementsInput, LoanAgreementsResult, documents_task_queue
 from models.loan_workflow import LoanSnapshot, TradeRequest
-from models.loans import Investment, LoanRequest, RepaymentInstallment
+from models.loans import RepaymentInstallment
 from models.market import MarketTrade
 from models.records import Document
 from models.users import User
@@ -43,6 +43,7 @@ from tests.loan_helpers import (
     start_loan,
     wait_for_agreements,
     wait_for_status,
+    wait_read_side_status,
 )
 from workflows.loan import AGREEMENTS_RETRY, LoanWorkflow
 
@@ -130,23 +131,24 @@ def _agreements_as_rendered_now(session_factory, settings, loan_id: uuid.UUID) -
     return {subject: hashlib.sha256(content).hexdigest() for subject, content in drawn.items()}
 
 
-def holding_of(session_factory, loan_id: uuid.UUID, investor: uuid.UUID) -> uuid.UUID:
-    with session_factory() as session:
-        return session.scalars(
-            select(Investment.id).where(Investment.loan_id == loan_id, Investment.investor_id == investor)
-        ).one()
+async def _list_5000_at_par(api: httpx.AsyncClient, settings, session_factory, loan_id: uuid.UUID, seller) -> str:
+    """The seller lists 5,000.00 of its holding at par through the API, once the read side
+    says the loan is active (what the market reads); the listing's id."""
+    from tests.test_loan_api import bearer
+    from tests.test_market import _holding
 
-
-async def wait_read_side_status(session_factory, loan_id: uuid.UUID, status: str, timeout: float = 30) -> None:
-    """The workflow records a status by an activity just after it takes it: the market reads that."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        with session_factory() as session:
-            if session.get_one(LoanRequest, loan_id).status == status:
-                return
-        assert loop.time() < deadline, f"the read side never recorded the loan {status}"
-        await asyncio.sleep(0.05)
+    await wait_read_side_status(session_factory, loan_id, "active")
+    listed = await api.post(
+        "/v1/market/listings",
+        json={
+            "investment_id": str(_holding(session_factory, str(loan_id), seller).id),
+            "principal": "5000.00",
+            "price_percent": "100.00",
+        },
+        headers=bearer(settings, seller, "investor"),
+    )
+    assert listed.status_code == 201, listed.text
+    return listed.json()["id"]
 
 
 def _stuck_renderer(session_factory, settings, calls: list[str], at_payout: dict[str, str]):
@@ -223,19 +225,9 @@ async def test_a_loan_repays_while_its_agreements_wait_for_a_renderer(
             assert active.agreements_pending
 
             # A purchase waits for the agreements, then is refused: nothing moves.
-            await wait_read_side_status(session_factory, loan.loan_id, "active")
-            listed = await api.post(
-                "/v1/market/listings",
-                json={
-                    "investment_id": str(holding_of(session_factory, loan.loan_id, investors[0])),
-                    "principal": "5000.00",
-                    "price_percent": "100.00",
-                },
-                headers=bearer(settings, investors[0], "investor"),
-            )
-            assert listed.status_code == 201, listed.text
+            listing_id = await _list_5000_at_par(api, settings, session_factory, loan.loan_id, investors[0])
             bought = await api.post(
-                f"/v1/market/listings/{listed.json()['id']}/purchase",
+                f"/v1/market/listings/{listing_id}/purchase",
                 json={},
                 headers=bearer(settings, buyer, "investor"),
             )
@@ -300,20 +292,10 @@ async def test_a_purchase_sent_while_the_agreements_render_waits_for_them_and_se
             for investor in (seller, other):
                 await invest(loan.handle, investor, "50000.00")
             assert (await wait_for_status(loan.handle, "active", timeout=60)).agreements_pending
-            await wait_read_side_status(session_factory, loan.loan_id, "active")
-            listed = await api.post(
-                "/v1/market/listings",
-                json={
-                    "investment_id": str(holding_of(session_factory, loan.loan_id, seller)),
-                    "principal": "5000.00",
-                    "price_percent": "100.00",
-                },
-                headers=bearer(settings, seller, "investor"),
-            )
-            assert listed.status_code == 201, listed.text
+            listing_id = await _list_5000_at_par(api, settings, session_factory, loan.loan_id, seller)
             purchase = asyncio.create_task(
                 api.post(
-                    f"/v1/market/listings/{listed.json()['id']}/purchase",
+                    f"/v1/market/listings/{listing_id}/purchase",
                     json={},
                     headers=bearer(settings, buyer, "investor") | {"Idempotency-Key": "buy-once"},
                 )

@@ -20,7 +20,7 @@ from documents.assignments import ASSIGNMENT_AGREEMENT
 from documents.render import _money
 from documents.store import DocumentStore
 from ledger.accounts import platform_account
-from models.loans import Investment, InvestmentInstallment, LoanRequest
+from models.loans import Investment, InvestmentInstallment
 from models.market import MarketListing, MarketTrade
 from models.records import Document
 from products.service import change_product, current_product, terms_of
@@ -249,7 +249,7 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
     from investing.market import create_listing
     from models.loan_workflow import LoanSnapshot, TradeRequest
     from models.users import User
-    from tests.loan_helpers import invest, start_loan, wait_for_status
+    from tests.loan_helpers import invest, start_loan, wait_for_status, wait_read_side_status
     from workflows.loan import LoanWorkflow
 
     _tradeable_at_once(session_factory)
@@ -275,15 +275,7 @@ async def test_trades_past_a_runs_budget_continue_the_loan_as_new_and_it_repays_
         await wait_for_status(latest, "active", timeout=60)
         # (the two investments were the funding phase's budget; the repaying phase has its own)
         loop = asyncio.get_running_loop()
-        # The market reads the read side, which the workflow records by an activity just after
-        # its state turns active: wait for the record, as a seller would see it.
-        deadline = loop.time() + 30
-        while True:
-            with session_factory() as session:
-                if session.get_one(LoanRequest, loan.loan_id).status == "active":
-                    break
-            assert loop.time() < deadline, "the read side recorded the loan active"
-            await asyncio.sleep(0.05)
+        await wait_read_side_status(session_factory, loan.loan_id, "active")  # (what the market reads)
         await wait_for_agreements(dev_client, loan.loan_id)  # (a trade waits for them)
         holding = _holding(session_factory, str(loan.loan_id), seller)
         with unit_of_work(session_factory) as session:
